@@ -1,0 +1,148 @@
+//! The sans-I/O seam every frontend implements and every driver runs.
+//!
+//! A [`Codec`] turns bytes into frames and back; a [`Channel`] is the per-connection (or per-peer)
+//! protocol state machine. Neither touches a socket or a clock: the driver passes `now` in, asks
+//! [`Channel::poll_timeout`] for the next deadline, and carries out what the channel wrote into
+//! its [`Outbox`]. Tests drive channels with a fake clock and no network.
+
+use std::time::Instant;
+
+use bytes::BytesMut;
+
+use crate::conn::KickReason;
+
+/// Error from encoding a frame: the frame cannot be represented on the wire.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("cannot encode {frame}: {why}")]
+pub struct EncodeError {
+    /// Which frame.
+    pub frame: &'static str,
+    /// What is wrong with it.
+    pub why: &'static str,
+}
+
+/// Incremental, pure framing of one protocol.
+pub trait Codec: Send + 'static {
+    /// The wire unit.
+    type Frame;
+    /// A malformed frame; carries the wire code it maps to so the channel can answer it.
+    type Error: std::error::Error + Send + 'static;
+
+    /// Decodes one frame from the front of `src`, consuming its bytes. `Ok(None)` means more
+    /// bytes are needed and leaves `src` untouched. After an error the stream is unusable.
+    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Self::Frame>, Self::Error>;
+
+    /// Appends the wire form of `frame` to `dst`.
+    fn encode(&mut self, frame: &Self::Frame, dst: &mut BytesMut) -> Result<(), EncodeError>;
+}
+
+/// Why a channel wants its connection closed (for logs and metrics; the protocol-level reply,
+/// if any, has already been queued as a frame).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CloseReason {
+    /// The client asked to disconnect.
+    ClientDisconnect,
+    /// The client broke the protocol; the text says how.
+    ProtocolViolation(String),
+    /// Authentication or authorization refused the client.
+    NotAuthorized,
+    /// No packet within the keep-alive window (or the connect timeout).
+    KeepAliveTimeout,
+    /// Another connection took the session over, an operator kicked it, or the server stops.
+    Kicked(KickReason),
+}
+
+/// What a channel asks its driver to do, in order.
+#[derive(Debug)]
+pub enum Output<F> {
+    /// Encode and send this frame.
+    Send(F),
+    /// Flush what was sent so far, then close the connection.
+    Close(CloseReason),
+}
+
+/// The list of outputs a channel call produced. The driver drains it after each call.
+#[derive(Debug)]
+pub struct Outbox<F> {
+    items: Vec<Output<F>>,
+}
+
+impl<F> Default for Outbox<F> {
+    fn default() -> Self {
+        Outbox { items: Vec::new() }
+    }
+}
+
+impl<F> Outbox<F> {
+    /// An empty outbox.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Queues a frame to send.
+    pub fn send(&mut self, frame: F) {
+        self.items.push(Output::Send(frame));
+    }
+
+    /// Queues a close after everything queued so far.
+    pub fn close(&mut self, reason: CloseReason) {
+        self.items.push(Output::Close(reason));
+    }
+
+    /// True when nothing is queued.
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    /// Number of queued outputs.
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    /// Takes every queued output, in order.
+    pub fn drain(&mut self) -> std::vec::Drain<'_, Output<F>> {
+        self.items.drain(..)
+    }
+
+    /// True when a close has been queued.
+    pub fn is_closing(&self) -> bool {
+        self.items.iter().any(|o| matches!(o, Output::Close(_)))
+    }
+}
+
+/// The per-connection protocol state machine of a stream frontend.
+///
+/// Calls never block and never await. The driver calls:
+/// - [`handle_in`](Channel::handle_in) for each decoded frame (or the decode error, once);
+/// - [`handle_deliver`](Channel::handle_deliver) when the broker signalled pending deliveries;
+/// - [`handle_timeout`](Channel::handle_timeout) once `now` reaches [`poll_timeout`](Channel::poll_timeout);
+/// - [`handle_kick`](Channel::handle_kick) when the broker asks the connection to end;
+/// - [`handle_closed`](Channel::handle_closed) exactly once when the connection is gone, for
+///   whatever reason, so the channel can publish a will and detach its session.
+pub trait Channel: Send + 'static {
+    /// The codec whose frames this channel consumes and produces.
+    type Codec: Codec;
+
+    /// A decoded frame arrived.
+    fn handle_in(&mut self, frame: <Self::Codec as Codec>::Frame, now: Instant, out: &mut Outbox<<Self::Codec as Codec>::Frame>);
+
+    /// The byte stream could not be decoded. The channel answers (e.g. MQTT 5 DISCONNECT 0x81)
+    /// and must queue a close.
+    fn handle_decode_error(&mut self, error: <Self::Codec as Codec>::Error, now: Instant, out: &mut Outbox<<Self::Codec as Codec>::Frame>);
+
+    /// The broker queued deliveries for this connection's session.
+    fn handle_deliver(&mut self, now: Instant, out: &mut Outbox<<Self::Codec as Codec>::Frame>);
+
+    /// `now` has reached the deadline from [`poll_timeout`](Channel::poll_timeout).
+    fn handle_timeout(&mut self, now: Instant, out: &mut Outbox<<Self::Codec as Codec>::Frame>);
+
+    /// The next instant at which [`handle_timeout`](Channel::handle_timeout) must run.
+    fn poll_timeout(&self) -> Option<Instant>;
+
+    /// The broker wants this connection to end (takeover, admin kick, shutdown).
+    fn handle_kick(&mut self, reason: KickReason, now: Instant, out: &mut Outbox<<Self::Codec as Codec>::Frame>);
+
+    /// The connection is gone. If the channel did not queue the close itself, the loss is
+    /// abnormal (reset, EOF, I/O error) and, e.g., an MQTT will is due.
+    fn handle_closed(&mut self, now: Instant);
+}

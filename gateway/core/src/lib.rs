@@ -1,0 +1,26 @@
+//! Portico's protocol-neutral core.
+//!
+//! Every frontend (MQTT, MQTT-SN, CoAP, LwM2M, STOMP) translates its wire protocol into the types
+//! of this crate and reaches the broker only through [`Ctx`]. The core owns no sockets and no
+//! disk: drivers in `portico-transport` do I/O, and the [`store::Store`] trait hides persistence.
+//!
+//! # Layout
+//! - [`message`]: [`Message`], [`QoS`], message ids and MQTT 5 message properties.
+//! - [`topic`]: topic name and filter validation, matching, shared-subscription parsing.
+//! - [`router`]: the subscription index (exact map + wildcard trie) and fan-out.
+//! - [`session`]: session state that outlives a connection (subscriptions, queue, inflight).
+//! - [`broker`]: the broker itself: session registry, retained messages, wills, expiry.
+//! - [`ctx`]: [`Ctx`], the only door from a channel into the broker.
+//! - [`channel`]: the sans-I/O [`channel::Channel`] and [`channel::Codec`] traits drivers run.
+//! - [`conn`]: the per-connection handle through which the broker wakes and kicks connections.
+//! - [`auth`]: authentication and authorization traits.
+//! - [`store`]: the persistence trait and its in-memory implementation.
+//! - [`metrics`]: counters.
+
+pub mod channel;
+pub mod conn;
+pub mod message;
+pub mod topic;
+
+pub use message::{Message, MessageId, MessageProperties, QoS};
+pub use topic::{TopicFilter, TopicName};

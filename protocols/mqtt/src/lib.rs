@@ -1,0 +1,20 @@
+//! MQTT 3.1, 3.1.1 and 5.0 for Portico.
+//!
+//! # Layout
+//! - [`packet`]: every control packet as plain data, one set of types for all three versions.
+//! - [`reason`]: 5.0 reason codes and the 3.x CONNACK return-code mapping.
+//! - [`codec`]: the strict, incremental encoder/decoder ([`MqttCodec`]); the version is read from
+//!   CONNECT, never chosen by port.
+//! - [`error`]: [`DecodeError`], each variant tagged with the rule it enforces and the reason code
+//!   it maps to.
+//! - `channel`: the sans-I/O connection state machine on top of `portico-core`'s `Ctx`.
+
+pub mod codec;
+pub mod error;
+pub mod packet;
+pub mod reason;
+
+pub use codec::MqttCodec;
+pub use error::DecodeError;
+pub use packet::*;
+pub use reason::ReasonCode;
