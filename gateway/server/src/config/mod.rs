@@ -1,0 +1,1 @@
+//! Configuration: `etc/portico.toml` plus `PORTICO_*` environment overrides (being written).

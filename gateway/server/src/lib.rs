@@ -1,0 +1,3 @@
+//! The Portico gateway: configuration loading, wiring of frontends and listeners.
+
+pub mod config;

@@ -1,0 +1,2 @@
+//! The `portico` binary (being written).
+fn main() {}
