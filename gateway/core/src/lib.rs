@@ -15,12 +15,24 @@
 //! - [`conn`]: the per-connection handle through which the broker wakes and kicks connections.
 //! - [`auth`]: authentication and authorization traits.
 //! - [`store`]: the persistence trait and its in-memory implementation.
-//! - [`metrics`]: counters.
+//! - [`metrics`]: the broker-wide counters.
+//!
+//! And [`wake`]: deferred, batched wake-ups of subscriber connections.
 
+pub mod auth;
+pub mod broker;
 pub mod channel;
 pub mod conn;
+pub mod ctx;
 pub mod message;
+pub mod metrics;
+pub mod router;
+pub mod session;
+pub mod store;
 pub mod topic;
+pub mod wake;
 
+pub use broker::{Broker, BrokerConfig};
+pub use ctx::Ctx;
 pub use message::{Message, MessageId, MessageProperties, QoS};
 pub use topic::{TopicFilter, TopicName};

@@ -1,0 +1,75 @@
+//! Broker-wide counters (EMQX metric names in the docs). Plain relaxed atomics: cheap enough to
+//! bump on the hot path, read by the management plane and `$SYS` publisher later.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+macro_rules! counters {
+    ($($(#[$doc:meta])* $name:ident),* $(,)?) => {
+        /// Broker-wide counters.
+        #[derive(Debug, Default)]
+        pub struct Metrics { $($(#[$doc])* pub $name: AtomicU64,)* }
+
+        impl Metrics {
+            /// `(EMQX metric name, value)` for every counter.
+            pub fn snapshot(&self) -> Vec<(&'static str, u64)> {
+                vec![$((counter_name(stringify!($name)), self.$name.load(Ordering::Relaxed)),)*]
+            }
+        }
+    };
+}
+
+/// `messages_received` → `messages.received`.
+fn counter_name(field: &'static str) -> &'static str {
+    match field {
+        "client_connected" => "client.connected",
+        "client_disconnected" => "client.disconnected",
+        "messages_received" => "messages.received",
+        "messages_sent" => "messages.sent",
+        "messages_dropped" => "messages.dropped",
+        "messages_dropped_no_subscribers" => "messages.dropped.no_subscribers",
+        "messages_retained" => "messages.retained",
+        "session_created" => "session.created",
+        "session_resumed" => "session.resumed",
+        "session_takenover" => "session.takenover",
+        "session_discarded" => "session.discarded",
+        "session_terminated" => "session.terminated",
+        "packets_malformed" => "packets.malformed",
+        _ => field,
+    }
+}
+
+counters! {
+    /// `client.connected`: successful CONNECTs.
+    client_connected,
+    /// `client.disconnected`: connections of authenticated clients that ended.
+    client_disconnected,
+    /// `messages.received`: messages published into the broker by clients.
+    messages_received,
+    /// `messages.sent`: messages delivered to clients.
+    messages_sent,
+    /// `messages.dropped`: messages dropped by queues (overflow, offline QoS 0, expiry).
+    messages_dropped,
+    /// `messages.dropped.no_subscribers`: publishes that matched nobody.
+    messages_dropped_no_subscribers,
+    /// `messages.retained`: retained messages stored.
+    messages_retained,
+    /// `session.created`
+    session_created,
+    /// `session.resumed`
+    session_resumed,
+    /// `session.takenover`
+    session_takenover,
+    /// `session.discarded`
+    session_discarded,
+    /// `session.terminated`
+    session_terminated,
+    /// `packets.malformed`: frames that failed to decode.
+    packets_malformed,
+}
+
+impl Metrics {
+    /// Adds one to `counter`.
+    pub fn inc(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}

@@ -1,0 +1,311 @@
+//! Session state that outlives a connection: subscriptions, the message queue, unacknowledged
+//! outgoing QoS 1/2 messages and incoming QoS 2 messages awaiting release.
+//!
+//! A [`Session`] is shared (`Arc`) between the router (which pushes deliveries into it from the
+//! publisher's task) and the channel of the connection currently bound to it (which drains the
+//! queue into its inflight window). Both take the state lock only for short, non-blocking work.
+//!
+//! Packet identifiers live here rather than in the channel because MQTT and MQTT-SN require the
+//! original identifiers when unacknowledged messages are resent on reconnect. [MQTT-4.4.0-1]
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use bytestring::ByteString;
+use parking_lot::{Mutex, MutexGuard};
+
+use crate::conn::ConnHandle;
+use crate::message::{Message, QoS};
+use crate::topic::SubscriptionTopic;
+use crate::wake;
+
+/// Process-unique id of one session incarnation (a clean start makes a new one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SessionId(pub u64);
+
+static NEXT_SESSION_ID: AtomicU64 = AtomicU64::new(1);
+
+/// Subscription options, protocol-neutral (MQTT 5 names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SubOptions {
+    /// Maximum QoS granted.
+    pub qos: QoS,
+    /// Do not deliver messages this session's client published itself.
+    pub no_local: bool,
+    /// Keep the RETAIN flag of forwarded messages as published.
+    pub retain_as_published: bool,
+    /// 5.0 subscription identifier, 0 when none.
+    pub subscription_id: u32,
+}
+
+/// One subscription of a session.
+#[derive(Debug, Clone)]
+pub struct Subscription {
+    /// What was subscribed to.
+    pub topic: SubscriptionTopic,
+    /// With which options.
+    pub options: SubOptions,
+}
+
+/// A message on its way to one session, with the per-subscriber wire decisions already made.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    /// The shared message.
+    pub message: Arc<Message>,
+    /// QoS to deliver with: min(publish QoS, granted QoS), or the granted QoS with upgrade_qos.
+    pub qos: QoS,
+    /// RETAIN flag to send.
+    pub retain: bool,
+    /// Identifiers of every subscription that matched (5.0), empty when none.
+    pub subscription_ids: Vec<u32>,
+}
+
+/// What an unacknowledged outgoing QoS 1/2 exchange is waiting for.
+#[derive(Debug, Clone)]
+pub enum InflightState {
+    /// PUBLISH sent, waiting for PUBACK (QoS 1) or PUBREC (QoS 2).
+    AwaitingAck(Delivery),
+    /// PUBREL sent, waiting for PUBCOMP.
+    AwaitingComp,
+}
+
+/// One unacknowledged outgoing exchange.
+#[derive(Debug, Clone)]
+pub struct InflightEntry {
+    /// The packet id used on the wire.
+    pub packet_id: u16,
+    /// What it waits for.
+    pub state: InflightState,
+    /// When it was last sent (for the 3.x retry interval).
+    pub sent_at: Instant,
+}
+
+/// Limits applied to a session, from configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionLimits {
+    /// Queue length bound; the oldest message (QoS 0 first) is dropped past it.
+    pub max_mqueue_len: usize,
+    /// Queue QoS 0 messages while the client is offline.
+    pub mqueue_store_qos0: bool,
+    /// Incoming QoS 2 messages awaiting PUBREL at most.
+    pub max_awaiting_rel: usize,
+}
+
+impl Default for SessionLimits {
+    fn default() -> Self {
+        SessionLimits { max_mqueue_len: 1000, mqueue_store_qos0: true, max_awaiting_rel: 100 }
+    }
+}
+
+/// The mutable part of a session.
+#[derive(Debug)]
+pub struct SessionState {
+    /// Subscriptions keyed by the filter exactly as the client sent it.
+    pub subscriptions: HashMap<ByteString, Subscription>,
+    /// Deliveries not yet sent (the "message queue").
+    pub queue: VecDeque<Delivery>,
+    queued_qos0: usize,
+    /// Unacknowledged outgoing QoS 1/2 exchanges in send order (the inflight window).
+    pub inflight: VecDeque<InflightEntry>,
+    /// Incoming QoS 2 packet ids whose PUBREL has not arrived, with arrival time.
+    pub awaiting_rel: HashMap<u16, Instant>,
+    /// The connection bound to this session, if any.
+    pub conn: Option<Arc<ConnHandle>>,
+    /// Seconds the session outlives its connection (`u32::MAX` = never expires).
+    pub expiry_interval: u32,
+    /// When the connection went away (for expiry).
+    pub disconnected_at: Option<Instant>,
+    /// Messages dropped from the queue (overflow, or QoS 0 while offline).
+    pub dropped: u64,
+    next_packet_id: u16,
+    limits: SessionLimits,
+}
+
+/// A client's session. See the module docs.
+#[derive(Debug)]
+pub struct Session {
+    id: SessionId,
+    client_id: ByteString,
+    state: Mutex<SessionState>,
+}
+
+impl Session {
+    /// A fresh, empty session for `client_id`.
+    pub fn new(client_id: ByteString, expiry_interval: u32, limits: SessionLimits) -> Arc<Session> {
+        Arc::new(Session {
+            id: SessionId(NEXT_SESSION_ID.fetch_add(1, Ordering::Relaxed)),
+            client_id,
+            state: Mutex::new(SessionState {
+                subscriptions: HashMap::new(),
+                queue: VecDeque::new(),
+                queued_qos0: 0,
+                inflight: VecDeque::new(),
+                awaiting_rel: HashMap::new(),
+                conn: None,
+                expiry_interval,
+                disconnected_at: None,
+                dropped: 0,
+                next_packet_id: 1,
+                limits,
+            }),
+        })
+    }
+
+    /// This incarnation's id.
+    pub fn id(&self) -> SessionId {
+        self.id
+    }
+
+    /// The client id the session belongs to.
+    pub fn client_id(&self) -> &ByteString {
+        &self.client_id
+    }
+
+    /// Locks the state. Hold it only for non-blocking work; never take the router lock while
+    /// holding it (lock order: router, then session).
+    pub fn lock(&self) -> MutexGuard<'_, SessionState> {
+        self.state.lock()
+    }
+
+    /// Queues a delivery and arranges a wake-up of the bound connection. Called by the router.
+    pub(crate) fn deliver(&self, delivery: Delivery) {
+        let mut state = self.state.lock();
+        let online = state.conn.is_some();
+        if !online && delivery.qos == QoS::AtMostOnce && !state.limits.mqueue_store_qos0 {
+            state.dropped += 1;
+            return;
+        }
+        state.enqueue(delivery);
+        if let Some(conn) = &state.conn {
+            wake::defer(conn);
+        }
+    }
+}
+
+impl SessionState {
+    /// Appends to the queue, dropping the oldest message (QoS 0 first) when it is full.
+    pub fn enqueue(&mut self, delivery: Delivery) {
+        let max = self.limits.max_mqueue_len;
+        if max > 0 && self.queue.len() >= max {
+            let victim = if self.queued_qos0 > 0 {
+                self.queue.iter().position(|d| d.qos == QoS::AtMostOnce)
+            } else {
+                Some(0)
+            };
+            if let Some(index) = victim
+                && let Some(dropped) = self.queue.remove(index)
+            {
+                if dropped.qos == QoS::AtMostOnce {
+                    self.queued_qos0 -= 1;
+                }
+                self.dropped += 1;
+            }
+        }
+        if delivery.qos == QoS::AtMostOnce {
+            self.queued_qos0 += 1;
+        }
+        self.queue.push_back(delivery);
+    }
+
+    /// Takes the oldest queued delivery.
+    pub fn dequeue(&mut self) -> Option<Delivery> {
+        let delivery = self.queue.pop_front()?;
+        if delivery.qos == QoS::AtMostOnce {
+            self.queued_qos0 -= 1;
+        }
+        if self.queue.is_empty() {
+            // Release the capacity so that an idle session holds no queue memory.
+            self.queue = VecDeque::new();
+        }
+        Some(delivery)
+    }
+
+    /// Allocates a packet id not used by any inflight exchange, or `None` when all 65,535 are.
+    pub fn next_packet_id(&mut self) -> Option<u16> {
+        if self.inflight.len() >= u16::MAX as usize {
+            return None;
+        }
+        loop {
+            let candidate = self.next_packet_id;
+            self.next_packet_id = if candidate == u16::MAX { 1 } else { candidate + 1 };
+            if !self.inflight.iter().any(|e| e.packet_id == candidate) {
+                return Some(candidate);
+            }
+        }
+    }
+
+    /// Index of the inflight exchange with `packet_id`.
+    pub fn inflight_position(&self, packet_id: u16) -> Option<usize> {
+        self.inflight.iter().position(|e| e.packet_id == packet_id)
+    }
+
+    /// The limits in force.
+    pub fn limits(&self) -> SessionLimits {
+        self.limits
+    }
+
+    /// Replaces the limits (a resumed session takes the new connection's configuration).
+    pub fn set_limits(&mut self, limits: SessionLimits) {
+        self.limits = limits;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::Origin;
+    use crate::topic::TopicName;
+    use bytes::Bytes;
+
+    fn delivery(n: u8, qos: QoS) -> Delivery {
+        let topic = TopicName::new("t").expect("valid");
+        let msg = Message::new(0, topic, Bytes::from(vec![n]), qos, false, Origin::default());
+        Delivery { message: Arc::new(msg), qos, retain: false, subscription_ids: Vec::new() }
+    }
+
+    fn payloads(state: &SessionState) -> Vec<u8> {
+        state.queue.iter().map(|d| d.message.payload[0]).collect()
+    }
+
+    #[test]
+    fn full_queue_drops_oldest_qos0_first() {
+        let limits = SessionLimits { max_mqueue_len: 3, ..SessionLimits::default() };
+        let session = Session::new("c".into(), 60, limits);
+        let mut state = session.lock();
+        state.enqueue(delivery(1, QoS::AtLeastOnce));
+        state.enqueue(delivery(2, QoS::AtMostOnce));
+        state.enqueue(delivery(3, QoS::AtLeastOnce));
+        state.enqueue(delivery(4, QoS::AtLeastOnce));
+        assert_eq!(payloads(&state), vec![1, 3, 4], "the QoS 0 message goes first");
+        state.enqueue(delivery(5, QoS::AtLeastOnce));
+        assert_eq!(payloads(&state), vec![3, 4, 5], "then the oldest");
+        assert_eq!(state.dropped, 2);
+    }
+
+    #[test]
+    fn offline_qos0_is_dropped_unless_stored() {
+        let limits = SessionLimits { mqueue_store_qos0: false, ..SessionLimits::default() };
+        let session = Session::new("c".into(), 60, limits);
+        session.deliver(delivery(1, QoS::AtMostOnce));
+        session.deliver(delivery(2, QoS::AtLeastOnce));
+        let state = session.lock();
+        assert_eq!(payloads(&state), vec![2]);
+        assert_eq!(state.dropped, 1);
+    }
+
+    #[test]
+    fn packet_ids_skip_inflight_ones_and_wrap() {
+        let session = Session::new("c".into(), 0, SessionLimits::default());
+        let mut state = session.lock();
+        state.next_packet_id = u16::MAX;
+        state.inflight.push_back(InflightEntry {
+            packet_id: 1,
+            state: InflightState::AwaitingComp,
+            sent_at: Instant::now(),
+        });
+        assert_eq!(state.next_packet_id(), Some(u16::MAX));
+        assert_eq!(state.next_packet_id(), Some(2), "wraps past 0 and skips the inflight 1");
+    }
+}
