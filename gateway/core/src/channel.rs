@@ -5,11 +5,13 @@
 //! [`Channel::poll_timeout`] for the next deadline, and carries out what the channel wrote into
 //! its [`Outbox`]. Tests drive channels with a fake clock and no network.
 
+use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::BytesMut;
 
-use crate::conn::KickReason;
+use crate::conn::{ConnHandle, KickReason};
 
 /// Error from encoding a frame: the frame cannot be represented on the wire.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -24,7 +26,7 @@ pub struct EncodeError {
 /// Incremental, pure framing of one protocol.
 pub trait Codec: Send + 'static {
     /// The wire unit.
-    type Frame;
+    type Frame: Send + 'static;
     /// A malformed frame; carries the wire code it maps to so the channel can answer it.
     type Error: std::error::Error + Send + 'static;
 
@@ -145,4 +147,23 @@ pub trait Channel: Send + 'static {
     /// The connection is gone. If the channel did not queue the close itself, the loss is
     /// abnormal (reset, EOF, I/O error) and, e.g., an MQTT will is due.
     fn handle_closed(&mut self, now: Instant);
+}
+
+/// A protocol served over byte streams (TCP, TLS, WebSocket): the factory of its channels.
+/// The server registers frontends from a plain list and hands them to listeners.
+pub trait StreamFrontend: Send + Sync + 'static {
+    /// The channel type of one connection.
+    type Channel: Channel;
+
+    /// Frontend name (`mqtt`, `stomp`).
+    fn name(&self) -> &'static str;
+
+    /// A channel and codec for a connection just accepted from `peer`, reachable by the
+    /// broker through `conn`.
+    fn new_connection(
+        &self,
+        conn: Arc<ConnHandle>,
+        peer: SocketAddr,
+        now: Instant,
+    ) -> (Self::Channel, <Self::Channel as Channel>::Codec);
 }

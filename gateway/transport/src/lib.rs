@@ -1,0 +1,11 @@
+//! Portico's socket code: the only crate that touches the network.
+//!
+//! # Layout
+//! - [`driver`]: the stream driver that runs a sans-I/O channel over a byte stream.
+//! - [`listener`]: TCP listeners with per-listener limits.
+
+pub mod driver;
+pub mod listener;
+
+pub use driver::{Ended, drive};
+pub use listener::{BindError, TcpListenerSettings, bind_tcp, serve_tcp};
