@@ -87,6 +87,8 @@ pub(crate) fn set_path(
 ) -> Result<String, String> {
     let mut path = String::new();
     let mut node = root;
+    // Held in an Option because the borrow checker cannot see that only the last iteration moves
+    // it; the `unwrap_or` fallbacks below are therefore never used.
     let mut value = Some(value);
     for (i, part) in parts.iter().enumerate() {
         let next = parts.get(i + 1);
