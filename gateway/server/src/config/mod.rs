@@ -1,1 +1,108 @@
-//! Configuration: `etc/portico.toml` plus `PORTICO_*` environment overrides (being written).
+//! Configuration: `etc/portico.toml` plus `PORTICO_*` environment overrides, using EMQX 5 key names
+//! so that EMQX users can carry their settings over.
+//!
+//! Loading happens in three steps:
+//! 1. read the TOML file (or start from an empty table: all defaults);
+//! 2. apply `PORTICO_*` environment variables on top (`PORTICO_A__B=v` sets `a.b`; see `env.rs`);
+//! 3. validate the merged tree into [`Config`], collecting *every* problem into [`ConfigErrors`].
+//!
+//! Value formats: durations are EMQX strings such as `"30s"`, `"5m"`, `"1h30m"` (units `ms`, `s`,
+//! `m`, `h`, `d`, `w`) and a bare integer is always seconds; sizes are integers (bytes) or strings
+//! such as `"1MB"` (B, KB, MB, GB; 1KB = 1024); counts accept `"infinity"` where EMQX does.
+
+mod env;
+mod error;
+mod schema;
+mod types;
+mod value;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::HashSet;
+use std::path::Path;
+
+use toml::{Table, Value};
+
+pub use error::{ConfigError, ConfigErrors, Source};
+pub use types::{
+    Config, ConsoleLogConfig, ListenersConfig, LogConfig, LogLevel, MqttConfig, NodeConfig, PeerCertAs,
+    TcpListenerConfig,
+};
+
+/// Environment variable the binary reads the config file path from; never treated as a key.
+pub const CONFIG_PATH_ENV: &str = "PORTICO_CONFIG";
+/// Environment variable holding a tracing filter override; never treated as a key.
+pub const LOG_FILTER_ENV: &str = "PORTICO_LOG";
+
+impl Config {
+    /// Loads the configuration from an optional TOML file plus environment overrides.
+    ///
+    /// `env` is usually [`process_env()`]; tests pass their own pairs. Variables that do not start
+    /// with `PORTICO_`, and the command-line aids `PORTICO_CONFIG` and `PORTICO_LOG`, are ignored.
+    ///
+    /// A file that cannot be read or parsed is reported on its own, without validating the rest:
+    /// with the file's content unknown, further messages would mostly be noise. Otherwise every
+    /// problem in the file and the environment is reported together.
+    pub fn load(path: Option<&Path>, env: impl IntoIterator<Item = (String, String)>) -> Result<Config, ConfigErrors> {
+        let file_table = match path {
+            Some(path) => read_file(path).map_err(|e| ConfigErrors(vec![e]))?,
+            None => Table::new(),
+        };
+        let mut origins = schema::Origins {
+            file: path.map(Path::to_path_buf),
+            ..Default::default()
+        };
+        let mut file_keys = HashSet::new();
+        let mut root = Value::Table(file_table);
+        schema::collect_paths(&root, "", &mut file_keys);
+        origins.file_keys = file_keys;
+
+        let mut errors = Vec::new();
+        env::apply(&mut root, env, &mut origins.env, &mut errors);
+        let empty = Table::new();
+        // The root is always a table: env overrides cannot replace it (their paths are non-empty).
+        let root_table = root.as_table().unwrap_or(&empty);
+        let config = schema::build(root_table, &origins, &mut errors);
+        if errors.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigErrors(errors))
+        }
+    }
+}
+
+/// The process environment as `(name, value)` pairs for [`Config::load`].
+///
+/// Unlike `std::env::vars()` this never panics: non-UTF-8 names or values are converted lossily,
+/// so a broken `PORTICO_*` variable is reported by validation instead of crashing startup.
+pub fn process_env() -> Vec<(String, String)> {
+    std::env::vars_os()
+        .map(|(k, v)| (k.to_string_lossy().into_owned(), v.to_string_lossy().into_owned()))
+        .collect()
+}
+
+fn read_file(path: &Path) -> Result<Table, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    text.parse::<Table>().map_err(|e| {
+        let (line, column) = e.span().map(|span| line_column(&text, span.start)).unwrap_or((1, 1));
+        ConfigError::Syntax {
+            path: path.to_path_buf(),
+            line,
+            column,
+            message: e.message().trim().to_owned(),
+        }
+    })
+}
+
+/// 1-based line and column (in chars) of byte offset `offset` in `text`.
+fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = text.get(..offset).unwrap_or(text);
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let column = before.get(line_start..).map_or(0, |s| s.chars().count()) + 1;
+    (line, column)
+}
