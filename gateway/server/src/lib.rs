@@ -1,3 +1,190 @@
-//! The Portico gateway: configuration loading, wiring of frontends and listeners.
+//! The Portico gateway: configuration loading and the wiring of the broker, frontends and
+//! listeners. `main.rs` is a thin shell around [`Server::start`], which tests call directly
+//! (with listeners on port 0).
 
 pub mod config;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use portico_core::session::SessionLimits;
+use portico_core::{Broker, BrokerConfig, QoS};
+use portico_mqtt::{MqttFrontend, MqttSettings};
+use portico_transport::{BindError, TcpListenerSettings, bind_tcp, serve_tcp};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::{Config, MqttConfig, TcpListenerConfig};
+
+/// How often the broker's housekeeping runs (connection deadlines, session expiry, wills).
+const TICK: Duration = Duration::from_millis(250);
+
+/// How long shutdown waits for connections to say goodbye before giving up on them.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A listener could not bind.
+    #[error(transparent)]
+    Bind(#[from] BindError),
+    /// A configured feature is not available in this build.
+    #[error("{key}: {why}")]
+    Unsupported {
+        /// The configuration key.
+        key: &'static str,
+        /// Why it cannot be honoured.
+        why: &'static str,
+    },
+}
+
+/// A running gateway.
+#[derive(Debug)]
+pub struct Server {
+    broker: Broker,
+    listeners: Vec<(String, SocketAddr)>,
+    shutdown: CancellationToken,
+    tasks: TaskTracker,
+}
+
+impl Server {
+    /// Binds every enabled listener and starts serving. Must run inside a tokio runtime.
+    pub async fn start(config: &Config) -> Result<Server, StartError> {
+        if config.mqtt.exclusive_subscription {
+            return Err(StartError::Unsupported {
+                key: "mqtt.exclusive_subscription",
+                why: "exclusive subscriptions are not implemented yet; set it to false",
+            });
+        }
+        let broker = Broker::new(broker_config(config));
+        let shutdown = CancellationToken::new();
+        let tasks = TaskTracker::new();
+        let mut listeners = Vec::new();
+
+        // Bind everything first so that a bad address fails start-up before anything serves.
+        let mut bound = Vec::new();
+        for (name, listener) in config.listeners.tcp.iter().filter(|(_, l)| l.enable) {
+            let settings = tcp_settings(name, listener);
+            let socket = bind_tcp(&settings)?;
+            let local = socket.local_addr().map_err(|source| BindError {
+                name: settings.name.clone(),
+                bind: settings.bind,
+                source,
+            })?;
+            listeners.push((settings.name.clone(), local));
+            bound.push((socket, settings, listener.mountpoint.clone()));
+        }
+        for (socket, settings, mountpoint) in bound {
+            let frontend = Arc::new(MqttFrontend::new(&broker, mqtt_settings(&config.mqtt, mountpoint)));
+            tokio::spawn(serve_tcp(socket, settings, frontend, broker.clone(), shutdown.clone(), tasks.clone()));
+        }
+
+        let ticker = broker.clone();
+        let stop_ticking = shutdown.clone();
+        tokio::spawn(async move {
+            let mut interval = tokio::time::interval(TICK);
+            interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+            loop {
+                tokio::select! {
+                    _ = stop_ticking.cancelled() => break,
+                    _ = interval.tick() => ticker.tick(Instant::now()),
+                }
+            }
+        });
+
+        Ok(Server { broker, listeners, shutdown, tasks })
+    }
+
+    /// `(listener name, bound address)` of every listener.
+    pub fn listeners(&self) -> &[(String, SocketAddr)] {
+        &self.listeners
+    }
+
+    /// The broker.
+    pub fn broker(&self) -> &Broker {
+        &self.broker
+    }
+
+    /// Stops accepting, asks every client to leave (MQTT 5 clients get DISCONNECT 0x8B), and
+    /// waits up to a grace period for their connections to flush and close.
+    pub async fn shutdown(self) {
+        self.shutdown.cancel();
+        self.broker.shutdown();
+        self.tasks.close();
+        if tokio::time::timeout(SHUTDOWN_GRACE, self.tasks.wait()).await.is_err() {
+            tracing::warn!(remaining = self.tasks.len(), "connections still open after the shutdown grace period");
+        }
+    }
+}
+
+fn node_id(name: &str) -> u16 {
+    // FNV-1a folded to 16 bits: stable across restarts, distinct enough for message ids.
+    let mut hash: u32 = 0x811c_9dc5;
+    for byte in name.bytes() {
+        hash ^= u32::from(byte);
+        hash = hash.wrapping_mul(0x0100_0193);
+    }
+    (hash ^ (hash >> 16)) as u16
+}
+
+fn broker_config(config: &Config) -> BrokerConfig {
+    BrokerConfig {
+        node_id: node_id(&config.node.name),
+        node_name: config.node.name.clone(),
+        session_limits: SessionLimits {
+            max_mqueue_len: config.mqtt.max_mqueue_len,
+            mqueue_store_qos0: config.mqtt.mqueue_store_qos0,
+            max_awaiting_rel: config.mqtt.max_awaiting_rel,
+        },
+        upgrade_qos: config.mqtt.upgrade_qos,
+        ..BrokerConfig::default()
+    }
+}
+
+fn tcp_settings(name: &str, listener: &TcpListenerConfig) -> TcpListenerSettings {
+    TcpListenerSettings {
+        name: format!("tcp:{name}"),
+        bind: listener.bind,
+        max_connections: listener.max_connections,
+        nodelay: listener.nodelay,
+        backlog: listener.backlog,
+    }
+}
+
+/// The MQTT settings of one listener.
+pub fn mqtt_settings(mqtt: &MqttConfig, mountpoint: String) -> MqttSettings {
+    MqttSettings {
+        max_packet_size: mqtt.max_packet_size,
+        max_clientid_len: mqtt.max_clientid_len,
+        max_topic_levels: mqtt.max_topic_levels,
+        max_topic_alias: mqtt.max_topic_alias,
+        max_qos_allowed: QoS::from_u8(mqtt.max_qos_allowed).unwrap_or(QoS::ExactlyOnce),
+        retain_available: mqtt.retain_available,
+        wildcard_subscription: mqtt.wildcard_subscription,
+        shared_subscription: mqtt.shared_subscription,
+        ignore_loop_deliver: mqtt.ignore_loop_deliver,
+        idle_timeout: mqtt.idle_timeout,
+        keepalive_multiplier: mqtt.keepalive_multiplier,
+        server_keepalive: mqtt.server_keepalive,
+        session_expiry_interval: u32::try_from(mqtt.session_expiry_interval.as_secs()).unwrap_or(u32::MAX),
+        max_subscriptions: mqtt.max_subscriptions,
+        max_inflight: mqtt.max_inflight,
+        retry_interval: mqtt.retry_interval,
+        max_awaiting_rel: mqtt.max_awaiting_rel,
+        await_rel_timeout: mqtt.await_rel_timeout,
+        use_username_as_clientid: mqtt.use_username_as_clientid,
+        mountpoint,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn node_ids_are_stable_and_spread() {
+        assert_eq!(node_id("portico@127.0.0.1"), node_id("portico@127.0.0.1"));
+        assert_ne!(node_id("portico@127.0.0.1"), node_id("portico@127.0.0.2"));
+    }
+}

@@ -7,14 +7,19 @@
 //!   CONNECT, never chosen by port.
 //! - [`error`]: [`DecodeError`], each variant tagged with the rule it enforces and the reason code
 //!   it maps to.
-//! - `channel`: the sans-I/O connection state machine on top of `portico-core`'s `Ctx`.
+//! - [`channel`]: the sans-I/O connection state machine on top of `portico-core`'s `Ctx`.
+//! - [`settings`]: the limits and switches a listener enforces.
 
+pub mod channel;
 pub mod codec;
 pub mod error;
 pub mod packet;
 pub mod reason;
+pub mod settings;
 
+pub use channel::{MqttChannel, MqttFrontend};
 pub use codec::MqttCodec;
 pub use error::DecodeError;
 pub use packet::*;
 pub use reason::ReasonCode;
+pub use settings::MqttSettings;

@@ -1,0 +1,209 @@
+//! In-process end-to-end tests: the real server on 127.0.0.1:0, raw TCP clients speaking our
+//! codec. Interop with third-party clients lives in `interop-tests/`.
+
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use bytestring::ByteString;
+use portico::Server;
+use portico::config::Config;
+use portico_mqtt::codec::{decode, encode};
+use portico_mqtt::{
+    Connect, Disconnect, Packet, PacketId, ProtocolVersion, PubResponse, Publish, QoS, ReasonCode, Subscribe,
+    SubscriptionOptions,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::timeout;
+
+const WAIT: Duration = Duration::from_secs(5);
+
+async fn start(extra_env: &[(&str, &str)]) -> Server {
+    let mut env = vec![("PORTICO_LISTENERS__TCP__DEFAULT__BIND".to_string(), "127.0.0.1:0".to_string())];
+    env.extend(extra_env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    let config = Config::load(None, env).expect("valid test config");
+    Server::start(&config).await.expect("server starts")
+}
+
+fn addr(server: &Server) -> std::net::SocketAddr {
+    server.listeners()[0].1
+}
+
+struct Client {
+    stream: TcpStream,
+    buf: BytesMut,
+    version: ProtocolVersion,
+}
+
+impl Client {
+    async fn raw(server: &Server, version: ProtocolVersion) -> Client {
+        let stream = TcpStream::connect(addr(server)).await.expect("connect");
+        Client { stream, buf: BytesMut::new(), version }
+    }
+
+    async fn connect(server: &Server, version: ProtocolVersion, id: &str) -> Client {
+        let mut client = Client::raw(server, version).await;
+        client
+            .send(&Packet::Connect(Box::new(Connect {
+                protocol: version,
+                clean_start: true,
+                keep_alive: 60,
+                client_id: ByteString::from(id.to_string()),
+                will: None,
+                username: None,
+                password: None,
+                properties: Default::default(),
+            })))
+            .await;
+        match client.recv().await {
+            Some(Packet::ConnAck(ack)) => assert_eq!(ack.reason_code, ReasonCode::Success),
+            other => panic!("expected CONNACK, got {other:?}"),
+        }
+        client
+    }
+
+    async fn send(&mut self, packet: &Packet) {
+        let mut out = BytesMut::new();
+        encode(packet, self.version, &mut out).expect("encodable");
+        self.stream.write_all(&out).await.expect("write");
+    }
+
+    async fn send_raw(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).await.expect("write");
+    }
+
+    /// The next packet, or `None` when the server closed the connection.
+    async fn recv(&mut self) -> Option<Packet> {
+        loop {
+            if let Some(packet) = decode(&mut self.buf, self.version, u32::MAX).expect("server sends valid packets") {
+                return Some(packet);
+            }
+            let n = timeout(WAIT, self.stream.read_buf(&mut self.buf)).await.expect("server answers in time").ok()?;
+            if n == 0 {
+                return None;
+            }
+        }
+    }
+
+    async fn subscribe(&mut self, filter: &str, qos: QoS) {
+        self.send(&Packet::Subscribe(Subscribe {
+            packet_id: PacketId::new(1).expect("non-zero"),
+            filters: vec![(ByteString::from(filter.to_string()), SubscriptionOptions { qos, ..Default::default() })],
+            properties: Default::default(),
+        }))
+        .await;
+        assert!(matches!(self.recv().await, Some(Packet::SubAck(_))));
+    }
+}
+
+fn publish(topic: &str, payload: &'static [u8], qos: QoS, id: u16) -> Packet {
+    Packet::Publish(Publish {
+        dup: false,
+        qos,
+        retain: false,
+        topic: ByteString::from(topic.to_string()),
+        packet_id: PacketId::new(id).filter(|_| qos != QoS::AtMostOnce),
+        payload: Bytes::from_static(payload),
+        properties: Default::default(),
+    })
+}
+
+#[tokio::test]
+async fn publish_reaches_subscribers_of_both_versions() {
+    let server = start(&[]).await;
+    let mut v5 = Client::connect(&server, ProtocolVersion::V5, "sub5").await;
+    let mut v3 = Client::connect(&server, ProtocolVersion::V3_1_1, "sub3").await;
+    v5.subscribe("e2e/+", QoS::AtLeastOnce).await;
+    v3.subscribe("e2e/#", QoS::ExactlyOnce).await;
+    let mut publisher = Client::connect(&server, ProtocolVersion::V3_1_1, "pub").await;
+    publisher.send(&publish("e2e/x", b"payload", QoS::AtLeastOnce, 9)).await;
+    assert!(matches!(publisher.recv().await, Some(Packet::PubAck(a)) if a.packet_id.get() == 9));
+    for client in [&mut v5, &mut v3] {
+        match client.recv().await {
+            Some(Packet::Publish(p)) => {
+                assert_eq!(&p.payload[..], b"payload");
+                assert_eq!(p.qos, QoS::AtLeastOnce);
+                let id = p.packet_id.expect("QoS 1");
+                client.send(&Packet::PubAck(PubResponse::new(id))).await;
+            }
+            other => panic!("expected PUBLISH, got {other:?}"),
+        }
+    }
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn malformed_packet_gets_0x81_and_the_server_keeps_serving() {
+    let server = start(&[]).await;
+    let mut bad = Client::connect(&server, ProtocolVersion::V5, "bad").await;
+    // PUBLISH whose topic length (0x00ff) runs past the remaining length (4).
+    bad.send_raw(&[0x30, 0x04, 0x00, 0xff, b'a', b'b']).await;
+    assert!(matches!(bad.recv().await, Some(Packet::Disconnect(d)) if d.reason_code == ReasonCode::MalformedPacket));
+    assert!(bad.recv().await.is_none(), "then the connection closes");
+    let mut good = Client::connect(&server, ProtocolVersion::V5, "good").await;
+    good.send(&Packet::PingReq).await;
+    assert!(matches!(good.recv().await, Some(Packet::PingResp)));
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn oversized_packet_gets_0x95() {
+    let server = start(&[("PORTICO_MQTT__MAX_PACKET_SIZE", "1024")]).await;
+    let mut client = Client::connect(&server, ProtocolVersion::V5, "big").await;
+    // Remaining length 2000 (0xd0 0x0f) announced: refused before the body arrives.
+    client.send_raw(&[0x30, 0xd0, 0x0f, 0x00, 0x01, b't']).await;
+    assert!(matches!(client.recv().await, Some(Packet::Disconnect(d)) if d.reason_code == ReasonCode::PacketTooLarge));
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn v311_violation_just_closes() {
+    let server = start(&[]).await;
+    let mut client = Client::connect(&server, ProtocolVersion::V3_1_1, "v3bad").await;
+    // SUBSCRIBE with flags 0000 instead of 0010. [MQTT-3.8.1-1]
+    client.send_raw(&[0x80, 0x06, 0x00, 0x01, 0x00, 0x01, b'a', 0x00]).await;
+    assert!(client.recv().await.is_none());
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn unsupported_protocol_level_gets_return_code_1() {
+    let server = start(&[]).await;
+    let mut client = Client::raw(&server, ProtocolVersion::V3_1_1).await;
+    // CONNECT "MQTT" level 6.
+    client.send_raw(&[0x10, 0x0d, 0x00, 0x04, b'M', b'Q', b'T', b'T', 0x06, 0x02, 0x00, 0x3c, 0x00, 0x01, b'x']).await;
+    match client.recv().await {
+        Some(Packet::ConnAck(ack)) => assert_eq!(ack.reason_code, ReasonCode::UnsupportedProtocolVersion),
+        other => panic!("expected CONNACK, got {other:?}"),
+    }
+    assert!(client.recv().await.is_none());
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn shutdown_sends_0x8b_to_v5_clients() {
+    let server = start(&[]).await;
+    let mut client = Client::connect(&server, ProtocolVersion::V5, "stay").await;
+    let stopping = tokio::spawn(server.shutdown());
+    assert!(matches!(client.recv().await, Some(Packet::Disconnect(d)) if d.reason_code == ReasonCode::ServerShuttingDown));
+    assert!(client.recv().await.is_none());
+    timeout(WAIT, stopping).await.expect("shutdown finishes").expect("no panic");
+}
+
+#[tokio::test]
+async fn takeover_disconnects_the_old_connection() {
+    let server = start(&[]).await;
+    let mut first = Client::connect(&server, ProtocolVersion::V5, "twin").await;
+    let _second = Client::connect(&server, ProtocolVersion::V5, "twin").await;
+    assert!(matches!(first.recv().await, Some(Packet::Disconnect(d)) if d.reason_code == ReasonCode::SessionTakenOver));
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn disconnect_is_clean() {
+    let server = start(&[]).await;
+    let mut client = Client::connect(&server, ProtocolVersion::V5, "bye").await;
+    client.send(&Packet::Disconnect(Disconnect::default())).await;
+    assert!(client.recv().await.is_none());
+    server.shutdown().await;
+}

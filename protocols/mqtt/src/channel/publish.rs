@@ -1,0 +1,365 @@
+//! PUBLISH in both directions and the QoS 1/2 acknowledgement flows.
+
+use std::time::Instant;
+
+use bytestring::ByteString;
+use portico_core::auth::Action;
+use portico_core::message::{Message, MessageProperties, Origin, now_millis};
+use portico_core::metrics::Metrics;
+use portico_core::session::{Delivery, InflightEntry, InflightState, SessionState};
+use portico_core::topic::TopicName;
+
+use super::{MqttChannel, Out};
+use crate::codec::encoded_len;
+use crate::packet::{Packet, PacketId, PubResponse, Publish, PublishProperties, QoS};
+use crate::reason::ReasonCode;
+
+impl MqttChannel {
+    /// Prefixes the mountpoint and validates the result as a topic name within the level limit.
+    pub(super) fn mount(&self, topic: &str) -> Option<TopicName> {
+        let full = if self.settings.mountpoint.is_empty() {
+            ByteString::from(topic)
+        } else {
+            ByteString::from(format!("{}{}", self.settings.mountpoint, topic))
+        };
+        let name = TopicName::new(full).ok()?;
+        (name.split('/').count() <= self.settings.max_topic_levels).then_some(name)
+    }
+
+    /// Removes the mountpoint from a delivered topic.
+    fn unmount<'a>(&self, topic: &'a str) -> &'a str {
+        topic.strip_prefix(self.settings.mountpoint.as_str()).unwrap_or(topic)
+    }
+
+    pub(super) fn handle_publish(&mut self, publish: Publish, _now: Instant, out: &mut Out) {
+        let Publish { dup: _, qos, retain, topic, packet_id, payload, properties } = publish;
+        let v5 = self.version.is_v5();
+
+        // Topic alias (5.0). [MQTT-3.3.2-8..12]
+        let topic = match properties.topic_alias {
+            Some(alias) => {
+                if alias == 0 || alias > self.settings.max_topic_alias {
+                    return self.violation(ReasonCode::TopicAliasInvalid, format!("topic alias {alias} out of range"), out);
+                }
+                if topic.is_empty() {
+                    match self.topic_aliases.get(&alias) {
+                        Some(topic) => topic.clone(),
+                        None => {
+                            return self.violation(ReasonCode::ProtocolError, format!("unknown topic alias {alias}"), out);
+                        }
+                    }
+                } else {
+                    self.topic_aliases.insert(alias, topic.clone());
+                    topic
+                }
+            }
+            None if topic.is_empty() => {
+                return self.violation(ReasonCode::ProtocolError, "empty topic without a topic alias", out);
+            }
+            None => topic,
+        };
+        let Some(name) = self.mount(&topic) else {
+            return self.violation(ReasonCode::TopicNameInvalid, format!("invalid topic name {topic:?}"), out);
+        };
+        if qos > self.settings.max_qos_allowed {
+            return self.violation(ReasonCode::QoSNotSupported, "QoS above max_qos_allowed", out);
+        }
+        if retain && !self.settings.retain_available {
+            return self.violation(ReasonCode::RetainNotSupported, "retain is not available", out);
+        }
+
+        let mut refusal = None;
+        // [MQTT-3.3.2-4] payload format 1 promises UTF-8.
+        if properties.payload_format_indicator == Some(1) && std::str::from_utf8(&payload).is_err() {
+            refusal = Some(ReasonCode::PayloadFormatInvalid);
+        }
+        if refusal.is_none()
+            && let Some(client) = self.client()
+            && !self.ctx.authorize(client, Action::Publish, name.as_str())
+        {
+            refusal = Some(ReasonCode::NotAuthorized);
+        }
+
+        // QoS 2 duplicates are answered from the awaiting-release set, never published twice.
+        // [MQTT-4.3.3-9]
+        if qos == QoS::ExactlyOnce
+            && let (Some(pid), Some(session)) = (packet_id, &self.session)
+        {
+            let mut state = session.lock();
+            if state.awaiting_rel.contains_key(&pid.get()) {
+                drop(state);
+                out.send(Packet::PubRec(PubResponse::new(pid)));
+                return;
+            }
+            if refusal.is_none() && state.awaiting_rel.len() >= self.settings.max_awaiting_rel {
+                drop(state);
+                // [MQTT-3.3.4-9] more QoS 2 in flight than the Receive Maximum we announced.
+                return self.violation(ReasonCode::ReceiveMaximumExceeded, "too many QoS 2 messages awaiting PUBREL", out);
+            }
+            if refusal.is_none() {
+                state.awaiting_rel.insert(pid.get(), Instant::now());
+            }
+        }
+
+        let matched = match refusal {
+            Some(reason) => {
+                tracing::debug!(client_id = ?self.client().map(|c| &c.client_id), topic = %name, ?reason, "publish refused");
+                None
+            }
+            None => {
+                let client_id = self.client().map(|c| c.client_id.clone()).unwrap_or_default();
+                let mut message =
+                    Message::new(self.ctx.node_id(), name, payload, qos, retain, Origin { client_id, protocol: "mqtt" });
+                if v5 {
+                    message.properties = MessageProperties {
+                        payload_format_indicator: properties.payload_format_indicator,
+                        message_expiry_interval: properties.message_expiry_interval,
+                        content_type: properties.content_type,
+                        response_topic: properties.response_topic,
+                        correlation_data: properties.correlation_data,
+                        user_properties: properties.user_properties,
+                    };
+                }
+                Some(self.ctx.publish(message))
+            }
+        };
+
+        let Some(pid) = packet_id else { return };
+        let reason = match (refusal, matched) {
+            (Some(reason), _) => reason,
+            (None, Some(0)) if v5 => ReasonCode::NoMatchingSubscribers,
+            _ => ReasonCode::Success,
+        };
+        // 3.x has no negative acknowledgements: a refused QoS 1/2 message is acknowledged and
+        // dropped, as EMQX does with `deny_action = ignore`.
+        let reason = if v5 { reason } else { ReasonCode::Success };
+        let response = PubResponse { packet_id: pid, reason_code: reason, properties: Default::default() };
+        match qos {
+            QoS::AtLeastOnce => out.send(Packet::PubAck(response)),
+            QoS::ExactlyOnce => out.send(Packet::PubRec(response)),
+            QoS::AtMostOnce => {}
+        }
+    }
+
+    pub(super) fn handle_puback(&mut self, ack: PubResponse, now: Instant, out: &mut Out) {
+        let Some(session) = self.session.clone() else { return };
+        let mut state = session.lock();
+        let pid = ack.packet_id.get();
+        match state.inflight_position(pid) {
+            Some(index) if matches!(&state.inflight[index].state, InflightState::AwaitingAck(d) if d.qos == QoS::AtLeastOnce) => {
+                state.inflight.remove(index);
+            }
+            _ => {
+                tracing::debug!(pid, "PUBACK for no QoS 1 message in flight; ignored");
+                return;
+            }
+        }
+        drop(state);
+        self.after_ack(now, out);
+    }
+
+    pub(super) fn handle_pubrec(&mut self, rec: PubResponse, now: Instant, out: &mut Out) {
+        let Some(session) = self.session.clone() else { return };
+        let mut state = session.lock();
+        let pid = rec.packet_id;
+        let Some(index) = state.inflight_position(pid.get()) else {
+            drop(state);
+            // MQTT 5 §3.6.2.1: answer with PUBREL 0x92 so the client can finish its state.
+            let reason = if self.version.is_v5() { ReasonCode::PacketIdentifierNotFound } else { ReasonCode::Success };
+            out.send(Packet::PubRel(PubResponse { packet_id: pid, reason_code: reason, properties: Default::default() }));
+            return;
+        };
+        if rec.reason_code.is_error() {
+            // MQTT 5 §4.3.3: a PUBREC with an error code ends the exchange; the client refused it.
+            state.inflight.remove(index);
+            drop(state);
+            return self.after_ack(now, out);
+        }
+        let entry = &mut state.inflight[index];
+        entry.state = InflightState::AwaitingComp;
+        entry.sent_at = now;
+        drop(state);
+        out.send(Packet::PubRel(PubResponse::new(pid)));
+    }
+
+    pub(super) fn handle_pubrel(&mut self, rel: PubResponse, out: &mut Out) {
+        let Some(session) = &self.session else { return };
+        let known = session.lock().awaiting_rel.remove(&rel.packet_id.get()).is_some();
+        let reason = if known || !self.version.is_v5() {
+            ReasonCode::Success
+        } else {
+            ReasonCode::PacketIdentifierNotFound
+        };
+        out.send(Packet::PubComp(PubResponse { packet_id: rel.packet_id, reason_code: reason, properties: Default::default() }));
+    }
+
+    pub(super) fn handle_pubcomp(&mut self, comp: PubResponse, now: Instant, out: &mut Out) {
+        let Some(session) = self.session.clone() else { return };
+        let mut state = session.lock();
+        match state.inflight_position(comp.packet_id.get()) {
+            Some(index) if matches!(state.inflight[index].state, InflightState::AwaitingComp) => {
+                state.inflight.remove(index);
+            }
+            _ => {
+                tracing::debug!(pid = comp.packet_id.get(), "PUBCOMP for no PUBREL in flight; ignored");
+                return;
+            }
+        }
+        drop(state);
+        self.after_ack(now, out);
+    }
+
+    /// A window slot freed up: send more from the queue and move the retry deadline.
+    fn after_ack(&mut self, now: Instant, out: &mut Out) {
+        self.deliver_queued(now, out);
+        self.update_retry_deadline();
+    }
+
+    /// Moves queued deliveries into the inflight window and onto the wire.
+    pub(super) fn deliver_queued(&mut self, now: Instant, out: &mut Out) {
+        let Some(session) = self.session.clone() else { return };
+        let mut state = session.lock();
+        let mut sent = 0u64;
+        let mut dropped = 0u64;
+        while let Some(front) = state.queue.front() {
+            if front.qos != QoS::AtMostOnce && state.inflight.len() >= self.inflight_window {
+                break;
+            }
+            let Some(delivery) = state.dequeue() else { break };
+            let Some(publish) = self.outgoing_publish(&delivery, None, false) else {
+                dropped += 1;
+                continue;
+            };
+            if delivery.qos == QoS::AtMostOnce {
+                out.send(Packet::Publish(publish));
+                sent += 1;
+                continue;
+            }
+            let Some(pid) = state.next_packet_id() else {
+                // Every packet id is in flight; keep the message for later.
+                state.queue.push_front(delivery);
+                break;
+            };
+            let mut publish = publish;
+            publish.packet_id = PacketId::new(pid);
+            state.inflight.push_back(InflightEntry { packet_id: pid, state: InflightState::AwaitingAck(delivery), sent_at: now });
+            out.send(Packet::Publish(publish));
+            sent += 1;
+        }
+        state.dropped += dropped;
+        drop(state);
+        let metrics = self.ctx.metrics();
+        metrics.messages_sent.fetch_add(sent, std::sync::atomic::Ordering::Relaxed);
+        metrics.messages_dropped.fetch_add(dropped, std::sync::atomic::Ordering::Relaxed);
+        if self.retry_deadline.is_none() {
+            self.update_retry_deadline();
+        }
+    }
+
+    /// The PUBLISH for a delivery, or `None` when it must be dropped: expired, or larger than
+    /// the client's Maximum Packet Size ([MQTT-3.1.2-25]: discarded as if sent).
+    fn outgoing_publish(&self, delivery: &Delivery, packet_id: Option<PacketId>, dup: bool) -> Option<Publish> {
+        let message = &delivery.message;
+        let v5 = self.version.is_v5();
+        let mut properties = PublishProperties::default();
+        if let Some(expiry) = message.properties.message_expiry_interval {
+            // MQTT 5 §3.3.2.3.3: the interval counts down while the message waits.
+            let waited = now_millis().saturating_sub(message.timestamp_ms) / 1000;
+            let waited = u32::try_from(waited).unwrap_or(u32::MAX);
+            if waited >= expiry {
+                return None;
+            }
+            properties.message_expiry_interval = Some(expiry - waited);
+        }
+        if v5 {
+            let p = &message.properties;
+            properties.payload_format_indicator = p.payload_format_indicator;
+            properties.content_type = p.content_type.clone();
+            properties.response_topic = p.response_topic.clone();
+            properties.correlation_data = p.correlation_data.clone();
+            properties.user_properties = p.user_properties.clone();
+            properties.subscription_identifiers = delivery.subscription_ids.clone();
+        } else {
+            properties.message_expiry_interval = None;
+        }
+        let topic = self.unmount(message.topic.as_str());
+        let publish = Publish {
+            dup,
+            qos: delivery.qos,
+            retain: delivery.retain,
+            topic: ByteString::from(topic),
+            packet_id: packet_id.or_else(|| if delivery.qos == QoS::AtMostOnce { None } else { PacketId::new(1) }),
+            payload: message.payload.clone(),
+            properties,
+        };
+        if self.client_max_packet_size != u32::MAX {
+            let size = encoded_len(&Packet::Publish(publish.clone()), self.version);
+            if size > self.client_max_packet_size as usize {
+                tracing::debug!(size, max = self.client_max_packet_size, "message larger than the client accepts; dropped");
+                return None;
+            }
+        }
+        Some(publish)
+    }
+
+    /// Resends every unacknowledged exchange of a resumed session with its original packet
+    /// id: PUBLISH with DUP=1, or PUBREL. [MQTT-4.4.0-1]
+    pub(super) fn resend_inflight(&mut self, now: Instant, out: &mut Out) {
+        let Some(session) = self.session.clone() else { return };
+        let mut state = session.lock();
+        self.resend_entries(&mut state, usize::MAX, now, out);
+        drop(state);
+        self.update_retry_deadline();
+    }
+
+    /// 3.x retry: resend exchanges unacknowledged for `retry_interval`.
+    pub(super) fn retry_due(&mut self, now: Instant, out: &mut Out) {
+        let Some(session) = self.session.clone() else { return };
+        let mut state = session.lock();
+        let interval = self.settings.retry_interval;
+        let due = state.inflight.iter().take_while(|e| e.sent_at + interval <= now).count();
+        self.resend_entries(&mut state, due, now, out);
+        drop(state);
+        self.update_retry_deadline();
+    }
+
+    /// Resends the first `count` inflight entries and moves them to the back (oldest first).
+    fn resend_entries(&self, state: &mut SessionState, count: usize, now: Instant, out: &mut Out) {
+        let count = count.min(state.inflight.len());
+        for _ in 0..count {
+            let Some(mut entry) = state.inflight.pop_front() else { break };
+            let Some(pid) = PacketId::new(entry.packet_id) else { continue };
+            match &entry.state {
+                InflightState::AwaitingAck(delivery) => match self.outgoing_publish(delivery, Some(pid), true) {
+                    Some(publish) => out.send(Packet::Publish(publish)),
+                    None => {
+                        // Expired while unacknowledged: forget it.
+                        Metrics::inc(&self.ctx.metrics().messages_dropped);
+                        continue;
+                    }
+                },
+                InflightState::AwaitingComp => out.send(Packet::PubRel(PubResponse::new(pid))),
+            }
+            entry.sent_at = now;
+            state.inflight.push_back(entry);
+        }
+    }
+
+    /// Timed resends are a 3.x behaviour only: 5.0 forbids them. [MQTT-4.4.0-1]
+    fn update_retry_deadline(&mut self) {
+        self.retry_deadline = if self.version.is_v5() {
+            None
+        } else {
+            self.session
+                .as_ref()
+                .and_then(|s| s.lock().inflight.front().map(|e| e.sent_at + self.settings.retry_interval))
+        };
+    }
+
+    /// Drops incoming QoS 2 messages whose PUBREL never came (EMQX `await_rel_timeout`).
+    pub(super) fn expire_awaiting_rel(&mut self, now: Instant) {
+        let Some(session) = &self.session else { return };
+        let timeout = self.settings.await_rel_timeout;
+        session.lock().awaiting_rel.retain(|_, received| *received + timeout > now);
+    }
+}

@@ -1,0 +1,131 @@
+//! SUBSCRIBE and UNSUBSCRIBE.
+
+use bytestring::ByteString;
+use portico_core::auth::Action;
+use portico_core::broker::RetainedOnSubscribe;
+use portico_core::session::SubOptions;
+use portico_core::topic::{SubscriptionTopic, TopicError};
+
+use super::{MqttChannel, Out};
+use crate::packet::{
+    AckProperties, Packet, QoS, RetainHandling, SubAck, Subscribe, SubscriptionOptions, UnsubAck, Unsubscribe,
+};
+use crate::reason::ReasonCode;
+
+impl MqttChannel {
+    pub(super) fn handle_subscribe(&mut self, subscribe: Subscribe, out: &mut Out) {
+        let Some(session) = self.session.clone() else { return };
+        let subscription_id = subscribe.properties.subscription_identifier.unwrap_or(0);
+        let mut reason_codes = Vec::with_capacity(subscribe.filters.len());
+        for (filter, options) in subscribe.filters {
+            // [MQTT-3.8.3-4] No Local on a shared subscription is a protocol error.
+            if options.no_local && (filter.starts_with("$share/") || filter.starts_with("$queue/")) {
+                return self.violation(ReasonCode::ProtocolError, "No Local set on a shared subscription", out);
+            }
+            let code = self.subscribe_one(&session, filter, options, subscription_id);
+            reason_codes.push(code);
+        }
+        out.send(Packet::SubAck(SubAck {
+            packet_id: subscribe.packet_id,
+            reason_codes,
+            properties: AckProperties::default(),
+        }));
+    }
+
+    /// Subscribes to one filter; returns the SUBACK code (granted QoS or the failure).
+    fn subscribe_one(
+        &mut self,
+        session: &std::sync::Arc<portico_core::session::Session>,
+        filter: ByteString,
+        options: SubscriptionOptions,
+        subscription_id: u32,
+    ) -> ReasonCode {
+        let mounted = self.mount_filter(&filter);
+        let topic = match SubscriptionTopic::parse(mounted) {
+            Ok(topic) => topic,
+            Err(TopicError::InvalidSharedSubscription) => return ReasonCode::TopicFilterInvalid,
+            Err(_) => return ReasonCode::TopicFilterInvalid,
+        };
+        if topic.filter.depth() > self.settings.max_topic_levels {
+            return ReasonCode::TopicFilterInvalid;
+        }
+        if topic.share_group.is_some() && !self.settings.shared_subscription {
+            return ReasonCode::SharedSubscriptionsNotSupported;
+        }
+        if topic.filter.has_wildcard() && !self.settings.wildcard_subscription {
+            return ReasonCode::WildcardSubscriptionsNotSupported;
+        }
+        {
+            let state = session.lock();
+            if !state.subscriptions.contains_key(&topic.original)
+                && state.subscriptions.len() >= self.settings.max_subscriptions
+            {
+                return ReasonCode::QuotaExceeded;
+            }
+        }
+        if let Some(client) = self.client()
+            && !self.ctx.authorize(client, Action::Subscribe, topic.filter.as_str())
+        {
+            return ReasonCode::NotAuthorized;
+        }
+        let qos = options.qos.min(self.settings.max_qos_allowed);
+        let retained = match options.retain_handling {
+            RetainHandling::SendAtSubscribe => RetainedOnSubscribe::Send,
+            RetainHandling::SendIfNew => RetainedOnSubscribe::SendIfNew,
+            RetainHandling::DoNotSend => RetainedOnSubscribe::DoNotSend,
+        };
+        let loop_ignored = self.settings.ignore_loop_deliver && !self.version.is_v5();
+        let sub_options = SubOptions {
+            qos,
+            no_local: options.no_local || loop_ignored,
+            retain_as_published: options.retain_as_published,
+            subscription_id,
+        };
+        self.ctx.subscribe(session, topic, sub_options, retained);
+        match qos {
+            QoS::AtMostOnce => ReasonCode::GRANTED_QOS0,
+            QoS::AtLeastOnce => ReasonCode::GrantedQoS1,
+            QoS::ExactlyOnce => ReasonCode::GrantedQoS2,
+        }
+    }
+
+    pub(super) fn handle_unsubscribe(&mut self, unsubscribe: Unsubscribe, out: &mut Out) {
+        let Some(session) = self.session.clone() else { return };
+        let reason_codes = unsubscribe
+            .filters
+            .iter()
+            .map(|filter| {
+                let mounted = self.mount_filter(filter);
+                if self.ctx.unsubscribe(&session, &mounted) {
+                    ReasonCode::Success
+                } else {
+                    ReasonCode::NoSubscriptionExisted
+                }
+            })
+            .collect();
+        out.send(Packet::UnsubAck(UnsubAck {
+            packet_id: unsubscribe.packet_id,
+            // 3.x UNSUBACK carries no reason codes; the codec drops them.
+            reason_codes,
+            properties: AckProperties::default(),
+        }));
+    }
+
+    /// Applies the mountpoint to a filter, keeping a `$share/{group}/` or `$queue/` prefix in
+    /// front: `$share/g/t` under mountpoint `m/` is `$share/g/m/t`.
+    fn mount_filter(&self, filter: &str) -> ByteString {
+        let mountpoint = self.settings.mountpoint.as_str();
+        if mountpoint.is_empty() {
+            return ByteString::from(filter);
+        }
+        if let Some(rest) = filter.strip_prefix("$share/")
+            && let Some((group, inner)) = rest.split_once('/')
+        {
+            return ByteString::from(format!("$share/{group}/{mountpoint}{inner}"));
+        }
+        if let Some(inner) = filter.strip_prefix("$queue/") {
+            return ByteString::from(format!("$queue/{mountpoint}{inner}"));
+        }
+        ByteString::from(format!("{mountpoint}{filter}"))
+    }
+}
