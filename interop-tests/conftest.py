@@ -284,7 +284,12 @@ def broker_factory(tmp_path, request):
     errors = []
     for b in started:
         try:
-            if b.proc is not None:
+            if b.proc is not None and b.proc.poll() is not None:
+                # The test signalled it itself (e.g. shutdown tests) and then failed.
+                rc = b.wait_exit()
+                if rc != 0:
+                    errors.append(f"{b.kind} exited with code {rc}\n{b.log_tail()}")
+            elif b.proc is not None:
                 b.stop()
         except BrokerError as e:
             errors.append(str(e))
@@ -304,7 +309,7 @@ def pytest_configure(config):
 
 
 def pytest_collection_modifyitems(config, items):
-    if BROKER_KIND == "portico":
+    if BROKER_KIND == "portico" or os.environ.get("INTEROP_RUN_PORTICO_ONLY") == "1":
         return
     skip = pytest.mark.skip(reason=f"portico_only (INTEROP_BROKER={BROKER_KIND})")
     for item in items:
@@ -343,3 +348,19 @@ def clients(broker):
     pool = ClientPool(broker)
     yield pool
     pool.close_all()
+
+
+@pytest.fixture
+def clients_for():
+    """Like `clients`, for brokers made by `broker_factory`: clients_for(b).connected(...)."""
+    from clients import ClientPool
+
+    pools = []
+
+    def make(b):
+        pools.append(ClientPool(b))
+        return pools[-1]
+
+    yield make
+    for p in pools:
+        p.close_all()
