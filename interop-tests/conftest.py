@@ -221,9 +221,10 @@ def _start_broker(workdir: Path, env: dict[str, str] | None = None) -> Broker:
     b = Broker(BROKER_KIND, workdir, env)
     try:
         b.start()
+        return b
     except BrokerError as e:
-        pytest.fail(str(e), pytrace=False)
-    return b
+        msg = str(e)
+    pytest.fail(msg, pytrace=False)
 
 
 def _finish_broker(b: Broker) -> None:
@@ -254,10 +255,13 @@ def broker(_module_broker, request):
     b = _module_broker
     if not b.alive():
         b.kill()
+        msg = None
         try:
             b.start()
         except BrokerError as e:
-            pytest.fail(str(e), pytrace=False)
+            msg = str(e)
+        if msg:
+            pytest.fail(msg, pytrace=False)
     request.node._interop_brokers = [b]
     yield b
     if not b.alive():
