@@ -77,7 +77,7 @@ def _keepalive_expiry(broker, clients, version, max_seconds):
 def test_keepalive_expiry_closes_and_publishes_will(broker, clients, version):
     """keepalive=1 then silence: the broker closes the connection (never
     before the keepalive has passed) and publishes the will."""
-    _keepalive_expiry(broker, clients, version, max_seconds=8.0)
+    _keepalive_expiry(broker, clients, version, max_seconds=10.0)
 
 
 @pytest.mark.portico_only
