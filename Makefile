@@ -1,0 +1,44 @@
+# Portico developer / CI entry points.  `make test` is what CI runs (.ci/run).
+
+CARGO ?= cargo
+CARGO_TARGET_DIR ?= target
+PORTICO_BIN ?= $(CARGO_TARGET_DIR)/release/portico
+INTEROP_BROKER ?= portico
+VENV_PY := interop-tests/.venv/bin/python
+PYTEST_TIMEOUT ?= 60
+PYTEST_ARGS ?=
+
+export PORTICO_BIN INTEROP_BROKER
+
+.PHONY: run test deps check unit interop
+
+run:
+	$(CARGO) run --release -p portico -- start --config etc/portico.toml
+
+test: deps check unit interop
+
+deps:
+	scripts/install-test-deps.sh
+
+check:
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+unit:
+	@if command -v cargo-nextest >/dev/null 2>&1; then \
+		echo "$(CARGO) nextest run --workspace --no-tests=warn"; \
+		$(CARGO) nextest run --workspace --no-tests=warn; \
+	else \
+		echo "cargo-nextest not found; falling back to cargo test"; \
+		$(CARGO) test --workspace; \
+	fi
+
+# Interop suite: builds the broker (unless INTEROP_BROKER=mosquitto) and runs
+# pytest against it.  Any failing test fails the target.
+interop:
+	@test -x $(VENV_PY) || { echo "missing $(VENV_PY): run 'make deps' first"; exit 1; }
+	@if [ "$(INTEROP_BROKER)" = "portico" ]; then \
+		echo "$(CARGO) build --release -p portico"; \
+		$(CARGO) build --release -p portico; \
+	fi
+	$(VENV_PY) -m pytest interop-tests -q -p no:cacheprovider --timeout=$(PYTEST_TIMEOUT) $(PYTEST_ARGS)
