@@ -17,9 +17,6 @@ mod wire;
 #[cfg(test)]
 mod tests;
 
-#[cfg(test)]
-mod proptests;
-
 use bytes::{Buf, BytesMut};
 use portico_core::channel::{Codec, EncodeError};
 
@@ -102,10 +99,10 @@ impl Codec for MqttCodec {
         if src.len() < h.total {
             return Ok(None);
         }
-        if h.kind == 1 {
-            if let Some(v) = decode::connect_version(&src[h.header_len..h.total]) {
-                self.version = Some(v);
-            }
+        if h.kind == 1
+            && let Some(v) = decode::connect_version(&src[h.header_len..h.total])
+        {
+            self.version = Some(v);
         }
         let version = self.version.unwrap_or(ProtocolVersion::V3_1_1);
         let mut body = src.split_to(h.total).freeze();
