@@ -2,7 +2,7 @@
 //!
 //! [`MqttCodec`] is the server side: the first packet must be CONNECT, whose protocol name and
 //! level fix the version for the rest of the connection; only client-to-server packet types are
-//! accepted. [`decode`] and [`encode`] work for an explicit version and both directions (for
+//! accepted, and a client's PUBLISH may not carry a Subscription Identifier [MQTT-3.3.4-6]. [`decode`] and [`encode`] work for an explicit version and both directions (for
 //! clients, bridges and tests).
 //!
 //! Decoding is zero-copy: a complete packet is split off the read buffer and frozen, and topics,
@@ -108,6 +108,14 @@ impl Codec for MqttCodec {
         let mut body = src.split_to(h.total).freeze();
         body.advance(h.header_len);
         let decoded = decode::body(h, body, version)?;
+        if let Packet::Publish(publish) = &decoded
+            && !publish.properties.subscription_identifiers.is_empty()
+        {
+            return Err(DecodeError::protocol(
+                packet,
+                "Subscription Identifier in a PUBLISH sent by a client [MQTT-3.3.4-6]",
+            ));
+        }
         if let Packet::Connect(connect) = &decoded {
             self.version = Some(connect.protocol);
             self.connected = true;

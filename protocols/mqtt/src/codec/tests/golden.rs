@@ -38,6 +38,9 @@ const MOSQ_PUB_V31: &str = "102d00064d514973647003ce003c000b706f727469636f2d6361
 const MOSQ_PUB_Q1_V5: &str = "101b00044d5154540502003c03210014000b706f727469636f2d63617033190003612f6200010f03000a74\
                               6578742f706c61696e01016869";
 
+/// The CONNECT of [`MOSQ_SUB_V5`] alone.
+pub(super) const MOSQ_SUB_V5_CONNECT: &str = "101b00044d5154540502003c03210014000b706f727469636f2d636170";
+
 /// Every golden stream, for the truncation tests and the fuzz seeds.
 pub(super) const GOLDEN_STREAMS: &[&str] = &[
     MOSQ_PUB_V311,

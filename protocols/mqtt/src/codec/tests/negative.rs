@@ -403,3 +403,22 @@ fn acks_without_reason_codes_are_protocol_errors() {
     assert_protocol(dec_err(V5, &hex("9003000100")));
     assert_protocol(dec_err(V5, &hex("b003000100")));
 }
+
+#[test]
+fn subscription_identifier_from_a_client_is_a_protocol_error() {
+    // [MQTT-3.3.4-6]: only the server puts Subscription Identifiers into PUBLISH.
+    let connect = hex(super::golden::MOSQ_SUB_V5_CONNECT);
+    let mut stream = connect.clone();
+    stream.extend(pkt(0x30, &hex("0001 61 02 0b01")));
+    let e = server_err(&stream);
+    assert_eq!(
+        e,
+        DecodeError::Protocol {
+            packet: "PUBLISH",
+            why: "Subscription Identifier in a PUBLISH sent by a client [MQTT-3.3.4-6]"
+        }
+    );
+    assert_eq!(e.reason_code(), ReasonCode::ProtocolError);
+    // The explicit decoder (client side) accepts it.
+    assert!(dec(V5, &pkt(0x30, &hex("0001 61 02 0b01"))).is_ok());
+}

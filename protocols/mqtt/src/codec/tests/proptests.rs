@@ -410,7 +410,14 @@ fn versioned_packet() -> impl Strategy<Value = (ProtocolVersion, Packet)> {
 }
 
 fn server_stream() -> impl Strategy<Value = (ProtocolVersion, Packet, Vec<Packet>)> {
-    version().prop_flat_map(|v| (Just(v), connect(v), vec(client_packet(v), 0..6)))
+    // A client's PUBLISH carries no Subscription Identifier [MQTT-3.3.4-6].
+    let from_client = |mut p: Packet| {
+        if let Packet::Publish(publish) = &mut p {
+            publish.properties.subscription_identifiers.clear();
+        }
+        p
+    };
+    version().prop_flat_map(move |v| (Just(v), connect(v), vec(client_packet(v).prop_map(from_client), 0..6)))
 }
 
 proptest! {
