@@ -18,7 +18,11 @@ fn round_trip(packet: &Packet, version: ProtocolVersion) {
     if let Err(e) = encode(packet, version, &mut buf) {
         panic!("decoded packet does not re-encode in {version:?}: {e}: {packet:?}");
     }
-    assert_eq!(buf.len(), encoded_len(packet, version), "encoded_len mismatch for {packet:?}");
+    assert_eq!(
+        buf.len(),
+        encoded_len(packet, version),
+        "encoded_len mismatch for {packet:?}"
+    );
     match decode(&mut buf, version, u32::MAX) {
         Ok(Some(again)) => assert_eq!(&again, packet, "round trip changed the packet"),
         other => panic!("re-encoded packet does not decode in {version:?}: {other:?} from {packet:?}"),

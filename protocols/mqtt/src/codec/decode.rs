@@ -84,7 +84,7 @@ pub(crate) fn header(src: &[u8], max_packet_size: u32) -> Result<Option<Header>,
             if flags != 0b0010 {
                 return Err(DecodeError::malformed(
                     packet,
-                    "fixed header flags must be 0010 [MQTT-2.1.3-1]",
+                    "fixed header flags must be 0010 [MQTT-2.1.3-1]/[MQTT-2.2.2-2]",
                 ));
             }
         }
@@ -92,7 +92,7 @@ pub(crate) fn header(src: &[u8], max_packet_size: u32) -> Result<Option<Header>,
             if flags != 0 {
                 return Err(DecodeError::malformed(
                     packet,
-                    "fixed header flags must be 0000 [MQTT-2.1.3-1]",
+                    "fixed header flags must be 0000 [MQTT-2.1.3-1]/[MQTT-2.2.2-2]",
                 ));
             }
         }
@@ -201,7 +201,10 @@ fn connect(r: &mut Reader) -> Result<Connect, DecodeError> {
         ));
     }
     let Some(will_qos) = QoS::from_u8(will_qos) else {
-        return Err(DecodeError::malformed(r.packet, "Will QoS is 3 [MQTT-3.1.2-14]"));
+        return Err(DecodeError::malformed(
+            r.packet,
+            "Will QoS is 3 [MQTT-3.1.2-12] (3.1.1: [MQTT-3.1.2-14])",
+        ));
     };
     if !v5 && password_flag && !username_flag {
         return Err(DecodeError::malformed(

@@ -33,7 +33,7 @@ pub(crate) fn peek_varint(src: &[u8], packet: &'static str) -> Result<Option<(u3
     }
     Err(DecodeError::malformed(
         packet,
-        "Variable Byte Integer longer than four bytes [MQTT-1.5.5-1]",
+        "Variable Byte Integer longer than four bytes (§1.5.5) [MQTT-1.5.5-1]",
     ))
 }
 

@@ -422,3 +422,15 @@ fn subscription_identifier_from_a_client_is_a_protocol_error() {
     // The explicit decoder (client side) accepts it.
     assert!(dec(V5, &pkt(0x30, &hex("0001 61 02 0b01"))).is_ok());
 }
+
+#[test]
+fn empty_topic_is_left_to_the_channel() {
+    // A zero-length topic is a channel decision (topic alias in 5.0, invalid in 3.1.1).
+    for v in [V3_1_1, V5] {
+        let body = if v.is_v5() { "0000 00" } else { "0000" };
+        let Packet::Publish(p) = dec(v, &pkt(0x30, &hex(body))).unwrap() else {
+            panic!()
+        };
+        assert!(p.topic.is_empty());
+    }
+}
