@@ -287,7 +287,11 @@ pub struct PubResponse {
 impl PubResponse {
     /// A success response with no properties.
     pub fn new(packet_id: PacketId) -> PubResponse {
-        PubResponse { packet_id, reason_code: ReasonCode::Success, properties: AckProperties::default() }
+        PubResponse {
+            packet_id,
+            reason_code: ReasonCode::Success,
+            properties: AckProperties::default(),
+        }
     }
 }
 
@@ -391,7 +395,10 @@ pub struct Disconnect {
 impl Disconnect {
     /// A DISCONNECT with `reason_code` and no properties.
     pub fn new(reason_code: ReasonCode) -> Disconnect {
-        Disconnect { reason_code, properties: DisconnectProperties::default() }
+        Disconnect {
+            reason_code,
+            properties: DisconnectProperties::default(),
+        }
     }
 }
 
