@@ -26,8 +26,8 @@ check:
 
 unit:
 	@if command -v cargo-nextest >/dev/null 2>&1; then \
-		echo "$(CARGO) nextest run --workspace --no-tests=warn"; \
-		$(CARGO) nextest run --workspace --no-tests=warn; \
+		echo "$(CARGO) nextest run --workspace"; \
+		$(CARGO) nextest run --workspace; \
 	else \
 		echo "cargo-nextest not found; falling back to cargo test"; \
 		$(CARGO) test --workspace; \

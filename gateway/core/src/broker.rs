@@ -104,14 +104,21 @@ pub struct Broker {
 
 impl std::fmt::Debug for Broker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Broker").field("node", &self.shared.config.node_name).finish_non_exhaustive()
+        f.debug_struct("Broker")
+            .field("node", &self.shared.config.node_name)
+            .finish_non_exhaustive()
     }
 }
 
 impl Broker {
     /// A broker keeping its state in memory, allowing every client.
     pub fn new(config: BrokerConfig) -> Broker {
-        Broker::with_parts(config, Arc::new(MemoryStore::default()), Arc::new(AllowAll), Arc::new(AllowAll))
+        Broker::with_parts(
+            config,
+            Arc::new(MemoryStore::default()),
+            Arc::new(AllowAll),
+            Arc::new(AllowAll),
+        )
     }
 
     /// A broker on `store` with the given authentication and authorization. Retained messages
@@ -153,16 +160,32 @@ impl Broker {
         }
         drop(map);
         for record in shared.store.load_sessions() {
-            let session = Session::new(record.client_id.clone(), record.expiry_interval, shared.config.session_limits);
+            let session = Session::new(
+                record.client_id.clone(),
+                record.expiry_interval,
+                shared.config.session_limits,
+            );
             session.lock().disconnected_at = Some(now);
             for (filter, qos) in &record.subscriptions {
                 let Ok(topic) = SubscriptionTopic::parse(filter.clone()) else {
                     tracing::warn!(client_id = %record.client_id, %filter, "stored subscription is invalid; skipped");
                     continue;
                 };
-                let options = SubOptions { qos: QoS::from_u8(*qos).unwrap_or(QoS::AtMostOnce), ..SubOptions::default() };
-                shared.router.subscribe(&topic, SubEntry { session: session.clone(), options });
-                session.lock().subscriptions.insert(filter.clone(), Subscription { topic, options });
+                let options = SubOptions {
+                    qos: QoS::from_u8(*qos).unwrap_or(QoS::AtMostOnce),
+                    ..SubOptions::default()
+                };
+                shared.router.subscribe(
+                    &topic,
+                    SubEntry {
+                        session: session.clone(),
+                        options,
+                    },
+                );
+                session
+                    .lock()
+                    .subscriptions
+                    .insert(filter.clone(), Subscription { topic, options });
             }
             shared.sessions.lock().insert(record.client_id, session);
         }
@@ -228,8 +251,13 @@ impl Broker {
     pub fn tick(&self, now: Instant) {
         let shared = &self.shared;
         let now_ms = shared.millis(now);
-        let due: Vec<Arc<ConnHandle>> =
-            shared.conns.lock().values().filter(|c| c.deadline_ms() <= now_ms).cloned().collect();
+        let due: Vec<Arc<ConnHandle>> = shared
+            .conns
+            .lock()
+            .values()
+            .filter(|c| c.deadline_ms() <= now_ms)
+            .cloned()
+            .collect();
         for conn in due {
             conn.wake();
         }
@@ -326,7 +354,11 @@ impl Shared {
                 }
                 j += 1;
             }
-            let qos = if self.config.upgrade_qos { qos } else { qos.min(message.qos) };
+            let qos = if self.config.upgrade_qos {
+                qos
+            } else {
+                qos.min(message.qos)
+            };
             session.deliver(Delivery {
                 message: message.clone(),
                 qos,
@@ -351,8 +383,16 @@ impl Shared {
         if let Some(existing) = sessions.get(client_id).cloned() {
             let mut state = existing.lock();
             if let Some(old) = state.conn.take() {
-                old.kick(if clean_start { KickReason::Discarded } else { KickReason::TakenOver });
-                Metrics::inc(if clean_start { &self.metrics.session_discarded } else { &self.metrics.session_takenover });
+                old.kick(if clean_start {
+                    KickReason::Discarded
+                } else {
+                    KickReason::TakenOver
+                });
+                Metrics::inc(if clean_start {
+                    &self.metrics.session_discarded
+                } else {
+                    &self.metrics.session_takenover
+                });
             }
             if !clean_start {
                 state.conn = Some(conn.clone());
@@ -392,7 +432,9 @@ impl Shared {
         Metrics::inc(&self.metrics.session_terminated);
         let due: Vec<DelayedWill> = {
             let mut wills = self.delayed_wills.lock();
-            let (due, keep) = std::mem::take(&mut *wills).into_iter().partition(|w| w.client_id == session.client_id());
+            let (due, keep) = std::mem::take(&mut *wills)
+                .into_iter()
+                .partition(|w| w.client_id == session.client_id());
             *wills = keep;
             due
         };
@@ -416,7 +458,11 @@ impl Shared {
             self.persist_locked(session, &state);
         }
         drop(state);
-        if ends_now && sessions.get(session.client_id()).is_some_and(|s| s.id() == session.id()) {
+        if ends_now
+            && sessions
+                .get(session.client_id())
+                .is_some_and(|s| s.id() == session.id())
+        {
             sessions.remove(session.client_id());
         }
         drop(sessions);
@@ -481,12 +527,20 @@ impl Shared {
         options: SubOptions,
         retained: RetainedOnSubscribe,
     ) -> bool {
-        let existed = self.router.subscribe(&topic, SubEntry { session: session.clone(), options });
+        let existed = self.router.subscribe(
+            &topic,
+            SubEntry {
+                session: session.clone(),
+                options,
+            },
+        );
         let shared = topic.share_group.is_some();
         let filter = topic.filter.clone();
         let persistent = {
             let mut state = session.lock();
-            state.subscriptions.insert(topic.original.clone(), Subscription { topic, options });
+            state
+                .subscriptions
+                .insert(topic.original.clone(), Subscription { topic, options });
             state.expiry_interval > 0
         };
         if persistent {
@@ -499,13 +553,31 @@ impl Shared {
             RetainedOnSubscribe::DoNotSend => false,
         };
         if send {
-            let matching: Vec<Arc<Message>> =
-                self.retained.read().values().filter(|m| filter.matches(&m.topic)).cloned().collect();
+            let matching: Vec<Arc<Message>> = self
+                .retained
+                .read()
+                .values()
+                .filter(|m| filter.matches(&m.topic))
+                .cloned()
+                .collect();
             for message in matching {
-                let qos = if self.config.upgrade_qos { options.qos } else { options.qos.min(message.qos) };
-                let ids = if options.subscription_id != 0 { vec![options.subscription_id] } else { Vec::new() };
+                let qos = if self.config.upgrade_qos {
+                    options.qos
+                } else {
+                    options.qos.min(message.qos)
+                };
+                let ids = if options.subscription_id != 0 {
+                    vec![options.subscription_id]
+                } else {
+                    Vec::new()
+                };
                 // [MQTT-3.3.1-8] retained messages sent on subscribe carry RETAIN=1.
-                session.deliver(Delivery { message, qos, retain: true, subscription_ids: ids });
+                session.deliver(Delivery {
+                    message,
+                    qos,
+                    retain: true,
+                    subscription_ids: ids,
+                });
             }
         }
         existed
@@ -530,7 +602,11 @@ impl Shared {
         let record = SessionRecord {
             client_id: session.client_id().clone(),
             expiry_interval: state.expiry_interval,
-            subscriptions: state.subscriptions.iter().map(|(f, s)| (f.clone(), s.options.qos as u8)).collect(),
+            subscriptions: state
+                .subscriptions
+                .iter()
+                .map(|(f, s)| (f.clone(), s.options.qos as u8))
+                .collect(),
         };
         self.store.put_session(&record);
     }

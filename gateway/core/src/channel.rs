@@ -126,11 +126,21 @@ pub trait Channel: Send + 'static {
     type Codec: Codec;
 
     /// A decoded frame arrived.
-    fn handle_in(&mut self, frame: <Self::Codec as Codec>::Frame, now: Instant, out: &mut Outbox<<Self::Codec as Codec>::Frame>);
+    fn handle_in(
+        &mut self,
+        frame: <Self::Codec as Codec>::Frame,
+        now: Instant,
+        out: &mut Outbox<<Self::Codec as Codec>::Frame>,
+    );
 
     /// The byte stream could not be decoded. The channel answers (e.g. MQTT 5 DISCONNECT 0x81)
     /// and must queue a close.
-    fn handle_decode_error(&mut self, error: <Self::Codec as Codec>::Error, now: Instant, out: &mut Outbox<<Self::Codec as Codec>::Frame>);
+    fn handle_decode_error(
+        &mut self,
+        error: <Self::Codec as Codec>::Error,
+        now: Instant,
+        out: &mut Outbox<<Self::Codec as Codec>::Frame>,
+    );
 
     /// The broker queued deliveries for this connection's session.
     fn handle_deliver(&mut self, now: Instant, out: &mut Outbox<<Self::Codec as Codec>::Frame>);

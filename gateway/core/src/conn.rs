@@ -93,7 +93,9 @@ impl ConnHandle {
 
     /// Asks the connection to end and wakes it. Only the first reason is kept.
     pub fn kick(&self, reason: KickReason) {
-        let _ = self.kick.compare_exchange(0, reason as u8, Ordering::AcqRel, Ordering::Acquire);
+        let _ = self
+            .kick
+            .compare_exchange(0, reason as u8, Ordering::AcqRel, Ordering::Acquire);
         self.wake();
     }
 

@@ -51,7 +51,11 @@ impl FilterSubs {
                 let index = match self.groups.iter().position(|g| g.name == name) {
                     Some(index) => index,
                     None => {
-                        self.groups.push(ShareGroup { name: name.clone(), members: Vec::new(), next: AtomicUsize::new(0) });
+                        self.groups.push(ShareGroup {
+                            name: name.clone(),
+                            members: Vec::new(),
+                            next: AtomicUsize::new(0),
+                        });
                         self.groups.len() - 1
                     }
                 };
@@ -131,18 +135,29 @@ impl TrieNode {
             None => &mut self.here,
             Some("#") => &mut self.multi,
             Some("+") => self.single.get_or_insert_with(Default::default).subs_for_mut(levels),
-            Some(level) => self.children.entry(ByteString::from(level)).or_default().subs_for_mut(levels),
+            Some(level) => self
+                .children
+                .entry(ByteString::from(level))
+                .or_default()
+                .subs_for_mut(levels),
         }
     }
 
     /// Removes `session` from the filter at `levels`, pruning empty nodes. Returns true if it
     /// was subscribed.
-    fn remove<'a>(&mut self, mut levels: impl Iterator<Item = &'a str>, group: Option<&ByteString>, session: SessionId) -> bool {
+    fn remove<'a>(
+        &mut self,
+        mut levels: impl Iterator<Item = &'a str>,
+        group: Option<&ByteString>,
+        session: SessionId,
+    ) -> bool {
         match levels.next() {
             None => self.here.remove(group, session),
             Some("#") => self.multi.remove(group, session),
             Some("+") => {
-                let Some(child) = self.single.as_mut() else { return false };
+                let Some(child) = self.single.as_mut() else {
+                    return false;
+                };
                 let removed = child.remove(levels, group, session);
                 if child.is_empty() {
                     self.single = None;
@@ -150,7 +165,9 @@ impl TrieNode {
                 removed
             }
             Some(level) => {
-                let Some(child) = self.children.get_mut(level) else { return false };
+                let Some(child) = self.children.get_mut(level) else {
+                    return false;
+                };
                 let removed = child.remove(levels, group, session);
                 if child.is_empty() {
                     self.children.remove(level);
@@ -225,7 +242,9 @@ impl Router {
             inner.trie.remove(topic.filter.split('/'), group, session)
         } else {
             let key = topic.filter.as_str();
-            let Some(subs) = inner.exact.get_mut(key) else { return false };
+            let Some(subs) = inner.exact.get_mut(key) else {
+                return false;
+            };
             let removed = subs.remove(group, session);
             if subs.is_empty() {
                 inner.exact.remove(key);
@@ -273,7 +292,13 @@ mod tests {
 
     fn sub(router: &Router, filter: &str, s: &Arc<Session>) {
         let topic = SubscriptionTopic::parse(filter.to_string()).expect("valid filter");
-        router.subscribe(&topic, SubEntry { session: s.clone(), options: SubOptions::default() });
+        router.subscribe(
+            &topic,
+            SubEntry {
+                session: s.clone(),
+                options: SubOptions::default(),
+            },
+        );
     }
 
     fn matched(router: &Router, topic: &str) -> Vec<String> {
@@ -331,9 +356,24 @@ mod tests {
         let router = Router::new();
         let a = session("a");
         let topic = SubscriptionTopic::parse("t").expect("valid");
-        let opts = SubOptions { qos: crate::QoS::ExactlyOnce, ..SubOptions::default() };
-        assert!(!router.subscribe(&topic, SubEntry { session: a.clone(), options: SubOptions::default() }));
-        assert!(router.subscribe(&topic, SubEntry { session: a.clone(), options: opts }));
+        let opts = SubOptions {
+            qos: crate::QoS::ExactlyOnce,
+            ..SubOptions::default()
+        };
+        assert!(!router.subscribe(
+            &topic,
+            SubEntry {
+                session: a.clone(),
+                options: SubOptions::default()
+            }
+        ));
+        assert!(router.subscribe(
+            &topic,
+            SubEntry {
+                session: a.clone(),
+                options: opts
+            }
+        ));
         let mut seen = Vec::new();
         router.visit_matches(&TopicName::new("t").expect("valid"), |e| seen.push(e.options.qos));
         assert_eq!(seen, [crate::QoS::ExactlyOnce]);

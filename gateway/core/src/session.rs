@@ -95,7 +95,11 @@ pub struct SessionLimits {
 
 impl Default for SessionLimits {
     fn default() -> Self {
-        SessionLimits { max_mqueue_len: 1000, mqueue_store_qos0: true, max_awaiting_rel: 100 }
+        SessionLimits {
+            max_mqueue_len: 1000,
+            mqueue_store_qos0: true,
+            max_awaiting_rel: 100,
+        }
     }
 }
 
@@ -262,7 +266,12 @@ mod tests {
     fn delivery(n: u8, qos: QoS) -> Delivery {
         let topic = TopicName::new("t").expect("valid");
         let msg = Message::new(0, topic, Bytes::from(vec![n]), qos, false, Origin::default());
-        Delivery { message: Arc::new(msg), qos, retain: false, subscription_ids: Vec::new() }
+        Delivery {
+            message: Arc::new(msg),
+            qos,
+            retain: false,
+            subscription_ids: Vec::new(),
+        }
     }
 
     fn payloads(state: &SessionState) -> Vec<u8> {
@@ -271,7 +280,10 @@ mod tests {
 
     #[test]
     fn full_queue_drops_oldest_qos0_first() {
-        let limits = SessionLimits { max_mqueue_len: 3, ..SessionLimits::default() };
+        let limits = SessionLimits {
+            max_mqueue_len: 3,
+            ..SessionLimits::default()
+        };
         let session = Session::new("c".into(), 60, limits);
         let mut state = session.lock();
         state.enqueue(delivery(1, QoS::AtLeastOnce));
@@ -286,7 +298,10 @@ mod tests {
 
     #[test]
     fn offline_qos0_is_dropped_unless_stored() {
-        let limits = SessionLimits { mqueue_store_qos0: false, ..SessionLimits::default() };
+        let limits = SessionLimits {
+            mqueue_store_qos0: false,
+            ..SessionLimits::default()
+        };
         let session = Session::new("c".into(), 60, limits);
         session.deliver(delivery(1, QoS::AtMostOnce));
         session.deliver(delivery(2, QoS::AtLeastOnce));

@@ -47,7 +47,9 @@ pub struct MemoryStore {
 
 impl Store for MemoryStore {
     fn put_retained(&self, message: &Message) {
-        self.retained.lock().insert(message.topic.as_bytestring().clone(), message.clone());
+        self.retained
+            .lock()
+            .insert(message.topic.as_bytestring().clone(), message.clone());
     }
 
     fn delete_retained(&self, topic: &str) {

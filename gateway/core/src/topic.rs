@@ -210,17 +210,29 @@ impl SubscriptionTopic {
             }
             let filter = TopicFilter::new(filter)?;
             let group = ByteString::from(group);
-            return Ok(SubscriptionTopic { filter, share_group: Some(group), original: raw });
+            return Ok(SubscriptionTopic {
+                filter,
+                share_group: Some(group),
+                original: raw,
+            });
         }
         if let Some(filter) = raw.strip_prefix("$queue/") {
             if filter.is_empty() {
                 return Err(TopicError::InvalidSharedSubscription);
             }
             let filter = TopicFilter::new(filter)?;
-            return Ok(SubscriptionTopic { filter, share_group: Some(ByteString::from_static("$queue")), original: raw });
+            return Ok(SubscriptionTopic {
+                filter,
+                share_group: Some(ByteString::from_static("$queue")),
+                original: raw,
+            });
         }
         let filter = TopicFilter::new(raw.clone())?;
-        Ok(SubscriptionTopic { filter, share_group: None, original: raw })
+        Ok(SubscriptionTopic {
+            filter,
+            share_group: None,
+            original: raw,
+        })
     }
 }
 
@@ -249,7 +261,10 @@ mod tests {
         assert_eq!(TopicFilter::new("a/#/b"), Err(TopicError::MisplacedMultiLevelWildcard));
         assert_eq!(TopicFilter::new("a#"), Err(TopicError::MisplacedMultiLevelWildcard));
         assert_eq!(TopicFilter::new("a+"), Err(TopicError::MisplacedSingleLevelWildcard));
-        assert_eq!(TopicFilter::new("a/b+/c"), Err(TopicError::MisplacedSingleLevelWildcard));
+        assert_eq!(
+            TopicFilter::new("a/b+/c"),
+            Err(TopicError::MisplacedSingleLevelWildcard)
+        );
     }
 
     #[test]

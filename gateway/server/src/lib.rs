@@ -77,7 +77,14 @@ impl Server {
         }
         for (socket, settings, mountpoint) in bound {
             let frontend = Arc::new(MqttFrontend::new(&broker, mqtt_settings(&config.mqtt, mountpoint)));
-            tokio::spawn(serve_tcp(socket, settings, frontend, broker.clone(), shutdown.clone(), tasks.clone()));
+            tokio::spawn(serve_tcp(
+                socket,
+                settings,
+                frontend,
+                broker.clone(),
+                shutdown.clone(),
+                tasks.clone(),
+            ));
         }
 
         let ticker = broker.clone();
@@ -93,7 +100,12 @@ impl Server {
             }
         });
 
-        Ok(Server { broker, listeners, shutdown, tasks })
+        Ok(Server {
+            broker,
+            listeners,
+            shutdown,
+            tasks,
+        })
     }
 
     /// `(listener name, bound address)` of every listener.
@@ -113,7 +125,10 @@ impl Server {
         self.broker.shutdown();
         self.tasks.close();
         if tokio::time::timeout(SHUTDOWN_GRACE, self.tasks.wait()).await.is_err() {
-            tracing::warn!(remaining = self.tasks.len(), "connections still open after the shutdown grace period");
+            tracing::warn!(
+                remaining = self.tasks.len(),
+                "connections still open after the shutdown grace period"
+            );
         }
     }
 }

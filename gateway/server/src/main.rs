@@ -17,7 +17,11 @@ use portico::config::{CONFIG_PATH_ENV, Config, LOG_FILTER_ENV, process_env};
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 #[derive(Debug, Parser)]
-#[command(name = "portico", version, about = "Portico: a multi-protocol IoT gateway (MQTT today; MQTT-SN, CoAP, LwM2M, STOMP planned)")]
+#[command(
+    name = "portico",
+    version,
+    about = "Portico: a multi-protocol IoT gateway (MQTT today; MQTT-SN, CoAP, LwM2M, STOMP planned)"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -82,7 +86,10 @@ fn init_logging(config: &Config) {
         .ok()
         .and_then(|f| tracing_subscriber::EnvFilter::try_new(f).ok())
         .unwrap_or_else(|| tracing_subscriber::EnvFilter::new(config.log.console.level.tracing_directive()));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
 }
 
 async fn wait_for_signal() -> &'static str {

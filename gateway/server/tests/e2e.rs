@@ -19,7 +19,10 @@ use tokio::time::timeout;
 const WAIT: Duration = Duration::from_secs(5);
 
 async fn start(extra_env: &[(&str, &str)]) -> Server {
-    let mut env = vec![("PORTICO_LISTENERS__TCP__DEFAULT__BIND".to_string(), "127.0.0.1:0".to_string())];
+    let mut env = vec![(
+        "PORTICO_LISTENERS__TCP__DEFAULT__BIND".to_string(),
+        "127.0.0.1:0".to_string(),
+    )];
     env.extend(extra_env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     let config = Config::load(None, env).expect("valid test config");
     Server::start(&config).await.expect("server starts")
@@ -38,7 +41,11 @@ struct Client {
 impl Client {
     async fn raw(server: &Server, version: ProtocolVersion) -> Client {
         let stream = TcpStream::connect(addr(server)).await.expect("connect");
-        Client { stream, buf: BytesMut::new(), version }
+        Client {
+            stream,
+            buf: BytesMut::new(),
+            version,
+        }
     }
 
     async fn connect(server: &Server, version: ProtocolVersion, id: &str) -> Client {
@@ -78,7 +85,10 @@ impl Client {
             if let Some(packet) = decode(&mut self.buf, self.version, u32::MAX).expect("server sends valid packets") {
                 return Some(packet);
             }
-            let n = timeout(WAIT, self.stream.read_buf(&mut self.buf)).await.expect("server answers in time").ok()?;
+            let n = timeout(WAIT, self.stream.read_buf(&mut self.buf))
+                .await
+                .expect("server answers in time")
+                .ok()?;
             if n == 0 {
                 return None;
             }
@@ -88,7 +98,13 @@ impl Client {
     async fn subscribe(&mut self, filter: &str, qos: QoS) {
         self.send(&Packet::Subscribe(Subscribe {
             packet_id: PacketId::new(1).expect("non-zero"),
-            filters: vec![(ByteString::from(filter.to_string()), SubscriptionOptions { qos, ..Default::default() })],
+            filters: vec![(
+                ByteString::from(filter.to_string()),
+                SubscriptionOptions {
+                    qos,
+                    ..Default::default()
+                },
+            )],
             properties: Default::default(),
         }))
         .await;
@@ -171,7 +187,11 @@ async fn unsupported_protocol_level_gets_return_code_1() {
     let server = start(&[]).await;
     let mut client = Client::raw(&server, ProtocolVersion::V3_1_1).await;
     // CONNECT "MQTT" level 6.
-    client.send_raw(&[0x10, 0x0d, 0x00, 0x04, b'M', b'Q', b'T', b'T', 0x06, 0x02, 0x00, 0x3c, 0x00, 0x01, b'x']).await;
+    client
+        .send_raw(&[
+            0x10, 0x0d, 0x00, 0x04, b'M', b'Q', b'T', b'T', 0x06, 0x02, 0x00, 0x3c, 0x00, 0x01, b'x',
+        ])
+        .await;
     match client.recv().await {
         Some(Packet::ConnAck(ack)) => assert_eq!(ack.reason_code, ReasonCode::UnsupportedProtocolVersion),
         other => panic!("expected CONNACK, got {other:?}"),
@@ -185,9 +205,14 @@ async fn shutdown_sends_0x8b_to_v5_clients() {
     let server = start(&[]).await;
     let mut client = Client::connect(&server, ProtocolVersion::V5, "stay").await;
     let stopping = tokio::spawn(server.shutdown());
-    assert!(matches!(client.recv().await, Some(Packet::Disconnect(d)) if d.reason_code == ReasonCode::ServerShuttingDown));
+    assert!(
+        matches!(client.recv().await, Some(Packet::Disconnect(d)) if d.reason_code == ReasonCode::ServerShuttingDown)
+    );
     assert!(client.recv().await.is_none());
-    timeout(WAIT, stopping).await.expect("shutdown finishes").expect("no panic");
+    timeout(WAIT, stopping)
+        .await
+        .expect("shutdown finishes")
+        .expect("no panic");
 }
 
 #[tokio::test]

@@ -45,8 +45,17 @@ pub struct BindError {
 /// Binds the listener's socket (separately from serving, so that start-up fails early and
 /// tests can bind port 0 and read the port).
 pub fn bind_tcp(settings: &TcpListenerSettings) -> Result<TcpListener, BindError> {
-    let bind_error = |source| BindError { name: settings.name.clone(), bind: settings.bind, source };
-    let socket = if settings.bind.is_ipv4() { TcpSocket::new_v4() } else { TcpSocket::new_v6() }.map_err(bind_error)?;
+    let bind_error = |source| BindError {
+        name: settings.name.clone(),
+        bind: settings.bind,
+        source,
+    };
+    let socket = if settings.bind.is_ipv4() {
+        TcpSocket::new_v4()
+    } else {
+        TcpSocket::new_v6()
+    }
+    .map_err(bind_error)?;
     socket.set_reuseaddr(true).map_err(bind_error)?;
     socket.bind(settings.bind).map_err(bind_error)?;
     socket.listen(settings.backlog).map_err(bind_error)

@@ -27,9 +27,7 @@ use portico_core::session::Session;
 
 use crate::codec::MqttCodec;
 use crate::error::DecodeError;
-use crate::packet::{
-    ConnAck, ConnAckProperties, Connect, Disconnect, LastWill, Packet, ProtocolVersion, QoS,
-};
+use crate::packet::{ConnAck, ConnAckProperties, Connect, Disconnect, LastWill, Packet, ProtocolVersion, QoS};
 use crate::reason::ReasonCode;
 use crate::settings::MqttSettings;
 
@@ -56,8 +54,14 @@ pub struct MqttFrontend {
 impl MqttFrontend {
     /// A frontend on `broker` with `settings` (one per listener: mountpoints differ).
     pub fn new(broker: &portico_core::Broker, settings: MqttSettings) -> MqttFrontend {
-        let ctx = broker.ctx(FrontendInfo { name: "mqtt", mountpoint: ByteString::from(settings.mountpoint.clone()) });
-        MqttFrontend { ctx, settings: Arc::new(settings) }
+        let ctx = broker.ctx(FrontendInfo {
+            name: "mqtt",
+            mountpoint: ByteString::from(settings.mountpoint.clone()),
+        });
+        MqttFrontend {
+            ctx,
+            settings: Arc::new(settings),
+        }
     }
 }
 
@@ -70,7 +74,10 @@ impl StreamFrontend for MqttFrontend {
 
     fn new_connection(&self, conn: Arc<ConnHandle>, peer: SocketAddr, now: Instant) -> (MqttChannel, MqttCodec) {
         let codec = MqttCodec::new(self.settings.max_packet_size);
-        (MqttChannel::new(self.ctx.clone(), self.settings.clone(), conn, peer, now), codec)
+        (
+            MqttChannel::new(self.ctx.clone(), self.settings.clone(), conn, peer, now),
+            codec,
+        )
     }
 }
 
@@ -165,7 +172,10 @@ impl MqttChannel {
             reason_code: reason,
             properties: ConnAckProperties::default(),
         }));
-        let close = if matches!(reason, ReasonCode::BadUserNameOrPassword | ReasonCode::NotAuthorized | ReasonCode::Banned) {
+        let close = if matches!(
+            reason,
+            ReasonCode::BadUserNameOrPassword | ReasonCode::NotAuthorized | ReasonCode::Banned
+        ) {
             CloseReason::NotAuthorized
         } else {
             CloseReason::ProtocolViolation(why.to_string())
@@ -174,7 +184,16 @@ impl MqttChannel {
     }
 
     fn handle_connect(&mut self, connect: Connect, now: Instant, out: &mut Out) {
-        let Connect { protocol, clean_start, keep_alive, client_id, will, username, password, properties } = connect;
+        let Connect {
+            protocol,
+            clean_start,
+            keep_alive,
+            client_id,
+            will,
+            username,
+            password,
+            properties,
+        } = connect;
         self.version = protocol;
         let v5 = protocol.is_v5();
 
@@ -205,7 +224,11 @@ impl MqttChannel {
 
         // 5.0 enhanced authentication is not offered yet. [MQTT-4.12.0-1]
         if properties.authentication_method.is_some() {
-            return self.refuse_connect(ReasonCode::BadAuthenticationMethod, "authentication method not supported", out);
+            return self.refuse_connect(
+                ReasonCode::BadAuthenticationMethod,
+                "authentication method not supported",
+                out,
+            );
         }
 
         // Will. [MQTT-3.1.2-9..15]
@@ -217,7 +240,12 @@ impl MqttChannel {
             },
         };
 
-        let client = ClientInfo { client_id: client_id.clone(), username, peer: self.peer, protocol: "mqtt" };
+        let client = ClientInfo {
+            client_id: client_id.clone(),
+            username,
+            peer: self.peer,
+            protocol: "mqtt",
+        };
         match self.ctx.authenticate(&client, password.as_deref()) {
             AuthResult::Allow { .. } => {}
             AuthResult::Deny(refusal) => {
@@ -264,8 +292,7 @@ impl MqttChannel {
             props.assigned_client_identifier = assigned;
             props.server_keep_alive = server_keepalive;
             props.topic_alias_maximum = Some(self.settings.max_topic_alias);
-            props.receive_maximum =
-                Some(u16::try_from(self.settings.max_awaiting_rel).unwrap_or(u16::MAX).max(1));
+            props.receive_maximum = Some(u16::try_from(self.settings.max_awaiting_rel).unwrap_or(u16::MAX).max(1));
             props.maximum_packet_size = Some(self.settings.max_packet_size);
             if !self.settings.retain_available {
                 props.retain_available = Some(false);
@@ -302,7 +329,10 @@ impl MqttChannel {
             return Err((ReasonCode::QoSNotSupported, "will QoS above max_qos_allowed"));
         }
         if will.retain && !self.settings.retain_available {
-            return Err((ReasonCode::RetainNotSupported, "retained will but retain_available is false"));
+            return Err((
+                ReasonCode::RetainNotSupported,
+                "retained will but retain_available is false",
+            ));
         }
         let topic = self
             .mount(&will.topic)
@@ -314,7 +344,10 @@ impl MqttChannel {
             will.payload,
             will.qos,
             will.retain,
-            portico_core::message::Origin { client_id: client_id.clone(), protocol: "mqtt" },
+            portico_core::message::Origin {
+                client_id: client_id.clone(),
+                protocol: "mqtt",
+            },
         );
         message.properties = portico_core::MessageProperties {
             payload_format_indicator: props.payload_format_indicator,
@@ -324,14 +357,21 @@ impl MqttChannel {
             correlation_data: props.correlation_data,
             user_properties: props.user_properties,
         };
-        Ok(Will { message, delay: props.will_delay_interval.unwrap_or(0) })
+        Ok(Will {
+            message,
+            delay: props.will_delay_interval.unwrap_or(0),
+        })
     }
 
     fn handle_disconnect(&mut self, disconnect: Disconnect, out: &mut Out) {
         if let Some(expiry) = disconnect.properties.session_expiry_interval {
             // [MQTT-3.14.2-2] a session created with expiry 0 cannot be extended at DISCONNECT.
             if self.connect_expiry_zero && expiry != 0 {
-                return self.violation(ReasonCode::ProtocolError, "DISCONNECT raised Session Expiry Interval from 0", out);
+                return self.violation(
+                    ReasonCode::ProtocolError,
+                    "DISCONNECT raised Session Expiry Interval from 0",
+                    out,
+                );
             }
             if let Some(session) = &self.session {
                 session.lock().expiry_interval = expiry;
@@ -370,7 +410,11 @@ impl Channel for MqttChannel {
                 Packet::Connect(connect) => self.handle_connect(*connect, now, out),
                 // [MQTT-3.1.0-1] the codec refuses anything before CONNECT; keep the rule here
                 // too so that the channel never runs unauthenticated.
-                other => self.violation(ReasonCode::ProtocolError, format!("{} before CONNECT", other.name()), out),
+                other => self.violation(
+                    ReasonCode::ProtocolError,
+                    format!("{} before CONNECT", other.name()),
+                    out,
+                ),
             },
             Phase::Connected => match packet {
                 Packet::Publish(publish) => self.handle_publish(publish, now, out),
@@ -463,7 +507,8 @@ impl Channel for MqttChannel {
         let will = if self.will_cancelled { None } else { self.will.take() };
         let will = will.filter(|w| {
             self.client().is_none_or(|c| {
-                self.ctx.authorize(c, portico_core::auth::Action::Publish, w.message.topic.as_str())
+                self.ctx
+                    .authorize(c, portico_core::auth::Action::Publish, w.message.topic.as_str())
             })
         });
         self.ctx.close_session(&session, self.conn.id(), will, now);

@@ -32,20 +32,36 @@ impl MqttChannel {
     }
 
     pub(super) fn handle_publish(&mut self, publish: Publish, _now: Instant, out: &mut Out) {
-        let Publish { dup: _, qos, retain, topic, packet_id, payload, properties } = publish;
+        let Publish {
+            dup: _,
+            qos,
+            retain,
+            topic,
+            packet_id,
+            payload,
+            properties,
+        } = publish;
         let v5 = self.version.is_v5();
 
         // Topic alias (5.0). [MQTT-3.3.2-8..12]
         let topic = match properties.topic_alias {
             Some(alias) => {
                 if alias == 0 || alias > self.settings.max_topic_alias {
-                    return self.violation(ReasonCode::TopicAliasInvalid, format!("topic alias {alias} out of range"), out);
+                    return self.violation(
+                        ReasonCode::TopicAliasInvalid,
+                        format!("topic alias {alias} out of range"),
+                        out,
+                    );
                 }
                 if topic.is_empty() {
                     match self.topic_aliases.get(&alias) {
                         Some(topic) => topic.clone(),
                         None => {
-                            return self.violation(ReasonCode::ProtocolError, format!("unknown topic alias {alias}"), out);
+                            return self.violation(
+                                ReasonCode::ProtocolError,
+                                format!("unknown topic alias {alias}"),
+                                out,
+                            );
                         }
                     }
                 } else {
@@ -59,7 +75,11 @@ impl MqttChannel {
             None => topic,
         };
         let Some(name) = self.mount(&topic) else {
-            return self.violation(ReasonCode::TopicNameInvalid, format!("invalid topic name {topic:?}"), out);
+            return self.violation(
+                ReasonCode::TopicNameInvalid,
+                format!("invalid topic name {topic:?}"),
+                out,
+            );
         };
         if qos > self.settings.max_qos_allowed {
             return self.violation(ReasonCode::QoSNotSupported, "QoS above max_qos_allowed", out);
@@ -94,7 +114,11 @@ impl MqttChannel {
             if refusal.is_none() && state.awaiting_rel.len() >= self.settings.max_awaiting_rel {
                 drop(state);
                 // [MQTT-3.3.4-9] more QoS 2 in flight than the Receive Maximum we announced.
-                return self.violation(ReasonCode::ReceiveMaximumExceeded, "too many QoS 2 messages awaiting PUBREL", out);
+                return self.violation(
+                    ReasonCode::ReceiveMaximumExceeded,
+                    "too many QoS 2 messages awaiting PUBREL",
+                    out,
+                );
             }
             if refusal.is_none() {
                 state.awaiting_rel.insert(pid.get(), Instant::now());
@@ -108,8 +132,17 @@ impl MqttChannel {
             }
             None => {
                 let client_id = self.client().map(|c| c.client_id.clone()).unwrap_or_default();
-                let mut message =
-                    Message::new(self.ctx.node_id(), name, payload, qos, retain, Origin { client_id, protocol: "mqtt" });
+                let mut message = Message::new(
+                    self.ctx.node_id(),
+                    name,
+                    payload,
+                    qos,
+                    retain,
+                    Origin {
+                        client_id,
+                        protocol: "mqtt",
+                    },
+                );
                 if v5 {
                     message.properties = MessageProperties {
                         payload_format_indicator: properties.payload_format_indicator,
@@ -133,7 +166,11 @@ impl MqttChannel {
         // 3.x has no negative acknowledgements: a refused QoS 1/2 message is acknowledged and
         // dropped, as EMQX does with `deny_action = ignore`.
         let reason = if v5 { reason } else { ReasonCode::Success };
-        let response = PubResponse { packet_id: pid, reason_code: reason, properties: Default::default() };
+        let response = PubResponse {
+            packet_id: pid,
+            reason_code: reason,
+            properties: Default::default(),
+        };
         match qos {
             QoS::AtLeastOnce => out.send(Packet::PubAck(response)),
             QoS::ExactlyOnce => out.send(Packet::PubRec(response)),
@@ -146,7 +183,8 @@ impl MqttChannel {
         let mut state = session.lock();
         let pid = ack.packet_id.get();
         match state.inflight_position(pid) {
-            Some(index) if matches!(&state.inflight[index].state, InflightState::AwaitingAck(d) if d.qos == QoS::AtLeastOnce) => {
+            Some(index) if matches!(&state.inflight[index].state, InflightState::AwaitingAck(d) if d.qos == QoS::AtLeastOnce) =>
+            {
                 state.inflight.remove(index);
             }
             _ => {
@@ -165,8 +203,16 @@ impl MqttChannel {
         let Some(index) = state.inflight_position(pid.get()) else {
             drop(state);
             // MQTT 5 §3.6.2.1: answer with PUBREL 0x92 so the client can finish its state.
-            let reason = if self.version.is_v5() { ReasonCode::PacketIdentifierNotFound } else { ReasonCode::Success };
-            out.send(Packet::PubRel(PubResponse { packet_id: pid, reason_code: reason, properties: Default::default() }));
+            let reason = if self.version.is_v5() {
+                ReasonCode::PacketIdentifierNotFound
+            } else {
+                ReasonCode::Success
+            };
+            out.send(Packet::PubRel(PubResponse {
+                packet_id: pid,
+                reason_code: reason,
+                properties: Default::default(),
+            }));
             return;
         };
         if rec.reason_code.is_error() {
@@ -190,7 +236,11 @@ impl MqttChannel {
         } else {
             ReasonCode::PacketIdentifierNotFound
         };
-        out.send(Packet::PubComp(PubResponse { packet_id: rel.packet_id, reason_code: reason, properties: Default::default() }));
+        out.send(Packet::PubComp(PubResponse {
+            packet_id: rel.packet_id,
+            reason_code: reason,
+            properties: Default::default(),
+        }));
     }
 
     pub(super) fn handle_pubcomp(&mut self, comp: PubResponse, now: Instant, out: &mut Out) {
@@ -242,15 +292,23 @@ impl MqttChannel {
             };
             let mut publish = publish;
             publish.packet_id = PacketId::new(pid);
-            state.inflight.push_back(InflightEntry { packet_id: pid, state: InflightState::AwaitingAck(delivery), sent_at: now });
+            state.inflight.push_back(InflightEntry {
+                packet_id: pid,
+                state: InflightState::AwaitingAck(delivery),
+                sent_at: now,
+            });
             out.send(Packet::Publish(publish));
             sent += 1;
         }
         state.dropped += dropped;
         drop(state);
         let metrics = self.ctx.metrics();
-        metrics.messages_sent.fetch_add(sent, std::sync::atomic::Ordering::Relaxed);
-        metrics.messages_dropped.fetch_add(dropped, std::sync::atomic::Ordering::Relaxed);
+        metrics
+            .messages_sent
+            .fetch_add(sent, std::sync::atomic::Ordering::Relaxed);
+        metrics
+            .messages_dropped
+            .fetch_add(dropped, std::sync::atomic::Ordering::Relaxed);
         if self.retry_deadline.is_none() {
             self.update_retry_deadline();
         }
@@ -288,14 +346,24 @@ impl MqttChannel {
             qos: delivery.qos,
             retain: delivery.retain,
             topic: ByteString::from(topic),
-            packet_id: packet_id.or_else(|| if delivery.qos == QoS::AtMostOnce { None } else { PacketId::new(1) }),
+            packet_id: packet_id.or_else(|| {
+                if delivery.qos == QoS::AtMostOnce {
+                    None
+                } else {
+                    PacketId::new(1)
+                }
+            }),
             payload: message.payload.clone(),
             properties,
         };
         if self.client_max_packet_size != u32::MAX {
             let size = encoded_len(&Packet::Publish(publish.clone()), self.version);
             if size > self.client_max_packet_size as usize {
-                tracing::debug!(size, max = self.client_max_packet_size, "message larger than the client accepts; dropped");
+                tracing::debug!(
+                    size,
+                    max = self.client_max_packet_size,
+                    "message larger than the client accepts; dropped"
+                );
                 return None;
             }
         }
@@ -317,7 +385,11 @@ impl MqttChannel {
         let Some(session) = self.session.clone() else { return };
         let mut state = session.lock();
         let interval = self.settings.retry_interval;
-        let due = state.inflight.iter().take_while(|e| e.sent_at + interval <= now).count();
+        let due = state
+            .inflight
+            .iter()
+            .take_while(|e| e.sent_at + interval <= now)
+            .count();
         self.resend_entries(&mut state, due, now, out);
         drop(state);
         self.update_retry_deadline();
@@ -327,8 +399,12 @@ impl MqttChannel {
     fn resend_entries(&self, state: &mut SessionState, count: usize, now: Instant, out: &mut Out) {
         let count = count.min(state.inflight.len());
         for _ in 0..count {
-            let Some(mut entry) = state.inflight.pop_front() else { break };
-            let Some(pid) = PacketId::new(entry.packet_id) else { continue };
+            let Some(mut entry) = state.inflight.pop_front() else {
+                break;
+            };
+            let Some(pid) = PacketId::new(entry.packet_id) else {
+                continue;
+            };
             match &entry.state {
                 InflightState::AwaitingAck(delivery) => match self.outgoing_publish(delivery, Some(pid), true) {
                     Some(publish) => out.send(Packet::Publish(publish)),
@@ -350,9 +426,12 @@ impl MqttChannel {
         self.retry_deadline = if self.version.is_v5() {
             None
         } else {
-            self.session
-                .as_ref()
-                .and_then(|s| s.lock().inflight.front().map(|e| e.sent_at + self.settings.retry_interval))
+            self.session.as_ref().and_then(|s| {
+                s.lock()
+                    .inflight
+                    .front()
+                    .map(|e| e.sent_at + self.settings.retry_interval)
+            })
         };
     }
 
@@ -360,6 +439,9 @@ impl MqttChannel {
     pub(super) fn expire_awaiting_rel(&mut self, now: Instant) {
         let Some(session) = &self.session else { return };
         let timeout = self.settings.await_rel_timeout;
-        session.lock().awaiting_rel.retain(|_, received| *received + timeout > now);
+        session
+            .lock()
+            .awaiting_rel
+            .retain(|_, received| *received + timeout > now);
     }
 }
