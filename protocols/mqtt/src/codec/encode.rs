@@ -31,7 +31,7 @@ pub fn encoded_len(packet: &Packet, version: ProtocolVersion) -> usize {
 
 /// Appends the wire form of `packet` for `version` to `dst`. CONNECT is written in the version
 /// of its `protocol` field (3.1 as `MQIsdp` level 3). Nothing is written on error.
-pub fn encode(packet: &Packet, version: ProtocolVersion, dst: &mut BytesMut) -> Res {
+pub fn encode(packet: &Packet, version: ProtocolVersion, dst: &mut BytesMut) -> Result<(), EncodeError> {
     let version = effective_version(packet, version);
     let mut count = Counter::default();
     body(packet, version, &mut count)?;

@@ -2,8 +2,9 @@
 //!
 //! [`MqttCodec`] is the server side: the first packet must be CONNECT, whose protocol name and
 //! level fix the version for the rest of the connection; only client-to-server packet types are
-//! accepted, and a client's PUBLISH may not carry a Subscription Identifier [MQTT-3.3.4-6]. [`decode`] and [`encode`] work for an explicit version and both directions (for
-//! clients, bridges and tests).
+//! accepted, and a client's PUBLISH may not carry a Subscription Identifier [MQTT-3.3.4-6].
+//! [`decode`] and [`encode`] work for an explicit version and both directions (for clients,
+//! bridges and tests).
 //!
 //! Decoding is zero-copy: a complete packet is split off the read buffer and frozen, and topics,
 //! strings and payloads are views into it. `Ok(None)` leaves the buffer untouched.
