@@ -269,35 +269,40 @@ impl MqttChannel {
     pub(super) fn deliver_queued(&mut self, now: Instant, out: &mut Out) {
         let Some(session) = self.session.clone() else { return };
         let mut state = session.lock();
+        // After a takeover the session belongs to the new connection: this one, still
+        // draining its input, must not take messages meant for it.
+        if state.conn.as_ref().map(|c| c.id()) != Some(self.conn.id()) {
+            return;
+        }
         let mut sent = 0u64;
         let mut dropped = 0u64;
         while let Some(front) = state.queue.front() {
-            if front.qos != QoS::AtMostOnce && state.inflight.len() >= self.inflight_window {
+            let qos = front.qos;
+            if qos != QoS::AtMostOnce && state.inflight.len() >= self.inflight_window {
                 break;
             }
+            let packet_id = if qos == QoS::AtMostOnce {
+                None
+            } else {
+                match state.next_packet_id() {
+                    Some(id) => PacketId::new(id),
+                    // Every packet id is in flight; the message waits for an acknowledgement.
+                    None => break,
+                }
+            };
             let Some(delivery) = state.dequeue() else { break };
-            let Some(publish) = self.outgoing_publish(&delivery, None, false) else {
+            let Some(packet) = self.outgoing_publish(&delivery, packet_id, false) else {
                 dropped += 1;
                 continue;
             };
-            if delivery.qos == QoS::AtMostOnce {
-                out.send(Packet::Publish(publish));
-                sent += 1;
-                continue;
+            if let Some(id) = packet_id {
+                state.inflight.push_back(InflightEntry {
+                    packet_id: id.get(),
+                    state: InflightState::AwaitingAck(delivery),
+                    sent_at: now,
+                });
             }
-            let Some(pid) = state.next_packet_id() else {
-                // Every packet id is in flight; keep the message for later.
-                state.queue.push_front(delivery);
-                break;
-            };
-            let mut publish = publish;
-            publish.packet_id = PacketId::new(pid);
-            state.inflight.push_back(InflightEntry {
-                packet_id: pid,
-                state: InflightState::AwaitingAck(delivery),
-                sent_at: now,
-            });
-            out.send(Packet::Publish(publish));
+            out.send(packet);
             sent += 1;
         }
         state.dropped += dropped;
@@ -314,22 +319,21 @@ impl MqttChannel {
         }
     }
 
-    /// The PUBLISH for a delivery, or `None` when it must be dropped: expired, or larger than
-    /// the client's Maximum Packet Size ([MQTT-3.1.2-25]: discarded as if sent).
-    fn outgoing_publish(&self, delivery: &Delivery, packet_id: Option<PacketId>, dup: bool) -> Option<Publish> {
+    /// The PUBLISH packet for a delivery, or `None` when it must be dropped: expired, or larger
+    /// than the client's Maximum Packet Size ([MQTT-3.1.2-25]: discarded as if sent).
+    fn outgoing_publish(&self, delivery: &Delivery, packet_id: Option<PacketId>, dup: bool) -> Option<Packet> {
         let message = &delivery.message;
-        let v5 = self.version.is_v5();
         let mut properties = PublishProperties::default();
-        if let Some(expiry) = message.properties.message_expiry_interval {
-            // MQTT 5 §3.3.2.3.3: the interval counts down while the message waits.
-            let waited = now_millis().saturating_sub(message.timestamp_ms) / 1000;
-            let waited = u32::try_from(waited).unwrap_or(u32::MAX);
-            if waited >= expiry {
-                return None;
+        if self.version.is_v5() {
+            if let Some(expiry) = message.properties.message_expiry_interval {
+                // MQTT 5 §3.3.2.3.3: the interval counts down while the message waits.
+                let waited = now_millis().saturating_sub(message.timestamp_ms) / 1000;
+                let waited = u32::try_from(waited).unwrap_or(u32::MAX);
+                if waited >= expiry {
+                    return None;
+                }
+                properties.message_expiry_interval = Some(expiry - waited);
             }
-            properties.message_expiry_interval = Some(expiry - waited);
-        }
-        if v5 {
             let p = &message.properties;
             properties.payload_format_indicator = p.payload_format_indicator;
             properties.content_type = p.content_type.clone();
@@ -337,27 +341,28 @@ impl MqttChannel {
             properties.correlation_data = p.correlation_data.clone();
             properties.user_properties = p.user_properties.clone();
             properties.subscription_identifiers = delivery.subscription_ids.clone();
-        } else {
-            properties.message_expiry_interval = None;
+        } else if message
+            .properties
+            .message_expiry_interval
+            .is_some_and(|expiry| now_millis().saturating_sub(message.timestamp_ms) / 1000 >= u64::from(expiry))
+        {
+            // A 3.x subscriber cannot see the interval, but an expired message is still dead.
+            return None;
         }
-        let topic = self.unmount(message.topic.as_str());
-        let publish = Publish {
+        // A view into the message's own topic string: no copy per delivery.
+        let full = message.topic.as_bytestring();
+        let topic = full.slice_ref(self.unmount(full));
+        let packet = Packet::Publish(Publish {
             dup,
             qos: delivery.qos,
             retain: delivery.retain,
-            topic: ByteString::from(topic),
-            packet_id: packet_id.or_else(|| {
-                if delivery.qos == QoS::AtMostOnce {
-                    None
-                } else {
-                    PacketId::new(1)
-                }
-            }),
+            topic,
+            packet_id,
             payload: message.payload.clone(),
             properties,
-        };
+        });
         if self.client_max_packet_size != u32::MAX {
-            let size = encoded_len(&Packet::Publish(publish.clone()), self.version);
+            let size = encoded_len(&packet, self.version);
             if size > self.client_max_packet_size as usize {
                 tracing::debug!(
                     size,
@@ -367,7 +372,7 @@ impl MqttChannel {
                 return None;
             }
         }
-        Some(publish)
+        Some(packet)
     }
 
     /// Resends every unacknowledged exchange of a resumed session with its original packet
@@ -407,7 +412,7 @@ impl MqttChannel {
             };
             match &entry.state {
                 InflightState::AwaitingAck(delivery) => match self.outgoing_publish(delivery, Some(pid), true) {
-                    Some(publish) => out.send(Packet::Publish(publish)),
+                    Some(packet) => out.send(packet),
                     None => {
                         // Expired while unacknowledged: forget it.
                         Metrics::inc(&self.ctx.metrics().messages_dropped);

@@ -465,3 +465,239 @@ fn retained_messages_are_sent_on_subscribe_and_cleared_by_empty_payload() {
     publisher.input(Packet::Publish(clear), h.t0);
     assert_eq!(h.broker.retained_count(), 0);
 }
+
+#[test]
+fn resumed_session_resends_unacknowledged_with_dup_and_same_id() {
+    let h = Harness::new();
+    let mut sub = h.connect(ProtocolVersion::V5, "resume", false, |c| {
+        c.properties.session_expiry_interval = Some(60)
+    });
+    sub.subscribe("t", QoS::AtLeastOnce, h.t0);
+    let mut publisher = h.connect(ProtocolVersion::V5, "p", true, |_| {});
+    publisher.publish("t", b"unacked", QoS::AtLeastOnce, 1, h.t0);
+    let first = sub.deliver(h.t0);
+    let id = published(&first)[0].packet_id;
+    // The connection drops without acknowledging.
+    sub.channel.handle_closed(h.at(1));
+    let mut back = h.channel();
+    let mut connect = connect_packet(ProtocolVersion::V5, "resume", false);
+    connect.properties.session_expiry_interval = Some(60);
+    let out = back.input(Packet::Connect(Box::new(connect)), h.at(2));
+    let again = published(&out);
+    assert_eq!(again.len(), 1, "[MQTT-4.4.0-1] resent on reconnect");
+    assert!(again[0].dup);
+    assert_eq!(again[0].packet_id, id);
+    assert_eq!(back.channel.poll_timeout(), None, "5.0 clients get no timed resends");
+}
+
+#[test]
+fn will_delay_is_cancelled_by_a_resume_and_fires_otherwise() {
+    let h = Harness::new();
+    let mut watcher = h.connect(ProtocolVersion::V5, "watcher", true, |_| {});
+    watcher.subscribe("w/#", QoS::AtMostOnce, h.t0);
+    let with_delayed_will = |c: &mut Connect| {
+        c.properties.session_expiry_interval = Some(300);
+        c.will = Some(LastWill {
+            topic: ByteString::from_static("w/x"),
+            payload: Bytes::from_static(b"late"),
+            qos: QoS::AtMostOnce,
+            retain: false,
+            properties: WillProperties {
+                will_delay_interval: Some(10),
+                ..Default::default()
+            },
+        });
+    };
+    let mut client = h.connect(ProtocolVersion::V5, "x", false, with_delayed_will);
+    client.channel.handle_closed(h.t0);
+    h.broker.tick(h.at(5));
+    assert!(watcher.deliver(h.at(5)).is_empty(), "still within the delay");
+    // Reconnecting within the delay cancels the will. [MQTT-3.1.3-9]
+    let mut back = h.connect(ProtocolVersion::V5, "x", false, with_delayed_will);
+    h.broker.tick(h.at(20));
+    assert!(watcher.deliver(h.at(20)).is_empty());
+    // Dropping again and staying away lets it fire after the delay.
+    back.channel.handle_closed(h.at(20));
+    h.broker.tick(h.at(31));
+    assert_eq!(published(&watcher.deliver(h.at(31))).len(), 1);
+}
+
+#[test]
+fn sessions_expire_after_their_interval() {
+    let h = Harness::new();
+    let mut client = h.connect(ProtocolVersion::V5, "brief", false, |c| {
+        c.properties.session_expiry_interval = Some(5)
+    });
+    client.subscribe("t", QoS::AtLeastOnce, h.t0);
+    client.channel.handle_closed(h.t0);
+    h.broker.tick(h.at(4));
+    assert_eq!(
+        h.broker.session_count(),
+        1,
+        "the session is kept within its expiry interval"
+    );
+    h.broker.tick(h.at(6));
+    assert_eq!(h.broker.session_count(), 0);
+    let mut publisher = h.connect(ProtocolVersion::V5, "p", true, |_| {});
+    let out = publisher.publish("t", b"x", QoS::AtLeastOnce, 1, h.at(6));
+    assert!(
+        matches!(out.as_slice(), [Sent::Packet(Packet::PubAck(a))] if a.reason_code == ReasonCode::NoMatchingSubscribers)
+    );
+}
+
+#[test]
+fn no_local_and_retain_as_published_and_subscription_ids() {
+    let h = Harness::new();
+    let mut client = h.connect(ProtocolVersion::V5, "self", true, |_| {});
+    client.input(
+        Packet::Subscribe(Subscribe {
+            packet_id: pid(1),
+            filters: vec![
+                (
+                    ByteString::from_static("own/#"),
+                    SubscriptionOptions {
+                        qos: QoS::AtMostOnce,
+                        no_local: true,
+                        ..Default::default()
+                    },
+                ),
+                (
+                    ByteString::from_static("rap/+"),
+                    SubscriptionOptions {
+                        qos: QoS::AtMostOnce,
+                        retain_as_published: true,
+                        ..Default::default()
+                    },
+                ),
+            ],
+            properties: SubscribeProperties {
+                subscription_identifier: Some(42),
+                ..Default::default()
+            },
+        }),
+        h.t0,
+    );
+    client.publish("own/x", b"mine", QoS::AtMostOnce, 0, h.t0);
+    assert!(client.deliver(h.t0).is_empty(), "No Local: not back to the publisher");
+    let mut other = h.connect(ProtocolVersion::V5, "other", true, |_| {});
+    let mut retained = publish("rap/1", b"r", QoS::AtMostOnce, 0);
+    retained.retain = true;
+    other.input(Packet::Publish(retained), h.t0);
+    let out = client.deliver(h.t0);
+    let delivered = published(&out);
+    assert_eq!(delivered.len(), 1);
+    assert!(
+        delivered[0].retain,
+        "Retain As Published keeps the flag on a live forward"
+    );
+    assert_eq!(delivered[0].properties.subscription_identifiers, [42]);
+}
+
+#[test]
+fn retain_handling_2_sends_no_retained_messages() {
+    let h = Harness::new();
+    let mut publisher = h.connect(ProtocolVersion::V5, "p", true, |_| {});
+    let mut retained = publish("rh/1", b"r", QoS::AtMostOnce, 0);
+    retained.retain = true;
+    publisher.input(Packet::Publish(retained), h.t0);
+    let mut sub = h.connect(ProtocolVersion::V5, "s", true, |_| {});
+    sub.input(
+        Packet::Subscribe(Subscribe {
+            packet_id: pid(1),
+            filters: vec![(
+                ByteString::from_static("rh/#"),
+                SubscriptionOptions {
+                    retain_handling: RetainHandling::DoNotSend,
+                    ..Default::default()
+                },
+            )],
+            properties: Default::default(),
+        }),
+        h.t0,
+    );
+    assert!(sub.deliver(h.t0).is_empty());
+}
+
+#[test]
+fn expired_messages_are_dropped_and_remaining_interval_is_sent() {
+    let h = Harness::new();
+    let mut sub = h.connect(ProtocolVersion::V5, "s", false, |c| {
+        c.properties.session_expiry_interval = Some(600)
+    });
+    sub.subscribe("exp", QoS::AtLeastOnce, h.t0);
+    sub.channel.handle_closed(h.t0);
+    let mut publisher = h.connect(ProtocolVersion::V5, "p", true, |_| {});
+    let mut short = publish("exp", b"short", QoS::AtLeastOnce, 1);
+    short.properties.message_expiry_interval = Some(0);
+    publisher.input(Packet::Publish(short), h.t0);
+    let mut long = publish("exp", b"long", QoS::AtLeastOnce, 2);
+    long.properties.message_expiry_interval = Some(3600);
+    publisher.input(Packet::Publish(long), h.t0);
+    let mut back = h.channel();
+    let mut connect = connect_packet(ProtocolVersion::V5, "s", false);
+    connect.properties.session_expiry_interval = Some(600);
+    let out = back.input(Packet::Connect(Box::new(connect)), h.t0);
+    let delivered = published(&out);
+    assert_eq!(delivered.len(), 1, "the expired message is dropped");
+    assert_eq!(&delivered[0].payload[..], b"long");
+    assert!(
+        delivered[0]
+            .properties
+            .message_expiry_interval
+            .is_some_and(|left| left <= 3600)
+    );
+}
+
+#[test]
+fn client_maximum_packet_size_drops_larger_messages() {
+    let h = Harness::new();
+    let mut sub = h.connect(ProtocolVersion::V5, "small", true, |c| {
+        c.properties.maximum_packet_size = Some(32)
+    });
+    sub.subscribe("big", QoS::AtMostOnce, h.t0);
+    let mut publisher = h.connect(ProtocolVersion::V5, "p", true, |_| {});
+    publisher.publish(
+        "big",
+        b"this payload makes the packet larger than 32 bytes",
+        QoS::AtMostOnce,
+        0,
+        h.t0,
+    );
+    publisher.publish("big", b"ok", QoS::AtMostOnce, 0, h.t0);
+    let out = sub.deliver(h.t0);
+    let delivered = published(&out);
+    assert_eq!(delivered.len(), 1, "[MQTT-3.1.2-25] the large one is discarded");
+    assert_eq!(&delivered[0].payload[..], b"ok");
+}
+
+#[test]
+fn receive_maximum_exceeded_disconnects_with_0x93() {
+    let h = Harness::with(MqttSettings {
+        max_awaiting_rel: 2,
+        ..MqttSettings::default()
+    });
+    let mut client = h.connect(ProtocolVersion::V5, "flood", true, |_| {});
+    client.publish("q2", b"1", QoS::ExactlyOnce, 1, h.t0);
+    client.publish("q2", b"2", QoS::ExactlyOnce, 2, h.t0);
+    let out = client.publish("q2", b"3", QoS::ExactlyOnce, 3, h.t0);
+    assert_eq!(disconnect_reason(&out), Some(ReasonCode::ReceiveMaximumExceeded));
+}
+
+#[test]
+fn taken_over_connection_stops_draining_the_session() {
+    let h = Harness::new();
+    let mut first = h.connect(ProtocolVersion::V3_1_1, "twin", false, |_| {});
+    first.subscribe("t", QoS::AtLeastOnce, h.t0);
+    let mut second = h.channel();
+    second.input(
+        Packet::Connect(Box::new(connect_packet(ProtocolVersion::V3_1_1, "twin", false))),
+        h.t0,
+    );
+    let mut publisher = h.connect(ProtocolVersion::V3_1_1, "p", true, |_| {});
+    publisher.publish("t", b"for the new one", QoS::AtLeastOnce, 1, h.t0);
+    // The old connection has not processed its kick yet but must not take the message.
+    let mut out = Outbox::new();
+    first.channel.handle_deliver(h.t0, &mut out);
+    assert!(Client::collect(&mut out).is_empty());
+    assert_eq!(published(&second.deliver(h.t0)).len(), 1);
+}
