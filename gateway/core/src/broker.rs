@@ -359,13 +359,16 @@ impl Shared {
             } else {
                 qos.min(message.qos)
             };
-            session.deliver(Delivery {
+            let dropped = session.deliver(Delivery {
                 message: message.clone(),
                 qos,
                 // [MQTT-3.3.1-12] forwarded messages carry RETAIN=0 unless Retain As Published.
                 retain: retain_as_published && message.retain,
                 subscription_ids: ids,
             });
+            if dropped {
+                Metrics::inc(&self.metrics.messages_dropped);
+            }
             delivered += 1;
             i = j;
         }

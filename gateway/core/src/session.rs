@@ -174,24 +174,28 @@ impl Session {
     }
 
     /// Queues a delivery and arranges a wake-up of the bound connection. Called by the router.
-    pub(crate) fn deliver(&self, delivery: Delivery) {
+    /// Returns true if a message was dropped (this one, or the queue's oldest to make room).
+    pub(crate) fn deliver(&self, delivery: Delivery) -> bool {
         let mut state = self.state.lock();
         let online = state.conn.is_some();
         if !online && delivery.qos == QoS::AtMostOnce && !state.limits.mqueue_store_qos0 {
             state.dropped += 1;
-            return;
+            return true;
         }
-        state.enqueue(delivery);
+        let dropped = state.enqueue(delivery);
         if let Some(conn) = &state.conn {
             wake::defer(conn);
         }
+        dropped
     }
 }
 
 impl SessionState {
     /// Appends to the queue, dropping the oldest message (QoS 0 first) when it is full.
-    pub fn enqueue(&mut self, delivery: Delivery) {
+    /// Returns true if a message was dropped.
+    pub fn enqueue(&mut self, delivery: Delivery) -> bool {
         let max = self.limits.max_mqueue_len;
+        let mut dropped_one = false;
         if max > 0 && self.queue.len() >= max {
             let victim = if self.queued_qos0 > 0 {
                 self.queue.iter().position(|d| d.qos == QoS::AtMostOnce)
@@ -205,12 +209,14 @@ impl SessionState {
                     self.queued_qos0 -= 1;
                 }
                 self.dropped += 1;
+                dropped_one = true;
             }
         }
         if delivery.qos == QoS::AtMostOnce {
             self.queued_qos0 += 1;
         }
         self.queue.push_back(delivery);
+        dropped_one
     }
 
     /// Takes the oldest queued delivery.

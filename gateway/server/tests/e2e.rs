@@ -232,3 +232,40 @@ async fn disconnect_is_clean() {
     assert!(client.recv().await.is_none());
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_subscriber_that_never_reads_does_not_block_publishers() {
+    let server = start(&[]).await;
+    let mut stalled = Client::connect(&server, ProtocolVersion::V3_1_1, "stalled").await;
+    stalled.subscribe("flood", QoS::AtMostOnce).await;
+    // From here on `stalled` never reads: its socket buffers fill, then its driver's write
+    // buffer, then its bounded session queue, which drops the oldest messages.
+    let mut publisher = Client::connect(&server, ProtocolVersion::V3_1_1, "flooder").await;
+    static PAYLOAD: [u8; 16 * 1024] = [7; 16 * 1024];
+    let count: u16 = 3000;
+    for id in 1..=count {
+        let packet = Packet::Publish(Publish {
+            dup: false,
+            qos: QoS::AtLeastOnce,
+            retain: false,
+            topic: ByteString::from_static("flood"),
+            packet_id: PacketId::new(id),
+            payload: Bytes::from_static(&PAYLOAD),
+            properties: Default::default(),
+        });
+        publisher.send(&packet).await;
+    }
+    for id in 1..=count {
+        match publisher.recv().await {
+            Some(Packet::PubAck(ack)) => assert_eq!(ack.packet_id.get(), id),
+            other => panic!("expected PUBACK {id}, got {other:?}"),
+        }
+    }
+    let dropped = server
+        .broker()
+        .metrics()
+        .messages_dropped
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert!(dropped > 0, "the stalled subscriber's bounded queue dropped messages");
+    server.shutdown().await;
+}

@@ -19,7 +19,7 @@ use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::{Buf, BytesMut};
 use portico_core::Broker;
@@ -39,6 +39,10 @@ const READS_PER_POLL: usize = 16;
 
 /// Rounds of work per poll before yielding.
 const ROUNDS_PER_POLL: usize = 32;
+
+/// How long a closing connection may take to flush its last bytes to a peer that does not
+/// read before it is dropped.
+const CLOSE_FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
 
 thread_local! {
     static SCRATCH: RefCell<Box<[u8]>> = RefCell::new(vec![0u8; SCRATCH_SIZE].into_boxed_slice());
@@ -70,6 +74,7 @@ where
         write_buf: BytesMut::new(),
         outbox: Outbox::new(),
         closing: None,
+        close_deadline: None,
         kick_seen: false,
         eof: false,
         shutdown_sent: false,
@@ -93,6 +98,8 @@ struct Driver<S, Ch: Channel> {
     outbox: Outbox<<Ch::Codec as Codec>::Frame>,
     /// Set once the channel asked to close: flush, then shut down.
     closing: Option<CloseReason>,
+    /// When a closing connection is dropped even if its last bytes are not written.
+    close_deadline: Option<Instant>,
     kick_seen: bool,
     eof: bool,
     shutdown_sent: bool,
@@ -142,8 +149,23 @@ where
                 Poll::Ready(Err(error)) => return Poll::Ready(Ended::Lost(Some(error))),
                 Poll::Pending => {}
             }
-            let deadline = self.channel.poll_timeout().map(|d| self.broker.millis(d));
-            self.conn.set_deadline_ms(deadline);
+            if self.closing.is_some() && self.close_deadline.is_none() {
+                self.close_deadline = Some(now + CLOSE_FLUSH_TIMEOUT);
+            }
+            if let (Some(reason), Some(deadline)) = (&self.closing, self.close_deadline)
+                && now >= deadline
+            {
+                tracing::debug!(
+                    unwritten = self.write_buf.len(),
+                    "peer did not read its last bytes; dropping"
+                );
+                return Poll::Ready(Ended::Closed(reason.clone()));
+            }
+            let deadline = match self.closing {
+                Some(_) => self.close_deadline,
+                None => self.channel.poll_timeout(),
+            };
+            self.conn.set_deadline_ms(deadline.map(|d| self.broker.millis(d)));
 
             if self.write_buf.is_empty() {
                 if let Some(reason) = &self.closing {

@@ -106,6 +106,8 @@ pub struct MqttChannel {
     client_max_packet_size: u32,
     /// Client-to-server topic aliases (5.0).
     topic_aliases: HashMap<u16, ByteString>,
+    /// Bytes of topic names held by `topic_aliases`.
+    topic_alias_bytes: usize,
     /// When the oldest unacknowledged message is due for a resend (3.x only).
     retry_deadline: Option<Instant>,
     /// CONNECT carried Session Expiry Interval 0 (DISCONNECT may not raise it: [MQTT-3.14.2-2]).
@@ -133,6 +135,7 @@ impl MqttChannel {
             inflight_window: 32,
             client_max_packet_size: u32::MAX,
             topic_aliases: HashMap::new(),
+            topic_alias_bytes: 0,
             retry_deadline: None,
             connect_expiry_zero: true,
         }
@@ -266,10 +269,13 @@ impl MqttChannel {
             self.settings.session_expiry_interval
         };
         self.connect_expiry_zero = expiry == 0;
-        self.inflight_window = if v5 {
-            usize::from(properties.receive_maximum.unwrap_or(u16::MAX))
-        } else {
-            usize::from(self.settings.max_inflight.max(1))
+        // The window is `mqtt.max_inflight`, narrowed by a 5.0 client's Receive Maximum: a
+        // client announcing 65,535 must not make the broker hold that many unacknowledged
+        // messages for it.
+        let configured = usize::from(self.settings.max_inflight.max(1));
+        self.inflight_window = match properties.receive_maximum {
+            Some(receive_maximum) if v5 => configured.min(usize::from(receive_maximum)),
+            _ => configured,
         };
         self.client_max_packet_size = properties.maximum_packet_size.unwrap_or(u32::MAX);
 

@@ -14,6 +14,11 @@ use crate::codec::encoded_len;
 use crate::packet::{Packet, PacketId, PubResponse, Publish, PublishProperties, QoS};
 use crate::reason::ReasonCode;
 
+/// Most bytes of topic names one connection's topic aliases may hold. Aliases exist to shorten
+/// long, repeated topics; without a cap, 65,535 aliases of 64 KB topics would let one client pin
+/// 4 GB.
+const MAX_TOPIC_ALIAS_BYTES: usize = 1024 * 1024;
+
 impl MqttChannel {
     /// Prefixes the mountpoint and validates the result as a topic name within the level limit.
     pub(super) fn mount(&self, topic: &str) -> Option<TopicName> {
@@ -65,7 +70,13 @@ impl MqttChannel {
                         }
                     }
                 } else {
-                    self.topic_aliases.insert(alias, topic.clone());
+                    // Own copy: an alias must not pin the read buffer it arrived in.
+                    let owned = ByteString::from(&*topic);
+                    let replaced = self.topic_aliases.insert(alias, owned).map_or(0, |t| t.len());
+                    self.topic_alias_bytes = self.topic_alias_bytes - replaced + topic.len();
+                    if self.topic_alias_bytes > MAX_TOPIC_ALIAS_BYTES {
+                        return self.violation(ReasonCode::QuotaExceeded, "topic aliases hold too many bytes", out);
+                    }
                     topic
                 }
             }
