@@ -2,13 +2,13 @@
 
 CARGO ?= cargo
 CARGO_TARGET_DIR ?= target
-PORTICO_BIN ?= $(CARGO_TARGET_DIR)/release/portico
+INTEROP_PORTICO_BIN ?= $(CARGO_TARGET_DIR)/release/portico
 INTEROP_BROKER ?= portico
 VENV_PY := interop-tests/.venv/bin/python
 PYTEST_TIMEOUT ?= 60
 PYTEST_ARGS ?=
 
-export PORTICO_BIN INTEROP_BROKER
+export INTEROP_PORTICO_BIN INTEROP_BROKER
 
 .PHONY: run test deps check unit interop
 

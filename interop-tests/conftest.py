@@ -1,7 +1,7 @@
 """Pytest fixtures for the Portico interoperability suite.
 
 The ``broker`` fixture starts the broker under test on a free loopback port.
-``INTEROP_BROKER=portico`` (default) runs ``PORTICO_BIN`` (default
+``INTEROP_BROKER=portico`` (default) runs ``INTEROP_PORTICO_BIN`` (default
 ``target/release/portico`` relative to the repository root);
 ``INTEROP_BROKER=mosquitto`` runs the reference broker instead, so the tests
 themselves can be validated.  Tests marked ``portico_only`` are skipped under
@@ -75,17 +75,19 @@ class Broker:
 
     # -- command lines -------------------------------------------------------
     def _portico_cmd(self) -> tuple[list[str], dict[str, str]]:
-        binary = Path(os.environ.get("PORTICO_BIN", "target/release/portico"))
+        binary = Path(os.environ.get("INTEROP_PORTICO_BIN", "target/release/portico"))
         if not binary.is_absolute():
             binary = REPO_ROOT / binary
         if not binary.is_file():
             raise BrokerError(
                 f"Portico binary not found at {binary}. Build it with "
-                "`cargo build --release -p portico` (or `make interop`), set PORTICO_BIN, "
+                "`cargo build --release -p portico` (or `make interop`), set INTEROP_PORTICO_BIN, "
                 "or run the suite against the reference broker with INTEROP_BROKER=mosquitto."
             )
         config = REPO_ROOT / "etc" / "portico.toml"
-        env = dict(os.environ)
+        # Inherited PORTICO_* variables would reconfigure (or, if unknown, refuse) the broker
+        # under test: start from an environment without them.
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PORTICO_")}
         env.update(
             {
                 "PORTICO_LISTENERS__TCP__DEFAULT__BIND": f"{self.host}:{self.port}",
