@@ -13,6 +13,8 @@
 pub mod channel;
 pub mod codec;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod packet;
 pub mod reason;
 pub mod settings;
