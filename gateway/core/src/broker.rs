@@ -18,7 +18,7 @@ use crate::ctx::{Ctx, FrontendInfo};
 use crate::message::{Message, QoS};
 use crate::metrics::Metrics;
 use crate::router::{Router, SubEntry};
-use crate::session::{Delivery, Session, SessionLimits, SessionState, SubOptions, Subscription};
+use crate::session::{Delivery, Session, SessionLimits, SessionState, SubOptions};
 use crate::store::{MemoryStore, SessionRecord, Store};
 use crate::topic::SubscriptionTopic;
 use crate::wake;
@@ -182,10 +182,7 @@ impl Broker {
                         options,
                     },
                 );
-                session
-                    .lock()
-                    .subscriptions
-                    .insert(filter.clone(), Subscription { topic, options });
+                session.lock().subscriptions.insert(filter.clone(), options);
             }
             shared.sessions.lock().insert(record.client_id, session);
         }
@@ -427,9 +424,9 @@ impl Shared {
     /// Removes the session's routes and record, and publishes a will still waiting for it
     /// ("the Session ends" before the will delay).
     fn end_session(&self, session: &Arc<Session>) {
-        let subscriptions: Vec<Subscription> = session.lock().subscriptions.drain().map(|(_, s)| s).collect();
-        for subscription in &subscriptions {
-            self.router.unsubscribe(&subscription.topic, session.id());
+        let filters: Vec<ByteString> = session.lock().subscriptions.drain().map(|(filter, _)| filter).collect();
+        for filter in filters {
+            self.unroute(filter, session);
         }
         self.store.delete_session(session.client_id());
         Metrics::inc(&self.metrics.session_terminated);
@@ -541,9 +538,7 @@ impl Shared {
         let filter = topic.filter.clone();
         let persistent = {
             let mut state = session.lock();
-            state
-                .subscriptions
-                .insert(topic.original.clone(), Subscription { topic, options });
+            state.subscriptions.insert(topic.original.clone(), options);
             state.expiry_interval > 0
         };
         if persistent {
@@ -588,12 +583,25 @@ impl Shared {
 
     pub(crate) fn unsubscribe(&self, session: &Arc<Session>, filter: &str) -> bool {
         let removed = session.lock().subscriptions.remove(filter);
-        let Some(subscription) = removed else { return false };
-        self.router.unsubscribe(&subscription.topic, session.id());
+        if removed.is_none() {
+            return false;
+        }
+        self.unroute(ByteString::from(filter), session);
         if session.lock().expiry_interval > 0 {
             self.persist(session);
         }
         true
+    }
+
+    /// Removes the route of a session's subscription. Sessions keep only the filter as sent
+    /// (memory per idle subscription matters), so it is parsed again here; it parsed before.
+    fn unroute(&self, filter: ByteString, session: &Session) {
+        match SubscriptionTopic::parse(filter) {
+            Ok(topic) => {
+                self.router.unsubscribe(&topic, session.id());
+            }
+            Err(error) => tracing::error!(%error, "a stored subscription no longer parses; its route is kept"),
+        }
     }
 
     fn persist(&self, session: &Arc<Session>) {
@@ -608,7 +616,7 @@ impl Shared {
             subscriptions: state
                 .subscriptions
                 .iter()
-                .map(|(f, s)| (f.clone(), s.options.qos as u8))
+                .map(|(filter, options)| (filter.clone(), options.qos as u8))
                 .collect(),
         };
         self.store.put_session(&record);

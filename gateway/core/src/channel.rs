@@ -106,6 +106,14 @@ impl<F> Outbox<F> {
         self.items.drain(..)
     }
 
+    /// Frees the list's memory; an idle connection should hold none (frames are large and a
+    /// drained vector keeps its capacity).
+    pub fn release(&mut self) {
+        if self.items.is_empty() && self.items.capacity() > 0 {
+            self.items = Vec::new();
+        }
+    }
+
     /// True when a close has been queued.
     pub fn is_closing(&self) -> bool {
         self.items.iter().any(|o| matches!(o, Output::Close(_)))

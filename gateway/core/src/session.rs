@@ -18,7 +18,6 @@ use parking_lot::{Mutex, MutexGuard};
 
 use crate::conn::ConnHandle;
 use crate::message::{Message, QoS};
-use crate::topic::SubscriptionTopic;
 use crate::wake;
 
 /// Process-unique id of one session incarnation (a clean start makes a new one).
@@ -38,15 +37,6 @@ pub struct SubOptions {
     pub retain_as_published: bool,
     /// 5.0 subscription identifier, 0 when none.
     pub subscription_id: u32,
-}
-
-/// One subscription of a session.
-#[derive(Debug, Clone)]
-pub struct Subscription {
-    /// What was subscribed to.
-    pub topic: SubscriptionTopic,
-    /// With which options.
-    pub options: SubOptions,
 }
 
 /// A message on its way to one session, with the per-subscriber wire decisions already made.
@@ -106,8 +96,9 @@ impl Default for SessionLimits {
 /// The mutable part of a session.
 #[derive(Debug)]
 pub struct SessionState {
-    /// Subscriptions keyed by the filter exactly as the client sent it.
-    pub subscriptions: HashMap<ByteString, Subscription>,
+    /// Subscriptions: the filter exactly as the client sent it (after mountpoint), and its
+    /// options. The parsed form lives in the router.
+    pub subscriptions: HashMap<ByteString, SubOptions>,
     /// Deliveries not yet sent (the "message queue").
     pub queue: VecDeque<Delivery>,
     queued_qos0: usize,

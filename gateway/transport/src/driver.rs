@@ -182,6 +182,7 @@ where
                 }
             }
             if !progress {
+                self.outbox.release();
                 return Poll::Pending;
             }
         }

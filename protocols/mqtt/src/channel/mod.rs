@@ -94,7 +94,8 @@ pub struct MqttChannel {
     version: ProtocolVersion,
     client: Option<ClientInfo>,
     session: Option<Arc<Session>>,
-    will: Option<Will>,
+    /// Boxed: most clients have none, and an idle connection should not carry its size.
+    will: Option<Box<Will>>,
     /// The will is not published: normal DISCONNECT, or our own shutdown.
     will_cancelled: bool,
     /// Silence tolerated before the connection is dropped (keep-alive × multiplier).
@@ -288,7 +289,7 @@ impl MqttChannel {
         let opened = self.ctx.open_session(&client_id, clean_start, expiry, &self.conn);
         self.session = Some(opened.session);
         self.client = Some(client);
-        self.will = will;
+        self.will = will.map(Box::new);
         self.phase = Phase::Connected;
         self.connect_deadline = None;
         self.last_packet_at = now;
@@ -510,7 +511,11 @@ impl Channel for MqttChannel {
     fn handle_closed(&mut self, now: Instant) {
         self.phase = Phase::Closing;
         let Some(session) = self.session.take() else { return };
-        let will = if self.will_cancelled { None } else { self.will.take() };
+        let will = if self.will_cancelled {
+            None
+        } else {
+            self.will.take().map(|w| *w)
+        };
         let will = will.filter(|w| {
             self.client().is_none_or(|c| {
                 self.ctx
