@@ -78,3 +78,31 @@ impl Authorizer for AllowAll {
         true
     }
 }
+
+/// The next move in an enhanced-authentication exchange (MQTT 5 AUTH, §4.12).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthStep {
+    /// Send this challenge data to the client and wait for its answer.
+    Continue(Option<bytes::Bytes>),
+    /// Authenticated; optional final data for the client.
+    Success(Option<bytes::Bytes>),
+    /// Refused.
+    Failure(Refusal),
+}
+
+/// One client's run through an enhanced-authentication method: fed the client's data, it says
+/// what to do next. Kept by the channel between AUTH packets.
+pub trait AuthExchange: Send + 'static {
+    /// Consumes the client's authentication data (from CONNECT or AUTH).
+    fn step(&mut self, data: Option<&[u8]>) -> AuthStep;
+}
+
+/// An enhanced-authentication method (e.g. SCRAM-SHA-256), named by the MQTT 5 Authentication
+/// Method property. Registered with the broker; clients that name no registered method get
+/// CONNACK 0x8C.
+pub trait EnhancedAuth: Send + Sync + 'static {
+    /// The method name clients put in Authentication Method.
+    fn method(&self) -> &str;
+    /// Starts an exchange for `client` (at CONNECT, or on re-authentication).
+    fn start(&self, client: &ClientInfo) -> Box<dyn AuthExchange>;
+}

@@ -12,7 +12,7 @@ use bytestring::ByteString;
 use parking_lot::{Mutex, RwLock};
 use smallvec::SmallVec;
 
-use crate::auth::{AllowAll, Authenticator, Authorizer};
+use crate::auth::{AllowAll, Authenticator, Authorizer, EnhancedAuth};
 use crate::conn::{ConnHandle, ConnId, KickReason};
 use crate::ctx::{Ctx, FrontendInfo};
 use crate::message::{Message, QoS};
@@ -79,6 +79,31 @@ pub enum RetainedOnSubscribe {
     DoNotSend,
 }
 
+/// The pluggable parts of a broker: persistence, authentication, authorization.
+#[derive(Clone)]
+pub struct Extensions {
+    /// Where durable state goes.
+    pub store: Arc<dyn Store>,
+    /// Password authentication (CONNECT user name and password).
+    pub authenticator: Arc<dyn Authenticator>,
+    /// Publish/subscribe authorization.
+    pub authorizer: Arc<dyn Authorizer>,
+    /// MQTT 5 enhanced-authentication methods, by name.
+    pub enhanced_auth: Vec<Arc<dyn EnhancedAuth>>,
+}
+
+impl Default for Extensions {
+    /// In memory, everyone allowed, no enhanced authentication.
+    fn default() -> Self {
+        Extensions {
+            store: Arc::new(MemoryStore::default()),
+            authenticator: Arc::new(AllowAll),
+            authorizer: Arc::new(AllowAll),
+            enhanced_auth: Vec::new(),
+        }
+    }
+}
+
 pub(crate) struct Shared {
     pub(crate) config: BrokerConfig,
     pub(crate) router: Router,
@@ -89,6 +114,7 @@ pub(crate) struct Shared {
     store: Arc<dyn Store>,
     pub(crate) authenticator: Arc<dyn Authenticator>,
     pub(crate) authorizer: Arc<dyn Authorizer>,
+    pub(crate) enhanced_auth: Vec<Arc<dyn EnhancedAuth>>,
     pub(crate) metrics: Metrics,
     epoch: Instant,
     next_sweep: Mutex<Instant>,
@@ -113,22 +139,18 @@ impl std::fmt::Debug for Broker {
 impl Broker {
     /// A broker keeping its state in memory, allowing every client.
     pub fn new(config: BrokerConfig) -> Broker {
-        Broker::with_parts(
-            config,
-            Arc::new(MemoryStore::default()),
-            Arc::new(AllowAll),
-            Arc::new(AllowAll),
-        )
+        Broker::with_extensions(config, Extensions::default())
     }
 
-    /// A broker on `store` with the given authentication and authorization. Retained messages
-    /// and persistent sessions in the store are restored.
-    pub fn with_parts(
-        config: BrokerConfig,
-        store: Arc<dyn Store>,
-        authenticator: Arc<dyn Authenticator>,
-        authorizer: Arc<dyn Authorizer>,
-    ) -> Broker {
+    /// A broker with the given extensions. Retained messages and persistent sessions in the
+    /// store are restored.
+    pub fn with_extensions(config: BrokerConfig, extensions: Extensions) -> Broker {
+        let Extensions {
+            store,
+            authenticator,
+            authorizer,
+            enhanced_auth,
+        } = extensions;
         let now = Instant::now();
         let shared = Arc::new(Shared {
             config,
@@ -140,6 +162,7 @@ impl Broker {
             store,
             authenticator,
             authorizer,
+            enhanced_auth,
             metrics: Metrics::default(),
             epoch: now,
             next_sweep: Mutex::new(now),

@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use bytestring::ByteString;
 
-use crate::auth::{Action, AuthResult, ClientInfo};
+use crate::auth::{Action, AuthResult, ClientInfo, EnhancedAuth};
 use crate::broker::{RetainedOnSubscribe, Shared, Will};
 use crate::conn::{ConnHandle, ConnId};
 use crate::message::Message;
@@ -67,6 +67,11 @@ impl Ctx {
     /// Runs the authentication chain.
     pub fn authenticate(&self, client: &ClientInfo, password: Option<&[u8]>) -> AuthResult {
         self.shared.authenticator.authenticate(client, password)
+    }
+
+    /// The enhanced-authentication method named `method`, if one is registered.
+    pub fn enhanced_auth(&self, method: &str) -> Option<Arc<dyn EnhancedAuth>> {
+        self.shared.enhanced_auth.iter().find(|m| m.method() == method).cloned()
     }
 
     /// Runs the authorization chain.

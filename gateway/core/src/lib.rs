@@ -32,7 +32,7 @@ pub mod store;
 pub mod topic;
 pub mod wake;
 
-pub use broker::{Broker, BrokerConfig};
+pub use broker::{Broker, BrokerConfig, Extensions};
 pub use ctx::Ctx;
 pub use message::{Message, MessageId, MessageProperties, QoS};
 pub use topic::{TopicFilter, TopicName};

@@ -189,6 +189,7 @@ pub fn mqtt_settings(mqtt: &MqttConfig, mountpoint: String) -> MqttSettings {
         max_awaiting_rel: mqtt.max_awaiting_rel,
         await_rel_timeout: mqtt.await_rel_timeout,
         use_username_as_clientid: mqtt.use_username_as_clientid,
+        response_information: String::new(),
         mountpoint,
     }
 }

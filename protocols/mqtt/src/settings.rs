@@ -49,6 +49,8 @@ pub struct MqttSettings {
     pub await_rel_timeout: Duration,
     /// Use the user name as client id when one is given (EMQX `use_username_as_clientid`).
     pub use_username_as_clientid: bool,
+    /// Response Information sent to 5.0 clients that request it (empty: none).
+    pub response_information: String,
     /// Prefix of every topic of this listener's clients (EMQX listener `mountpoint`).
     pub mountpoint: String,
 }
@@ -76,6 +78,7 @@ impl Default for MqttSettings {
             max_awaiting_rel: 100,
             await_rel_timeout: Duration::from_secs(300),
             use_username_as_clientid: false,
+            response_information: String::new(),
             mountpoint: String::new(),
         }
     }

@@ -9,15 +9,11 @@ use portico_core::metrics::Metrics;
 use portico_core::session::{Delivery, InflightEntry, InflightState, SessionState};
 use portico_core::topic::TopicName;
 
+use super::alias::OutgoingAlias;
 use super::{MqttChannel, Out};
 use crate::codec::encoded_len;
 use crate::packet::{Packet, PacketId, PubResponse, Publish, PublishProperties, QoS};
 use crate::reason::ReasonCode;
-
-/// Most bytes of topic names one connection's topic aliases may hold. Aliases exist to shorten
-/// long, repeated topics; without a cap, 65,535 aliases of 64 KB topics would let one client pin
-/// 4 GB.
-const MAX_TOPIC_ALIAS_BYTES: usize = 1024 * 1024;
 
 impl MqttChannel {
     /// Prefixes the mountpoint and validates the result as a topic name within the level limit.
@@ -50,36 +46,13 @@ impl MqttChannel {
 
         // Topic alias (5.0). [MQTT-3.3.2-8..12]
         let topic = match properties.topic_alias {
-            Some(alias) => {
-                if alias == 0 || alias > self.settings.max_topic_alias {
-                    return self.violation(
-                        ReasonCode::TopicAliasInvalid,
-                        format!("topic alias {alias} out of range"),
-                        out,
-                    );
-                }
-                if topic.is_empty() {
-                    match self.topic_aliases.get(&alias) {
-                        Some(topic) => topic.clone(),
-                        None => {
-                            return self.violation(
-                                ReasonCode::ProtocolError,
-                                format!("unknown topic alias {alias}"),
-                                out,
-                            );
-                        }
-                    }
-                } else {
-                    // Own copy: an alias must not pin the read buffer it arrived in.
-                    let owned = ByteString::from(&*topic);
-                    let replaced = self.topic_aliases.insert(alias, owned).map_or(0, |t| t.len());
-                    self.topic_alias_bytes = self.topic_alias_bytes - replaced + topic.len();
-                    if self.topic_alias_bytes > MAX_TOPIC_ALIAS_BYTES {
-                        return self.violation(ReasonCode::QuotaExceeded, "topic aliases hold too many bytes", out);
-                    }
-                    topic
-                }
-            }
+            Some(alias) => match self
+                .incoming_aliases
+                .resolve(alias, topic, self.settings.max_topic_alias)
+            {
+                Ok(topic) => topic,
+                Err((reason, why)) => return self.violation(reason, why, out),
+            },
             None if topic.is_empty() => {
                 return self.violation(ReasonCode::ProtocolError, "empty topic without a topic alias", out);
             }
@@ -332,7 +305,7 @@ impl MqttChannel {
 
     /// The PUBLISH packet for a delivery, or `None` when it must be dropped: expired, or larger
     /// than the client's Maximum Packet Size ([MQTT-3.1.2-25]: discarded as if sent).
-    fn outgoing_publish(&self, delivery: &Delivery, packet_id: Option<PacketId>, dup: bool) -> Option<Packet> {
+    fn outgoing_publish(&mut self, delivery: &Delivery, packet_id: Option<PacketId>, dup: bool) -> Option<Packet> {
         let message = &delivery.message;
         let mut properties = PublishProperties::default();
         if self.version.is_v5() {
@@ -362,7 +335,21 @@ impl MqttChannel {
         }
         // A view into the message's own topic string: no copy per delivery.
         let full = message.topic.as_bytestring();
-        let topic = full.slice_ref(self.unmount(full));
+        let mut topic = full.slice_ref(self.unmount(full));
+        let mut assigned_alias = false;
+        if let Some(aliases) = self.outgoing_aliases.as_mut() {
+            match aliases.alias_for(&topic) {
+                OutgoingAlias::None => {}
+                OutgoingAlias::Assign(alias) => {
+                    properties.topic_alias = Some(alias);
+                    assigned_alias = true;
+                }
+                OutgoingAlias::Use(alias) => {
+                    properties.topic_alias = Some(alias);
+                    topic = ByteString::new();
+                }
+            }
+        }
         let packet = Packet::Publish(Publish {
             dup,
             qos: delivery.qos,
@@ -380,6 +367,11 @@ impl MqttChannel {
                     max = self.client_max_packet_size,
                     "message larger than the client accepts; dropped"
                 );
+                if assigned_alias && let (Some(aliases), Packet::Publish(p)) = (self.outgoing_aliases.as_mut(), &packet)
+                {
+                    // The client never saw this alias: take it back.
+                    aliases.unassign(&p.topic);
+                }
                 return None;
             }
         }
@@ -412,7 +404,7 @@ impl MqttChannel {
     }
 
     /// Resends the first `count` inflight entries and moves them to the back (oldest first).
-    fn resend_entries(&self, state: &mut SessionState, count: usize, now: Instant, out: &mut Out) {
+    fn resend_entries(&mut self, state: &mut SessionState, count: usize, now: Instant, out: &mut Out) {
         let count = count.min(state.inflight.len());
         for _ in 0..count {
             let Some(mut entry) = state.inflight.pop_front() else {

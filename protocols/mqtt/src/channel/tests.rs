@@ -25,7 +25,11 @@ impl Harness {
     }
 
     fn with(settings: MqttSettings) -> Harness {
-        let broker = Broker::new(BrokerConfig::default());
+        Harness::with_extensions(settings, portico_core::Extensions::default())
+    }
+
+    fn with_extensions(settings: MqttSettings, extensions: portico_core::Extensions) -> Harness {
+        let broker = Broker::with_extensions(BrokerConfig::default(), extensions);
         let frontend = MqttFrontend::new(&broker, settings);
         Harness {
             broker,
@@ -700,4 +704,173 @@ fn taken_over_connection_stops_draining_the_session() {
     first.channel.handle_deliver(h.t0, &mut out);
     assert!(Client::collect(&mut out).is_empty());
     assert_eq!(published(&second.deliver(h.t0)).len(), 1);
+}
+
+/// A toy challenge-response method: the client opens with "hello", the server challenges with
+/// "nonce", the client must answer "nonce-ok".
+struct Challenge;
+
+struct ChallengeExchange {
+    challenged: bool,
+}
+
+impl portico_core::auth::EnhancedAuth for Challenge {
+    fn method(&self) -> &str {
+        "challenge"
+    }
+    fn start(&self, _client: &portico_core::auth::ClientInfo) -> Box<dyn portico_core::auth::AuthExchange> {
+        Box::new(ChallengeExchange { challenged: false })
+    }
+}
+
+impl portico_core::auth::AuthExchange for ChallengeExchange {
+    fn step(&mut self, data: Option<&[u8]>) -> portico_core::auth::AuthStep {
+        use portico_core::auth::{AuthStep, Refusal};
+        match (self.challenged, data) {
+            (false, Some(b"hello")) => {
+                self.challenged = true;
+                AuthStep::Continue(Some(Bytes::from_static(b"nonce")))
+            }
+            (true, Some(b"nonce-ok")) => AuthStep::Success(Some(Bytes::from_static(b"welcome"))),
+            _ => AuthStep::Failure(Refusal::BadCredentials),
+        }
+    }
+}
+
+fn challenge_harness() -> Harness {
+    let extensions = portico_core::Extensions {
+        enhanced_auth: vec![Arc::new(Challenge)],
+        ..Default::default()
+    };
+    Harness::with_extensions(MqttSettings::default(), extensions)
+}
+
+fn auth_packet(reason: ReasonCode, data: &'static [u8]) -> Packet {
+    Packet::Auth(Auth {
+        reason_code: reason,
+        properties: AuthProperties {
+            authentication_method: Some(ByteString::from_static("challenge")),
+            authentication_data: Some(Bytes::from_static(data)),
+            ..Default::default()
+        },
+    })
+}
+
+fn challenge_connect(data: &'static [u8]) -> Packet {
+    let mut connect = connect_packet(ProtocolVersion::V5, "scram-ish", true);
+    connect.properties.authentication_method = Some(ByteString::from_static("challenge"));
+    connect.properties.authentication_data = Some(Bytes::from_static(data));
+    Packet::Connect(Box::new(connect))
+}
+
+#[test]
+fn enhanced_authentication_runs_its_exchange_before_connack() {
+    let h = challenge_harness();
+    let mut client = h.channel();
+    let out = client.input(challenge_connect(b"hello"), h.t0);
+    match out.as_slice() {
+        [Sent::Packet(Packet::Auth(auth))] => {
+            assert_eq!(auth.reason_code, ReasonCode::ContinueAuthentication);
+            assert_eq!(auth.properties.authentication_data.as_deref(), Some(&b"nonce"[..]));
+        }
+        other => panic!("expected AUTH, got {other:?}"),
+    }
+    // Only AUTH is allowed now.
+    let out = client.input(auth_packet(ReasonCode::ContinueAuthentication, b"nonce-ok"), h.t0);
+    match out.first() {
+        Some(Sent::Packet(Packet::ConnAck(ack))) => {
+            assert_eq!(ack.reason_code, ReasonCode::Success);
+            assert_eq!(ack.properties.authentication_method.as_deref(), Some("challenge"));
+            assert_eq!(ack.properties.authentication_data.as_deref(), Some(&b"welcome"[..]));
+        }
+        other => panic!("expected CONNACK, got {other:?}"),
+    }
+    // Re-authentication with the same method. [MQTT-4.12.1-1]
+    let out = client.input(auth_packet(ReasonCode::ReAuthenticate, b"hello"), h.t0);
+    assert!(
+        matches!(out.as_slice(), [Sent::Packet(Packet::Auth(a))] if a.reason_code == ReasonCode::ContinueAuthentication)
+    );
+    let out = client.input(auth_packet(ReasonCode::ContinueAuthentication, b"nonce-ok"), h.t0);
+    assert!(matches!(out.as_slice(), [Sent::Packet(Packet::Auth(a))] if a.reason_code == ReasonCode::Success));
+}
+
+#[test]
+fn enhanced_authentication_failures_are_refused() {
+    let h = challenge_harness();
+    let mut client = h.channel();
+    client.input(challenge_connect(b"hello"), h.t0);
+    let out = client.input(auth_packet(ReasonCode::ContinueAuthentication, b"wrong"), h.t0);
+    assert!(
+        matches!(out.first(), Some(Sent::Packet(Packet::ConnAck(a))) if a.reason_code == ReasonCode::BadUserNameOrPassword)
+    );
+    assert!(closed(&out));
+
+    let mut unknown = h.channel();
+    let mut connect = connect_packet(ProtocolVersion::V5, "x", true);
+    connect.properties.authentication_method = Some(ByteString::from_static("nope"));
+    let out = unknown.input(Packet::Connect(Box::new(connect)), h.t0);
+    assert!(
+        matches!(out.first(), Some(Sent::Packet(Packet::ConnAck(a))) if a.reason_code == ReasonCode::BadAuthenticationMethod)
+    );
+
+    let mut early = h.channel();
+    early.input(challenge_connect(b"hello"), h.t0);
+    let out = early.publish("t", b"x", QoS::AtMostOnce, 0, h.t0);
+    assert!(closed(&out), "only AUTH may follow a CONNECT under authentication");
+}
+
+#[test]
+fn outgoing_topic_aliases_follow_the_clients_maximum() {
+    let h = Harness::new();
+    let mut sub = h.connect(ProtocolVersion::V5, "aliased", true, |c| {
+        c.properties.topic_alias_maximum = Some(1)
+    });
+    sub.subscribe("long/+", QoS::AtMostOnce, h.t0);
+    let mut plain = h.connect(ProtocolVersion::V5, "plain", true, |_| {});
+    plain.subscribe("long/+", QoS::AtMostOnce, h.t0);
+    let mut publisher = h.connect(ProtocolVersion::V5, "p", true, |_| {});
+    for topic in ["long/a", "long/a", "long/b"] {
+        publisher.publish(topic, b"x", QoS::AtMostOnce, 0, h.t0);
+    }
+    let out = sub.deliver(h.t0);
+    let seen: Vec<(String, Option<u16>)> = published(&out)
+        .iter()
+        .map(|p| (p.topic.to_string(), p.properties.topic_alias))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("long/a".to_string(), Some(1)),
+            (String::new(), Some(1)),
+            ("long/b".to_string(), None)
+        ],
+        "alias assigned, then used; no alias beyond the maximum"
+    );
+    let out = plain.deliver(h.t0);
+    assert!(
+        published(&out)
+            .iter()
+            .all(|p| p.properties.topic_alias.is_none() && !p.topic.is_empty())
+    );
+}
+
+#[test]
+fn protocol_violations_carry_a_reason_string_and_response_information_is_sent_when_asked() {
+    let h = Harness::with(MqttSettings {
+        response_information: "resp/".to_string(),
+        ..MqttSettings::default()
+    });
+    let mut client = h.channel();
+    let mut connect = connect_packet(ProtocolVersion::V5, "rr", true);
+    connect.properties.request_response_information = Some(true);
+    let out = client.input(Packet::Connect(Box::new(connect)), h.t0);
+    assert!(
+        matches!(out.first(), Some(Sent::Packet(Packet::ConnAck(a))) if a.properties.response_information.as_deref() == Some("resp/"))
+    );
+    let out = client.publish("a/#", b"x", QoS::AtMostOnce, 0, h.t0);
+    let reason = out.iter().find_map(|s| match s {
+        Sent::Packet(Packet::Disconnect(d)) => d.properties.reason_string.clone(),
+        _ => None,
+    });
+    assert!(reason.is_some_and(|r| r.contains("invalid topic name")));
 }
