@@ -17,7 +17,7 @@ use crate::conn::{ConnHandle, ConnId, KickReason};
 use crate::ctx::{Ctx, FrontendInfo};
 use crate::message::{Message, QoS};
 use crate::metrics::Metrics;
-use crate::router::{Router, SubEntry};
+use crate::router::{Router, ShareKey, SharedStrategy, SubEntry};
 use crate::session::{Delivery, Session, SessionLimits, SessionState, SubOptions};
 use crate::store::{MemoryStore, SessionRecord, Store};
 use crate::topic::SubscriptionTopic;
@@ -37,6 +37,8 @@ pub struct BrokerConfig {
     pub upgrade_qos: bool,
     /// Interval of the broker's housekeeping (session expiry, delayed wills) sweep.
     pub sweep_interval: Duration,
+    /// How shared-subscription groups pick a member.
+    pub shared_strategy: SharedStrategy,
 }
 
 impl Default for BrokerConfig {
@@ -47,9 +49,13 @@ impl Default for BrokerConfig {
             session_limits: SessionLimits::default(),
             upgrade_qos: false,
             sweep_interval: Duration::from_secs(1),
+            shared_strategy: SharedStrategy::default(),
         }
     }
 }
+
+/// A shared group's chosen member for one message, with the group.
+type SharedPick = (Arc<Session>, SubOptions, Arc<ShareKey>);
 
 /// A will waiting for its delay (or the end of its session).
 #[derive(Debug)]
@@ -153,8 +159,8 @@ impl Broker {
         } = extensions;
         let now = Instant::now();
         let shared = Arc::new(Shared {
+            router: Router::new(config.shared_strategy),
             config,
-            router: Router::new(),
             retained: RwLock::new(HashMap::new()),
             sessions: Mutex::new(HashMap::new()),
             conns: Mutex::new(HashMap::new()),
@@ -341,16 +347,23 @@ impl Shared {
     fn route(&self, message: &Arc<Message>) -> usize {
         // Collect first so that one session with several matching subscriptions gets one copy
         // at the highest QoS carrying every subscription identifier ([MQTT-3.3.4-2] permits
-        // either; one copy is what subscribers can count on).
+        // either; one copy is what subscribers can count on). A shared group's pick is a
+        // separate delivery: it stands for the group, not for the session.
         let mut matches: SmallVec<[(Arc<Session>, SubOptions); 8]> = SmallVec::new();
+        let mut shared: SmallVec<[SharedPick; 2]> = SmallVec::new();
         let publisher = &message.from.client_id;
-        self.router.visit_matches(&message.topic, |entry| {
-            // [MQTT-3.8.3-3] No Local: never back to the publishing client.
-            if entry.options.no_local && entry.session.client_id() == publisher {
-                return;
-            }
-            matches.push((entry.session.clone(), entry.options));
-        });
+        self.router.visit_matches(
+            &message.topic,
+            publisher,
+            |entry: &SubEntry, group: Option<&Arc<ShareKey>>| {
+                match group {
+                    Some(key) => shared.push((entry.session.clone(), entry.options, key.clone())),
+                    // [MQTT-3.8.3-3] No Local: never back to the publishing client.
+                    None if entry.options.no_local && entry.session.client_id() == publisher => {}
+                    None => matches.push((entry.session.clone(), entry.options)),
+                }
+            },
+        );
         if matches.len() > 1 {
             matches.sort_by_key(|(session, _)| session.id());
         }
@@ -358,8 +371,7 @@ impl Shared {
         let mut i = 0;
         while i < matches.len() {
             let (session, first) = &matches[i];
-            let mut qos = first.qos;
-            let mut retain_as_published = first.retain_as_published;
+            let mut options = *first;
             let mut ids: Vec<u32> = Vec::new();
             if first.subscription_id != 0 {
                 ids.push(first.subscription_id);
@@ -367,32 +379,80 @@ impl Shared {
             let mut j = i + 1;
             while j < matches.len() && matches[j].0.id() == session.id() {
                 let other = &matches[j].1;
-                qos = qos.max(other.qos);
-                retain_as_published |= other.retain_as_published;
+                options.qos = options.qos.max(other.qos);
+                options.retain_as_published |= other.retain_as_published;
                 if other.subscription_id != 0 {
                     ids.push(other.subscription_id);
                 }
                 j += 1;
             }
-            let qos = if self.config.upgrade_qos {
-                qos
-            } else {
-                qos.min(message.qos)
-            };
-            let dropped = session.deliver(Delivery {
-                message: message.clone(),
-                qos,
-                // [MQTT-3.3.1-12] forwarded messages carry RETAIN=0 unless Retain As Published.
-                retain: retain_as_published && message.retain,
-                subscription_ids: ids,
-            });
-            if dropped {
-                Metrics::inc(&self.metrics.messages_dropped);
-            }
+            self.deliver_to(session, message, &options, ids, None);
             delivered += 1;
             i = j;
         }
+        for (session, options, key) in shared {
+            let ids = if options.subscription_id != 0 {
+                vec![options.subscription_id]
+            } else {
+                Vec::new()
+            };
+            self.deliver_to(&session, message, &options, ids, Some(key));
+            delivered += 1;
+        }
         delivered
+    }
+
+    /// Queues `message` for `session` under subscription `options`.
+    fn deliver_to(
+        &self,
+        session: &Session,
+        message: &Arc<Message>,
+        options: &SubOptions,
+        subscription_ids: Vec<u32>,
+        shared: Option<Arc<ShareKey>>,
+    ) {
+        let qos = if self.config.upgrade_qos {
+            options.qos
+        } else {
+            options.qos.min(message.qos)
+        };
+        let dropped = session.deliver(Delivery {
+            message: message.clone(),
+            qos,
+            // [MQTT-3.3.1-12] forwarded messages carry RETAIN=0 unless Retain As Published.
+            retain: options.retain_as_published && message.retain,
+            subscription_ids,
+            shared,
+        });
+        if dropped {
+            Metrics::inc(&self.metrics.messages_dropped);
+        }
+    }
+
+    /// Gives the unacknowledged shared-subscription messages of an ending session to other
+    /// members of their groups, so that a member going away loses nothing (QoS 1/2).
+    fn redispatch(&self, session: &Session, deliveries: Vec<Delivery>) {
+        for delivery in deliveries {
+            let Some(key) = delivery.shared.clone() else { continue };
+            let message = &delivery.message;
+            match self
+                .router
+                .choose_other(&key, message.topic.as_str(), &message.from.client_id, session.id())
+            {
+                Some(entry) => {
+                    let ids = if entry.options.subscription_id != 0 {
+                        vec![entry.options.subscription_id]
+                    } else {
+                        Vec::new()
+                    };
+                    self.deliver_to(&entry.session, message, &entry.options, ids, Some(key));
+                }
+                None => {
+                    tracing::debug!(group = %key.group, filter = %key.filter, "no other group member; message dropped");
+                    Metrics::inc(&self.metrics.messages_dropped);
+                }
+            }
+        }
     }
 
     pub(crate) fn open_session(
@@ -418,7 +478,7 @@ impl Shared {
                 });
             }
             if !clean_start {
-                state.conn = Some(conn.clone());
+                existing.bind(&mut state, Some(conn.clone()));
                 state.disconnected_at = None;
                 state.expiry_interval = expiry_interval;
                 state.set_limits(self.config.session_limits);
@@ -434,7 +494,7 @@ impl Shared {
             self.end_session(&existing);
         }
         let session = Session::new(client_id.clone(), expiry_interval, self.config.session_limits);
-        session.lock().conn = Some(conn.clone());
+        session.bind(&mut session.lock(), Some(conn.clone()));
         sessions.insert(client_id.clone(), session.clone());
         drop(sessions);
         Metrics::inc(&self.metrics.session_created);
@@ -447,10 +507,15 @@ impl Shared {
     /// Removes the session's routes and record, and publishes a will still waiting for it
     /// ("the Session ends" before the will delay).
     fn end_session(&self, session: &Arc<Session>) {
-        let filters: Vec<ByteString> = session.lock().subscriptions.drain().map(|(filter, _)| filter).collect();
+        let (filters, unacked) = {
+            let mut state = session.lock();
+            let filters: Vec<ByteString> = state.subscriptions.drain().map(|(filter, _)| filter).collect();
+            (filters, state.take_shared_unacked())
+        };
         for filter in filters {
             self.unroute(filter, session);
         }
+        self.redispatch(session, unacked);
         self.store.delete_session(session.client_id());
         Metrics::inc(&self.metrics.session_terminated);
         let due: Vec<DelayedWill> = {
@@ -471,7 +536,7 @@ impl Shared {
         let mut state = session.lock();
         let still_ours = state.conn.as_ref().map(|c| c.id()) == Some(conn);
         if still_ours {
-            state.conn = None;
+            session.bind(&mut state, None);
             state.disconnected_at = Some(now);
         }
         let taken_over = !still_ours && state.conn.is_some();
@@ -593,12 +658,16 @@ impl Shared {
                     Vec::new()
                 };
                 // [MQTT-3.3.1-8] retained messages sent on subscribe carry RETAIN=1.
-                session.deliver(Delivery {
+                let delivery = Delivery {
                     message,
                     qos,
                     retain: true,
                     subscription_ids: ids,
-                });
+                    shared: None,
+                };
+                if session.deliver(delivery) {
+                    Metrics::inc(&self.metrics.messages_dropped);
+                }
             }
         }
         existed

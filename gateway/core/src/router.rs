@@ -6,8 +6,9 @@
 //! its read lock), never the reverse.
 
 use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use bytestring::ByteString;
 use parking_lot::RwLock;
@@ -24,11 +25,94 @@ pub struct SubEntry {
     pub options: SubOptions,
 }
 
+/// How one member of a shared-subscription group is chosen for each message (EMQX
+/// `mqtt.shared_subscription_strategy`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SharedStrategy {
+    /// A random member.
+    Random,
+    /// Members in turn.
+    #[default]
+    RoundRobin,
+    /// The member chosen last time, while it stays connected.
+    Sticky,
+    /// A member chosen by a hash of the publisher's client id.
+    HashClientId,
+    /// A member chosen by a hash of the topic.
+    HashTopic,
+}
+
+/// Identifies a shared-subscription group: deliveries through it carry this, so that the
+/// messages of a member that goes away can be redispatched to the rest of its group.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct ShareKey {
+    /// The group name (`$queue` for `$queue/` subscriptions).
+    pub group: ByteString,
+    /// The filter the group subscribes to.
+    pub filter: ByteString,
+}
+
 #[derive(Debug)]
 struct ShareGroup {
-    name: ByteString,
+    key: Arc<ShareKey>,
     members: Vec<SubEntry>,
     next: AtomicUsize,
+    /// Session id of the sticky member, 0 when none.
+    sticky: AtomicU64,
+}
+
+/// What a publish needs to know to choose among group members.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Dispatch<'a> {
+    pub(crate) strategy: SharedStrategy,
+    pub(crate) topic: &'a str,
+    pub(crate) publisher: &'a str,
+    /// A member never to choose (the one whose messages are being redispatched).
+    pub(crate) exclude: Option<SessionId>,
+}
+
+fn hash_of(value: &str) -> usize {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    value.hash(&mut hasher);
+    hasher.finish() as usize
+}
+
+impl ShareGroup {
+    /// Chooses the member for one message: the strategy's pick, moved on to the next
+    /// connected member when the pick is offline (a connected member can take the message
+    /// now), or the pick itself when no member is connected (its session queues it).
+    fn choose(&self, dispatch: &Dispatch<'_>) -> Option<&SubEntry> {
+        let n = self.members.len();
+        let eligible = |e: &SubEntry| Some(e.session.id()) != dispatch.exclude;
+        if n == 0 {
+            return None;
+        }
+        let start = match dispatch.strategy {
+            SharedStrategy::Random => rand::random_range(0..n),
+            SharedStrategy::RoundRobin => self.next.fetch_add(1, Ordering::Relaxed) % n,
+            SharedStrategy::HashClientId => hash_of(dispatch.publisher) % n,
+            SharedStrategy::HashTopic => hash_of(dispatch.topic) % n,
+            SharedStrategy::Sticky => {
+                let sticky = self.sticky.load(Ordering::Relaxed);
+                match self.members.iter().position(|e| e.session.id().0 == sticky) {
+                    Some(index) if self.members[index].session.is_online() && eligible(&self.members[index]) => index,
+                    _ => rand::random_range(0..n),
+                }
+            }
+        };
+        let chosen = (0..n)
+            .map(|offset| &self.members[(start + offset) % n])
+            .find(|e| eligible(e) && e.session.is_online())
+            .or_else(|| {
+                (0..n)
+                    .map(|offset| &self.members[(start + offset) % n])
+                    .find(|e| eligible(e))
+            })?;
+        if dispatch.strategy == SharedStrategy::Sticky {
+            self.sticky.store(chosen.session.id().0, Ordering::Relaxed);
+        }
+        Some(chosen)
+    }
 }
 
 /// The subscribers of one filter.
@@ -44,17 +128,22 @@ impl FilterSubs {
     }
 
     /// Adds or replaces `session`'s entry. Returns true if it already existed.
-    fn insert(&mut self, group: Option<&ByteString>, entry: SubEntry) -> bool {
+    fn insert(&mut self, group: Option<&ByteString>, filter: &str, entry: SubEntry) -> bool {
         let list = match group {
             None => &mut self.plain,
             Some(name) => {
-                let index = match self.groups.iter().position(|g| g.name == name) {
+                let index = match self.groups.iter().position(|g| g.key.group == name) {
                     Some(index) => index,
                     None => {
+                        let key = Arc::new(ShareKey {
+                            group: name.clone(),
+                            filter: ByteString::from(filter),
+                        });
                         self.groups.push(ShareGroup {
-                            name: name.clone(),
+                            key,
                             members: Vec::new(),
                             next: AtomicUsize::new(0),
+                            sticky: AtomicU64::new(0),
                         });
                         self.groups.len() - 1
                     }
@@ -83,7 +172,7 @@ impl FilterSubs {
                 before != self.plain.len()
             }
             Some(name) => {
-                let Some(index) = self.groups.iter().position(|g| g.name == name) else {
+                let Some(index) = self.groups.iter().position(|g| g.key.group == name) else {
                     return false;
                 };
                 let members = &mut self.groups[index].members;
@@ -98,20 +187,20 @@ impl FilterSubs {
         }
     }
 
-    /// Calls `f` for every plain subscriber and for one member of each shared group.
-    fn visit(&self, f: &mut impl FnMut(&SubEntry)) {
+    /// Calls `f` for every plain subscriber and for the chosen member of each shared group.
+    fn visit(&self, dispatch: &Dispatch<'_>, f: &mut impl FnMut(&SubEntry, Option<&Arc<ShareKey>>)) {
         for entry in &self.plain {
-            f(entry);
+            f(entry, None);
         }
         for group in &self.groups {
-            // Round robin among members; strategies beyond this come with shared-subscription
-            // configuration.
-            let n = group.members.len();
-            if n > 0 {
-                let index = group.next.fetch_add(1, Ordering::Relaxed) % n;
-                f(&group.members[index]);
+            if let Some(entry) = group.choose(dispatch) {
+                f(entry, Some(&group.key));
             }
         }
+    }
+
+    fn group(&self, key: &ShareKey) -> Option<&ShareGroup> {
+        self.groups.iter().find(|g| *g.key == *key)
     }
 }
 
@@ -140,6 +229,15 @@ impl TrieNode {
                 .entry(ByteString::from(level))
                 .or_default()
                 .subs_for_mut(levels),
+        }
+    }
+
+    fn subs_for<'a>(&self, mut levels: impl Iterator<Item = &'a str>) -> Option<&FilterSubs> {
+        match levels.next() {
+            None => Some(&self.here),
+            Some("#") => Some(&self.multi),
+            Some("+") => self.single.as_ref()?.subs_for(levels),
+            Some(level) => self.children.get(level)?.subs_for(levels),
         }
     }
 
@@ -177,21 +275,28 @@ impl TrieNode {
         }
     }
 
-    fn visit_matches(&self, levels: &[&str], is_root: bool, system_topic: bool, f: &mut impl FnMut(&SubEntry)) {
+    fn visit_matches(
+        &self,
+        levels: &[&str],
+        is_root: bool,
+        system_topic: bool,
+        dispatch: &Dispatch<'_>,
+        f: &mut impl FnMut(&SubEntry, Option<&Arc<ShareKey>>),
+    ) {
         // [MQTT-4.7.2-1] wildcards at the first level do not match `$` topics.
         let wildcards_allowed = !(is_root && system_topic);
         if wildcards_allowed {
             // [MQTT-4.7.1-2] `#` also matches the parent level: `sport/#` matches `sport`.
-            self.multi.visit(f);
+            self.multi.visit(dispatch, f);
         }
         match levels.split_first() {
-            None => self.here.visit(f),
+            None => self.here.visit(dispatch, f),
             Some((level, rest)) => {
                 if let Some(child) = self.children.get(*level) {
-                    child.visit_matches(rest, false, system_topic, f);
+                    child.visit_matches(rest, false, system_topic, dispatch, f);
                 }
                 if wildcards_allowed && let Some(single) = &self.single {
-                    single.visit_matches(rest, false, system_topic, f);
+                    single.visit_matches(rest, false, system_topic, dispatch, f);
                 }
             }
         }
@@ -209,12 +314,16 @@ struct RouterInner {
 #[derive(Debug, Default)]
 pub struct Router {
     inner: RwLock<RouterInner>,
+    strategy: SharedStrategy,
 }
 
 impl Router {
-    /// An empty router.
-    pub fn new() -> Router {
-        Router::default()
+    /// An empty router choosing shared-subscription members by `strategy`.
+    pub fn new(strategy: SharedStrategy) -> Router {
+        Router {
+            inner: RwLock::default(),
+            strategy,
+        }
     }
 
     /// Adds (or updates the options of) `entry.session`'s subscription to `topic`. Returns true
@@ -223,10 +332,13 @@ impl Router {
         let mut inner = self.inner.write();
         let group = topic.share_group.as_ref();
         let existed = if topic.filter.has_wildcard() {
-            inner.trie.subs_for_mut(topic.filter.split('/')).insert(group, entry)
+            inner
+                .trie
+                .subs_for_mut(topic.filter.split('/'))
+                .insert(group, &topic.filter, entry)
         } else {
             let key = ByteString::from(topic.filter.as_str());
-            inner.exact.entry(key).or_default().insert(group, entry)
+            inner.exact.entry(key).or_default().insert(group, &topic.filter, entry)
         };
         if !existed {
             inner.filters += 1;
@@ -257,17 +369,49 @@ impl Router {
         removed
     }
 
-    /// Calls `f` for every subscription matching `topic` (one member per shared group), while
-    /// holding the read lock.
-    pub fn visit_matches(&self, topic: &TopicName, mut f: impl FnMut(&SubEntry)) {
+    /// Calls `f` for every subscription matching `topic` — for a shared group, only its chosen
+    /// member, with the group's key — while holding the read lock. `publisher` is the
+    /// publishing client's id (for the hash_clientid strategy).
+    pub fn visit_matches(
+        &self,
+        topic: &TopicName,
+        publisher: &str,
+        mut f: impl FnMut(&SubEntry, Option<&Arc<ShareKey>>),
+    ) {
+        let dispatch = Dispatch {
+            strategy: self.strategy,
+            topic: topic.as_str(),
+            publisher,
+            exclude: None,
+        };
         let inner = self.inner.read();
         if let Some(subs) = inner.exact.get(topic.as_str()) {
-            subs.visit(&mut f);
+            subs.visit(&dispatch, &mut f);
         }
         if !inner.trie.is_empty() {
             let levels: smallvec::SmallVec<[&str; 8]> = topic.split('/').collect();
-            inner.trie.visit_matches(&levels, true, topic.is_system(), &mut f);
+            inner
+                .trie
+                .visit_matches(&levels, true, topic.is_system(), &dispatch, &mut f);
         }
+    }
+
+    /// Chooses another member of the group `key` for a message that its chosen member will
+    /// never take (that member's session ended): never `exclude`, connected members first.
+    pub fn choose_other(&self, key: &ShareKey, topic: &str, publisher: &str, exclude: SessionId) -> Option<SubEntry> {
+        let dispatch = Dispatch {
+            strategy: self.strategy,
+            topic,
+            publisher,
+            exclude: Some(exclude),
+        };
+        let inner = self.inner.read();
+        let subs = if key.filter.contains(['+', '#']) {
+            inner.trie.subs_for(key.filter.split('/'))?
+        } else {
+            inner.exact.get(&*key.filter)?
+        };
+        subs.group(key)?.choose(&dispatch).cloned()
     }
 
     /// Number of (filter, subscriber) pairs.
@@ -304,14 +448,16 @@ mod tests {
     fn matched(router: &Router, topic: &str) -> Vec<String> {
         let topic = TopicName::new(topic.to_string()).expect("valid topic");
         let mut names = Vec::new();
-        router.visit_matches(&topic, |e| names.push(e.session.client_id().to_string()));
+        router.visit_matches(&topic, "publisher", |e, _| {
+            names.push(e.session.client_id().to_string())
+        });
         names.sort();
         names
     }
 
     #[test]
     fn exact_and_wildcard_filters_match() {
-        let router = Router::new();
+        let router = Router::new(SharedStrategy::RoundRobin);
         let (a, b, c, d) = (session("a"), session("b"), session("c"), session("d"));
         sub(&router, "x/y/z", &a);
         sub(&router, "x/+/z", &b);
@@ -326,7 +472,7 @@ mod tests {
 
     #[test]
     fn system_topics_skip_leading_wildcards() {
-        let router = Router::new();
+        let router = Router::new(SharedStrategy::RoundRobin);
         let (a, b, c) = (session("a"), session("b"), session("c"));
         sub(&router, "#", &a);
         sub(&router, "+/x", &b);
@@ -336,7 +482,7 @@ mod tests {
 
     #[test]
     fn unsubscribe_prunes_and_reports() {
-        let router = Router::new();
+        let router = Router::new(SharedStrategy::RoundRobin);
         let a = session("a");
         sub(&router, "x/+/z", &a);
         sub(&router, "x/y", &a);
@@ -353,7 +499,7 @@ mod tests {
 
     #[test]
     fn resubscribing_replaces_options() {
-        let router = Router::new();
+        let router = Router::new(SharedStrategy::RoundRobin);
         let a = session("a");
         let topic = SubscriptionTopic::parse("t").expect("valid");
         let opts = SubOptions {
@@ -375,13 +521,15 @@ mod tests {
             }
         ));
         let mut seen = Vec::new();
-        router.visit_matches(&TopicName::new("t").expect("valid"), |e| seen.push(e.options.qos));
+        router.visit_matches(&TopicName::new("t").expect("valid"), "p", |e, _| {
+            seen.push(e.options.qos)
+        });
         assert_eq!(seen, [crate::QoS::ExactlyOnce]);
     }
 
     #[test]
     fn shared_groups_deliver_to_one_member_in_turn() {
-        let router = Router::new();
+        let router = Router::new(SharedStrategy::RoundRobin);
         let (a, b, c) = (session("a"), session("b"), session("c"));
         sub(&router, "$share/g/t/+", &a);
         sub(&router, "$share/g/t/+", &b);
@@ -395,5 +543,101 @@ mod tests {
         assert_eq!(counts["c"], 10, "plain subscriber gets every message");
         assert_eq!(counts["a"] + counts["b"], 10, "the group gets each message once");
         assert_eq!(counts["a"], 5, "round robin spreads evenly");
+    }
+
+    fn online(s: &Arc<Session>) {
+        let conn = crate::conn::ConnHandle::new(crate::conn::ConnId(s.id().0));
+        s.bind(&mut s.lock(), Some(conn));
+    }
+
+    fn picks(router: &Router, topic: &str, publisher: &str, n: usize) -> Vec<String> {
+        let topic = TopicName::new(topic.to_string()).expect("valid topic");
+        let mut names = Vec::new();
+        for _ in 0..n {
+            router.visit_matches(&topic, publisher, |e, group| {
+                assert!(group.is_some(), "only shared subscriptions in these tests");
+                names.push(e.session.client_id().to_string());
+            });
+        }
+        names
+    }
+
+    fn group_of(strategy: SharedStrategy, members: &[&Arc<Session>]) -> Router {
+        let router = Router::new(strategy);
+        for member in members {
+            sub(&router, "$share/g/s/#", member);
+            online(member);
+        }
+        router
+    }
+
+    #[test]
+    fn hash_strategies_pin_a_publisher_or_a_topic_to_one_member() {
+        let (a, b, c) = (session("a"), session("b"), session("c"));
+        let router = group_of(SharedStrategy::HashClientId, &[&a, &b, &c]);
+        let first = picks(&router, "s/1", "pub-1", 1);
+        assert_eq!(
+            picks(&router, "s/2", "pub-1", 5),
+            vec![first[0].clone(); 5],
+            "same publisher, same member"
+        );
+        let router = group_of(SharedStrategy::HashTopic, &[&a, &b, &c]);
+        let first = picks(&router, "s/9", "x", 1);
+        assert_eq!(
+            picks(&router, "s/9", "y", 5),
+            vec![first[0].clone(); 5],
+            "same topic, same member"
+        );
+    }
+
+    #[test]
+    fn sticky_keeps_its_member_while_it_is_connected() {
+        let (a, b) = (session("a"), session("b"));
+        let router = group_of(SharedStrategy::Sticky, &[&a, &b]);
+        let first = picks(&router, "s/1", "p", 1)[0].clone();
+        assert_eq!(picks(&router, "s/1", "p", 10), vec![first.clone(); 10]);
+        let gone = if first == "a" { &a } else { &b };
+        gone.bind(&mut gone.lock(), None);
+        let other = picks(&router, "s/1", "p", 3);
+        assert!(
+            other.iter().all(|name| *name != first),
+            "an offline sticky member is replaced"
+        );
+    }
+
+    #[test]
+    fn offline_members_are_skipped_while_a_connected_one_exists() {
+        let (a, b, c) = (session("a"), session("b"), session("c"));
+        let router = group_of(SharedStrategy::RoundRobin, &[&a, &b, &c]);
+        b.bind(&mut b.lock(), None);
+        let names = picks(&router, "s/1", "p", 9);
+        assert!(names.iter().all(|n| n != "b"), "{names:?}");
+        assert_eq!(names.len(), 9, "each message still goes to exactly one member");
+    }
+
+    #[test]
+    fn random_delivers_each_message_once() {
+        let (a, b) = (session("a"), session("b"));
+        let router = group_of(SharedStrategy::Random, &[&a, &b]);
+        assert_eq!(picks(&router, "s/1", "p", 50).len(), 50);
+    }
+
+    #[test]
+    fn choose_other_never_returns_the_excluded_member() {
+        let (a, b) = (session("a"), session("b"));
+        let router = group_of(SharedStrategy::RoundRobin, &[&a, &b]);
+        let key = ShareKey {
+            group: ByteString::from_static("g"),
+            filter: ByteString::from_static("s/#"),
+        };
+        for _ in 0..4 {
+            let other = router.choose_other(&key, "s/1", "p", a.id()).expect("b remains");
+            assert_eq!(other.session.id(), b.id());
+        }
+        let missing = ShareKey {
+            group: ByteString::from_static("nope"),
+            filter: ByteString::from_static("s/#"),
+        };
+        assert!(router.choose_other(&missing, "s/1", "p", a.id()).is_none());
     }
 }

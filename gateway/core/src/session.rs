@@ -10,7 +10,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Instant;
 
 use bytestring::ByteString;
@@ -18,6 +18,7 @@ use parking_lot::{Mutex, MutexGuard};
 
 use crate::conn::ConnHandle;
 use crate::message::{Message, QoS};
+use crate::router::ShareKey;
 use crate::wake;
 
 /// Process-unique id of one session incarnation (a clean start makes a new one).
@@ -50,6 +51,9 @@ pub struct Delivery {
     pub retain: bool,
     /// Identifiers of every subscription that matched (5.0), empty when none.
     pub subscription_ids: Vec<u32>,
+    /// The shared-subscription group this came through, if any: if this session ends before
+    /// acknowledging it, it goes to another member of the group.
+    pub shared: Option<Arc<ShareKey>>,
 }
 
 /// What an unacknowledged outgoing QoS 1/2 exchange is waiting for.
@@ -123,6 +127,9 @@ pub struct SessionState {
 pub struct Session {
     id: SessionId,
     client_id: ByteString,
+    /// Mirrors `state.conn.is_some()` so that shared-subscription dispatch can prefer
+    /// connected members without taking every member's lock.
+    online: AtomicBool,
     state: Mutex<SessionState>,
 }
 
@@ -132,6 +139,7 @@ impl Session {
         Arc::new(Session {
             id: SessionId(NEXT_SESSION_ID.fetch_add(1, Ordering::Relaxed)),
             client_id,
+            online: AtomicBool::new(false),
             state: Mutex::new(SessionState {
                 subscriptions: HashMap::new(),
                 queue: VecDeque::new(),
@@ -156,6 +164,17 @@ impl Session {
     /// The client id the session belongs to.
     pub fn client_id(&self) -> &ByteString {
         &self.client_id
+    }
+
+    /// True while a connection is bound to the session.
+    pub fn is_online(&self) -> bool {
+        self.online.load(Ordering::Acquire)
+    }
+
+    /// Binds (or, with `None`, unbinds) the connection; `state` must be this session's.
+    pub(crate) fn bind(&self, state: &mut SessionState, conn: Option<Arc<ConnHandle>>) {
+        self.online.store(conn.is_some(), Ordering::Release);
+        state.conn = conn;
     }
 
     /// Locks the state. Hold it only for non-blocking work; never take the router lock while
@@ -242,6 +261,29 @@ impl SessionState {
         self.inflight.iter().position(|e| e.packet_id == packet_id)
     }
 
+    /// Takes the QoS 1/2 deliveries that came through shared subscriptions and were not yet
+    /// acknowledged (queued, or sent and awaiting PUBACK/PUBREC), for redispatch when the
+    /// session ends. A message whose PUBREC arrived is the client's already.
+    pub fn take_shared_unacked(&mut self) -> Vec<Delivery> {
+        let mut taken = Vec::new();
+        for entry in std::mem::take(&mut self.inflight) {
+            match entry.state {
+                InflightState::AwaitingAck(delivery) if delivery.shared.is_some() => taken.push(delivery),
+                state => self.inflight.push_back(InflightEntry { state, ..entry }),
+            }
+        }
+        let queue = std::mem::take(&mut self.queue);
+        self.queued_qos0 = 0;
+        for delivery in queue {
+            if delivery.shared.is_some() && delivery.qos != QoS::AtMostOnce {
+                taken.push(delivery);
+            } else {
+                self.enqueue(delivery);
+            }
+        }
+        taken
+    }
+
     /// The limits in force.
     pub fn limits(&self) -> SessionLimits {
         self.limits
@@ -268,6 +310,7 @@ mod tests {
             qos,
             retain: false,
             subscription_ids: Vec::new(),
+            shared: None,
         }
     }
 

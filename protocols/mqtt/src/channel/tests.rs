@@ -874,3 +874,23 @@ fn protocol_violations_carry_a_reason_string_and_response_information_is_sent_wh
     });
     assert!(reason.is_some_and(|r| r.contains("invalid topic name")));
 }
+
+#[test]
+fn unacknowledged_shared_messages_of_a_leaving_member_go_to_another_member() {
+    let h = Harness::new();
+    let mut a = h.connect(ProtocolVersion::V5, "member-a", true, |_| {});
+    a.subscribe("$share/g/jobs/+", QoS::AtLeastOnce, h.t0);
+    let mut b = h.connect(ProtocolVersion::V5, "member-b", true, |_| {});
+    b.subscribe("$share/g/jobs/+", QoS::AtLeastOnce, h.t0);
+    let mut publisher = h.connect(ProtocolVersion::V5, "p", true, |_| {});
+    for id in 1..=4 {
+        publisher.publish("jobs/x", b"job", QoS::AtLeastOnce, id, h.t0);
+    }
+    let to_a = published(&a.deliver(h.t0)).len();
+    let to_b = published(&b.deliver(h.t0)).len();
+    assert_eq!((to_a, to_b), (2, 2), "round robin over the group");
+    // `a` vanishes without acknowledging: its session (expiry 0) ends.
+    a.channel.handle_closed(h.at(1));
+    let redelivered = published(&b.deliver(h.at(1))).len();
+    assert_eq!(redelivered, 2, "b gets a's two unacknowledged jobs");
+}
