@@ -39,6 +39,33 @@ pub struct BrokerConfig {
     pub sweep_interval: Duration,
     /// How shared-subscription groups pick a member.
     pub shared_strategy: SharedStrategy,
+    /// What the retained-message store accepts.
+    pub retainer: RetainerLimits,
+}
+
+/// Limits of the retained-message store (EMQX `retainer.*`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetainerLimits {
+    /// Store retained messages at all.
+    pub enabled: bool,
+    /// Topics with a retained message at most; new topics past it are not stored.
+    pub max_retained_messages: usize,
+    /// Larger retained payloads are forwarded but not stored.
+    pub max_payload_size: usize,
+    /// Lifetime of retained messages without their own Message Expiry Interval.
+    pub msg_expiry: Option<Duration>,
+}
+
+impl Default for RetainerLimits {
+    /// EMQX's defaults: enabled, no count limit, 1 MB payloads, no expiry.
+    fn default() -> Self {
+        RetainerLimits {
+            enabled: true,
+            max_retained_messages: usize::MAX,
+            max_payload_size: 1024 * 1024,
+            msg_expiry: None,
+        }
+    }
 }
 
 impl Default for BrokerConfig {
@@ -50,6 +77,7 @@ impl Default for BrokerConfig {
             upgrade_qos: false,
             sweep_interval: Duration::from_secs(1),
             shared_strategy: SharedStrategy::default(),
+            retainer: RetainerLimits::default(),
         }
     }
 }
@@ -296,6 +324,7 @@ impl Broker {
         }
         shared.publish_due_wills(now);
         shared.expire_sessions(now);
+        shared.expire_retained();
         wake::flush();
     }
 
@@ -330,17 +359,69 @@ impl Shared {
     }
 
     fn retain(&self, message: &Arc<Message>) {
+        let limits = &self.config.retainer;
+        if !limits.enabled {
+            return;
+        }
         let topic = message.topic.as_bytestring().clone();
         // [MQTT-3.3.1-6] an empty retained payload removes the retained message of the topic.
         if message.payload.is_empty() {
             if self.retained.write().remove(&topic).is_some() {
                 self.store.delete_retained(&topic);
             }
-        } else {
-            self.store.put_retained(message);
-            if self.retained.write().insert(topic, message.clone()).is_none() {
-                Metrics::inc(&self.metrics.messages_retained);
-            }
+            return;
+        }
+        if message.payload.len() > limits.max_payload_size {
+            tracing::debug!(%topic, size = message.payload.len(), "retained payload above retainer.max_payload_size; not stored");
+            return;
+        }
+        let mut retained = self.retained.write();
+        if !retained.contains_key(&topic) && retained.len() >= limits.max_retained_messages {
+            drop(retained);
+            tracing::debug!(%topic, "retainer.max_retained_messages reached; not stored");
+            return;
+        }
+        let new = retained.insert(topic, message.clone()).is_none();
+        drop(retained);
+        self.store.put_retained(message);
+        if new {
+            Metrics::inc(&self.metrics.messages_retained);
+        }
+    }
+
+    /// True when a retained message has outlived its own Message Expiry Interval or, without
+    /// one, `retainer.msg_expiry_interval`.
+    fn retained_expired(&self, message: &Message, now_ms: u64) -> bool {
+        let lifetime_ms = match message.properties.message_expiry_interval {
+            Some(seconds) => u64::from(seconds) * 1000,
+            None => match self.config.retainer.msg_expiry {
+                Some(lifetime) => lifetime.as_millis() as u64,
+                None => return false,
+            },
+        };
+        now_ms.saturating_sub(message.timestamp_ms) >= lifetime_ms
+    }
+
+    /// Drops expired retained messages (part of the periodic sweep).
+    fn expire_retained(&self) {
+        let now_ms = crate::message::now_millis();
+        let expired: Vec<ByteString> = self
+            .retained
+            .read()
+            .iter()
+            .filter(|(_, m)| self.retained_expired(m, now_ms))
+            .map(|(topic, _)| topic.clone())
+            .collect();
+        if expired.is_empty() {
+            return;
+        }
+        let mut retained = self.retained.write();
+        for topic in &expired {
+            retained.remove(topic);
+        }
+        drop(retained);
+        for topic in &expired {
+            self.store.delete_retained(topic);
         }
     }
 
@@ -639,11 +720,12 @@ impl Shared {
             RetainedOnSubscribe::DoNotSend => false,
         };
         if send {
+            let now_ms = crate::message::now_millis();
             let matching: Vec<Arc<Message>> = self
                 .retained
                 .read()
                 .values()
-                .filter(|m| filter.matches(&m.topic))
+                .filter(|m| filter.matches(&m.topic) && !self.retained_expired(m, now_ms))
                 .cloned()
                 .collect();
             for message in matching {
