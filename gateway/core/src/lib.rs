@@ -24,6 +24,7 @@ pub mod broker;
 pub mod channel;
 pub mod conn;
 pub mod ctx;
+pub mod delayed;
 pub mod message;
 pub mod metrics;
 pub mod router;
