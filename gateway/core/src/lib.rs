@@ -20,6 +20,7 @@
 //! And [`wake`]: deferred, batched wake-ups of subscriber connections.
 
 pub mod auth;
+pub mod autosub;
 pub mod broker;
 pub mod channel;
 pub mod conn;
