@@ -28,6 +28,7 @@ pub mod ctx;
 pub mod delayed;
 pub mod message;
 pub mod metrics;
+pub mod rewrite;
 pub mod router;
 pub mod session;
 pub mod store;
