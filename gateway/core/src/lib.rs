@@ -32,6 +32,7 @@ pub mod rewrite;
 pub mod router;
 pub mod session;
 pub mod store;
+pub mod sys;
 pub mod topic;
 pub mod wake;
 
