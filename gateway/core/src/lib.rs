@@ -20,15 +20,19 @@
 //! And [`wake`]: deferred, batched wake-ups of subscriber connections.
 
 pub mod auth;
+pub mod autosub;
 pub mod broker;
 pub mod channel;
 pub mod conn;
 pub mod ctx;
+pub mod delayed;
 pub mod message;
 pub mod metrics;
+pub mod rewrite;
 pub mod router;
 pub mod session;
 pub mod store;
+pub mod sys;
 pub mod topic;
 pub mod wake;
 
