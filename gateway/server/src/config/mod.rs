@@ -9,6 +9,8 @@
 //! Value formats: durations are EMQX strings such as `"30s"`, `"5m"`, `"1h30m"` (units `ms`, `s`,
 //! `m`, `h`, `d`, `w`) and a bare integer is always seconds; sizes are integers (bytes) or strings
 //! such as `"1MB"` (B, KB, MB, GB; 1KB = 1024); counts accept `"infinity"` where EMQX does.
+//! Lists of tables (`rewrite`, `auto_subscribe.topics`) name their elements 0-based in errors
+//! (`rewrite[2].re`), while environment variables address them 1-based (`PORTICO_REWRITE__3__RE`).
 
 mod env;
 mod error;
@@ -26,8 +28,9 @@ use toml::{Table, Value};
 
 pub use error::{ConfigError, ConfigErrors, Source};
 pub use types::{
-    Config, ConsoleLogConfig, ListenersConfig, LogConfig, LogLevel, MqttConfig, NodeConfig, PeerCertAs,
-    TcpListenerConfig,
+    AutoSubscribe, AutoSubscribeConfig, Config, ConsoleLogConfig, DelayedConfig, ListenersConfig, LogConfig, LogLevel,
+    MqttConfig, NodeConfig, PeerCertAs, RetainerConfig, RewriteAction, RewriteRule, SharedStrategy, SysEventMessages,
+    SysTopicsConfig, TcpListenerConfig,
 };
 
 /// Environment variable the binary reads the config file path from; never treated as a key.

@@ -14,8 +14,9 @@ use toml::{Table, Value};
 use super::env::EnvOrigin;
 use super::error::{ConfigError, Source};
 use super::types::{
-    Config, ConsoleLogConfig, ListenersConfig, LogConfig, LogLevel, MqttConfig, NodeConfig, PeerCertAs,
-    TcpListenerConfig,
+    AutoSubscribe, AutoSubscribeConfig, Config, ConsoleLogConfig, DelayedConfig, ListenersConfig, LogConfig, LogLevel,
+    MqttConfig, NodeConfig, PeerCertAs, RetainerConfig, RewriteAction, RewriteRule, SharedStrategy, SysEventMessages,
+    SysTopicsConfig, TcpListenerConfig,
 };
 use super::value::{self, render, suggest};
 
@@ -166,25 +167,95 @@ impl<'t> Section<'t> {
         default: T,
         parse: impl Fn(&Value) -> Result<T, String>,
     ) -> T {
+        match self.read(ctx, name, parse) {
+            Ok(Some(parsed)) => parsed,
+            Ok(None) | Err(()) => default,
+        }
+    }
+
+    /// Reads leaf `name`, which must be present: a missing key is reported on this table (naming
+    /// the key), and both a missing and an invalid value yield `None`.
+    fn required<T>(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        name: &'static str,
+        parse: impl Fn(&Value) -> Result<T, String>,
+    ) -> Option<T> {
+        match self.read(ctx, name, parse) {
+            Ok(Some(parsed)) => Some(parsed),
+            Ok(None) => {
+                let shown = self.table.map(|t| render(&Value::Table(t.clone()))).unwrap_or_default();
+                ctx.invalid(&self.path, shown, format!("missing required key `{name}`"));
+                None
+            }
+            Err(()) => None,
+        }
+    }
+
+    /// Reads leaf `name` with `parse`: `Ok(None)` when absent, `Err(())` once an invalid value has
+    /// been reported.
+    fn read<T>(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        name: &'static str,
+        parse: impl Fn(&Value) -> Result<T, String>,
+    ) -> Result<Option<T>, ()> {
         self.known.push(name);
         let Some(v) = self.raw(name) else {
-            return default;
+            return Ok(None);
         };
         let key = self.key(name);
         match parse(v) {
-            Ok(parsed) => parsed,
+            Ok(parsed) => Ok(Some(parsed)),
             Err(reason) => {
                 // An environment value that looked like TOML (`12345`, `true`) may be meant as text.
                 if !v.is_str()
                     && let Some(raw) = ctx.origins.env_raw(&key)
                     && let Ok(parsed) = parse(&Value::String(raw.to_owned()))
                 {
-                    return parsed;
+                    return Ok(Some(parsed));
                 }
                 ctx.invalid(&key, render(v), reason);
-                default
+                Err(())
             }
         }
+    }
+
+    /// The array of tables `name`, one section per element (paths `name[0]`, `name[1]`, ...).
+    /// Absent means empty; a value that is not an array, and elements that are not tables, are
+    /// reported and skipped.
+    fn array_of_tables(&mut self, ctx: &mut Ctx<'_>, name: &'static str) -> Vec<Section<'t>> {
+        self.known.push(name);
+        let path = self.key(name);
+        let items = match self.raw(name) {
+            None => return Vec::new(),
+            Some(Value::Array(items)) => items,
+            Some(other) => {
+                ctx.invalid(
+                    &path,
+                    render(other),
+                    format!("expected an array of tables, found {}", value::type_name(other)),
+                );
+                return Vec::new();
+            }
+        };
+        let mut sections = Vec::with_capacity(items.len());
+        for (i, item) in items.iter().enumerate() {
+            let path = format!("{path}[{i}]");
+            match item {
+                Value::Table(table) => sections.push(Section {
+                    path,
+                    table: Some(table),
+                    known: Vec::new(),
+                }),
+                other => ctx.invalid(
+                    &path,
+                    render(other),
+                    format!("expected a table, found {}", value::type_name(other)),
+                ),
+            }
+        }
+        sections
     }
 
     /// Reports every key of the table that no `field`/`section` call asked for.
@@ -213,12 +284,26 @@ pub(crate) fn build(root: &Table, origins: &Origins, errors: &mut Vec<ConfigErro
     let log = log(top.section(&mut ctx, "log"), &mut ctx);
     let listeners = listeners(top.section(&mut ctx, "listeners"), &mut ctx);
     let mqtt = mqtt(top.section(&mut ctx, "mqtt"), &mut ctx);
+    let delayed = delayed(top.section(&mut ctx, "delayed"), &mut ctx);
+    let rewrite = top
+        .array_of_tables(&mut ctx, "rewrite")
+        .into_iter()
+        .filter_map(|rule| rewrite_rule(rule, &mut ctx))
+        .collect();
+    let auto_subscribe = auto_subscribe(top.section(&mut ctx, "auto_subscribe"), &mut ctx);
+    let sys_topics = sys_topics(top.section(&mut ctx, "sys_topics"), &mut ctx);
+    let retainer = retainer(top.section(&mut ctx, "retainer"), &mut ctx);
     top.finish(&mut ctx);
     Config {
         node,
         log,
         listeners,
         mqtt,
+        delayed,
+        rewrite,
+        auto_subscribe,
+        sys_topics,
+        retainer,
     }
 }
 
@@ -468,6 +553,215 @@ fn mqtt(mut s: Section<'_>, ctx: &mut Ctx<'_>) -> MqttConfig {
         ),
         peer_cert_as_username: s.field(ctx, "peer_cert_as_username", d.peer_cert_as_username, peer_cert_as),
         peer_cert_as_clientid: s.field(ctx, "peer_cert_as_clientid", d.peer_cert_as_clientid, peer_cert_as),
+        shared_subscription_strategy: s.field(
+            ctx,
+            "shared_subscription_strategy",
+            d.shared_subscription_strategy,
+            shared_strategy,
+        ),
+        response_information: s.field(ctx, "response_information", d.response_information, |v| {
+            let text = value::string(v)?;
+            check_utf8_string_len(&text)?;
+            Ok(text)
+        }),
+    };
+    s.finish(ctx);
+    out
+}
+
+/// One of `names` (case-insensitive), or a message listing them all.
+fn one_of<T: Copy>(v: &Value, names: &[(T, &'static str)]) -> Result<T, String> {
+    let s = value::string(v)?;
+    names
+        .iter()
+        .find(|(_, name)| name.eq_ignore_ascii_case(&s))
+        .map(|(item, _)| *item)
+        .ok_or_else(|| {
+            let names: Vec<&str> = names.iter().map(|(_, n)| *n).collect();
+            format!("expected one of {}", names.join(", "))
+        })
+}
+
+fn shared_strategy(v: &Value) -> Result<SharedStrategy, String> {
+    one_of(v, &SharedStrategy::ALL)
+}
+
+/// MQTT strings carry a 2-byte length, so anything the broker sends or matches is at most 65535 bytes.
+fn check_utf8_string_len(s: &str) -> Result<(), String> {
+    if s.len() > portico_core::topic::MAX_TOPIC_LEN {
+        return Err(format!(
+            "too long: {} bytes, MQTT strings hold at most {}",
+            s.len(),
+            portico_core::topic::MAX_TOPIC_LEN
+        ));
+    }
+    Ok(())
+}
+
+fn delayed(mut s: Section<'_>, ctx: &mut Ctx<'_>) -> DelayedConfig {
+    let d = DelayedConfig::default();
+    let out = DelayedConfig {
+        enable: s.field(ctx, "enable", d.enable, value::boolean),
+        max_delayed_messages: s.field(
+            ctx,
+            "max_delayed_messages",
+            d.max_delayed_messages,
+            value::count_or_infinity,
+        ),
+    };
+    s.finish(ctx);
+    out
+}
+
+fn source_topic(v: &Value) -> Result<String, String> {
+    let text = value::string(v)?;
+    portico_core::TopicFilter::new(text.clone()).map_err(|e| format!("not a valid topic filter: {e}"))?;
+    Ok(text)
+}
+
+/// The `regex` crate's messages span several lines (pattern, caret, `error: ...`); error lines must
+/// not, so keep the `error:` line, or fold the whole message onto one line.
+fn regex_reason(e: &regex::Error) -> String {
+    let text = e.to_string();
+    let detail = text
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("error: "))
+        .map(str::to_owned)
+        .unwrap_or_else(|| text.split_whitespace().collect::<Vec<_>>().join(" "));
+    format!("not a valid regular expression (Rust regex syntax: no look-around or backreferences): {detail}")
+}
+
+fn regex_source(v: &Value) -> Result<String, String> {
+    let text = value::non_empty_string(v)?;
+    regex::Regex::new(&text).map_err(|e| regex_reason(&e))?;
+    Ok(text)
+}
+
+fn dest_topic(v: &Value) -> Result<String, String> {
+    let text = value::non_empty_string(v)?;
+    check_utf8_string_len(&text)?;
+    Ok(text)
+}
+
+/// One `rewrite[i]` table; `None` when any of its keys is missing or invalid (already reported).
+fn rewrite_rule(mut s: Section<'_>, ctx: &mut Ctx<'_>) -> Option<RewriteRule> {
+    // Read every key before combining, so that all problems of the rule are reported.
+    let action = s.required(ctx, "action", |v| one_of(v, &RewriteAction::ALL));
+    let source_topic = s.required(ctx, "source_topic", source_topic);
+    let re = s.required(ctx, "re", regex_source);
+    let dest_topic = s.required(ctx, "dest_topic", dest_topic);
+    s.finish(ctx);
+    Some(RewriteRule {
+        action: action?,
+        source_topic: source_topic?,
+        re: re?,
+        dest_topic: dest_topic?,
+    })
+}
+
+fn auto_subscribe_topic(v: &Value) -> Result<String, String> {
+    let text = value::non_empty_string(v)?;
+    check_utf8_string_len(&text)?;
+    Ok(text)
+}
+
+fn auto_subscribe_entry(mut s: Section<'_>, ctx: &mut Ctx<'_>) -> Option<AutoSubscribe> {
+    let topic = s.required(ctx, "topic", auto_subscribe_topic);
+    let qos = s.field(ctx, "qos", 0, |v| value::int_in(v, 0, 2));
+    let rh = s.field(ctx, "rh", 0, |v| value::int_in(v, 0, 2));
+    let rap = s.field(ctx, "rap", false, |v| value::int_in::<u8>(v, 0, 1).map(|i| i == 1));
+    let nl = s.field(ctx, "nl", false, |v| value::int_in::<u8>(v, 0, 1).map(|i| i == 1));
+    s.finish(ctx);
+    Some(AutoSubscribe {
+        topic: topic?,
+        qos,
+        rh,
+        rap,
+        nl,
+    })
+}
+
+fn auto_subscribe(mut s: Section<'_>, ctx: &mut Ctx<'_>) -> AutoSubscribeConfig {
+    let topics = s
+        .array_of_tables(ctx, "topics")
+        .into_iter()
+        .filter_map(|entry| auto_subscribe_entry(entry, ctx))
+        .collect();
+    s.finish(ctx);
+    AutoSubscribeConfig { topics }
+}
+
+/// A positive interval or `"disabled"` (`None`). Zero is refused: it would publish in a busy loop.
+fn interval_or_disabled(v: &Value) -> Result<Option<Duration>, String> {
+    match v {
+        Value::String(s) if s == "disabled" => Ok(None),
+        _ => value::positive_duration(v)
+            .map(Some)
+            .map_err(|e| format!("{e}; use \"disabled\" to turn it off")),
+    }
+}
+
+fn sys_topics(mut s: Section<'_>, ctx: &mut Ctx<'_>) -> SysTopicsConfig {
+    let d = SysTopicsConfig::default();
+    let sys_msg_interval = s.field(ctx, "sys_msg_interval", d.sys_msg_interval, interval_or_disabled);
+    let sys_heartbeat_interval = s.field(
+        ctx,
+        "sys_heartbeat_interval",
+        d.sys_heartbeat_interval,
+        interval_or_disabled,
+    );
+    let mut events = s.section(ctx, "sys_event_messages");
+    let de = d.sys_event_messages;
+    let sys_event_messages = SysEventMessages {
+        client_connected: events.field(ctx, "client_connected", de.client_connected, value::boolean),
+        client_disconnected: events.field(ctx, "client_disconnected", de.client_disconnected, value::boolean),
+        client_subscribed: events.field(ctx, "client_subscribed", de.client_subscribed, value::boolean),
+        client_unsubscribed: events.field(ctx, "client_unsubscribed", de.client_unsubscribed, value::boolean),
+    };
+    events.finish(ctx);
+    s.finish(ctx);
+    SysTopicsConfig {
+        sys_msg_interval,
+        sys_heartbeat_interval,
+        sys_event_messages,
+    }
+}
+
+/// A payload size limit of at least one byte. EMQX reads 0 as "no limit"; taking it literally would
+/// refuse every retained message, so it is refused like a count of 0.
+fn retained_payload_size(v: &Value) -> Result<u64, String> {
+    match value::bytesize(v)? {
+        0 => Err(
+            "must be at least 1 byte (EMQX reads 0 as no limit); use a large size such as \"256MB\" instead".to_owned(),
+        ),
+        n => Ok(n),
+    }
+}
+
+/// A duration after which retained messages expire; `"0s"` (EMQX's spelling) and `"disabled"` mean
+/// never (`None`).
+fn expiry_or_never(v: &Value) -> Result<Option<Duration>, String> {
+    match v {
+        Value::String(s) if s == "disabled" => Ok(None),
+        _ => {
+            let d = value::duration(v).map_err(|e| format!("{e}, or \"disabled\""))?;
+            Ok(Some(d).filter(|d| !d.is_zero()))
+        }
+    }
+}
+
+fn retainer(mut s: Section<'_>, ctx: &mut Ctx<'_>) -> RetainerConfig {
+    let d = RetainerConfig::default();
+    let out = RetainerConfig {
+        enable: s.field(ctx, "enable", d.enable, value::boolean),
+        max_retained_messages: s.field(
+            ctx,
+            "max_retained_messages",
+            d.max_retained_messages,
+            value::count_or_infinity,
+        ),
+        max_payload_size: s.field(ctx, "max_payload_size", d.max_payload_size, retained_payload_size),
+        msg_expiry_interval: s.field(ctx, "msg_expiry_interval", d.msg_expiry_interval, expiry_or_never),
     };
     s.finish(ctx);
     out

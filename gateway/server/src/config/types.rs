@@ -13,6 +13,12 @@ pub struct Config {
     pub log: LogConfig,
     pub listeners: ListenersConfig,
     pub mqtt: MqttConfig,
+    pub delayed: DelayedConfig,
+    /// `rewrite`: topic rewrite rules, tried in order; empty by default.
+    pub rewrite: Vec<RewriteRule>,
+    pub auto_subscribe: AutoSubscribeConfig,
+    pub sys_topics: SysTopicsConfig,
+    pub retainer: RetainerConfig,
 }
 
 /// `node.*`: identity of this broker node.
@@ -211,6 +217,9 @@ pub struct MqttConfig {
     pub use_username_as_clientid: bool,
     pub peer_cert_as_username: PeerCertAs,
     pub peer_cert_as_clientid: PeerCertAs,
+    pub shared_subscription_strategy: SharedStrategy,
+    /// Response Information sent to MQTT 5 clients that ask for it; empty sends none.
+    pub response_information: String,
 }
 
 impl Default for MqttConfig {
@@ -242,6 +251,196 @@ impl Default for MqttConfig {
             use_username_as_clientid: false,
             peer_cert_as_username: PeerCertAs::Disabled,
             peer_cert_as_clientid: PeerCertAs::Disabled,
+            shared_subscription_strategy: SharedStrategy::RoundRobin,
+            response_information: String::new(),
+        }
+    }
+}
+
+/// `mqtt.shared_subscription_strategy`: how a message for a `$share/<group>/...` subscription picks
+/// one member of the group. On a single node `local` behaves as `random` (every member is local) and
+/// `round_robin_per_group` as `round_robin` (there is one dispatcher per group anyway).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum SharedStrategy {
+    Random,
+    #[default]
+    RoundRobin,
+    RoundRobinPerGroup,
+    Sticky,
+    Local,
+    HashTopic,
+    HashClientid,
+}
+
+impl SharedStrategy {
+    /// Every strategy with its config spelling.
+    pub const ALL: [(SharedStrategy, &'static str); 7] = [
+        (SharedStrategy::Random, "random"),
+        (SharedStrategy::RoundRobin, "round_robin"),
+        (SharedStrategy::RoundRobinPerGroup, "round_robin_per_group"),
+        (SharedStrategy::Sticky, "sticky"),
+        (SharedStrategy::Local, "local"),
+        (SharedStrategy::HashTopic, "hash_topic"),
+        (SharedStrategy::HashClientid, "hash_clientid"),
+    ];
+
+    /// The config spelling of this strategy.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SharedStrategy::Random => "random",
+            SharedStrategy::RoundRobin => "round_robin",
+            SharedStrategy::RoundRobinPerGroup => "round_robin_per_group",
+            SharedStrategy::Sticky => "sticky",
+            SharedStrategy::Local => "local",
+            SharedStrategy::HashTopic => "hash_topic",
+            SharedStrategy::HashClientid => "hash_clientid",
+        }
+    }
+}
+
+/// `delayed.*`: `$delayed/<seconds>/<topic>` publishes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DelayedConfig {
+    pub enable: bool,
+    /// Most delayed messages held at once; `usize::MAX` for `"infinity"`.
+    pub max_delayed_messages: usize,
+}
+
+impl Default for DelayedConfig {
+    fn default() -> Self {
+        Self {
+            enable: true,
+            max_delayed_messages: 100_000,
+        }
+    }
+}
+
+/// Which packets a [`RewriteRule`] applies to (`rewrite[].action`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RewriteAction {
+    /// Topics of PUBLISH packets.
+    Publish,
+    /// Filters of SUBSCRIBE and UNSUBSCRIBE packets.
+    Subscribe,
+    /// Both.
+    All,
+}
+
+impl RewriteAction {
+    /// Every action with its config spelling.
+    pub const ALL: [(RewriteAction, &'static str); 3] = [
+        (RewriteAction::Publish, "publish"),
+        (RewriteAction::Subscribe, "subscribe"),
+        (RewriteAction::All, "all"),
+    ];
+
+    /// The config spelling of this action.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RewriteAction::Publish => "publish",
+            RewriteAction::Subscribe => "subscribe",
+            RewriteAction::All => "all",
+        }
+    }
+}
+
+/// One `rewrite[]` entry: a topic matching `source_topic` whose text matches `re` is replaced by
+/// `dest_topic`, in which `$1`..`$9` stand for the capture groups of `re`.
+///
+/// Validated at load time (the filter parses, the regex compiles) but kept as source text: the
+/// broker compiles them itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RewriteRule {
+    pub action: RewriteAction,
+    /// A valid MQTT topic filter.
+    pub source_topic: String,
+    /// A regular expression in Rust `regex` syntax (no look-around or backreferences).
+    pub re: String,
+    pub dest_topic: String,
+}
+
+/// `auto_subscribe.*`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AutoSubscribeConfig {
+    /// Subscriptions made for every client when it connects; empty by default.
+    pub topics: Vec<AutoSubscribe>,
+}
+
+/// One `auto_subscribe.topics[]` entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AutoSubscribe {
+    /// A topic filter that may contain `${clientid}`, `${username}`, `${host}` and `${port}`,
+    /// expanded by the broker per client. Non-empty and at most 65535 bytes.
+    pub topic: String,
+    /// 0..=2.
+    pub qos: u8,
+    /// Retain Handling, 0..=2.
+    pub rh: u8,
+    /// Retain As Published.
+    pub rap: bool,
+    /// No Local.
+    pub nl: bool,
+}
+
+/// `sys_topics.*`: `$SYS/brokers/...` messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SysTopicsConfig {
+    /// How often `$SYS` statistics are published; `None` for `"disabled"`.
+    pub sys_msg_interval: Option<Duration>,
+    /// How often the `$SYS` heartbeat (uptime, datetime) is published; `None` for `"disabled"`.
+    pub sys_heartbeat_interval: Option<Duration>,
+    pub sys_event_messages: SysEventMessages,
+}
+
+impl Default for SysTopicsConfig {
+    fn default() -> Self {
+        Self {
+            sys_msg_interval: Some(Duration::from_secs(60)),
+            sys_heartbeat_interval: Some(Duration::from_secs(30)),
+            sys_event_messages: SysEventMessages::default(),
+        }
+    }
+}
+
+/// `sys_topics.sys_event_messages.*`: which client events are published under `$SYS`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SysEventMessages {
+    pub client_connected: bool,
+    pub client_disconnected: bool,
+    pub client_subscribed: bool,
+    pub client_unsubscribed: bool,
+}
+
+impl Default for SysEventMessages {
+    fn default() -> Self {
+        Self {
+            client_connected: true,
+            client_disconnected: true,
+            client_subscribed: false,
+            client_unsubscribed: false,
+        }
+    }
+}
+
+/// `retainer.*`: storage of retained messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetainerConfig {
+    pub enable: bool,
+    /// `usize::MAX` for `"infinity"`.
+    pub max_retained_messages: usize,
+    /// Bytes; larger retained payloads are not stored.
+    pub max_payload_size: u64,
+    /// Expiry for retained messages without a Message Expiry Interval; `None` for never.
+    pub msg_expiry_interval: Option<Duration>,
+}
+
+impl Default for RetainerConfig {
+    fn default() -> Self {
+        Self {
+            enable: true,
+            max_retained_messages: usize::MAX,
+            max_payload_size: 1 << 20,
+            msg_expiry_interval: None,
         }
     }
 }
