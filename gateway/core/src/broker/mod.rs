@@ -1,0 +1,341 @@
+//! The broker: session registry, routing of publications, retained messages, wills and expiry.
+//!
+//! Lock order (never take an earlier lock while holding a later one):
+//! session registry → router → a session's state → retained map / delayed wills / connections.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytestring::ByteString;
+use parking_lot::{Mutex, RwLock};
+
+use crate::auth::{AllowAll, Authenticator, Authorizer, EnhancedAuth};
+use crate::conn::{ConnHandle, ConnId, KickReason};
+use crate::ctx::{Ctx, FrontendInfo};
+use crate::message::{Message, QoS};
+use crate::metrics::Metrics;
+use crate::router::{Router, ShareKey, SharedStrategy, SubEntry};
+use crate::session::{Session, SessionLimits, SubOptions};
+use crate::store::{MemoryStore, Store};
+use crate::topic::SubscriptionTopic;
+use crate::wake;
+
+mod routing;
+mod sessions;
+
+/// Broker-wide settings (the protocol-neutral part of the configuration).
+#[derive(Debug, Clone)]
+pub struct BrokerConfig {
+    /// Node id embedded in message ids.
+    pub node_id: u16,
+    /// Node name (`portico@host`).
+    pub node_name: String,
+    /// Limits applied to every session.
+    pub session_limits: SessionLimits,
+    /// Deliver with the subscription's QoS instead of min(publish, subscription) (EMQX
+    /// `upgrade_qos`).
+    pub upgrade_qos: bool,
+    /// Interval of the broker's housekeeping (session expiry, delayed wills) sweep.
+    pub sweep_interval: Duration,
+    /// How shared-subscription groups pick a member.
+    pub shared_strategy: SharedStrategy,
+    /// What the retained-message store accepts.
+    pub retainer: RetainerLimits,
+}
+
+/// Limits of the retained-message store (EMQX `retainer.*`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetainerLimits {
+    /// Store retained messages at all.
+    pub enabled: bool,
+    /// Topics with a retained message at most; new topics past it are not stored.
+    pub max_retained_messages: usize,
+    /// Larger retained payloads are forwarded but not stored.
+    pub max_payload_size: usize,
+    /// Lifetime of retained messages without their own Message Expiry Interval.
+    pub msg_expiry: Option<Duration>,
+}
+
+impl Default for RetainerLimits {
+    /// EMQX's defaults: enabled, no count limit, 1 MB payloads, no expiry.
+    fn default() -> Self {
+        RetainerLimits {
+            enabled: true,
+            max_retained_messages: usize::MAX,
+            max_payload_size: 1024 * 1024,
+            msg_expiry: None,
+        }
+    }
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        BrokerConfig {
+            node_id: 0,
+            node_name: "portico@127.0.0.1".to_string(),
+            session_limits: SessionLimits::default(),
+            upgrade_qos: false,
+            sweep_interval: Duration::from_secs(1),
+            shared_strategy: SharedStrategy::default(),
+            retainer: RetainerLimits::default(),
+        }
+    }
+}
+
+/// A shared group's chosen member for one message, with the group.
+type SharedPick = (Arc<Session>, SubOptions, Arc<ShareKey>);
+
+/// A will waiting for its delay (or the end of its session).
+#[derive(Debug)]
+struct DelayedWill {
+    client_id: ByteString,
+    due: Instant,
+    message: Message,
+}
+
+/// A will handed to the broker when a connection ends abnormally.
+#[derive(Debug, Clone)]
+pub struct Will {
+    /// The message to publish.
+    pub message: Message,
+    /// 5.0 Will Delay Interval in seconds (0 for 3.x).
+    pub delay: u32,
+}
+
+/// How a retained message is offered when subscribing (MQTT 5 Retain Handling).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RetainedOnSubscribe {
+    /// Send matching retained messages.
+    Send,
+    /// Send them only if the subscription is new.
+    SendIfNew,
+    /// Do not send them.
+    DoNotSend,
+}
+
+/// The pluggable parts of a broker: persistence, authentication, authorization.
+#[derive(Clone)]
+pub struct Extensions {
+    /// Where durable state goes.
+    pub store: Arc<dyn Store>,
+    /// Password authentication (CONNECT user name and password).
+    pub authenticator: Arc<dyn Authenticator>,
+    /// Publish/subscribe authorization.
+    pub authorizer: Arc<dyn Authorizer>,
+    /// MQTT 5 enhanced-authentication methods, by name.
+    pub enhanced_auth: Vec<Arc<dyn EnhancedAuth>>,
+}
+
+impl Default for Extensions {
+    /// In memory, everyone allowed, no enhanced authentication.
+    fn default() -> Self {
+        Extensions {
+            store: Arc::new(MemoryStore::default()),
+            authenticator: Arc::new(AllowAll),
+            authorizer: Arc::new(AllowAll),
+            enhanced_auth: Vec::new(),
+        }
+    }
+}
+
+pub(crate) struct Shared {
+    pub(crate) config: BrokerConfig,
+    pub(crate) router: Router,
+    retained: RwLock<HashMap<ByteString, Arc<Message>>>,
+    sessions: Mutex<HashMap<ByteString, Arc<Session>>>,
+    conns: Mutex<HashMap<ConnId, Arc<ConnHandle>>>,
+    delayed_wills: Mutex<Vec<DelayedWill>>,
+    store: Arc<dyn Store>,
+    pub(crate) authenticator: Arc<dyn Authenticator>,
+    pub(crate) authorizer: Arc<dyn Authorizer>,
+    pub(crate) enhanced_auth: Vec<Arc<dyn EnhancedAuth>>,
+    pub(crate) metrics: Metrics,
+    epoch: Instant,
+    next_sweep: Mutex<Instant>,
+    next_conn_id: AtomicU64,
+    shutting_down: AtomicBool,
+}
+
+/// The broker. Cheap to clone; every clone is the same broker.
+#[derive(Clone)]
+pub struct Broker {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Broker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Broker")
+            .field("node", &self.shared.config.node_name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Broker {
+    /// A broker keeping its state in memory, allowing every client.
+    pub fn new(config: BrokerConfig) -> Broker {
+        Broker::with_extensions(config, Extensions::default())
+    }
+
+    /// A broker with the given extensions. Retained messages and persistent sessions in the
+    /// store are restored.
+    pub fn with_extensions(config: BrokerConfig, extensions: Extensions) -> Broker {
+        let Extensions {
+            store,
+            authenticator,
+            authorizer,
+            enhanced_auth,
+        } = extensions;
+        let now = Instant::now();
+        let shared = Arc::new(Shared {
+            router: Router::new(config.shared_strategy),
+            config,
+            retained: RwLock::new(HashMap::new()),
+            sessions: Mutex::new(HashMap::new()),
+            conns: Mutex::new(HashMap::new()),
+            delayed_wills: Mutex::new(Vec::new()),
+            store,
+            authenticator,
+            authorizer,
+            enhanced_auth,
+            metrics: Metrics::default(),
+            epoch: now,
+            next_sweep: Mutex::new(now),
+            next_conn_id: AtomicU64::new(1),
+            shutting_down: AtomicBool::new(false),
+        });
+        let broker = Broker { shared };
+        broker.restore(now);
+        broker
+    }
+
+    fn restore(&self, now: Instant) {
+        let shared = &self.shared;
+        let retained = shared.store.load_retained();
+        let mut map = shared.retained.write();
+        for message in retained {
+            map.insert(message.topic.as_bytestring().clone(), Arc::new(message));
+        }
+        drop(map);
+        for record in shared.store.load_sessions() {
+            let session = Session::new(
+                record.client_id.clone(),
+                record.expiry_interval,
+                shared.config.session_limits,
+            );
+            session.lock().disconnected_at = Some(now);
+            for (filter, qos) in &record.subscriptions {
+                let Ok(topic) = SubscriptionTopic::parse(filter.clone()) else {
+                    tracing::warn!(client_id = %record.client_id, %filter, "stored subscription is invalid; skipped");
+                    continue;
+                };
+                let options = SubOptions {
+                    qos: QoS::from_u8(*qos).unwrap_or(QoS::AtMostOnce),
+                    ..SubOptions::default()
+                };
+                shared.router.subscribe(
+                    &topic,
+                    SubEntry {
+                        session: session.clone(),
+                        options,
+                    },
+                );
+                session.lock().subscriptions.insert(filter.clone(), options);
+            }
+            shared.sessions.lock().insert(record.client_id, session);
+        }
+    }
+
+    /// The context a channel of `frontend` uses to reach this broker.
+    pub fn ctx(&self, frontend: FrontendInfo) -> Ctx {
+        Ctx::new(self.shared.clone(), frontend)
+    }
+
+    /// Registers a new connection so that the broker can wake (deadlines) and kick (shutdown)
+    /// it. Pair with [`unregister_connection`](Broker::unregister_connection).
+    pub fn register_connection(&self) -> Arc<ConnHandle> {
+        let id = ConnId(self.shared.next_conn_id.fetch_add(1, Ordering::Relaxed));
+        let conn = ConnHandle::new(id);
+        self.shared.conns.lock().insert(id, conn.clone());
+        if self.shared.shutting_down.load(Ordering::Acquire) {
+            conn.kick(KickReason::ServerShutdown);
+        }
+        conn
+    }
+
+    /// Forgets a connection that ended.
+    pub fn unregister_connection(&self, id: ConnId) {
+        self.shared.conns.lock().remove(&id);
+    }
+
+    /// Number of live connections (including ones that have not sent CONNECT yet).
+    pub fn connection_count(&self) -> usize {
+        self.shared.conns.lock().len()
+    }
+
+    /// Number of sessions (connected or not).
+    pub fn session_count(&self) -> usize {
+        self.shared.sessions.lock().len()
+    }
+
+    /// Number of retained messages.
+    pub fn retained_count(&self) -> usize {
+        self.shared.retained.read().len()
+    }
+
+    /// Broker-wide counters.
+    pub fn metrics(&self) -> &Metrics {
+        &self.shared.metrics
+    }
+
+    /// Milliseconds from the broker's start to `instant` (the clock of connection deadlines).
+    pub fn millis(&self, instant: Instant) -> u64 {
+        self.shared.millis(instant)
+    }
+
+    /// Publishes a message made by the broker itself (not inside a driver batch).
+    pub fn publish(&self, message: Message) -> usize {
+        let matched = self.shared.publish(message);
+        wake::flush();
+        matched
+    }
+
+    /// Housekeeping, called periodically by the server (every few hundred milliseconds): wakes
+    /// connections whose deadline passed, and about once per `sweep_interval` publishes due
+    /// wills and ends expired sessions.
+    pub fn tick(&self, now: Instant) {
+        let shared = &self.shared;
+        let now_ms = shared.millis(now);
+        let due: Vec<Arc<ConnHandle>> = shared
+            .conns
+            .lock()
+            .values()
+            .filter(|c| c.deadline_ms() <= now_ms)
+            .cloned()
+            .collect();
+        for conn in due {
+            conn.wake();
+        }
+        {
+            let mut next = shared.next_sweep.lock();
+            if now < *next {
+                return;
+            }
+            *next = now + shared.config.sweep_interval;
+        }
+        shared.publish_due_wills(now);
+        shared.expire_sessions(now);
+        shared.expire_retained();
+        wake::flush();
+    }
+
+    /// Asks every connection to end with "server shutting down" and refuses new ones.
+    pub fn shutdown(&self) {
+        self.shared.shutting_down.store(true, Ordering::Release);
+        let conns: Vec<Arc<ConnHandle>> = self.shared.conns.lock().values().cloned().collect();
+        for conn in conns {
+            conn.kick(KickReason::ServerShutdown);
+        }
+    }
+}

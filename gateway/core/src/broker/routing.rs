@@ -1,0 +1,302 @@
+//! Publishing, routing, retained messages, subscriptions and shared-group redispatch.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytestring::ByteString;
+use smallvec::SmallVec;
+
+use super::{RetainedOnSubscribe, Shared, SharedPick};
+use crate::message::Message;
+use crate::metrics::Metrics;
+use crate::router::{ShareKey, SubEntry};
+use crate::session::{Delivery, Session, SubOptions};
+use crate::topic::SubscriptionTopic;
+
+impl Shared {
+    pub(crate) fn millis(&self, instant: Instant) -> u64 {
+        instant.saturating_duration_since(self.epoch).as_millis() as u64
+    }
+
+    /// Stores or clears the retained message, then routes. Returns the number of sessions the
+    /// message was queued for. Wake-ups are deferred to the caller's [`wake::flush`].
+    pub(crate) fn publish(&self, message: Message) -> usize {
+        Metrics::inc(&self.metrics.messages_received);
+        let message = Arc::new(message);
+        if message.retain {
+            self.retain(&message);
+        }
+        let matched = self.route(&message);
+        if matched == 0 {
+            Metrics::inc(&self.metrics.messages_dropped_no_subscribers);
+        }
+        matched
+    }
+
+    pub(super) fn retain(&self, message: &Arc<Message>) {
+        let limits = &self.config.retainer;
+        if !limits.enabled {
+            return;
+        }
+        let topic = message.topic.as_bytestring().clone();
+        // [MQTT-3.3.1-6] an empty retained payload removes the retained message of the topic.
+        if message.payload.is_empty() {
+            if self.retained.write().remove(&topic).is_some() {
+                self.store.delete_retained(&topic);
+            }
+            return;
+        }
+        if message.payload.len() > limits.max_payload_size {
+            tracing::debug!(%topic, size = message.payload.len(), "retained payload above retainer.max_payload_size; not stored");
+            return;
+        }
+        let mut retained = self.retained.write();
+        if !retained.contains_key(&topic) && retained.len() >= limits.max_retained_messages {
+            drop(retained);
+            tracing::debug!(%topic, "retainer.max_retained_messages reached; not stored");
+            return;
+        }
+        let new = retained.insert(topic, message.clone()).is_none();
+        drop(retained);
+        self.store.put_retained(message);
+        if new {
+            Metrics::inc(&self.metrics.messages_retained);
+        }
+    }
+
+    /// True when a retained message has outlived its own Message Expiry Interval or, without
+    /// one, `retainer.msg_expiry_interval`.
+    pub(super) fn retained_expired(&self, message: &Message, now_ms: u64) -> bool {
+        let lifetime_ms = match message.properties.message_expiry_interval {
+            Some(seconds) => u64::from(seconds) * 1000,
+            None => match self.config.retainer.msg_expiry {
+                Some(lifetime) => lifetime.as_millis() as u64,
+                None => return false,
+            },
+        };
+        now_ms.saturating_sub(message.timestamp_ms) >= lifetime_ms
+    }
+
+    /// Drops expired retained messages (part of the periodic sweep).
+    pub(super) fn expire_retained(&self) {
+        let now_ms = crate::message::now_millis();
+        let expired: Vec<ByteString> = self
+            .retained
+            .read()
+            .iter()
+            .filter(|(_, m)| self.retained_expired(m, now_ms))
+            .map(|(topic, _)| topic.clone())
+            .collect();
+        if expired.is_empty() {
+            return;
+        }
+        let mut retained = self.retained.write();
+        for topic in &expired {
+            retained.remove(topic);
+        }
+        drop(retained);
+        for topic in &expired {
+            self.store.delete_retained(topic);
+        }
+    }
+
+    pub(super) fn route(&self, message: &Arc<Message>) -> usize {
+        // Collect first so that one session with several matching subscriptions gets one copy
+        // at the highest QoS carrying every subscription identifier ([MQTT-3.3.4-2] permits
+        // either; one copy is what subscribers can count on). A shared group's pick is a
+        // separate delivery: it stands for the group, not for the session.
+        let mut matches: SmallVec<[(Arc<Session>, SubOptions); 8]> = SmallVec::new();
+        let mut shared: SmallVec<[SharedPick; 2]> = SmallVec::new();
+        let publisher = &message.from.client_id;
+        self.router.visit_matches(
+            &message.topic,
+            publisher,
+            |entry: &SubEntry, group: Option<&Arc<ShareKey>>| {
+                match group {
+                    Some(key) => shared.push((entry.session.clone(), entry.options, key.clone())),
+                    // [MQTT-3.8.3-3] No Local: never back to the publishing client.
+                    None if entry.options.no_local && entry.session.client_id() == publisher => {}
+                    None => matches.push((entry.session.clone(), entry.options)),
+                }
+            },
+        );
+        if matches.len() > 1 {
+            matches.sort_by_key(|(session, _)| session.id());
+        }
+        let mut delivered = 0;
+        let mut i = 0;
+        while i < matches.len() {
+            let (session, first) = &matches[i];
+            let mut options = *first;
+            let mut ids: Vec<u32> = Vec::new();
+            if first.subscription_id != 0 {
+                ids.push(first.subscription_id);
+            }
+            let mut j = i + 1;
+            while j < matches.len() && matches[j].0.id() == session.id() {
+                let other = &matches[j].1;
+                options.qos = options.qos.max(other.qos);
+                options.retain_as_published |= other.retain_as_published;
+                if other.subscription_id != 0 {
+                    ids.push(other.subscription_id);
+                }
+                j += 1;
+            }
+            self.deliver_to(session, message, &options, ids, None);
+            delivered += 1;
+            i = j;
+        }
+        for (session, options, key) in shared {
+            let ids = if options.subscription_id != 0 {
+                vec![options.subscription_id]
+            } else {
+                Vec::new()
+            };
+            self.deliver_to(&session, message, &options, ids, Some(key));
+            delivered += 1;
+        }
+        delivered
+    }
+
+    /// Queues `message` for `session` under subscription `options`.
+    pub(super) fn deliver_to(
+        &self,
+        session: &Session,
+        message: &Arc<Message>,
+        options: &SubOptions,
+        subscription_ids: Vec<u32>,
+        shared: Option<Arc<ShareKey>>,
+    ) {
+        let qos = if self.config.upgrade_qos {
+            options.qos
+        } else {
+            options.qos.min(message.qos)
+        };
+        let dropped = session.deliver(Delivery {
+            message: message.clone(),
+            qos,
+            // [MQTT-3.3.1-12] forwarded messages carry RETAIN=0 unless Retain As Published.
+            retain: options.retain_as_published && message.retain,
+            subscription_ids,
+            shared,
+        });
+        if dropped {
+            Metrics::inc(&self.metrics.messages_dropped);
+        }
+    }
+
+    /// Gives the unacknowledged shared-subscription messages of an ending session to other
+    /// members of their groups, so that a member going away loses nothing (QoS 1/2).
+    pub(super) fn redispatch(&self, session: &Session, deliveries: Vec<Delivery>) {
+        for delivery in deliveries {
+            let Some(key) = delivery.shared.clone() else { continue };
+            let message = &delivery.message;
+            match self
+                .router
+                .choose_other(&key, message.topic.as_str(), &message.from.client_id, session.id())
+            {
+                Some(entry) => {
+                    let ids = if entry.options.subscription_id != 0 {
+                        vec![entry.options.subscription_id]
+                    } else {
+                        Vec::new()
+                    };
+                    self.deliver_to(&entry.session, message, &entry.options, ids, Some(key));
+                }
+                None => {
+                    tracing::debug!(group = %key.group, filter = %key.filter, "no other group member; message dropped");
+                    Metrics::inc(&self.metrics.messages_dropped);
+                }
+            }
+        }
+    }
+
+    pub(crate) fn subscribe(
+        &self,
+        session: &Arc<Session>,
+        topic: SubscriptionTopic,
+        options: SubOptions,
+        retained: RetainedOnSubscribe,
+    ) -> bool {
+        let existed = self.router.subscribe(
+            &topic,
+            SubEntry {
+                session: session.clone(),
+                options,
+            },
+        );
+        let shared = topic.share_group.is_some();
+        let filter = topic.filter.clone();
+        let persistent = {
+            let mut state = session.lock();
+            state.subscriptions.insert(topic.original.clone(), options);
+            state.expiry_interval > 0
+        };
+        if persistent {
+            self.persist(session);
+        }
+        // MQTT 5 §4.8.2: retained messages are not sent for shared subscriptions.
+        let send = match retained {
+            RetainedOnSubscribe::Send => !shared,
+            RetainedOnSubscribe::SendIfNew => !shared && !existed,
+            RetainedOnSubscribe::DoNotSend => false,
+        };
+        if send {
+            let now_ms = crate::message::now_millis();
+            let matching: Vec<Arc<Message>> = self
+                .retained
+                .read()
+                .values()
+                .filter(|m| filter.matches(&m.topic) && !self.retained_expired(m, now_ms))
+                .cloned()
+                .collect();
+            for message in matching {
+                let qos = if self.config.upgrade_qos {
+                    options.qos
+                } else {
+                    options.qos.min(message.qos)
+                };
+                let ids = if options.subscription_id != 0 {
+                    vec![options.subscription_id]
+                } else {
+                    Vec::new()
+                };
+                // [MQTT-3.3.1-8] retained messages sent on subscribe carry RETAIN=1.
+                let delivery = Delivery {
+                    message,
+                    qos,
+                    retain: true,
+                    subscription_ids: ids,
+                    shared: None,
+                };
+                if session.deliver(delivery) {
+                    Metrics::inc(&self.metrics.messages_dropped);
+                }
+            }
+        }
+        existed
+    }
+
+    pub(crate) fn unsubscribe(&self, session: &Arc<Session>, filter: &str) -> bool {
+        let removed = session.lock().subscriptions.remove(filter);
+        if removed.is_none() {
+            return false;
+        }
+        self.unroute(ByteString::from(filter), session);
+        if session.lock().expiry_interval > 0 {
+            self.persist(session);
+        }
+        true
+    }
+
+    /// Removes the route of a session's subscription. Sessions keep only the filter as sent
+    /// (memory per idle subscription matters), so it is parsed again here; it parsed before.
+    pub(super) fn unroute(&self, filter: ByteString, session: &Session) {
+        match SubscriptionTopic::parse(filter) {
+            Ok(topic) => {
+                self.router.unsubscribe(&topic, session.id());
+            }
+            Err(error) => tracing::error!(%error, "a stored subscription no longer parses; its route is kept"),
+        }
+    }
+}

@@ -1,0 +1,185 @@
+//! The session registry: open (create, resume, take over), close, expire, persist.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytestring::ByteString;
+
+use super::{DelayedWill, Shared, Will};
+use crate::conn::{ConnHandle, ConnId, KickReason};
+use crate::metrics::Metrics;
+use crate::session::{Session, SessionState};
+use crate::store::SessionRecord;
+
+impl Shared {
+    pub(crate) fn open_session(
+        &self,
+        client_id: &ByteString,
+        clean_start: bool,
+        expiry_interval: u32,
+        conn: &Arc<ConnHandle>,
+    ) -> (Arc<Session>, bool) {
+        let mut sessions = self.sessions.lock();
+        if let Some(existing) = sessions.get(client_id).cloned() {
+            let mut state = existing.lock();
+            if let Some(old) = state.conn.take() {
+                old.kick(if clean_start {
+                    KickReason::Discarded
+                } else {
+                    KickReason::TakenOver
+                });
+                Metrics::inc(if clean_start {
+                    &self.metrics.session_discarded
+                } else {
+                    &self.metrics.session_takenover
+                });
+            }
+            if !clean_start {
+                existing.bind(&mut state, Some(conn.clone()));
+                state.disconnected_at = None;
+                state.expiry_interval = expiry_interval;
+                state.set_limits(self.config.session_limits);
+                drop(state);
+                // [MQTT-3.1.3-9] a new connection to the session before the will delay ends
+                // cancels the will.
+                self.delayed_wills.lock().retain(|w| w.client_id != client_id);
+                Metrics::inc(&self.metrics.session_resumed);
+                return (existing, true);
+            }
+            drop(state);
+            sessions.remove(client_id);
+            self.end_session(&existing);
+        }
+        let session = Session::new(client_id.clone(), expiry_interval, self.config.session_limits);
+        session.bind(&mut session.lock(), Some(conn.clone()));
+        sessions.insert(client_id.clone(), session.clone());
+        drop(sessions);
+        Metrics::inc(&self.metrics.session_created);
+        if expiry_interval > 0 {
+            self.persist(&session);
+        }
+        (session, false)
+    }
+
+    /// Removes the session's routes and record, and publishes a will still waiting for it
+    /// ("the Session ends" before the will delay).
+    pub(super) fn end_session(&self, session: &Arc<Session>) {
+        let (filters, unacked) = {
+            let mut state = session.lock();
+            let filters: Vec<ByteString> = state.subscriptions.drain().map(|(filter, _)| filter).collect();
+            (filters, state.take_shared_unacked())
+        };
+        for filter in filters {
+            self.unroute(filter, session);
+        }
+        self.redispatch(session, unacked);
+        self.store.delete_session(session.client_id());
+        Metrics::inc(&self.metrics.session_terminated);
+        let due: Vec<DelayedWill> = {
+            let mut wills = self.delayed_wills.lock();
+            let (due, keep) = std::mem::take(&mut *wills)
+                .into_iter()
+                .partition(|w| w.client_id == session.client_id());
+            *wills = keep;
+            due
+        };
+        for will in due {
+            self.publish(will.message);
+        }
+    }
+
+    pub(crate) fn close_session(&self, session: &Arc<Session>, conn: ConnId, will: Option<Will>, now: Instant) {
+        let mut sessions = self.sessions.lock();
+        let mut state = session.lock();
+        let still_ours = state.conn.as_ref().map(|c| c.id()) == Some(conn);
+        if still_ours {
+            session.bind(&mut state, None);
+            state.disconnected_at = Some(now);
+        }
+        let taken_over = !still_ours && state.conn.is_some();
+        let expiry = state.expiry_interval;
+        let ends_now = still_ours && expiry == 0;
+        if still_ours && !ends_now {
+            self.persist_locked(session, &state);
+        }
+        drop(state);
+        if ends_now
+            && sessions
+                .get(session.client_id())
+                .is_some_and(|s| s.id() == session.id())
+        {
+            sessions.remove(session.client_id());
+        }
+        drop(sessions);
+        if ends_now {
+            self.end_session(session);
+        }
+        if let Some(will) = will {
+            // [MQTT-3.1.3-9] the will waits for its delay, but not past the end of the session;
+            // a connection that already took the session over cancels a delayed will.
+            let delay = if ends_now { 0 } else { will.delay.min(expiry) };
+            if delay == 0 {
+                self.publish(will.message);
+            } else if !taken_over {
+                self.delayed_wills.lock().push(DelayedWill {
+                    client_id: session.client_id().clone(),
+                    due: now + Duration::from_secs(u64::from(delay)),
+                    message: will.message,
+                });
+            }
+        }
+    }
+
+    pub(super) fn publish_due_wills(&self, now: Instant) {
+        let due: Vec<DelayedWill> = {
+            let mut wills = self.delayed_wills.lock();
+            let (due, keep) = std::mem::take(&mut *wills).into_iter().partition(|w| w.due <= now);
+            *wills = keep;
+            due
+        };
+        for will in due {
+            self.publish(will.message);
+        }
+    }
+
+    pub(super) fn expire_sessions(&self, now: Instant) {
+        let expired: Vec<Arc<Session>> = {
+            let mut sessions = self.sessions.lock();
+            let expired: Vec<ByteString> = sessions
+                .iter()
+                .filter(|(_, session)| {
+                    let state = session.lock();
+                    state.conn.is_none()
+                        && state.expiry_interval != u32::MAX
+                        && state.disconnected_at.is_some_and(|at| {
+                            now.saturating_duration_since(at) >= Duration::from_secs(u64::from(state.expiry_interval))
+                        })
+                })
+                .map(|(id, _)| id.clone())
+                .collect();
+            expired.iter().filter_map(|id| sessions.remove(id)).collect()
+        };
+        for session in expired {
+            tracing::debug!(client_id = %session.client_id(), "session expired");
+            self.end_session(&session);
+        }
+    }
+
+    pub(super) fn persist(&self, session: &Arc<Session>) {
+        let state = session.lock();
+        self.persist_locked(session, &state);
+    }
+
+    pub(super) fn persist_locked(&self, session: &Session, state: &SessionState) {
+        let record = SessionRecord {
+            client_id: session.client_id().clone(),
+            expiry_interval: state.expiry_interval,
+            subscriptions: state
+                .subscriptions
+                .iter()
+                .map(|(filter, options)| (filter.clone(), options.qos as u8))
+                .collect(),
+        };
+        self.store.put_session(&record);
+    }
+}
