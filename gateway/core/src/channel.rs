@@ -167,6 +167,15 @@ pub trait Channel: Send + 'static {
     fn handle_closed(&mut self, now: Instant);
 }
 
+/// Both ends of a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnAddrs {
+    /// The client's address.
+    pub peer: SocketAddr,
+    /// Our address (the listener's port: EMQX's `sockport`).
+    pub local: SocketAddr,
+}
+
 /// A protocol served over byte streams (TCP, TLS, WebSocket): the factory of its channels.
 /// The server registers frontends from a plain list and hands them to listeners.
 pub trait StreamFrontend: Send + Sync + 'static {
@@ -176,12 +185,12 @@ pub trait StreamFrontend: Send + Sync + 'static {
     /// Frontend name (`mqtt`, `stomp`).
     fn name(&self) -> &'static str;
 
-    /// A channel and codec for a connection just accepted from `peer`, reachable by the
-    /// broker through `conn`.
+    /// A channel and codec for a connection just accepted, reachable by the broker through
+    /// `conn`.
     fn new_connection(
         &self,
         conn: Arc<ConnHandle>,
-        peer: SocketAddr,
+        addrs: ConnAddrs,
         now: Instant,
     ) -> (Self::Channel, <Self::Channel as Channel>::Codec);
 }

@@ -6,11 +6,13 @@ use std::time::Instant;
 use bytestring::ByteString;
 
 use crate::auth::{Action, AuthResult, ClientInfo, EnhancedAuth};
-use crate::broker::{RetainedOnSubscribe, Shared, Will};
+use crate::autosub::AutoSubscribeRule;
+use crate::broker::{PublishError, Published, RetainedOnSubscribe, Shared, Will};
 use crate::conn::{ConnHandle, ConnId};
 use crate::message::Message;
 use crate::metrics::Metrics;
 use crate::session::{Session, SubOptions};
+use crate::sys::{ConnectedEvent, DisconnectedEvent, SubscribedEvent, UnsubscribedEvent};
 use crate::topic::SubscriptionTopic;
 
 /// Which frontend a channel belongs to.
@@ -100,9 +102,66 @@ impl Ctx {
         self.shared.close_session(session, conn, will, now);
     }
 
-    /// Publishes a message. Returns how many sessions it was queued for.
-    pub fn publish(&self, message: Message) -> usize {
-        self.shared.publish(message)
+    /// Publishes a message: routed now to the sessions it matches, or held back when it is a
+    /// delayed publish (`$delayed/{seconds}/{topic}`).
+    pub fn publish(&self, message: Message, now: Instant) -> Result<Published, PublishError> {
+        self.shared.publish(message, now)
+    }
+
+    /// The topic a PUBLISH to `topic` is rewritten to by the topic-rewrite rules, if any rule
+    /// applies (EMQX semantics: see [`crate::rewrite`]). The caller validates the result.
+    pub fn rewrite_topic(&self, topic: &str, client_id: &str, username: Option<&str>) -> Option<String> {
+        let rewriter = &self.shared.config.rewriter;
+        if rewriter.is_empty() {
+            return None;
+        }
+        rewriter.rewrite_publish_for(topic, Some(client_id), username)
+    }
+
+    /// The filter a SUBSCRIBE or UNSUBSCRIBE of `filter` is rewritten to, if any rule applies.
+    pub fn rewrite_filter(&self, filter: &str, client_id: &str, username: Option<&str>) -> Option<String> {
+        let rewriter = &self.shared.config.rewriter;
+        if rewriter.is_empty() {
+            return None;
+        }
+        rewriter.rewrite_subscribe_for(filter, Some(client_id), username)
+    }
+
+    /// The auto-subscribe rules with their topic expanded for this client (EMQX
+    /// `auto_subscribe`); rules whose placeholders cannot be filled are left out.
+    pub fn auto_subscriptions(
+        &self,
+        client_id: &str,
+        username: Option<&str>,
+        peer: std::net::SocketAddr,
+    ) -> Vec<(String, AutoSubscribeRule)> {
+        let host = peer.ip().to_string();
+        self.shared
+            .config
+            .auto_subscribe
+            .iter()
+            .filter_map(|rule| Some((rule.expand(client_id, username, &host, peer.port())?, rule.clone())))
+            .collect()
+    }
+
+    /// Publishes the `$SYS` client-connected event (if enabled).
+    pub fn sys_connected(&self, event: &ConnectedEvent) {
+        self.shared.sys_connected(event);
+    }
+
+    /// Publishes the `$SYS` client-disconnected event (if enabled).
+    pub fn sys_disconnected(&self, event: &DisconnectedEvent) {
+        self.shared.sys_disconnected(event);
+    }
+
+    /// Publishes the `$SYS` client-subscribed event (if enabled).
+    pub fn sys_subscribed(&self, event: &SubscribedEvent) {
+        self.shared.sys_subscribed(event);
+    }
+
+    /// Publishes the `$SYS` client-unsubscribed event (if enabled).
+    pub fn sys_unsubscribed(&self, event: &UnsubscribedEvent) {
+        self.shared.sys_unsubscribed(event);
     }
 
     /// Subscribes `session` to `topic`. Returns true if the subscription already existed

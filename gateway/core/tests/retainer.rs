@@ -29,6 +29,10 @@ fn retained(topic: &str, payload: &'static [u8]) -> Message {
     )
 }
 
+fn publish(broker: &Broker, message: Message) {
+    broker.publish(message).expect("an ordinary topic is always accepted");
+}
+
 /// How many retained messages a fresh subscriber to `filter` receives.
 fn retained_for_new_subscriber(broker: &Broker, filter: &str) -> usize {
     let ctx = broker.ctx(FrontendInfo {
@@ -50,8 +54,8 @@ fn payloads_above_the_limit_are_forwarded_but_not_stored() {
         max_payload_size: 10,
         ..RetainerLimits::default()
     });
-    broker.publish(retained("r/small", b"ok"));
-    broker.publish(retained("r/big", b"far more than ten bytes"));
+    publish(&broker, retained("r/small", b"ok"));
+    publish(&broker, retained("r/big", b"far more than ten bytes"));
     assert_eq!(broker.retained_count(), 1);
     assert_eq!(retained_for_new_subscriber(&broker, "r/#"), 1);
 }
@@ -62,18 +66,18 @@ fn the_count_limit_keeps_existing_topics_replaceable() {
         max_retained_messages: 2,
         ..RetainerLimits::default()
     });
-    broker.publish(retained("r/1", b"a"));
-    broker.publish(retained("r/2", b"b"));
-    broker.publish(retained("r/3", b"c"));
+    publish(&broker, retained("r/1", b"a"));
+    publish(&broker, retained("r/2", b"b"));
+    publish(&broker, retained("r/3", b"c"));
     assert_eq!(broker.retained_count(), 2, "a third topic is not stored");
-    broker.publish(retained("r/1", b"a2"));
+    publish(&broker, retained("r/1", b"a2"));
     assert_eq!(
         broker.retained_count(),
         2,
         "replacing an existing topic is still allowed"
     );
-    broker.publish(retained("r/1", b""));
-    broker.publish(retained("r/3", b"c"));
+    publish(&broker, retained("r/1", b""));
+    publish(&broker, retained("r/3", b"c"));
     assert_eq!(broker.retained_count(), 2, "clearing one makes room");
 }
 
@@ -83,10 +87,10 @@ fn retained_messages_expire() {
         msg_expiry: Some(Duration::ZERO),
         ..RetainerLimits::default()
     });
-    broker.publish(retained("r/config-expiry", b"x"));
+    publish(&broker, retained("r/config-expiry", b"x"));
     let mut own = retained("r/own-expiry", b"y");
     own.properties.message_expiry_interval = Some(3600);
-    broker.publish(own);
+    publish(&broker, own);
     assert_eq!(
         retained_for_new_subscriber(&broker, "r/#"),
         1,
@@ -102,6 +106,6 @@ fn a_disabled_retainer_stores_nothing() {
         enabled: false,
         ..RetainerLimits::default()
     });
-    broker.publish(retained("r/1", b"a"));
+    publish(&broker, retained("r/1", b"a"));
     assert_eq!(broker.retained_count(), 0);
 }

@@ -8,6 +8,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use portico_core::autosub::AutoSubscribeRule;
+use portico_core::broker::{DelayedSettings, RetainerLimits, SysSettings};
+use portico_core::rewrite;
+use portico_core::router::SharedStrategy as CoreStrategy;
 use portico_core::session::SessionLimits;
 use portico_core::{Broker, BrokerConfig, QoS};
 use portico_mqtt::{MqttFrontend, MqttSettings};
@@ -15,7 +19,7 @@ use portico_transport::{BindError, TcpListenerSettings, bind_tcp, serve_tcp};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::config::{Config, MqttConfig, TcpListenerConfig};
+use crate::config::{Config, MqttConfig, RewriteAction, SharedStrategy, TcpListenerConfig};
 
 /// How often the broker's housekeeping runs (connection deadlines, session expiry, wills).
 const TICK: Duration = Duration::from_millis(250);
@@ -29,6 +33,14 @@ pub enum StartError {
     /// A listener could not bind.
     #[error(transparent)]
     Bind(#[from] BindError),
+    /// A configuration value the broker cannot use.
+    #[error("{key}: {why}")]
+    Invalid {
+        /// The configuration key.
+        key: String,
+        /// Why.
+        why: String,
+    },
     /// A configured feature is not available in this build.
     #[error("{key}: {why}")]
     Unsupported {
@@ -57,7 +69,7 @@ impl Server {
                 why: "exclusive subscriptions are not implemented yet; set it to false",
             });
         }
-        let broker = Broker::new(broker_config(config));
+        let broker = Broker::new(broker_config(config)?);
         let shutdown = CancellationToken::new();
         let tasks = TaskTracker::new();
         let mut listeners = Vec::new();
@@ -143,8 +155,37 @@ fn node_id(name: &str) -> u16 {
     (hash ^ (hash >> 16)) as u16
 }
 
-fn broker_config(config: &Config) -> BrokerConfig {
-    BrokerConfig {
+fn broker_config(config: &Config) -> Result<BrokerConfig, StartError> {
+    let mut rules = Vec::with_capacity(config.rewrite.len());
+    for (index, rule) in config.rewrite.iter().enumerate() {
+        let action = match rule.action {
+            RewriteAction::Publish => rewrite::RewriteAction::Publish,
+            RewriteAction::Subscribe => rewrite::RewriteAction::Subscribe,
+            RewriteAction::All => rewrite::RewriteAction::All,
+        };
+        let compiled =
+            rewrite::RewriteRule::new(action, &rule.source_topic, &rule.re, &rule.dest_topic).map_err(|error| {
+                StartError::Invalid {
+                    key: format!("rewrite[{index}]"),
+                    why: error.to_string(),
+                }
+            })?;
+        rules.push(compiled);
+    }
+    let auto_subscribe = config
+        .auto_subscribe
+        .topics
+        .iter()
+        .map(|t| AutoSubscribeRule {
+            topic: t.topic.clone(),
+            qos: QoS::from_u8(t.qos).unwrap_or(QoS::AtMostOnce),
+            retain_handling: t.rh,
+            retain_as_published: t.rap,
+            no_local: t.nl,
+        })
+        .collect();
+    let sys = &config.sys_topics;
+    Ok(BrokerConfig {
         node_id: node_id(&config.node.name),
         node_name: config.node.name.clone(),
         session_limits: SessionLimits {
@@ -153,8 +194,36 @@ fn broker_config(config: &Config) -> BrokerConfig {
             max_awaiting_rel: config.mqtt.max_awaiting_rel,
         },
         upgrade_qos: config.mqtt.upgrade_qos,
+        shared_strategy: match config.mqtt.shared_subscription_strategy {
+            // On a single node `local` has only local members to pick from.
+            SharedStrategy::Random | SharedStrategy::Local => CoreStrategy::Random,
+            SharedStrategy::RoundRobin | SharedStrategy::RoundRobinPerGroup => CoreStrategy::RoundRobin,
+            SharedStrategy::Sticky => CoreStrategy::Sticky,
+            SharedStrategy::HashTopic => CoreStrategy::HashTopic,
+            SharedStrategy::HashClientid => CoreStrategy::HashClientId,
+        },
+        retainer: RetainerLimits {
+            enabled: config.retainer.enable,
+            max_retained_messages: config.retainer.max_retained_messages,
+            max_payload_size: usize::try_from(config.retainer.max_payload_size).unwrap_or(usize::MAX),
+            msg_expiry: config.retainer.msg_expiry_interval,
+        },
+        delayed: DelayedSettings {
+            enabled: config.delayed.enable,
+            max_messages: config.delayed.max_delayed_messages,
+        },
+        sys: SysSettings {
+            msg_interval: sys.sys_msg_interval,
+            heartbeat_interval: sys.sys_heartbeat_interval,
+            client_connected: sys.sys_event_messages.client_connected,
+            client_disconnected: sys.sys_event_messages.client_disconnected,
+            client_subscribed: sys.sys_event_messages.client_subscribed,
+            client_unsubscribed: sys.sys_event_messages.client_unsubscribed,
+        },
+        rewriter: rewrite::Rewriter::new(rules),
+        auto_subscribe,
         ..BrokerConfig::default()
-    }
+    })
 }
 
 fn tcp_settings(name: &str, listener: &TcpListenerConfig) -> TcpListenerSettings {
@@ -189,7 +258,7 @@ pub fn mqtt_settings(mqtt: &MqttConfig, mountpoint: String) -> MqttSettings {
         max_awaiting_rel: mqtt.max_awaiting_rel,
         await_rel_timeout: mqtt.await_rel_timeout,
         use_username_as_clientid: mqtt.use_username_as_clientid,
-        response_information: String::new(),
+        response_information: mqtt.response_information.clone(),
         mountpoint,
     }
 }

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use portico_core::Broker;
-use portico_core::channel::StreamFrontend;
+use portico_core::channel::{ConnAddrs, StreamFrontend};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -122,7 +122,8 @@ async fn run_connection<F: StreamFrontend>(
 ) {
     let conn = broker.register_connection();
     let id = conn.id();
-    let (channel, codec) = frontend.new_connection(conn.clone(), peer, Instant::now());
+    let local = stream.local_addr().unwrap_or(peer);
+    let (channel, codec) = frontend.new_connection(conn.clone(), ConnAddrs { peer, local }, Instant::now());
     let ended = driver::drive(stream, channel, codec, conn, broker.clone()).await;
     broker.unregister_connection(id);
     match ended {

@@ -12,18 +12,25 @@ use bytestring::ByteString;
 use parking_lot::{Mutex, RwLock};
 
 use crate::auth::{AllowAll, Authenticator, Authorizer, EnhancedAuth};
+use crate::autosub::AutoSubscribeRule;
 use crate::conn::{ConnHandle, ConnId, KickReason};
 use crate::ctx::{Ctx, FrontendInfo};
+use crate::delayed::DelayedQueue;
 use crate::message::{Message, QoS};
 use crate::metrics::Metrics;
+use crate::rewrite::Rewriter;
 use crate::router::{Router, ShareKey, SharedStrategy, SubEntry};
 use crate::session::{Session, SessionLimits, SubOptions};
 use crate::store::{MemoryStore, Store};
+use crate::sys::SysTopics;
 use crate::topic::SubscriptionTopic;
 use crate::wake;
 
+mod features;
 mod routing;
 mod sessions;
+
+pub use features::{PublishError, Published};
 
 /// Broker-wide settings (the protocol-neutral part of the configuration).
 #[derive(Debug, Clone)]
@@ -43,6 +50,63 @@ pub struct BrokerConfig {
     pub shared_strategy: SharedStrategy,
     /// What the retained-message store accepts.
     pub retainer: RetainerLimits,
+    /// Delayed publish (`$delayed/{seconds}/{topic}`).
+    pub delayed: DelayedSettings,
+    /// `$SYS` topics.
+    pub sys: SysSettings,
+    /// Topic rewrite rules (applied by channels through [`Ctx`]).
+    pub rewriter: Rewriter,
+    /// Subscriptions every client gets at connect (expanded by channels through [`Ctx`]).
+    pub auto_subscribe: Vec<AutoSubscribeRule>,
+}
+
+/// Delayed publish settings (EMQX `delayed.*`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DelayedSettings {
+    /// Recognise `$delayed/` topics at all.
+    pub enabled: bool,
+    /// Messages waiting at most; more are refused.
+    pub max_messages: usize,
+}
+
+impl Default for DelayedSettings {
+    fn default() -> Self {
+        DelayedSettings {
+            enabled: true,
+            max_messages: 100_000,
+        }
+    }
+}
+
+/// `$SYS` publishing settings (EMQX `sys_topics.*`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SysSettings {
+    /// Broker info, stats and metrics every this often; `None` disables them.
+    pub msg_interval: Option<Duration>,
+    /// Uptime and datetime every this often; `None` disables them.
+    pub heartbeat_interval: Option<Duration>,
+    /// Publish `.../clients/{id}/connected`.
+    pub client_connected: bool,
+    /// Publish `.../clients/{id}/disconnected`.
+    pub client_disconnected: bool,
+    /// Publish `.../clients/{id}/subscribed`.
+    pub client_subscribed: bool,
+    /// Publish `.../clients/{id}/unsubscribed`.
+    pub client_unsubscribed: bool,
+}
+
+impl Default for SysSettings {
+    /// EMQX's defaults.
+    fn default() -> Self {
+        SysSettings {
+            msg_interval: Some(Duration::from_secs(60)),
+            heartbeat_interval: Some(Duration::from_secs(30)),
+            client_connected: true,
+            client_disconnected: true,
+            client_subscribed: false,
+            client_unsubscribed: false,
+        }
+    }
 }
 
 /// Limits of the retained-message store (EMQX `retainer.*`).
@@ -80,6 +144,10 @@ impl Default for BrokerConfig {
             sweep_interval: Duration::from_secs(1),
             shared_strategy: SharedStrategy::default(),
             retainer: RetainerLimits::default(),
+            delayed: DelayedSettings::default(),
+            sys: SysSettings::default(),
+            rewriter: Rewriter::default(),
+            auto_subscribe: Vec::new(),
         }
     }
 }
@@ -154,6 +222,11 @@ pub(crate) struct Shared {
     pub(crate) metrics: Metrics,
     epoch: Instant,
     next_sweep: Mutex<Instant>,
+    delayed: Mutex<DelayedQueue>,
+    sys_topics: Option<SysTopics>,
+    /// Next `$SYS` info and heartbeat times.
+    sys_timers: Mutex<(Instant, Instant)>,
+    stats_max: [AtomicU64; features::STAT_COUNT],
     next_conn_id: AtomicU64,
     shutting_down: AtomicBool,
 }
@@ -188,6 +261,11 @@ impl Broker {
             enhanced_auth,
         } = extensions;
         let now = Instant::now();
+        let delayed_max = config.delayed.max_messages;
+        let sys_topics = SysTopics::new(config.node_name.clone()).ok();
+        if sys_topics.is_none() {
+            tracing::warn!(node = %config.node_name, "node name cannot form $SYS topics; $SYS is off");
+        }
         let shared = Arc::new(Shared {
             router: Router::new(config.shared_strategy),
             config,
@@ -202,6 +280,10 @@ impl Broker {
             metrics: Metrics::default(),
             epoch: now,
             next_sweep: Mutex::new(now),
+            delayed: Mutex::new(DelayedQueue::new(delayed_max)),
+            sys_topics,
+            sys_timers: Mutex::new((now, now)),
+            stats_max: Default::default(),
             next_conn_id: AtomicU64::new(1),
             shutting_down: AtomicBool::new(false),
         });
@@ -295,15 +377,16 @@ impl Broker {
     }
 
     /// Publishes a message made by the broker itself (not inside a driver batch).
-    pub fn publish(&self, message: Message) -> usize {
-        let matched = self.shared.publish(message);
+    pub fn publish(&self, message: Message) -> Result<Published, PublishError> {
+        let result = self.shared.publish(message, Instant::now());
         wake::flush();
-        matched
+        result
     }
 
     /// Housekeeping, called periodically by the server (every few hundred milliseconds): wakes
-    /// connections whose deadline passed, and about once per `sweep_interval` publishes due
-    /// wills and ends expired sessions.
+    /// connections whose deadline passed, publishes due delayed messages and `$SYS` topics, and
+    /// about once per `sweep_interval` publishes due wills, ends expired sessions and drops
+    /// expired retained messages.
     pub fn tick(&self, now: Instant) {
         let shared = &self.shared;
         let now_ms = shared.millis(now);
@@ -317,16 +400,22 @@ impl Broker {
         for conn in due {
             conn.wake();
         }
-        {
+        // Every tick: delayed messages and `$SYS` want better than one-second precision.
+        shared.publish_due_delayed(now);
+        shared.publish_sys(now);
+        let sweep = {
             let mut next = shared.next_sweep.lock();
-            if now < *next {
-                return;
+            let sweep = now >= *next;
+            if sweep {
+                *next = now + shared.config.sweep_interval;
             }
-            *next = now + shared.config.sweep_interval;
+            sweep
+        };
+        if sweep {
+            shared.publish_due_wills(now);
+            shared.expire_sessions(now);
+            shared.expire_retained();
         }
-        shared.publish_due_wills(now);
-        shared.expire_sessions(now);
-        shared.expire_retained();
         wake::flush();
     }
 

@@ -6,7 +6,7 @@ use std::time::Instant;
 use bytestring::ByteString;
 use smallvec::SmallVec;
 
-use super::{RetainedOnSubscribe, Shared, SharedPick};
+use super::{PublishError, Published, RetainedOnSubscribe, Shared, SharedPick};
 use crate::message::Message;
 use crate::metrics::Metrics;
 use crate::router::{ShareKey, SubEntry};
@@ -18,9 +18,22 @@ impl Shared {
         instant.saturating_duration_since(self.epoch).as_millis() as u64
     }
 
+    /// A client's publish: held back if it is a delayed publish, else routed now.
+    pub(crate) fn publish(&self, message: Message, now: Instant) -> Result<Published, PublishError> {
+        match self.delayed_target(message.topic.as_str()) {
+            None => Ok(Published::Routed(self.dispatch(message))),
+            Some(Err(error)) => Err(error),
+            Some(Ok((seconds, topic))) => {
+                let mut message = message;
+                message.topic = topic;
+                self.delay(message, now + std::time::Duration::from_secs(u64::from(seconds)))
+            }
+        }
+    }
+
     /// Stores or clears the retained message, then routes. Returns the number of sessions the
     /// message was queued for. Wake-ups are deferred to the caller's [`wake::flush`].
-    pub(crate) fn publish(&self, message: Message) -> usize {
+    pub(crate) fn dispatch(&self, message: Message) -> usize {
         Metrics::inc(&self.metrics.messages_received);
         let message = Arc::new(message);
         if message.retain {

@@ -84,7 +84,7 @@ impl Shared {
             due
         };
         for will in due {
-            self.publish(will.message);
+            self.dispatch(will.message);
         }
     }
 
@@ -119,7 +119,7 @@ impl Shared {
             // a connection that already took the session over cancels a delayed will.
             let delay = if ends_now { 0 } else { will.delay.min(expiry) };
             if delay == 0 {
-                self.publish(will.message);
+                self.dispatch(will.message);
             } else if !taken_over {
                 self.delayed_wills.lock().push(DelayedWill {
                     client_id: session.client_id().clone(),
@@ -138,7 +138,7 @@ impl Shared {
             due
         };
         for will in due {
-            self.publish(will.message);
+            self.dispatch(will.message);
         }
     }
 

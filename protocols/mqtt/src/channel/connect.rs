@@ -7,7 +7,8 @@ use bytestring::ByteString;
 use portico_core::auth::{AuthExchange, AuthResult, AuthStep, ClientInfo, Refusal};
 use portico_core::broker::Will;
 use portico_core::channel::CloseReason;
-use portico_core::message::Origin;
+use portico_core::message::{Origin, now_millis};
+use portico_core::sys::ConnectedEvent;
 use portico_core::{Message, MessageProperties};
 
 use super::{MqttChannel, Out, Phase, alias};
@@ -334,6 +335,25 @@ impl MqttChannel {
             properties: props,
         }));
         tracing::debug!(peer = %self.peer, %client_id, version = ?protocol, present = opened.present, "client connected");
+
+        self.connected_at_ms = now_millis();
+        if let Some(client) = &self.client {
+            self.ctx.sys_connected(&ConnectedEvent {
+                client_id: client.client_id.to_string(),
+                username: client.username.as_ref().map(|u| u.to_string()),
+                protocol: "mqtt",
+                peer: Some(self.peer.ip()),
+                sockport: self.sockport,
+                proto_name: super::proto_name(protocol).to_string(),
+                proto_ver: protocol as u8,
+                keepalive: keep_alive,
+                clean_start,
+                expiry_interval_secs: expiry,
+                connected_at_ms: self.connected_at_ms,
+                ts_ms: self.connected_at_ms,
+            });
+        }
+        self.auto_subscribe();
 
         // [MQTT-4.4.0-1] resend what the resumed session left unacknowledged, then go on with
         // its queue.

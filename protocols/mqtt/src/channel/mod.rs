@@ -20,11 +20,13 @@ use bytestring::ByteString;
 use portico_core::Ctx;
 use portico_core::auth::ClientInfo;
 use portico_core::broker::Will;
-use portico_core::channel::{Channel, CloseReason, Outbox, StreamFrontend};
+use portico_core::channel::{Channel, CloseReason, ConnAddrs, Outbox, StreamFrontend};
 use portico_core::conn::{ConnHandle, KickReason};
 use portico_core::ctx::FrontendInfo;
+use portico_core::message::now_millis;
 use portico_core::metrics::Metrics;
 use portico_core::session::Session;
+use portico_core::sys::DisconnectedEvent;
 
 use crate::codec::MqttCodec;
 use crate::error::DecodeError;
@@ -75,10 +77,10 @@ impl StreamFrontend for MqttFrontend {
         "mqtt"
     }
 
-    fn new_connection(&self, conn: Arc<ConnHandle>, peer: SocketAddr, now: Instant) -> (MqttChannel, MqttCodec) {
+    fn new_connection(&self, conn: Arc<ConnHandle>, addrs: ConnAddrs, now: Instant) -> (MqttChannel, MqttCodec) {
         let codec = MqttCodec::new(self.settings.max_packet_size);
         (
-            MqttChannel::new(self.ctx.clone(), self.settings.clone(), conn, peer, now),
+            MqttChannel::new(self.ctx.clone(), self.settings.clone(), conn, addrs, now),
             codec,
         )
     }
@@ -91,6 +93,8 @@ pub struct MqttChannel {
     settings: Arc<MqttSettings>,
     conn: Arc<ConnHandle>,
     peer: SocketAddr,
+    /// Our port (EMQX `sockport` in events).
+    sockport: u16,
     phase: Phase,
     /// Deadline for CONNECT to arrive.
     connect_deadline: Option<Instant>,
@@ -116,19 +120,24 @@ pub struct MqttChannel {
     retry_deadline: Option<Instant>,
     /// Enhanced authentication (5.0 AUTH), when the client chose a method.
     auth: Option<Box<connect::AuthState>>,
+    /// When CONNACK was sent (milliseconds since the Unix epoch), for events.
+    connected_at_ms: u64,
+    /// Why the connection is closing, in EMQX's words (`normal`, `keepalive_timeout`, ...).
+    close_reason: Option<&'static str>,
     /// CONNECT carried Session Expiry Interval 0 (DISCONNECT may not raise it: [MQTT-3.14.2-2]).
     connect_expiry_zero: bool,
 }
 
 impl MqttChannel {
     /// A channel for a connection accepted from `peer` at `now`.
-    pub fn new(ctx: Ctx, settings: Arc<MqttSettings>, conn: Arc<ConnHandle>, peer: SocketAddr, now: Instant) -> Self {
+    pub fn new(ctx: Ctx, settings: Arc<MqttSettings>, conn: Arc<ConnHandle>, addrs: ConnAddrs, now: Instant) -> Self {
         let connect_deadline = settings.idle_timeout.map(|t| now + t);
         MqttChannel {
             ctx,
             settings,
             conn,
-            peer,
+            peer: addrs.peer,
+            sockport: addrs.local.port(),
             phase: Phase::Connecting,
             connect_deadline,
             version: ProtocolVersion::V3_1_1,
@@ -144,6 +153,8 @@ impl MqttChannel {
             outgoing_aliases: None,
             retry_deadline: None,
             connect_expiry_zero: true,
+            connected_at_ms: 0,
+            close_reason: None,
             auth: None,
         }
     }
@@ -175,6 +186,16 @@ impl MqttChannel {
 
     fn close(&mut self, reason: CloseReason, out: &mut Out) {
         self.phase = Phase::Closing;
+        self.close_reason.get_or_insert(match &reason {
+            CloseReason::ClientDisconnect => "normal",
+            CloseReason::ProtocolViolation(_) => "protocol_error",
+            CloseReason::NotAuthorized => "not_authorized",
+            CloseReason::KeepAliveTimeout => "keepalive_timeout",
+            CloseReason::Kicked(KickReason::TakenOver) => "takenover",
+            CloseReason::Kicked(KickReason::Discarded) => "discarded",
+            CloseReason::Kicked(KickReason::Administrative) => "kicked",
+            CloseReason::Kicked(KickReason::ServerShutdown) => "shutdown",
+        });
         out.close(reason);
     }
 
@@ -190,6 +211,14 @@ impl MqttChannel {
     /// The client as authentication saw it (set once connected).
     fn client(&self) -> Option<&ClientInfo> {
         self.client.as_ref()
+    }
+}
+
+/// The protocol name a version's CONNECT carries.
+fn proto_name(version: ProtocolVersion) -> &'static str {
+    match version {
+        ProtocolVersion::V3_1 => "MQIsdp",
+        ProtocolVersion::V3_1_1 | ProtocolVersion::V5 => "MQTT",
     }
 }
 
@@ -304,6 +333,22 @@ impl Channel for MqttChannel {
     fn handle_closed(&mut self, now: Instant) {
         self.phase = Phase::Closing;
         let Some(session) = self.session.take() else { return };
+        if let Some(client) = &self.client {
+            let at = now_millis();
+            self.ctx.sys_disconnected(&DisconnectedEvent {
+                client_id: client.client_id.to_string(),
+                username: client.username.as_ref().map(|u| u.to_string()),
+                protocol: "mqtt",
+                peer: Some(self.peer.ip()),
+                sockport: self.sockport,
+                proto_name: proto_name(self.version).to_string(),
+                proto_ver: self.version as u8,
+                reason: self.close_reason.unwrap_or("tcp_closed").to_string(),
+                connected_at_ms: self.connected_at_ms,
+                disconnected_at_ms: at,
+                ts_ms: at,
+            });
+        }
         let will = if self.will_cancelled {
             None
         } else {

@@ -4,6 +4,8 @@ use std::time::Instant;
 
 use bytestring::ByteString;
 use portico_core::auth::Action;
+use portico_core::broker::{PublishError, Published};
+use portico_core::delayed::DELAYED_PREFIX;
 use portico_core::message::{Message, MessageProperties, Origin, now_millis};
 use portico_core::metrics::Metrics;
 use portico_core::session::{Delivery, InflightEntry, InflightState, SessionState};
@@ -18,10 +20,15 @@ use crate::reason::ReasonCode;
 impl MqttChannel {
     /// Prefixes the mountpoint and validates the result as a topic name within the level limit.
     pub(super) fn mount(&self, topic: &str) -> Option<TopicName> {
-        let full = if self.settings.mountpoint.is_empty() {
+        let mountpoint = self.settings.mountpoint.as_str();
+        let full = if mountpoint.is_empty() {
             ByteString::from(topic)
+        } else if let Some((interval, real)) = topic.strip_prefix(DELAYED_PREFIX).and_then(|rest| rest.split_once('/'))
+        {
+            // The mountpoint belongs to the real topic: `$delayed/5/t` → `$delayed/5/{mp}t`.
+            ByteString::from(format!("{DELAYED_PREFIX}{interval}/{mountpoint}{real}"))
         } else {
-            ByteString::from(format!("{}{}", self.settings.mountpoint, topic))
+            ByteString::from(format!("{mountpoint}{topic}"))
         };
         let name = TopicName::new(full).ok()?;
         (name.split('/').count() <= self.settings.max_topic_levels).then_some(name)
@@ -32,7 +39,7 @@ impl MqttChannel {
         topic.strip_prefix(self.settings.mountpoint.as_str()).unwrap_or(topic)
     }
 
-    pub(super) fn handle_publish(&mut self, publish: Publish, _now: Instant, out: &mut Out) {
+    pub(super) fn handle_publish(&mut self, publish: Publish, now: Instant, out: &mut Out) {
         let Publish {
             dup: _,
             qos,
@@ -58,6 +65,14 @@ impl MqttChannel {
             }
             None => topic,
         };
+        // Topic rewrite, before the mountpoint (EMQX `rewrite` rules).
+        let topic = match self
+            .client()
+            .and_then(|c| self.ctx.rewrite_topic(&topic, &c.client_id, c.username.as_deref()))
+        {
+            Some(rewritten) => ByteString::from(rewritten),
+            None => topic,
+        };
         let Some(name) = self.mount(&topic) else {
             return self.violation(
                 ReasonCode::TopicNameInvalid,
@@ -72,6 +87,28 @@ impl MqttChannel {
             return self.violation(ReasonCode::RetainNotSupported, "retain is not available", out);
         }
 
+        // QoS 2 duplicates are answered from the awaiting-release set, never published twice.
+        // [MQTT-4.3.3-9]
+        if qos == QoS::ExactlyOnce
+            && let (Some(pid), Some(session)) = (packet_id, &self.session)
+        {
+            let state = session.lock();
+            if state.awaiting_rel.contains_key(&pid.get()) {
+                drop(state);
+                out.send(Packet::PubRec(PubResponse::new(pid)));
+                return;
+            }
+            if state.awaiting_rel.len() >= self.settings.max_awaiting_rel {
+                drop(state);
+                // [MQTT-3.3.4-9] more QoS 2 in flight than the Receive Maximum we announced.
+                return self.violation(
+                    ReasonCode::ReceiveMaximumExceeded,
+                    "too many QoS 2 messages awaiting PUBREL",
+                    out,
+                );
+            }
+        }
+
         let mut refusal = None;
         // [MQTT-3.3.2-4] payload format 1 promises UTF-8.
         if properties.payload_format_indicator == Some(1) && std::str::from_utf8(&payload).is_err() {
@@ -83,69 +120,54 @@ impl MqttChannel {
         {
             refusal = Some(ReasonCode::NotAuthorized);
         }
-
-        // QoS 2 duplicates are answered from the awaiting-release set, never published twice.
-        // [MQTT-4.3.3-9]
+        let mut no_subscribers = false;
+        if refusal.is_none() {
+            let client_id = self.client().map(|c| c.client_id.clone()).unwrap_or_default();
+            let origin = Origin {
+                client_id,
+                protocol: "mqtt",
+            };
+            let mut message = Message::new(self.ctx.node_id(), name, payload, qos, retain, origin);
+            if v5 {
+                message.properties = MessageProperties {
+                    payload_format_indicator: properties.payload_format_indicator,
+                    message_expiry_interval: properties.message_expiry_interval,
+                    content_type: properties.content_type,
+                    response_topic: properties.response_topic,
+                    correlation_data: properties.correlation_data,
+                    user_properties: properties.user_properties,
+                };
+            }
+            match self.ctx.publish(message, now) {
+                Ok(Published::Routed(matched)) => no_subscribers = matched == 0,
+                Ok(Published::Delayed) => {}
+                Err(error) => {
+                    tracing::debug!(client_id = ?self.client().map(|c| &c.client_id), %error, "publish refused by the broker");
+                    refusal = Some(match error {
+                        PublishError::DelayedQueueFull => ReasonCode::QuotaExceeded,
+                        PublishError::InvalidDelayed(_) | PublishError::InvalidDelayedTopic => {
+                            ReasonCode::TopicNameInvalid
+                        }
+                    });
+                }
+            }
+        } else {
+            tracing::debug!(client_id = ?self.client().map(|c| &c.client_id), ?refusal, "publish refused");
+        }
+        // A QoS 2 message now waits for its PUBREL, unless it was refused: an error PUBREC ends
+        // the exchange (MQTT 5 §4.3.3).
         if qos == QoS::ExactlyOnce
+            && refusal.is_none()
             && let (Some(pid), Some(session)) = (packet_id, &self.session)
         {
-            let mut state = session.lock();
-            if state.awaiting_rel.contains_key(&pid.get()) {
-                drop(state);
-                out.send(Packet::PubRec(PubResponse::new(pid)));
-                return;
-            }
-            if refusal.is_none() && state.awaiting_rel.len() >= self.settings.max_awaiting_rel {
-                drop(state);
-                // [MQTT-3.3.4-9] more QoS 2 in flight than the Receive Maximum we announced.
-                return self.violation(
-                    ReasonCode::ReceiveMaximumExceeded,
-                    "too many QoS 2 messages awaiting PUBREL",
-                    out,
-                );
-            }
-            if refusal.is_none() {
-                state.awaiting_rel.insert(pid.get(), Instant::now());
-            }
+            session.lock().awaiting_rel.insert(pid.get(), now);
         }
 
-        let matched = match refusal {
-            Some(reason) => {
-                tracing::debug!(client_id = ?self.client().map(|c| &c.client_id), topic = %name, ?reason, "publish refused");
-                None
-            }
-            None => {
-                let client_id = self.client().map(|c| c.client_id.clone()).unwrap_or_default();
-                let mut message = Message::new(
-                    self.ctx.node_id(),
-                    name,
-                    payload,
-                    qos,
-                    retain,
-                    Origin {
-                        client_id,
-                        protocol: "mqtt",
-                    },
-                );
-                if v5 {
-                    message.properties = MessageProperties {
-                        payload_format_indicator: properties.payload_format_indicator,
-                        message_expiry_interval: properties.message_expiry_interval,
-                        content_type: properties.content_type,
-                        response_topic: properties.response_topic,
-                        correlation_data: properties.correlation_data,
-                        user_properties: properties.user_properties,
-                    };
-                }
-                Some(self.ctx.publish(message))
-            }
-        };
-
         let Some(pid) = packet_id else { return };
-        let reason = match (refusal, matched) {
-            (Some(reason), _) => reason,
-            (None, Some(0)) if v5 => ReasonCode::NoMatchingSubscribers,
-            _ => ReasonCode::Success,
+        let reason = match refusal {
+            Some(reason) => reason,
+            None if no_subscribers && v5 => ReasonCode::NoMatchingSubscribers,
+            None => ReasonCode::Success,
         };
         // 3.x has no negative acknowledgements: a refused QoS 1/2 message is acknowledged and
         // dropped, as EMQX does with `deny_action = ignore`.

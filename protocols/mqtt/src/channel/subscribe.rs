@@ -3,7 +3,9 @@
 use bytestring::ByteString;
 use portico_core::auth::Action;
 use portico_core::broker::RetainedOnSubscribe;
+use portico_core::message::now_millis;
 use portico_core::session::SubOptions;
+use portico_core::sys::{SubscribedEvent, UnsubscribedEvent};
 use portico_core::topic::{SubscriptionTopic, TopicError};
 
 use super::{MqttChannel, Out};
@@ -40,6 +42,7 @@ impl MqttChannel {
         options: SubscriptionOptions,
         subscription_id: u32,
     ) -> ReasonCode {
+        let filter = self.rewrite_filter(filter);
         let mounted = self.mount_filter(&filter);
         let topic = match SubscriptionTopic::parse(mounted) {
             Ok(topic) => topic,
@@ -81,7 +84,22 @@ impl MqttChannel {
             retain_as_published: options.retain_as_published,
             subscription_id,
         };
-        self.ctx.subscribe(session, topic, sub_options, retained);
+        let existed = self.ctx.subscribe(session, topic, sub_options, retained);
+        if let Some(client) = self.client() {
+            self.ctx.sys_subscribed(&SubscribedEvent {
+                client_id: client.client_id.to_string(),
+                username: client.username.as_ref().map(|u| u.to_string()),
+                protocol: "mqtt",
+                topic: filter.to_string(),
+                qos,
+                retain_handling: options.retain_handling as u8,
+                retain_as_published: options.retain_as_published,
+                no_local: options.no_local,
+                is_new: !existed,
+                subscription_id: (subscription_id != 0).then_some(subscription_id),
+                ts_ms: now_millis(),
+            });
+        }
         match qos {
             QoS::AtMostOnce => ReasonCode::GRANTED_QOS0,
             QoS::AtLeastOnce => ReasonCode::GrantedQoS1,
@@ -95,12 +113,21 @@ impl MqttChannel {
             .filters
             .iter()
             .map(|filter| {
-                let mounted = self.mount_filter(filter);
-                if self.ctx.unsubscribe(&session, &mounted) {
-                    ReasonCode::Success
-                } else {
-                    ReasonCode::NoSubscriptionExisted
+                let filter = self.rewrite_filter(filter.clone());
+                let mounted = self.mount_filter(&filter);
+                if !self.ctx.unsubscribe(&session, &mounted) {
+                    return ReasonCode::NoSubscriptionExisted;
                 }
+                if let Some(client) = self.client() {
+                    self.ctx.sys_unsubscribed(&UnsubscribedEvent {
+                        client_id: client.client_id.to_string(),
+                        username: client.username.as_ref().map(|u| u.to_string()),
+                        protocol: "mqtt",
+                        topic: filter.to_string(),
+                        ts_ms: now_millis(),
+                    });
+                }
+                ReasonCode::Success
             })
             .collect();
         out.send(Packet::UnsubAck(UnsubAck {
@@ -109,6 +136,41 @@ impl MqttChannel {
             reason_codes,
             properties: AckProperties::default(),
         }));
+    }
+
+    /// Applies the topic-rewrite rules to a filter the client sent (before the mountpoint).
+    fn rewrite_filter(&self, filter: ByteString) -> ByteString {
+        let rewritten = self
+            .client()
+            .and_then(|c| self.ctx.rewrite_filter(&filter, &c.client_id, c.username.as_deref()));
+        rewritten.map_or(filter, ByteString::from)
+    }
+
+    /// Subscribes the client to the broker's auto-subscribe topics (EMQX `auto_subscribe`),
+    /// through the same checks as its own SUBSCRIBE.
+    pub(super) fn auto_subscribe(&mut self) {
+        let (Some(session), Some(client)) = (self.session.clone(), self.client.clone()) else {
+            return;
+        };
+        for (filter, rule) in self
+            .ctx
+            .auto_subscriptions(&client.client_id, client.username.as_deref(), self.peer)
+        {
+            let options = SubscriptionOptions {
+                qos: rule.qos,
+                no_local: rule.no_local,
+                retain_as_published: rule.retain_as_published,
+                retain_handling: match rule.retain_handling {
+                    1 => RetainHandling::SendIfNew,
+                    2 => RetainHandling::DoNotSend,
+                    _ => RetainHandling::SendAtSubscribe,
+                },
+            };
+            let code = self.subscribe_one(&session, ByteString::from(filter.as_str()), options, 0);
+            if code.is_error() {
+                tracing::warn!(client_id = %client.client_id, %filter, ?code, "auto-subscribe refused");
+            }
+        }
     }
 
     /// Applies the mountpoint to a filter, keeping a `$share/{group}/` or `$queue/` prefix in

@@ -29,7 +29,15 @@ impl Harness {
     }
 
     fn with_extensions(settings: MqttSettings, extensions: portico_core::Extensions) -> Harness {
-        let broker = Broker::with_extensions(BrokerConfig::default(), extensions);
+        Harness::build(settings, BrokerConfig::default(), extensions)
+    }
+
+    fn with_broker(config: BrokerConfig) -> Harness {
+        Harness::build(MqttSettings::default(), config, portico_core::Extensions::default())
+    }
+
+    fn build(settings: MqttSettings, config: BrokerConfig, extensions: portico_core::Extensions) -> Harness {
+        let broker = Broker::with_extensions(config, extensions);
         let frontend = MqttFrontend::new(&broker, settings);
         Harness {
             broker,
@@ -44,8 +52,11 @@ impl Harness {
 
     fn channel(&self) -> Client {
         let conn = self.broker.register_connection();
-        let peer = SocketAddr::from((Ipv4Addr::LOCALHOST, 50000));
-        let (channel, _codec) = self.frontend.new_connection(conn.clone(), peer, self.t0);
+        let addrs = portico_core::channel::ConnAddrs {
+            peer: SocketAddr::from((Ipv4Addr::LOCALHOST, 50000)),
+            local: SocketAddr::from((Ipv4Addr::LOCALHOST, 1883)),
+        };
+        let (channel, _codec) = self.frontend.new_connection(conn.clone(), addrs, self.t0);
         Client { channel, conn }
     }
 
@@ -893,4 +904,97 @@ fn unacknowledged_shared_messages_of_a_leaving_member_go_to_another_member() {
     a.channel.handle_closed(h.at(1));
     let redelivered = published(&b.deliver(h.at(1))).len();
     assert_eq!(redelivered, 2, "b gets a's two unacknowledged jobs");
+}
+
+fn puback_reason(sent: &[Sent]) -> Option<ReasonCode> {
+    sent.iter().find_map(|s| match s {
+        Sent::Packet(Packet::PubAck(a)) => Some(a.reason_code),
+        _ => None,
+    })
+}
+
+#[test]
+fn delayed_publish_waits_for_its_interval() {
+    let h = Harness::new();
+    let mut sub = h.connect(ProtocolVersion::V5, "s", true, |_| {});
+    sub.subscribe("d/x", QoS::AtMostOnce, h.t0);
+    let mut publisher = h.connect(ProtocolVersion::V5, "p", true, |_| {});
+    let out = publisher.publish("$delayed/2/d/x", b"later", QoS::AtLeastOnce, 1, h.t0);
+    assert_eq!(
+        puback_reason(&out),
+        Some(ReasonCode::Success),
+        "held, not 'no subscribers'"
+    );
+    h.broker.tick(h.at(1));
+    assert!(sub.deliver(h.at(1)).is_empty());
+    h.broker.tick(h.at(2));
+    let out = sub.deliver(h.at(2));
+    let delivered = published(&out);
+    assert_eq!(delivered.len(), 1);
+    assert_eq!(&*delivered[0].topic, "d/x");
+    let out = publisher.publish("$delayed/abc/x", b"bad", QoS::AtLeastOnce, 2, h.t0);
+    assert_eq!(puback_reason(&out), Some(ReasonCode::TopicNameInvalid));
+}
+
+#[test]
+fn topic_rewrite_applies_to_publish_and_subscribe() {
+    use portico_core::rewrite::{RewriteAction, RewriteRule, Rewriter};
+    let rule = RewriteRule::new(RewriteAction::All, "x/#", "^x/y/(.+)$", "z/y/$1").expect("valid rule");
+    let h = Harness::with_broker(BrokerConfig {
+        rewriter: Rewriter::new(vec![rule]),
+        ..BrokerConfig::default()
+    });
+    let mut sub = h.connect(ProtocolVersion::V5, "s", true, |_| {});
+    sub.subscribe("z/y/1", QoS::AtMostOnce, h.t0);
+    sub.subscribe("x/y/2", QoS::AtMostOnce, h.t0);
+    let mut publisher = h.connect(ProtocolVersion::V5, "p", true, |_| {});
+    publisher.publish("x/y/1", b"a", QoS::AtMostOnce, 0, h.t0);
+    publisher.publish("z/y/2", b"b", QoS::AtMostOnce, 0, h.t0);
+    let out = sub.deliver(h.t0);
+    let topics: Vec<String> = published(&out).iter().map(|p| p.topic.to_string()).collect();
+    assert_eq!(topics, ["z/y/1", "z/y/2"]);
+}
+
+#[test]
+fn auto_subscribe_expands_placeholders_at_connect() {
+    use portico_core::autosub::AutoSubscribeRule;
+    let rule = AutoSubscribeRule {
+        qos: QoS::AtLeastOnce,
+        ..AutoSubscribeRule::new("c/${clientid}")
+    };
+    let h = Harness::with_broker(BrokerConfig {
+        auto_subscribe: vec![rule],
+        ..BrokerConfig::default()
+    });
+    let mut client = h.connect(ProtocolVersion::V5, "auto1", true, |_| {});
+    let mut publisher = h.connect(ProtocolVersion::V5, "p", true, |_| {});
+    publisher.publish("c/auto1", b"for you", QoS::AtLeastOnce, 1, h.t0);
+    let out = client.deliver(h.t0);
+    let delivered = published(&out);
+    assert_eq!(delivered.len(), 1);
+    assert_eq!(delivered[0].qos, QoS::AtLeastOnce);
+}
+
+#[test]
+fn sys_client_events_are_published_as_emqx_json() {
+    let h = Harness::new();
+    let mut watcher = h.connect(ProtocolVersion::V5, "watcher", true, |_| {});
+    watcher.subscribe("$SYS/brokers/+/clients/+/+", QoS::AtMostOnce, h.t0);
+    let mut client = h.connect(ProtocolVersion::V3_1_1, "evented", true, |c| c.keep_alive = 30);
+    client.input(Packet::Disconnect(Disconnect::default()), h.t0);
+    client.channel.handle_closed(h.t0);
+    let out = watcher.deliver(h.t0);
+    let events = published(&out);
+    assert_eq!(events.len(), 2, "connected and disconnected");
+    assert!(events[0].topic.ends_with("/clients/evented/connected"));
+    let connected: std::collections::HashMap<String, serde_json::Value> =
+        serde_json::from_slice(&events[0].payload).expect("JSON payload");
+    assert_eq!(connected["clientid"], "evented");
+    assert_eq!(connected["proto_ver"], 4);
+    assert_eq!(connected["keepalive"], 30);
+    assert_eq!(connected["ipaddress"], "127.0.0.1");
+    assert_eq!(connected["sockport"], 1883);
+    let disconnected: std::collections::HashMap<String, serde_json::Value> =
+        serde_json::from_slice(&events[1].payload).expect("JSON payload");
+    assert_eq!(disconnected["reason"], "normal");
 }
