@@ -118,6 +118,13 @@ class Broker:
         mps = self.extra_env.get("PORTICO_MQTT__MAX_PACKET_SIZE")
         if mps:
             lines.append(f"max_packet_size {mps}")
+        mta = self.extra_env.get("PORTICO_MQTT__MAX_TOPIC_ALIAS")
+        if mta:
+            lines.append(f"max_topic_alias {mta}")
+        ska = self.extra_env.get("PORTICO_MQTT__SERVER_KEEPALIVE")
+        if ska:
+            # mosquitto sends Server Keep Alive when the client asks for more than max_keepalive.
+            lines.append(f"max_keepalive {ska}")
         conf.write_text("\n".join(lines) + "\n")
         return [binary, "-c", str(conf)], dict(os.environ)
 
@@ -365,6 +372,32 @@ def clients_for():
 
     def make(b):
         pools.append(ClientPool(b))
+        return pools[-1]
+
+    yield make
+    for p in pools:
+        p.close_all()
+
+
+@pytest.fixture
+def clients5(broker):
+    """Like `clients`, with MQTT 5 clients exposing properties (v5.Client5)."""
+    from v5 import Pool5
+
+    pool = Pool5(broker)
+    yield pool
+    pool.close_all()
+
+
+@pytest.fixture
+def clients5_for():
+    """Like `clients_for`, with v5.Client5 clients."""
+    from v5 import Pool5
+
+    pools = []
+
+    def make(b):
+        pools.append(Pool5(b))
         return pools[-1]
 
     yield make
