@@ -98,7 +98,12 @@ def test_auto_subscribe(broker_factory, clients5_for):
 
 # -- $SYS -------------------------------------------------------------------------------------------------
 
-SYS_ENV = {"PORTICO_SYS_TOPICS__SYS_MSG_INTERVAL": "1s"}
+# EMQX publishes version/stats/metrics every sys_msg_interval and uptime/datetime every
+# sys_heartbeat_interval (default 30 s): shorten both.
+SYS_ENV = {
+    "PORTICO_SYS_TOPICS__SYS_MSG_INTERVAL": "1s",
+    "PORTICO_SYS_TOPICS__SYS_HEARTBEAT_INTERVAL": "1s",
+}
 
 
 def test_sys_version(broker_factory, clients5_for):

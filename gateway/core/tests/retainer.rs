@@ -109,3 +109,18 @@ fn a_disabled_retainer_stores_nothing() {
     publish(&broker, retained("r/1", b"a"));
     assert_eq!(broker.retained_count(), 0);
 }
+
+#[test]
+fn the_brokers_own_sys_messages_do_not_use_up_the_count_limit() {
+    let broker = broker(RetainerLimits {
+        max_retained_messages: 2,
+        ..RetainerLimits::default()
+    });
+    broker.tick(Instant::now()); // publishes the retained $SYS version, sysdescr and brokers
+    let sys = broker.retained_count();
+    assert!(sys >= 3, "the first tick retains $SYS info");
+    publish(&broker, retained("r/1", b"a"));
+    publish(&broker, retained("r/2", b"b"));
+    publish(&broker, retained("r/3", b"c"));
+    assert_eq!(broker.retained_count(), sys + 2);
+}

@@ -10,6 +10,9 @@ use crate::message::{Message, Origin, QoS, now_millis};
 use crate::sys::{ConnectedEvent, DisconnectedEvent, SubscribedEvent, SysMessage, UnsubscribedEvent};
 use crate::topic::TopicName;
 
+/// The `Origin::protocol` of messages the broker publishes under `$SYS`.
+pub(super) const SYS_PROTOCOL: &str = "sys";
+
 /// Why a publish was refused by the broker (rather than by the channel's own checks).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PublishError {

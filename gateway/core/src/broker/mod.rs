@@ -27,6 +27,7 @@ use crate::topic::SubscriptionTopic;
 use crate::wake;
 
 mod features;
+mod retained;
 mod routing;
 mod sessions;
 
@@ -211,7 +212,7 @@ impl Default for Extensions {
 pub(crate) struct Shared {
     pub(crate) config: BrokerConfig,
     pub(crate) router: Router,
-    retained: RwLock<HashMap<ByteString, Arc<Message>>>,
+    retained: RwLock<retained::RetainedMap>,
     sessions: Mutex<HashMap<ByteString, Arc<Session>>>,
     conns: Mutex<HashMap<ConnId, Arc<ConnHandle>>>,
     delayed_wills: Mutex<Vec<DelayedWill>>,
@@ -269,7 +270,7 @@ impl Broker {
         let shared = Arc::new(Shared {
             router: Router::new(config.shared_strategy),
             config,
-            retained: RwLock::new(HashMap::new()),
+            retained: RwLock::new(retained::RetainedMap::default()),
             sessions: Mutex::new(HashMap::new()),
             conns: Mutex::new(HashMap::new()),
             delayed_wills: Mutex::new(Vec::new()),

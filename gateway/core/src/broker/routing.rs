@@ -6,6 +6,7 @@ use std::time::Instant;
 use bytestring::ByteString;
 use smallvec::SmallVec;
 
+use super::features::SYS_PROTOCOL;
 use super::{PublishError, Published, RetainedOnSubscribe, Shared, SharedPick};
 use crate::message::Message;
 use crate::metrics::Metrics;
@@ -64,12 +65,15 @@ impl Shared {
             return;
         }
         let mut retained = self.retained.write();
-        if !retained.contains_key(&topic) && retained.len() >= limits.max_retained_messages {
+        // The broker's own `$SYS` messages (a handful of fixed topics) do not use up the
+        // clients' allowance.
+        let counted = message.from.protocol != SYS_PROTOCOL;
+        if counted && !retained.contains(&topic) && retained.client_len() >= limits.max_retained_messages {
             drop(retained);
             tracing::debug!(%topic, "retainer.max_retained_messages reached; not stored");
             return;
         }
-        let new = retained.insert(topic, message.clone()).is_none();
+        let new = retained.insert(topic, message.clone());
         drop(retained);
         self.store.put_retained(message);
         if new {
