@@ -19,10 +19,11 @@ use crate::reason::ReasonCode;
 
 impl MqttChannel {
     /// Prefixes the mountpoint and validates the result as a topic name within the level limit.
-    pub(super) fn mount(&self, topic: &str) -> Option<TopicName> {
+    pub(super) fn mount(&self, topic: &ByteString) -> Option<TopicName> {
         let mountpoint = self.settings.mountpoint.as_str();
         let full = if mountpoint.is_empty() {
-            ByteString::from(topic)
+            // Shares the packet's bytes: no copy on the publish path.
+            topic.clone()
         } else if let Some((interval, real)) = topic.strip_prefix(DELAYED_PREFIX).and_then(|rest| rest.split_once('/'))
         {
             // The mountpoint belongs to the real topic: `$delayed/5/t` → `$delayed/5/{mp}t`.
@@ -31,7 +32,8 @@ impl MqttChannel {
             ByteString::from(format!("{mountpoint}{topic}"))
         };
         let name = TopicName::new(full).ok()?;
-        (name.split('/').count() <= self.settings.max_topic_levels).then_some(name)
+        let levels = name.bytes().filter(|&b| b == b'/').count() + 1;
+        (levels <= self.settings.max_topic_levels).then_some(name)
     }
 
     /// Removes the mountpoint from a delivered topic.
