@@ -214,6 +214,51 @@ impl MqttChannel {
     }
 }
 
+impl MqttChannel {
+    /// Gives the session back to the broker (publishing the will if one is due) as soon as the
+    /// channel has decided to close, not when the socket is finally gone: a client that
+    /// reconnects right after its DISCONNECT must find the session already ended (expiry 0) or
+    /// unbound. Runs once; later calls do nothing.
+    fn release_session(&mut self, now: Instant) {
+        let Some(session) = self.session.take() else { return };
+        if let Some(client) = &self.client {
+            let at = now_millis();
+            self.ctx.sys_disconnected(&DisconnectedEvent {
+                client_id: client.client_id.to_string(),
+                username: client.username.as_ref().map(|u| u.to_string()),
+                protocol: "mqtt",
+                peer: Some(self.peer.ip()),
+                sockport: self.sockport,
+                proto_name: proto_name(self.version).to_string(),
+                proto_ver: self.version as u8,
+                reason: self.close_reason.unwrap_or("tcp_closed").to_string(),
+                connected_at_ms: self.connected_at_ms,
+                disconnected_at_ms: at,
+                ts_ms: at,
+            });
+        }
+        let will = if self.will_cancelled {
+            None
+        } else {
+            self.will.take().map(|w| *w)
+        };
+        let will = will.filter(|w| {
+            self.client().is_none_or(|c| {
+                self.ctx
+                    .authorize(c, portico_core::auth::Action::Publish, w.message.topic.as_str())
+            })
+        });
+        self.ctx.close_session(&session, self.conn.id(), will, now);
+    }
+
+    /// Releases the session if the last input made the channel close.
+    fn release_if_closing(&mut self, now: Instant) {
+        if self.phase == Phase::Closing {
+            self.release_session(now);
+        }
+    }
+}
+
 /// The protocol name a version's CONNECT carries.
 fn proto_name(version: ProtocolVersion) -> &'static str {
     match version {
@@ -267,9 +312,10 @@ impl Channel for MqttChannel {
                 ),
             },
         }
+        self.release_if_closing(now);
     }
 
-    fn handle_decode_error(&mut self, error: DecodeError, _now: Instant, out: &mut Out) {
+    fn handle_decode_error(&mut self, error: DecodeError, now: Instant, out: &mut Out) {
         Metrics::inc(&self.ctx.metrics().packets_malformed);
         let reason = error.reason_code();
         if self.phase == Phase::Connecting && reason == ReasonCode::UnsupportedProtocolVersion {
@@ -278,6 +324,7 @@ impl Channel for MqttChannel {
             return self.refuse_connect(reason, &error.to_string(), out);
         }
         self.violation(reason, error.to_string(), out);
+        self.release_if_closing(now);
     }
 
     fn handle_deliver(&mut self, now: Instant, out: &mut Out) {
@@ -290,13 +337,12 @@ impl Channel for MqttChannel {
         if self.keepalive_deadline().is_some_and(|d| d <= now) {
             if self.phase != Phase::Connected {
                 tracing::debug!(peer = %self.peer, "not connected within idle_timeout");
-                return self.close(CloseReason::KeepAliveTimeout, out);
-            }
-            // [MQTT-3.1.2-24] silence beyond 1.5 × keep alive: drop the connection, will due.
-            if self.version.is_v5() {
+            } else if self.version.is_v5() {
+                // [MQTT-3.1.2-24] silence beyond 1.5 × keep alive: drop the connection, will due.
                 out.send(Packet::Disconnect(Disconnect::new(ReasonCode::KeepAliveTimeout)));
             }
-            return self.close(CloseReason::KeepAliveTimeout, out);
+            self.close(CloseReason::KeepAliveTimeout, out);
+            return self.release_if_closing(now);
         }
         if self.retry_deadline.is_some_and(|d| d <= now) {
             self.retry_due(now, out);
@@ -311,7 +357,7 @@ impl Channel for MqttChannel {
         }
     }
 
-    fn handle_kick(&mut self, reason: KickReason, _now: Instant, out: &mut Out) {
+    fn handle_kick(&mut self, reason: KickReason, now: Instant, out: &mut Out) {
         if self.phase == Phase::Closing {
             return;
         }
@@ -328,38 +374,11 @@ impl Channel for MqttChannel {
             out.send(Packet::Disconnect(Disconnect::new(code)));
         }
         self.close(CloseReason::Kicked(reason), out);
+        self.release_if_closing(now);
     }
 
     fn handle_closed(&mut self, now: Instant) {
         self.phase = Phase::Closing;
-        let Some(session) = self.session.take() else { return };
-        if let Some(client) = &self.client {
-            let at = now_millis();
-            self.ctx.sys_disconnected(&DisconnectedEvent {
-                client_id: client.client_id.to_string(),
-                username: client.username.as_ref().map(|u| u.to_string()),
-                protocol: "mqtt",
-                peer: Some(self.peer.ip()),
-                sockport: self.sockport,
-                proto_name: proto_name(self.version).to_string(),
-                proto_ver: self.version as u8,
-                reason: self.close_reason.unwrap_or("tcp_closed").to_string(),
-                connected_at_ms: self.connected_at_ms,
-                disconnected_at_ms: at,
-                ts_ms: at,
-            });
-        }
-        let will = if self.will_cancelled {
-            None
-        } else {
-            self.will.take().map(|w| *w)
-        };
-        let will = will.filter(|w| {
-            self.client().is_none_or(|c| {
-                self.ctx
-                    .authorize(c, portico_core::auth::Action::Publish, w.message.topic.as_str())
-            })
-        });
-        self.ctx.close_session(&session, self.conn.id(), will, now);
+        self.release_session(now);
     }
 }
