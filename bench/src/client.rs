@@ -40,14 +40,15 @@ pub struct Conn {
 }
 
 /// Opens a TCP connection (from `source`, if given) and completes CONNECT/CONNACK with a clean
-/// session and keep-alive disabled.
+/// session and keep-alive disabled. `role` (e.g. "subscriber 3") names the client in errors.
 pub async fn connect(
     addr: SocketAddr,
     source: Option<IpAddr>,
     version: ProtocolVersion,
     client_id: &str,
+    role: &str,
 ) -> Result<Conn> {
-    let name = format!("client {client_id}");
+    let name = format!("{role} ({client_id})");
     tokio::time::timeout(
         HANDSHAKE_TIMEOUT,
         connect_inner(addr, source, version, client_id, name.clone()),
@@ -100,12 +101,18 @@ async fn connect_inner(
     }));
     conn.send(&connect).await?;
     match conn.read_packet().await? {
-        Packet::ConnAck(ack) if ack.reason_code.is_error() => bail!(
-            "{}: the broker refused the connection: {:?} (reason code 0x{:02X})",
-            conn.name,
-            ack.reason_code,
-            ack.reason_code.as_u8()
-        ),
+        Packet::ConnAck(ack) if ack.reason_code.is_error() => {
+            let code = if version.is_v5() {
+                format!("reason code 0x{:02X}", ack.reason_code.as_u8())
+            } else {
+                format!("return code {}", ack.reason_code.to_v3_connack_code())
+            };
+            bail!(
+                "{}: the broker refused the connection: {:?} ({code})",
+                conn.name,
+                ack.reason_code
+            )
+        }
         Packet::ConnAck(ack) => {
             if let Some(max) = ack.properties.receive_maximum {
                 conn.receive_maximum = max.max(1);

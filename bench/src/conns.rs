@@ -47,8 +47,7 @@ pub(crate) async fn run(cfg: &Config) -> Result<Report> {
         let (opened, failed) = (opened.clone(), failed.clone());
         tasks.spawn(async move {
             let result = async {
-                let mut conn = client::connect(addr, source, version, &id).await?;
-                conn.name = format!("connection {i} ({id})");
+                let mut conn = client::connect(addr, source, version, &id, &format!("connection {i}")).await?;
                 conn.subscribe(&topic, qos).await?;
                 Ok::<Conn, anyhow::Error>(conn)
             }

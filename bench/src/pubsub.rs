@@ -129,8 +129,7 @@ pub(crate) async fn run(cfg: &Config) -> Result<Report> {
         let id = cfg.client_id("sub", i);
         let filter = filter.clone();
         connecting.push(tokio::spawn(async move {
-            let mut conn = client::connect(addr, source, version, &id).await?;
-            conn.name = format!("subscriber {i} ({id})");
+            let mut conn = client::connect(addr, source, version, &id, &format!("subscriber {i}")).await?;
             conn.subscribe(&filter, qos).await?;
             Ok::<_, anyhow::Error>(conn)
         }));
@@ -142,9 +141,7 @@ pub(crate) async fn run(cfg: &Config) -> Result<Report> {
         client_n += 1;
         let id = cfg.client_id("pub", i);
         connecting.push(tokio::spawn(async move {
-            let mut conn = client::connect(addr, source, version, &id).await?;
-            conn.name = format!("publisher {i} ({id})");
-            Ok::<_, anyhow::Error>(conn)
+            client::connect(addr, source, version, &id, &format!("publisher {i}")).await
         }));
     }
     let pub_conns = join_all(connecting).await?;
