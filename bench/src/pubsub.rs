@@ -172,10 +172,18 @@ pub(crate) async fn run(cfg: &Config) -> Result<Report> {
         end: warmup_end + duration_ns(cfg.duration),
     };
     let stop_subs = CancellationToken::new();
+    // Any client failing ends the run early instead of after the full duration.
+    let abort = CancellationToken::new();
     let mut sub_tasks = Vec::new();
     for (i, conn) in sub_conns.into_iter().enumerate() {
-        let (shared, stop) = (shared.clone(), stop_subs.clone());
-        sub_tasks.push(tokio::spawn(subscriber(conn, i, shared, tl, stop)));
+        let (shared, stop, abort) = (shared.clone(), stop_subs.clone(), abort.clone());
+        sub_tasks.push(tokio::spawn(async move {
+            let result = subscriber(conn, i, shared, tl, stop).await;
+            if result.is_err() {
+                abort.cancel();
+            }
+            result
+        }));
     }
     let mut pub_tasks = Vec::new();
     for (i, conn) in pub_conns.into_iter().enumerate() {
@@ -189,7 +197,14 @@ pub(crate) async fn run(cfg: &Config) -> Result<Report> {
             tl,
             drain: cfg.drain,
         };
-        pub_tasks.push(tokio::spawn(publisher(conn, params, shared.clone())));
+        let (shared, abort) = (shared.clone(), abort.clone());
+        pub_tasks.push(tokio::spawn(async move {
+            let result = publisher(conn, params, shared, abort.clone()).await;
+            if result.is_err() {
+                abort.cancel();
+            }
+            result
+        }));
     }
     let stop_progress = CancellationToken::new();
     let progress = cfg
@@ -200,7 +215,10 @@ pub(crate) async fn run(cfg: &Config) -> Result<Report> {
     // Drain: wait until everything expected arrived or the drain time is over.
     let expected_total = shared.total_sent() * topo.factor;
     let drain_end = tokio::time::Instant::now() + cfg.drain;
-    while shared.unique.load(Ordering::Relaxed) < expected_total && tokio::time::Instant::now() < drain_end {
+    while !abort.is_cancelled()
+        && shared.unique.load(Ordering::Relaxed) < expected_total
+        && tokio::time::Instant::now() < drain_end
+    {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     stop_subs.cancel();
@@ -386,7 +404,7 @@ fn try_fill(conn: &mut Conn) -> Result<()> {
     }
 }
 
-async fn publisher(mut conn: Conn, p: PubParams, shared: Arc<Shared>) -> Result<()> {
+async fn publisher(mut conn: Conn, p: PubParams, shared: Arc<Shared>, abort: CancellationToken) -> Result<()> {
     let acked = p.qos != QoS::AtMostOnce;
     let mut ids = IdPool::new(p.window);
     let mut pending_rel: Vec<u16> = Vec::new();
@@ -395,6 +413,9 @@ async fn publisher(mut conn: Conn, p: PubParams, shared: Arc<Shared>) -> Result<
     let seq_limit = u64::from(u32::MAX) + 1;
     tokio::time::sleep_until(from_ns(p.tl.start).into()).await;
     loop {
+        if abort.is_cancelled() {
+            break;
+        }
         let now = now_ns();
         // Messages that may be sent now: in open loop those already due.
         let due = match p.schedule {
