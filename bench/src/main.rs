@@ -13,11 +13,9 @@ use portico_mqtt::{ProtocolVersion, QoS};
 /// MQTT load generator: publishers and subscribers in one process measure end-to-end latency,
 /// throughput, loss, duplicates and reordering; `conns` measures connection set-up.
 #[derive(Debug, Parser)]
-#[command(name = "portico-bench", disable_version_flag = true)]
+#[command(name = "portico-bench", disable_version_flag = true, after_long_help = AFTER_HELP)]
 struct Cli {
-    /// p2p: N publishers each to its own topic, N subscribers one per topic. fanout: 1 publisher,
-    /// N subscribers on one topic. fanin: N publishers, M subscribers sharing
-    /// `$share/bench/<prefix>/#`. conns: open N idle connections, hold, close.
+    /// What to measure.
     #[arg(value_enum)]
     scenario: Scenario,
     /// Broker host name or address.
@@ -88,6 +86,15 @@ struct Cli {
     #[arg(long)]
     quiet: bool,
 }
+
+const AFTER_HELP: &str = "\
+Counts (sent, expected, received, lost, duplicates, reordered) cover the whole run, warm-up
+included; throughput and latency cover the measured window only. Latency is end-to-end, from the
+send time (closed loop) or the scheduled send time (open loop, --rate). After publishing stops
+the run waits up to 2 s for outstanding deliveries before counting losses.
+
+Exit status: 0 success, 1 --assert-no-loss failed, 2 error (bad option, connection refused,
+broker disconnected a client, ...).";
 
 fn parse_version(s: &str) -> Result<ProtocolVersion, String> {
     match s {
