@@ -97,6 +97,8 @@ struct Shared {
     unique: AtomicU64,
     deliveries: AtomicU64,
     rejected: AtomicU64,
+    /// Open loop: how late publishes of the measured window were written (ns after due).
+    send_lag: Mutex<Histogram<u64>>,
     subs: Vec<Arc<Mutex<SubStats>>>,
 }
 
@@ -161,6 +163,7 @@ pub(crate) async fn run(cfg: &Config) -> Result<Report> {
         unique: AtomicU64::new(0),
         deliveries: AtomicU64::new(0),
         rejected: AtomicU64::new(0),
+        send_lag: Mutex::new(new_histogram()?),
         subs,
     });
 
@@ -234,6 +237,16 @@ pub(crate) async fn run(cfg: &Config) -> Result<Report> {
     if rejected > 0 {
         eprintln!("warning: the broker rejected {rejected} publishes with an error reason code");
     }
+    let lag = shared.send_lag.lock();
+    if !lag.is_empty() {
+        eprintln!(
+            "open-loop send lag (write start - scheduled time): p50 {:.1} us, p99 {:.1} us, max {:.1} us",
+            lag.value_at_quantile(0.5) as f64 / 1e3,
+            lag.value_at_quantile(0.99) as f64 / 1e3,
+            lag.max() as f64 / 1e3
+        );
+    }
+    drop(lag);
     build_report(cfg, &topo, &shared, tl)
 }
 
@@ -410,6 +423,7 @@ async fn publisher(mut conn: Conn, p: PubParams, shared: Arc<Shared>, abort: Can
     let mut pending_rel: Vec<u16> = Vec::new();
     let mut wbuf = BytesMut::with_capacity(MAX_BATCH_BYTES + p.enc.packet_len());
     let mut seq: u64 = 0;
+    let mut lag = new_histogram()?;
     let seq_limit = u64::from(u32::MAX) + 1;
     tokio::time::sleep_until(from_ns(p.tl.start).into()).await;
     loop {
@@ -440,7 +454,12 @@ async fn publisher(mut conn: Conn, p: PubParams, shared: Arc<Shared>, abort: Can
                 timestamp_ns,
             };
             p.enc.put(&mut wbuf, id, header);
-            measured += u64::from(timestamp_ns >= p.tl.warmup_end);
+            if timestamp_ns >= p.tl.warmup_end {
+                measured += 1;
+                if p.schedule.is_some() {
+                    lag.saturating_record(now.saturating_sub(timestamp_ns).max(1));
+                }
+            }
             seq += 1;
             n += 1;
         }
@@ -511,6 +530,7 @@ async fn publisher(mut conn: Conn, p: PubParams, shared: Arc<Shared>, abort: Can
             }
         }
     }
+    let _ = shared.send_lag.lock().add(&lag);
     conn.disconnect().await;
     Ok(())
 }
