@@ -1,0 +1,226 @@
+//! `portico-bench <SCENARIO> [OPTIONS]`: see `--help`.
+
+use std::io::Write as _;
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow, bail};
+use clap::Parser;
+use portico_bench::{Config, Report, Scenario, default_clients, random_prefix};
+use portico_mqtt::{ProtocolVersion, QoS};
+
+/// MQTT load generator: publishers and subscribers in one process measure end-to-end latency,
+/// throughput, loss, duplicates and reordering; `conns` measures connection set-up.
+#[derive(Debug, Parser)]
+#[command(name = "portico-bench", disable_version_flag = true, after_long_help = AFTER_HELP)]
+struct Cli {
+    /// What to measure.
+    #[arg(value_enum)]
+    scenario: Scenario,
+    /// Broker host name or address.
+    #[arg(long, default_value = "127.0.0.1")]
+    host: String,
+    /// Broker port.
+    #[arg(long, default_value_t = 1883)]
+    port: u16,
+    /// MQTT version: 3.1.1 or 5.
+    #[arg(long, default_value = "3.1.1", value_parser = parse_version)]
+    version: ProtocolVersion,
+    /// QoS of publishes and subscriptions: 0, 1 or 2.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=2))]
+    qos: u8,
+    /// Payload bytes (at least 16: the payload carries a header).
+    #[arg(long, default_value_t = 64)]
+    size: usize,
+    /// Measured publishing time in seconds.
+    #[arg(long, default_value_t = 10.0)]
+    duration: f64,
+    /// Seconds of publishing before measuring (checked for loss, not measured).
+    #[arg(long, default_value_t = 2.0)]
+    warmup: f64,
+    /// Total publish rate in msg/s over all publishers (open loop); omitted = closed loop.
+    #[arg(long)]
+    rate: Option<u64>,
+    /// Unacknowledged QoS 1/2 publishes per publisher.
+    #[arg(long, default_value_t = 64)]
+    inflight: u16,
+    /// p2p: publisher/subscriber pairs (default 4).
+    #[arg(long)]
+    pairs: Option<u32>,
+    /// fanout (default 100) and fanin (default 1): subscribers.
+    #[arg(long)]
+    subscribers: Option<u32>,
+    /// fanin: publishers (default 10).
+    #[arg(long)]
+    publishers: Option<u32>,
+    /// conns: connections to open (at most 19,000 per process).
+    #[arg(long, default_value_t = 1000)]
+    connections: u32,
+    /// conns: new connections per second.
+    #[arg(long, default_value_t = 2000)]
+    connect_rate: u64,
+    /// conns: seconds to hold the connections open.
+    #[arg(long, default_value_t = 5.0)]
+    hold: f64,
+    /// conns: broker process id; reports its RSS growth per connection (from /proc/PID/status).
+    #[arg(long)]
+    broker_pid: Option<u32>,
+    /// Local addresses to bind client sockets to, round-robin (comma separated).
+    #[arg(long, value_delimiter = ',')]
+    source_ips: Vec<IpAddr>,
+    /// Prefix of all topics (default: bench/<random>, so runs don't collide).
+    #[arg(long)]
+    topic_prefix: Option<String>,
+    /// Print one JSON object on stdout at the end (human output goes to stderr).
+    #[arg(long)]
+    json: bool,
+    /// Exit 1 if any message was lost (not for QoS 0 in closed loop, where loss is the broker's
+    /// legitimate backpressure: it is still reported).
+    #[arg(long)]
+    assert_no_loss: bool,
+    /// Runtime worker threads (default: available cores).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// No progress line.
+    #[arg(long)]
+    quiet: bool,
+}
+
+const AFTER_HELP: &str = "\
+Counts (sent, expected, received, lost, duplicates, reordered) cover the whole run, warm-up
+included; throughput and latency cover the measured window only. Latency is end-to-end, from the
+send time (closed loop) or the scheduled send time (open loop, --rate). After publishing stops
+the run waits up to 2 s for outstanding deliveries before counting losses.
+
+Exit status: 0 success, 1 --assert-no-loss failed, 2 error (bad option, connection refused,
+broker disconnected a client, ...).";
+
+fn parse_version(s: &str) -> Result<ProtocolVersion, String> {
+    match s {
+        "3.1.1" | "311" | "4" => Ok(ProtocolVersion::V3_1_1),
+        "5" | "5.0" => Ok(ProtocolVersion::V5),
+        _ => Err(format!("unsupported MQTT version {s:?}: use 3.1.1 or 5")),
+    }
+}
+
+fn seconds(name: &str, v: f64) -> Result<Duration> {
+    Duration::try_from_secs_f64(v).map_err(|_| anyhow!("--{name} {v}: not a valid number of seconds"))
+}
+
+fn config(cli: &Cli) -> Result<Config> {
+    let addr: SocketAddr = (cli.host.as_str(), cli.port)
+        .to_socket_addrs()
+        .with_context(|| format!("cannot resolve --host {}", cli.host))?
+        .next()
+        .ok_or_else(|| anyhow!("--host {} has no address", cli.host))?;
+    let mut cfg = Config::new(cli.scenario, addr);
+    cfg.version = cli.version;
+    cfg.qos = match cli.qos {
+        0 => QoS::AtMostOnce,
+        1 => QoS::AtLeastOnce,
+        _ => QoS::ExactlyOnce,
+    };
+    cfg.size = cli.size;
+    cfg.duration = seconds("duration", cli.duration)?;
+    cfg.warmup = seconds("warmup", cli.warmup)?;
+    cfg.rate = cli.rate;
+    cfg.inflight = cli.inflight;
+    let (def_pubs, def_subs) = default_clients(cli.scenario);
+    let warn_unused = |flag: &str, given: bool| {
+        if given {
+            eprintln!(
+                "note: --{flag} does not apply to {} and is ignored",
+                cli.scenario.name()
+            );
+        }
+    };
+    match cli.scenario {
+        Scenario::P2p => {
+            let n = cli.pairs.unwrap_or(def_pubs);
+            (cfg.publishers, cfg.subscribers) = (n, n);
+            warn_unused("publishers", cli.publishers.is_some());
+            warn_unused("subscribers", cli.subscribers.is_some());
+        }
+        Scenario::Fanout => {
+            (cfg.publishers, cfg.subscribers) = (1, cli.subscribers.unwrap_or(def_subs));
+            warn_unused("publishers", cli.publishers.is_some());
+            warn_unused("pairs", cli.pairs.is_some());
+        }
+        Scenario::Fanin => {
+            cfg.publishers = cli.publishers.unwrap_or(def_pubs);
+            cfg.subscribers = cli.subscribers.unwrap_or(def_subs);
+            warn_unused("pairs", cli.pairs.is_some());
+        }
+        Scenario::Conns => {
+            warn_unused("pairs", cli.pairs.is_some());
+            warn_unused("publishers", cli.publishers.is_some());
+            warn_unused("subscribers", cli.subscribers.is_some());
+        }
+    }
+    cfg.connections = cli.connections;
+    cfg.connect_rate = cli.connect_rate;
+    cfg.hold = seconds("hold", cli.hold)?;
+    cfg.broker_pid = cli.broker_pid;
+    if cli.broker_pid.is_some() && cli.scenario != Scenario::Conns {
+        eprintln!("note: --broker-pid is only used by conns");
+    }
+    cfg.source_ips = cli.source_ips.clone();
+    if let Some(ip) = cfg.source_ips.iter().find(|ip| ip.is_ipv4() != addr.is_ipv4()) {
+        bail!("--source-ips {ip} is not of the same address family as the broker address {addr}");
+    }
+    cfg.topic_prefix = cli.topic_prefix.clone().unwrap_or_else(random_prefix);
+    cfg.progress = !cli.quiet;
+    cfg.validate()?;
+    Ok(cfg)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match real_main(&cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("portico-bench: error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn real_main(cli: &Cli) -> Result<ExitCode> {
+    let cfg = config(cli)?;
+    let threads = match cli.threads {
+        Some(0) => bail!("--threads must be at least 1"),
+        Some(n) => n,
+        None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
+        .enable_all()
+        .build()
+        .context("cannot start the tokio runtime")?;
+    eprintln!(
+        "portico-bench {} against {} (MQTT {}, QoS {}, topic prefix {})",
+        cfg.scenario.name(),
+        cfg.addr,
+        portico_bench::version_name(cfg.version),
+        cfg.qos as u8,
+        cfg.topic_prefix
+    );
+    let report: Report = runtime.block_on(portico_bench::run(&cfg))?;
+    eprintln!("results:\n{}", report.table());
+    if cli.json {
+        let json = serde_json::to_string(&report).context("serialising the report")?;
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "{json}").context("writing to stdout")?;
+    }
+    let lost = report.lost.unwrap_or(0);
+    if cli.assert_no_loss && lost > 0 {
+        if cfg.qos == QoS::AtMostOnce && cfg.rate.is_none() {
+            eprintln!("note: {lost} messages lost at QoS 0 in closed loop (broker backpressure); not failing");
+        } else {
+            eprintln!("portico-bench: FAILED: {lost} messages lost");
+            return Ok(ExitCode::from(1));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,152 @@
+//! Runs every scenario briefly against a real Portico broker started in-process.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::{Result, anyhow};
+use portico_bench::{Config, Report, Scenario};
+use portico_mqtt::{ProtocolVersion, QoS};
+
+async fn start_broker() -> Result<(portico::Server, SocketAddr)> {
+    // The broker drops the oldest queued message once a session queue holds `max_mqueue_len`
+    // (EMQX semantics, even at QoS 1), which a closed loop easily reaches: lift the limit so that
+    // QoS 1 must be lossless.
+    let config = portico::config::Config::load(
+        None,
+        [
+            ("PORTICO_LISTENERS__TCP__DEFAULT__BIND".into(), "127.0.0.1:0".into()),
+            ("PORTICO_MQTT__MAX_MQUEUE_LEN".into(), "infinity".into()),
+        ],
+    )
+    .map_err(|e| anyhow!("config: {e:?}"))?;
+    let server = portico::Server::start(&config)
+        .await
+        .map_err(|e| anyhow!("start: {e:?}"))?;
+    let addr = server
+        .listeners()
+        .first()
+        .map(|l| l.1)
+        .ok_or_else(|| anyhow!("no listener"))?;
+    Ok((server, addr))
+}
+
+fn short(scenario: Scenario, addr: SocketAddr, qos: QoS) -> Config {
+    let mut cfg = Config::new(scenario, addr);
+    cfg.qos = qos;
+    cfg.duration = Duration::from_secs(1);
+    cfg.warmup = Duration::from_millis(200);
+    cfg.drain = Duration::from_secs(3);
+    cfg
+}
+
+/// Counts that must hold for every pub/sub run. A closed loop at QoS 0 may fill the socket
+/// buffers so far (in a debug build especially) that nothing is sent in the measured window.
+fn check_sane(r: &Report, expect_no_loss: bool, expect_measured: bool) {
+    let (sent, expected, received, lost) = (
+        r.sent.unwrap_or(0),
+        r.expected.unwrap_or(0),
+        r.received.unwrap_or(0),
+        r.lost.unwrap_or(u64::MAX),
+    );
+    assert!(sent > 0, "nothing sent: {r:?}");
+    assert!(expected >= sent, "{r:?}");
+    assert!(received > 0, "nothing received: {r:?}");
+    assert!(lost <= expected, "{r:?}");
+    assert_eq!(received - r.duplicates.unwrap_or(0) + lost, expected, "{r:?}");
+    assert!(r.duplicates.unwrap_or(0) <= received, "{r:?}");
+    if expect_measured {
+        assert!(r.throughput_sent_per_s.unwrap_or(0.0) > 0.0, "{r:?}");
+        assert!(r.throughput_received_per_s.unwrap_or(0.0) > 0.0, "{r:?}");
+        assert!(
+            r.latency_us.p50.is_some() && r.latency_us.max >= r.latency_us.p99,
+            "{r:?}"
+        );
+    }
+    if expect_no_loss {
+        assert_eq!(lost, 0, "{r:?}");
+        assert_eq!(r.duplicates, Some(0), "{r:?}");
+    }
+}
+
+async fn pubsub(scenario: Scenario, tune: impl Fn(&mut Config)) -> Result<()> {
+    let (server, addr) = start_broker().await?;
+    for (qos, version) in [
+        (QoS::AtMostOnce, ProtocolVersion::V3_1_1),
+        (QoS::AtLeastOnce, ProtocolVersion::V5),
+    ] {
+        // Open loop at a modest rate: nothing may be lost, whatever the QoS.
+        let mut cfg = short(scenario, addr, qos);
+        cfg.version = version;
+        cfg.rate = Some(2000);
+        tune(&mut cfg);
+        let r = portico_bench::run(&cfg).await?;
+        check_sane(&r, true, true);
+        // Closed loop: QoS 0 may legitimately lose messages, QoS 1 must not.
+        let mut cfg = short(scenario, addr, qos);
+        cfg.version = version;
+        tune(&mut cfg);
+        let r = portico_bench::run(&cfg).await?;
+        check_sane(&r, qos != QoS::AtMostOnce, qos != QoS::AtMostOnce);
+        assert_eq!(r.scenario, scenario.name());
+    }
+    server.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn p2p() -> Result<()> {
+    pubsub(Scenario::P2p, |c| (c.publishers, c.subscribers) = (3, 3)).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fanout() -> Result<()> {
+    pubsub(Scenario::Fanout, |c| c.subscribers = 5).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fanin() -> Result<()> {
+    pubsub(Scenario::Fanin, |c| (c.publishers, c.subscribers) = (4, 2)).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conns() -> Result<()> {
+    let (server, addr) = start_broker().await?;
+    let mut cfg = Config::new(Scenario::Conns, addr);
+    cfg.connections = 200;
+    cfg.connect_rate = 1000;
+    cfg.hold = Duration::from_millis(300);
+    cfg.broker_pid = Some(std::process::id());
+    let r = portico_bench::run(&cfg).await?;
+    assert_eq!(r.connections, Some(200), "{r:?}");
+    assert_eq!(r.connect_failures, Some(0), "{r:?}");
+    assert!(r.connect_rate_per_s.unwrap_or(0.0) > 0.0, "{r:?}");
+    assert!(r.rss_per_conn_bytes.is_some(), "{r:?}");
+    assert!(r.sent.is_none() && r.latency_us.p50.is_none(), "{r:?}");
+    // Too many connections for one process is refused up front.
+    cfg.connections = 19_001;
+    let err = portico_bench::run(&cfg)
+        .await
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(err.contains("several portico-bench processes"), "{err}");
+    server.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_refused_is_a_clear_error() -> Result<()> {
+    // Nothing listens on this port once the listener is dropped.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let addr = listener.local_addr()?;
+    drop(listener);
+    let cfg = short(Scenario::P2p, addr, QoS::AtMostOnce);
+    let err = portico_bench::run(&cfg)
+        .await
+        .err()
+        .map(|e| format!("{e:#}"))
+        .unwrap_or_default();
+    assert!(err.contains("subscriber 0 (bench-"), "{err}");
+    assert!(err.contains("TCP connect"), "{err}");
+    Ok(())
+}
