@@ -38,13 +38,14 @@ impl KickReason {
 pub struct ConnId(pub u64);
 
 const DELIVER: u8 = 1;
+const UNSTALL: u8 = 2;
 
 /// Shared between a connection's driver task and the broker.
 #[derive(Debug)]
 pub struct ConnHandle {
     id: ConnId,
     waker: AtomicWaker,
-    /// Pending signals (bit set of `DELIVER`).
+    /// Pending signals (bit set of `DELIVER`, `UNSTALL`).
     signals: AtomicU8,
     /// A `KickReason` as u8, 0 when none. The first kick wins.
     kick: AtomicU8,
@@ -89,6 +90,18 @@ impl ConnHandle {
     /// Takes the pending-deliveries flag.
     pub fn take_deliver(&self) -> bool {
         self.signals.fetch_and(!DELIVER, Ordering::AcqRel) & DELIVER != 0
+    }
+
+    /// Tells a publisher stalled on a congested subscriber that the subscriber drained, and
+    /// wakes it.
+    pub fn unstall(&self) {
+        self.signals.fetch_or(UNSTALL, Ordering::AcqRel);
+        self.wake();
+    }
+
+    /// Takes the unstall signal.
+    pub fn take_unstall(&self) -> bool {
+        self.signals.fetch_and(!UNSTALL, Ordering::AcqRel) & UNSTALL != 0
     }
 
     /// Asks the connection to end and wakes it. Only the first reason is kept.

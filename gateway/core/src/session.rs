@@ -118,6 +118,11 @@ pub struct SessionState {
     pub disconnected_at: Option<Instant>,
     /// Messages dropped from the queue (overflow, or QoS 0 while offline).
     pub dropped: u64,
+    /// Publishers paused until this queue drains below its low-water mark.
+    waiters: Vec<Arc<ConnHandle>>,
+    /// A paused publisher found this queue not draining: do not pause publishers for it
+    /// again until it drains.
+    stuck: bool,
     next_packet_id: u16,
     limits: SessionLimits,
 }
@@ -150,6 +155,8 @@ impl Session {
                 expiry_interval,
                 disconnected_at: None,
                 dropped: 0,
+                waiters: Vec::new(),
+                stuck: false,
                 next_packet_id: 1,
                 limits,
             }),
@@ -184,20 +191,57 @@ impl Session {
     }
 
     /// Queues a delivery and arranges a wake-up of the bound connection. Called by the router.
-    /// Returns true if a message was dropped (this one, or the queue's oldest to make room).
-    pub(crate) fn deliver(&self, delivery: Delivery) -> bool {
+    pub(crate) fn deliver(&self, delivery: Delivery) -> DeliverOutcome {
         let mut state = self.state.lock();
-        let online = state.conn.is_some();
-        if !online && delivery.qos == QoS::AtMostOnce && !state.limits.mqueue_store_qos0 {
+        if state.conn.is_none() && delivery.qos == QoS::AtMostOnce && !state.limits.mqueue_store_qos0 {
             state.dropped += 1;
-            return true;
+            return DeliverOutcome {
+                dropped: true,
+                congested: false,
+            };
         }
         let dropped = state.enqueue(delivery);
+        // Publishers pause for a connected subscriber that is draining, not for one found
+        // stuck (its queue then drops its oldest messages instead).
+        let congested = state.queue.len() >= state.high_water() && state.conn.is_some() && !state.stuck;
         if let Some(conn) = &state.conn {
             wake::defer(conn);
         }
-        dropped
+        DeliverOutcome { dropped, congested }
     }
+
+    /// Number of queued deliveries.
+    pub fn queue_len(&self) -> usize {
+        self.state.lock().queue.len()
+    }
+
+    /// Records that this session's queue did not drain while a publisher waited for it.
+    pub fn mark_stuck(&self) {
+        self.state.lock().stuck = true;
+    }
+
+    /// Registers `publisher` to be unstalled when this session's queue drains.
+    pub fn add_waiter(&self, publisher: &Arc<ConnHandle>) {
+        let mut state = self.state.lock();
+        if state.queue.len() < state.low_water() {
+            // Drained already: do not wait.
+            drop(state);
+            publisher.unstall();
+            return;
+        }
+        if !state.waiters.iter().any(|w| Arc::ptr_eq(w, publisher)) {
+            state.waiters.push(publisher.clone());
+        }
+    }
+}
+
+/// What a delivery did to the session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct DeliverOutcome {
+    /// A message was dropped (this one, or the oldest to make room).
+    pub(crate) dropped: bool,
+    /// The connected subscriber's queue is above its high-water mark.
+    pub(crate) congested: bool,
 }
 
 impl SessionState {
@@ -235,11 +279,32 @@ impl SessionState {
         if delivery.qos == QoS::AtMostOnce {
             self.queued_qos0 -= 1;
         }
+        if self.queue.len() < self.low_water() {
+            self.stuck = false;
+            if !self.waiters.is_empty() {
+                for publisher in self.waiters.drain(..) {
+                    publisher.unstall();
+                }
+                self.waiters = Vec::new();
+            }
+        }
         if self.queue.is_empty() {
             // Release the capacity so that an idle session holds no queue memory.
             self.queue = VecDeque::new();
         }
         Some(delivery)
+    }
+
+    /// Queue length from which publishers are asked to pause: half the queue bound, at most
+    /// 4,096, so that a burst is absorbed but a sustained overload slows its source instead of
+    /// overflowing the queue.
+    fn high_water(&self) -> usize {
+        (self.limits.max_mqueue_len / 2).clamp(16, 4096)
+    }
+
+    /// Queue length at which paused publishers resume.
+    fn low_water(&self) -> usize {
+        self.high_water() / 2
     }
 
     /// Allocates a packet id not used by any inflight exchange, or `None` when all 65,535 are.
@@ -343,8 +408,9 @@ mod tests {
             ..SessionLimits::default()
         };
         let session = Session::new("c".into(), 60, limits);
-        session.deliver(delivery(1, QoS::AtMostOnce));
-        session.deliver(delivery(2, QoS::AtLeastOnce));
+        let first = session.deliver(delivery(1, QoS::AtMostOnce));
+        let second = session.deliver(delivery(2, QoS::AtLeastOnce));
+        assert!(first.dropped && !second.dropped);
         let state = session.lock();
         assert_eq!(payloads(&state), vec![2]);
         assert_eq!(state.dropped, 1);

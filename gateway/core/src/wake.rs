@@ -14,9 +14,34 @@ use std::cell::RefCell;
 use std::sync::Arc;
 
 use crate::conn::ConnHandle;
+use crate::session::Session;
 
 thread_local! {
     static PENDING: RefCell<Vec<Arc<ConnHandle>>> = const { RefCell::new(Vec::new()) };
+    static CONGESTED: RefCell<Vec<Arc<Session>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Records that a delivery in the current batch found `session`'s queue above its high-water
+/// mark: the publishing driver should pause reading until it drains (see [`take_congested`]).
+pub(crate) fn congested(session: &Arc<Session>) {
+    CONGESTED.with(|list| {
+        let mut list = list.borrow_mut();
+        if !list.iter().any(|s| Arc::ptr_eq(s, session)) {
+            list.push(session.clone());
+        }
+    });
+}
+
+/// True if a delivery on this thread found a subscriber congested since the last take.
+pub fn has_congestion() -> bool {
+    CONGESTED.with(|list| !list.borrow().is_empty())
+}
+
+/// Takes the sessions found congested since the last call on this thread. A publishing
+/// driver registers itself as their waiter and pauses reading (bounded): backpressure instead
+/// of dropping the queue's oldest messages by the thousand.
+pub fn take_congested() -> Vec<Arc<Session>> {
+    CONGESTED.with(|list| std::mem::take(&mut *list.borrow_mut()))
 }
 
 /// Marks deliveries pending on `conn` and records it for the next [`flush`] if it was not
@@ -27,8 +52,10 @@ pub(crate) fn defer(conn: &Arc<ConnHandle>) {
     }
 }
 
-/// Wakes every connection recorded since the last flush on this thread.
+/// Wakes every connection recorded since the last flush on this thread, and forgets
+/// congestion nobody took (a driver takes it before flushing).
 pub fn flush() {
+    CONGESTED.with(|list| list.borrow_mut().clear());
     let batch = PENDING.with(|pending| std::mem::take(&mut *pending.borrow_mut()));
     for conn in &batch {
         conn.wake();

@@ -269,3 +269,47 @@ async fn a_subscriber_that_never_reads_does_not_block_publishers() {
     assert!(dropped > 0, "the stalled subscriber's bounded queue dropped messages");
     server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fast_publisher_is_paused_for_a_reading_subscriber_instead_of_losing_messages() {
+    let server = start(&[]).await;
+    let mut subscriber = Client::connect(&server, ProtocolVersion::V3_1_1, "keeps-up").await;
+    subscriber.subscribe("burst", QoS::AtMostOnce).await;
+    let count = 20_000usize;
+    let reader = tokio::spawn(async move {
+        let mut received = 0usize;
+        while received < count {
+            match timeout(Duration::from_secs(3), subscriber.recv()).await {
+                Ok(Some(Packet::Publish(_))) => received += 1,
+                Ok(other) => panic!("expected PUBLISH {received}, got {other:?}"),
+                Err(_) => return received,
+            }
+        }
+        received
+    });
+    let mut publisher = Client::connect(&server, ProtocolVersion::V3_1_1, "bursty").await;
+    // Far more than the subscriber's queue (1000) in one go: without backpressure most of it
+    // would be dropped as queue overflow.
+    let mut burst = BytesMut::new();
+    for _ in 0..count {
+        encode(
+            &publish("burst", b"0123456789abcdef", QoS::AtMostOnce, 0),
+            ProtocolVersion::V3_1_1,
+            &mut burst,
+        )
+        .expect("encodable");
+    }
+    publisher.send_raw(&burst).await;
+    let received = timeout(Duration::from_secs(30), reader)
+        .await
+        .expect("all delivered in time")
+        .expect("no panic");
+    assert_eq!(received, count);
+    let dropped = server
+        .broker()
+        .metrics()
+        .messages_dropped
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(dropped, 0, "the publisher was paused, nothing was dropped");
+    server.shutdown().await;
+}

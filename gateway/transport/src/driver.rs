@@ -15,6 +15,7 @@
 //! deliveries wait in its session queue, which is bounded with a drop policy.
 
 use std::cell::RefCell;
+use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -25,6 +26,7 @@ use bytes::{Buf, BytesMut};
 use portico_core::Broker;
 use portico_core::channel::{Channel, CloseReason, Codec, Outbox, Output};
 use portico_core::conn::ConnHandle;
+use portico_core::session::Session;
 use portico_core::wake;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
@@ -39,6 +41,17 @@ const READS_PER_POLL: usize = 16;
 
 /// Rounds of work per poll before yielding.
 const ROUNDS_PER_POLL: usize = 32;
+
+/// While a publisher is paused for congested subscribers, how often it checks that they are
+/// draining. A subscriber whose queue did not shrink over one interval is stuck (its peer does
+/// not read): it is marked so, publishers no longer pause for it until it drains, and its
+/// queue drops its oldest messages. A subscriber that drains, however slowly, keeps its
+/// publishers paused: flow control rather than loss.
+const STALL_CHECK: Duration = Duration::from_millis(20);
+
+/// The longest a publisher stays paused, however the subscribers drain, so that publishers
+/// never wait on subscribers indefinitely.
+const STALL_MAX: Duration = Duration::from_millis(500);
 
 /// How long a closing connection may take to flush its last bytes to a peer that does not
 /// read before it is dropped.
@@ -75,6 +88,7 @@ where
         outbox: Outbox::new(),
         closing: None,
         close_deadline: None,
+        stall: None,
         kick_seen: false,
         eof: false,
         shutdown_sent: false,
@@ -100,6 +114,9 @@ struct Driver<S, Ch: Channel> {
     closing: Option<CloseReason>,
     /// When a closing connection is dropped even if its last bytes are not written.
     close_deadline: Option<Instant>,
+    /// Set while reading is paused for congested subscribers. Boxed and present only while
+    /// paused, so idle connections carry no timer.
+    stall: Option<Box<Stall>>,
     kick_seen: bool,
     eof: bool,
     shutdown_sent: bool,
@@ -131,7 +148,13 @@ where
                 self.channel.handle_timeout(now, &mut self.outbox);
                 progress = true;
             }
-            if self.closing.is_none() && !self.eof && self.write_buf.len() < WRITE_HIGH_WATER {
+            if let Some(stall) = self.stall.as_mut()
+                && (self.conn.take_unstall() || stall.over(cx, now))
+            {
+                self.stall = None;
+                progress = true;
+            }
+            if self.closing.is_none() && !self.eof && self.stall.is_none() && self.write_buf.len() < WRITE_HIGH_WATER {
                 match self.poll_read_input(cx, now) {
                     Ok(read_any) => progress |= read_any,
                     Err(error) => return Poll::Ready(Ended::Lost(Some(error))),
@@ -195,6 +218,15 @@ where
     /// channel. Returns true if any bytes were read.
     fn poll_read_input(&mut self, cx: &mut Context<'_>, now: Instant) -> io::Result<bool> {
         let mut read_any = false;
+        // Frames left over from a pause come first.
+        if !self.read_buf.is_empty() {
+            let before = self.read_buf.len();
+            self.decode_frames(now);
+            read_any = self.read_buf.len() != before;
+            if self.pause_for_congestion(cx, now) {
+                return Ok(read_any);
+            }
+        }
         for _ in 0..READS_PER_POLL {
             let read = SCRATCH.with(|scratch| {
                 let mut scratch = scratch.borrow_mut();
@@ -221,6 +253,9 @@ where
                     // readiness, so the next poll_read costs no syscall and registers the waker.
                     read_any = true;
                     self.decode_frames(now);
+                    if self.pause_for_congestion(cx, now) {
+                        break;
+                    }
                     if self.closing.is_some() || self.outbox.is_closing() || self.write_buf.len() >= WRITE_HIGH_WATER {
                         break;
                     }
@@ -228,6 +263,31 @@ where
             }
         }
         Ok(read_any)
+    }
+
+    /// After a read batch: if a subscriber we published to is congested, wait for it to drain
+    /// before reading more (see [`STALL_CHECK`]). Returns true when paused.
+    fn pause_for_congestion(&mut self, cx: &mut Context<'_>, now: Instant) -> bool {
+        let congested = wake::take_congested();
+        if congested.is_empty() {
+            return false;
+        }
+        for session in &congested {
+            session.add_waiter(&self.conn);
+        }
+        if self.conn.take_unstall() {
+            // Every one of them had drained already.
+            return false;
+        }
+        let mut stall = Box::new(Stall {
+            sleep: Box::pin(tokio::time::sleep(STALL_CHECK)),
+            sessions: congested.into_iter().map(|s| (s.queue_len(), s)).collect(),
+            until: now + STALL_MAX,
+        });
+        // Register the timer now; a drain wakes us earlier through `ConnHandle::unstall`.
+        let _ = stall.sleep.as_mut().poll(cx);
+        self.stall = Some(stall);
+        true
     }
 
     fn decode_frames(&mut self, now: Instant) {
@@ -248,6 +308,10 @@ where
             }
             // Encode as we go so that replies keep their order with later deliveries.
             if self.apply_outbox().is_err() {
+                return;
+            }
+            if wake::has_congestion() {
+                // A subscriber cannot keep up: stop here, the rest waits in the read buffer.
                 return;
             }
         }
@@ -303,5 +367,45 @@ where
             Poll::Ready(Err(error)) => Poll::Ready(Err(error)),
             _ => Poll::Ready(Ok(wrote_any)),
         }
+    }
+}
+
+/// A publisher's pause for congested subscribers.
+struct Stall {
+    sleep: Pin<Box<tokio::time::Sleep>>,
+    /// The subscribers and their queue length at the last check.
+    sessions: Vec<(usize, Arc<Session>)>,
+    /// The pause ends here whatever happens.
+    until: Instant,
+}
+
+impl Stall {
+    /// True when the pause should end: the hard limit passed, or at a check no subscriber had
+    /// drained anything since the previous one. Otherwise re-arms the check timer.
+    fn over(&mut self, cx: &mut Context<'_>, now: Instant) -> bool {
+        if self.sleep.as_mut().poll(cx).is_pending() {
+            return false;
+        }
+        if now >= self.until {
+            return true;
+        }
+        let mut draining = false;
+        for (last, session) in &mut self.sessions {
+            let len = session.queue_len();
+            if len < *last {
+                draining = true;
+            } else {
+                session.mark_stuck();
+            }
+            *last = len;
+        }
+        if !draining {
+            return true;
+        }
+        self.sleep
+            .as_mut()
+            .reset(tokio::time::Instant::from_std(now + STALL_CHECK));
+        let _ = self.sleep.as_mut().poll(cx);
+        false
     }
 }

@@ -13,6 +13,7 @@ use crate::metrics::Metrics;
 use crate::router::{ShareKey, SubEntry};
 use crate::session::{Delivery, Session, SubOptions};
 use crate::topic::SubscriptionTopic;
+use crate::wake;
 
 impl Shared {
     pub(crate) fn millis(&self, instant: Instant) -> u64 {
@@ -178,7 +179,7 @@ impl Shared {
     /// Queues `message` for `session` under subscription `options`.
     pub(super) fn deliver_to(
         &self,
-        session: &Session,
+        session: &Arc<Session>,
         message: &Arc<Message>,
         options: &SubOptions,
         subscription_ids: Vec<u32>,
@@ -189,7 +190,7 @@ impl Shared {
         } else {
             options.qos.min(message.qos)
         };
-        let dropped = session.deliver(Delivery {
+        let outcome = session.deliver(Delivery {
             message: message.clone(),
             qos,
             // [MQTT-3.3.1-12] forwarded messages carry RETAIN=0 unless Retain As Published.
@@ -197,8 +198,11 @@ impl Shared {
             subscription_ids,
             shared,
         });
-        if dropped {
+        if outcome.dropped {
             Metrics::inc(&self.metrics.messages_dropped);
+        }
+        if outcome.congested {
+            wake::congested(session);
         }
     }
 
@@ -286,7 +290,7 @@ impl Shared {
                     subscription_ids: ids,
                     shared: None,
                 };
-                if session.deliver(delivery) {
+                if session.deliver(delivery).dropped {
                     Metrics::inc(&self.metrics.messages_dropped);
                 }
             }
