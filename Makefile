@@ -20,9 +20,11 @@ test: deps check unit interop
 deps:
 	scripts/install-test-deps.sh
 
+# Benchmarks are built, never timed, here (docs/benchmarks.md has the measurements).
 check:
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) bench --workspace --no-run
 
 unit:
 	@if command -v cargo-nextest >/dev/null 2>&1; then \
