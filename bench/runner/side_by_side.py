@@ -60,15 +60,15 @@ def target_dir() -> Path:
     return Path(t) if t else REPO / "target"
 
 
-def build(args, notes: list[str]) -> tuple[Path, Path]:
+def build(args, wanted: list[str], notes: list[str]) -> tuple[Path, Path]:
     portico = target_dir() / "release" / "portico"
     bench = Path(args.bench_bin) if args.bench_bin else target_dir() / "release" / "portico-bench"
-    if not args.no_build:
-        pkgs = ["-p", "portico"] + ([] if args.bench_bin else ["-p", "portico-bench"])
+    pkgs = (["-p", "portico"] if "portico" in wanted else []) + ([] if args.bench_bin else ["-p", "portico-bench"])
+    if not args.no_build and pkgs:
         r = sh(["cargo", "build", "--release", *pkgs], cwd=REPO)
         if r.returncode != 0:
             sys.exit("cargo build failed (see above)")
-    for p in (portico, bench):
+    for p in (portico, bench) if "portico" in wanted else (bench,):
         if not os.access(p, os.X_OK):
             sys.exit(f"missing executable {p} (build it, or pass --bench-bin for the generator)")
     if args.bench_bin:
@@ -373,7 +373,7 @@ def main(argv=None) -> int:
     raw_path = bench_dir / f"raw-{now:%Y-%m-%d}{suffix}.json"
 
     notes: list[str] = []
-    portico_bin, bench_bin = build(args, notes)
+    portico_bin, bench_bin = build(args, wanted, notes)
     brokers: list[B.Broker] = []
     for name in wanted:
         if name == "portico":
