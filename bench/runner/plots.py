@@ -48,6 +48,9 @@ def main():
         pcts = ["p50", "p99", "p999"]
         bars(ax, pcts, brokers, lambda p, b: lat[p].get(b), ["p50", "p99", "p99.9"])
         ax.set_yscale("log")
+        lows = [s["min"] for p in pcts for s in lat[p].values() if s]
+        if lows:
+            ax.set_ylim(bottom=min(lows) / 3)
         ax.set_ylabel("latency (µs, log scale)")
         ax.set_title(f"{lat['title']}\n{subtitle}", fontsize=9)
         ax.legend()

@@ -126,7 +126,7 @@ def markdown(ctx: dict, runs: list[dict], scenarios: list[Scenario], brokers, su
         w("|" + "---|" * len(head))
         for m in sc.metrics:
             s = summary[sc.key][m.key + "|" + m.label]
-            row = [f"{m.label} ({m.unit})"]
+            row = [m.label if m.unit in m.label else f"{m.label} ({m.unit})"]
             for n in names:
                 row.append(cell(s["brokers"].get(n), m.fmt, failures(runs, sc.key, n), ctx["runs"]))
             if "portico" in names:

@@ -161,7 +161,10 @@ def generator_cmd(ctx: Ctx, sc: Scenario, broker: B.Broker, duration: float, ext
 
 def display(cmd: list[str], ctx: Ctx) -> str:
     """The command as printed in the report: generator path shortened."""
-    return shlex.join(cmd).replace(str(ctx.bench), "portico-bench")
+    text = shlex.join(cmd).replace(str(ctx.bench), "portico-bench")
+    if "--broker-pid" in cmd:
+        text = text.replace(f"--broker-pid {cmd[cmd.index('--broker-pid') + 1]}", "--broker-pid $BROKER_PID")
+    return text
 
 
 def run_generator(cmd: list[str], timeout: float, errlog: Path) -> dict:
@@ -423,6 +426,10 @@ def main(argv=None) -> int:
                     runs.append(rec)
                     log(f"  {brief(rec)}")
                     save_raw()
+    except KeyboardInterrupt:
+        # Ctrl-C: stop measuring, but still report what was measured.
+        notes.append(f"interrupted (Ctrl-C) after {len(runs)} runs; the tables hold only those.")
+        log("interrupted: writing the report of the runs so far")
     finally:
         B.kill_all()
         save_raw()
