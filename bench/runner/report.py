@@ -140,7 +140,9 @@ def markdown(ctx: dict, runs: list[dict], scenarios: list[Scenario], brokers, su
         w("")
         for r in failed:
             w(f"- {r['scenario']} / {labels.get(r['broker'], r['broker'])} / round {r['round'] + 1}: {r.get('error', '?')}")
-            if r.get("broker_log_tail"):
+            if r.get("broker_died") or (r.get("broker_log_tail") or "(broker log empty)") != "(broker log empty)":
+                w("")
+                w("  Broker log tail:")
                 w("")
                 w("  ```")
                 for line in r["broker_log_tail"].strip().splitlines()[-15:]:

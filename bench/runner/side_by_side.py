@@ -175,6 +175,9 @@ def run_generator(cmd: list[str], timeout: float, errlog: Path) -> dict:
         except subprocess.TimeoutExpired:
             B.kill(proc)
             raise RunFailed(f"generator still running after {timeout:.0f} s; killed")
+        except BaseException:  # Ctrl-C, SystemExit: never leave the generator behind
+            B.kill(proc)
+            raise
         finally:
             B._LIVE.pop(proc.pid, None)
     if proc.returncode != 0:
@@ -210,6 +213,8 @@ def run_traffic(ctx: Ctx, sc: Scenario, broker: B.Broker, rec: dict, workdir: Pa
         raise RunFailed("broker died during the measured run")
     cpu1, rss1 = procfs.cpu_seconds(broker.pid), procfs.rss_bytes(broker.pid)
     rec["gen"] = result
+    if not isinstance(result.get("received"), (int, float)):
+        raise RunFailed(f"generator JSON has no 'received' count: {json.dumps(result)[:300]}")
     rec["window_s"] = round(wall, 3)
     rec["broker_cpu_s"] = round(cpu1 - cpu0, 4)
     rec["broker_cpu_util"] = round((cpu1 - cpu0) / wall, 3) if wall > 0 else None
@@ -265,6 +270,8 @@ def run_conns(ctx: Ctx, sc: Scenario, broker: B.Broker, rec: dict, workdir: Path
             out.close()
             err.close()
         sampler.join(2)
+    if not broker.alive():
+        raise RunFailed("broker died during the connections run")
     results = []
     for proc, _, _, i in procs:
         if proc.returncode != 0:
@@ -276,8 +283,8 @@ def run_conns(ctx: Ctx, sc: Scenario, broker: B.Broker, rec: dict, workdir: Path
         except (json.JSONDecodeError, IndexError):
             raise RunFailed(f"generator {i} printed no JSON object: {text[-300:]!r}")
     rec["gen_each"] = results
-    if not broker.alive():
-        raise RunFailed("broker died during the connections run")
+    if any(not isinstance(r.get("connections"), int) for r in results):
+        raise RunFailed("generator JSON has no 'connections' count: " + json.dumps(results)[:300])
     if not samples:
         raise RunFailed("no /proc samples of the broker")
     peak_fds = max(s[1] for s in samples)
@@ -310,7 +317,8 @@ def run_one(ctx: Ctx, sc: Scenario, broker: B.Broker, rnd: int) -> dict:
         died = broker.proc is not None and not broker.alive()
         if died:
             rec["error"] += f" (broker exit status {broker.proc.returncode})"
-        rec["broker_log_tail"] = broker.log_tail()
+        rec["broker_died"] = died
+        rec["broker_log_tail"] = broker.log_tail() or "(broker log empty)"
     finally:
         broker.stop()
     return rec
@@ -455,6 +463,8 @@ def make_plots(venv_py, summary, scenarios, brokers, bench_dir: Path, ctx_info, 
                   + (" — quick smoke run" if ctx_info["quick"] else ""), "throughput": []}
     for sc in scenarios:
         s = summary[sc.key]
+        if not any(v["brokers"].get(b.name) for v in s.values() for b in brokers):
+            continue  # every run failed: nothing to plot
         if sc.key == "p2p_latency":
             data["latency"] = {"title": sc.title}
             for p in ("p50", "p99", "p999"):
