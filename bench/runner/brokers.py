@@ -8,6 +8,7 @@ Every setting written below is listed (with why) in bench/README.md; keep the tw
 from __future__ import annotations
 
 import os
+import re
 import resource
 import signal
 import socket
@@ -82,10 +83,13 @@ def wait_port(port: int, proc: subprocess.Popen, timeout: float = 15.0) -> None:
     raise RuntimeError(f"not listening on 127.0.0.1:{port} after {timeout:.0f} s")
 
 
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
 def tail(path: Path, lines: int = 30) -> str:
     try:
         with open(path, errors="replace") as f:
-            return "".join(f.readlines()[-lines:])
+            return ANSI.sub("", "".join(f.readlines()[-lines:]))
     except OSError as e:
         return f"(no log: {e})"
 
@@ -259,7 +263,8 @@ class Rumqttd(Broker):
     def command(self, workdir):
         conf = workdir / "rumqttd.toml"
         conf.write_text(RUMQTTD_TOML.format(v4=self.port, v5=self.v5_port))
-        return [self.binary, "--quiet", "--config", str(conf)], None
+        env = dict(os.environ, NO_COLOR="1")  # plain log lines (tracing-subscriber honours NO_COLOR)
+        return [self.binary, "--quiet", "--config", str(conf)], env
 
     def version(self):
         r = subprocess.run([self.binary, "--version"], capture_output=True, text=True)

@@ -63,3 +63,29 @@ def machine_info() -> dict:
         "cpu_model": cpu_model(),
         "mem_gib": round(mem_kib / 1024 / 1024, 1),
     }
+
+
+def _hex_ip(ip: str) -> str:
+    """127.0.0.2 -> '0200007F', as /proc/net/tcp writes IPv4 addresses (host byte order)."""
+    return "".join(f"{int(part):02X}" for part in reversed(ip.split(".")))
+
+
+def local_sockets(ips: list[str]) -> dict[str, int]:
+    """Number of IPv4 TCP sockets (any state, TIME_WAIT included) bound to each of `ips`:
+    each holds one local port of that address, which a later bind(ip, 0) cannot use."""
+    wanted = {_hex_ip(ip): ip for ip in ips}
+    counts = {ip: 0 for ip in ips}
+    with open("/proc/net/tcp") as f:
+        next(f)
+        for line in f:
+            local = line.split(None, 2)[1]
+            ip = wanted.get(local.split(":")[0])
+            if ip:
+                counts[ip] += 1
+    return counts
+
+
+def ephemeral_ports() -> int:
+    with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+        lo, hi = map(int, f.read().split())
+    return hi - lo + 1

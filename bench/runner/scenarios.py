@@ -47,6 +47,7 @@ P999 = Metric("p999", "latency p99.9", "µs", False, lat("p999"))
 RSS_PER_CONN = Metric("rss_per_conn", "broker RSS growth per connection", "bytes", False, runner("rss_per_conn_bytes"))
 CONNECTED = Metric("connections", "connections established", "conns", True, runner("connections"))
 BROKER_SOCKETS = Metric("broker_sockets", "broker descriptors added", "fds", True, runner("broker_fd_growth"))
+CONNECT_RATE = Metric("connect_rate", "connections per second (both generators)", "conns/s", True, runner("connect_rate_per_s"))
 CONNECT_FAILURES = Metric("connect_failures", "connect failures", "conns", False, runner("connect_failures"))
 
 
@@ -62,9 +63,10 @@ class Scenario:
     warmup: float = 3.0
     quick_duration: float = 2.0
     quick_warmup: float = 1.0
-    # For `conns`: connections per generator process, the source address of each process.
+    # For `conns`: connections per generator process; pairs of source addresses, one address per
+    # process. A run takes the first pair with few ports in use (see side_by_side.pick_sources).
     conns_per_process: int = 0
-    source_ips: list[str] = field(default_factory=list)
+    source_ip_pairs: list[tuple[str, str]] = field(default_factory=list)
     connect_rate: int = 0
     plot_throughput: bool = False
 
@@ -93,7 +95,7 @@ def all_scenarios(qos0_size: int = 64) -> list[Scenario]:
             "fanout_100",
             "fan-out 1 → 100, QoS 0, closed loop",
             "fanout",
-            ["--publishers", "1", "--subscribers", "100", "--qos", "0", *size],
+            ["--subscribers", "100", "--qos", "0", *size],
             pinned=False,
             metrics=[DELIVERIES, CPU_PER_DELIVERY, LOST],
             plot_throughput=True,
@@ -102,7 +104,7 @@ def all_scenarios(qos0_size: int = 64) -> list[Scenario]:
             "fanout_1000",
             "fan-out 1 → 1000, QoS 0, closed loop",
             "fanout",
-            ["--publishers", "1", "--subscribers", "1000", "--qos", "0", *size],
+            ["--subscribers", "1000", "--qos", "0", *size],
             pinned=False,
             metrics=[DELIVERIES, CPU_PER_DELIVERY, LOST],
             warmup=5.0,
@@ -124,11 +126,12 @@ def all_scenarios(qos0_size: int = 64) -> list[Scenario]:
             "conns",
             ["--qos", "0"],
             pinned=False,
-            metrics=[RSS_PER_CONN, CONNECTED, BROKER_SOCKETS, CONNECT_FAILURES],
+            metrics=[RSS_PER_CONN, CONNECTED, BROKER_SOCKETS, CONNECT_FAILURES, CONNECT_RATE],
             duration=10.0,  # --hold
             quick_duration=3.0,
             conns_per_process=9500,
-            source_ips=["127.0.0.1", "127.0.0.2"],
+            source_ip_pairs=[("127.0.0.1", "127.0.0.2"), ("127.0.0.3", "127.0.0.4"),
+                             ("127.0.0.5", "127.0.0.6"), ("127.0.0.7", "127.0.0.8")],
             connect_rate=5000,
         ),
     ]
