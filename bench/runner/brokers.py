@@ -99,6 +99,10 @@ class Broker:
 
     name = "?"
     label = "?"
+    # Connections per second per generator process in the idle-connections scenario, when lower
+    # than the scenario's: a broker that accepts slower than clients connect overflows its listen
+    # backlog, and the dropped SYNs come back after seconds of exponential backoff.
+    max_connect_rate: int | None = None
 
     def __init__(self, port: int):
         self.port = port
@@ -248,6 +252,9 @@ next_connection_delay_ms = 0
 class Rumqttd(Broker):
     name = "rumqttd"
     label = "rumqttd"
+    # rumqttd's accept loop sleeps next_connection_delay_ms after every accept even when it is 0
+    # (a tokio timer tick): ~600 accepts/s here. 2 x 250/s stays below that.
+    max_connect_rate = 250
 
     def __init__(self, port: int, binary: str):
         super().__init__(port)

@@ -107,6 +107,10 @@ def markdown(ctx: dict, runs: list[dict], scenarios: list[Scenario], brokers, su
     for note in ctx["notes"]:
         w(f"- Note: {note}")
     w("")
+    w("Ports ($PORT in the generator commands): " + ", ".join(f"{labels[n]} {ctx['ports'][n]}" for n in names)
+      + ". $SRC_A and $SRC_B are two loopback source addresses (127.0.0.1 and 127.0.0.2 unless "
+      "their ports were still in TIME_WAIT, then the next free pair: 127.0.0.3/4, …; see `raw`).")
+    w("")
     w("Cells are the median over runs, with min–max in parentheses. Ratios are Portico ÷ other, "
       "computed per round (runs of the brokers back to back) and then the median and min–max of "
       "those; above 1 is better for Portico when more is better (msg/s), below 1 when less is "
@@ -117,9 +121,14 @@ def markdown(ctx: dict, runs: list[dict], scenarios: list[Scenario], brokers, su
         pin = "pinned" if sc.pinned else "unpinned"
         w(f"### {sc.title} ({pin})")
         w("")
-        gen_cmd = next((r.get("cmd_display") for r in runs if r["scenario"] == sc.key and r.get("cmd_display")), None)
-        if gen_cmd:
-            w(f"Generator: `{gen_cmd}`")
+        cmds: dict[str, list[str]] = {}  # command -> brokers that ran it
+        for n in names:
+            c = next((r.get("cmd_display") for r in runs
+                      if r["scenario"] == sc.key and r["broker"] == n and r.get("cmd_display")), None)
+            if c:
+                cmds.setdefault(c, []).append(labels[n])
+        for c, who in cmds.items():
+            w(f"Generator{'' if len(cmds) == 1 else ' (' + ', '.join(who) + ')'}: `{c}`")
             w("")
         head = ["metric", *[labels[n] for n in names], *[f"Portico/{labels[o]}" for o in others if "portico" in names]]
         w("| " + " | ".join(head) + " |")

@@ -161,12 +161,15 @@ def generator_cmd(ctx: Ctx, sc: Scenario, broker: B.Broker, duration: float, ext
     return cmd
 
 
-def display(cmd: list[str], ctx: Ctx) -> str:
-    """The command as printed in the report: generator path shortened."""
-    text = shlex.join(cmd).replace(str(ctx.bench), "portico-bench")
-    if "--broker-pid" in cmd:
-        text = text.replace(f"--broker-pid {cmd[cmd.index('--broker-pid') + 1]}", "--broker-pid $BROKER_PID")
-    return text
+def display(cmd: list[str], ctx: Ctx, source: str | None = None) -> str:
+    """The command as printed in the report: generator path shortened, run-specific values
+    ($PORT: the broker's port, $BROKER_PID, $SRC: the source address) as placeholders."""
+    cmd = list(cmd)
+    cmd[cmd.index(str(ctx.bench))] = "portico-bench"
+    for flag, placeholder in (("--port", "$PORT"), ("--broker-pid", "$BROKER_PID"), ("--source-ips", source)):
+        if flag in cmd and placeholder:
+            cmd[cmd.index(flag) + 1] = placeholder
+    return " ".join(shlex.quote(c) if not c.startswith("$") else c for c in cmd)
 
 
 def run_generator(cmd: list[str], timeout: float, errlog: Path) -> dict:
@@ -274,13 +277,14 @@ def run_conns(ctx: Ctx, sc: Scenario, broker: B.Broker, rec: dict, workdir: Path
 
     sampler = threading.Thread(target=sample, daemon=True)
     cmds = []
+    rate = min(sc.connect_rate, broker.max_connect_rate or sc.connect_rate)
     for ip in sources:
-        extra = ["--connections", str(sc.conns_per_process), "--connect-rate", str(sc.connect_rate),
+        extra = ["--connections", str(sc.conns_per_process), "--connect-rate", str(rate),
                  "--source-ips", ip, "--broker-pid", str(pid)]
         cmds.append(generator_cmd(ctx, sc, broker, hold, extra))
-    rec["cmd_display"] = " & ".join(display(c, ctx) for c in cmds)
-    # rumqttd accepts only ~600 connections/s (see README), so allow for 100/s.
-    timeout = hold + sc.conns_per_process / 100 + 120
+    rec["cmd_display"] = " & ".join(display(c, ctx, f"$SRC_{'AB'[i]}") for i, c in enumerate(cmds))
+    rec["source_ips"] = list(sources)
+    timeout = hold + 2 * sc.conns_per_process / rate + 120
     procs = []
     try:
         sampler.start()
@@ -442,6 +446,7 @@ def main(argv=None) -> int:
         "out": str(out),
         "raw_path": str(raw_path),
         "mqtt_version": args.mqtt_version,
+        "ports": {b.name: b.port_for(args.mqtt_version) for b in brokers},
     }
     versions = [(b.name, b.label, b.version()) for b in brokers]
     log("machine: " + json.dumps(ctx_info["machine"]))
