@@ -76,9 +76,9 @@ def cell(s: dict | None, fmt: str, nfail: int, runs: int) -> str:
 def ratio_cell(s: dict | None) -> str:
     if s is None:
         return "—"
-    text = f"{s['median']:.2f}"
+    text = f"{s['median']:.3g}"
     if s["n"] > 1:
-        text += f" ({s['min']:.2f}–{s['max']:.2f})"
+        text += f" ({s['min']:.3g}–{s['max']:.3g})"
     return text
 
 
