@@ -202,7 +202,7 @@ def run_traffic(ctx: Ctx, sc: Scenario, broker: B.Broker, rec: dict, workdir: Pa
     rec["broker_cmd"] = shlex.join(broker.cmd)
     if warmup > 0:
         try:
-            run_generator(generator_cmd(ctx, sc, broker, warmup), warmup + 60, workdir / "warmup.err")
+            run_generator(generator_cmd(ctx, sc, broker, warmup), warmup + 120, workdir / "warmup.err")
         except RunFailed as e:
             raise RunFailed(f"warmup run: {e}")
         if not broker.alive():
@@ -331,8 +331,11 @@ def run_conns(ctx: Ctx, sc: Scenario, broker: B.Broker, rec: dict, workdir: Path
     rec["connect_rate_per_s"] = sum(r.get("connect_rate_per_s") or 0 for r in results)
     rec["broker_fd_growth"] = fds - fd0
     rec["broker_rss_before"], rec["broker_rss_after"] = rss0, rss1
-    established = connections or (fds - fd0)
-    rec["rss_per_conn_bytes"] = (rss1 - rss0) / established if established > 0 else None
+    rec["rss_per_conn_bytes"] = (rss1 - rss0) / connections if connections > 0 else None
+    wanted = sc.conns_per_process * len(cmds)
+    if connections < 0.95 * wanted:
+        raise RunFailed(f"only {connections:,} of {wanted:,} connections established "
+                        f"({rec['connect_failures']:,} connect failures)")
     rec["generator_rss_per_conn_bytes"] = [r.get("rss_per_conn_bytes") for r in results]
     # A merged view for the report's "gen" lookups.
     rec["gen"] = {"connections": connections, "connect_failures": rec["connect_failures"]}
