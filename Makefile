@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 
 export INTEROP_PORTICO_BIN INTEROP_BROKER
 
-.PHONY: run test deps check unit interop
+.PHONY: run test deps check unit interop bench
 
 run:
 	$(CARGO) run --release -p portico -- start --config etc/portico.toml
@@ -44,3 +44,8 @@ interop:
 		$(CARGO) build --release -p portico; \
 	fi
 	$(VENV_PY) -m pytest interop-tests -q -p no:cacheprovider --timeout=$(PYTEST_TIMEOUT) $(PYTEST_ARGS)
+
+# Side-by-side benchmark against Mosquitto and rumqttd (builds, installs the peers, ~30-40 min).
+# Writes docs/benchmarks.md (between markers) and docs/bench/. Smoke check: see bench/README.md.
+bench:
+	python3 bench/runner/side_by_side.py

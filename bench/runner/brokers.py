@@ -1,0 +1,278 @@
+"""The three brokers under test: explicit configs, start/stop by PID, liveness and log tails.
+
+Every broker is started fresh for every measured run (see README: method), in its own temp
+directory, with `ulimit -n` raised to NOFILE and, for pinned scenarios, `taskset -c 0`.
+Every setting written below is listed (with why) in bench/README.md; keep the two in sync.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import resource
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+NOFILE = 20000
+BROKER_CPU = "0"
+GENERATOR_CPU = "1"
+
+# Live child processes (brokers and generators), killed by PID on exit.
+_LIVE: dict[int, subprocess.Popen] = {}
+
+
+def raise_nofile() -> None:
+    """preexec_fn: raise the open-files limit of the child to NOFILE."""
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    new_hard = hard if hard == resource.RLIM_INFINITY or hard >= NOFILE else NOFILE
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (NOFILE, new_hard))
+    except (ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(NOFILE, hard), hard))
+
+
+def spawn(cmd: list[str], *, cwd=None, env=None, stdout=None, stderr=None) -> subprocess.Popen:
+    proc = subprocess.Popen(
+        cmd,
+        cwd=cwd,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=stdout,
+        stderr=stderr,
+        preexec_fn=raise_nofile,
+        start_new_session=True,  # a Ctrl-C on the runner's terminal goes to the runner only
+    )
+    _LIVE[proc.pid] = proc
+    return proc
+
+
+def kill(proc: subprocess.Popen, grace: float = 3.0) -> None:
+    """SIGTERM, then SIGKILL after `grace` seconds; always by PID."""
+    try:
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(grace)
+            except subprocess.TimeoutExpired:
+                os.kill(proc.pid, signal.SIGKILL)
+                proc.wait(5)
+    except ProcessLookupError:
+        pass
+    finally:
+        _LIVE.pop(proc.pid, None)
+
+
+def kill_all() -> None:
+    for proc in list(_LIVE.values()):
+        kill(proc, grace=1.0)
+
+
+def wait_port(port: int, proc: subprocess.Popen, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"exited with status {proc.returncode} before listening on {port}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"not listening on 127.0.0.1:{port} after {timeout:.0f} s")
+
+
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def tail(path: Path, lines: int = 30) -> str:
+    try:
+        with open(path, errors="replace") as f:
+            return ANSI.sub("", "".join(f.readlines()[-lines:]))
+    except OSError as e:
+        return f"(no log: {e})"
+
+
+class Broker:
+    """One broker kind. `start()` launches a fresh process; `stop()` ends it."""
+
+    name = "?"
+    label = "?"
+    # Connections per second per generator process in the idle-connections scenario, when lower
+    # than the scenario's: a broker that accepts slower than clients connect overflows its listen
+    # backlog, and the dropped SYNs come back after seconds of exponential backoff.
+    max_connect_rate: int | None = None
+
+    def __init__(self, port: int):
+        self.port = port
+        self.proc: subprocess.Popen | None = None
+        self.log: Path | None = None
+
+    # --- to override ---
+    def command(self, workdir: Path) -> tuple[list[str], dict | None]:
+        raise NotImplementedError
+
+    def ports(self) -> list[int]:
+        return [self.port]
+
+    def port_for(self, mqtt_version: str) -> int:
+        return self.port
+
+    def version(self) -> str:
+        raise NotImplementedError
+
+    # --- common ---
+    def start(self, workdir: Path, pinned: bool) -> None:
+        workdir.mkdir(parents=True, exist_ok=True)
+        cmd, env = self.command(workdir)
+        if pinned:
+            cmd = ["taskset", "-c", BROKER_CPU, *cmd]
+        self.cmd = cmd
+        self.log = workdir / "broker.log"
+        with open(self.log, "wb") as log:
+            self.proc = spawn(cmd, cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT)
+        for port in self.ports():
+            wait_port(port, self.proc)
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            kill(self.proc)
+            self.proc = None
+
+    def log_tail(self, lines: int = 30) -> str:
+        return tail(self.log, lines) if self.log else ""
+
+
+class Portico(Broker):
+    name = "portico"
+    label = "Portico"
+
+    def __init__(self, port: int, binary: Path, repo: Path):
+        super().__init__(port)
+        self.binary = binary
+        self.repo = repo
+
+    def command(self, workdir):
+        env = dict(os.environ)
+        # Built-in defaults (etc/portico.toml as shipped) except these three.
+        env.update(
+            {
+                "PORTICO_LISTENERS__TCP__DEFAULT__BIND": f"127.0.0.1:{self.port}",
+                "PORTICO_SYS_TOPICS__SYS_MSG_INTERVAL": "disabled",
+                "PORTICO_SYS_TOPICS__SYS_HEARTBEAT_INTERVAL": "disabled",
+            }
+        )
+        env.pop("PORTICO_CONFIG", None)
+        env.pop("PORTICO_LOG", None)
+        # cwd is the temp dir, so node.data_dir ("data") lands there.
+        return [str(self.binary), "start"], env
+
+    def version(self):
+        def git(*args):
+            r = subprocess.run(["git", "-C", str(self.repo), *args], capture_output=True, text=True)
+            return r.stdout.strip()
+
+        rev = git("rev-parse", "--short=12", "HEAD") or "unknown"
+        dirty = " (dirty tree)" if git("status", "--porcelain", "--untracked-files=no") else ""
+        return f"portico git {rev}{dirty}"
+
+
+MOSQUITTO_CONF = """\
+# Written by bench/runner/brokers.py. Mosquitto defaults except the lines below.
+listener {port} 127.0.0.1
+allow_anonymous true
+persistence false
+log_dest stderr
+log_type error
+log_type warning
+connection_messages false
+"""
+
+
+class Mosquitto(Broker):
+    name = "mosquitto"
+    label = "Mosquitto"
+    binary = "/usr/sbin/mosquitto"
+
+    def command(self, workdir):
+        conf = workdir / "mosquitto.conf"
+        conf.write_text(MOSQUITTO_CONF.format(port=self.port))
+        return [self.binary, "-c", str(conf)], None
+
+    def version(self):
+        r = subprocess.run([self.binary, "-h"], capture_output=True, text=True)
+        lines = (r.stdout or r.stderr).splitlines()
+        return lines[0].strip() if lines else "mosquitto (unknown version)"
+
+
+RUMQTTD_TOML = """\
+# Written by bench/runner/brokers.py, from rumqttd 0.20.0's rumqttd.toml example: same keys and
+# values except router.max_connections (10010 -> 20480, for 19,000 idle connections),
+# next_connection_delay_ms (1 -> 0: the example accepts at most 1,000 connections/s per server),
+# listen addresses (loopback, our ports); no prometheus, console, websocket or bridge.
+id = 0
+
+[router]
+id = 0
+max_connections = 20480
+max_outgoing_packet_count = 200
+max_segment_size = 104857600
+max_segment_count = 10
+
+[v4.1]
+name = "v4-1"
+listen = "127.0.0.1:{v4}"
+next_connection_delay_ms = 0
+    [v4.1.connections]
+    connection_timeout_ms = 60000
+    max_payload_size = 20480
+    max_inflight_count = 100
+    dynamic_filters = true
+
+[v5.1]
+name = "v5-1"
+listen = "127.0.0.1:{v5}"
+next_connection_delay_ms = 0
+    [v5.1.connections]
+    connection_timeout_ms = 60000
+    max_payload_size = 20480
+    max_inflight_count = 100
+"""
+
+
+class Rumqttd(Broker):
+    name = "rumqttd"
+    label = "rumqttd"
+    # rumqttd's accept loop sleeps next_connection_delay_ms after every accept even when it is 0
+    # (a tokio timer tick): ~600 accepts/s here. 2 x 250/s stays below that.
+    max_connect_rate = 250
+
+    def __init__(self, port: int, binary: str):
+        super().__init__(port)
+        self.v5_port = port + 1
+        self.binary = binary
+
+    def ports(self):
+        return [self.port, self.v5_port]
+
+    def port_for(self, mqtt_version):
+        return self.v5_port if mqtt_version == "5" else self.port
+
+    def command(self, workdir):
+        conf = workdir / "rumqttd.toml"
+        conf.write_text(RUMQTTD_TOML.format(v4=self.port, v5=self.v5_port))
+        env = dict(os.environ, NO_COLOR="1")  # plain log lines (tracing-subscriber honours NO_COLOR)
+        return [self.binary, "--quiet", "--config", str(conf)], env
+
+    def version(self):
+        r = subprocess.run([self.binary, "--version"], capture_output=True, text=True)
+        return (r.stdout or r.stderr).strip() or "rumqttd (unknown version)"
