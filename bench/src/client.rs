@@ -92,7 +92,9 @@ async fn connect_inner(
     let connect = Packet::Connect(Box::new(Connect {
         protocol: version,
         clean_start: true,
-        keep_alive: 0,
+        // Non-zero: rumqttd refuses keep-alive 0. Runs are far shorter than 1.5 × 300 s, so
+        // no PINGREQ is ever due.
+        keep_alive: 300,
         client_id: ByteString::from(client_id.to_owned()),
         will: None,
         username: None,
