@@ -195,6 +195,10 @@ log_dest stderr
 log_type error
 log_type warning
 connection_messages false
+# Mosquitto's default (false) leaves Nagle on, which adds milliseconds to every message at
+# moderate rates; the other brokers set TCP_NODELAY, so Mosquitto does too for a fair
+# latency comparison.
+set_tcp_nodelay true
 """
 
 
