@@ -1,0 +1,293 @@
+//! Channel tests of the MQTT 5 extras and the EMQX broker features: enhanced authentication,
+//! topic aliases, reason strings, shared-group redispatch, delayed publish, rewrite,
+//! auto-subscribe and `$SYS` events.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use bytestring::ByteString;
+use portico_core::BrokerConfig;
+
+use super::*;
+
+/// A toy challenge-response method: the client opens with "hello", the server challenges with
+/// "nonce", the client must answer "nonce-ok".
+struct Challenge;
+
+struct ChallengeExchange {
+    challenged: bool,
+}
+
+impl portico_core::auth::EnhancedAuth for Challenge {
+    fn method(&self) -> &str {
+        "challenge"
+    }
+    fn start(&self, _client: &portico_core::auth::ClientInfo) -> Box<dyn portico_core::auth::AuthExchange> {
+        Box::new(ChallengeExchange { challenged: false })
+    }
+}
+
+impl portico_core::auth::AuthExchange for ChallengeExchange {
+    fn step(&mut self, data: Option<&[u8]>) -> portico_core::auth::AuthStep {
+        use portico_core::auth::{AuthStep, Refusal};
+        match (self.challenged, data) {
+            (false, Some(b"hello")) => {
+                self.challenged = true;
+                AuthStep::Continue(Some(Bytes::from_static(b"nonce")))
+            }
+            (true, Some(b"nonce-ok")) => AuthStep::Success(Some(Bytes::from_static(b"welcome"))),
+            _ => AuthStep::Failure(Refusal::BadCredentials),
+        }
+    }
+}
+
+fn challenge_harness() -> Harness {
+    let extensions = portico_core::Extensions {
+        enhanced_auth: vec![Arc::new(Challenge)],
+        ..Default::default()
+    };
+    Harness::with_extensions(MqttSettings::default(), extensions)
+}
+
+fn auth_packet(reason: ReasonCode, data: &'static [u8]) -> Packet {
+    Packet::Auth(Auth {
+        reason_code: reason,
+        properties: AuthProperties {
+            authentication_method: Some(ByteString::from_static("challenge")),
+            authentication_data: Some(Bytes::from_static(data)),
+            ..Default::default()
+        },
+    })
+}
+
+fn challenge_connect(data: &'static [u8]) -> Packet {
+    let mut connect = connect_packet(ProtocolVersion::V5, "scram-ish", true);
+    connect.properties.authentication_method = Some(ByteString::from_static("challenge"));
+    connect.properties.authentication_data = Some(Bytes::from_static(data));
+    Packet::Connect(Box::new(connect))
+}
+
+#[test]
+fn enhanced_authentication_runs_its_exchange_before_connack() {
+    let h = challenge_harness();
+    let mut client = h.channel();
+    let out = client.input(challenge_connect(b"hello"), h.t0);
+    match out.as_slice() {
+        [Sent::Packet(Packet::Auth(auth))] => {
+            assert_eq!(auth.reason_code, ReasonCode::ContinueAuthentication);
+            assert_eq!(auth.properties.authentication_data.as_deref(), Some(&b"nonce"[..]));
+        }
+        other => panic!("expected AUTH, got {other:?}"),
+    }
+    // Only AUTH is allowed now.
+    let out = client.input(auth_packet(ReasonCode::ContinueAuthentication, b"nonce-ok"), h.t0);
+    match out.first() {
+        Some(Sent::Packet(Packet::ConnAck(ack))) => {
+            assert_eq!(ack.reason_code, ReasonCode::Success);
+            assert_eq!(ack.properties.authentication_method.as_deref(), Some("challenge"));
+            assert_eq!(ack.properties.authentication_data.as_deref(), Some(&b"welcome"[..]));
+        }
+        other => panic!("expected CONNACK, got {other:?}"),
+    }
+    // Re-authentication with the same method. [MQTT-4.12.1-1]
+    let out = client.input(auth_packet(ReasonCode::ReAuthenticate, b"hello"), h.t0);
+    assert!(
+        matches!(out.as_slice(), [Sent::Packet(Packet::Auth(a))] if a.reason_code == ReasonCode::ContinueAuthentication)
+    );
+    let out = client.input(auth_packet(ReasonCode::ContinueAuthentication, b"nonce-ok"), h.t0);
+    assert!(matches!(out.as_slice(), [Sent::Packet(Packet::Auth(a))] if a.reason_code == ReasonCode::Success));
+}
+
+#[test]
+fn enhanced_authentication_failures_are_refused() {
+    let h = challenge_harness();
+    let mut client = h.channel();
+    client.input(challenge_connect(b"hello"), h.t0);
+    let out = client.input(auth_packet(ReasonCode::ContinueAuthentication, b"wrong"), h.t0);
+    assert!(
+        matches!(out.first(), Some(Sent::Packet(Packet::ConnAck(a))) if a.reason_code == ReasonCode::BadUserNameOrPassword)
+    );
+    assert!(closed(&out));
+
+    let mut unknown = h.channel();
+    let mut connect = connect_packet(ProtocolVersion::V5, "x", true);
+    connect.properties.authentication_method = Some(ByteString::from_static("nope"));
+    let out = unknown.input(Packet::Connect(Box::new(connect)), h.t0);
+    assert!(
+        matches!(out.first(), Some(Sent::Packet(Packet::ConnAck(a))) if a.reason_code == ReasonCode::BadAuthenticationMethod)
+    );
+
+    let mut early = h.channel();
+    early.input(challenge_connect(b"hello"), h.t0);
+    let out = early.publish("t", b"x", QoS::AtMostOnce, 0, h.t0);
+    assert!(closed(&out), "only AUTH may follow a CONNECT under authentication");
+}
+
+#[test]
+fn outgoing_topic_aliases_follow_the_clients_maximum() {
+    let h = Harness::new();
+    let mut sub = h.connect(ProtocolVersion::V5, "aliased", true, |c| {
+        c.properties.topic_alias_maximum = Some(1)
+    });
+    sub.subscribe("long/+", QoS::AtMostOnce, h.t0);
+    let mut plain = h.connect(ProtocolVersion::V5, "plain", true, |_| {});
+    plain.subscribe("long/+", QoS::AtMostOnce, h.t0);
+    let mut publisher = h.connect(ProtocolVersion::V5, "p", true, |_| {});
+    for topic in ["long/a", "long/a", "long/b"] {
+        publisher.publish(topic, b"x", QoS::AtMostOnce, 0, h.t0);
+    }
+    let out = sub.deliver(h.t0);
+    let seen: Vec<(String, Option<u16>)> = published(&out)
+        .iter()
+        .map(|p| (p.topic.to_string(), p.properties.topic_alias))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("long/a".to_string(), Some(1)),
+            (String::new(), Some(1)),
+            ("long/b".to_string(), None)
+        ],
+        "alias assigned, then used; no alias beyond the maximum"
+    );
+    let out = plain.deliver(h.t0);
+    assert!(
+        published(&out)
+            .iter()
+            .all(|p| p.properties.topic_alias.is_none() && !p.topic.is_empty())
+    );
+}
+
+#[test]
+fn protocol_violations_carry_a_reason_string_and_response_information_is_sent_when_asked() {
+    let h = Harness::with(MqttSettings {
+        response_information: "resp/".to_string(),
+        ..MqttSettings::default()
+    });
+    let mut client = h.channel();
+    let mut connect = connect_packet(ProtocolVersion::V5, "rr", true);
+    connect.properties.request_response_information = Some(true);
+    let out = client.input(Packet::Connect(Box::new(connect)), h.t0);
+    assert!(
+        matches!(out.first(), Some(Sent::Packet(Packet::ConnAck(a))) if a.properties.response_information.as_deref() == Some("resp/"))
+    );
+    let out = client.publish("a/#", b"x", QoS::AtMostOnce, 0, h.t0);
+    let reason = out.iter().find_map(|s| match s {
+        Sent::Packet(Packet::Disconnect(d)) => d.properties.reason_string.clone(),
+        _ => None,
+    });
+    assert!(reason.is_some_and(|r| r.contains("invalid topic name")));
+}
+
+#[test]
+fn unacknowledged_shared_messages_of_a_leaving_member_go_to_another_member() {
+    let h = Harness::new();
+    let mut a = h.connect(ProtocolVersion::V5, "member-a", true, |_| {});
+    a.subscribe("$share/g/jobs/+", QoS::AtLeastOnce, h.t0);
+    let mut b = h.connect(ProtocolVersion::V5, "member-b", true, |_| {});
+    b.subscribe("$share/g/jobs/+", QoS::AtLeastOnce, h.t0);
+    let mut publisher = h.connect(ProtocolVersion::V5, "p", true, |_| {});
+    for id in 1..=4 {
+        publisher.publish("jobs/x", b"job", QoS::AtLeastOnce, id, h.t0);
+    }
+    let to_a = published(&a.deliver(h.t0)).len();
+    let to_b = published(&b.deliver(h.t0)).len();
+    assert_eq!((to_a, to_b), (2, 2), "round robin over the group");
+    // `a` vanishes without acknowledging: its session (expiry 0) ends.
+    a.channel.handle_closed(h.at(1));
+    let redelivered = published(&b.deliver(h.at(1))).len();
+    assert_eq!(redelivered, 2, "b gets a's two unacknowledged jobs");
+}
+
+fn puback_reason(sent: &[Sent]) -> Option<ReasonCode> {
+    sent.iter().find_map(|s| match s {
+        Sent::Packet(Packet::PubAck(a)) => Some(a.reason_code),
+        _ => None,
+    })
+}
+
+#[test]
+fn delayed_publish_waits_for_its_interval() {
+    let h = Harness::new();
+    let mut sub = h.connect(ProtocolVersion::V5, "s", true, |_| {});
+    sub.subscribe("d/x", QoS::AtMostOnce, h.t0);
+    let mut publisher = h.connect(ProtocolVersion::V5, "p", true, |_| {});
+    let out = publisher.publish("$delayed/2/d/x", b"later", QoS::AtLeastOnce, 1, h.t0);
+    assert_eq!(
+        puback_reason(&out),
+        Some(ReasonCode::Success),
+        "held, not 'no subscribers'"
+    );
+    h.broker.tick(h.at(1));
+    assert!(sub.deliver(h.at(1)).is_empty());
+    h.broker.tick(h.at(2));
+    let out = sub.deliver(h.at(2));
+    let delivered = published(&out);
+    assert_eq!(delivered.len(), 1);
+    assert_eq!(&*delivered[0].topic, "d/x");
+    let out = publisher.publish("$delayed/abc/x", b"bad", QoS::AtLeastOnce, 2, h.t0);
+    assert_eq!(puback_reason(&out), Some(ReasonCode::TopicNameInvalid));
+}
+
+#[test]
+fn topic_rewrite_applies_to_publish_and_subscribe() {
+    use portico_core::rewrite::{RewriteAction, RewriteRule, Rewriter};
+    let rule = RewriteRule::new(RewriteAction::All, "x/#", "^x/y/(.+)$", "z/y/$1").expect("valid rule");
+    let h = Harness::with_broker(BrokerConfig {
+        rewriter: Rewriter::new(vec![rule]),
+        ..BrokerConfig::default()
+    });
+    let mut sub = h.connect(ProtocolVersion::V5, "s", true, |_| {});
+    sub.subscribe("z/y/1", QoS::AtMostOnce, h.t0);
+    sub.subscribe("x/y/2", QoS::AtMostOnce, h.t0);
+    let mut publisher = h.connect(ProtocolVersion::V5, "p", true, |_| {});
+    publisher.publish("x/y/1", b"a", QoS::AtMostOnce, 0, h.t0);
+    publisher.publish("z/y/2", b"b", QoS::AtMostOnce, 0, h.t0);
+    let out = sub.deliver(h.t0);
+    let topics: Vec<String> = published(&out).iter().map(|p| p.topic.to_string()).collect();
+    assert_eq!(topics, ["z/y/1", "z/y/2"]);
+}
+
+#[test]
+fn auto_subscribe_expands_placeholders_at_connect() {
+    use portico_core::autosub::AutoSubscribeRule;
+    let rule = AutoSubscribeRule {
+        qos: QoS::AtLeastOnce,
+        ..AutoSubscribeRule::new("c/${clientid}")
+    };
+    let h = Harness::with_broker(BrokerConfig {
+        auto_subscribe: vec![rule],
+        ..BrokerConfig::default()
+    });
+    let mut client = h.connect(ProtocolVersion::V5, "auto1", true, |_| {});
+    let mut publisher = h.connect(ProtocolVersion::V5, "p", true, |_| {});
+    publisher.publish("c/auto1", b"for you", QoS::AtLeastOnce, 1, h.t0);
+    let out = client.deliver(h.t0);
+    let delivered = published(&out);
+    assert_eq!(delivered.len(), 1);
+    assert_eq!(delivered[0].qos, QoS::AtLeastOnce);
+}
+
+#[test]
+fn sys_client_events_are_published_as_emqx_json() {
+    let h = Harness::new();
+    let mut watcher = h.connect(ProtocolVersion::V5, "watcher", true, |_| {});
+    watcher.subscribe("$SYS/brokers/+/clients/+/+", QoS::AtMostOnce, h.t0);
+    let mut client = h.connect(ProtocolVersion::V3_1_1, "evented", true, |c| c.keep_alive = 30);
+    client.input(Packet::Disconnect(Disconnect::default()), h.t0);
+    client.channel.handle_closed(h.t0);
+    let out = watcher.deliver(h.t0);
+    let events = published(&out);
+    assert_eq!(events.len(), 2, "connected and disconnected");
+    assert!(events[0].topic.ends_with("/clients/evented/connected"));
+    let connected: std::collections::HashMap<String, serde_json::Value> =
+        serde_json::from_slice(&events[0].payload).expect("JSON payload");
+    assert_eq!(connected["clientid"], "evented");
+    assert_eq!(connected["proto_ver"], 4);
+    assert_eq!(connected["keepalive"], 30);
+    assert_eq!(connected["ipaddress"], "127.0.0.1");
+    assert_eq!(connected["sockport"], 1883);
+    let disconnected: std::collections::HashMap<String, serde_json::Value> =
+        serde_json::from_slice(&events[1].payload).expect("JSON payload");
+    assert_eq!(disconnected["reason"], "normal");
+}
