@@ -8,6 +8,7 @@ use std::num::NonZeroU16;
 
 use bytes::Bytes;
 use bytestring::ByteString;
+use portico_core::message::MessageProperties;
 pub use portico_core::message::{QoS, UserProperty};
 
 use crate::reason::ReasonCode;
@@ -435,4 +436,33 @@ pub struct AuthProperties {
     pub reason_string: Option<ByteString>,
     /// 0x26
     pub user_properties: Vec<UserProperty>,
+}
+
+/// The message properties a will carries into the broker (the delay stays with the will).
+impl From<WillProperties> for MessageProperties {
+    fn from(p: WillProperties) -> MessageProperties {
+        MessageProperties {
+            payload_format_indicator: p.payload_format_indicator,
+            message_expiry_interval: p.message_expiry_interval,
+            content_type: p.content_type,
+            response_topic: p.response_topic,
+            correlation_data: p.correlation_data,
+            user_properties: p.user_properties,
+        }
+    }
+}
+
+/// The message properties a PUBLISH carries into the broker (topic alias and subscription
+/// identifiers are per connection and stay behind).
+impl From<PublishProperties> for MessageProperties {
+    fn from(p: PublishProperties) -> MessageProperties {
+        MessageProperties {
+            payload_format_indicator: p.payload_format_indicator,
+            message_expiry_interval: p.message_expiry_interval,
+            content_type: p.content_type,
+            response_topic: p.response_topic,
+            correlation_data: p.correlation_data,
+            user_properties: p.user_properties,
+        }
+    }
 }

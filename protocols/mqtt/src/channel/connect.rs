@@ -4,12 +4,12 @@ use std::fmt;
 use std::time::{Duration, Instant};
 
 use bytestring::ByteString;
+use portico_core::Message;
 use portico_core::auth::{AuthExchange, AuthResult, AuthStep, ClientInfo, Refusal};
 use portico_core::broker::Will;
 use portico_core::channel::CloseReason;
 use portico_core::message::{Origin, now_millis};
 use portico_core::sys::ConnectedEvent;
-use portico_core::{Message, MessageProperties};
 
 use super::{MqttChannel, Out, Phase, alias};
 use crate::packet::{
@@ -377,24 +377,14 @@ impl MqttChannel {
         let topic = self
             .mount(&will.topic)
             .ok_or((ReasonCode::TopicNameInvalid, "invalid will topic"))?;
-        let props = will.properties;
+        let delay = will.properties.will_delay_interval.unwrap_or(0);
         let origin = Origin {
             client_id: client_id.clone(),
             protocol: "mqtt",
         };
         let mut message = Message::new(self.ctx.node_id(), topic, will.payload, will.qos, will.retain, origin);
-        message.properties = MessageProperties {
-            payload_format_indicator: props.payload_format_indicator,
-            message_expiry_interval: props.message_expiry_interval,
-            content_type: props.content_type,
-            response_topic: props.response_topic,
-            correlation_data: props.correlation_data,
-            user_properties: props.user_properties,
-        };
-        Ok(Will {
-            message,
-            delay: props.will_delay_interval.unwrap_or(0),
-        })
+        message.properties = will.properties.into();
+        Ok(Will { message, delay })
     }
 
     pub(super) fn handle_disconnect(&mut self, disconnect: Disconnect, out: &mut Out) {

@@ -6,7 +6,7 @@ use bytestring::ByteString;
 use portico_core::auth::Action;
 use portico_core::broker::{PublishError, Published};
 use portico_core::delayed::DELAYED_PREFIX;
-use portico_core::message::{Message, MessageProperties, Origin, now_millis};
+use portico_core::message::{Message, Origin, now_millis};
 use portico_core::metrics::Metrics;
 use portico_core::session::{Delivery, InflightEntry, InflightState, SessionState};
 use portico_core::topic::TopicName;
@@ -131,14 +131,7 @@ impl MqttChannel {
             };
             let mut message = Message::new(self.ctx.node_id(), name, payload, qos, retain, origin);
             if v5 {
-                message.properties = MessageProperties {
-                    payload_format_indicator: properties.payload_format_indicator,
-                    message_expiry_interval: properties.message_expiry_interval,
-                    content_type: properties.content_type,
-                    response_topic: properties.response_topic,
-                    correlation_data: properties.correlation_data,
-                    user_properties: properties.user_properties,
-                };
+                message.properties = properties.into();
             }
             match self.ctx.publish(message, now) {
                 Ok(Published::Routed(matched)) => no_subscribers = matched == 0,
