@@ -24,9 +24,9 @@ pub struct EncodeError {
 }
 
 /// Incremental, pure framing of one protocol.
-pub trait Codec: Send + 'static {
+pub trait Codec: Send + Unpin + 'static {
     /// The wire unit.
-    type Frame: Send + 'static;
+    type Frame: Send + Unpin + 'static;
     /// A malformed frame; carries the wire code it maps to so the channel can answer it.
     type Error: std::error::Error + Send + 'static;
 
@@ -129,7 +129,7 @@ impl<F> Outbox<F> {
 /// - [`handle_kick`](Channel::handle_kick) when the broker asks the connection to end;
 /// - [`handle_closed`](Channel::handle_closed) exactly once when the connection is gone, for
 ///   whatever reason, so the channel can publish a will and detach its session.
-pub trait Channel: Send + 'static {
+pub trait Channel: Send + Unpin + 'static {
     /// The codec whose frames this channel consumes and produces.
     type Codec: Codec;
 

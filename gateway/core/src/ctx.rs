@@ -40,7 +40,8 @@ pub struct OpenedSession {
 #[derive(Clone)]
 pub struct Ctx {
     shared: Arc<Shared>,
-    frontend: FrontendInfo,
+    /// Shared by the frontend's channels: each connection holds one pointer, not a copy.
+    frontend: Arc<FrontendInfo>,
 }
 
 impl std::fmt::Debug for Ctx {
@@ -53,7 +54,10 @@ impl std::fmt::Debug for Ctx {
 
 impl Ctx {
     pub(crate) fn new(shared: Arc<Shared>, frontend: FrontendInfo) -> Ctx {
-        Ctx { shared, frontend }
+        Ctx {
+            shared,
+            frontend: Arc::new(frontend),
+        }
     }
 
     /// The frontend this context serves.

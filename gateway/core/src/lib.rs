@@ -8,7 +8,8 @@
 //! - [`message`]: [`Message`], [`QoS`], message ids and MQTT 5 message properties.
 //! - [`topic`]: topic name and filter validation, matching, shared-subscription parsing.
 //! - [`router`]: the subscription index (exact map + wildcard trie) and fan-out.
-//! - [`session`]: session state that outlives a connection (subscriptions, queue, inflight).
+//! - [`session`]: session state that outlives a connection (subscriptions, queue, inflight);
+//!   [`submap`] holds its subscriptions compactly.
 //! - [`broker`]: the broker itself: session registry, retained messages, wills, expiry.
 //! - [`ctx`]: [`Ctx`], the only door from a channel into the broker.
 //! - [`channel`]: the sans-I/O [`channel::Channel`] and [`channel::Codec`] traits drivers run.
@@ -32,6 +33,7 @@ pub mod rewrite;
 pub mod router;
 pub mod session;
 pub mod store;
+pub mod submap;
 pub mod sys;
 pub mod topic;
 pub mod wake;

@@ -19,6 +19,7 @@ use parking_lot::{Mutex, MutexGuard};
 use crate::conn::ConnHandle;
 use crate::message::{Message, QoS};
 use crate::router::ShareKey;
+use crate::submap::SubscriptionMap;
 use crate::wake;
 
 /// Process-unique id of one session incarnation (a clean start makes a new one).
@@ -102,7 +103,7 @@ impl Default for SessionLimits {
 pub struct SessionState {
     /// Subscriptions: the filter exactly as the client sent it (after mountpoint), and its
     /// options. The parsed form lives in the router.
-    pub subscriptions: HashMap<ByteString, SubOptions>,
+    pub subscriptions: SubscriptionMap,
     /// Deliveries not yet sent (the "message queue").
     pub queue: VecDeque<Delivery>,
     queued_qos0: usize,
@@ -146,7 +147,7 @@ impl Session {
             client_id,
             online: AtomicBool::new(false),
             state: Mutex::new(SessionState {
-                subscriptions: HashMap::new(),
+                subscriptions: SubscriptionMap::new(),
                 queue: VecDeque::new(),
                 queued_qos0: 0,
                 inflight: VecDeque::new(),

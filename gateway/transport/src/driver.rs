@@ -72,31 +72,69 @@ pub enum Ended {
 
 /// Runs `channel` over `stream` until the connection ends. `conn` must be registered with
 /// `broker` (the caller unregisters it afterwards).
-pub async fn drive<S, Ch>(stream: S, channel: Ch, codec: Ch::Codec, conn: Arc<ConnHandle>, broker: Broker) -> Ended
+///
+/// The returned future is a plain struct rather than an `async fn`'s state machine: an `async
+/// fn` keeps its arguments beside the locals they are moved into, which would double the size
+/// of every connection's task for as long as it lives.
+pub fn drive<S, Ch>(stream: S, channel: Ch, codec: Ch::Codec, conn: Arc<ConnHandle>, broker: Broker) -> Drive<S, Ch>
 where
     S: AsyncRead + AsyncWrite + Unpin,
     Ch: Channel,
 {
-    let mut driver = Driver {
-        stream,
-        channel,
-        codec,
-        conn,
-        broker,
-        read_buf: BytesMut::new(),
-        write_buf: BytesMut::new(),
-        outbox: Outbox::new(),
-        closing: None,
-        close_deadline: None,
-        stall: None,
-        kick_seen: false,
-        eof: false,
-        shutdown_sent: false,
-    };
-    let ended = std::future::poll_fn(|cx| driver.poll_run(cx)).await;
-    driver.channel.handle_closed(Instant::now());
-    wake::flush();
-    ended
+    Drive {
+        driver: Driver {
+            stream,
+            channel,
+            codec,
+            conn,
+            broker,
+            read_buf: BytesMut::new(),
+            write_buf: BytesMut::new(),
+            outbox: Outbox::new(),
+            closing: None,
+            stall: None,
+            kick_seen: false,
+            eof: false,
+            shutdown_sent: false,
+        },
+        done: false,
+    }
+}
+
+/// The future of one connection; see [`drive`].
+pub struct Drive<S, Ch: Channel> {
+    driver: Driver<S, Ch>,
+    done: bool,
+}
+
+impl<S, Ch: Channel> Drive<S, Ch> {
+    /// The connection's handle.
+    pub fn conn(&self) -> &Arc<ConnHandle> {
+        &self.driver.conn
+    }
+
+    /// The broker the connection is registered with.
+    pub fn broker(&self) -> &Broker {
+        &self.driver.broker
+    }
+}
+
+impl<S, Ch> Future for Drive<S, Ch>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+    Ch: Channel,
+{
+    type Output = Ended;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Ended> {
+        let this = self.get_mut();
+        assert!(!this.done, "connection future polled after it ended");
+        let ended = std::task::ready!(this.driver.poll_run(cx));
+        this.done = true;
+        this.driver.channel.handle_closed(Instant::now());
+        wake::flush();
+        Poll::Ready(ended)
+    }
 }
 
 struct Driver<S, Ch: Channel> {
@@ -111,9 +149,8 @@ struct Driver<S, Ch: Channel> {
     write_buf: BytesMut,
     outbox: Outbox<<Ch::Codec as Codec>::Frame>,
     /// Set once the channel asked to close: flush, then shut down.
-    closing: Option<CloseReason>,
-    /// When a closing connection is dropped even if its last bytes are not written.
-    close_deadline: Option<Instant>,
+    /// Boxed: set once per connection, and an idle connection should not carry its size.
+    closing: Option<Box<Closing>>,
     /// Set while reading is paused for congested subscribers. Boxed and present only while
     /// paused, so idle connections carry no timer.
     stall: Option<Box<Stall>>,
@@ -172,33 +209,30 @@ where
                 Poll::Ready(Err(error)) => return Poll::Ready(Ended::Lost(Some(error))),
                 Poll::Pending => {}
             }
-            if self.closing.is_some() && self.close_deadline.is_none() {
-                self.close_deadline = Some(now + CLOSE_FLUSH_TIMEOUT);
-            }
-            if let (Some(reason), Some(deadline)) = (&self.closing, self.close_deadline)
-                && now >= deadline
+            if let Some(closing) = &self.closing
+                && now >= closing.deadline
             {
                 tracing::debug!(
                     unwritten = self.write_buf.len(),
                     "peer did not read its last bytes; dropping"
                 );
-                return Poll::Ready(Ended::Closed(reason.clone()));
+                return Poll::Ready(Ended::Closed(closing.reason.clone()));
             }
-            let deadline = match self.closing {
-                Some(_) => self.close_deadline,
+            let deadline = match &self.closing {
+                Some(closing) => Some(closing.deadline),
                 None => self.channel.poll_timeout(),
             };
             self.conn.set_deadline_ms(deadline.map(|d| self.broker.millis(d)));
 
             if self.write_buf.is_empty() {
-                if let Some(reason) = &self.closing {
+                if let Some(closing) = &self.closing {
                     if !self.shutdown_sent {
                         match Pin::new(&mut self.stream).poll_shutdown(cx) {
                             Poll::Ready(_) => self.shutdown_sent = true,
                             Poll::Pending => return Poll::Pending,
                         }
                     }
-                    return Poll::Ready(Ended::Closed(reason.clone()));
+                    return Poll::Ready(Ended::Closed(closing.reason.clone()));
                 }
                 if self.eof {
                     return Poll::Ready(Ended::Lost(None));
@@ -332,7 +366,10 @@ where
                 }
                 Output::Close(reason) => {
                     if self.closing.is_none() {
-                        self.closing = Some(reason);
+                        self.closing = Some(Box::new(Closing {
+                            reason,
+                            deadline: Instant::now() + CLOSE_FLUSH_TIMEOUT,
+                        }));
                     }
                 }
             }
@@ -368,6 +405,13 @@ where
             _ => Poll::Ready(Ok(wrote_any)),
         }
     }
+}
+
+/// A connection the channel asked to close.
+struct Closing {
+    reason: CloseReason,
+    /// When the connection is dropped even if its last bytes are not written.
+    deadline: Instant,
 }
 
 /// A publisher's pause for congested subscribers.

@@ -1,18 +1,22 @@
 //! TCP listeners: accept, apply per-listener limits, and spawn one driver task per connection.
 
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Context, Poll, ready};
 use std::time::{Duration, Instant};
 
 use portico_core::Broker;
-use portico_core::channel::{ConnAddrs, StreamFrontend};
+use portico_core::channel::{Channel, ConnAddrs, StreamFrontend};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::driver::{self, Ended};
+use crate::driver::{self, Drive, Ended};
 
 /// Settings of one TCP listener.
 #[derive(Debug, Clone)]
@@ -100,7 +104,7 @@ pub async fn serve_tcp<F: StreamFrontend>(
         }
         active.fetch_add(1, Ordering::Relaxed);
         let guard = ActiveGuard(active.clone());
-        tasks.spawn(run_connection(stream, peer, frontend.clone(), broker.clone(), guard));
+        tasks.spawn(run_connection(stream, peer, &*frontend, &broker, guard));
     }
     tracing::info!(listener = %settings.name, "stopped accepting");
 }
@@ -113,22 +117,49 @@ impl Drop for ActiveGuard {
     }
 }
 
-async fn run_connection<F: StreamFrontend>(
+/// Builds a connection's future. Everything is set up before the future exists, so that the
+/// future holds only the driver and what the end of the connection needs: it is the bulk of an
+/// idle connection's memory.
+fn run_connection<F: StreamFrontend>(
     stream: TcpStream,
     peer: SocketAddr,
-    frontend: Arc<F>,
-    broker: Broker,
-    _guard: ActiveGuard,
-) {
+    frontend: &F,
+    broker: &Broker,
+    guard: ActiveGuard,
+) -> Connection<TcpStream, F::Channel> {
     let conn = broker.register_connection();
-    let id = conn.id();
     let local = stream.local_addr().unwrap_or(peer);
     let (channel, codec) = frontend.new_connection(conn.clone(), ConnAddrs { peer, local }, Instant::now());
-    let ended = driver::drive(stream, channel, codec, conn, broker.clone()).await;
-    broker.unregister_connection(id);
-    match ended {
-        Ended::Closed(reason) => tracing::debug!(%peer, ?reason, "connection closed"),
-        Ended::Lost(Some(error)) => tracing::debug!(%peer, %error, "connection lost"),
-        Ended::Lost(None) => tracing::debug!(%peer, "connection closed by peer"),
+    Connection {
+        drive: driver::drive(stream, channel, codec, conn, broker.clone()),
+        _guard: guard,
+    }
+}
+
+/// A connection's task: the driver, then the bookkeeping when it ends. A struct rather than an
+/// `async` block, which would store the driver twice (once as a captured value, once as the
+/// awaited future). It adds nothing the driver already holds.
+struct Connection<S, Ch: Channel> {
+    drive: Drive<S, Ch>,
+    _guard: ActiveGuard,
+}
+
+impl<S, Ch> Future for Connection<S, Ch>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+    Ch: Channel,
+{
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let ended = ready!(Pin::new(&mut self.drive).poll(cx));
+        let conn = self.drive.conn().id();
+        self.drive.broker().unregister_connection(conn);
+        match ended {
+            Ended::Closed(reason) => tracing::debug!(?conn, ?reason, "connection closed"),
+            Ended::Lost(Some(error)) => tracing::debug!(?conn, %error, "connection lost"),
+            Ended::Lost(None) => tracing::debug!(?conn, "connection closed by peer"),
+        }
+        Poll::Ready(())
     }
 }

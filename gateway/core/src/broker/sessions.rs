@@ -66,7 +66,12 @@ impl Shared {
     pub(super) fn end_session(&self, session: &Arc<Session>) {
         let (filters, unacked) = {
             let mut state = session.lock();
-            let filters: Vec<ByteString> = state.subscriptions.drain().map(|(filter, _)| filter).collect();
+            let filters: Vec<ByteString> = state
+                .subscriptions
+                .take_all()
+                .into_iter()
+                .map(|(filter, _)| filter)
+                .collect();
             (filters, state.take_shared_unacked())
         };
         for filter in filters {

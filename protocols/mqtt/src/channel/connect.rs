@@ -137,13 +137,17 @@ impl MqttChannel {
         if client_id.len() > self.settings.max_clientid_len {
             return Err((ReasonCode::ClientIdentifierNotValid, "client id too long"));
         }
+        // The decoded strings are views into the CONNECT packet's buffer; copies let that
+        // buffer (password, will, properties) go once CONNECT is handled, rather than live as
+        // long as the session.
+        let client_id = ByteString::from(&*client_id);
         let will = match connect.will.take() {
             None => None,
             Some(will) => Some(self.make_will(&client_id, will)?),
         };
         let client = ClientInfo {
             client_id: client_id.clone(),
-            username: connect.username.clone(),
+            username: connect.username.as_deref().map(ByteString::from),
             peer: self.peer,
             protocol: "mqtt",
         };

@@ -112,8 +112,9 @@ pub struct MqttChannel {
     inflight_window: usize,
     /// Largest packet the client accepts (5.0 Maximum Packet Size).
     client_max_packet_size: u32,
-    /// Client-to-server topic aliases (5.0).
-    incoming_aliases: alias::IncomingAliases,
+    /// Client-to-server topic aliases (5.0), boxed and created on first use: most clients
+    /// use none, and an idle connection should not carry the map's size.
+    incoming_aliases: Option<Box<alias::IncomingAliases>>,
     /// Server-to-client topic aliases (5.0), boxed: most clients allow none.
     outgoing_aliases: Option<Box<alias::OutgoingAliases>>,
     /// When the oldest unacknowledged message is due for a resend (3.x only).
@@ -149,7 +150,7 @@ impl MqttChannel {
             last_packet_at: now,
             inflight_window: 32,
             client_max_packet_size: u32::MAX,
-            incoming_aliases: alias::IncomingAliases::default(),
+            incoming_aliases: None,
             outgoing_aliases: None,
             retry_deadline: None,
             connect_expiry_zero: true,

@@ -55,10 +55,11 @@ impl MqttChannel {
 
         // Topic alias (5.0). [MQTT-3.3.2-8..12]
         let topic = match properties.topic_alias {
-            Some(alias) => match self
-                .incoming_aliases
-                .resolve(alias, topic, self.settings.max_topic_alias)
-            {
+            Some(alias) => match self.incoming_aliases.get_or_insert_with(Box::default).resolve(
+                alias,
+                topic,
+                self.settings.max_topic_alias,
+            ) {
                 Ok(topic) => topic,
                 Err((reason, why)) => return self.violation(reason, why, out),
             },
