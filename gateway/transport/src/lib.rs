@@ -3,7 +3,9 @@
 //! # Layout
 //! - [`driver`]: the stream driver that runs a sans-I/O channel over a byte stream.
 //! - [`listener`]: TCP listeners with per-listener limits.
+//! - [`access_rules`]: the listener `access_rules` (which client addresses may connect).
 
+pub mod access_rules;
 pub mod driver;
 pub mod listener;
 
