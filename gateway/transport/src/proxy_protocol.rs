@@ -29,15 +29,15 @@
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::pin::Pin;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::{Buf, BytesMut};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
-
+mod read;
+#[cfg(test)]
+use tlv::crc32c;
 #[cfg(test)]
 mod tests;
+
+pub use read::{Prefixed, read_proxy_header};
 
 /// Longest v1 header, CRLF included (spec §2.1).
 pub const V1_MAX_LEN: usize = 107;
@@ -51,24 +51,7 @@ pub const V2_SIGNATURE: [u8; 12] = *b"\r\n\r\n\0\r\nQUIT\n";
 const V1_PREFIX: &[u8] = b"PROXY ";
 const EXPECTED_START: &str = "\"PROXY \" (v1) or the v2 signature";
 
-/// TLV types (spec §2.2.1–2.2.8).
-mod tlv {
-    pub(super) const ALPN: u8 = 0x01;
-    pub(super) const AUTHORITY: u8 = 0x02;
-    pub(super) const CRC32C: u8 = 0x03;
-    pub(super) const NOOP: u8 = 0x04;
-    pub(super) const UNIQUE_ID: u8 = 0x05;
-    pub(super) const SSL: u8 = 0x20;
-    pub(super) const SSL_VERSION: u8 = 0x21;
-    pub(super) const SSL_CN: u8 = 0x22;
-    pub(super) const SSL_CIPHER: u8 = 0x23;
-    pub(super) const SSL_SIG_ALG: u8 = 0x24;
-    pub(super) const SSL_KEY_ALG: u8 = 0x25;
-    pub(super) const NETNS: u8 = 0x30;
-}
-
-/// Longest unique id (spec §2.2.5).
-const UNIQUE_ID_MAX: usize = 128;
+mod tlv;
 
 /// Which version of the protocol the header used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -646,7 +629,7 @@ fn parse_v2(buf: &[u8]) -> Result<Parsed, ProxyError> {
     let (source, destination) = v2_addresses(family, block);
     let tlvs = match command {
         Command::Local => Tlvs::default(),
-        Command::Proxy => v2_tlvs(header_bytes, V2_FIXED_LEN + addr_len)?,
+        Command::Proxy => tlv::parse_tlvs(header_bytes, V2_FIXED_LEN + addr_len)?,
     };
     Ok(Parsed::Complete {
         header: ProxyHeader {
@@ -702,273 +685,5 @@ fn v2_addresses(family: Family, block: &[u8]) -> (Option<SocketAddr>, Option<Soc
             )
         }
         Family::Unspec | Family::Unix => (None, None),
-    }
-}
-
-/// Iterates `(offset, kind, value)` over TLVs in `data[start..end]`; offsets are absolute.
-fn tlv_walk<'a>(
-    data: &'a [u8],
-    start: usize,
-    end: usize,
-) -> impl Iterator<Item = Result<(usize, u8, &'a [u8]), ProxyError>> + 'a {
-    let mut at = start;
-    std::iter::from_fn(move || {
-        if at >= end {
-            return None;
-        }
-        let offset = at;
-        if end - at < 3 {
-            at = end;
-            return Some(Err(ProxyError::V2TruncatedTlv { offset }));
-        }
-        let kind = data[at];
-        let len = usize::from(u16::from_be_bytes([data[at + 1], data[at + 2]]));
-        let value_start = at + 3;
-        if end - value_start < len {
-            at = end;
-            return Some(Err(ProxyError::V2TruncatedTlv { offset }));
-        }
-        at = value_start + len;
-        Some(Ok((offset, kind, &data[value_start..at])))
-    })
-}
-
-fn set_once<T>(slot: &mut Option<T>, value: T, kind: u8, offset: usize) -> Result<(), ProxyError> {
-    if slot.is_some() {
-        return Err(ProxyError::V2DuplicateTlv { kind, offset });
-    }
-    *slot = Some(value);
-    Ok(())
-}
-
-fn utf8(value: &[u8], kind: u8, offset: usize) -> Result<String, ProxyError> {
-    std::str::from_utf8(value)
-        .map(str::to_owned)
-        .map_err(|_| ProxyError::V2BadTlv {
-            kind,
-            offset,
-            reason: "value is not valid UTF-8",
-        })
-}
-
-/// TLVs of a PROXY header: `header` is the whole header, TLVs start at `start`.
-fn v2_tlvs(header: &[u8], start: usize) -> Result<Tlvs, ProxyError> {
-    let mut tlvs = Tlvs::default();
-    for item in tlv_walk(header, start, header.len()) {
-        let (offset, kind, value) = item?;
-        match kind {
-            tlv::ALPN => set_once(&mut tlvs.alpn, value.to_vec(), kind, offset)?,
-            tlv::AUTHORITY => set_once(&mut tlvs.authority, utf8(value, kind, offset)?, kind, offset)?,
-            tlv::CRC32C => {
-                let Ok(expected) = <[u8; 4]>::try_from(value).map(u32::from_be_bytes) else {
-                    return Err(ProxyError::V2BadTlv {
-                        kind,
-                        offset,
-                        reason: "CRC32C value must be 4 bytes",
-                    });
-                };
-                // spec §2.2.3: the checksum covers the whole header with this field zeroed.
-                let at = offset + 3;
-                let computed = crc32c(&[&header[..at], &[0; 4], &header[at + 4..]]);
-                if computed != expected {
-                    return Err(ProxyError::V2Checksum { expected, computed });
-                }
-                set_once(&mut tlvs.crc32c, expected, kind, offset)?;
-            }
-            tlv::UNIQUE_ID => {
-                if value.len() > UNIQUE_ID_MAX {
-                    return Err(ProxyError::V2BadTlv {
-                        kind,
-                        offset,
-                        reason: "unique id longer than 128 bytes",
-                    });
-                }
-                set_once(&mut tlvs.unique_id, value.to_vec(), kind, offset)?;
-            }
-            tlv::SSL => {
-                let ssl = v2_ssl(header, offset, value.len())?;
-                set_once(&mut tlvs.ssl, ssl, kind, offset)?;
-            }
-            tlv::NETNS => set_once(&mut tlvs.netns, utf8(value, kind, offset)?, kind, offset)?,
-            // spec §2.2.4: NOOP carries padding only.
-            tlv::NOOP => tlvs.skipped += 1,
-            // Unknown, custom (0xE0–0xEF) and experimental (0xF0) types.
-            _ => tlvs.skipped += 1,
-        }
-    }
-    Ok(tlvs)
-}
-
-/// The SSL TLV starting at `offset` with a value of `len` bytes: client, verify, sub-TLVs.
-fn v2_ssl(header: &[u8], offset: usize, len: usize) -> Result<SslInfo, ProxyError> {
-    let value_start = offset + 3;
-    if len < 5 {
-        return Err(ProxyError::V2BadTlv {
-            kind: tlv::SSL,
-            offset,
-            reason: "SSL value shorter than its 5-byte client/verify prefix",
-        });
-    }
-    let value = &header[value_start..value_start + len];
-    let mut ssl = SslInfo {
-        client: value[0],
-        verify: u32::from_be_bytes([value[1], value[2], value[3], value[4]]),
-        ..SslInfo::default()
-    };
-    for item in tlv_walk(header, value_start + 5, value_start + len) {
-        let (offset, kind, value) = item?;
-        let slot = match kind {
-            tlv::SSL_VERSION => &mut ssl.version,
-            tlv::SSL_CN => &mut ssl.cn,
-            tlv::SSL_CIPHER => &mut ssl.cipher,
-            tlv::SSL_SIG_ALG => &mut ssl.sig_alg,
-            tlv::SSL_KEY_ALG => &mut ssl.key_alg,
-            _ => continue,
-        };
-        set_once(slot, utf8(value, kind, offset)?, kind, offset)?;
-    }
-    Ok(ssl)
-}
-
-/// CRC-32C (Castagnoli) over the concatenation of `parts`. Bitwise: it runs once per header that
-/// carries the TLV, over at most 64 KB.
-fn crc32c(parts: &[&[u8]]) -> u32 {
-    let mut crc = !0u32;
-    for part in parts {
-        for &byte in *part {
-            crc ^= u32::from(byte);
-            for _ in 0..8 {
-                crc = if crc & 1 != 0 {
-                    (crc >> 1) ^ 0x82f6_3b78
-                } else {
-                    crc >> 1
-                };
-            }
-        }
-    }
-    !crc
-}
-
-// ---------------------------------------------------------------------------------------------
-// async reading
-
-/// First read size; enough for any v1 header and common v2 headers in one read.
-const FIRST_READ: usize = 256;
-
-/// Reads a PROXY header from `stream` within `timeout` (the listener's
-/// `proxy_protocol_timeout`). Returns the header and the bytes read past it, which belong to the
-/// client's protocol: wrap the stream with [`Prefixed::new`] to hand them on.
-pub async fn read_proxy_header<S: AsyncRead + Unpin>(
-    stream: &mut S,
-    timeout: Duration,
-) -> Result<(ProxyHeader, BytesMut), ProxyError> {
-    let mut buf = BytesMut::new();
-    let result = tokio::time::timeout(timeout, read_until_parsed(stream, &mut buf)).await;
-    match result {
-        Ok(result) => result,
-        Err(_) => Err(ProxyError::Timeout {
-            after: timeout,
-            received: buf.len(),
-        }),
-    }
-}
-
-async fn read_until_parsed<S: AsyncRead + Unpin>(
-    stream: &mut S,
-    buf: &mut BytesMut,
-) -> Result<(ProxyHeader, BytesMut), ProxyError> {
-    loop {
-        if let Parsed::Complete { header, consumed } = parse(buf)? {
-            buf.advance(consumed);
-            return Ok((header, buf.split()));
-        }
-        // A v2 header announces its length: read the rest in as few calls as possible.
-        let want = if buf.len() >= V2_FIXED_LEN && buf.starts_with(&V2_SIGNATURE) {
-            V2_FIXED_LEN + usize::from(u16::from_be_bytes([buf[14], buf[15]])) - buf.len()
-        } else {
-            FIRST_READ
-        };
-        buf.reserve(want);
-        if stream.read_buf(buf).await? == 0 {
-            return Err(ProxyError::Eof { received: buf.len() });
-        }
-    }
-}
-
-/// A stream that yields `prefix` before the bytes of `inner`, e.g. the client bytes read along
-/// with a PROXY header. Writes go straight to `inner`. The prefix buffer is freed once read.
-#[derive(Debug)]
-pub struct Prefixed<S> {
-    prefix: BytesMut,
-    inner: S,
-}
-
-impl<S> Prefixed<S> {
-    /// Reads `prefix` first, then `inner`.
-    pub fn new(prefix: BytesMut, inner: S) -> Self {
-        Prefixed { prefix, inner }
-    }
-
-    /// Bytes of the prefix not yet read.
-    pub fn prefix_len(&self) -> usize {
-        self.prefix.len()
-    }
-
-    /// The wrapped stream.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    /// The wrapped stream (reading from it directly skips the prefix).
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-
-    /// The unread prefix and the stream.
-    pub fn into_parts(self) -> (BytesMut, S) {
-        (self.prefix, self.inner)
-    }
-}
-
-impl<S: AsyncRead + Unpin> AsyncRead for Prefixed<S> {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        if this.prefix.is_empty() {
-            return Pin::new(&mut this.inner).poll_read(cx, buf);
-        }
-        let n = this.prefix.len().min(buf.remaining());
-        buf.put_slice(&this.prefix[..n]);
-        this.prefix.advance(n);
-        if this.prefix.is_empty() {
-            // Drop the allocation (it may be the whole header read buffer).
-            this.prefix = BytesMut::new();
-        }
-        Poll::Ready(Ok(()))
-    }
-}
-
-impl<S: AsyncWrite + Unpin> AsyncWrite for Prefixed<S> {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
     }
 }
