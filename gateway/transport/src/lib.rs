@@ -3,9 +3,16 @@
 //! # Layout
 //! - [`driver`]: the stream driver that runs a sans-I/O channel over a byte stream.
 //! - [`listener`]: TCP listeners with per-listener limits.
+//! - [`access_rules`]: the listener `access_rules` (which client addresses may connect).
+//! - [`proxy_protocol`]: HAProxy PROXY protocol v1/v2 parser, timed reader and [`proxy_protocol::Prefixed`].
+//! - [`rate_limit`]: token buckets and EMQX rate strings (`max_conn_rate`, `messages_rate`, …).
 
+pub mod access_rules;
 pub mod driver;
+pub mod fuzzing;
 pub mod listener;
+pub mod proxy_protocol;
+pub mod rate_limit;
 
 pub use driver::{Ended, drive};
 pub use listener::{BindError, TcpListenerSettings, bind_tcp, serve_tcp};
