@@ -34,6 +34,16 @@ pub trait Codec: Send + Unpin + 'static {
     /// bytes are needed and leaves `src` untouched. After an error the stream is unusable.
     fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Self::Frame>, Self::Error>;
 
+    /// The total length of the frame at the front of `src` once its header is readable (it may
+    /// exceed `src.len()`); `None` when the header is incomplete or bad, or when the codec
+    /// cannot tell cheaply. The driver uses it to give each frame its own exactly sized buffer,
+    /// so that a queued message does not pin a whole read buffer; on `None` it falls back to
+    /// buffering and [`decode`](Codec::decode), which reports any error.
+    fn frame_len(&self, src: &[u8]) -> Option<usize> {
+        let _ = src;
+        None
+    }
+
     /// Appends the wire form of `frame` to `dst`.
     fn encode(&mut self, frame: &Self::Frame, dst: &mut BytesMut) -> Result<(), EncodeError>;
 }
@@ -104,6 +114,17 @@ impl<F> Outbox<F> {
     /// Takes every queued output, in order.
     pub fn drain(&mut self) -> std::vec::Drain<'_, Output<F>> {
         self.items.drain(..)
+    }
+
+    /// The queued outputs, in order, without taking them (frames can be large: encoding them
+    /// in place saves a copy each). Follow with [`clear`](Outbox::clear).
+    pub fn iter(&self) -> std::slice::Iter<'_, Output<F>> {
+        self.items.iter()
+    }
+
+    /// Drops every queued output, keeping the list's memory (see [`release`](Outbox::release)).
+    pub fn clear(&mut self) {
+        self.items.clear();
     }
 
     /// Frees the list's memory; an idle connection should hold none (frames are large and a

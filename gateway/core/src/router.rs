@@ -188,7 +188,8 @@ impl FilterSubs {
     }
 
     /// Calls `f` for every plain subscriber and for the chosen member of each shared group.
-    fn visit(&self, dispatch: &Dispatch<'_>, f: &mut impl FnMut(&SubEntry, Option<&Arc<ShareKey>>)) {
+    /// Visits this filter's subscribers; returns 1 if it had non-shared ones, else 0.
+    fn visit(&self, dispatch: &Dispatch<'_>, f: &mut impl FnMut(&SubEntry, Option<&Arc<ShareKey>>)) -> usize {
         for entry in &self.plain {
             f(entry, None);
         }
@@ -197,6 +198,7 @@ impl FilterSubs {
                 f(entry, Some(&group.key));
             }
         }
+        usize::from(!self.plain.is_empty())
     }
 
     fn group(&self, key: &ShareKey) -> Option<&ShareGroup> {
@@ -282,24 +284,26 @@ impl TrieNode {
         system_topic: bool,
         dispatch: &Dispatch<'_>,
         f: &mut impl FnMut(&SubEntry, Option<&Arc<ShareKey>>),
-    ) {
+    ) -> usize {
+        let mut filters = 0;
         // [MQTT-4.7.2-1] wildcards at the first level do not match `$` topics.
         let wildcards_allowed = !(is_root && system_topic);
         if wildcards_allowed {
             // [MQTT-4.7.1-2] `#` also matches the parent level: `sport/#` matches `sport`.
-            self.multi.visit(dispatch, f);
+            filters += self.multi.visit(dispatch, f);
         }
         match levels.split_first() {
-            None => self.here.visit(dispatch, f),
+            None => filters += self.here.visit(dispatch, f),
             Some((level, rest)) => {
                 if let Some(child) = self.children.get(*level) {
-                    child.visit_matches(rest, false, system_topic, dispatch, f);
+                    filters += child.visit_matches(rest, false, system_topic, dispatch, f);
                 }
                 if wildcards_allowed && let Some(single) = &self.single {
-                    single.visit_matches(rest, false, system_topic, dispatch, f);
+                    filters += single.visit_matches(rest, false, system_topic, dispatch, f);
                 }
             }
         }
+        filters
     }
 }
 
@@ -372,12 +376,16 @@ impl Router {
     /// Calls `f` for every subscription matching `topic` — for a shared group, only its chosen
     /// member, with the group's key — while holding the read lock. `publisher` is the
     /// publishing client's id (for the hash_clientid strategy).
+    ///
+    /// Returns how many matching filters had non-shared subscribers: a session is visited
+    /// more than once outside shared groups only if this is above 1.
     pub fn visit_matches(
         &self,
         topic: &TopicName,
         publisher: &str,
         mut f: impl FnMut(&SubEntry, Option<&Arc<ShareKey>>),
-    ) {
+    ) -> usize {
+        let mut filters = 0;
         let dispatch = Dispatch {
             strategy: self.strategy,
             topic: topic.as_str(),
@@ -386,14 +394,15 @@ impl Router {
         };
         let inner = self.inner.read();
         if let Some(subs) = inner.exact.get(topic.as_str()) {
-            subs.visit(&dispatch, &mut f);
+            filters += subs.visit(&dispatch, &mut f);
         }
         if !inner.trie.is_empty() {
             let levels: smallvec::SmallVec<[&str; 8]> = topic.split('/').collect();
-            inner
+            filters += inner
                 .trie
                 .visit_matches(&levels, true, topic.is_system(), &dispatch, &mut f);
         }
+        filters
     }
 
     /// Chooses another member of the group `key` for a message that its chosen member will

@@ -30,6 +30,8 @@ use portico_core::session::Session;
 use portico_core::wake;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
+use crate::buffers;
+
 /// Above this many unwritten bytes the driver stops reading and stops pulling deliveries.
 pub const WRITE_HIGH_WATER: usize = 1024 * 1024;
 
@@ -89,6 +91,7 @@ where
             conn,
             broker,
             read_buf: BytesMut::new(),
+            read_buf_shared: false,
             write_buf: BytesMut::new(),
             outbox: Outbox::new(),
             closing: None,
@@ -145,6 +148,9 @@ struct Driver<S, Ch: Channel> {
     broker: Broker,
     /// An incomplete frame's bytes; empty (no capacity) between frames.
     read_buf: BytesMut,
+    /// A frame was split off `read_buf` itself (a codec without `frame_len`), so the buffer
+    /// shares memory with it and must not go back to the pool.
+    read_buf_shared: bool,
     /// Encoded frames not yet written; empty (no capacity) when idle.
     write_buf: BytesMut,
     outbox: Outbox<<Ch::Codec as Codec>::Frame>,
@@ -268,7 +274,7 @@ where
                 match Pin::new(&mut self.stream).poll_read(cx, &mut buf) {
                     Poll::Ready(Ok(())) => {
                         let filled = buf.filled();
-                        self.read_buf.extend_from_slice(filled);
+                        self.take_input(filled, now);
                         Poll::Ready(Ok(filled.len()))
                     }
                     Poll::Ready(Err(error)) => Poll::Ready(Err(error)),
@@ -286,7 +292,6 @@ where
                     // Keep reading until Pending: after a short read tokio has cleared the
                     // readiness, so the next poll_read costs no syscall and registers the waker.
                     read_any = true;
-                    self.decode_frames(now);
                     if self.pause_for_congestion(cx, now) {
                         break;
                     }
@@ -324,57 +329,144 @@ where
         true
     }
 
+    /// Feeds bytes just read to the channel. Each complete frame is copied out of the scratch
+    /// buffer into its own exactly sized buffer and decoded from there: what the frame keeps
+    /// (a payload, a topic) then pins only that frame's bytes, not a large read buffer. Only an
+    /// incomplete frame's bytes, or everything after a congestion stop, wait in `read_buf`.
+    fn take_input(&mut self, mut input: &[u8], now: Instant) {
+        if !self.read_buf.is_empty() {
+            // Complete the pending frame first, taking no more than it needs when its length is
+            // known (otherwise everything goes through the buffer, as for a codec that cannot
+            // tell frame lengths).
+            let take = match self.codec.frame_len(&self.read_buf) {
+                Some(total) => total.saturating_sub(self.read_buf.len()).min(input.len()),
+                None => input.len(),
+            };
+            self.read_buf.extend_from_slice(&input[..take]);
+            input = &input[take..];
+            self.decode_frames(now);
+            if !self.read_buf.is_empty() {
+                self.read_buf.extend_from_slice(input);
+                return;
+            }
+        }
+        while !input.is_empty() && self.ready_for_frame() {
+            let Some(len) = complete_frame_len(&self.codec, input) else {
+                break;
+            };
+            let frame = decode_exact(&mut self.codec, &input[..len]);
+            input = &input[len..];
+            if !self.handle_decoded(frame, now) {
+                return;
+            }
+        }
+        if !input.is_empty() && !self.is_closing() {
+            if self.read_buf.capacity() == 0 {
+                self.read_buf = buffers::take();
+            }
+            self.read_buf.extend_from_slice(input);
+            // An incomplete frame waits; a malformed header is reported by `decode`.
+            self.decode_frames(now);
+        }
+    }
+
+    /// Decodes the frames waiting in `read_buf`, until it holds only an incomplete frame or a
+    /// subscriber is congested.
     fn decode_frames(&mut self, now: Instant) {
-        loop {
-            if self.outbox.is_closing() {
-                // The channel is done with this connection; ignore the rest of the input.
-                self.read_buf = BytesMut::new();
-                return;
-            }
-            match self.codec.decode(&mut self.read_buf) {
-                Ok(Some(frame)) => self.channel.handle_in(frame, now, &mut self.outbox),
-                Ok(None) => break,
-                Err(error) => {
-                    self.channel.handle_decode_error(error, now, &mut self.outbox);
-                    self.read_buf = BytesMut::new();
-                    return;
+        while !self.read_buf.is_empty() && self.ready_for_frame() {
+            let frame = match complete_frame_len(&self.codec, &self.read_buf) {
+                Some(len) => {
+                    let frame = decode_exact(&mut self.codec, &self.read_buf[..len]);
+                    self.read_buf.advance(len);
+                    frame
                 }
-            }
-            // Encode as we go so that replies keep their order with later deliveries.
-            if self.apply_outbox().is_err() {
-                return;
-            }
-            if wake::has_congestion() {
-                // A subscriber cannot keep up: stop here, the rest waits in the read buffer.
+                None => match self.codec.decode(&mut self.read_buf) {
+                    Ok(None) => break,
+                    other => {
+                        self.read_buf_shared = true;
+                        other
+                    }
+                },
+            };
+            if !self.handle_decoded(frame, now) {
                 return;
             }
         }
-        if self.read_buf.is_empty() {
-            // Release the buffer: frames already taken keep their own reference to the bytes.
-            self.read_buf = BytesMut::new();
+        if self.is_closing() {
+            // The channel is done with this connection; ignore the rest of the input.
+            self.read_buf.clear();
         }
+        if self.read_buf.is_empty() && self.read_buf.capacity() > 0 {
+            let buf = std::mem::take(&mut self.read_buf);
+            if !std::mem::take(&mut self.read_buf_shared) {
+                buffers::give_back(buf);
+            }
+        }
+    }
+
+    /// True when the next frame may be decoded: the connection is not closing and no
+    /// subscriber is congested (otherwise the rest waits in the read buffer).
+    fn ready_for_frame(&self) -> bool {
+        !self.is_closing() && !wake::has_congestion()
+    }
+
+    fn is_closing(&self) -> bool {
+        self.closing.is_some() || self.outbox.is_closing()
+    }
+
+    /// Hands a decoded frame (or the decode error) to the channel and encodes what it answered.
+    /// Returns false when no further input should be decoded.
+    fn handle_decoded(&mut self, frame: DecodeResult<Ch>, now: Instant) -> bool {
+        match frame {
+            Ok(Some(frame)) => self.channel.handle_in(frame, now, &mut self.outbox),
+            Ok(None) => {
+                // `frame_len` promised a whole frame that `decode` did not accept: a codec bug.
+                // Guessing would desynchronise the stream, so the connection ends.
+                tracing::error!(
+                    codec = std::any::type_name::<Ch::Codec>(),
+                    "codec reported a frame length its decoder did not accept; closing the connection"
+                );
+                self.read_buf = BytesMut::new();
+                self.outbox
+                    .close(CloseReason::ProtocolViolation("undecodable frame".to_owned()));
+                let _ = self.apply_outbox();
+                return false;
+            }
+            Err(error) => {
+                self.channel.handle_decode_error(error, now, &mut self.outbox);
+                self.read_buf = BytesMut::new();
+                return false;
+            }
+        }
+        // Encode as we go so that replies keep their order with later deliveries.
+        self.apply_outbox().is_ok()
     }
 
     /// Encodes queued frames into the write buffer; records a close.
     fn apply_outbox(&mut self) -> Result<(), portico_core::channel::EncodeError> {
-        for output in self.outbox.drain() {
+        if self.write_buf.capacity() == 0 && !self.outbox.is_empty() {
+            self.write_buf = buffers::take();
+        }
+        let mut result = Ok(());
+        for output in self.outbox.iter() {
             match output {
                 Output::Send(frame) => {
-                    if self.closing.is_none() {
-                        self.codec.encode(&frame, &mut self.write_buf)?;
+                    if self.closing.is_none() && result.is_ok() {
+                        result = self.codec.encode(frame, &mut self.write_buf);
                     }
                 }
                 Output::Close(reason) => {
                     if self.closing.is_none() {
                         self.closing = Some(Box::new(Closing {
-                            reason,
+                            reason: reason.clone(),
                             deadline: Instant::now() + CLOSE_FLUSH_TIMEOUT,
                         }));
                     }
                 }
             }
         }
-        Ok(())
+        self.outbox.clear();
+        result
     }
 
     /// Writes as much of the write buffer as the socket takes. Ready(true) if bytes were
@@ -398,13 +490,28 @@ where
             }
         }
         if self.write_buf.capacity() > 0 {
-            self.write_buf = BytesMut::new();
+            buffers::give_back(std::mem::take(&mut self.write_buf));
         }
         match Pin::new(&mut self.stream).poll_flush(cx) {
             Poll::Ready(Err(error)) => Poll::Ready(Err(error)),
             _ => Poll::Ready(Ok(wrote_any)),
         }
     }
+}
+
+type DecodeResult<Ch> =
+    Result<Option<<<Ch as Channel>::Codec as Codec>::Frame>, <<Ch as Channel>::Codec as Codec>::Error>;
+
+/// The length of the complete frame at the front of `bytes`, if the codec can tell and all of
+/// it is there.
+fn complete_frame_len<C: Codec>(codec: &C, bytes: &[u8]) -> Option<usize> {
+    codec.frame_len(bytes).filter(|&len| len > 0 && len <= bytes.len())
+}
+
+/// Decodes exactly one frame's bytes from a buffer of their own.
+fn decode_exact<C: Codec>(codec: &mut C, bytes: &[u8]) -> Result<Option<C::Frame>, C::Error> {
+    let mut own = BytesMut::from(bytes);
+    codec.decode(&mut own)
 }
 
 /// A connection the channel asked to close.

@@ -8,6 +8,7 @@
 //! - [`rate_limit`]: token buckets and EMQX rate strings (`max_conn_rate`, `messages_rate`, …).
 
 pub mod access_rules;
+mod buffers;
 pub mod driver;
 pub mod fuzzing;
 pub mod listener;

@@ -126,7 +126,7 @@ impl Shared {
         let mut matches: SmallVec<[(Arc<Session>, SubOptions); 8]> = SmallVec::new();
         let mut shared: SmallVec<[SharedPick; 2]> = SmallVec::new();
         let publisher = &message.from.client_id;
-        self.router.visit_matches(
+        let filters = self.router.visit_matches(
             &message.topic,
             publisher,
             |entry: &SubEntry, group: Option<&Arc<ShareKey>>| {
@@ -138,7 +138,8 @@ impl Shared {
                 }
             },
         );
-        if matches.len() > 1 {
+        if filters > 1 && matches.len() > 1 {
+            // Bring a session's several matching subscriptions together.
             matches.sort_by_key(|(session, _)| session.id());
         }
         let mut delivered = 0;

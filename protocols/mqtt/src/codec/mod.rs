@@ -124,6 +124,13 @@ impl Codec for MqttCodec {
         Ok(Some(decoded))
     }
 
+    fn frame_len(&self, src: &[u8]) -> Option<usize> {
+        match decode::header(src, self.max_packet_size) {
+            Ok(Some(h)) => Some(h.total),
+            _ => None,
+        }
+    }
+
     /// Encodes in the learned version (3.1.1 before CONNECT, so a CONNACK refusing an unsupported
     /// version is written in 3.1.1 form). Encoding a CONNECT (client side) fixes the version.
     fn encode(&mut self, frame: &Packet, dst: &mut BytesMut) -> Result<(), EncodeError> {
