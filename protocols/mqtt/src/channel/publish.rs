@@ -38,7 +38,15 @@ impl MqttChannel {
 
     /// Removes the mountpoint from a delivered topic.
     fn unmount<'a>(&self, topic: &'a str) -> &'a str {
-        topic.strip_prefix(self.settings.mountpoint.as_str()).unwrap_or(topic)
+        let mountpoint = self.settings.mountpoint.as_str();
+        // Not `strip_prefix("")`: comparing against an empty string still calls `memcmp` with
+        // the empty string's dangling pointer, and glibc's AVX-512 `memcmp` does a masked load
+        // from it that costs a microcode assist on every call (a quarter of the broker's CPU
+        // time in a fan-out profile).
+        if mountpoint.is_empty() {
+            return topic;
+        }
+        topic.strip_prefix(mountpoint).unwrap_or(topic)
     }
 
     pub(super) fn handle_publish(&mut self, publish: Publish, now: Instant, out: &mut Out) {
