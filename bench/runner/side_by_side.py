@@ -194,6 +194,21 @@ def run_generator(cmd: list[str], timeout: float, errlog: Path) -> dict:
         raise RunFailed(f"generator printed no JSON object: {text[-300:]!r}")
 
 
+def settle(broker: B.Broker, limit_s: float = 60.0) -> None:
+    """Waits until the broker is idle again (under 5% of a core over half a second). After a
+    closed-loop warm-up a broker may still be working through what the warm-up's clients left
+    behind (rumqttd took over 10 s to answer a CONNECT after a 1 -> 100 fan-out warm-up); the
+    measured run starts from a quiet broker for every peer."""
+    deadline = time.monotonic() + limit_s
+    last = procfs.cpu_seconds(broker.pid)
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        now = procfs.cpu_seconds(broker.pid)
+        if now - last < 0.025:
+            return
+        last = now
+
+
 def run_traffic(ctx: Ctx, sc: Scenario, broker: B.Broker, rec: dict, workdir: Path) -> None:
     quick = ctx.args.quick
     duration = sc.quick_duration if quick else sc.duration
@@ -207,6 +222,7 @@ def run_traffic(ctx: Ctx, sc: Scenario, broker: B.Broker, rec: dict, workdir: Pa
             raise RunFailed(f"warmup run: {e}")
         if not broker.alive():
             raise RunFailed("broker died during the warmup run")
+        settle(broker)
     cmd = generator_cmd(ctx, sc, broker, duration)
     rec["cmd_display"] = display(cmd, ctx)
     cpu0, rss0 = procfs.cpu_seconds(broker.pid), procfs.rss_bytes(broker.pid)

@@ -44,6 +44,13 @@ pub trait Codec: Send + Unpin + 'static {
         None
     }
 
+    /// True for frames that count as messages for a listener's `messages_rate` limit (e.g.
+    /// MQTT PUBLISH).
+    fn is_message(frame: &Self::Frame) -> bool {
+        let _ = frame;
+        false
+    }
+
     /// Appends the wire form of `frame` to `dst`.
     fn encode(&mut self, frame: &Self::Frame, dst: &mut BytesMut) -> Result<(), EncodeError>;
 }

@@ -31,6 +31,7 @@ use portico_core::wake;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::buffers;
+use crate::throttle::{InputLimits, Throttle};
 
 /// Above this many unwritten bytes the driver stops reading and stops pulling deliveries.
 pub const WRITE_HIGH_WATER: usize = 1024 * 1024;
@@ -96,6 +97,7 @@ where
             outbox: Outbox::new(),
             closing: None,
             stall: None,
+            throttle: None,
             kick_seen: false,
             eof: false,
             shutdown_sent: false,
@@ -111,6 +113,12 @@ pub struct Drive<S, Ch: Channel> {
 }
 
 impl<S, Ch: Channel> Drive<S, Ch> {
+    /// Applies a listener's per-connection input limits (see [`InputLimits`]).
+    pub fn with_input_limits(mut self, limits: InputLimits, now: Instant) -> Self {
+        self.driver.throttle = Throttle::new(limits, now);
+        self
+    }
+
     /// The connection's handle.
     pub fn conn(&self) -> &Arc<ConnHandle> {
         &self.driver.conn
@@ -160,6 +168,8 @@ struct Driver<S, Ch: Channel> {
     /// Set while reading is paused for congested subscribers. Boxed and present only while
     /// paused, so idle connections carry no timer.
     stall: Option<Box<Stall>>,
+    /// Input rate limits, when the listener has any.
+    throttle: Option<Box<Throttle>>,
     kick_seen: bool,
     eof: bool,
     shutdown_sent: bool,
@@ -197,7 +207,17 @@ where
                 self.stall = None;
                 progress = true;
             }
-            if self.closing.is_none() && !self.eof && self.stall.is_none() && self.write_buf.len() < WRITE_HIGH_WATER {
+            if let Some(throttle) = self.throttle.as_mut()
+                && throttle.poll_resume(cx, now)
+            {
+                progress = true;
+            }
+            if self.closing.is_none()
+                && !self.eof
+                && self.stall.is_none()
+                && !self.throttled()
+                && self.write_buf.len() < WRITE_HIGH_WATER
+            {
                 match self.poll_read_input(cx, now) {
                     Ok(read_any) => progress |= read_any,
                     Err(error) => return Poll::Ready(Ended::Lost(Some(error))),
@@ -288,11 +308,14 @@ where
                     self.eof = true;
                     break;
                 }
-                Poll::Ready(Ok(_)) => {
+                Poll::Ready(Ok(n)) => {
                     // Keep reading until Pending: after a short read tokio has cleared the
                     // readiness, so the next poll_read costs no syscall and registers the waker.
                     read_any = true;
-                    if self.pause_for_congestion(cx, now) {
+                    if let Some(throttle) = self.throttle.as_mut() {
+                        throttle.charge_bytes(n, now);
+                    }
+                    if self.pause_for_congestion(cx, now) || self.throttled() {
                         break;
                     }
                     if self.closing.is_some() || self.outbox.is_closing() || self.write_buf.len() >= WRITE_HIGH_WATER {
@@ -407,7 +430,12 @@ where
     /// True when the next frame may be decoded: the connection is not closing and no
     /// subscriber is congested (otherwise the rest waits in the read buffer).
     fn ready_for_frame(&self) -> bool {
-        !self.is_closing() && !wake::has_congestion()
+        !self.is_closing() && !wake::has_congestion() && !self.throttled()
+    }
+
+    /// True while an input rate limit holds reading back.
+    fn throttled(&self) -> bool {
+        self.throttle.as_ref().is_some_and(|t| t.is_paused())
     }
 
     fn is_closing(&self) -> bool {
@@ -418,7 +446,14 @@ where
     /// Returns false when no further input should be decoded.
     fn handle_decoded(&mut self, frame: DecodeResult<Ch>, now: Instant) -> bool {
         match frame {
-            Ok(Some(frame)) => self.channel.handle_in(frame, now, &mut self.outbox),
+            Ok(Some(frame)) => {
+                if let Some(throttle) = self.throttle.as_mut()
+                    && <Ch::Codec as Codec>::is_message(&frame)
+                {
+                    throttle.charge_message(now);
+                }
+                self.channel.handle_in(frame, now, &mut self.outbox);
+            }
             Ok(None) => {
                 // `frame_len` promised a whole frame that `decode` did not accept: a codec bug.
                 // Guessing would desynchronise the stream, so the connection ends.

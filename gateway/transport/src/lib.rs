@@ -6,6 +6,8 @@
 //! - [`access_rules`]: the listener `access_rules` (which client addresses may connect).
 //! - [`proxy_protocol`]: HAProxy PROXY protocol v1/v2 parser, timed reader and [`proxy_protocol::Prefixed`].
 //! - [`rate_limit`]: token buckets and EMQX rate strings (`max_conn_rate`, `messages_rate`, …).
+//! - [`throttle`]: per-connection input limits applied by the driver (reading pauses, nothing
+//!   is dropped).
 
 pub mod access_rules;
 mod buffers;
@@ -14,6 +16,7 @@ pub mod fuzzing;
 pub mod listener;
 pub mod proxy_protocol;
 pub mod rate_limit;
+pub mod throttle;
 
 pub use driver::{Ended, drive};
 pub use listener::{BindError, TcpListenerSettings, bind_tcp, serve_tcp};

@@ -131,6 +131,10 @@ impl Codec for MqttCodec {
         }
     }
 
+    fn is_message(frame: &Packet) -> bool {
+        matches!(frame, Packet::Publish(_))
+    }
+
     /// Encodes in the learned version (3.1.1 before CONNECT, so a CONNACK refusing an unsupported
     /// version is written in 3.1.1 form). Encoding a CONNECT (client side) fixes the version.
     fn encode(&mut self, frame: &Packet, dst: &mut BytesMut) -> Result<(), EncodeError> {
