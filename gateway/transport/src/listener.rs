@@ -2,6 +2,7 @@
 //! limits, and spawn one task per connection that runs the transport's handshakes (under
 //! `handshake_timeout`, so a slow client never holds up the accept loop) and then the driver.
 
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -12,6 +13,7 @@ use portico_core::Broker;
 use portico_core::channel::{ConnInfo, StreamFrontend};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio_rustls::server::TlsStream;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -134,15 +136,22 @@ pub async fn serve<F: StreamFrontend>(
         }
         active.fetch_add(1, Ordering::Relaxed);
         let guard = ActiveGuard(active.clone());
-        tasks.spawn(run_connection(
-            stream,
-            peer,
-            settings.transport.clone(),
-            settings.handshake_timeout,
-            frontend.clone(),
-            broker.clone(),
-            guard,
-        ));
+        let local = stream.local_addr().unwrap_or(peer);
+        let conn = Accepted {
+            info: ConnInfo::new(peer, local),
+            frontend: frontend.clone(),
+            broker: broker.clone(),
+            _guard: guard,
+        };
+        let timeout = settings.handshake_timeout;
+        // One task type per transport: a task's allocation is sized for the largest state of
+        // its own future, so a plain TCP connection must not carry room for a WSS one.
+        match &settings.transport {
+            Transport::Tcp => tasks.spawn(run_driver(stream, conn)),
+            Transport::Tls(source) => tasks.spawn(run_tls(stream, conn, timeout, source.clone())),
+            Transport::Ws(ws) => tasks.spawn(run_ws(stream, conn, timeout, ws.clone())),
+            Transport::Wss(source, ws) => tasks.spawn(run_wss(stream, conn, timeout, source.clone(), ws.clone())),
+        };
     }
     tracing::info!(listener = %settings.name, "stopped accepting");
 }
@@ -155,78 +164,106 @@ impl Drop for ActiveGuard {
     }
 }
 
-async fn run_connection<F: StreamFrontend>(
-    stream: TcpStream,
-    peer: SocketAddr,
-    transport: Transport,
-    handshake_timeout: Duration,
+/// An accepted connection on its way to the driver (its stream travels separately).
+struct Accepted<F> {
+    info: ConnInfo,
     frontend: Arc<F>,
     broker: Broker,
     _guard: ActiveGuard,
-) {
-    let local = stream.local_addr().unwrap_or(peer);
-    let mut info = ConnInfo::new(peer, local);
-    let handshake = async {
-        match transport {
-            Transport::Tcp => Ok(Upgraded::Tcp(stream)),
-            Transport::Tls(source) => {
-                let tls = tokio_rustls::TlsAcceptor::from(source.config())
-                    .accept(stream)
-                    .await
-                    .map_err(|e| format!("TLS handshake failed: {e}"))?;
-                info.peer_cert = tls::peer_cert(tls.get_ref().1);
-                Ok(Upgraded::Tls(Box::new(tls)))
+}
+
+impl<F: StreamFrontend> Accepted<F> {
+    /// Runs `handshake` under the listener's handshake timeout. The future is boxed so that its
+    /// memory is freed once it is done rather than staying part of the connection's task.
+    async fn handshake<T, E: std::fmt::Display>(
+        &self,
+        timeout: Duration,
+        handshake: impl Future<Output = Result<T, E>>,
+    ) -> Option<T> {
+        let peer = self.info.peer;
+        match tokio::time::timeout(timeout, Box::pin(handshake)).await {
+            Ok(Ok(upgraded)) => Some(upgraded),
+            Ok(Err(error)) => {
+                tracing::debug!(%peer, %error, "connection refused at its handshake");
+                None
             }
-            Transport::Ws(settings) => {
-                let (ws, upgrade) = ws::accept(stream, &settings).await.map_err(|e| e.to_string())?;
-                info.peer = upgrade.peer(peer);
-                Ok(Upgraded::Ws(Box::new(ws)))
-            }
-            Transport::Wss(source, settings) => {
-                let tls = tokio_rustls::TlsAcceptor::from(source.config())
-                    .accept(stream)
-                    .await
-                    .map_err(|e| format!("TLS handshake failed: {e}"))?;
-                info.peer_cert = tls::peer_cert(tls.get_ref().1);
-                let (ws, upgrade) = ws::accept(tls, &settings).await.map_err(|e| e.to_string())?;
-                info.peer = upgrade.peer(peer);
-                Ok(Upgraded::Wss(Box::new(ws)))
+            Err(_) => {
+                tracing::debug!(%peer, ?timeout, "handshake not done in time");
+                None
             }
         }
-    };
-    let upgraded: Result<Upgraded, String> = match tokio::time::timeout(handshake_timeout, handshake).await {
-        Ok(result) => result,
-        Err(_) => Err(format!("handshake not done within {handshake_timeout:?}")),
-    };
-    match upgraded {
-        Ok(Upgraded::Tcp(s)) => run_driver(s, info, frontend, broker).await,
-        Ok(Upgraded::Tls(s)) => run_driver(s, info, frontend, broker).await,
-        Ok(Upgraded::Ws(s)) => run_driver(s, info, frontend, broker).await,
-        Ok(Upgraded::Wss(s)) => run_driver(s, info, frontend, broker).await,
-        Err(why) => tracing::debug!(%peer, %why, "connection refused"),
     }
 }
 
-/// An accepted connection after its handshakes. Boxed where large, so that a connection's task
-/// is sized by what it runs rather than by the largest variant.
-enum Upgraded {
-    Tcp(TcpStream),
-    Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
-    Ws(Box<ws::WsStream<TcpStream>>),
-    Wss(Box<ws::WsStream<tokio_rustls::server::TlsStream<TcpStream>>>),
+async fn tls_accept(source: &TlsSource, stream: TcpStream) -> std::io::Result<TlsStream<TcpStream>> {
+    tokio_rustls::TlsAcceptor::from(source.config()).accept(stream).await
 }
 
-async fn run_driver<S, F>(stream: S, info: ConnInfo, frontend: Arc<F>, broker: Broker)
+async fn run_tls<F: StreamFrontend>(
+    stream: TcpStream,
+    mut conn: Accepted<F>,
+    timeout: Duration,
+    source: Arc<TlsSource>,
+) {
+    let Some(tls) = conn.handshake(timeout, tls_accept(&source, stream)).await else {
+        return;
+    };
+    conn.info.peer_cert = tls::peer_cert(tls.get_ref().1);
+    run_driver(tls, conn).await;
+}
+
+async fn run_ws<F: StreamFrontend>(
+    stream: TcpStream,
+    mut conn: Accepted<F>,
+    timeout: Duration,
+    settings: Arc<WsSettings>,
+) {
+    let Some((ws, upgrade)) = conn.handshake(timeout, ws::accept(stream, &settings)).await else {
+        return;
+    };
+    conn.info.peer = upgrade.peer(conn.info.peer);
+    run_driver(ws, conn).await;
+}
+
+async fn run_wss<F: StreamFrontend>(
+    stream: TcpStream,
+    mut conn: Accepted<F>,
+    timeout: Duration,
+    source: Arc<TlsSource>,
+    settings: Arc<WsSettings>,
+) {
+    let handshake = async {
+        let tls = tls_accept(&source, stream).await.map_err(|e| format!("TLS: {e}"))?;
+        let peer_cert = tls::peer_cert(tls.get_ref().1);
+        let (ws, upgrade) = ws::accept(tls, &settings).await.map_err(|e| e.to_string())?;
+        Ok::<_, String>((ws, upgrade, peer_cert))
+    };
+    let Some((ws, upgrade, peer_cert)) = conn.handshake(timeout, handshake).await else {
+        return;
+    };
+    conn.info.peer = upgrade.peer(conn.info.peer);
+    conn.info.peer_cert = peer_cert;
+    run_driver(ws, conn).await;
+}
+
+/// Runs the driver until the connection ends. The channel is made inside the block that
+/// builds the driver's future, so that it lives in that future only and not a second time in
+/// this one's state (locals still in scope at an `.await` keep their room in the task).
+async fn run_driver<S, F>(stream: S, conn: Accepted<F>)
 where
     S: AsyncRead + AsyncWrite + Unpin,
     F: StreamFrontend,
 {
-    let peer = info.peer;
-    let conn = broker.register_connection();
-    let id = conn.id();
-    let (channel, codec) = frontend.new_connection(conn.clone(), info, Instant::now());
-    let ended = driver::drive(stream, channel, codec, conn, broker.clone()).await;
-    broker.unregister_connection(id);
+    let peer = conn.info.peer;
+    let handle = conn.broker.register_connection();
+    let id = handle.id();
+    let ended = {
+        let (channel, codec) = conn.frontend.new_connection(handle.clone(), conn.info, Instant::now());
+        driver::drive(stream, channel, codec, handle, conn.broker.clone())
+    }
+    .await;
+    conn.broker.unregister_connection(id);
+    drop(conn._guard);
     match ended {
         Ended::Closed(reason) => tracing::debug!(%peer, ?reason, "connection closed"),
         Ended::Lost(Some(error)) => tracing::debug!(%peer, %error, "connection lost"),

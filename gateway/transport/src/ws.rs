@@ -26,9 +26,10 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
-/// tungstenite's read buffer per connection (its default, 128 KiB, is too much to hold per idle
-/// connection).
-pub const READ_BUFFER_SIZE: usize = 8 * 1024;
+/// tungstenite's read buffer per connection, allocated eagerly and held while idle (its
+/// default, 128 KiB, is far too much per idle connection). It also caps one read: larger frames
+/// take several reads, which the driver's read loop absorbs.
+pub const READ_BUFFER_SIZE: usize = 4 * 1024;
 
 /// Largest binary frame one write produces.
 pub const MAX_WRITE_FRAME: usize = 16 * 1024;
