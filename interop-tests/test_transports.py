@@ -392,7 +392,8 @@ def test_non_websocket_http_request_is_refused(tls_broker):
                 data += chunk
         except (ConnectionResetError, socket.timeout):
             pass
-    assert not data.startswith(b"HTTP/1.1 101"), data
+    assert data.startswith(b"HTTP/1.1 426 "), data
+    assert b"upgrade: websocket" in data.lower(), data
     assert_broker_serves(tls_broker)
 
 

@@ -195,13 +195,115 @@ fn check_request(
     Ok(upgrade)
 }
 
-/// Runs the server side of the WebSocket upgrade on `stream`.
-// The callback's error type (an HTTP response) is tungstenite's.
-#[allow(clippy::result_large_err)]
-pub async fn accept<S>(stream: S, settings: &WsSettings) -> Result<(WsStream<S>, Upgrade), UpgradeError>
+/// Longest HTTP request head accepted before the upgrade.
+pub const MAX_REQUEST_HEAD: usize = 8 * 1024;
+
+/// A stream with the bytes already read from it put back in front.
+#[derive(Debug)]
+pub struct Rewind<S> {
+    head: Bytes,
+    inner: S,
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Rewind<S> {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if !this.head.is_empty() {
+            let n = this.head.len().min(buf.remaining());
+            buf.put_slice(&this.head[..n]);
+            this.head.advance(n);
+            if this.head.is_empty() {
+                this.head = Bytes::new();
+            }
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut this.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Rewind<S> {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
+
+/// Whether a header's comma-separated value holds `token` (case-insensitive).
+fn has_token(value: &[u8], token: &str) -> bool {
+    String::from_utf8_lossy(value)
+        .split(',')
+        .any(|t| t.trim().eq_ignore_ascii_case(token))
+}
+
+/// Reads the request head and answers what is not a WebSocket upgrade at all (tungstenite
+/// would just drop the connection): 426 for a plain HTTP request, 400 for a malformed one,
+/// 431 for a head over [`MAX_REQUEST_HEAD`]. Returns the bytes read, to be replayed.
+async fn read_head<S>(stream: &mut S) -> Result<Bytes, UpgradeError>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = bytes::BytesMut::with_capacity(1024);
+    let refusal = loop {
+        if buf.windows(4).any(|w| w == b"\r\n\r\n") {
+            let mut headers = [httparse::EMPTY_HEADER; 64];
+            let mut request = httparse::Request::new(&mut headers);
+            match request.parse(&buf) {
+                Ok(httparse::Status::Complete(_)) => {
+                    let upgrade = request.method == Some("GET")
+                        && request
+                            .headers
+                            .iter()
+                            .any(|h| h.name.eq_ignore_ascii_case("upgrade") && has_token(h.value, "websocket"));
+                    if upgrade {
+                        return Ok(buf.freeze());
+                    }
+                    break (
+                        StatusCode::UPGRADE_REQUIRED,
+                        "this endpoint only speaks WebSocket (GET with Upgrade: websocket)",
+                    );
+                }
+                _ => break (StatusCode::BAD_REQUEST, "malformed HTTP request"),
+            }
+        }
+        if buf.len() >= MAX_REQUEST_HEAD {
+            break (StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, "request head too large");
+        }
+        if stream.read_buf(&mut buf).await.map_err(WsError::Io)? == 0 {
+            return Err(UpgradeError::Handshake(WsError::ConnectionClosed));
+        }
+    };
+    let (status, why) = refusal;
+    let body = format!("{why}\n");
+    let response = format!(
+        "HTTP/1.1 {status}\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    // Best effort: the client may already be gone.
+    let _ = stream.write_all(response.as_bytes()).await;
+    let _ = stream.shutdown().await;
+    Err(UpgradeError::Refused {
+        status: status.as_u16(),
+        why: why.to_owned(),
+    })
+}
+
+/// Runs the server side of the WebSocket upgrade on `stream`.
+// The callback's error type (an HTTP response) is tungstenite's.
+#[allow(clippy::result_large_err)]
+pub async fn accept<S>(mut stream: S, settings: &WsSettings) -> Result<(WsStream<Rewind<S>>, Upgrade), UpgradeError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let head = read_head(&mut stream).await?;
+    let stream = Rewind { head, inner: stream };
     let mut outcome: Result<Upgrade, (u16, String)> = Err((0, String::new()));
     let callback = |request: &Request, mut response: Response| match check_request(settings, request, &mut response) {
         Ok(upgrade) => {

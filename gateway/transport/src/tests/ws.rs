@@ -31,7 +31,7 @@ async fn handshake(
     path: &str,
     headers: &[(&str, &str)],
 ) -> (
-    Result<(WsStream<DuplexStream>, Upgrade), UpgradeError>,
+    Result<(WsStream<Rewind<DuplexStream>>, Upgrade), UpgradeError>,
     Result<(Client, Response), WsError>,
 ) {
     let (a, b) = tokio::io::duplex(256 * 1024);
@@ -59,7 +59,7 @@ fn status(result: &Result<(Client, Response), WsError>) -> u16 {
     }
 }
 
-async fn read_n(stream: &mut WsStream<DuplexStream>, n: usize) -> Vec<u8> {
+async fn read_n(stream: &mut WsStream<Rewind<DuplexStream>>, n: usize) -> Vec<u8> {
     let mut out = vec![0u8; n];
     tokio::time::timeout(Duration::from_secs(5), stream.read_exact(&mut out))
         .await
@@ -233,20 +233,73 @@ async fn forwarded_address_replaces_the_peer_when_trusted() {
     assert_eq!(server.unwrap().1.peer(socket_peer), socket_peer);
 }
 
-#[tokio::test]
-async fn plain_http_request_is_refused() {
+/// Sends `request` raw and returns the server's result and everything it answered.
+async fn raw_request(
+    request: &'static [u8],
+) -> (Result<(WsStream<Rewind<DuplexStream>>, Upgrade), UpgradeError>, Vec<u8>) {
     let (mut a, b) = tokio::io::duplex(64 * 1024);
     let settings = settings();
     let server = accept(b, &settings);
     let client = async move {
-        a.write_all(b"GET /mqtt HTTP/1.1\r\nHost: localhost\r\n\r\n")
-            .await
-            .unwrap();
+        a.write_all(request).await.unwrap();
         let mut out = Vec::new();
         let _ = a.read_to_end(&mut out).await;
         out
     };
-    let (server, reply) = tokio::join!(server, client);
-    assert!(matches!(server, Err(UpgradeError::Handshake(_))));
-    assert!(!reply.starts_with(b"HTTP/1.1 101"), "no upgrade");
+    tokio::join!(server, client)
+}
+
+#[tokio::test]
+async fn plain_http_request_gets_426() {
+    let (server, reply) = raw_request(b"GET /mqtt HTTP/1.1\r\nHost: localhost\r\n\r\n").await;
+    assert!(matches!(server, Err(UpgradeError::Refused { status: 426, .. })));
+    let text = String::from_utf8_lossy(&reply);
+    assert!(text.starts_with("HTTP/1.1 426 Upgrade Required\r\n"), "{text}");
+    assert!(text.contains("Upgrade: websocket"), "{text}");
+}
+
+#[tokio::test]
+async fn malformed_and_oversized_requests_are_answered() {
+    let (server, reply) = raw_request(b"\x10\x0c\x00\x04MQTT\x04\x02\x00\x3c\r\n\r\n").await;
+    assert!(
+        matches!(server, Err(UpgradeError::Refused { status: 400, .. })),
+        "{server:?}"
+    );
+    assert!(reply.starts_with(b"HTTP/1.1 400 "));
+
+    let huge: &'static [u8] = Box::leak(
+        [b"GET /mqtt HTTP/1.1\r\nX: ".as_slice(), &vec![b'a'; MAX_REQUEST_HEAD]]
+            .concat()
+            .into_boxed_slice(),
+    );
+    let (server, reply) = raw_request(huge).await;
+    assert!(
+        matches!(server, Err(UpgradeError::Refused { status: 431, .. })),
+        "{server:?}"
+    );
+    assert!(reply.starts_with(b"HTTP/1.1 431 "));
+}
+
+#[tokio::test]
+async fn upgrade_works_through_the_replayed_head() {
+    // The head is read by us first, then replayed to tungstenite.
+    let (a, b) = tokio::io::duplex(64 * 1024);
+    let settings = settings();
+    let request = "ws://localhost/mqtt".into_client_request().map(|mut r| {
+        r.headers_mut()
+            .insert("sec-websocket-protocol", HeaderValue::from_static("mqtt"));
+        r
+    });
+    let (server, client) = tokio::join!(
+        accept(b, &settings),
+        tokio_tungstenite::client_async(request.unwrap(), a)
+    );
+    let (mut server, upgrade) = server.unwrap();
+    assert_eq!(upgrade.subprotocol.as_deref(), Some("mqtt"));
+    let (mut client, _) = client.unwrap();
+    client
+        .send(Message::Binary(Bytes::from_static(b"\xc0\x00")))
+        .await
+        .unwrap();
+    assert_eq!(read_n(&mut server, 2).await, b"\xc0\x00");
 }
