@@ -5,6 +5,7 @@
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -173,15 +174,16 @@ struct Accepted<F> {
 }
 
 impl<F: StreamFrontend> Accepted<F> {
-    /// Runs `handshake` under the listener's handshake timeout. The future is boxed so that its
-    /// memory is freed once it is done rather than staying part of the connection's task.
+    /// Runs `handshake` under the listener's handshake timeout. The caller boxes the future
+    /// (before it becomes part of this one), so that its memory is freed once it is done rather
+    /// than reserved in the connection's task for the connection's whole life.
     async fn handshake<T, E: std::fmt::Display>(
         &self,
         timeout: Duration,
-        handshake: impl Future<Output = Result<T, E>>,
+        handshake: Pin<Box<impl Future<Output = Result<T, E>>>>,
     ) -> Option<T> {
         let peer = self.info.peer;
-        match tokio::time::timeout(timeout, Box::pin(handshake)).await {
+        match tokio::time::timeout(timeout, handshake).await {
             Ok(Ok(upgraded)) => Some(upgraded),
             Ok(Err(error)) => {
                 tracing::debug!(%peer, %error, "connection refused at its handshake");
@@ -205,7 +207,7 @@ async fn run_tls<F: StreamFrontend>(
     timeout: Duration,
     source: Arc<TlsSource>,
 ) {
-    let Some(tls) = conn.handshake(timeout, tls_accept(&source, stream)).await else {
+    let Some(tls) = conn.handshake(timeout, Box::pin(tls_accept(&source, stream))).await else {
         return;
     };
     conn.info.peer_cert = tls::peer_cert(tls.get_ref().1);
@@ -218,7 +220,7 @@ async fn run_ws<F: StreamFrontend>(
     timeout: Duration,
     settings: Arc<WsSettings>,
 ) {
-    let Some((ws, upgrade)) = conn.handshake(timeout, ws::accept(stream, &settings)).await else {
+    let Some((ws, upgrade)) = conn.handshake(timeout, Box::pin(ws::accept(stream, &settings))).await else {
         return;
     };
     conn.info.peer = upgrade.peer(conn.info.peer);
@@ -232,12 +234,12 @@ async fn run_wss<F: StreamFrontend>(
     source: Arc<TlsSource>,
     settings: Arc<WsSettings>,
 ) {
-    let handshake = async {
+    let handshake = Box::pin(async {
         let tls = tls_accept(&source, stream).await.map_err(|e| format!("TLS: {e}"))?;
         let peer_cert = tls::peer_cert(tls.get_ref().1);
         let (ws, upgrade) = ws::accept(tls, &settings).await.map_err(|e| e.to_string())?;
         Ok::<_, String>((ws, upgrade, peer_cert))
-    };
+    });
     let Some((ws, upgrade, peer_cert)) = conn.handshake(timeout, handshake).await else {
         return;
     };
