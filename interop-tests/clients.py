@@ -49,8 +49,15 @@ class Client:
     """
 
     def __init__(self, broker, client_id: str | None = None, version: int = V5, clean: bool = True,
-                 keepalive: int = 60, session_expiry: int | None = None):
+                 keepalive: int = 60, session_expiry: int | None = None, port: int | None = None,
+                 transport: str = "tcp", ws_path: str = "/mqtt", tls: dict | None = None,
+                 host: str | None = None):
+        """`port`/`host` override the broker's MQTT/TCP address (e.g. its TLS or WebSocket
+        port); `transport` is paho's ("tcp" or "websockets"); `tls` holds `tls_set` keyword
+        arguments (ca_certs, certfile, keyfile) to connect over TLS."""
         self.broker = broker
+        self.port = port if port is not None else broker.port
+        self.host = host if host is not None else broker.host
         self.version = version
         self.client_id = client_id if client_id is not None else uid("c")
         self.clean = clean
@@ -64,8 +71,13 @@ class Client:
             client_id=self.client_id,
             protocol=mqtt.MQTTv5 if version == V5 else mqtt.MQTTv311,
             reconnect_on_failure=False,
+            transport=transport,
             **kw,
         )
+        if transport == "websockets":
+            self.c.ws_set_options(path=ws_path)
+        if tls is not None:
+            self.c.tls_set(**tls)
         self.messages: queue.Queue[Msg] = queue.Queue()
         self.connected = threading.Event()
         self.disconnected = threading.Event()
@@ -112,7 +124,7 @@ class Client:
                 p = Properties(PacketTypes.CONNECT)
                 p.SessionExpiryInterval = self.session_expiry
                 kw["properties"] = p
-        self.c.connect(self.broker.host, self.broker.port, keepalive=self.keepalive, **kw)
+        self.c.connect(self.host, self.port, keepalive=self.keepalive, **kw)
         self.c.loop_start()
         self._loop_started = True
         if not self.connected.wait(timeout):
@@ -257,12 +269,16 @@ class MosquittoSub:
     `-d` debug output), so a publish afterwards is guaranteed to match.
     """
 
-    def __init__(self, broker, topic: str, count: int, qos: int = 2, version: int = V5, wait: int = 10):
+    def __init__(self, broker, topic: str, count: int, qos: int = 2, version: int = V5, wait: int = 10,
+                 port: int | None = None, extra: tuple[str, ...] = ()):
+        """`port` overrides the broker's MQTT port; `extra` are more command-line options
+        (e.g. `--cafile ca.pem` for TLS)."""
+        port = port if port is not None else broker.port
         self.proc = subprocess.Popen(
             # stdbuf: line-buffered stdout, so the SUBACK debug line arrives at once.
-            ["stdbuf", "-oL", "mosquitto_sub", "-h", broker.host, "-p", str(broker.port), "-V", cli_version(version),
+            ["stdbuf", "-oL", "mosquitto_sub", "-h", broker.host, "-p", str(port), "-V", cli_version(version),
              "-t", topic, "-q", str(qos), "-C", str(count), "-W", str(wait), "-d",
-             "-i", uid("msub"), "-F", "MSG %q %r %x"],
+             "-i", uid("msub"), "-F", "MSG %q %r %x", *extra],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
         )
         self.lines: list[str] = []
@@ -316,9 +332,13 @@ class MosquittoSub:
 
 
 def mosquitto_pub(broker, topic: str, payload: bytes, qos: int = 0, version: int = V5, retain: bool = False,
-                  tmp_path=None) -> None:
-    args = ["mosquitto_pub", "-h", broker.host, "-p", str(broker.port), "-V", cli_version(version),
-            "-t", topic, "-q", str(qos), "-i", uid("mpub")]
+                  tmp_path=None, port: int | None = None, extra: tuple[str, ...] = (),
+                  client_id: str | None = None, expect_ok: bool = True) -> subprocess.CompletedProcess:
+    """Runs mosquitto_pub; `port`/`extra` as for MosquittoSub. With `expect_ok=False` the
+    result is returned whatever the exit code."""
+    port = port if port is not None else broker.port
+    args = ["mosquitto_pub", "-h", broker.host, "-p", str(port), "-V", cli_version(version),
+            "-t", topic, "-q", str(qos), "-i", client_id or uid("mpub"), *extra]
     if retain:
         args.append("-r")
     stdin = None
@@ -329,4 +349,6 @@ def mosquitto_pub(broker, topic: str, payload: bytes, qos: int = 0, version: int
         args.append("-s")
         stdin = payload
     r = subprocess.run(args, input=stdin, capture_output=True, timeout=15)
-    assert r.returncode == 0, f"mosquitto_pub failed ({r.returncode}): {r.stderr.decode(errors='replace')}"
+    if expect_ok:
+        assert r.returncode == 0, f"mosquitto_pub failed ({r.returncode}): {r.stderr.decode(errors='replace')}"
+    return r

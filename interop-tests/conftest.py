@@ -64,6 +64,7 @@ class Broker:
         self.kind = kind
         self.host = "127.0.0.1"
         self.port = free_port()
+        self.ws_port = free_port()
         self.workdir = workdir
         self.data_dir = workdir / "data"
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -91,6 +92,9 @@ class Broker:
         env.update(
             {
                 "PORTICO_LISTENERS__TCP__DEFAULT__BIND": f"{self.host}:{self.port}",
+                # The WebSocket listener is on by default at 0.0.0.0:8083; brokers run side by
+                # side here, so give each its own loopback port.
+                "PORTICO_LISTENERS__WS__DEFAULT__BIND": f"{self.host}:{self.ws_port}",
                 "PORTICO_NODE__DATA_DIR": str(self.data_dir),
                 "PORTICO_LOG__CONSOLE__LEVEL": "info",
             }

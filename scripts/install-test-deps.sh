@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install what the interop test suite needs. Idempotent and fast when
 # everything is already there:
-#   - Debian packages (mosquitto, mosquitto-clients), apt-get update only if an
+#   - Debian packages (mosquitto, mosquitto-clients, openssl), apt-get update only if an
 #     install is actually needed;
 #   - a Python venv at interop-tests/.venv with interop-tests/requirements.txt.
 set -euo pipefail
@@ -13,7 +13,8 @@ PYTHON="${PYTHON:-python3}"
 
 # --- Debian packages ---------------------------------------------------------
 missing=()
-for pkg in mosquitto mosquitto-clients; do
+# openssl: the command line makes the test certificates of test_transports.py.
+for pkg in mosquitto mosquitto-clients openssl; do
     if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
         missing+=("$pkg")
     fi

@@ -163,10 +163,12 @@ class Portico(Broker):
 
     def command(self, workdir):
         env = dict(os.environ)
-        # Built-in defaults (etc/portico.toml as shipped) except these three.
+        # Built-in defaults (etc/portico.toml as shipped) except these four (the WebSocket
+        # listener is off so that it does not take port 8083 from another broker under test).
         env.update(
             {
                 "PORTICO_LISTENERS__TCP__DEFAULT__BIND": f"127.0.0.1:{self.port}",
+                "PORTICO_LISTENERS__WS__DEFAULT__ENABLE": "false",
                 "PORTICO_SYS_TOPICS__SYS_MSG_INTERVAL": "disabled",
                 "PORTICO_SYS_TOPICS__SYS_HEARTBEAT_INTERVAL": "disabled",
             }

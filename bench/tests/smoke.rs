@@ -15,6 +15,7 @@ async fn start_broker() -> Result<(portico::Server, SocketAddr)> {
         None,
         [
             ("PORTICO_LISTENERS__TCP__DEFAULT__BIND".into(), "127.0.0.1:0".into()),
+            ("PORTICO_LISTENERS__WS__DEFAULT__ENABLE".into(), "false".into()),
             ("PORTICO_MQTT__MAX_MQUEUE_LEN".into(), "infinity".into()),
         ],
     )

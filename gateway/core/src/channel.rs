@@ -195,13 +195,74 @@ pub trait Channel: Send + Unpin + 'static {
     fn handle_closed(&mut self, now: Instant);
 }
 
-/// Both ends of a connection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ConnAddrs {
-    /// The client's address.
+/// What a frontend learns about a connection when it is accepted.
+///
+/// Was `ConnAddrs` (both addresses, `Copy`); it now also carries the client's TLS certificate,
+/// because MQTT's `peer_cert_as_username` / `peer_cert_as_clientid` (and later STOMP's
+/// equivalent) need it in the channel and the transport is the only place that sees it. See
+/// `docs/architecture.md` ("Connection info").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnInfo {
+    /// The client's address (from `X-Forwarded-For`/`X-Forwarded-Port` when a WebSocket
+    /// listener is configured to trust them).
     pub peer: SocketAddr,
     /// Our address (the listener's port: EMQX's `sockport`).
     pub local: SocketAddr,
+    /// The verified client certificate of a TLS connection that presented one.
+    pub peer_cert: Option<Arc<PeerCert>>,
+}
+
+impl ConnInfo {
+    /// A connection without a client certificate.
+    pub fn new(peer: SocketAddr, local: SocketAddr) -> ConnInfo {
+        ConnInfo {
+            peer,
+            local,
+            peer_cert: None,
+        }
+    }
+}
+
+/// A client certificate as the channel needs it: parsed once at the TLS handshake.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerCert {
+    /// The subject's first Common Name, if it has one.
+    pub common_name: Option<String>,
+    /// The subject Distinguished Name, RFC 4514 style (`CN=dev1, O=Acme`).
+    pub subject: String,
+    /// The certificate's DER encoding.
+    pub der: bytes::Bytes,
+}
+
+/// Which value of the client certificate stands in for a client's identity (EMQX
+/// `peer_cert_as_username` / `peer_cert_as_clientid`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CertIdentity {
+    /// The subject Common Name.
+    Cn,
+    /// The subject Distinguished Name.
+    Dn,
+    /// The DER bytes, base64-encoded (EMQX calls this `pem`; it carries no PEM armour).
+    Pem,
+    /// The MD5 digest of the DER bytes, lower-case hex.
+    Md5,
+}
+
+impl PeerCert {
+    /// The certificate's value for `kind`; `None` for `Cn` when the subject has no CN.
+    pub fn identity(&self, kind: CertIdentity) -> Option<String> {
+        use base64::Engine as _;
+        use md5::Digest as _;
+        match kind {
+            CertIdentity::Cn => self.common_name.clone(),
+            CertIdentity::Dn => Some(self.subject.clone()),
+            CertIdentity::Pem => Some(base64::engine::general_purpose::STANDARD.encode(&self.der)),
+            CertIdentity::Md5 => {
+                let digest = md5::Md5::digest(&self.der);
+                Some(digest.iter().map(|b| format!("{b:02x}")).collect())
+            }
+        }
+    }
 }
 
 /// A protocol served over byte streams (TCP, TLS, WebSocket): the factory of its channels.
@@ -213,12 +274,39 @@ pub trait StreamFrontend: Send + Sync + 'static {
     /// Frontend name (`mqtt`, `stomp`).
     fn name(&self) -> &'static str;
 
-    /// A channel and codec for a connection just accepted, reachable by the broker through
-    /// `conn`.
+    /// A channel and codec for a connection just accepted (after its TLS and WebSocket
+    /// handshakes), reachable by the broker through `conn`.
     fn new_connection(
         &self,
         conn: Arc<ConnHandle>,
-        addrs: ConnAddrs,
+        info: ConnInfo,
         now: Instant,
     ) -> (Self::Channel, <Self::Channel as Channel>::Codec);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peer_cert_identities() {
+        let cert = PeerCert {
+            common_name: Some("dev1".to_owned()),
+            subject: "CN=dev1, O=Acme".to_owned(),
+            der: bytes::Bytes::from_static(b"abc"),
+        };
+        assert_eq!(cert.identity(CertIdentity::Cn).as_deref(), Some("dev1"));
+        assert_eq!(cert.identity(CertIdentity::Dn).as_deref(), Some("CN=dev1, O=Acme"));
+        assert_eq!(cert.identity(CertIdentity::Pem).as_deref(), Some("YWJj"));
+        // RFC 1321 test vector.
+        assert_eq!(
+            cert.identity(CertIdentity::Md5).as_deref(),
+            Some("900150983cd24fb0d6963f7d28e17f72")
+        );
+        let no_cn = PeerCert {
+            common_name: None,
+            ..cert
+        };
+        assert_eq!(no_cn.identity(CertIdentity::Cn), None);
+    }
 }

@@ -15,14 +15,54 @@ use portico_core::router::SharedStrategy as CoreStrategy;
 use portico_core::session::SessionLimits;
 use portico_core::{Broker, BrokerConfig, QoS};
 use portico_mqtt::{MqttFrontend, MqttSettings};
-use portico_transport::{BindError, TcpListenerSettings, bind_tcp, serve_tcp};
+use portico_transport::tls::TlsSource;
+use portico_transport::ws::WsSettings;
+use portico_transport::{BindError, ListenerSettings, Transport, bind, serve};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::config::{Config, MqttConfig, RewriteAction, SharedStrategy, TcpListenerConfig};
+use crate::config::{
+    Config, MqttConfig, RewriteAction, SharedStrategy, SslOptions, TcpListenerConfig, WebsocketOptions,
+};
 
 /// How often the broker's housekeeping runs (connection deadlines, session expiry, wills).
 const TICK: Duration = Duration::from_millis(250);
+
+/// How long a `ws` client may take over its HTTP upgrade (`ws` listeners have no
+/// `ssl_options.handshake_timeout`; this is that key's default). Plain TCP has no handshake.
+const WS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// The transport's WebSocket settings from a listener's `websocket` keys. The subprotocols are
+/// MQTT's, from the config: the transport itself is protocol-agnostic.
+fn ws_settings(opts: &WebsocketOptions) -> Arc<WsSettings> {
+    let header = |name: &str| (!name.is_empty()).then(|| name.to_owned());
+    Arc::new(WsSettings {
+        path: opts.mqtt_path.clone(),
+        subprotocols: opts.supported_subprotocols.clone(),
+        fail_if_no_subprotocol: opts.fail_if_no_subprotocol,
+        check_origin: opts.check_origin_enable,
+        allow_origin_absence: opts.allow_origin_absence,
+        origins: opts.check_origins.clone(),
+        proxy_address_header: header(&opts.proxy_address_header),
+        proxy_port_header: header(&opts.proxy_port_header),
+        max_frame_size: opts.max_frame_size.map(|n| usize::try_from(n).unwrap_or(usize::MAX)),
+    })
+}
+
+/// The TLS config source of listener `name` (`ssl:default`).
+fn tls_source(name: &str, kind: &str, listener: &str, opts: &SslOptions) -> Result<Arc<TlsSource>, StartError> {
+    let key = format!("listeners.{kind}.{listener}.ssl_options");
+    let settings = opts.tls_settings().ok_or_else(|| StartError::Invalid {
+        key: key.clone(),
+        why: "certfile and keyfile are required".to_owned(),
+    })?;
+    TlsSource::new(name, settings)
+        .map(Arc::new)
+        .map_err(|error| StartError::Invalid {
+            key: format!("{key}.{}", error.field),
+            why: error.why,
+        })
+}
 
 /// How long shutdown waits for connections to say goodbye before giving up on them.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -76,20 +116,19 @@ impl Server {
 
         // Bind everything first so that a bad address fails start-up before anything serves.
         let mut bound = Vec::new();
-        for (name, listener) in config.listeners.tcp.iter().filter(|(_, l)| l.enable) {
-            let settings = tcp_settings(name, listener);
-            let socket = bind_tcp(&settings)?;
+        for (settings, mountpoint) in listener_settings(config)? {
+            let socket = bind(&settings)?;
             let local = socket.local_addr().map_err(|source| BindError {
                 name: settings.name.clone(),
                 bind: settings.bind,
                 source,
             })?;
             listeners.push((settings.name.clone(), local));
-            bound.push((socket, settings, listener.mountpoint.clone()));
+            bound.push((socket, settings, mountpoint));
         }
         for (socket, settings, mountpoint) in bound {
             let frontend = Arc::new(MqttFrontend::new(&broker, mqtt_settings(&config.mqtt, mountpoint)));
-            tokio::spawn(serve_tcp(
+            tokio::spawn(serve(
                 socket,
                 settings,
                 frontend,
@@ -120,7 +159,8 @@ impl Server {
         })
     }
 
-    /// `(listener name, bound address)` of every listener.
+    /// `(listener name, bound address)` of every listener: `tcp:<name>`, `ssl:<name>`,
+    /// `ws:<name>`, `wss:<name>`, in that order.
     pub fn listeners(&self) -> &[(String, SocketAddr)] {
         &self.listeners
     }
@@ -226,14 +266,59 @@ fn broker_config(config: &Config) -> Result<BrokerConfig, StartError> {
     })
 }
 
-fn tcp_settings(name: &str, listener: &TcpListenerConfig) -> TcpListenerSettings {
-    TcpListenerSettings {
-        name: format!("tcp:{name}"),
+fn listener(
+    kind: &str,
+    name: &str,
+    listener: &TcpListenerConfig,
+    transport: Transport,
+    handshake_timeout: Duration,
+) -> ListenerSettings {
+    ListenerSettings {
+        name: format!("{kind}:{name}"),
         bind: listener.bind,
         max_connections: listener.max_connections,
         nodelay: listener.nodelay,
         backlog: listener.backlog,
+        transport,
+        handshake_timeout,
     }
+}
+
+/// Every enabled listener (tcp, ssl, ws, wss, in that order) with its mountpoint.
+fn listener_settings(config: &Config) -> Result<Vec<(ListenerSettings, String)>, StartError> {
+    let l = &config.listeners;
+    let mut out = Vec::new();
+    for (name, c) in l.tcp.iter().filter(|(_, c)| c.enable) {
+        out.push((
+            listener("tcp", name, c, Transport::Tcp, WS_HANDSHAKE_TIMEOUT),
+            c.mountpoint.clone(),
+        ));
+    }
+    for (name, c) in l.ssl.iter().filter(|(_, c)| c.listener.enable) {
+        let tls = tls_source(&format!("ssl:{name}"), "ssl", name, &c.ssl_options)?;
+        let timeout = c.ssl_options.handshake_timeout;
+        out.push((
+            listener("ssl", name, &c.listener, Transport::Tls(tls), timeout),
+            c.listener.mountpoint.clone(),
+        ));
+    }
+    for (name, c) in l.ws.iter().filter(|(_, c)| c.listener.enable) {
+        let transport = Transport::Ws(ws_settings(&c.websocket));
+        out.push((
+            listener("ws", name, &c.listener, transport, WS_HANDSHAKE_TIMEOUT),
+            c.listener.mountpoint.clone(),
+        ));
+    }
+    for (name, c) in l.wss.iter().filter(|(_, c)| c.listener.enable) {
+        let tls = tls_source(&format!("wss:{name}"), "wss", name, &c.ssl_options)?;
+        let transport = Transport::Wss(tls, ws_settings(&c.websocket));
+        let timeout = c.ssl_options.handshake_timeout;
+        out.push((
+            listener("wss", name, &c.listener, transport, timeout),
+            c.listener.mountpoint.clone(),
+        ));
+    }
+    Ok(out)
 }
 
 /// The MQTT settings of one listener.
@@ -258,6 +343,8 @@ pub fn mqtt_settings(mqtt: &MqttConfig, mountpoint: String) -> MqttSettings {
         max_awaiting_rel: mqtt.max_awaiting_rel,
         await_rel_timeout: mqtt.await_rel_timeout,
         use_username_as_clientid: mqtt.use_username_as_clientid,
+        peer_cert_as_username: mqtt.peer_cert_as_username.identity(),
+        peer_cert_as_clientid: mqtt.peer_cert_as_clientid.identity(),
         response_information: mqtt.response_information.clone(),
         mountpoint,
     }

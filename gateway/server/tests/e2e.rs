@@ -19,10 +19,17 @@ use tokio::time::timeout;
 const WAIT: Duration = Duration::from_secs(5);
 
 async fn start(extra_env: &[(&str, &str)]) -> Server {
-    let mut env = vec![(
-        "PORTICO_LISTENERS__TCP__DEFAULT__BIND".to_string(),
-        "127.0.0.1:0".to_string(),
-    )];
+    let mut env = vec![
+        (
+            "PORTICO_LISTENERS__TCP__DEFAULT__BIND".to_string(),
+            "127.0.0.1:0".to_string(),
+        ),
+        // Never the fixed 8083: tests run in parallel.
+        (
+            "PORTICO_LISTENERS__WS__DEFAULT__BIND".to_string(),
+            "127.0.0.1:0".to_string(),
+        ),
+    ];
     env.extend(extra_env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     let config = Config::load(None, env).expect("valid test config");
     Server::start(&config).await.expect("server starts")

@@ -2,7 +2,9 @@
 //!
 //! # Layout
 //! - [`driver`]: the stream driver that runs a sans-I/O channel over a byte stream.
-//! - [`listener`]: TCP listeners with per-listener limits.
+//! - [`listener`]: stream listeners (TCP, TLS, WebSocket, WSS) with per-listener limits.
+//! - [`tls`]: rustls server configs from `ssl_options`, reloaded when their files change.
+//! - [`ws`]: the WebSocket upgrade and a byte-stream view of a WebSocket connection.
 //! - [`access_rules`]: the listener `access_rules` (which client addresses may connect).
 //! - [`proxy_protocol`]: HAProxy PROXY protocol v1/v2 parser, timed reader and [`proxy_protocol::Prefixed`].
 //! - [`rate_limit`]: token buckets and EMQX rate strings (`max_conn_rate`, `messages_rate`, …).
@@ -17,6 +19,12 @@ pub mod listener;
 pub mod proxy_protocol;
 pub mod rate_limit;
 pub mod throttle;
+pub mod tls;
+pub mod ws;
+
+#[cfg(test)]
+#[path = "tests/pki.rs"]
+mod pki;
 
 pub use driver::{Ended, drive};
-pub use listener::{BindError, TcpListenerSettings, bind_tcp, serve_tcp};
+pub use listener::{BindError, ListenerSettings, Transport, bind, serve};

@@ -1,4 +1,6 @@
-//! TCP listeners: accept, apply per-listener limits, and spawn one driver task per connection.
+//! Stream listeners (TCP, TLS, WebSocket, WebSocket over TLS): accept, apply per-listener
+//! limits, and spawn one task per connection that runs the transport's handshakes (under
+//! `handshake_timeout`, so a slow client never holds up the accept loop) and then the driver.
 
 use std::future::Future;
 use std::io;
@@ -10,17 +12,45 @@ use std::task::{Context, Poll, ready};
 use std::time::{Duration, Instant};
 
 use portico_core::Broker;
-use portico_core::channel::{Channel, ConnAddrs, StreamFrontend};
+use portico_core::channel::{Channel, ConnInfo, StreamFrontend};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio_rustls::server::TlsStream;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::driver::{self, Drive, Ended};
+use crate::tls::{self, TlsSource};
+use crate::ws::{self, WsSettings};
 
-/// Settings of one TCP listener.
+/// What runs on top of an accepted TCP connection before the protocol.
 #[derive(Debug, Clone)]
-pub struct TcpListenerSettings {
+pub enum Transport {
+    /// Plain TCP.
+    Tcp,
+    /// TLS.
+    Tls(Arc<TlsSource>),
+    /// WebSocket.
+    Ws(Arc<WsSettings>),
+    /// WebSocket over TLS.
+    Wss(Arc<TlsSource>, Arc<WsSettings>),
+}
+
+impl Transport {
+    /// The EMQX listener type name (`tcp`, `ssl`, `ws`, `wss`).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Transport::Tcp => "tcp",
+            Transport::Tls(_) => "ssl",
+            Transport::Ws(_) => "ws",
+            Transport::Wss(..) => "wss",
+        }
+    }
+}
+
+/// Settings of one stream listener.
+#[derive(Debug, Clone)]
+pub struct ListenerSettings {
     /// Listener name, e.g. `tcp:default` (for logs).
     pub name: String,
     /// Address to bind.
@@ -31,6 +61,10 @@ pub struct TcpListenerSettings {
     pub nodelay: bool,
     /// Listen backlog.
     pub backlog: u32,
+    /// TCP, TLS, WebSocket or both.
+    pub transport: Transport,
+    /// Longest time the TLS and WebSocket handshakes may take together.
+    pub handshake_timeout: Duration,
 }
 
 /// Error starting a listener.
@@ -48,7 +82,7 @@ pub struct BindError {
 
 /// Binds the listener's socket (separately from serving, so that start-up fails early and
 /// tests can bind port 0 and read the port).
-pub fn bind_tcp(settings: &TcpListenerSettings) -> Result<TcpListener, BindError> {
+pub fn bind(settings: &ListenerSettings) -> Result<TcpListener, BindError> {
     let bind_error = |source| BindError {
         name: settings.name.clone(),
         bind: settings.bind,
@@ -67,9 +101,9 @@ pub fn bind_tcp(settings: &TcpListenerSettings) -> Result<TcpListener, BindError
 
 /// Accepts connections until `shutdown` is cancelled, running each on `frontend` in a task
 /// tracked by `tasks`.
-pub async fn serve_tcp<F: StreamFrontend>(
+pub async fn serve<F: StreamFrontend>(
     listener: TcpListener,
-    settings: TcpListenerSettings,
+    settings: ListenerSettings,
     frontend: Arc<F>,
     broker: Broker,
     shutdown: CancellationToken,
@@ -77,7 +111,7 @@ pub async fn serve_tcp<F: StreamFrontend>(
 ) {
     let active = Arc::new(AtomicUsize::new(0));
     let local = listener.local_addr().ok();
-    tracing::info!(listener = %settings.name, addr = ?local, protocol = frontend.name(), "listening");
+    tracing::info!(listener = %settings.name, addr = ?local, protocol = frontend.name(), transport = settings.transport.kind(), "listening");
     loop {
         let accepted = tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -104,7 +138,22 @@ pub async fn serve_tcp<F: StreamFrontend>(
         }
         active.fetch_add(1, Ordering::Relaxed);
         let guard = ActiveGuard(active.clone());
-        tasks.spawn(run_connection(stream, peer, &*frontend, &broker, guard));
+        let local = stream.local_addr().unwrap_or(peer);
+        let conn = Accepted {
+            info: ConnInfo::new(peer, local),
+            frontend: frontend.clone(),
+            broker: broker.clone(),
+            _guard: guard,
+        };
+        let timeout = settings.handshake_timeout;
+        // One task type per transport: a task's allocation is sized for the largest state of
+        // its own future, so a plain TCP connection must not carry room for a WSS one.
+        match &settings.transport {
+            Transport::Tcp => tasks.spawn(start_driver(stream, conn)),
+            Transport::Tls(source) => tasks.spawn(run_tls(stream, conn, timeout, source.clone())),
+            Transport::Ws(ws) => tasks.spawn(run_ws(stream, conn, timeout, ws.clone())),
+            Transport::Wss(source, ws) => tasks.spawn(run_wss(stream, conn, timeout, source.clone(), ws.clone())),
+        };
     }
     tracing::info!(listener = %settings.name, "stopped accepting");
 }
@@ -117,28 +166,108 @@ impl Drop for ActiveGuard {
     }
 }
 
-/// Builds a connection's future. Everything is set up before the future exists, so that the
-/// future holds only the driver and what the end of the connection needs: it is the bulk of an
-/// idle connection's memory.
-fn run_connection<F: StreamFrontend>(
-    stream: TcpStream,
-    peer: SocketAddr,
-    frontend: &F,
-    broker: &Broker,
-    guard: ActiveGuard,
-) -> Connection<TcpStream, F::Channel> {
-    let conn = broker.register_connection();
-    let local = stream.local_addr().unwrap_or(peer);
-    let (channel, codec) = frontend.new_connection(conn.clone(), ConnAddrs { peer, local }, Instant::now());
-    Connection {
-        drive: driver::drive(stream, channel, codec, conn, broker.clone()),
-        _guard: guard,
+/// An accepted connection on its way to the driver (its stream travels separately).
+struct Accepted<F> {
+    info: ConnInfo,
+    frontend: Arc<F>,
+    broker: Broker,
+    _guard: ActiveGuard,
+}
+
+impl<F: StreamFrontend> Accepted<F> {
+    /// Runs `handshake` under the listener's handshake timeout. The caller boxes the future
+    /// (before it becomes part of this one), so that its memory is freed once it is done rather
+    /// than reserved in the connection's task for the connection's whole life.
+    async fn handshake<T, E: std::fmt::Display>(
+        &self,
+        timeout: Duration,
+        handshake: Pin<Box<impl Future<Output = Result<T, E>>>>,
+    ) -> Option<T> {
+        let peer = self.info.peer;
+        match tokio::time::timeout(timeout, handshake).await {
+            Ok(Ok(upgraded)) => Some(upgraded),
+            Ok(Err(error)) => {
+                tracing::debug!(%peer, %error, "connection refused at its handshake");
+                None
+            }
+            Err(_) => {
+                tracing::debug!(%peer, ?timeout, "handshake not done in time");
+                None
+            }
+        }
     }
 }
 
-/// A connection's task: the driver, then the bookkeeping when it ends. A struct rather than an
-/// `async` block, which would store the driver twice (once as a captured value, once as the
-/// awaited future). It adds nothing the driver already holds.
+async fn tls_accept(source: &TlsSource, stream: TcpStream) -> std::io::Result<TlsStream<TcpStream>> {
+    tokio_rustls::TlsAcceptor::from(source.config()).accept(stream).await
+}
+
+async fn run_tls<F: StreamFrontend>(
+    stream: TcpStream,
+    mut conn: Accepted<F>,
+    timeout: Duration,
+    source: Arc<TlsSource>,
+) {
+    let Some(tls) = conn.handshake(timeout, Box::pin(tls_accept(&source, stream))).await else {
+        return;
+    };
+    conn.info.peer_cert = tls::peer_cert(tls.get_ref().1);
+    start_driver(tls, conn).await;
+}
+
+async fn run_ws<F: StreamFrontend>(
+    stream: TcpStream,
+    mut conn: Accepted<F>,
+    timeout: Duration,
+    settings: Arc<WsSettings>,
+) {
+    let Some((ws, upgrade)) = conn.handshake(timeout, Box::pin(ws::accept(stream, &settings))).await else {
+        return;
+    };
+    conn.info.peer = upgrade.peer(conn.info.peer);
+    start_driver(ws, conn).await;
+}
+
+async fn run_wss<F: StreamFrontend>(
+    stream: TcpStream,
+    mut conn: Accepted<F>,
+    timeout: Duration,
+    source: Arc<TlsSource>,
+    settings: Arc<WsSettings>,
+) {
+    let handshake = Box::pin(async {
+        let tls = tls_accept(&source, stream).await.map_err(|e| format!("TLS: {e}"))?;
+        let peer_cert = tls::peer_cert(tls.get_ref().1);
+        let (ws, upgrade) = ws::accept(tls, &settings).await.map_err(|e| e.to_string())?;
+        Ok::<_, String>((ws, upgrade, peer_cert))
+    });
+    let Some((ws, upgrade, peer_cert)) = conn.handshake(timeout, handshake).await else {
+        return;
+    };
+    conn.info.peer = upgrade.peer(conn.info.peer);
+    conn.info.peer_cert = peer_cert;
+    start_driver(ws, conn).await;
+}
+
+/// Builds the driver of a connection ready for its protocol. The channel is made here, before
+/// the future exists, so that the task holds only the driver and what the end of the
+/// connection needs: it is the bulk of an idle connection's memory.
+fn start_driver<S, F>(stream: S, conn: Accepted<F>) -> Connection<S, F::Channel>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+    F: StreamFrontend,
+{
+    let handle = conn.broker.register_connection();
+    let (channel, codec) = conn.frontend.new_connection(handle.clone(), conn.info, Instant::now());
+    Connection {
+        drive: driver::drive(stream, channel, codec, handle, conn.broker),
+        _guard: conn._guard,
+    }
+}
+
+/// A connection's driver, then the bookkeeping when it ends. A struct rather than an `async`
+/// block, which would store the driver twice (once as a captured value, once as the awaited
+/// future). It adds nothing the driver already holds.
 struct Connection<S, Ch: Channel> {
     drive: Drive<S, Ch>,
     _guard: ActiveGuard,

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use portico_core::QoS;
+use portico_core::channel::CertIdentity;
 
 /// MQTT behaviour settings, shared by every connection of a listener.
 #[derive(Debug, Clone, PartialEq)]
@@ -49,6 +50,12 @@ pub struct MqttSettings {
     pub await_rel_timeout: Duration,
     /// Use the user name as client id when one is given (EMQX `use_username_as_clientid`).
     pub use_username_as_clientid: bool,
+    /// Replace the user name with this value of the client's TLS certificate, when it has one
+    /// (EMQX `peer_cert_as_username`).
+    pub peer_cert_as_username: Option<CertIdentity>,
+    /// Replace the client id with this value of the client's TLS certificate, when it has one
+    /// (EMQX `peer_cert_as_clientid`).
+    pub peer_cert_as_clientid: Option<CertIdentity>,
     /// Response Information sent to 5.0 clients that request it (empty: none).
     pub response_information: String,
     /// Prefix of every topic of this listener's clients (EMQX listener `mountpoint`).
@@ -78,6 +85,8 @@ impl Default for MqttSettings {
             max_awaiting_rel: 100,
             await_rel_timeout: Duration::from_secs(300),
             use_username_as_clientid: false,
+            peer_cert_as_username: None,
+            peer_cert_as_clientid: None,
             response_information: String::new(),
             mountpoint: String::new(),
         }

@@ -14,6 +14,7 @@
 
 mod env;
 mod error;
+mod listeners;
 mod schema;
 mod types;
 mod value;
@@ -29,8 +30,9 @@ use toml::{Table, Value};
 pub use error::{ConfigError, ConfigErrors, Source};
 pub use types::{
     AutoSubscribe, AutoSubscribeConfig, Config, ConsoleLogConfig, DelayedConfig, ListenersConfig, LogConfig, LogLevel,
-    MqttConfig, NodeConfig, PeerCertAs, RetainerConfig, RewriteAction, RewriteRule, SharedStrategy, SysEventMessages,
-    SysTopicsConfig, TcpListenerConfig,
+    MqttConfig, NodeConfig, PeerCertAs, RetainerConfig, RewriteAction, RewriteRule, SharedStrategy, SslListenerConfig,
+    SslOptions, SysEventMessages, SysTopicsConfig, TcpListenerConfig, Verify, WebsocketOptions, WsListenerConfig,
+    WssListenerConfig,
 };
 
 /// Environment variable the binary reads the config file path from; never treated as a key.

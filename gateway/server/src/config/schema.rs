@@ -4,8 +4,7 @@
 //! want every problem in one run. A bad value is reported and replaced by its default so the walk
 //! can go on; the result is only returned when no problem was found.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
-use std::net::SocketAddr;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -14,9 +13,9 @@ use toml::{Table, Value};
 use super::env::EnvOrigin;
 use super::error::{ConfigError, Source};
 use super::types::{
-    AutoSubscribe, AutoSubscribeConfig, Config, ConsoleLogConfig, DelayedConfig, ListenersConfig, LogConfig, LogLevel,
-    MqttConfig, NodeConfig, PeerCertAs, RetainerConfig, RewriteAction, RewriteRule, SharedStrategy, SysEventMessages,
-    SysTopicsConfig, TcpListenerConfig,
+    AutoSubscribe, AutoSubscribeConfig, Config, ConsoleLogConfig, DelayedConfig, LogConfig, LogLevel, MqttConfig,
+    NodeConfig, PeerCertAs, RetainerConfig, RewriteAction, RewriteRule, SharedStrategy, SysEventMessages,
+    SysTopicsConfig,
 };
 use super::value::{self, render, suggest};
 
@@ -91,13 +90,13 @@ pub(crate) fn collect_paths(value: &Value, prefix: &str, out: &mut HashSet<Strin
     }
 }
 
-struct Ctx<'a> {
-    origins: &'a Origins,
-    errors: &'a mut Vec<ConfigError>,
+pub(super) struct Ctx<'a> {
+    pub(super) origins: &'a Origins,
+    pub(super) errors: &'a mut Vec<ConfigError>,
 }
 
 impl Ctx<'_> {
-    fn invalid(&mut self, key: &str, value: String, reason: impl Into<String>) {
+    pub(super) fn invalid(&mut self, key: &str, value: String, reason: impl Into<String>) {
         self.errors.push(ConfigError::Invalid {
             origin: self.origins.source_of(key),
             key: key.to_owned(),
@@ -108,10 +107,10 @@ impl Ctx<'_> {
 }
 
 /// One table of the tree plus the keys read from it, so leftovers can be reported as unknown.
-struct Section<'t> {
-    path: String,
-    table: Option<&'t Table>,
-    known: Vec<&'static str>,
+pub(super) struct Section<'t> {
+    pub(super) path: String,
+    pub(super) table: Option<&'t Table>,
+    pub(super) known: Vec<&'static str>,
 }
 
 impl<'t> Section<'t> {
@@ -123,7 +122,7 @@ impl<'t> Section<'t> {
         }
     }
 
-    fn key(&self, name: &str) -> String {
+    pub(super) fn key(&self, name: &str) -> String {
         if self.path.is_empty() {
             name.to_owned()
         } else {
@@ -131,13 +130,13 @@ impl<'t> Section<'t> {
         }
     }
 
-    fn raw(&self, name: &str) -> Option<&'t Value> {
+    pub(super) fn raw(&self, name: &str) -> Option<&'t Value> {
         self.table.and_then(|t| t.get(name))
     }
 
     /// The sub-table `name`; absent and wrongly-typed values yield an empty section (all defaults),
     /// the latter after reporting the type error.
-    fn section(&mut self, ctx: &mut Ctx<'_>, name: &'static str) -> Section<'t> {
+    pub(super) fn section(&mut self, ctx: &mut Ctx<'_>, name: &'static str) -> Section<'t> {
         self.known.push(name);
         let path = self.key(name);
         let table = match self.raw(name) {
@@ -160,7 +159,7 @@ impl<'t> Section<'t> {
     }
 
     /// Reads leaf `name` with `parse`, falling back to `default` when absent or invalid.
-    fn field<T>(
+    pub(super) fn field<T>(
         &mut self,
         ctx: &mut Ctx<'_>,
         name: &'static str,
@@ -175,7 +174,7 @@ impl<'t> Section<'t> {
 
     /// Reads leaf `name`, which must be present: a missing key is reported on this table (naming
     /// the key), and both a missing and an invalid value yield `None`.
-    fn required<T>(
+    pub(super) fn required<T>(
         &mut self,
         ctx: &mut Ctx<'_>,
         name: &'static str,
@@ -194,7 +193,7 @@ impl<'t> Section<'t> {
 
     /// Reads leaf `name` with `parse`: `Ok(None)` when absent, `Err(())` once an invalid value has
     /// been reported.
-    fn read<T>(
+    pub(super) fn read<T>(
         &mut self,
         ctx: &mut Ctx<'_>,
         name: &'static str,
@@ -224,7 +223,7 @@ impl<'t> Section<'t> {
     /// The array of tables `name`, one section per element (paths `name[0]`, `name[1]`, ...).
     /// Absent means empty; a value that is not an array, and elements that are not tables, are
     /// reported and skipped.
-    fn array_of_tables(&mut self, ctx: &mut Ctx<'_>, name: &'static str) -> Vec<Section<'t>> {
+    pub(super) fn array_of_tables(&mut self, ctx: &mut Ctx<'_>, name: &'static str) -> Vec<Section<'t>> {
         self.known.push(name);
         let path = self.key(name);
         let items = match self.raw(name) {
@@ -259,7 +258,7 @@ impl<'t> Section<'t> {
     }
 
     /// Reports every key of the table that no `field`/`section` call asked for.
-    fn finish(self, ctx: &mut Ctx<'_>) {
+    pub(super) fn finish(self, ctx: &mut Ctx<'_>) {
         let Some(table) = self.table else {
             return;
         };
@@ -282,7 +281,7 @@ pub(crate) fn build(root: &Table, origins: &Origins, errors: &mut Vec<ConfigErro
     let mut top = Section::root(root);
     let node = node(top.section(&mut ctx, "node"), &mut ctx);
     let log = log(top.section(&mut ctx, "log"), &mut ctx);
-    let listeners = listeners(top.section(&mut ctx, "listeners"), &mut ctx);
+    let listeners = super::listeners::listeners(top.section(&mut ctx, "listeners"), &mut ctx);
     let mqtt = mqtt(top.section(&mut ctx, "mqtt"), &mut ctx);
     let delayed = delayed(top.section(&mut ctx, "delayed"), &mut ctx);
     let rewrite = top
@@ -350,104 +349,6 @@ fn log(mut s: Section<'_>, ctx: &mut Ctx<'_>) -> LogConfig {
     }
 }
 
-fn refuse_proxy_protocol(v: &Value) -> Result<bool, String> {
-    if value::boolean(v)? {
-        // Accepting it while not parsing the PROXY header would treat the header as MQTT bytes and
-        // report the load balancer's address as every client's: refuse instead.
-        return Err("PROXY protocol is not supported yet; remove the key or set it to false".to_owned());
-    }
-    Ok(false)
-}
-
-fn tcp_listener(mut s: Section<'_>, ctx: &mut Ctx<'_>) -> TcpListenerConfig {
-    let d = TcpListenerConfig::default();
-    let enable = s.field(ctx, "enable", d.enable, value::boolean);
-    let bind = s.field(ctx, "bind", d.bind, value::bind);
-    let max_connections = s.field(ctx, "max_connections", d.max_connections, value::count_or_infinity);
-    let acceptors = s.field(ctx, "acceptors", d.acceptors, |v| value::int_in(v, 1, 1024));
-    let proxy_protocol = s.field(ctx, "proxy_protocol", d.proxy_protocol, refuse_proxy_protocol);
-    let mountpoint = s.field(ctx, "mountpoint", d.mountpoint, value::string);
-    let mut opts = s.section(ctx, "tcp_options");
-    let nodelay = opts.field(ctx, "nodelay", d.nodelay, value::boolean);
-    // listen(2) takes a C int.
-    let backlog = opts.field(ctx, "backlog", d.backlog, |v| value::int_in(v, 1, i64::from(i32::MAX)));
-    opts.finish(ctx);
-    s.finish(ctx);
-    TcpListenerConfig {
-        enable,
-        bind,
-        max_connections,
-        acceptors,
-        proxy_protocol,
-        mountpoint,
-        nodelay,
-        backlog,
-    }
-}
-
-/// Whether two listeners would fight over the same socket: same address, or same port where one
-/// binds the unspecified address of the same family (`0.0.0.0:1883` covers `127.0.0.1:1883`).
-/// Port 0 asks the OS for a fresh port, so it never clashes.
-fn binds_overlap(a: SocketAddr, b: SocketAddr) -> bool {
-    if a.port() != b.port() || a.port() == 0 {
-        return false;
-    }
-    a.ip() == b.ip() || (a.is_ipv4() == b.is_ipv4() && (a.ip().is_unspecified() || b.ip().is_unspecified()))
-}
-
-fn listeners(mut s: Section<'_>, ctx: &mut Ctx<'_>) -> ListenersConfig {
-    // The default listener only exists when the operator said nothing about TCP listeners; once
-    // they list any, they get exactly those.
-    let tcp_present = s.raw("tcp").is_some();
-    let tcp_section = s.section(ctx, "tcp");
-    s.finish(ctx);
-    if !tcp_present {
-        return ListenersConfig::default();
-    }
-    let mut tcp = BTreeMap::new();
-    if let Some(table) = tcp_section.table {
-        for (name, v) in table {
-            let path = tcp_section.key(name);
-            if name.is_empty() {
-                ctx.invalid(&path, render(v), "listener name must not be empty");
-                continue;
-            }
-            let Value::Table(t) = v else {
-                ctx.invalid(
-                    &path,
-                    render(v),
-                    format!("expected a table of listener settings, found {}", value::type_name(v)),
-                );
-                continue;
-            };
-            let listener = tcp_listener(
-                Section {
-                    path,
-                    table: Some(t),
-                    known: Vec::new(),
-                },
-                ctx,
-            );
-            tcp.insert(name.clone(), listener);
-        }
-    }
-    check_bind_clashes(&tcp, ctx);
-    ListenersConfig { tcp }
-}
-
-fn check_bind_clashes(tcp: &BTreeMap<String, TcpListenerConfig>, ctx: &mut Ctx<'_>) {
-    let enabled: Vec<(&String, SocketAddr)> = tcp.iter().filter(|(_, l)| l.enable).map(|(n, l)| (n, l.bind)).collect();
-    for (i, (name, bind)) in enabled.iter().enumerate() {
-        if let Some((other, other_bind)) = enabled[..i].iter().find(|(_, b)| binds_overlap(*b, *bind)) {
-            ctx.invalid(
-                &format!("listeners.tcp.{name}.bind"),
-                format!("\"{bind}\""),
-                format!("clashes with listener `{other}` bound to {other_bind}; disable one or change its bind"),
-            );
-        }
-    }
-}
-
 fn duration_or_infinity(v: &Value) -> Result<Option<Duration>, String> {
     match v {
         Value::String(s) if s == "infinity" => Ok(None),
@@ -499,10 +400,14 @@ fn max_packet_size(v: &Value) -> Result<u32, String> {
 fn peer_cert_as(v: &Value) -> Result<PeerCertAs, String> {
     match value::string(v)?.as_str() {
         "disabled" => Ok(PeerCertAs::Disabled),
-        "cn" | "dn" | "crt" | "pem" | "md5" => {
-            Err("taking identity from the client certificate comes with TLS listeners; only \"disabled\" is supported for now".to_owned())
-        }
-        _ => Err("expected \"disabled\" (cn, dn, crt, pem and md5 come with TLS listeners)".to_owned()),
+        "cn" => Ok(PeerCertAs::Cn),
+        "dn" => Ok(PeerCertAs::Dn),
+        "pem" => Ok(PeerCertAs::Pem),
+        "md5" => Ok(PeerCertAs::Md5),
+        "crt" => Err(
+            "crt (the raw DER bytes) is not supported: MQTT user names and client ids are UTF-8 strings; use pem (the DER base64-encoded) or md5".to_owned(),
+        ),
+        _ => Err("expected one of disabled, cn, dn, pem, md5".to_owned()),
     }
 }
 
@@ -570,7 +475,7 @@ fn mqtt(mut s: Section<'_>, ctx: &mut Ctx<'_>) -> MqttConfig {
 }
 
 /// One of `names` (case-insensitive), or a message listing them all.
-fn one_of<T: Copy>(v: &Value, names: &[(T, &'static str)]) -> Result<T, String> {
+pub(super) fn one_of<T: Copy>(v: &Value, names: &[(T, &'static str)]) -> Result<T, String> {
     let s = value::string(v)?;
     names
         .iter()

@@ -122,18 +122,193 @@ impl LogLevel {
     }
 }
 
-/// `listeners.*`.
+/// `listeners.*`. For each kind, when the config has no `listeners.<kind>` table at all the map
+/// holds the built-in `default` listener; once the table exists, only the listeners it names exist.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ListenersConfig {
-    /// `listeners.tcp.<name>`. When the config has no `listeners.tcp` table at all this holds one
-    /// listener named `default`; once the table exists, only the listeners it names exist.
+    /// `listeners.tcp.<name>`: plain MQTT; `default` on 0.0.0.0:1883.
     pub tcp: BTreeMap<String, TcpListenerConfig>,
+    /// `listeners.ssl.<name>`: MQTT over TLS; `default` on 0.0.0.0:8883, disabled (Portico ships
+    /// no certificate).
+    pub ssl: BTreeMap<String, SslListenerConfig>,
+    /// `listeners.ws.<name>`: MQTT over WebSocket; `default` on 0.0.0.0:8083.
+    pub ws: BTreeMap<String, WsListenerConfig>,
+    /// `listeners.wss.<name>`: MQTT over WebSocket over TLS; `default` on 0.0.0.0:8084, disabled.
+    pub wss: BTreeMap<String, WssListenerConfig>,
 }
 
 impl Default for ListenersConfig {
     fn default() -> Self {
         Self {
             tcp: BTreeMap::from([("default".to_owned(), TcpListenerConfig::default())]),
+            ssl: BTreeMap::from([("default".to_owned(), SslListenerConfig::builtin_default())]),
+            ws: BTreeMap::from([("default".to_owned(), WsListenerConfig::default())]),
+            wss: BTreeMap::from([("default".to_owned(), WssListenerConfig::builtin_default())]),
+        }
+    }
+}
+
+fn any_port(port: u16) -> SocketAddr {
+    SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port)
+}
+
+/// `listeners.ssl.<name>.*`: the TCP keys plus `ssl_options`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SslListenerConfig {
+    pub listener: TcpListenerConfig,
+    pub ssl_options: SslOptions,
+}
+
+impl SslListenerConfig {
+    /// The key defaults of a listener the operator names: enabled, on 8883.
+    pub fn named_default() -> Self {
+        Self {
+            listener: TcpListenerConfig {
+                bind: any_port(8883),
+                ..TcpListenerConfig::default()
+            },
+            ssl_options: SslOptions::default(),
+        }
+    }
+
+    /// The built-in `default` listener: disabled until given a certificate.
+    pub fn builtin_default() -> Self {
+        let mut config = Self::named_default();
+        config.listener.enable = false;
+        config
+    }
+}
+
+/// `listeners.ws.<name>.*`: the TCP keys plus `websocket`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WsListenerConfig {
+    pub listener: TcpListenerConfig,
+    pub websocket: WebsocketOptions,
+}
+
+impl Default for WsListenerConfig {
+    fn default() -> Self {
+        Self {
+            listener: TcpListenerConfig {
+                bind: any_port(8083),
+                ..TcpListenerConfig::default()
+            },
+            websocket: WebsocketOptions::default(),
+        }
+    }
+}
+
+/// `listeners.wss.<name>.*`: the TCP keys plus `ssl_options` and `websocket`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WssListenerConfig {
+    pub listener: TcpListenerConfig,
+    pub ssl_options: SslOptions,
+    pub websocket: WebsocketOptions,
+}
+
+impl WssListenerConfig {
+    /// The key defaults of a listener the operator names: enabled, on 8084.
+    pub fn named_default() -> Self {
+        Self {
+            listener: TcpListenerConfig {
+                bind: any_port(8084),
+                ..TcpListenerConfig::default()
+            },
+            ssl_options: SslOptions::default(),
+            websocket: WebsocketOptions::default(),
+        }
+    }
+
+    /// The built-in `default` listener: disabled until given a certificate.
+    pub fn builtin_default() -> Self {
+        let mut config = Self::named_default();
+        config.listener.enable = false;
+        config
+    }
+}
+
+/// `verify` of `ssl_options`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum Verify {
+    /// Do not ask clients for a certificate.
+    #[default]
+    VerifyNone,
+    /// Ask for one and verify it against `cacertfile`.
+    VerifyPeer,
+}
+
+/// `ssl_options.*` of an ssl or wss listener (EMQX 5 names).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SslOptions {
+    /// Required when the listener is enabled.
+    pub certfile: Option<PathBuf>,
+    /// Required when the listener is enabled.
+    pub keyfile: Option<PathBuf>,
+    /// Required with `verify_peer`.
+    pub cacertfile: Option<PathBuf>,
+    pub verify: Verify,
+    pub fail_if_no_peer_cert: bool,
+    /// Never empty.
+    pub versions: Vec<portico_transport::tls::TlsVersion>,
+    /// Names known to `portico_transport::tls::cipher_suite`; empty for rustls' defaults.
+    pub ciphers: Vec<String>,
+    pub handshake_timeout: Duration,
+    /// Serial numbers as big-endian bytes without leading zero bytes.
+    pub deny_serials: Vec<Vec<u8>>,
+    pub crlfile: Option<PathBuf>,
+}
+
+impl Default for SslOptions {
+    fn default() -> Self {
+        use portico_transport::tls::TlsVersion;
+        Self {
+            certfile: None,
+            keyfile: None,
+            cacertfile: None,
+            verify: Verify::VerifyNone,
+            fail_if_no_peer_cert: false,
+            versions: vec![TlsVersion::Tls13, TlsVersion::Tls12],
+            ciphers: Vec::new(),
+            handshake_timeout: Duration::from_secs(15),
+            deny_serials: Vec::new(),
+            crlfile: None,
+        }
+    }
+}
+
+/// `websocket.*` of a ws or wss listener (EMQX 5 names and defaults).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebsocketOptions {
+    pub mqtt_path: String,
+    pub fail_if_no_subprotocol: bool,
+    pub supported_subprotocols: Vec<String>,
+    pub check_origin_enable: bool,
+    pub allow_origin_absence: bool,
+    pub check_origins: Vec<String>,
+    /// Empty: not trusted.
+    pub proxy_address_header: String,
+    /// Empty: not trusted.
+    pub proxy_port_header: String,
+    /// Bytes; `None` for `"infinity"`.
+    pub max_frame_size: Option<u64>,
+}
+
+impl Default for WebsocketOptions {
+    fn default() -> Self {
+        Self {
+            mqtt_path: "/mqtt".to_owned(),
+            fail_if_no_subprotocol: true,
+            supported_subprotocols: ["mqtt", "mqtt-v3", "mqtt-v3.1.1", "mqtt-v5"]
+                .map(str::to_owned)
+                .to_vec(),
+            check_origin_enable: false,
+            allow_origin_absence: true,
+            check_origins: ["http://localhost:18083", "http://127.0.0.1:18083"]
+                .map(str::to_owned)
+                .to_vec(),
+            proxy_address_header: "x-forwarded-for".to_owned(),
+            proxy_port_header: "x-forwarded-port".to_owned(),
+            max_frame_size: None,
         }
     }
 }
@@ -162,7 +337,7 @@ impl Default for TcpListenerConfig {
     fn default() -> Self {
         Self {
             enable: true,
-            bind: SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 1883),
+            bind: any_port(1883),
             max_connections: usize::MAX,
             acceptors: 16,
             proxy_protocol: false,
@@ -173,12 +348,34 @@ impl Default for TcpListenerConfig {
     }
 }
 
-/// Values of `mqtt.peer_cert_as_username` / `mqtt.peer_cert_as_clientid`. Only `disabled` exists
-/// until TLS listeners land; EMQX's `cn`, `dn`, `crt`, `pem`, `md5` are refused with an explanation.
+/// Values of `mqtt.peer_cert_as_username` / `mqtt.peer_cert_as_clientid` (EMQX's, less `crt`:
+/// raw DER bytes are not a valid MQTT string).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub enum PeerCertAs {
     #[default]
     Disabled,
+    /// The certificate subject's Common Name.
+    Cn,
+    /// The subject Distinguished Name.
+    Dn,
+    /// The DER bytes, base64-encoded.
+    Pem,
+    /// MD5 of the DER bytes, lower-case hex.
+    Md5,
+}
+
+impl PeerCertAs {
+    /// The certificate value the channel uses, `None` when disabled.
+    pub fn identity(self) -> Option<portico_core::channel::CertIdentity> {
+        use portico_core::channel::CertIdentity;
+        match self {
+            PeerCertAs::Disabled => None,
+            PeerCertAs::Cn => Some(CertIdentity::Cn),
+            PeerCertAs::Dn => Some(CertIdentity::Dn),
+            PeerCertAs::Pem => Some(CertIdentity::Pem),
+            PeerCertAs::Md5 => Some(CertIdentity::Md5),
+        }
+    }
 }
 
 /// `mqtt.*`: protocol limits and session behaviour (EMQX 5 names and defaults).

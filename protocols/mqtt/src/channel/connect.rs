@@ -115,6 +115,17 @@ impl MqttChannel {
     fn accept_connect(&self, mut connect: Connect) -> Result<AcceptedConnect, (ReasonCode, &'static str)> {
         let protocol = connect.protocol;
         let mut client_id = std::mem::take(&mut connect.client_id);
+        // The certificate's values replace what CONNECT says (EMQX `peer_cert_as_*`); a client
+        // without a certificate keeps its own. `use_username_as_clientid` then applies to the
+        // resulting user name, as in EMQX.
+        if let Some(cert) = &self.peer_cert {
+            if let Some(name) = self.settings.peer_cert_as_username.and_then(|kind| cert.identity(kind)) {
+                connect.username = Some(ByteString::from(name));
+            }
+            if let Some(id) = self.settings.peer_cert_as_clientid.and_then(|kind| cert.identity(kind)) {
+                client_id = ByteString::from(id);
+            }
+        }
         if self.settings.use_username_as_clientid
             && let Some(name) = &connect.username
             && !name.is_empty()

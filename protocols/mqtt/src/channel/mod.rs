@@ -20,7 +20,7 @@ use bytestring::ByteString;
 use portico_core::Ctx;
 use portico_core::auth::ClientInfo;
 use portico_core::broker::Will;
-use portico_core::channel::{Channel, CloseReason, ConnAddrs, Outbox, StreamFrontend};
+use portico_core::channel::{Channel, CloseReason, ConnInfo, Outbox, PeerCert, StreamFrontend};
 use portico_core::conn::{ConnHandle, KickReason};
 use portico_core::ctx::FrontendInfo;
 use portico_core::message::now_millis;
@@ -77,10 +77,10 @@ impl StreamFrontend for MqttFrontend {
         "mqtt"
     }
 
-    fn new_connection(&self, conn: Arc<ConnHandle>, addrs: ConnAddrs, now: Instant) -> (MqttChannel, MqttCodec) {
+    fn new_connection(&self, conn: Arc<ConnHandle>, info: ConnInfo, now: Instant) -> (MqttChannel, MqttCodec) {
         let codec = MqttCodec::new(self.settings.max_packet_size);
         (
-            MqttChannel::new(self.ctx.clone(), self.settings.clone(), conn, addrs, now),
+            MqttChannel::new(self.ctx.clone(), self.settings.clone(), conn, info, now),
             codec,
         )
     }
@@ -95,6 +95,8 @@ pub struct MqttChannel {
     peer: SocketAddr,
     /// Our port (EMQX `sockport` in events).
     sockport: u16,
+    /// The client's TLS certificate, kept only when `peer_cert_as_*` needs it at CONNECT.
+    peer_cert: Option<Arc<PeerCert>>,
     phase: Phase,
     /// Deadline for CONNECT to arrive.
     connect_deadline: Option<Instant>,
@@ -131,14 +133,16 @@ pub struct MqttChannel {
 
 impl MqttChannel {
     /// A channel for a connection accepted from `peer` at `now`.
-    pub fn new(ctx: Ctx, settings: Arc<MqttSettings>, conn: Arc<ConnHandle>, addrs: ConnAddrs, now: Instant) -> Self {
+    pub fn new(ctx: Ctx, settings: Arc<MqttSettings>, conn: Arc<ConnHandle>, info: ConnInfo, now: Instant) -> Self {
         let connect_deadline = settings.idle_timeout.map(|t| now + t);
+        let wants_cert = settings.peer_cert_as_username.is_some() || settings.peer_cert_as_clientid.is_some();
         MqttChannel {
             ctx,
             settings,
             conn,
-            peer: addrs.peer,
-            sockport: addrs.local.port(),
+            peer: info.peer,
+            sockport: info.local.port(),
+            peer_cert: info.peer_cert.filter(|_| wants_cert),
             phase: Phase::Connecting,
             connect_deadline,
             version: ProtocolVersion::V3_1_1,

@@ -291,3 +291,89 @@ fn sys_client_events_are_published_as_emqx_json() {
         serde_json::from_slice(&events[1].payload).expect("JSON payload");
     assert_eq!(disconnected["reason"], "normal");
 }
+
+fn test_cert() -> portico_core::channel::PeerCert {
+    portico_core::channel::PeerCert {
+        common_name: Some("device-7".to_owned()),
+        subject: "CN=device-7, O=Acme".to_owned(),
+        der: Bytes::from_static(b"not really DER"),
+    }
+}
+
+/// Connects `id`/`username` on a channel carrying `cert` and returns the `$SYS` connected event.
+fn connected_event(
+    settings: MqttSettings,
+    cert: Option<portico_core::channel::PeerCert>,
+    id: &str,
+    username: Option<&str>,
+) -> std::collections::HashMap<String, serde_json::Value> {
+    let h = Harness::with(settings);
+    let mut watcher = h.connect(ProtocolVersion::V5, "watcher", true, |_| {});
+    watcher.subscribe("$SYS/brokers/+/clients/+/connected", QoS::AtMostOnce, h.t0);
+    let mut client = h.channel_with_cert(cert);
+    let mut connect = connect_packet(ProtocolVersion::V3_1_1, id, true);
+    connect.username = username.map(|u| ByteString::from(u.to_owned()));
+    let out = client.input(Packet::Connect(Box::new(connect)), h.t0);
+    match out.first() {
+        Some(Sent::Packet(Packet::ConnAck(ack))) => assert_eq!(ack.reason_code, ReasonCode::Success),
+        other => panic!("expected CONNACK, got {other:?}"),
+    }
+    let out = watcher.deliver(h.t0);
+    let events = published(&out);
+    assert_eq!(events.len(), 1);
+    serde_json::from_slice(&events[0].payload).expect("JSON payload")
+}
+
+#[test]
+fn peer_cert_replaces_username_and_client_id() {
+    use portico_core::channel::CertIdentity;
+    let settings = MqttSettings {
+        peer_cert_as_username: Some(CertIdentity::Cn),
+        peer_cert_as_clientid: Some(CertIdentity::Dn),
+        ..MqttSettings::default()
+    };
+    let event = connected_event(settings.clone(), Some(test_cert()), "given-id", Some("given-user"));
+    assert_eq!(event["username"], "device-7");
+    assert_eq!(event["clientid"], "CN=device-7, O=Acme");
+
+    // Without a certificate the client's own values stand.
+    let event = connected_event(settings, None, "given-id", Some("given-user"));
+    assert_eq!(event["username"], "given-user");
+    assert_eq!(event["clientid"], "given-id");
+}
+
+#[test]
+fn peer_cert_md5_and_pem_identities() {
+    use portico_core::channel::CertIdentity;
+    let settings = MqttSettings {
+        peer_cert_as_username: Some(CertIdentity::Pem),
+        peer_cert_as_clientid: Some(CertIdentity::Md5),
+        ..MqttSettings::default()
+    };
+    // An empty client id is fine: the certificate supplies one.
+    let event = connected_event(settings, Some(test_cert()), "", None);
+    assert_eq!(event["username"], "bm90IHJlYWxseSBERVI=");
+    let md5 = event["clientid"].as_str().expect("client id");
+    assert_eq!(md5.len(), 32);
+    assert!(md5.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
+}
+
+#[test]
+fn username_from_cert_feeds_use_username_as_clientid() {
+    use portico_core::channel::CertIdentity;
+    let settings = MqttSettings {
+        peer_cert_as_username: Some(CertIdentity::Cn),
+        use_username_as_clientid: true,
+        ..MqttSettings::default()
+    };
+    let event = connected_event(settings, Some(test_cert()), "given-id", None);
+    assert_eq!(event["clientid"], "device-7");
+    assert_eq!(event["username"], "device-7");
+}
+
+#[test]
+fn cert_is_ignored_when_peer_cert_as_is_disabled() {
+    let event = connected_event(MqttSettings::default(), Some(test_cert()), "mine", Some("me"));
+    assert_eq!(event["username"], "me");
+    assert_eq!(event["clientid"], "mine");
+}

@@ -51,12 +51,18 @@ impl Harness {
     }
 
     fn channel(&self) -> Client {
+        self.channel_with_cert(None)
+    }
+
+    /// A channel whose connection presented `cert` at the TLS handshake.
+    fn channel_with_cert(&self, cert: Option<portico_core::channel::PeerCert>) -> Client {
         let conn = self.broker.register_connection();
-        let addrs = portico_core::channel::ConnAddrs {
+        let info = portico_core::channel::ConnInfo {
             peer: SocketAddr::from((Ipv4Addr::LOCALHOST, 50000)),
             local: SocketAddr::from((Ipv4Addr::LOCALHOST, 1883)),
+            peer_cert: cert.map(Arc::new),
         };
-        let (channel, _codec) = self.frontend.new_connection(conn.clone(), addrs, self.t0);
+        let (channel, _codec) = self.frontend.new_connection(conn.clone(), info, self.t0);
         Client { channel, conn }
     }
 

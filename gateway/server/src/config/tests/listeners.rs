@@ -1,0 +1,297 @@
+//! `listeners.{ssl,ws,wss}` and `mqtt.peer_cert_as_*`.
+
+use portico_transport::tls::TlsVersion;
+
+use super::pki::Pki;
+use super::*;
+
+fn ssl_file(pki: &Pki, extra: &str) -> String {
+    format!(
+        "[listeners.ssl.default.ssl_options]\ncertfile = {:?}\nkeyfile = {:?}\n{extra}",
+        pki.server_cert.display().to_string(),
+        pki.server_key.display().to_string()
+    )
+}
+
+#[test]
+fn builtin_listeners() {
+    let config = Config::load(None, vars(&[])).unwrap();
+    let l = &config.listeners;
+    assert_eq!(l.tcp.keys().collect::<Vec<_>>(), ["default"]);
+    let ssl = &l.ssl["default"];
+    assert!(!ssl.listener.enable, "no certificate ships, so TLS is off");
+    assert_eq!(ssl.listener.bind, addr("0.0.0.0:8883"));
+    assert_eq!(ssl.ssl_options.verify, Verify::VerifyNone);
+    assert!(!ssl.ssl_options.fail_if_no_peer_cert);
+    assert_eq!(ssl.ssl_options.versions, [TlsVersion::Tls13, TlsVersion::Tls12]);
+    assert_eq!(ssl.ssl_options.handshake_timeout, Duration::from_secs(15));
+    assert_eq!(ssl.ssl_options.certfile, None);
+    let ws = &l.ws["default"];
+    assert!(ws.listener.enable);
+    assert_eq!(ws.listener.bind, addr("0.0.0.0:8083"));
+    assert_eq!(ws.websocket.mqtt_path, "/mqtt");
+    assert!(ws.websocket.fail_if_no_subprotocol);
+    assert_eq!(
+        ws.websocket.supported_subprotocols,
+        ["mqtt", "mqtt-v3", "mqtt-v3.1.1", "mqtt-v5"]
+    );
+    assert!(!ws.websocket.check_origin_enable);
+    assert!(ws.websocket.allow_origin_absence);
+    assert_eq!(ws.websocket.proxy_address_header, "x-forwarded-for");
+    assert_eq!(ws.websocket.proxy_port_header, "x-forwarded-port");
+    assert_eq!(ws.websocket.max_frame_size, None);
+    let wss = &l.wss["default"];
+    assert!(!wss.listener.enable);
+    assert_eq!(wss.listener.bind, addr("0.0.0.0:8084"));
+}
+
+#[test]
+fn ssl_listener_with_certificates_loads() {
+    let pki = Pki::new("cfg-ssl");
+    let crl = pki.write("crl.pem", &pki.crl_revoking(7));
+    let extra = format!(
+        "cacertfile = {:?}\nverify = \"verify_peer\"\nfail_if_no_peer_cert = true\nversions = [\"tlsv1.2\"]\n\
+         ciphers = \"ECDHE-RSA-AES128-GCM-SHA256, TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256\"\n\
+         handshake_timeout = \"5s\"\ndeny_serials = [\"0x00AB:CD\", \"1\"]\ncrlfile = {:?}\n",
+        pki.ca_file.display().to_string(),
+        crl.display().to_string()
+    );
+    let config = load_str("ssl-ok", &ssl_file(&pki, &extra), &[]).unwrap();
+    let ssl = &config.listeners.ssl["default"];
+    assert!(
+        ssl.listener.enable,
+        "a listener the operator names is enabled unless it says otherwise"
+    );
+    let opts = &ssl.ssl_options;
+    assert_eq!(opts.verify, Verify::VerifyPeer);
+    assert!(opts.fail_if_no_peer_cert);
+    assert_eq!(opts.versions, [TlsVersion::Tls12]);
+    assert_eq!(opts.ciphers.len(), 2);
+    assert_eq!(opts.handshake_timeout, Duration::from_secs(5));
+    assert_eq!(opts.deny_serials, [vec![0xab, 0xcd], vec![0x01]]);
+    let settings = opts.tls_settings().expect("certificate and key present");
+    assert!(settings.verify_peer);
+    assert_eq!(settings.crlfile.as_deref(), Some(crl.as_path()));
+    // Naming only `ssl` leaves the other kinds at their built-in defaults.
+    assert_eq!(config.listeners.ws, ListenersConfig::default().ws);
+}
+
+#[test]
+fn enabled_tls_listener_needs_certificate_and_key() {
+    let errors = errors_of(Config::load(
+        None,
+        vars(&[("PORTICO_LISTENERS__WSS__DEFAULT__ENABLE", "true")]),
+    ));
+    let text = errors.to_string();
+    assert_eq!(errors.errors().len(), 2, "{text}");
+    assert!(
+        text.contains("listeners.wss.default.ssl_options.certfile = \"\": required"),
+        "{text}"
+    );
+    assert!(
+        text.contains("listeners.wss.default.ssl_options.keyfile = \"\": required"),
+        "{text}"
+    );
+}
+
+#[test]
+fn env_certificates_enable_the_default_ssl_listener() {
+    let pki = Pki::new("cfg-env");
+    let cert = pki.server_cert.display().to_string();
+    let key = pki.server_key.display().to_string();
+    let config = Config::load(
+        None,
+        vars(&[
+            ("PORTICO_LISTENERS__SSL__DEFAULT__SSL_OPTIONS__CERTFILE", &cert),
+            ("PORTICO_LISTENERS__SSL__DEFAULT__SSL_OPTIONS__KEYFILE", &key),
+        ]),
+    )
+    .unwrap();
+    assert!(config.listeners.ssl["default"].listener.enable);
+}
+
+#[test]
+fn bad_ssl_options_are_all_reported() {
+    let pki = Pki::new("cfg-ssl-bad");
+    let extra = "verify = \"maybe\"\nversions = [\"tlsv1.1\", \"tlsv1.2\"]\nciphers = [\"RC4-MD5\"]\n\
+                 handshake_timeout = \"0s\"\ndeny_serials = [\"xyz\"]\nbogus = 1\n";
+    let errors = errors_of(load_str("ssl-bad", &ssl_file(&pki, extra), &[]));
+    let text = errors.to_string();
+    for (key, why) in [
+        ("verify", "expected one of verify_none, verify_peer"),
+        ("versions", "tlsv1.1 is refused"),
+        ("ciphers", "RC4-MD5"),
+        ("handshake_timeout", "greater than zero"),
+        ("deny_serials", "not a hexadecimal serial"),
+        ("bogus", "unknown key"),
+    ] {
+        let line = text
+            .lines()
+            .find(|l| l.contains(&format!("listeners.ssl.default.ssl_options.{key} = ")))
+            .unwrap_or_else(|| panic!("{key} missing from:\n{text}"));
+        assert!(line.contains(why), "{line}");
+    }
+    assert_eq!(errors.errors().len(), 6, "{text}");
+}
+
+#[test]
+fn peer_options_need_verify_peer_and_a_ca() {
+    let pki = Pki::new("cfg-verify");
+    let errors = errors_of(load_str(
+        "verify-none",
+        &ssl_file(&pki, "fail_if_no_peer_cert = true\ndeny_serials = [\"01\"]\n"),
+        &[],
+    ));
+    let text = errors.to_string();
+    assert_eq!(errors.errors().len(), 2, "{text}");
+    assert!(text.contains("fail_if_no_peer_cert = true: has no effect"), "{text}");
+    assert!(text.contains("deny_serials = [\"01\"]: has no effect"), "{text}");
+
+    let errors = errors_of(load_str(
+        "verify-no-ca",
+        &ssl_file(&pki, "verify = \"verify_peer\"\n"),
+        &[],
+    ));
+    assert!(
+        errors
+            .to_string()
+            .contains("ssl_options.cacertfile = \"\": required with verify"),
+        "{errors}"
+    );
+}
+
+#[test]
+fn unreadable_or_mismatched_files_are_load_errors() {
+    let pki = Pki::new("cfg-files");
+    let file = "[listeners.ssl.default.ssl_options]\ncertfile = \"/nonexistent/cert.pem\"\nkeyfile = \"/nonexistent/key.pem\"\n";
+    let text = errors_of(load_str("missing-cert", file, &[])).to_string();
+    assert!(
+        text.contains("listeners.ssl.default.ssl_options.certfile = \"/nonexistent/cert.pem\": cannot read"),
+        "{text}"
+    );
+    let other = Pki::new("cfg-files-2");
+    let file = format!(
+        "[listeners.ssl.default.ssl_options]\ncertfile = {:?}\nkeyfile = {:?}\n",
+        pki.server_cert.display().to_string(),
+        other.server_key.display().to_string()
+    );
+    let text = errors_of(load_str("mismatch", &file, &[])).to_string();
+    assert!(text.contains("ssl_options.keyfile = "), "{text}");
+    // A disabled listener's files are not read.
+    let file = "[listeners.ssl.off]\nenable = false\n[listeners.ssl.off.ssl_options]\ncertfile = \"/nonexistent\"\n";
+    load_str("disabled", file, &[]).unwrap();
+}
+
+#[test]
+fn websocket_options() {
+    let file = r#"
+        [listeners.ws.a]
+        bind = "127.0.0.1:18083"
+        [listeners.ws.a.websocket]
+        mqtt_path = "/ws"
+        fail_if_no_subprotocol = false
+        supported_subprotocols = "mqtt, mqttv3.1"
+        check_origin_enable = true
+        allow_origin_absence = false
+        check_origins = ["https://app.example"]
+        proxy_address_header = "X-Real-IP"
+        proxy_port_header = ""
+        max_frame_size = "64KB"
+    "#;
+    let config = load_str("ws-ok", file, &[]).unwrap();
+    assert_eq!(config.listeners.ws.keys().collect::<Vec<_>>(), ["a"]);
+    let ws = &config.listeners.ws["a"].websocket;
+    assert_eq!(ws.mqtt_path, "/ws");
+    assert!(!ws.fail_if_no_subprotocol);
+    assert_eq!(ws.supported_subprotocols, ["mqtt", "mqttv3.1"]);
+    assert!(ws.check_origin_enable && !ws.allow_origin_absence);
+    assert_eq!(ws.check_origins, ["https://app.example"]);
+    assert_eq!(ws.proxy_address_header, "x-real-ip");
+    assert_eq!(ws.proxy_port_header, "");
+    assert_eq!(ws.max_frame_size, Some(64 * 1024));
+
+    let bad = r#"
+        [listeners.ws.default.websocket]
+        mqtt_path = "mqtt"
+        supported_subprotocols = []
+        max_frame_size = 0
+        proxy_address_header = "x forwarded"
+        check_origins = [1]
+        mqtt_pth = "/x"
+    "#;
+    let errors = errors_of(load_str("ws-bad", bad, &[]));
+    let text = errors.to_string();
+    for key in [
+        "mqtt_path",
+        "supported_subprotocols",
+        "max_frame_size",
+        "proxy_address_header",
+        "check_origins",
+    ] {
+        assert!(
+            text.contains(&format!("listeners.ws.default.websocket.{key} = ")),
+            "{key} missing from:\n{text}"
+        );
+    }
+    assert!(text.contains("did you mean `mqtt_path`?"), "{text}");
+    assert_eq!(errors.errors().len(), 6, "{text}");
+}
+
+#[test]
+fn binds_clash_across_listener_kinds() {
+    let file = "[listeners.tcp.default]\nbind = 8083\n";
+    let errors = errors_of(load_str("kinds-clash", file, &[]));
+    let text = errors.to_string();
+    assert_eq!(errors.errors().len(), 1, "{text}");
+    assert!(text.contains("listeners.ws.default.bind"), "{text}");
+    assert!(text.contains("tcp listener `default`"), "{text}");
+    // Disabled listeners (the built-in ssl one on 8883) never clash.
+    load_str("no-clash", "[listeners.tcp.default]\nbind = 8883\n", &[]).unwrap();
+}
+
+#[test]
+fn proxy_protocol_is_refused_on_every_kind() {
+    let errors = errors_of(Config::load(
+        None,
+        vars(&[("PORTICO_LISTENERS__WS__DEFAULT__PROXY_PROTOCOL", "true")]),
+    ));
+    assert!(errors.to_string().contains("not supported yet"), "{errors}");
+}
+
+#[test]
+fn peer_cert_as_values() {
+    for (text, expected) in [
+        ("disabled", PeerCertAs::Disabled),
+        ("cn", PeerCertAs::Cn),
+        ("dn", PeerCertAs::Dn),
+        ("pem", PeerCertAs::Pem),
+        ("md5", PeerCertAs::Md5),
+    ] {
+        let config = Config::load(
+            None,
+            vars(&[
+                ("PORTICO_MQTT__PEER_CERT_AS_USERNAME", text),
+                ("PORTICO_MQTT__PEER_CERT_AS_CLIENTID", text),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(config.mqtt.peer_cert_as_username, expected);
+        assert_eq!(config.mqtt.peer_cert_as_clientid, expected);
+    }
+    let errors = errors_of(Config::load(
+        None,
+        vars(&[
+            ("PORTICO_MQTT__PEER_CERT_AS_USERNAME", "crt"),
+            ("PORTICO_MQTT__PEER_CERT_AS_CLIENTID", "serial"),
+        ]),
+    ));
+    let text = errors.to_string();
+    assert!(
+        text.contains("mqtt.peer_cert_as_username = \"crt\": crt (the raw DER bytes)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("mqtt.peer_cert_as_clientid = \"serial\": expected one of"),
+        "{text}"
+    );
+}
