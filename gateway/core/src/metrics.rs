@@ -34,6 +34,10 @@ fn counter_name(field: &'static str) -> &'static str {
         "session_discarded" => "session.discarded",
         "session_terminated" => "session.terminated",
         "packets_malformed" => "packets.malformed",
+        "listener_refused_max_connections" => "listener.refused.max_connections",
+        "listener_refused_access_rules" => "listener.refused.access_rules",
+        "listener_refused_handshake" => "listener.refused.handshake",
+        "listener_delayed_max_conn_rate" => "listener.delayed.max_conn_rate",
         _ => field,
     }
 }
@@ -65,6 +69,18 @@ counters! {
     session_terminated,
     /// `packets.malformed`: frames that failed to decode.
     packets_malformed,
+    /// `listener.refused.max_connections` (Portico): connections closed at accept because their
+    /// listener was at `max_connections`.
+    listener_refused_max_connections,
+    /// `listener.refused.access_rules` (Portico): connections closed at accept because the
+    /// listener's `access_rules` deny their address.
+    listener_refused_access_rules,
+    /// `listener.refused.handshake` (Portico): connections whose PROXY header, TLS handshake or
+    /// WebSocket upgrade failed or took longer than allowed.
+    listener_refused_handshake,
+    /// `listener.delayed.max_conn_rate` (Portico): accepts held back by a listener's
+    /// `max_conn_rate` (the connection waits in the listen backlog; it is not refused).
+    listener_delayed_max_conn_rate,
 }
 
 impl Metrics {

@@ -15,6 +15,8 @@ use portico_core::router::SharedStrategy as CoreStrategy;
 use portico_core::session::SessionLimits;
 use portico_core::{Broker, BrokerConfig, QoS};
 use portico_mqtt::{MqttFrontend, MqttSettings};
+use portico_transport::rate_limit::{Rate, RateLimit};
+use portico_transport::throttle::InputLimits;
 use portico_transport::tls::TlsSource;
 use portico_transport::ws::WsSettings;
 use portico_transport::{BindError, ListenerSettings, Transport, bind, serve};
@@ -281,6 +283,20 @@ fn listener(
         backlog: listener.backlog,
         transport,
         handshake_timeout,
+        proxy_protocol: listener.proxy_protocol.then_some(listener.proxy_protocol_timeout),
+        access_rules: listener.access_rules.clone(),
+        max_conn_rate: limited(listener.max_conn_rate),
+        input_limits: InputLimits {
+            messages: limited(listener.messages_rate),
+            bytes: limited(listener.bytes_rate),
+        },
+    }
+}
+
+fn limited(limit: RateLimit) -> Option<Rate> {
+    match limit {
+        RateLimit::Infinity => None,
+        RateLimit::Limited(rate) => Some(rate),
     }
 }
 

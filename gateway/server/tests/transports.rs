@@ -1,19 +1,15 @@
 //! In-process end-to-end tests of the TLS, mutual TLS, WebSocket and WSS listeners: the real
 //! server on 127.0.0.1:0 with certificates generated at test time, clients speaking our codec.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use bytestring::ByteString;
 use futures_util::SinkExt;
 use portico::Server;
 use portico::config::Config;
-use portico_mqtt::codec::{decode, encode};
-use portico_mqtt::{
-    Connect, Packet, PacketId, ProtocolVersion, Publish, QoS, ReasonCode, Subscribe, SubscriptionOptions,
-};
+use portico_mqtt::codec::encode;
+use portico_mqtt::{Connect, Packet, ProtocolVersion, Publish, QoS, ReasonCode};
 use portico_transport::ws::WsStream;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
@@ -26,13 +22,10 @@ use tokio_tungstenite::tungstenite::http::HeaderValue;
 
 #[path = "../../transport/src/tests/pki.rs"]
 mod pki;
+mod support;
 
 use pki::{ClientCert, Pki};
-
-const WAIT: Duration = Duration::from_secs(5);
-
-trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
-impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+use support::{Client, Io, WAIT, addr};
 
 /// A server with tcp, ssl (mutual TLS optional, peer_cert_as_username = cn), ws and wss
 /// listeners, all on 127.0.0.1:0.
@@ -73,15 +66,6 @@ async fn start(pki: &Pki, extra: &[(&str, String)]) -> Server {
     Server::start(&config).await.expect("server starts")
 }
 
-fn addr(server: &Server, name: &str) -> SocketAddr {
-    server
-        .listeners()
-        .iter()
-        .find(|(n, _)| n == name)
-        .unwrap_or_else(|| panic!("no listener {name} in {:?}", server.listeners()))
-        .1
-}
-
 fn tls_connector(pki: &Pki, cert: Option<&ClientCert>) -> tokio_rustls::TlsConnector {
     let mut roots = rustls::RootCertStore::empty();
     roots.add(CertificateDer::from(pki.ca_der())).expect("CA");
@@ -116,93 +100,6 @@ async fn websocket<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(stream: S
     let (ws, response) = tokio_tungstenite::client_async(request, stream).await.expect("upgrade");
     assert_eq!(response.headers()["sec-websocket-protocol"], "mqtt");
     Box::new(WsStream::new(ws))
-}
-
-struct Client {
-    stream: Box<dyn Io>,
-    buf: BytesMut,
-    version: ProtocolVersion,
-}
-
-impl Client {
-    fn new(stream: Box<dyn Io>, version: ProtocolVersion) -> Client {
-        Client {
-            stream,
-            buf: BytesMut::new(),
-            version,
-        }
-    }
-
-    async fn send(&mut self, packet: &Packet) {
-        let mut out = BytesMut::new();
-        encode(packet, self.version, &mut out).expect("encodable");
-        self.stream.write_all(&out).await.expect("write");
-        self.stream.flush().await.expect("flush");
-    }
-
-    async fn recv(&mut self) -> Option<Packet> {
-        loop {
-            if let Some(packet) = decode(&mut self.buf, self.version, u32::MAX).expect("valid packets") {
-                return Some(packet);
-            }
-            let n = timeout(WAIT, self.stream.read_buf(&mut self.buf))
-                .await
-                .expect("server answers in time")
-                .ok()?;
-            if n == 0 {
-                return None;
-            }
-        }
-    }
-
-    /// CONNECT; returns the CONNACK reason (None if the connection closed instead).
-    async fn connect(&mut self, id: &str, username: Option<&str>) -> Option<ReasonCode> {
-        self.send(&Packet::Connect(Box::new(Connect {
-            protocol: self.version,
-            clean_start: true,
-            keep_alive: 60,
-            client_id: ByteString::from(id.to_owned()),
-            will: None,
-            username: username.map(|u| ByteString::from(u.to_owned())),
-            password: None,
-            properties: Default::default(),
-        })))
-        .await;
-        match self.recv().await? {
-            Packet::ConnAck(ack) => Some(ack.reason_code),
-            other => panic!("expected CONNACK, got {other:?}"),
-        }
-    }
-
-    async fn subscribe(&mut self, filter: &str) {
-        self.send(&Packet::Subscribe(Subscribe {
-            packet_id: PacketId::new(1).expect("non-zero"),
-            filters: vec![(ByteString::from(filter.to_owned()), SubscriptionOptions::default())],
-            properties: Default::default(),
-        }))
-        .await;
-        assert!(matches!(self.recv().await, Some(Packet::SubAck(_))));
-    }
-
-    async fn publish(&mut self, topic: &str, payload: &'static [u8]) {
-        self.send(&Packet::Publish(Publish {
-            dup: false,
-            qos: QoS::AtMostOnce,
-            retain: false,
-            topic: ByteString::from(topic.to_owned()),
-            packet_id: None,
-            payload: Bytes::from_static(payload),
-            properties: Default::default(),
-        }))
-        .await;
-    }
-
-    async fn expect_publish(&mut self) -> Publish {
-        match self.recv().await {
-            Some(Packet::Publish(p)) => p,
-            other => panic!("expected PUBLISH, got {other:?}"),
-        }
-    }
 }
 
 async fn tcp_client(server: &Server, id: &str) -> Client {

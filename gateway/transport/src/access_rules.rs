@@ -179,9 +179,15 @@ pub struct AccessRules {
 }
 
 impl AccessRules {
-    /// Rules that let every address in (EMQX's default, `["allow all"]`).
+    /// Rules that let every address in: EMQX's default, `["allow all"]`, spelled as that one
+    /// rule so that it compares equal to the parsed config default.
     pub fn allow_all() -> Self {
-        Self::default()
+        Self {
+            rules: vec![AccessRule {
+                action: Action::Allow,
+                who: Who::All,
+            }],
+        }
     }
 
     /// Parses the config list. Each entry may hold several comma-separated rules. Errors name

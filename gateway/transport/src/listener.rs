@@ -13,13 +13,18 @@ use std::time::{Duration, Instant};
 
 use portico_core::Broker;
 use portico_core::channel::{Channel, ConnInfo, StreamFrontend};
+use portico_core::metrics::Metrics;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio_rustls::server::TlsStream;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::access_rules::AccessRules;
 use crate::driver::{self, Drive, Ended};
+use crate::proxy_protocol::{self, Prefixed};
+use crate::rate_limit::{Rate, TokenBucket};
+use crate::throttle::InputLimits;
 use crate::tls::{self, TlsSource};
 use crate::ws::{self, WsSettings};
 
@@ -65,6 +70,14 @@ pub struct ListenerSettings {
     pub transport: Transport,
     /// Longest time the TLS and WebSocket handshakes may take together.
     pub handshake_timeout: Duration,
+    /// Read a PROXY protocol header first, within this time (`None`: no PROXY protocol).
+    pub proxy_protocol: Option<Duration>,
+    /// Which peer addresses may connect (checked at accept, on the socket's peer).
+    pub access_rules: AccessRules,
+    /// New connections accepted per period at most; more wait in the listen backlog.
+    pub max_conn_rate: Option<Rate>,
+    /// Each connection's input limits.
+    pub input_limits: InputLimits,
 }
 
 /// Error starting a listener.
@@ -110,9 +123,23 @@ pub async fn serve<F: StreamFrontend>(
     tasks: TaskTracker,
 ) {
     let active = Arc::new(AtomicUsize::new(0));
+    let metrics = broker.metrics();
+    let mut conn_rate = settings
+        .max_conn_rate
+        .map(|rate| TokenBucket::new(rate, rate.amount(), Instant::now()));
     let local = listener.local_addr().ok();
     tracing::info!(listener = %settings.name, addr = ?local, protocol = frontend.name(), transport = settings.transport.kind(), "listening");
     loop {
+        if let Some(bucket) = conn_rate.as_mut()
+            && let Err(wait) = bucket.try_take(1, Instant::now())
+        {
+            // Over `max_conn_rate`: stop accepting for a while; connections wait in the backlog.
+            Metrics::inc(&metrics.listener_delayed_max_conn_rate);
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = tokio::time::sleep(wait) => continue,
+            }
+        }
         let accepted = tokio::select! {
             _ = shutdown.cancelled() => break,
             accepted = listener.accept() => accepted,
@@ -128,6 +155,13 @@ pub async fn serve<F: StreamFrontend>(
         };
         if active.load(Ordering::Relaxed) >= settings.max_connections {
             tracing::warn!(listener = %settings.name, %peer, max = settings.max_connections, "connection refused: listener at max_connections");
+            Metrics::inc(&metrics.listener_refused_max_connections);
+            drop(stream);
+            continue;
+        }
+        if !settings.access_rules.allows(peer.ip()) {
+            tracing::debug!(listener = %settings.name, %peer, "connection refused by access_rules");
+            Metrics::inc(&metrics.listener_refused_access_rules);
             drop(stream);
             continue;
         }
@@ -143,20 +177,31 @@ pub async fn serve<F: StreamFrontend>(
             info: ConnInfo::new(peer, local),
             frontend: frontend.clone(),
             broker: broker.clone(),
+            limits: settings.input_limits,
             _guard: guard,
         };
         let timeout = settings.handshake_timeout;
         // One task type per transport: a task's allocation is sized for the largest state of
         // its own future, so a plain TCP connection must not carry room for a WSS one.
-        match &settings.transport {
-            Transport::Tcp => tasks.spawn(start_driver(stream, conn)),
-            Transport::Tls(source) => tasks.spawn(run_tls(stream, conn, timeout, source.clone())),
-            Transport::Ws(ws) => tasks.spawn(run_ws(stream, conn, timeout, ws.clone())),
-            Transport::Wss(source, ws) => tasks.spawn(run_wss(stream, conn, timeout, source.clone(), ws.clone())),
+        match (settings.proxy_protocol, &settings.transport) {
+            (Some(proxy_timeout), transport) => {
+                tasks.spawn(run_proxied(stream, conn, proxy_timeout, timeout, transport.clone()))
+            }
+            (None, Transport::Tcp) => tasks.spawn(start_driver(stream, conn)),
+            (None, Transport::Tls(source)) => tasks.spawn(run_tls(stream, conn, timeout, source.clone())),
+            (None, Transport::Ws(ws)) => tasks.spawn(run_ws(stream, conn, timeout, ws.clone())),
+            (None, Transport::Wss(source, ws)) => {
+                tasks.spawn(run_wss(stream, conn, timeout, source.clone(), ws.clone()))
+            }
         };
     }
     tracing::info!(listener = %settings.name, "stopped accepting");
 }
+
+/// What a connection's byte stream can be: TCP, or TCP behind a PROXY header.
+trait Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
+
+impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Stream for S {}
 
 struct ActiveGuard(Arc<AtomicUsize>);
 
@@ -171,6 +216,7 @@ struct Accepted<F> {
     info: ConnInfo,
     frontend: Arc<F>,
     broker: Broker,
+    limits: InputLimits,
     _guard: ActiveGuard,
 }
 
@@ -188,22 +234,62 @@ impl<F: StreamFrontend> Accepted<F> {
             Ok(Ok(upgraded)) => Some(upgraded),
             Ok(Err(error)) => {
                 tracing::debug!(%peer, %error, "connection refused at its handshake");
+                Metrics::inc(&self.broker.metrics().listener_refused_handshake);
                 None
             }
             Err(_) => {
                 tracing::debug!(%peer, ?timeout, "handshake not done in time");
+                Metrics::inc(&self.broker.metrics().listener_refused_handshake);
                 None
             }
         }
     }
 }
 
-async fn tls_accept(source: &TlsSource, stream: TcpStream) -> std::io::Result<TlsStream<TcpStream>> {
+/// A PROXY protocol listener: the header first (the client's address comes from it), then
+/// the listener's transport over what follows. The transport's future is boxed so that this
+/// task holds room only for the one it runs.
+async fn run_proxied<F: StreamFrontend>(
+    mut stream: TcpStream,
+    mut conn: Accepted<F>,
+    proxy_timeout: Duration,
+    timeout: Duration,
+    transport: Transport,
+) {
+    let header = match proxy_protocol::read_proxy_header(&mut stream, proxy_timeout).await {
+        Ok(header) => header,
+        Err(error) => {
+            tracing::debug!(peer = %conn.info.peer, %error, "connection refused: bad or missing PROXY header");
+            Metrics::inc(&conn.broker.metrics().listener_refused_handshake);
+            return;
+        }
+    };
+    let (header, rest) = header;
+    // LOCAL commands (health checks) and UNKNOWN or UNIX addresses keep the socket's own.
+    if let Some(source) = header.source {
+        conn.info.peer = source;
+    }
+    if let Some(destination) = header.destination {
+        conn.info.local = destination;
+    }
+    let stream = Prefixed::new(rest, stream);
+    match transport {
+        Transport::Tcp => Box::pin(start_driver(stream, conn)).await,
+        Transport::Tls(source) => Box::pin(run_tls(stream, conn, timeout, source)).await,
+        Transport::Ws(ws) => Box::pin(run_ws(stream, conn, timeout, ws)).await,
+        Transport::Wss(source, ws) => Box::pin(run_wss(stream, conn, timeout, source, ws)).await,
+    }
+}
+
+async fn tls_accept<S>(source: &TlsSource, stream: S) -> std::io::Result<TlsStream<S>>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
     tokio_rustls::TlsAcceptor::from(source.config()).accept(stream).await
 }
 
-async fn run_tls<F: StreamFrontend>(
-    stream: TcpStream,
+async fn run_tls<S: Stream, F: StreamFrontend>(
+    stream: S,
     mut conn: Accepted<F>,
     timeout: Duration,
     source: Arc<TlsSource>,
@@ -215,8 +301,8 @@ async fn run_tls<F: StreamFrontend>(
     start_driver(tls, conn).await;
 }
 
-async fn run_ws<F: StreamFrontend>(
-    stream: TcpStream,
+async fn run_ws<S: Stream, F: StreamFrontend>(
+    stream: S,
     mut conn: Accepted<F>,
     timeout: Duration,
     settings: Arc<WsSettings>,
@@ -228,8 +314,8 @@ async fn run_ws<F: StreamFrontend>(
     start_driver(ws, conn).await;
 }
 
-async fn run_wss<F: StreamFrontend>(
-    stream: TcpStream,
+async fn run_wss<S: Stream, F: StreamFrontend>(
+    stream: S,
     mut conn: Accepted<F>,
     timeout: Duration,
     source: Arc<TlsSource>,
@@ -258,9 +344,10 @@ where
     F: StreamFrontend,
 {
     let handle = conn.broker.register_connection();
-    let (channel, codec) = conn.frontend.new_connection(handle.clone(), conn.info, Instant::now());
+    let now = Instant::now();
+    let (channel, codec) = conn.frontend.new_connection(handle.clone(), conn.info, now);
     Connection {
-        drive: driver::drive(stream, channel, codec, handle, conn.broker),
+        drive: driver::drive(stream, channel, codec, handle, conn.broker).with_input_limits(conn.limits, now),
         _guard: conn._guard,
     }
 }

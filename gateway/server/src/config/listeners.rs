@@ -9,6 +9,8 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use portico_transport::access_rules::AccessRules;
+use portico_transport::rate_limit::{RateLimit, parse_rate};
 use portico_transport::tls::{self, TlsSettings, TlsVersion};
 use toml::Value;
 
@@ -101,13 +103,33 @@ fn named<'t, T>(
     out
 }
 
-fn refuse_proxy_protocol(v: &Value) -> Result<bool, String> {
-    if value::boolean(v)? {
-        // Accepting it while not parsing the PROXY header would treat the header as MQTT bytes and
-        // report the load balancer's address as every client's: refuse instead.
-        return Err("PROXY protocol is not supported yet; remove the key or set it to false".to_owned());
+/// `access_rules`: a list of `"allow|deny all|CIDR|address"` strings (one string may hold
+/// several, comma-separated, as in EMQX), first match wins.
+fn access_rules(v: &Value) -> Result<AccessRules, String> {
+    let entries: Vec<String> = match v {
+        Value::String(s) => vec![s.clone()],
+        Value::Array(items) => items
+            .iter()
+            .map(|item| {
+                item.as_str().map(str::to_owned).ok_or_else(|| {
+                    format!(
+                        "expected a list of strings, found an element that is {}",
+                        value::type_name(item)
+                    )
+                })
+            })
+            .collect::<Result<_, _>>()?,
+        other => return Err(format!("expected a list of strings, found {}", value::type_name(other))),
+    };
+    AccessRules::parse(&entries)
+}
+
+/// An EMQX rate: `"infinity"`, `"1000/s"`, `"100/10s"`, `"1MB/m"`, or a bare number per second.
+fn rate(v: &Value) -> Result<RateLimit, String> {
+    match v {
+        Value::Integer(n) => parse_rate(&n.to_string()),
+        _ => parse_rate(&value::string(v)?),
     }
-    Ok(false)
 }
 
 /// The keys every stream listener has. Leaves the section open for the kind's own keys.
@@ -116,7 +138,17 @@ fn common(s: &mut Section<'_>, ctx: &mut Ctx<'_>, d: &TcpListenerConfig) -> TcpL
     let bind = s.field(ctx, "bind", d.bind, value::bind);
     let max_connections = s.field(ctx, "max_connections", d.max_connections, value::count_or_infinity);
     let acceptors = s.field(ctx, "acceptors", d.acceptors, |v| value::int_in(v, 1, 1024));
-    let proxy_protocol = s.field(ctx, "proxy_protocol", d.proxy_protocol, refuse_proxy_protocol);
+    let proxy_protocol = s.field(ctx, "proxy_protocol", d.proxy_protocol, value::boolean);
+    let proxy_protocol_timeout = s.field(
+        ctx,
+        "proxy_protocol_timeout",
+        d.proxy_protocol_timeout,
+        value::positive_duration,
+    );
+    let access_rules = s.field(ctx, "access_rules", d.access_rules.clone(), access_rules);
+    let max_conn_rate = s.field(ctx, "max_conn_rate", d.max_conn_rate, rate);
+    let messages_rate = s.field(ctx, "messages_rate", d.messages_rate, rate);
+    let bytes_rate = s.field(ctx, "bytes_rate", d.bytes_rate, rate);
     let mountpoint = s.field(ctx, "mountpoint", d.mountpoint.clone(), value::string);
     let mut opts = s.section(ctx, "tcp_options");
     let nodelay = opts.field(ctx, "nodelay", d.nodelay, value::boolean);
@@ -129,6 +161,11 @@ fn common(s: &mut Section<'_>, ctx: &mut Ctx<'_>, d: &TcpListenerConfig) -> TcpL
         max_connections,
         acceptors,
         proxy_protocol,
+        proxy_protocol_timeout,
+        access_rules,
+        max_conn_rate,
+        messages_rate,
+        bytes_rate,
         mountpoint,
         nodelay,
         backlog,

@@ -6,6 +6,9 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use portico_transport::access_rules::AccessRules;
+use portico_transport::rate_limit::RateLimit;
+
 /// The whole validated configuration.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Config {
@@ -323,8 +326,20 @@ pub struct TcpListenerConfig {
     /// Accepted for EMQX compatibility and otherwise unused: tokio accepts on one task per listener,
     /// there is no acceptor pool to size.
     pub acceptors: usize,
-    /// Always `false` for now; `true` is refused at load time until PROXY protocol is implemented.
+    /// Read a PROXY protocol v1/v2 header before anything else; the client address then comes
+    /// from it.
     pub proxy_protocol: bool,
+    /// How long the PROXY header may take to arrive.
+    pub proxy_protocol_timeout: Duration,
+    /// Which client addresses may connect (checked against the socket's peer at accept, as
+    /// EMQX does, so behind a load balancer it is the balancer's address).
+    pub access_rules: AccessRules,
+    /// New connections accepted per period at most; more wait in the listen backlog.
+    pub max_conn_rate: RateLimit,
+    /// Messages (PUBLISH) each client may send per period; over it, reading pauses.
+    pub messages_rate: RateLimit,
+    /// Bytes each client may send per period; over it, reading pauses.
+    pub bytes_rate: RateLimit,
     /// Topic prefix for this listener's clients; empty for none.
     pub mountpoint: String,
     /// `tcp_options.nodelay`.
@@ -341,6 +356,11 @@ impl Default for TcpListenerConfig {
             max_connections: usize::MAX,
             acceptors: 16,
             proxy_protocol: false,
+            proxy_protocol_timeout: Duration::from_secs(3),
+            access_rules: AccessRules::allow_all(),
+            max_conn_rate: RateLimit::Infinity,
+            messages_rate: RateLimit::Infinity,
+            bytes_rate: RateLimit::Infinity,
             mountpoint: String::new(),
             nodelay: true,
             backlog: 1024,

@@ -1,5 +1,6 @@
 //! `listeners.{ssl,ws,wss}` and `mqtt.peer_cert_as_*`.
 
+use portico_transport::rate_limit::{Rate, RateLimit};
 use portico_transport::tls::TlsVersion;
 
 use super::pki::Pki;
@@ -250,12 +251,80 @@ fn binds_clash_across_listener_kinds() {
 }
 
 #[test]
-fn proxy_protocol_is_refused_on_every_kind() {
-    let errors = errors_of(Config::load(
-        None,
-        vars(&[("PORTICO_LISTENERS__WS__DEFAULT__PROXY_PROTOCOL", "true")]),
-    ));
-    assert!(errors.to_string().contains("not supported yet"), "{errors}");
+fn listener_guards_default_to_open() {
+    let config = Config::load(None, vars(&[])).unwrap();
+    let tcp = &config.listeners.tcp["default"];
+    assert!(!tcp.proxy_protocol);
+    assert_eq!(tcp.proxy_protocol_timeout, Duration::from_secs(3));
+    assert!(tcp.access_rules.allows("192.0.2.1".parse().unwrap()));
+    assert_eq!(tcp.max_conn_rate, RateLimit::Infinity);
+    assert_eq!(tcp.messages_rate, RateLimit::Infinity);
+    assert_eq!(tcp.bytes_rate, RateLimit::Infinity);
+}
+
+#[test]
+fn listener_guards_load_on_every_kind() {
+    let file = r#"
+[listeners.ws.default]
+proxy_protocol = true
+proxy_protocol_timeout = "5s"
+access_rules = ["deny 10.0.0.0/8", "allow all"]
+max_conn_rate = "100/s"
+messages_rate = "1000/10s"
+bytes_rate = "1MB/m"
+"#;
+    let config = load_str("guards", file, &[]).unwrap();
+    let ws = &config.listeners.ws["default"].listener;
+    assert!(ws.proxy_protocol);
+    assert_eq!(ws.proxy_protocol_timeout, Duration::from_secs(5));
+    assert!(!ws.access_rules.allows("10.1.2.3".parse().unwrap()));
+    assert!(ws.access_rules.allows("192.0.2.1".parse().unwrap()));
+    assert_eq!(ws.max_conn_rate, RateLimit::Limited(Rate::per_second(100).unwrap()));
+    assert_eq!(
+        ws.messages_rate,
+        RateLimit::Limited(Rate::new(1000, Duration::from_secs(10)).unwrap())
+    );
+    assert_eq!(
+        ws.bytes_rate,
+        RateLimit::Limited(Rate::new(1024 * 1024, Duration::from_secs(60)).unwrap())
+    );
+    let env = vars(&[("PORTICO_LISTENERS__TCP__DEFAULT__MESSAGES_RATE", "500")]);
+    let config = Config::load(None, env).unwrap();
+    assert_eq!(
+        config.listeners.tcp["default"].messages_rate,
+        RateLimit::Limited(Rate::per_second(500).unwrap()),
+        "a bare number is per second"
+    );
+}
+
+#[test]
+fn bad_listener_guards_are_all_reported() {
+    let file = r#"
+[listeners.tcp.default]
+proxy_protocol = "yes"
+proxy_protocol_timeout = "0s"
+access_rules = ["permit all"]
+max_conn_rate = "0/s"
+messages_rate = "fast"
+bytes_rate = true
+"#;
+    let errors = errors_of(load_str("guards-bad", file, &[]));
+    let text = errors.to_string();
+    for key in [
+        "proxy_protocol",
+        "proxy_protocol_timeout",
+        "access_rules",
+        "max_conn_rate",
+        "messages_rate",
+        "bytes_rate",
+    ] {
+        assert!(
+            text.lines()
+                .any(|l| l.contains(&format!("listeners.tcp.default.{key} = "))),
+            "{key} missing from:\n{text}"
+        );
+    }
+    assert_eq!(errors.errors().len(), 6, "{text}");
 }
 
 #[test]

@@ -252,22 +252,6 @@ fn clashing_listeners_are_refused() {
 }
 
 #[test]
-fn proxy_protocol_true_is_refused() {
-    let errors = errors_of(Config::load(
-        None,
-        vars(&[("PORTICO_LISTENERS__TCP__DEFAULT__PROXY_PROTOCOL", "true")]),
-    ));
-    let text = errors.to_string();
-    assert!(
-        text.starts_with(
-            "env PORTICO_LISTENERS__TCP__DEFAULT__PROXY_PROTOCOL: listeners.tcp.default.proxy_protocol = true:"
-        ),
-        "{text}"
-    );
-    assert!(text.contains("not supported yet"), "{text}");
-}
-
-#[test]
 fn bytesize_parsing() {
     let s = |x: &str| value::bytesize(&Value::String(x.to_owned()));
     assert_eq!(value::bytesize(&Value::Integer(4096)), Ok(4096));

@@ -1,0 +1,122 @@
+//! The MQTT test client shared by the server's end-to-end tests: our own codec over any byte
+//! stream (TCP, TLS, WebSocket), with the handful of exchanges the tests need.
+
+#![allow(dead_code, unreachable_pub)]
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use bytestring::ByteString;
+use portico::Server;
+use portico_mqtt::codec::{decode, encode};
+use portico_mqtt::{
+    Connect, Packet, PacketId, ProtocolVersion, Publish, QoS, ReasonCode, Subscribe, SubscriptionOptions,
+};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::time::timeout;
+
+/// How long a test waits for the server.
+pub const WAIT: Duration = Duration::from_secs(5);
+
+/// A byte stream a client can run over.
+pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+/// The bound address of the listener `name` (`tcp:default`, ...).
+pub fn addr(server: &Server, name: &str) -> SocketAddr {
+    server
+        .listeners()
+        .iter()
+        .find(|(n, _)| n == name)
+        .unwrap_or_else(|| panic!("no listener {name} in {:?}", server.listeners()))
+        .1
+}
+
+/// A minimal MQTT client.
+pub struct Client {
+    pub stream: Box<dyn Io>,
+    buf: BytesMut,
+    version: ProtocolVersion,
+}
+
+impl Client {
+    pub fn new(stream: Box<dyn Io>, version: ProtocolVersion) -> Client {
+        Client {
+            stream,
+            buf: BytesMut::new(),
+            version,
+        }
+    }
+
+    pub async fn send(&mut self, packet: &Packet) {
+        let mut out = BytesMut::new();
+        encode(packet, self.version, &mut out).expect("encodable");
+        self.stream.write_all(&out).await.expect("write");
+        self.stream.flush().await.expect("flush");
+    }
+
+    pub async fn recv(&mut self) -> Option<Packet> {
+        loop {
+            if let Some(packet) = decode(&mut self.buf, self.version, u32::MAX).expect("valid packets") {
+                return Some(packet);
+            }
+            let n = timeout(WAIT, self.stream.read_buf(&mut self.buf))
+                .await
+                .expect("server answers in time")
+                .ok()?;
+            if n == 0 {
+                return None;
+            }
+        }
+    }
+
+    /// CONNECT; returns the CONNACK reason (None if the connection closed instead).
+    pub async fn connect(&mut self, id: &str, username: Option<&str>) -> Option<ReasonCode> {
+        self.send(&Packet::Connect(Box::new(Connect {
+            protocol: self.version,
+            clean_start: true,
+            keep_alive: 60,
+            client_id: ByteString::from(id.to_owned()),
+            will: None,
+            username: username.map(|u| ByteString::from(u.to_owned())),
+            password: None,
+            properties: Default::default(),
+        })))
+        .await;
+        match self.recv().await? {
+            Packet::ConnAck(ack) => Some(ack.reason_code),
+            other => panic!("expected CONNACK, got {other:?}"),
+        }
+    }
+
+    pub async fn subscribe(&mut self, filter: &str) {
+        self.send(&Packet::Subscribe(Subscribe {
+            packet_id: PacketId::new(1).expect("non-zero"),
+            filters: vec![(ByteString::from(filter.to_owned()), SubscriptionOptions::default())],
+            properties: Default::default(),
+        }))
+        .await;
+        assert!(matches!(self.recv().await, Some(Packet::SubAck(_))));
+    }
+
+    pub async fn publish(&mut self, topic: &str, payload: &'static [u8]) {
+        self.send(&Packet::Publish(Publish {
+            dup: false,
+            qos: QoS::AtMostOnce,
+            retain: false,
+            topic: ByteString::from(topic.to_owned()),
+            packet_id: None,
+            payload: Bytes::from_static(payload),
+            properties: Default::default(),
+        }))
+        .await;
+    }
+
+    pub async fn expect_publish(&mut self) -> Publish {
+        match self.recv().await {
+            Some(Packet::Publish(p)) => p,
+            other => panic!("expected PUBLISH, got {other:?}"),
+        }
+    }
+}
