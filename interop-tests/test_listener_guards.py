@@ -9,6 +9,7 @@ PORTICO_* overrides; they need Portico's listener configuration, so they are `po
 from __future__ import annotations
 
 import json
+from pathlib import Path
 import socket
 import struct
 import threading
@@ -199,3 +200,53 @@ def test_messages_rate_delays_a_fast_publisher_without_loss(broker_factory):
         assert got == list(range(50)), "every message, in order"
         # 20 at once, then 30 more at 20 per second.
         assert time.monotonic() - started >= 1.2
+
+
+def test_sighup_applies_listener_changes_and_keeps_connections(tmp_path):
+    import os
+    import signal
+    import subprocess
+
+    from conftest import REPO_ROOT
+
+    binary = Path(os.environ.get("INTEROP_PORTICO_BIN", "target/release/portico"))
+    binary = binary if binary.is_absolute() else REPO_ROOT / binary
+    first, second = free_port(), free_port()
+    config = tmp_path / "portico.toml"
+    base = f'[node]\ndata_dir = "{tmp_path / "data"}"\n[listeners.ws.default]\nenable = false\n'
+    config.write_text(base + f'[listeners.tcp.default]\nbind = "127.0.0.1:{first}"\n')
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PORTICO_")}
+    log = open(tmp_path / "broker.log", "wb")
+    proc = subprocess.Popen([str(binary), "start", "--config", str(config)], env=env, stdout=log, stderr=log)
+    try:
+        broker = type("Addr", (), {"host": "127.0.0.1", "port": first})()
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", first), timeout=1).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "broker did not start"
+                time.sleep(0.05)
+        topic = topic_prefix() + "/hup"
+        with Client(broker, version=V5) as sub:
+            sub.connect()
+            sub.subscribe(topic, 1)
+            config.write_text(base + f'[listeners.tcp.default]\nbind = "127.0.0.1:{first}"\n'
+                                     f'[listeners.tcp.second]\nbind = "127.0.0.1:{second}"\n')
+            proc.send_signal(signal.SIGHUP)
+            deadline = time.monotonic() + 10
+            while True:
+                try:
+                    socket.create_connection(("127.0.0.1", second), timeout=1).close()
+                    break
+                except OSError:
+                    assert time.monotonic() < deadline, "the new listener never opened"
+                    time.sleep(0.05)
+            mosquitto_pub(broker, topic, b"via the new listener", qos=1, port=second)
+            m = sub.get()
+            assert (m.topic, m.payload) == (topic, b"via the new listener"), "the old connection still works"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        log.close()

@@ -3,9 +3,11 @@
 //! (with listeners on port 0).
 
 pub mod config;
+mod listeners;
+
+pub use listeners::ReloadReport;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use portico_core::autosub::AutoSubscribeRule;
@@ -14,57 +16,16 @@ use portico_core::rewrite;
 use portico_core::router::SharedStrategy as CoreStrategy;
 use portico_core::session::SessionLimits;
 use portico_core::{Broker, BrokerConfig, QoS};
-use portico_mqtt::{MqttFrontend, MqttSettings};
-use portico_transport::rate_limit::{Rate, RateLimit};
-use portico_transport::throttle::InputLimits;
-use portico_transport::tls::TlsSource;
-use portico_transport::ws::WsSettings;
-use portico_transport::{BindError, ListenerSettings, Transport, bind, serve};
+use portico_mqtt::MqttSettings;
+use portico_transport::BindError;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::config::{
-    Config, MqttConfig, RewriteAction, SharedStrategy, SslOptions, TcpListenerConfig, WebsocketOptions,
-};
+use crate::config::{Config, MqttConfig, RewriteAction, SharedStrategy};
+use crate::listeners::Listeners;
 
 /// How often the broker's housekeeping runs (connection deadlines, session expiry, wills).
 const TICK: Duration = Duration::from_millis(250);
-
-/// How long a `ws` client may take over its HTTP upgrade (`ws` listeners have no
-/// `ssl_options.handshake_timeout`; this is that key's default). Plain TCP has no handshake.
-const WS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(15);
-
-/// The transport's WebSocket settings from a listener's `websocket` keys. The subprotocols are
-/// MQTT's, from the config: the transport itself is protocol-agnostic.
-fn ws_settings(opts: &WebsocketOptions) -> Arc<WsSettings> {
-    let header = |name: &str| (!name.is_empty()).then(|| name.to_owned());
-    Arc::new(WsSettings {
-        path: opts.mqtt_path.clone(),
-        subprotocols: opts.supported_subprotocols.clone(),
-        fail_if_no_subprotocol: opts.fail_if_no_subprotocol,
-        check_origin: opts.check_origin_enable,
-        allow_origin_absence: opts.allow_origin_absence,
-        origins: opts.check_origins.clone(),
-        proxy_address_header: header(&opts.proxy_address_header),
-        proxy_port_header: header(&opts.proxy_port_header),
-        max_frame_size: opts.max_frame_size.map(|n| usize::try_from(n).unwrap_or(usize::MAX)),
-    })
-}
-
-/// The TLS config source of listener `name` (`ssl:default`).
-fn tls_source(name: &str, kind: &str, listener: &str, opts: &SslOptions) -> Result<Arc<TlsSource>, StartError> {
-    let key = format!("listeners.{kind}.{listener}.ssl_options");
-    let settings = opts.tls_settings().ok_or_else(|| StartError::Invalid {
-        key: key.clone(),
-        why: "certfile and keyfile are required".to_owned(),
-    })?;
-    TlsSource::new(name, settings)
-        .map(Arc::new)
-        .map_err(|error| StartError::Invalid {
-            key: format!("{key}.{}", error.field),
-            why: error.why,
-        })
-}
 
 /// How long shutdown waits for connections to say goodbye before giving up on them.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -97,7 +58,10 @@ pub enum StartError {
 #[derive(Debug)]
 pub struct Server {
     broker: Broker,
-    listeners: Vec<(String, SocketAddr)>,
+    listeners: Listeners,
+    listener_addrs: Vec<(String, SocketAddr)>,
+    /// The configuration running now (for reloads).
+    config: Config,
     shutdown: CancellationToken,
     tasks: TaskTracker,
 }
@@ -114,31 +78,7 @@ impl Server {
         let broker = Broker::new(broker_config(config)?);
         let shutdown = CancellationToken::new();
         let tasks = TaskTracker::new();
-        let mut listeners = Vec::new();
-
-        // Bind everything first so that a bad address fails start-up before anything serves.
-        let mut bound = Vec::new();
-        for (settings, mountpoint) in listener_settings(config)? {
-            let socket = bind(&settings)?;
-            let local = socket.local_addr().map_err(|source| BindError {
-                name: settings.name.clone(),
-                bind: settings.bind,
-                source,
-            })?;
-            listeners.push((settings.name.clone(), local));
-            bound.push((socket, settings, mountpoint));
-        }
-        for (socket, settings, mountpoint) in bound {
-            let frontend = Arc::new(MqttFrontend::new(&broker, mqtt_settings(&config.mqtt, mountpoint)));
-            tokio::spawn(serve(
-                socket,
-                settings,
-                frontend,
-                broker.clone(),
-                shutdown.clone(),
-                tasks.clone(),
-            ));
-        }
+        let listeners = Listeners::start(config, &broker, &shutdown, &tasks)?;
 
         let ticker = broker.clone();
         let stop_ticking = shutdown.clone();
@@ -155,7 +95,9 @@ impl Server {
 
         Ok(Server {
             broker,
+            listener_addrs: listeners.addrs(),
             listeners,
+            config: config.clone(),
             shutdown,
             tasks,
         })
@@ -164,7 +106,25 @@ impl Server {
     /// `(listener name, bound address)` of every listener: `tcp:<name>`, `ssl:<name>`,
     /// `ws:<name>`, `wss:<name>`, in that order.
     pub fn listeners(&self) -> &[(String, SocketAddr)] {
-        &self.listeners
+        &self.listener_addrs
+    }
+
+    /// Applies a new configuration's listener settings (and `mqtt` settings, to new
+    /// connections): new listeners start, removed ones stop, changed ones restart; open
+    /// connections are kept. Other sections take effect only at the next start; a warning says
+    /// so when they differ.
+    pub async fn reload(&mut self, config: &Config) -> Result<ReloadReport, StartError> {
+        let report = self.listeners.reload(config).await?;
+        self.listener_addrs = self.listeners.addrs();
+        let mut rest = config.clone();
+        rest.listeners = self.config.listeners.clone();
+        rest.mqtt = self.config.mqtt.clone();
+        if rest != self.config {
+            tracing::warn!("only listener and mqtt settings are applied on reload; restart for the other changes");
+        }
+        self.config.listeners = config.listeners.clone();
+        self.config.mqtt = config.mqtt.clone();
+        Ok(report)
     }
 
     /// The broker.
@@ -266,75 +226,6 @@ fn broker_config(config: &Config) -> Result<BrokerConfig, StartError> {
         auto_subscribe,
         ..BrokerConfig::default()
     })
-}
-
-fn listener(
-    kind: &str,
-    name: &str,
-    listener: &TcpListenerConfig,
-    transport: Transport,
-    handshake_timeout: Duration,
-) -> ListenerSettings {
-    ListenerSettings {
-        name: format!("{kind}:{name}"),
-        bind: listener.bind,
-        max_connections: listener.max_connections,
-        nodelay: listener.nodelay,
-        backlog: listener.backlog,
-        transport,
-        handshake_timeout,
-        proxy_protocol: listener.proxy_protocol.then_some(listener.proxy_protocol_timeout),
-        access_rules: listener.access_rules.clone(),
-        max_conn_rate: limited(listener.max_conn_rate),
-        input_limits: InputLimits {
-            messages: limited(listener.messages_rate),
-            bytes: limited(listener.bytes_rate),
-        },
-    }
-}
-
-fn limited(limit: RateLimit) -> Option<Rate> {
-    match limit {
-        RateLimit::Infinity => None,
-        RateLimit::Limited(rate) => Some(rate),
-    }
-}
-
-/// Every enabled listener (tcp, ssl, ws, wss, in that order) with its mountpoint.
-fn listener_settings(config: &Config) -> Result<Vec<(ListenerSettings, String)>, StartError> {
-    let l = &config.listeners;
-    let mut out = Vec::new();
-    for (name, c) in l.tcp.iter().filter(|(_, c)| c.enable) {
-        out.push((
-            listener("tcp", name, c, Transport::Tcp, WS_HANDSHAKE_TIMEOUT),
-            c.mountpoint.clone(),
-        ));
-    }
-    for (name, c) in l.ssl.iter().filter(|(_, c)| c.listener.enable) {
-        let tls = tls_source(&format!("ssl:{name}"), "ssl", name, &c.ssl_options)?;
-        let timeout = c.ssl_options.handshake_timeout;
-        out.push((
-            listener("ssl", name, &c.listener, Transport::Tls(tls), timeout),
-            c.listener.mountpoint.clone(),
-        ));
-    }
-    for (name, c) in l.ws.iter().filter(|(_, c)| c.listener.enable) {
-        let transport = Transport::Ws(ws_settings(&c.websocket));
-        out.push((
-            listener("ws", name, &c.listener, transport, WS_HANDSHAKE_TIMEOUT),
-            c.listener.mountpoint.clone(),
-        ));
-    }
-    for (name, c) in l.wss.iter().filter(|(_, c)| c.listener.enable) {
-        let tls = tls_source(&format!("wss:{name}"), "wss", name, &c.ssl_options)?;
-        let transport = Transport::Wss(tls, ws_settings(&c.websocket));
-        let timeout = c.ssl_options.handshake_timeout;
-        out.push((
-            listener("wss", name, &c.listener, transport, timeout),
-            c.listener.mountpoint.clone(),
-        ));
-    }
-    Ok(out)
 }
 
 /// The MQTT settings of one listener.

@@ -2,9 +2,10 @@
 //!
 //! `portico start [--config PATH]` runs in the foreground with the configuration file (default:
 //! embedded defaults, or `$PORTICO_CONFIG`) plus `PORTICO_*` environment overrides, logs to
-//! stderr, and shuts down cleanly on SIGINT or SIGTERM.
+//! stderr, applies changed listener settings on SIGHUP, and shuts down cleanly on SIGINT or
+//! SIGTERM.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -61,7 +62,7 @@ fn start(config_path: Option<PathBuf>) -> ExitCode {
         }
     };
     runtime.block_on(async move {
-        let server = match Server::start(&config).await {
+        let mut server = match Server::start(&config).await {
             Ok(server) => server,
             Err(error) => {
                 tracing::error!(%error, "cannot start");
@@ -72,7 +73,7 @@ fn start(config_path: Option<PathBuf>) -> ExitCode {
         for (name, addr) in server.listeners() {
             tracing::warn!(listener = %name, %addr, "MQTT listener ready");
         }
-        let signal = wait_for_signal().await;
+        let signal = serve_until_stopped(&mut server, config_path.as_deref()).await;
         tracing::warn!(signal, "shutting down");
         server.shutdown().await;
         tracing::warn!("stopped");
@@ -92,15 +93,44 @@ fn init_logging(config: &Config) {
         .init();
 }
 
-async fn wait_for_signal() -> &'static str {
+/// Serves until SIGINT or SIGTERM (returns its name). On SIGHUP the configuration file and
+/// environment are read again and their listener settings applied (see `Server::reload`).
+async fn serve_until_stopped(server: &mut Server, config_path: Option<&Path>) -> &'static str {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
+    ) else {
         tracing::error!("cannot install signal handlers; stop with SIGKILL");
         std::future::pending::<()>().await;
         return "none";
     };
-    tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = int.recv() => "SIGINT",
+    loop {
+        tokio::select! {
+            _ = term.recv() => return "SIGTERM",
+            _ = int.recv() => return "SIGINT",
+            _ = hup.recv() => reload(server, config_path).await,
+        }
+    }
+}
+
+async fn reload(server: &mut Server, config_path: Option<&Path>) {
+    let config = match Config::load(config_path, process_env()) {
+        Ok(config) => config,
+        Err(errors) => {
+            tracing::error!("configuration not reloaded, it is invalid:\n{errors}");
+            return;
+        }
+    };
+    match server.reload(&config).await {
+        Ok(report) => tracing::warn!(
+            started = ?report.started,
+            restarted = ?report.restarted,
+            stopped = ?report.stopped,
+            failed = ?report.failed,
+            "configuration reloaded (SIGHUP)"
+        ),
+        Err(error) => tracing::error!(%error, "configuration not reloaded"),
     }
 }

@@ -215,3 +215,75 @@ async fn messages_above_the_rate_are_delayed_not_dropped() {
     );
     server.shutdown().await;
 }
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+fn config(pairs: &[(&str, String)]) -> Config {
+    let mut env: Vec<(String, String)> = vec![("PORTICO_LISTENERS__WS__DEFAULT__ENABLE".into(), "false".into())];
+    env.extend(pairs.iter().map(|(k, v)| ((*k).to_owned(), v.clone())));
+    Config::load(None, env).expect("valid test config")
+}
+
+#[tokio::test]
+async fn reload_starts_stops_and_restarts_listeners_without_dropping_connections() {
+    let (default_port, guarded_port, extra_port) = (free_port(), free_port(), free_port());
+    let before = config(&[
+        (
+            "PORTICO_LISTENERS__TCP__DEFAULT__BIND",
+            format!("127.0.0.1:{default_port}"),
+        ),
+        (
+            "PORTICO_LISTENERS__TCP__GUARDED__BIND",
+            format!("127.0.0.1:{guarded_port}"),
+        ),
+    ]);
+    let mut server = Server::start(&before).await.expect("server starts");
+    let stream = TcpStream::connect(addr(&server, "tcp:default")).await.expect("connect");
+    let mut old = Client::new(Box::new(stream), ProtocolVersion::V5);
+    assert_eq!(old.connect("old", None).await, Some(ReasonCode::Success));
+    old.subscribe("reload/#").await;
+
+    let after = config(&[
+        (
+            "PORTICO_LISTENERS__TCP__DEFAULT__BIND",
+            format!("127.0.0.1:{default_port}"),
+        ),
+        ("PORTICO_LISTENERS__TCP__DEFAULT__MAX_CONNECTIONS", "100".into()),
+        ("PORTICO_LISTENERS__TCP__EXTRA__BIND", format!("127.0.0.1:{extra_port}")),
+    ]);
+    let report = server.reload(&after).await.expect("reloads");
+    assert_eq!(report.restarted, ["tcp:default"]);
+    assert_eq!(report.stopped, ["tcp:guarded"]);
+    assert_eq!(report.started, ["tcp:extra"]);
+    assert!(report.failed.is_empty(), "{:?}", report.failed);
+    let names: Vec<&str> = server.listeners().iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["tcp:default", "tcp:extra"]);
+
+    // The restarted listener accepts on the same port, the new one accepts, the removed one
+    // is gone, and the connection made before the reload still works.
+    for port in [default_port, extra_port] {
+        let stream = TcpStream::connect(("127.0.0.1", port))
+            .await
+            .expect("connect after reload");
+        let mut client = Client::new(Box::new(stream), ProtocolVersion::V3_1_1);
+        assert_eq!(
+            client.connect(&format!("new-{port}"), None).await,
+            Some(ReasonCode::Success)
+        );
+        client.publish("reload/t", b"after").await;
+        assert_eq!(old.expect_publish().await.payload.as_ref(), b"after");
+    }
+    assert!(
+        TcpStream::connect(("127.0.0.1", guarded_port)).await.is_err(),
+        "stopped listener"
+    );
+
+    let unchanged = server.reload(&after).await.expect("reloads");
+    assert_eq!(unchanged, portico::ReloadReport::default(), "nothing to do");
+    server.shutdown().await;
+}
