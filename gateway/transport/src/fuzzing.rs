@@ -1,6 +1,6 @@
-//! Checks shared by the fuzz target (`fuzz/fuzz_targets/proxy_protocol.rs`), the proptests and
-//! the seed-corpus replay test, so that an input that once broke the parser is replayed by the
-//! ordinary test run.
+//! Checks shared by the fuzz targets (`fuzz/fuzz_targets/proxy_protocol.rs`,
+//! `fuzz/fuzz_targets/ws_accept.rs`), the proptests and the seed-corpus replay tests, so that an
+//! input that once broke a parser is replayed by the ordinary test run.
 
 use crate::proxy_protocol::{Parsed, V1_MAX_LEN, V2_MAX_LEN, parse};
 
@@ -47,4 +47,56 @@ pub fn check_proxy_header(data: &[u8]) {
             }
         }
     }
+}
+
+/// Feeds `data` as everything a client sends to a WebSocket listener (upgrade request, then
+/// frames) and reads the resulting byte stream to its end. Whatever the bytes, the upgrade
+/// either fails with an error that formats or yields a stream whose reads end; nothing panics
+/// and nothing hangs (the client side closes after `data`).
+pub fn check_ws_accept(data: &[u8]) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use crate::ws::{WsSettings, accept};
+
+    let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_time().build() else {
+        return;
+    };
+    runtime.block_on(async {
+        let (mut client, server) = tokio::io::duplex(16 * 1024);
+        let settings = WsSettings {
+            path: "/mqtt".to_owned(),
+            subprotocols: vec!["mqtt".to_owned()],
+            fail_if_no_subprotocol: true,
+            check_origin: false,
+            allow_origin_absence: true,
+            origins: Vec::new(),
+            proxy_address_header: Some("x-forwarded-for".to_owned()),
+            proxy_port_header: Some("x-forwarded-port".to_owned()),
+            max_frame_size: Some(64 * 1024),
+        };
+        let client_side = async {
+            // The server may answer at any point; drain its bytes while sending ours.
+            let (mut read, mut write) = tokio::io::split(&mut client);
+            let send = async {
+                let _ = write.write_all(data).await;
+                let _ = write.shutdown().await;
+            };
+            let drain = async {
+                let mut sink = [0u8; 4096];
+                while matches!(read.read(&mut sink).await, Ok(n) if n > 0) {}
+            };
+            tokio::join!(send, drain);
+        };
+        let server_side = async {
+            match accept(server, &settings).await {
+                Ok((mut stream, upgrade)) => {
+                    let _ = upgrade.peer("127.0.0.1:1".parse().expect("a socket address"));
+                    let mut buf = [0u8; 4096];
+                    while matches!(stream.read(&mut buf).await, Ok(n) if n > 0) {}
+                }
+                Err(error) => assert!(!error.to_string().is_empty()),
+            }
+        };
+        tokio::join!(client_side, server_side);
+    });
 }

@@ -38,3 +38,20 @@ fn the_valid_seeds_parse_and_the_broken_ones_do_not() {
         }
     }
 }
+
+#[test]
+fn every_ws_fuzz_seed_passes_the_upgrade_checks() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/seeds/ws_accept");
+    let mut count = 0;
+    for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("cannot read {}: {e}", dir.display())) {
+        let path = entry.expect("directory entry").path();
+        let data = std::fs::read(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+        portico_transport::fuzzing::check_ws_accept(&data);
+        count += 1;
+    }
+    assert!(
+        count >= 10,
+        "expected the seed corpus in {}, found {count}",
+        dir.display()
+    );
+}
