@@ -104,26 +104,41 @@ class Broker:
     # backlog, and the dropped SYNs come back after seconds of exponential backoff.
     max_connect_rate: int | None = None
 
-    def __init__(self, port: int):
+    # Transports besides plain TCP this broker is run over (transport-cost scenarios).
+    transports: tuple[str, ...] = ("tcp",)
+
+    def __init__(self, port: int, transport_ports: dict[str, int] | None = None, pki: "Pki | None" = None):
         self.port = port
+        # {"tls": port, "ws": port, "wss": port}: one loopback port per extra transport.
+        self.transport_ports = transport_ports or {}
+        self.pki = pki
+        self.transport = "tcp"  # of the current run, set by start()
         self.proc: subprocess.Popen | None = None
         self.log: Path | None = None
+
+    def supports(self, transport: str) -> bool:
+        return transport == "tcp" or (transport in self.transports and transport in self.transport_ports
+                                      and (self.pki is not None or transport == "ws"))
 
     # --- to override ---
     def command(self, workdir: Path) -> tuple[list[str], dict | None]:
         raise NotImplementedError
 
     def ports(self) -> list[int]:
-        return [self.port]
+        extra = [self.transport_ports[self.transport]] if self.transport != "tcp" else []
+        return [self.port, *extra]
 
-    def port_for(self, mqtt_version: str) -> int:
-        return self.port
+    def port_for(self, mqtt_version: str, transport: str = "tcp") -> int:
+        return self.transport_ports[transport] if transport != "tcp" else self.port
 
     def version(self) -> str:
         raise NotImplementedError
 
     # --- common ---
-    def start(self, workdir: Path, pinned: bool) -> None:
+    def start(self, workdir: Path, pinned: bool, transport: str = "tcp") -> None:
+        if not self.supports(transport):
+            raise RuntimeError(f"{self.label} is not set up for transport {transport}")
+        self.transport = transport
         workdir.mkdir(parents=True, exist_ok=True)
         cmd, env = self.command(workdir)
         if pinned:
@@ -152,12 +167,45 @@ class Broker:
         return tail(self.log, lines) if self.log else ""
 
 
+class Pki:
+    """A throwaway CA and a server certificate for 127.0.0.1 and localhost (EC P-256), made with
+    the openssl CLI in `directory`. The files are world-readable: Mosquitto reads them after
+    dropping to the mosquitto user."""
+
+    def __init__(self, directory: Path):
+        directory.mkdir(parents=True, exist_ok=True)
+        os.chmod(directory, 0o755)
+        self.dir = directory
+        self.ca = directory / "ca.pem"
+        self.cert = directory / "server.pem"
+        self.key = directory / "server.key"
+        ca_key = directory / "ca.key"
+        csr = directory / "server.csr"
+        ext = directory / "server.ext"
+        ext.write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n"
+                       "keyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n")
+        ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+        for cmd in (
+            ["openssl", "req", "-x509", *ec, "-keyout", str(ca_key), "-out", str(self.ca), "-days", "7",
+             "-subj", "/CN=portico-bench throwaway CA"],
+            ["openssl", "req", *ec, "-keyout", str(self.key), "-out", str(csr), "-subj", "/CN=localhost"],
+            ["openssl", "x509", "-req", "-in", str(csr), "-CA", str(self.ca), "-CAkey", str(ca_key),
+             "-CAcreateserial", "-out", str(self.cert), "-days", "7", "-extfile", str(ext)],
+        ):
+            r = subprocess.run(cmd, capture_output=True, text=True)
+            if r.returncode != 0:
+                raise RuntimeError(f"{' '.join(cmd[:3])} failed: {r.stderr.strip()[-300:]}")
+        for f in (self.ca, self.cert, self.key):
+            os.chmod(f, 0o644)
+
+
 class Portico(Broker):
     name = "portico"
     label = "Portico"
+    transports = ("tcp", "tls", "ws", "wss")
 
-    def __init__(self, port: int, binary: Path, repo: Path):
-        super().__init__(port)
+    def __init__(self, port: int, binary: Path, repo: Path, transport_ports=None, pki=None):
+        super().__init__(port, transport_ports, pki)
         self.binary = binary
         self.repo = repo
 
@@ -173,6 +221,17 @@ class Portico(Broker):
                 "PORTICO_SYS_TOPICS__SYS_HEARTBEAT_INTERVAL": "disabled",
             }
         )
+        # Transport-cost runs: the listener of the run's transport on its own port, the ssl/wss
+        # certificate from the runner's throwaway CA; everything else as shipped.
+        kind = {"tls": "SSL", "ws": "WS", "wss": "WSS"}.get(self.transport)
+        if kind:
+            pre = f"PORTICO_LISTENERS__{kind}__DEFAULT__"
+            env[pre + "ENABLE"] = "true"
+            env[pre + "BIND"] = f"127.0.0.1:{self.transport_ports[self.transport]}"
+            if self.transport != "ws":
+                assert self.pki is not None
+                env[pre + "SSL_OPTIONS__CERTFILE"] = str(self.pki.cert)
+                env[pre + "SSL_OPTIONS__KEYFILE"] = str(self.pki.key)
         env.pop("PORTICO_CONFIG", None)
         env.pop("PORTICO_LOG", None)
         # cwd is the temp dir, so node.data_dir ("data") lands there.
@@ -204,14 +263,32 @@ set_tcp_nodelay true
 """
 
 
+MOSQUITTO_TRANSPORT = """\
+# Transport-cost run: a second listener for {transport}.
+listener {port} 127.0.0.1
+"""
+MOSQUITTO_WEBSOCKETS = "protocol websockets\n"
+MOSQUITTO_TLS = "certfile {cert}\nkeyfile {key}\n"
+
+
 class Mosquitto(Broker):
     name = "mosquitto"
     label = "Mosquitto"
     binary = "/usr/sbin/mosquitto"
+    # Debian's build has websockets (libwebsockets): `protocol websockets` on a listener.
+    transports = ("tcp", "tls", "ws", "wss")
 
     def command(self, workdir):
         conf = workdir / "mosquitto.conf"
-        conf.write_text(MOSQUITTO_CONF.format(port=self.port))
+        text = MOSQUITTO_CONF.format(port=self.port)
+        if self.transport != "tcp":
+            text += MOSQUITTO_TRANSPORT.format(transport=self.transport, port=self.transport_ports[self.transport])
+            if self.transport in ("ws", "wss"):
+                text += MOSQUITTO_WEBSOCKETS
+            if self.transport in ("tls", "wss"):
+                assert self.pki is not None
+                text += MOSQUITTO_TLS.format(cert=self.pki.cert, key=self.pki.key)
+        conf.write_text(text)
         return [self.binary, "-c", str(conf)], None
 
     def version(self):
@@ -263,14 +340,14 @@ class Rumqttd(Broker):
     max_connect_rate = 250
 
     def __init__(self, port: int, binary: str):
-        super().__init__(port)
+        super().__init__(port)  # plain TCP only here (its ws listener is not set up)
         self.v5_port = port + 1
         self.binary = binary
 
     def ports(self):
         return [self.port, self.v5_port]
 
-    def port_for(self, mqtt_version):
+    def port_for(self, mqtt_version, transport="tcp"):
         return self.v5_port if mqtt_version == "5" else self.port
 
     def command(self, workdir):

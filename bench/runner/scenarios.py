@@ -8,7 +8,7 @@ processes at once (9,500 connections each, from 127.0.0.1 and 127.0.0.2).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 
@@ -69,9 +69,55 @@ class Scenario:
     source_ip_pairs: list[tuple[str, str]] = field(default_factory=list)
     connect_rate: int = 0
     plot_throughput: bool = False
+    # "tcp", "tls", "ws" or "wss" (generator --transport); brokers without it skip the scenario.
+    transport: str = "tcp"
+    # Part of the default set (the transport-cost scenarios are opt-in: --scenarios transport).
+    default: bool = True
+    # Transport-cost group: the scenario kind ("p2p_qos0", "p2p_latency", "idle_conns") it varies.
+    kind: str = ""
+
+
+TRANSPORTS = ["tcp", "tls", "ws", "wss"]
+TRANSPORT_LABELS = {"tcp": "TCP", "tls": "TLS", "ws": "WebSocket", "wss": "WebSocket over TLS"}
+# Idle connections in the transport-cost group: fewer than idle_conns (every TLS connection is a
+# full handshake, and the group runs 4 transports), 2 generator processes of this many each.
+TRANSPORT_IDLE_PER_PROCESS = 2500
+TRANSPORT_IDLE_RATE = 1000
+
+
+def transport_scenarios(base: list[Scenario]) -> list[Scenario]:
+    """The transport-cost group: p2p_qos0, p2p_latency and a 5,000-connection idle scenario over
+    TCP (the baselines; p2p_qos0 and p2p_latency are the default scenarios themselves), TLS,
+    WebSocket and WebSocket over TLS."""
+    by_key = {s.key: s for s in base}
+    idle = by_key["idle_conns"]
+    idle_tcp = replace(
+        idle,
+        key="idle_conns_5k",
+        title=f"idle connections: {2 * TRANSPORT_IDLE_PER_PROCESS:,} × (CONNECT + 1 SUBSCRIBE)",
+        conns_per_process=TRANSPORT_IDLE_PER_PROCESS,
+        connect_rate=TRANSPORT_IDLE_RATE,
+        default=False,
+    )
+    out = []
+    for kind, tcp in (("p2p_qos0", by_key["p2p_qos0"]), ("p2p_latency", by_key["p2p_latency"]),
+                      ("idle_conns", idle_tcp)):
+        tcp.kind = kind
+        out.append(tcp)
+        for t in TRANSPORTS[1:]:
+            key = f"{kind}_{t}"
+            out.append(replace(tcp, key=key, title=f"{tcp.title}, over {TRANSPORT_LABELS[t]}", transport=t,
+                               default=False, plot_throughput=False))
+    return out
 
 
 def all_scenarios(qos0_size: int = 64) -> list[Scenario]:
+    base = base_scenarios(qos0_size)
+    extra = [s for s in transport_scenarios(base) if s.key not in {b.key for b in base}]
+    return base + extra
+
+
+def base_scenarios(qos0_size: int = 64) -> list[Scenario]:
     size = ["--size", str(qos0_size)]
     return [
         Scenario(

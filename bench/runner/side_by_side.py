@@ -31,11 +31,21 @@ sys.path.insert(0, str(HERE))
 import brokers as B  # noqa: E402
 import procfs  # noqa: E402
 import report  # noqa: E402
-from scenarios import Scenario, all_scenarios  # noqa: E402
+from scenarios import TRANSPORT_LABELS, Scenario, all_scenarios  # noqa: E402
 
 REPO = HERE.parent.parent
 VENV = HERE / ".venv"
-PORTS = {"portico": 21883, "mosquitto": 21884, "rumqttd": 21885}  # rumqttd v5 on 21886
+DEFAULT_BASE_PORT = 21883
+
+
+def ports(base: int) -> dict:
+    """Loopback ports from --base-port: Portico base, Mosquitto base+1, rumqttd base+2 (v5 base+3);
+    transport-cost listeners (tls, ws, wss): Portico base+10..12, Mosquitto base+20..22."""
+    return {
+        "portico": base, "mosquitto": base + 1, "rumqttd": base + 2,
+        "portico_transports": {"tls": base + 10, "ws": base + 11, "wss": base + 12},
+        "mosquitto_transports": {"tls": base + 20, "ws": base + 21, "wss": base + 22},
+    }
 ALL_BROKERS = ["portico", "mosquitto", "rumqttd"]
 
 
@@ -143,14 +153,20 @@ class Ctx:
         self.bench = bench
         self.tmp = tmp
         self.version = args.mqtt_version
+        self.pki: B.Pki | None = None
 
 
 def generator_cmd(ctx: Ctx, sc: Scenario, broker: B.Broker, duration: float, extra=()) -> list[str]:
     cmd = [
         str(ctx.bench), sc.command,
-        "--host", "127.0.0.1", "--port", str(broker.port_for(ctx.version)),
+        "--host", "127.0.0.1", "--port", str(broker.port_for(ctx.version, sc.transport)),
         "--version", ctx.version, *sc.args, "--json",
     ]
+    if sc.transport != "tcp":
+        cmd += ["--transport", sc.transport]
+    if sc.transport in ("tls", "wss"):
+        assert ctx.pki is not None
+        cmd += ["--ca-file", str(ctx.pki.ca)]
     if sc.command == "conns":
         cmd += ["--hold", f"{duration:g}"]
     else:
@@ -166,7 +182,8 @@ def display(cmd: list[str], ctx: Ctx, source: str | None = None) -> str:
     ($PORT: the broker's port, $BROKER_PID, $SRC: the source address) as placeholders."""
     cmd = list(cmd)
     cmd[cmd.index(str(ctx.bench))] = "portico-bench"
-    for flag, placeholder in (("--port", "$PORT"), ("--broker-pid", "$BROKER_PID"), ("--source-ips", source)):
+    for flag, placeholder in (("--port", "$PORT"), ("--broker-pid", "$BROKER_PID"), ("--source-ips", source),
+                              ("--ca-file", "$CA")):
         if flag in cmd and placeholder:
             cmd[cmd.index(flag) + 1] = placeholder
     return " ".join(shlex.quote(c) if not c.startswith("$") else c for c in cmd)
@@ -213,7 +230,7 @@ def run_traffic(ctx: Ctx, sc: Scenario, broker: B.Broker, rec: dict, workdir: Pa
     quick = ctx.args.quick
     duration = sc.quick_duration if quick else sc.duration
     warmup = sc.quick_warmup if quick else sc.warmup
-    broker.start(workdir, sc.pinned)
+    broker.start(workdir, sc.pinned, sc.transport)
     rec["broker_cmd"] = shlex.join(broker.cmd)
     if warmup > 0:
         try:
@@ -275,7 +292,7 @@ def pick_sources(sc: Scenario) -> tuple[tuple[str, str], dict]:
 def run_conns(ctx: Ctx, sc: Scenario, broker: B.Broker, rec: dict, workdir: Path) -> None:
     hold = sc.quick_duration if ctx.args.quick else sc.duration
     sources, rec["source_ports"] = pick_sources(sc)
-    broker.start(workdir, sc.pinned)
+    broker.start(workdir, sc.pinned, sc.transport)
     rec["broker_cmd"] = shlex.join(broker.cmd)
     pid = broker.pid
     time.sleep(0.5)
@@ -358,7 +375,7 @@ def run_conns(ctx: Ctx, sc: Scenario, broker: B.Broker, rec: dict, workdir: Path
 
 
 def run_one(ctx: Ctx, sc: Scenario, broker: B.Broker, rnd: int) -> dict:
-    rec = {"scenario": sc.key, "broker": broker.name, "round": rnd, "pinned": sc.pinned,
+    rec = {"scenario": sc.key, "broker": broker.name, "round": rnd, "pinned": sc.pinned, "transport": sc.transport,
            "started": dt.datetime.now().isoformat(timespec="seconds"), "status": "ok"}
     workdir = ctx.tmp / f"{sc.key}-{broker.name}-{rnd}"
     try:
@@ -383,7 +400,7 @@ def brief(rec: dict) -> str:
     if rec["status"] != "ok":
         return f"FAILED: {rec.get('error')}"
     g = rec.get("gen") or {}
-    if rec["scenario"] == "idle_conns":
+    if rec["scenario"].startswith("idle_conns"):
         per = rec.get("rss_per_conn_bytes")
         return f"{rec['connections']} conns, {per:,.0f} B/conn" if per else f"{rec['connections']} conns"
     parts = [f"{g.get('throughput_received_per_s') or 0:,.0f} msg/s"]
@@ -405,7 +422,11 @@ def parse_args(argv=None):
     p.add_argument("--only", default=",".join(ALL_BROKERS), help="comma-separated brokers")
     p.add_argument("--out", default="docs/benchmarks.md", help="markdown file to write the section into")
     p.add_argument("--bench-dir", default="docs/bench", help="where plots and raw JSON go")
-    p.add_argument("--scenarios", default=None, help="comma-separated scenario keys (default: all)")
+    p.add_argument("--scenarios", default=None,
+                   help="comma-separated scenario keys, or `transport` for the transport-cost group "
+                        "(default: the side-by-side set)")
+    p.add_argument("--base-port", type=int, default=DEFAULT_BASE_PORT,
+                   help=f"first loopback port (default {DEFAULT_BASE_PORT}); brokers use base..base+22")
     p.add_argument("--mqtt-version", default="3.1.1", choices=["3.1.1", "5"])
     p.add_argument("--bench-bin", default=os.environ.get("PORTICO_BENCH_BIN"),
                    help="use this generator binary instead of building portico-bench (env PORTICO_BENCH_BIN)")
@@ -425,32 +446,45 @@ def main(argv=None) -> int:
     for b in wanted:
         if b not in ALL_BROKERS:
             sys.exit(f"unknown broker {b!r}; choose from {', '.join(ALL_BROKERS)}")
-    scenarios = all_scenarios()
+    scenarios = [s for s in all_scenarios() if s.default]
     if args.scenarios:
-        keys = args.scenarios.split(",")
-        scenarios = [s for s in scenarios if s.key in keys]
-        if not scenarios:
-            sys.exit("no scenario selected; keys: " + ", ".join(s.key for s in all_scenarios()))
+        keys = [k.strip() for k in args.scenarios.split(",") if k.strip()]
+        known = {s.key for s in all_scenarios()}
+        unknown = [k for k in keys if k not in known and k != "transport"]
+        if unknown:
+            sys.exit(f"unknown scenario {', '.join(unknown)}; keys: transport, " + ", ".join(sorted(known)))
+        scenarios = [s for s in all_scenarios() if s.key in keys or ("transport" in keys and s.kind)]
+    # Only transport-cost scenarios: their own section, raw file, and no plots (the side-by-side
+    # plots are kept).
+    transport_mode = all(s.kind for s in scenarios) and any(s.transport != "tcp" for s in scenarios)
 
     os.chdir(REPO)
     out = Path(args.out)
     bench_dir = Path(args.bench_dir)
-    suffix = "-quick" if args.quick else ""
+    suffix = ("-transport" if transport_mode else "") + ("-quick" if args.quick else "")
     raw_path = bench_dir / f"raw-{now:%Y-%m-%d}{suffix}.json"
 
     notes: list[str] = []
     portico_bin, bench_bin = build(args, wanted, notes)
+    tmp = Path(tempfile.mkdtemp(prefix="side-by-side-"))
+    pki = None
+    if any(s.transport in ("tls", "wss") for s in scenarios):
+        pki = B.Pki(tmp / "pki")  # raises with openssl's error if the CLI is missing or fails
+        notes.append("TLS: a throwaway CA and an EC P-256 server certificate for 127.0.0.1 made with the "
+                     "openssl CLI at the start of the run; the generator verifies it (`--ca-file $CA`), "
+                     "TLS 1.3 as negotiated, full handshake per connection (no resumption).")
+    P = ports(args.base_port)
     brokers: list[B.Broker] = []
     for name in wanted:
         if name == "portico":
-            brokers.append(B.Portico(PORTS["portico"], portico_bin, REPO))
+            brokers.append(B.Portico(P["portico"], portico_bin, REPO, P["portico_transports"], pki))
         elif name == "mosquitto" and ensure_mosquitto(notes):
-            brokers.append(B.Mosquitto(PORTS["mosquitto"]))
+            brokers.append(B.Mosquitto(P["mosquitto"], P["mosquitto_transports"], pki))
         elif name == "rumqttd":
             binary = ensure_rumqttd(notes)
             if binary:
-                brokers.append(B.Rumqttd(PORTS["rumqttd"], binary))
-    venv_py = ensure_venv(notes)
+                brokers.append(B.Rumqttd(P["rumqttd"], binary))
+    venv_py = None if transport_mode else ensure_venv(notes)
     if not brokers:
         sys.exit("no broker to run")
 
@@ -466,6 +500,8 @@ def main(argv=None) -> int:
         "raw_path": str(raw_path),
         "mqtt_version": args.mqtt_version,
         "ports": {b.name: b.port_for(args.mqtt_version) for b in brokers},
+        "transport_ports": {b.name: {t: b.port_for(args.mqtt_version, t) for t in TRANSPORT_LABELS if b.supports(t)}
+                            for b in brokers},
     }
     versions = [(b.name, b.label, b.version()) for b in brokers]
     log("machine: " + json.dumps(ctx_info["machine"]))
@@ -473,8 +509,8 @@ def main(argv=None) -> int:
         log(f"{label}: {v}")
 
     runs: list[dict] = []
-    tmp = Path(tempfile.mkdtemp(prefix="side-by-side-"))
     ctx = Ctx(args, bench_bin, tmp)
+    ctx.pki = pki
     bench_dir.mkdir(parents=True, exist_ok=True)
 
     def save_raw():
@@ -485,6 +521,8 @@ def main(argv=None) -> int:
         for sc in scenarios:
             for rnd in range(args.runs):
                 for broker in brokers:  # interleaved: A, B, C, A, B, C, ...
+                    if not broker.supports(sc.transport):
+                        continue
                     log(f"{sc.key} round {rnd + 1}/{args.runs} {broker.label} ...")
                     rec = run_one(ctx, sc, broker, rnd)
                     runs.append(rec)
@@ -501,9 +539,13 @@ def main(argv=None) -> int:
     ctx_info["wall_min"] = (time.monotonic() - started) / 60
     names = [b.name for b in brokers]
     summary = report.summarize(runs, scenarios, names)
-    plots = make_plots(venv_py, summary, scenarios, brokers, bench_dir, ctx_info, notes)
-    section = report.markdown(ctx_info, runs, scenarios, versions, summary, plots)
-    report.write_section(out, section)
+    if transport_mode:
+        section = report.transport_markdown(ctx_info, runs, scenarios, versions, summary)
+        report.write_section(out, section, report.TRANSPORT_START, report.TRANSPORT_END)
+    else:
+        plots = make_plots(venv_py, summary, scenarios, brokers, bench_dir, ctx_info, notes)
+        section = report.markdown(ctx_info, runs, scenarios, versions, summary, plots)
+        report.write_section(out, section)
     save_raw()
     shutil.rmtree(tmp, ignore_errors=True)
     nfail = sum(1 for r in runs if r["status"] != "ok")

@@ -1,7 +1,7 @@
 //! A minimal MQTT client connection: TCP set-up, CONNECT/CONNACK, SUBSCRIBE/SUBACK, and the
 //! hand-encoded PUBLISH and acknowledgement packets of the hot paths.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
@@ -12,23 +12,22 @@ use portico_mqtt::{
     Connect, ConnectProperties, Packet, PacketId, ProtocolVersion, QoS, Subscribe, SubscribeProperties,
     SubscriptionOptions,
 };
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpSocket, TcpStream};
 
 use crate::payload::{HEADER_LEN, Header};
+use crate::transport::{Dialer, Stream};
 
 /// Largest packet we accept from a broker.
 pub const MAX_PACKET: u32 = 268_435_460;
 /// Read buffer refill size.
 pub const READ_CHUNK: usize = 64 * 1024;
-/// Time allowed for TCP connect plus the CONNECT and SUBSCRIBE handshakes.
+/// Time allowed for TCP connect, TLS and WebSocket handshakes plus the CONNECT and SUBSCRIBE handshakes.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// One connected MQTT client.
 #[derive(Debug)]
 pub struct Conn {
-    /// The socket.
-    pub stream: TcpStream,
+    /// The connection (TCP, TLS or WebSocket).
+    pub stream: Stream,
     /// Bytes read but not decoded yet.
     pub rbuf: BytesMut,
     /// Protocol version in use.
@@ -39,49 +38,33 @@ pub struct Conn {
     pub name: String,
 }
 
-/// Opens a TCP connection (from `source`, if given) and completes CONNECT/CONNACK with a clean
+/// Opens a connection (from `source`, if given, over the dialer's transport) and completes CONNECT/CONNACK with a clean
 /// session and keep-alive disabled. `role` (e.g. "subscriber 3") names the client in errors.
 pub async fn connect(
-    addr: SocketAddr,
+    dialer: &Dialer,
     source: Option<IpAddr>,
     version: ProtocolVersion,
     client_id: &str,
     role: &str,
 ) -> Result<Conn> {
     let name = format!("{role} ({client_id})");
+    let addr = dialer.addr();
     tokio::time::timeout(
         HANDSHAKE_TIMEOUT,
-        connect_inner(addr, source, version, client_id, name.clone()),
+        connect_inner(dialer, source, version, client_id, name.clone()),
     )
     .await
     .map_err(|_| anyhow!("{name}: no CONNACK from {addr} within {HANDSHAKE_TIMEOUT:?}"))?
 }
 
 async fn connect_inner(
-    addr: SocketAddr,
+    dialer: &Dialer,
     source: Option<IpAddr>,
     version: ProtocolVersion,
     client_id: &str,
     name: String,
 ) -> Result<Conn> {
-    let socket = if addr.is_ipv4() {
-        TcpSocket::new_v4()
-    } else {
-        TcpSocket::new_v6()
-    }
-    .with_context(|| format!("{name}: cannot create a socket (out of file descriptors?)"))?;
-    if let Some(ip) = source {
-        socket
-            .bind(SocketAddr::new(ip, 0))
-            .with_context(|| format!("{name}: cannot bind to source address {ip}"))?;
-    }
-    let stream = socket
-        .connect(addr)
-        .await
-        .with_context(|| format!("{name}: TCP connect to {addr} failed"))?;
-    stream
-        .set_nodelay(true)
-        .with_context(|| format!("{name}: set TCP_NODELAY"))?;
+    let stream = dialer.connect(source, &name).await?;
     let mut conn = Conn {
         stream,
         rbuf: BytesMut::with_capacity(READ_CHUNK),
@@ -207,11 +190,9 @@ impl Conn {
         }
     }
 
-    /// Sends DISCONNECT (best effort) and closes the socket.
-    pub async fn disconnect(mut self) {
-        // 0xE0 0x00 is a normal-disconnection DISCONNECT in every version.
-        let _ = self.stream.write_all(&[0xE0, 0x00]).await;
-        let _ = self.stream.shutdown().await;
+    /// Sends DISCONNECT (best effort) and closes the connection.
+    pub async fn disconnect(self) {
+        self.stream.disconnect().await;
     }
 }
 

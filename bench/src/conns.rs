@@ -9,6 +9,7 @@ use tokio::task::JoinSet;
 
 use crate::client::{self, Conn};
 use crate::report::{Latency, Report};
+use crate::transport::Dialer;
 use crate::{Config, version_name};
 
 /// Failures printed in full; the rest are only counted.
@@ -36,18 +37,19 @@ pub(crate) async fn run(cfg: &Config) -> Result<Report> {
         })
     });
 
+    let dialer = Arc::new(Dialer::new(cfg.addr, &cfg.transport)?);
     let start = tokio::time::Instant::now();
     let interval_ns = 1_000_000_000 / cfg.connect_rate.max(1);
     let mut tasks = JoinSet::new();
     for i in 0..cfg.connections as usize {
         tokio::time::sleep_until(start + Duration::from_nanos(interval_ns.saturating_mul(i as u64))).await;
-        let (addr, source, version, qos) = (cfg.addr, cfg.source_ip(i), cfg.version, cfg.qos);
+        let (dialer, source, version, qos) = (dialer.clone(), cfg.source_ip(i), cfg.version, cfg.qos);
         let id = cfg.client_id("conn", i);
         let topic = format!("{}/{i}", cfg.topic_prefix);
         let (opened, failed) = (opened.clone(), failed.clone());
         tasks.spawn(async move {
             let result = async {
-                let mut conn = client::connect(addr, source, version, &id, &format!("connection {i}")).await?;
+                let mut conn = client::connect(&dialer, source, version, &id, &format!("connection {i}")).await?;
                 conn.subscribe(&topic, qos).await?;
                 Ok::<Conn, anyhow::Error>(conn)
             }
@@ -107,6 +109,7 @@ pub(crate) async fn run(cfg: &Config) -> Result<Report> {
     Ok(Report {
         scenario: cfg.scenario.name().to_owned(),
         version: version_name(cfg.version).to_owned(),
+        transport: cfg.transport.transport.name().to_owned(),
         qos: cfg.qos as u8,
         size: None,
         publishers: None,

@@ -15,6 +15,7 @@ mod pubsub;
 pub mod report;
 pub mod schedule;
 pub mod tracker;
+pub mod transport;
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
@@ -24,6 +25,7 @@ use portico_mqtt::{ProtocolVersion, QoS};
 use rand::Rng;
 
 pub use report::{Latency, Report};
+pub use transport::{TlsTrust, Transport, TransportConfig};
 
 /// Connections one process may open (the open-files limit is 20,000 per process).
 pub const MAX_CONNECTIONS_PER_PROCESS: u32 = 19_000;
@@ -60,6 +62,8 @@ pub struct Config {
     pub scenario: Scenario,
     /// Broker address.
     pub addr: SocketAddr,
+    /// TCP, TLS, WebSocket or WebSocket over TLS, and their settings.
+    pub transport: TransportConfig,
     /// MQTT version (3.1.1 or 5).
     pub version: ProtocolVersion,
     /// QoS of publishes and subscriptions.
@@ -103,6 +107,7 @@ impl Config {
         Config {
             scenario,
             addr,
+            transport: TransportConfig::tcp(addr),
             version: ProtocolVersion::V3_1_1,
             qos: QoS::AtMostOnce,
             size: 64,
@@ -125,6 +130,7 @@ impl Config {
 
     /// Checks the limits that would otherwise fail in the middle of a run.
     pub fn validate(&self) -> Result<()> {
+        self.transport.validate()?;
         if self.size < payload::HEADER_LEN {
             bail!(
                 "--size {} is too small: the payload carries a {}-byte header",

@@ -2,12 +2,13 @@
 
 use std::io::Write as _;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
 use clap::Parser;
-use portico_bench::{Config, Report, Scenario, default_clients, random_prefix};
+use portico_bench::{Config, Report, Scenario, TlsTrust, Transport, TransportConfig, default_clients, random_prefix};
 use portico_mqtt::{ProtocolVersion, QoS};
 
 /// MQTT load generator: publishers and subscribers in one process measure end-to-end latency,
@@ -24,6 +25,20 @@ struct Cli {
     /// Broker port.
     #[arg(long, default_value_t = 1883)]
     port: u16,
+    /// Transport: tcp, tls, ws (WebSocket, subprotocol mqtt) or wss (WebSocket over TLS).
+    #[arg(long, value_enum, default_value_t = Transport::Tcp)]
+    transport: Transport,
+    /// tls/wss: PEM file of the CA certificate(s) the broker's certificate must chain to
+    /// (checked against --host).
+    #[arg(long, conflicts_with = "insecure")]
+    ca_file: Option<PathBuf>,
+    /// tls/wss: accept ANY server certificate, without verification. For benchmarks on a
+    /// trusted loopback only: the connection is encrypted but not authenticated.
+    #[arg(long)]
+    insecure: bool,
+    /// ws/wss: the HTTP path of the WebSocket upgrade [default: /mqtt].
+    #[arg(long)]
+    ws_path: Option<String>,
     /// MQTT version: 3.1.1 or 5.
     #[arg(long, default_value = "3.1.1", value_parser = parse_version)]
     version: ProtocolVersion,
@@ -115,6 +130,28 @@ fn config(cli: &Cli) -> Result<Config> {
         .next()
         .ok_or_else(|| anyhow!("--host {} has no address", cli.host))?;
     let mut cfg = Config::new(cli.scenario, addr);
+    cfg.transport = TransportConfig {
+        transport: cli.transport,
+        trust: match (&cli.ca_file, cli.insecure) {
+            (Some(path), _) => TlsTrust::CaFile(path.clone()),
+            (None, true) => TlsTrust::Insecure,
+            (None, false) => TlsTrust::Unset,
+        },
+        server_name: cli.host.clone(),
+        ws_path: cli.ws_path.clone().unwrap_or_else(|| "/mqtt".to_owned()),
+    };
+    if !cli.transport.is_tls() && (cli.ca_file.is_some() || cli.insecure) {
+        bail!(
+            "--ca-file and --insecure apply to --transport tls and wss only (this is {})",
+            cli.transport.name()
+        );
+    }
+    if !cli.transport.is_ws() && cli.ws_path.is_some() {
+        bail!(
+            "--ws-path applies to --transport ws and wss only (this is {})",
+            cli.transport.name()
+        );
+    }
     cfg.version = cli.version;
     cfg.qos = match cli.qos {
         0 => QoS::AtMostOnce,
@@ -198,10 +235,14 @@ fn real_main(cli: &Cli) -> Result<ExitCode> {
         .enable_all()
         .build()
         .context("cannot start the tokio runtime")?;
+    if cfg.transport.trust == TlsTrust::Insecure {
+        eprintln!("warning: --insecure: the broker's TLS certificate is NOT verified (benchmarks only)");
+    }
     eprintln!(
-        "portico-bench {} against {} (MQTT {}, QoS {}, topic prefix {})",
+        "portico-bench {} against {} over {} (MQTT {}, QoS {}, topic prefix {})",
         cfg.scenario.name(),
         cfg.addr,
+        cfg.transport.transport.name(),
         portico_bench::version_name(cfg.version),
         cfg.qos as u8,
         cfg.topic_prefix
@@ -223,4 +264,66 @@ fn real_main(cli: &Cli) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Config> {
+        let cli = Cli::try_parse_from(["portico-bench"].iter().chain(args)).map_err(|e| anyhow!("{e}"))?;
+        config(&cli)
+    }
+
+    fn err(args: &[&str]) -> String {
+        parse(args).err().map(|e| format!("{e:#}")).unwrap_or_default()
+    }
+
+    #[test]
+    fn transport_defaults_to_tcp() -> Result<()> {
+        let cfg = parse(&["p2p"])?;
+        assert_eq!(cfg.transport, TransportConfig::tcp(cfg.addr));
+        assert_eq!(cfg.transport.ws_path, "/mqtt");
+        Ok(())
+    }
+
+    #[test]
+    fn transport_options() -> Result<()> {
+        let cfg = parse(&[
+            "p2p",
+            "--transport",
+            "tls",
+            "--ca-file",
+            "/tmp/ca.pem",
+            "--host",
+            "localhost",
+        ])?;
+        assert_eq!(cfg.transport.transport, Transport::Tls);
+        assert_eq!(cfg.transport.trust, TlsTrust::CaFile("/tmp/ca.pem".into()));
+        assert_eq!(cfg.transport.server_name, "localhost");
+        let cfg = parse(&["conns", "--transport", "wss", "--insecure", "--ws-path", "/ws"])?;
+        assert_eq!(cfg.transport.transport, Transport::Wss);
+        assert_eq!(cfg.transport.trust, TlsTrust::Insecure);
+        assert_eq!(cfg.transport.ws_path, "/ws");
+        assert_eq!(
+            parse(&["fanout", "--transport", "ws"])?.transport.transport,
+            Transport::Ws
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn transport_option_errors() {
+        assert!(err(&["p2p", "--transport", "quic"]).contains("invalid value 'quic'"));
+        let e = err(&["p2p", "--transport", "tls"]);
+        assert!(e.contains("--ca-file") && e.contains("--insecure"), "{e}");
+        let e = err(&["p2p", "--transport", "wss", "--ca-file", "a.pem", "--insecure"]);
+        assert!(e.contains("cannot be used with"), "{e}");
+        let e = err(&["p2p", "--insecure"]);
+        assert!(e.contains("tls and wss only"), "{e}");
+        let e = err(&["p2p", "--transport", "tls", "--insecure", "--ws-path", "/x"]);
+        assert!(e.contains("ws and wss only"), "{e}");
+        let e = err(&["p2p", "--transport", "ws", "--ws-path", "mqtt"]);
+        assert!(e.contains("must start with '/'"), "{e}");
+    }
 }

@@ -9,7 +9,6 @@ use bytes::BytesMut;
 use hdrhistogram::Histogram;
 use parking_lot::Mutex;
 use portico_mqtt::{Packet, QoS};
-use tokio::io::AsyncWriteExt;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -18,6 +17,7 @@ use crate::payload::{Header, from_ns, now_ns};
 use crate::report::{Latency, Report};
 use crate::schedule::Schedule;
 use crate::tracker::{Seen, SeqSet, Tally};
+use crate::transport::Dialer;
 use crate::{Config, Scenario, version_name};
 
 /// At most this many messages go into one write.
@@ -122,16 +122,17 @@ pub(crate) async fn run(cfg: &Config) -> Result<Report> {
     let qos = cfg.qos;
     let npub = topo.pub_topics.len();
     let mut client_n = 0usize;
+    let dialer = Arc::new(Dialer::new(cfg.addr, &cfg.transport)?);
 
     // Subscribers first: every SUBACK must be in before the first publish.
     let mut connecting = Vec::new();
     for (i, (filter, _)) in topo.subs.iter().enumerate() {
-        let (addr, source, version) = (cfg.addr, cfg.source_ip(client_n), cfg.version);
+        let (dialer, source, version) = (dialer.clone(), cfg.source_ip(client_n), cfg.version);
         client_n += 1;
         let id = cfg.client_id("sub", i);
         let filter = filter.clone();
         connecting.push(tokio::spawn(async move {
-            let mut conn = client::connect(addr, source, version, &id, &format!("subscriber {i}")).await?;
+            let mut conn = client::connect(&dialer, source, version, &id, &format!("subscriber {i}")).await?;
             conn.subscribe(&filter, qos).await?;
             Ok::<_, anyhow::Error>(conn)
         }));
@@ -139,11 +140,11 @@ pub(crate) async fn run(cfg: &Config) -> Result<Report> {
     let sub_conns = join_all(connecting).await?;
     let mut connecting = Vec::new();
     for i in 0..npub {
-        let (addr, source, version) = (cfg.addr, cfg.source_ip(client_n), cfg.version);
+        let (dialer, source, version) = (dialer.clone(), cfg.source_ip(client_n), cfg.version);
         client_n += 1;
         let id = cfg.client_id("pub", i);
         connecting.push(tokio::spawn(async move {
-            client::connect(addr, source, version, &id, &format!("publisher {i}")).await
+            client::connect(&dialer, source, version, &id, &format!("publisher {i}")).await
         }));
     }
     let pub_conns = join_all(connecting).await?;
@@ -278,6 +279,7 @@ fn build_report(cfg: &Config, topo: &Topology, shared: &Shared, tl: Timeline) ->
     Ok(Report {
         scenario: cfg.scenario.name().to_owned(),
         version: version_name(cfg.version).to_owned(),
+        transport: cfg.transport.transport.name().to_owned(),
         qos: cfg.qos as u8,
         size: Some(cfg.size),
         publishers: Some(topo.pub_topics.len() as u32),

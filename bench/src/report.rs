@@ -44,6 +44,8 @@ pub struct Report {
     pub scenario: String,
     /// `3.1.1` or `5`.
     pub version: String,
+    /// `tcp`, `tls`, `ws` or `wss`.
+    pub transport: String,
     /// QoS of publishes and subscriptions.
     pub qos: u8,
     /// Payload bytes.
@@ -88,6 +90,7 @@ impl Report {
         let mut rows: Vec<(&str, String)> = vec![
             ("scenario", self.scenario.clone()),
             ("version", self.version.clone()),
+            ("transport", self.transport.clone()),
             ("qos", self.qos.to_string()),
         ];
         let int = |v: Option<u64>| v.map(|v| v.to_string());

@@ -4,8 +4,11 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::{Result, anyhow};
-use portico_bench::{Config, Report, Scenario};
+use portico_bench::{Config, Report, Scenario, TlsTrust, Transport};
 use portico_mqtt::{ProtocolVersion, QoS};
+
+#[path = "../../gateway/transport/src/tests/pki.rs"]
+mod pki;
 
 async fn start_broker() -> Result<(portico::Server, SocketAddr)> {
     // The broker drops the oldest queued message once a session queue holds `max_mqueue_len`
@@ -149,5 +152,112 @@ async fn connection_refused_is_a_clear_error() -> Result<()> {
         .unwrap_or_default();
     assert!(err.contains("subscriber 0 (bench-"), "{err}");
     assert!(err.contains("TCP connect"), "{err}");
+    Ok(())
+}
+
+/// A broker with ssl, ws and wss listeners (server certificate from a throw-away CA), and the
+/// address of each: `(server, [(transport, addr)])`.
+async fn start_transport_broker(pki: &pki::Pki) -> Result<(portico::Server, Vec<(Transport, SocketAddr)>)> {
+    let mut env: Vec<(String, String)> = vec![
+        ("PORTICO_LISTENERS__TCP__DEFAULT__BIND".into(), "127.0.0.1:0".into()),
+        ("PORTICO_LISTENERS__WS__DEFAULT__BIND".into(), "127.0.0.1:0".into()),
+        ("PORTICO_MQTT__MAX_MQUEUE_LEN".into(), "infinity".into()),
+    ];
+    for kind in ["SSL", "WSS"] {
+        let key = |k: &str| format!("PORTICO_LISTENERS__{kind}__DEFAULT__{k}");
+        env.push((key("ENABLE"), "true".into()));
+        env.push((key("BIND"), "127.0.0.1:0".into()));
+        env.push((key("SSL_OPTIONS__CERTFILE"), pki.server_cert.display().to_string()));
+        env.push((key("SSL_OPTIONS__KEYFILE"), pki.server_key.display().to_string()));
+    }
+    let config = portico::config::Config::load(None, env).map_err(|e| anyhow!("config: {e:?}"))?;
+    let server = portico::Server::start(&config)
+        .await
+        .map_err(|e| anyhow!("start: {e:?}"))?;
+    let mut addrs = Vec::new();
+    for (name, transport) in [
+        ("ssl:default", Transport::Tls),
+        ("ws:default", Transport::Ws),
+        ("wss:default", Transport::Wss),
+    ] {
+        let addr = server
+            .listeners()
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|l| l.1)
+            .ok_or_else(|| anyhow!("no listener {name} in {:?}", server.listeners()))?;
+        addrs.push((transport, addr));
+    }
+    Ok((server, addrs))
+}
+
+/// p2p at QoS 1 over TLS (verified against the CA), WebSocket and WebSocket over TLS
+/// (`--insecure`): closed loop, nothing may be lost; then a few idle connections over each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_and_websocket() -> Result<()> {
+    let pki = pki::Pki::new("bench-smoke");
+    let (server, addrs) = start_transport_broker(&pki).await?;
+    for (transport, addr) in addrs {
+        let trust = match transport {
+            Transport::Tls => TlsTrust::CaFile(pki.ca_file.clone()),
+            Transport::Wss => TlsTrust::Insecure,
+            _ => TlsTrust::Unset,
+        };
+        let mut cfg = short(Scenario::P2p, addr, QoS::AtLeastOnce);
+        (cfg.publishers, cfg.subscribers) = (2, 2);
+        cfg.transport.transport = transport;
+        cfg.transport.trust = trust.clone();
+        cfg.transport.server_name = "localhost".into();
+        let r = portico_bench::run(&cfg).await?;
+        check_sane(&r, true, true);
+        assert_eq!(r.transport, transport.name());
+
+        let mut cfg = Config::new(Scenario::Conns, addr);
+        cfg.transport.transport = transport;
+        cfg.transport.trust = trust;
+        cfg.transport.server_name = "localhost".into();
+        cfg.connections = 50;
+        cfg.connect_rate = 500;
+        cfg.hold = Duration::from_millis(200);
+        let r = portico_bench::run(&cfg).await?;
+        assert_eq!((r.connections, r.connect_failures), (Some(50), Some(0)), "{r:?}");
+    }
+    server.shutdown().await;
+    Ok(())
+}
+
+/// A TLS client that does not trust the broker's CA fails with a clear handshake error, and a
+/// WebSocket client on a path the broker does not serve names the URL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transport_errors_are_clear() -> Result<()> {
+    let pki = pki::Pki::new("bench-smoke-errors");
+    let other = pki::Pki::new("bench-smoke-other");
+    let (server, addrs) = start_transport_broker(&pki).await?;
+    let addr_of = |t: Transport| addrs.iter().find(|(x, _)| *x == t).map(|a| a.1);
+    let tls = addr_of(Transport::Tls).ok_or_else(|| anyhow!("no tls listener"))?;
+    let mut cfg = short(Scenario::P2p, tls, QoS::AtLeastOnce);
+    cfg.transport.transport = Transport::Tls;
+    cfg.transport.trust = TlsTrust::CaFile(other.ca_file.clone());
+    let err = portico_bench::run(&cfg)
+        .await
+        .err()
+        .map(|e| format!("{e:#}"))
+        .unwrap_or_default();
+    assert!(err.contains("TLS handshake with"), "{err}");
+
+    let ws = addr_of(Transport::Ws).ok_or_else(|| anyhow!("no ws listener"))?;
+    let mut cfg = short(Scenario::P2p, ws, QoS::AtLeastOnce);
+    cfg.transport.transport = Transport::Ws;
+    cfg.transport.ws_path = "/not-mqtt".into();
+    let err = portico_bench::run(&cfg)
+        .await
+        .err()
+        .map(|e| format!("{e:#}"))
+        .unwrap_or_default();
+    assert!(
+        err.contains(&format!("WebSocket upgrade at ws://{ws}/not-mqtt failed")),
+        "{err}"
+    );
+    server.shutdown().await;
     Ok(())
 }
