@@ -174,6 +174,8 @@ class Pki:
 
     def __init__(self, directory: Path):
         directory.mkdir(parents=True, exist_ok=True)
+        # The temp dir (mkdtemp: 0700) and this one must be traversable by the mosquitto user.
+        os.chmod(directory.parent, 0o755)
         os.chmod(directory, 0o755)
         self.dir = directory
         self.ca = directory / "ca.pem"

@@ -10,6 +10,8 @@ from scenarios import Metric, Scenario
 
 START = "<!-- side-by-side:start -->"
 END = "<!-- side-by-side:end -->"
+TRANSPORT_START = "<!-- transport-cost:start -->"
+TRANSPORT_END = "<!-- transport-cost:end -->"
 
 
 def values(runs: list[dict], scenario: str, broker: str, metric: Metric) -> dict[int, float]:
@@ -168,13 +170,66 @@ def markdown(ctx: dict, runs: list[dict], scenarios: list[Scenario], brokers, su
     return "\n".join(L)
 
 
-def write_section(out: Path, section: str) -> None:
+def transport_ratio(runs: list[dict], sc: Scenario, tcp: Scenario, broker: str, metric: Metric) -> dict | None:
+    """Per-round ratio of a broker's metric over `sc`'s transport to the same over TCP."""
+    mine, base = values(runs, sc.key, broker, metric), values(runs, tcp.key, broker, metric)
+    return spread(mine[r] / base[r] for r in mine if r in base and base[r] != 0)
+
+
+def transport_markdown(ctx: dict, runs: list[dict], scenarios: list[Scenario], brokers, summary) -> str:
+    """The transport-cost section: one summary table (per broker and transport, each metric with
+    its ratio to plain TCP for the same broker), then the per-scenario tables of `markdown`."""
+    from scenarios import CPU_PER_MSG, P99, RSS_PER_CONN, THROUGHPUT, TRANSPORT_LABELS
+
+    detail = markdown(ctx, runs, scenarios, brokers, summary, {})
+    head, _, rest = detail.partition("\n### ")
+    head = head.replace("## Side-by-side: Portico, Mosquitto, rumqttd", "## Transport cost: TCP, TLS, WebSocket, WSS", 1)
+    by_kind: dict[str, dict[str, Scenario]] = {}
+    for sc in scenarios:
+        by_kind.setdefault(sc.kind, {})[sc.transport] = sc
+    columns = [("p2p_qos0", THROUGHPUT, "p2p QoS 0 msg/s (pinned)"),
+               ("p2p_qos0", CPU_PER_MSG, "broker CPU µs/msg"),
+               ("p2p_latency", P99, "p99 µs at 20,000 msg/s"),
+               ("idle_conns", RSS_PER_CONN, "idle RSS bytes/conn")]
+    columns = [c for c in columns if c[0] in by_kind]
+    L = [head.rstrip(), "", "### Transport cost", "",
+         "Median (min–max) over the runs; \"× TCP\" is the same broker's value over the transport divided by "
+         "its value over plain TCP, per round (runs of one round are back to back), then median (min–max). "
+         "Above 1 means more msg/s, or more µs / bytes, than TCP.", ""]
+    hdr = ["broker", "transport"]
+    for _, _, label in columns:
+        hdr += [label, "× TCP"]
+    L.append("| " + " | ".join(hdr) + " |")
+    L.append("|" + "---|" * len(hdr))
+    for name, label, _ in brokers:
+        for t, tlabel in TRANSPORT_LABELS.items():
+            if not any(t in v for v in by_kind.values()):
+                continue
+            row = [label, tlabel]
+            ran = False
+            for kind, metric, _ in columns:
+                sc, tcp = by_kind[kind].get(t), by_kind[kind].get("tcp")
+                if sc is None:
+                    row += ["—", "—"]
+                    continue
+                s = spread(values(runs, sc.key, name, metric).values())
+                ran = ran or s is not None or failures(runs, sc.key, name) > 0
+                row.append(cell(s, metric.fmt, failures(runs, sc.key, name), ctx["runs"]))
+                row.append("1" if t == "tcp" and s else
+                           ratio_cell(transport_ratio(runs, sc, tcp, name, metric)) if tcp else "—")
+            if ran:
+                L.append("| " + " | ".join(row) + " |")
+    L += ["", "### " + rest if rest else ""]
+    return "\n".join(L)
+
+
+def write_section(out: Path, section: str, start: str = START, end: str = END) -> None:
     """Replace the text between the markers (adding them at the end if missing), keep the rest."""
     text = out.read_text() if out.exists() else ""
-    block = f"{START}\n{section.rstrip()}\n{END}"
-    if START in text and END in text and text.index(START) < text.index(END):
-        before = text[: text.index(START)]
-        after = text[text.index(END) + len(END) :]
+    block = f"{start}\n{section.rstrip()}\n{end}"
+    if start in text and end in text and text.index(start) < text.index(end):
+        before = text[: text.index(start)]
+        after = text[text.index(end) + len(end) :]
         text = before + block + after
     else:
         if text and not text.endswith("\n"):
