@@ -25,6 +25,8 @@ pub(super) struct AcceptedConnect {
     /// The identifier we generated for an empty client id (sent back to 5.0 clients).
     assigned: Option<ByteString>,
     will: Option<Will>,
+    /// The listener's mountpoint with this client's placeholders filled in, if it has any.
+    mountpoint: Option<Box<str>>,
 }
 
 /// Enhanced-authentication state: the agreed method, and the exchange in progress (at CONNECT
@@ -152,15 +154,19 @@ impl MqttChannel {
         // buffer (password, will, properties) go once CONNECT is handled, rather than live as
         // long as the session.
         let client_id = ByteString::from(&*client_id);
-        let will = match connect.will.take() {
-            None => None,
-            Some(will) => Some(self.make_will(&client_id, will)?),
-        };
         let client = ClientInfo {
             client_id: client_id.clone(),
             username: connect.username.as_deref().map(ByteString::from),
             peer: self.peer,
             protocol: "mqtt",
+        };
+        let mountpoint = client_mountpoint(&self.settings.mountpoint, &client);
+        let will = match connect.will.take() {
+            None => None,
+            Some(will) => {
+                let mounted_under = mountpoint.as_deref().unwrap_or(&self.settings.mountpoint);
+                Some(self.make_will(&client_id, will, mounted_under)?)
+            }
         };
         connect.client_id = client_id;
         Ok(AcceptedConnect {
@@ -168,6 +174,7 @@ impl MqttChannel {
             client,
             assigned,
             will,
+            mountpoint,
         })
     }
 
@@ -268,6 +275,7 @@ impl MqttChannel {
             client,
             assigned,
             will,
+            mountpoint,
         } = accepted;
         let Connect {
             protocol,
@@ -309,6 +317,7 @@ impl MqttChannel {
 
         let opened = self.ctx.open_session(&client_id, clean_start, expiry, &self.conn);
         self.session = Some(opened.session);
+        self.client_mountpoint = mountpoint;
         self.client = Some(client);
         self.will = will.map(Box::new);
         self.phase = Phase::Connected;
@@ -379,7 +388,12 @@ impl MqttChannel {
     }
 
     /// Builds the will message of a CONNECT, or the reason to refuse it.
-    fn make_will(&self, client_id: &ByteString, will: LastWill) -> Result<Will, (ReasonCode, &'static str)> {
+    fn make_will(
+        &self,
+        client_id: &ByteString,
+        will: LastWill,
+        mountpoint: &str,
+    ) -> Result<Will, (ReasonCode, &'static str)> {
         if will.qos > self.settings.max_qos_allowed {
             return Err((ReasonCode::QoSNotSupported, "will QoS above max_qos_allowed"));
         }
@@ -390,7 +404,7 @@ impl MqttChannel {
             ));
         }
         let topic = self
-            .mount(&will.topic)
+            .mount_under(mountpoint, &will.topic)
             .ok_or((ReasonCode::TopicNameInvalid, "invalid will topic"))?;
         let delay = will.properties.will_delay_interval.unwrap_or(0);
         let origin = Origin {
@@ -422,4 +436,18 @@ impl MqttChannel {
         }
         self.close(CloseReason::ClientDisconnect, out);
     }
+}
+
+/// The listener's mountpoint with `${clientid}` and `${username}` filled in for this client
+/// (EMQX `mountpoint` placeholders); `None` when the template has none, so the listener's own
+/// string serves. A client without a username keeps `${username}` as written, as EMQX does.
+fn client_mountpoint(template: &str, client: &ClientInfo) -> Option<Box<str>> {
+    if !template.contains("${") {
+        return None;
+    }
+    let mut mountpoint = template.replace("${clientid}", &client.client_id);
+    if let Some(username) = &client.username {
+        mountpoint = mountpoint.replace("${username}", username);
+    }
+    Some(mountpoint.into_boxed_str())
 }

@@ -102,6 +102,8 @@ pub struct MqttChannel {
     connect_deadline: Option<Instant>,
     version: ProtocolVersion,
     client: Option<ClientInfo>,
+    /// The listener's mountpoint with this client's placeholders filled in, when it has any.
+    client_mountpoint: Option<Box<str>>,
     session: Option<Arc<Session>>,
     /// Boxed: most clients have none, and an idle connection should not carry its size.
     will: Option<Box<Will>>,
@@ -147,6 +149,7 @@ impl MqttChannel {
             connect_deadline,
             version: ProtocolVersion::V3_1_1,
             client: None,
+            client_mountpoint: None,
             session: None,
             will: None,
             will_cancelled: false,

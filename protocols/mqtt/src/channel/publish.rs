@@ -18,9 +18,19 @@ use crate::packet::{Packet, PacketId, PubResponse, Publish, PublishProperties, Q
 use crate::reason::ReasonCode;
 
 impl MqttChannel {
+    /// This client's mountpoint: the listener's, with `${clientid}` and `${username}` filled in.
+    pub(super) fn mountpoint(&self) -> &str {
+        self.client_mountpoint.as_deref().unwrap_or(&self.settings.mountpoint)
+    }
+
     /// Prefixes the mountpoint and validates the result as a topic name within the level limit.
     pub(super) fn mount(&self, topic: &ByteString) -> Option<TopicName> {
-        let mountpoint = self.settings.mountpoint.as_str();
+        self.mount_under(self.mountpoint(), topic)
+    }
+
+    /// [`mount`](Self::mount) under an explicit mountpoint (a will is made before the client's
+    /// mountpoint is recorded).
+    pub(super) fn mount_under(&self, mountpoint: &str, topic: &ByteString) -> Option<TopicName> {
         let full = if mountpoint.is_empty() {
             // Shares the packet's bytes: no copy on the publish path.
             topic.clone()
@@ -38,7 +48,7 @@ impl MqttChannel {
 
     /// Removes the mountpoint from a delivered topic.
     fn unmount<'a>(&self, topic: &'a str) -> &'a str {
-        let mountpoint = self.settings.mountpoint.as_str();
+        let mountpoint = self.mountpoint();
         // Not `strip_prefix("")`: comparing against an empty string still calls `memcmp` with
         // the empty string's dangling pointer, and glibc's AVX-512 `memcmp` does a masked load
         // from it that costs a microcode assist on every call (a quarter of the broker's CPU

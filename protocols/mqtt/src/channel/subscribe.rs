@@ -176,7 +176,7 @@ impl MqttChannel {
     /// Applies the mountpoint to a filter, keeping a `$share/{group}/` or `$queue/` prefix in
     /// front: `$share/g/t` under mountpoint `m/` is `$share/g/m/t`.
     fn mount_filter(&self, filter: &str) -> ByteString {
-        let mountpoint = self.settings.mountpoint.as_str();
+        let mountpoint = self.mountpoint();
         if mountpoint.is_empty() {
             return ByteString::from(filter);
         }

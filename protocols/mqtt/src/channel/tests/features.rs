@@ -377,3 +377,39 @@ fn cert_is_ignored_when_peer_cert_as_is_disabled() {
     assert_eq!(event["username"], "me");
     assert_eq!(event["clientid"], "mine");
 }
+
+#[test]
+fn mountpoint_placeholders_are_filled_per_client() {
+    let settings = MqttSettings {
+        mountpoint: "tenant/${clientid}/${username}/".to_owned(),
+        ..MqttSettings::default()
+    };
+    let h = Harness::with(settings);
+    let mut alice = h.connect(ProtocolVersion::V5, "dev1", true, |c| {
+        c.username = Some(ByteString::from_static("alice"));
+    });
+    alice.subscribe("in/#", QoS::AtMostOnce, h.at(0));
+    // Without a username the placeholder stays as written (EMQX).
+    let mut anonymous = h.connect(ProtocolVersion::V5, "dev2", true, |_| {});
+    anonymous.subscribe("in/#", QoS::AtMostOnce, h.at(0));
+
+    let publish_full = |topic: &'static str| {
+        let message = portico_core::Message::new(
+            0,
+            portico_core::TopicName::new(topic).expect("topic"),
+            Bytes::from_static(b"x"),
+            QoS::AtMostOnce,
+            false,
+            portico_core::message::Origin::default(),
+        );
+        h.broker.publish(message).expect("published");
+    };
+    publish_full("tenant/dev1/alice/in/a");
+    publish_full("tenant/dev2/${username}/in/b");
+    let to_alice = alice.deliver(h.at(1));
+    let topics: Vec<&str> = published(&to_alice).iter().map(|p| &*p.topic).collect();
+    assert_eq!(topics, ["in/a"], "delivered with the client's own mountpoint removed");
+    let to_anonymous = anonymous.deliver(h.at(1));
+    let topics: Vec<&str> = published(&to_anonymous).iter().map(|p| &*p.topic).collect();
+    assert_eq!(topics, ["in/b"]);
+}
