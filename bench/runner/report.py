@@ -108,6 +108,10 @@ def markdown(ctx: dict, runs: list[dict], scenarios: list[Scenario], brokers, su
     w(f"- Generator: {ctx['generator']}")
     for note in ctx["notes"]:
         w(f"- Note: {note}")
+    restarted = sorted({labels.get(r["broker"], r["broker"]) for r in runs if r.get("restarted_after_warmup")})
+    if restarted:
+        w(f"- Note: {', '.join(restarted)} ran each measured run on a fresh process started after the "
+          "warm-up (it stops serving once the warm-up's clients leave; see `bench/runner/brokers.py`).")
     w("")
     w("Ports ($PORT in the generator commands): " + ", ".join(f"{labels[n]} {ctx['ports'][n]}" for n in names)
       + ". $SRC_A and $SRC_B are two loopback source addresses (127.0.0.1 and 127.0.0.2 unless "

@@ -239,6 +239,11 @@ def run_traffic(ctx: Ctx, sc: Scenario, broker: B.Broker, rec: dict, workdir: Pa
             raise RunFailed(f"warmup run: {e}")
         if not broker.alive():
             raise RunFailed("broker died during the warmup run")
+        if broker.restart_after_warmup:
+            broker.stop()
+            (workdir / "broker.log").rename(workdir / "broker-warmup.log")
+            broker.start(workdir, sc.pinned, sc.transport)
+            rec["restarted_after_warmup"] = True
         settle(broker)
     cmd = generator_cmd(ctx, sc, broker, duration)
     rec["cmd_display"] = display(cmd, ctx)
