@@ -7,16 +7,14 @@ use bytes::{Bytes, BytesMut};
 use bytestring::ByteString;
 use portico::Server;
 use portico::config::Config;
-use portico_mqtt::codec::{decode, encode};
-use portico_mqtt::{
-    Connect, Disconnect, Packet, PacketId, ProtocolVersion, PubResponse, Publish, QoS, ReasonCode, Subscribe,
-    SubscriptionOptions,
-};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use portico_mqtt::codec::encode;
+use portico_mqtt::{Disconnect, Packet, PacketId, ProtocolVersion, PubResponse, Publish, QoS, ReasonCode};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
 
-const WAIT: Duration = Duration::from_secs(5);
+mod support;
+
+use support::{Client, WAIT};
 
 async fn start(extra_env: &[(&str, &str)]) -> Server {
     let mut env = vec![
@@ -39,84 +37,15 @@ fn addr(server: &Server) -> std::net::SocketAddr {
     server.listeners()[0].1
 }
 
-struct Client {
-    stream: TcpStream,
-    buf: BytesMut,
-    version: ProtocolVersion,
+async fn raw(server: &Server, version: ProtocolVersion) -> Client {
+    let stream = TcpStream::connect(addr(server)).await.expect("connect");
+    Client::new(Box::new(stream), version)
 }
 
-impl Client {
-    async fn raw(server: &Server, version: ProtocolVersion) -> Client {
-        let stream = TcpStream::connect(addr(server)).await.expect("connect");
-        Client {
-            stream,
-            buf: BytesMut::new(),
-            version,
-        }
-    }
-
-    async fn connect(server: &Server, version: ProtocolVersion, id: &str) -> Client {
-        let mut client = Client::raw(server, version).await;
-        client
-            .send(&Packet::Connect(Box::new(Connect {
-                protocol: version,
-                clean_start: true,
-                keep_alive: 60,
-                client_id: ByteString::from(id.to_string()),
-                will: None,
-                username: None,
-                password: None,
-                properties: Default::default(),
-            })))
-            .await;
-        match client.recv().await {
-            Some(Packet::ConnAck(ack)) => assert_eq!(ack.reason_code, ReasonCode::Success),
-            other => panic!("expected CONNACK, got {other:?}"),
-        }
-        client
-    }
-
-    async fn send(&mut self, packet: &Packet) {
-        let mut out = BytesMut::new();
-        encode(packet, self.version, &mut out).expect("encodable");
-        self.stream.write_all(&out).await.expect("write");
-    }
-
-    async fn send_raw(&mut self, bytes: &[u8]) {
-        self.stream.write_all(bytes).await.expect("write");
-    }
-
-    /// The next packet, or `None` when the server closed the connection.
-    async fn recv(&mut self) -> Option<Packet> {
-        loop {
-            if let Some(packet) = decode(&mut self.buf, self.version, u32::MAX).expect("server sends valid packets") {
-                return Some(packet);
-            }
-            let n = timeout(WAIT, self.stream.read_buf(&mut self.buf))
-                .await
-                .expect("server answers in time")
-                .ok()?;
-            if n == 0 {
-                return None;
-            }
-        }
-    }
-
-    async fn subscribe(&mut self, filter: &str, qos: QoS) {
-        self.send(&Packet::Subscribe(Subscribe {
-            packet_id: PacketId::new(1).expect("non-zero"),
-            filters: vec![(
-                ByteString::from(filter.to_string()),
-                SubscriptionOptions {
-                    qos,
-                    ..Default::default()
-                },
-            )],
-            properties: Default::default(),
-        }))
-        .await;
-        assert!(matches!(self.recv().await, Some(Packet::SubAck(_))));
-    }
+async fn connect(server: &Server, version: ProtocolVersion, id: &str) -> Client {
+    let mut client = raw(server, version).await;
+    assert_eq!(client.connect(id, None).await, Some(ReasonCode::Success));
+    client
 }
 
 fn publish(topic: &str, payload: &'static [u8], qos: QoS, id: u16) -> Packet {
@@ -134,11 +63,11 @@ fn publish(topic: &str, payload: &'static [u8], qos: QoS, id: u16) -> Packet {
 #[tokio::test]
 async fn publish_reaches_subscribers_of_both_versions() {
     let server = start(&[]).await;
-    let mut v5 = Client::connect(&server, ProtocolVersion::V5, "sub5").await;
-    let mut v3 = Client::connect(&server, ProtocolVersion::V3_1_1, "sub3").await;
-    v5.subscribe("e2e/+", QoS::AtLeastOnce).await;
-    v3.subscribe("e2e/#", QoS::ExactlyOnce).await;
-    let mut publisher = Client::connect(&server, ProtocolVersion::V3_1_1, "pub").await;
+    let mut v5 = connect(&server, ProtocolVersion::V5, "sub5").await;
+    let mut v3 = connect(&server, ProtocolVersion::V3_1_1, "sub3").await;
+    v5.subscribe_with("e2e/+", QoS::AtLeastOnce).await;
+    v3.subscribe_with("e2e/#", QoS::ExactlyOnce).await;
+    let mut publisher = connect(&server, ProtocolVersion::V3_1_1, "pub").await;
     publisher.send(&publish("e2e/x", b"payload", QoS::AtLeastOnce, 9)).await;
     assert!(matches!(publisher.recv().await, Some(Packet::PubAck(a)) if a.packet_id.get() == 9));
     for client in [&mut v5, &mut v3] {
@@ -158,12 +87,12 @@ async fn publish_reaches_subscribers_of_both_versions() {
 #[tokio::test]
 async fn malformed_packet_gets_0x81_and_the_server_keeps_serving() {
     let server = start(&[]).await;
-    let mut bad = Client::connect(&server, ProtocolVersion::V5, "bad").await;
+    let mut bad = connect(&server, ProtocolVersion::V5, "bad").await;
     // PUBLISH whose topic length (0x00ff) runs past the remaining length (4).
     bad.send_raw(&[0x30, 0x04, 0x00, 0xff, b'a', b'b']).await;
     assert!(matches!(bad.recv().await, Some(Packet::Disconnect(d)) if d.reason_code == ReasonCode::MalformedPacket));
     assert!(bad.recv().await.is_none(), "then the connection closes");
-    let mut good = Client::connect(&server, ProtocolVersion::V5, "good").await;
+    let mut good = connect(&server, ProtocolVersion::V5, "good").await;
     good.send(&Packet::PingReq).await;
     assert!(matches!(good.recv().await, Some(Packet::PingResp)));
     server.shutdown().await;
@@ -172,7 +101,7 @@ async fn malformed_packet_gets_0x81_and_the_server_keeps_serving() {
 #[tokio::test]
 async fn oversized_packet_gets_0x95() {
     let server = start(&[("PORTICO_MQTT__MAX_PACKET_SIZE", "1024")]).await;
-    let mut client = Client::connect(&server, ProtocolVersion::V5, "big").await;
+    let mut client = connect(&server, ProtocolVersion::V5, "big").await;
     // Remaining length 2000 (0xd0 0x0f) announced: refused before the body arrives.
     client.send_raw(&[0x30, 0xd0, 0x0f, 0x00, 0x01, b't']).await;
     assert!(matches!(client.recv().await, Some(Packet::Disconnect(d)) if d.reason_code == ReasonCode::PacketTooLarge));
@@ -182,7 +111,7 @@ async fn oversized_packet_gets_0x95() {
 #[tokio::test]
 async fn v311_violation_just_closes() {
     let server = start(&[]).await;
-    let mut client = Client::connect(&server, ProtocolVersion::V3_1_1, "v3bad").await;
+    let mut client = connect(&server, ProtocolVersion::V3_1_1, "v3bad").await;
     // SUBSCRIBE with flags 0000 instead of 0010. [MQTT-3.8.1-1]
     client.send_raw(&[0x80, 0x06, 0x00, 0x01, 0x00, 0x01, b'a', 0x00]).await;
     assert!(client.recv().await.is_none());
@@ -192,7 +121,7 @@ async fn v311_violation_just_closes() {
 #[tokio::test]
 async fn unsupported_protocol_level_gets_return_code_1() {
     let server = start(&[]).await;
-    let mut client = Client::raw(&server, ProtocolVersion::V3_1_1).await;
+    let mut client = raw(&server, ProtocolVersion::V3_1_1).await;
     // CONNECT "MQTT" level 6.
     client
         .send_raw(&[
@@ -210,7 +139,7 @@ async fn unsupported_protocol_level_gets_return_code_1() {
 #[tokio::test]
 async fn shutdown_sends_0x8b_to_v5_clients() {
     let server = start(&[]).await;
-    let mut client = Client::connect(&server, ProtocolVersion::V5, "stay").await;
+    let mut client = connect(&server, ProtocolVersion::V5, "stay").await;
     let stopping = tokio::spawn(server.shutdown());
     assert!(
         matches!(client.recv().await, Some(Packet::Disconnect(d)) if d.reason_code == ReasonCode::ServerShuttingDown)
@@ -225,8 +154,8 @@ async fn shutdown_sends_0x8b_to_v5_clients() {
 #[tokio::test]
 async fn takeover_disconnects_the_old_connection() {
     let server = start(&[]).await;
-    let mut first = Client::connect(&server, ProtocolVersion::V5, "twin").await;
-    let _second = Client::connect(&server, ProtocolVersion::V5, "twin").await;
+    let mut first = connect(&server, ProtocolVersion::V5, "twin").await;
+    let _second = connect(&server, ProtocolVersion::V5, "twin").await;
     assert!(matches!(first.recv().await, Some(Packet::Disconnect(d)) if d.reason_code == ReasonCode::SessionTakenOver));
     server.shutdown().await;
 }
@@ -234,7 +163,7 @@ async fn takeover_disconnects_the_old_connection() {
 #[tokio::test]
 async fn disconnect_is_clean() {
     let server = start(&[]).await;
-    let mut client = Client::connect(&server, ProtocolVersion::V5, "bye").await;
+    let mut client = connect(&server, ProtocolVersion::V5, "bye").await;
     client.send(&Packet::Disconnect(Disconnect::default())).await;
     assert!(client.recv().await.is_none());
     server.shutdown().await;
@@ -243,11 +172,11 @@ async fn disconnect_is_clean() {
 #[tokio::test]
 async fn a_subscriber_that_never_reads_does_not_block_publishers() {
     let server = start(&[]).await;
-    let mut stalled = Client::connect(&server, ProtocolVersion::V3_1_1, "stalled").await;
-    stalled.subscribe("flood", QoS::AtMostOnce).await;
+    let mut stalled = connect(&server, ProtocolVersion::V3_1_1, "stalled").await;
+    stalled.subscribe_with("flood", QoS::AtMostOnce).await;
     // From here on `stalled` never reads: its socket buffers fill, then its driver's write
     // buffer, then its bounded session queue, which drops the oldest messages.
-    let mut publisher = Client::connect(&server, ProtocolVersion::V3_1_1, "flooder").await;
+    let mut publisher = connect(&server, ProtocolVersion::V3_1_1, "flooder").await;
     static PAYLOAD: [u8; 16 * 1024] = [7; 16 * 1024];
     let count: u16 = 3000;
     for id in 1..=count {
@@ -280,8 +209,8 @@ async fn a_subscriber_that_never_reads_does_not_block_publishers() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fast_publisher_is_paused_for_a_reading_subscriber_instead_of_losing_messages() {
     let server = start(&[]).await;
-    let mut subscriber = Client::connect(&server, ProtocolVersion::V3_1_1, "keeps-up").await;
-    subscriber.subscribe("burst", QoS::AtMostOnce).await;
+    let mut subscriber = connect(&server, ProtocolVersion::V3_1_1, "keeps-up").await;
+    subscriber.subscribe_with("burst", QoS::AtMostOnce).await;
     let count = 20_000usize;
     let reader = tokio::spawn(async move {
         let mut received = 0usize;
@@ -294,7 +223,7 @@ async fn a_fast_publisher_is_paused_for_a_reading_subscriber_instead_of_losing_m
         }
         received
     });
-    let mut publisher = Client::connect(&server, ProtocolVersion::V3_1_1, "bursty").await;
+    let mut publisher = connect(&server, ProtocolVersion::V3_1_1, "bursty").await;
     // Far more than the subscriber's queue (1000) in one go: without backpressure most of it
     // would be dropped as queue overflow.
     let mut burst = BytesMut::new();

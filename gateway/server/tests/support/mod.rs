@@ -90,10 +90,28 @@ impl Client {
         }
     }
 
+    /// Writes bytes as they are (malformed-input tests).
+    pub async fn send_raw(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).await.expect("write");
+        self.stream.flush().await.expect("flush");
+    }
+
+    /// SUBSCRIBE at QoS 0; waits for the SUBACK.
     pub async fn subscribe(&mut self, filter: &str) {
+        self.subscribe_with(filter, QoS::AtMostOnce).await;
+    }
+
+    /// SUBSCRIBE at `qos`; waits for the SUBACK.
+    pub async fn subscribe_with(&mut self, filter: &str, qos: QoS) {
         self.send(&Packet::Subscribe(Subscribe {
             packet_id: PacketId::new(1).expect("non-zero"),
-            filters: vec![(ByteString::from(filter.to_owned()), SubscriptionOptions::default())],
+            filters: vec![(
+                ByteString::from(filter.to_owned()),
+                SubscriptionOptions {
+                    qos,
+                    ..Default::default()
+                },
+            )],
             properties: Default::default(),
         }))
         .await;
