@@ -38,20 +38,31 @@ pub struct Conn {
     pub name: String,
 }
 
-/// Opens a connection (from `source`, if given, over the dialer's transport) and completes CONNECT/CONNACK with a clean
-/// session and keep-alive disabled. `role` (e.g. "subscriber 3") names the client in errors.
+/// How a client's session is kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionKind {
+    /// Clean session, ends with the connection.
+    Clean,
+    /// Persistent: 3.1.1 clean session off; 5.0 clean start with Session Expiry 3600 s.
+    Persistent,
+}
+
+/// Opens a connection (from `source`, if given, over the dialer's transport) and completes
+/// CONNECT/CONNACK with a session of `kind`. `role` (e.g. "subscriber 3") names the client in
+/// errors.
 pub async fn connect(
     dialer: &Dialer,
     source: Option<IpAddr>,
     version: ProtocolVersion,
     client_id: &str,
     role: &str,
+    kind: SessionKind,
 ) -> Result<Conn> {
     let name = format!("{role} ({client_id})");
     let addr = dialer.addr();
     tokio::time::timeout(
         HANDSHAKE_TIMEOUT,
-        connect_inner(dialer, source, version, client_id, name.clone()),
+        connect_inner(dialer, source, version, client_id, name.clone(), kind),
     )
     .await
     .map_err(|_| anyhow!("{name}: no CONNACK from {addr} within {HANDSHAKE_TIMEOUT:?}"))?
@@ -63,6 +74,7 @@ async fn connect_inner(
     version: ProtocolVersion,
     client_id: &str,
     name: String,
+    kind: SessionKind,
 ) -> Result<Conn> {
     let stream = dialer.connect(source, &name).await?;
     let mut conn = Conn {
@@ -72,9 +84,15 @@ async fn connect_inner(
         receive_maximum: u16::MAX,
         name,
     };
+    let mut properties = ConnectProperties::default();
+    if kind == SessionKind::Persistent && version.is_v5() {
+        properties.session_expiry_interval = Some(3600);
+    }
     let connect = Packet::Connect(Box::new(Connect {
         protocol: version,
-        clean_start: true,
+        // 5.0 starts a new session either way (each run has fresh client ids); 3.1.1 needs
+        // clean session off to keep it.
+        clean_start: kind == SessionKind::Clean || version.is_v5(),
         // Non-zero: rumqttd refuses keep-alive 0. Runs are far shorter than 1.5 × 300 s, so
         // no PINGREQ is ever due.
         keep_alive: 300,
@@ -82,7 +100,7 @@ async fn connect_inner(
         will: None,
         username: None,
         password: None,
-        properties: ConnectProperties::default(),
+        properties,
     }));
     conn.send(&connect).await?;
     match conn.read_packet().await? {

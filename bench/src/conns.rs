@@ -49,7 +49,15 @@ pub(crate) async fn run(cfg: &Config) -> Result<Report> {
         let (opened, failed) = (opened.clone(), failed.clone());
         tasks.spawn(async move {
             let result = async {
-                let mut conn = client::connect(&dialer, source, version, &id, &format!("connection {i}")).await?;
+                let mut conn = client::connect(
+                    &dialer,
+                    source,
+                    version,
+                    &id,
+                    &format!("connection {i}"),
+                    client::SessionKind::Clean,
+                )
+                .await?;
                 conn.subscribe(&topic, qos).await?;
                 Ok::<Conn, anyhow::Error>(conn)
             }

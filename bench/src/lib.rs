@@ -98,6 +98,9 @@ pub struct Config {
     pub drain: Duration,
     /// Print a progress line on stderr every second.
     pub progress: bool,
+    /// Subscribers keep persistent sessions (clean session off; 5.0: Session Expiry 1 h), so
+    /// that a durable broker stores every message it queues for them.
+    pub persistent_subscribers: bool,
 }
 
 impl Config {
@@ -125,6 +128,7 @@ impl Config {
             topic_prefix: random_prefix(),
             drain: Duration::from_secs(2),
             progress: false,
+            persistent_subscribers: false,
         }
     }
 

@@ -100,6 +100,10 @@ struct Cli {
     /// No progress line.
     #[arg(long)]
     quiet: bool,
+    /// p2p/fanout/fanin: subscribers keep persistent sessions (3.1.1 clean session off; 5.0
+    /// Session Expiry Interval 3600 s), so a durable broker writes what it queues for them.
+    #[arg(long)]
+    persistent: bool,
 }
 
 const AFTER_HELP: &str = "\
@@ -208,6 +212,7 @@ fn config(cli: &Cli) -> Result<Config> {
     }
     cfg.topic_prefix = cli.topic_prefix.clone().unwrap_or_else(random_prefix);
     cfg.progress = !cli.quiet;
+    cfg.persistent_subscribers = cli.persistent;
     cfg.validate()?;
     Ok(cfg)
 }

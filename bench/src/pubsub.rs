@@ -131,8 +131,13 @@ pub(crate) async fn run(cfg: &Config) -> Result<Report> {
         client_n += 1;
         let id = cfg.client_id("sub", i);
         let filter = filter.clone();
+        let kind = if cfg.persistent_subscribers {
+            client::SessionKind::Persistent
+        } else {
+            client::SessionKind::Clean
+        };
         connecting.push(tokio::spawn(async move {
-            let mut conn = client::connect(&dialer, source, version, &id, &format!("subscriber {i}")).await?;
+            let mut conn = client::connect(&dialer, source, version, &id, &format!("subscriber {i}"), kind).await?;
             conn.subscribe(&filter, qos).await?;
             Ok::<_, anyhow::Error>(conn)
         }));
@@ -144,7 +149,15 @@ pub(crate) async fn run(cfg: &Config) -> Result<Report> {
         client_n += 1;
         let id = cfg.client_id("pub", i);
         connecting.push(tokio::spawn(async move {
-            client::connect(&dialer, source, version, &id, &format!("publisher {i}")).await
+            client::connect(
+                &dialer,
+                source,
+                version,
+                &id,
+                &format!("publisher {i}"),
+                client::SessionKind::Clean,
+            )
+            .await
         }));
     }
     let pub_conns = join_all(connecting).await?;

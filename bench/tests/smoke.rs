@@ -10,6 +10,16 @@ use portico_mqtt::{ProtocolVersion, QoS};
 #[path = "../../gateway/transport/src/tests/pki.rs"]
 mod pki;
 
+/// A fresh data directory per broker: tests run in parallel processes, and each durable store
+/// file can be open in one process only.
+fn data_dir_env() -> (String, String) {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("smoke-data-{}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    ("PORTICO_NODE__DATA_DIR".to_owned(), dir.display().to_string())
+}
+
 async fn start_broker() -> Result<(portico::Server, SocketAddr)> {
     // The broker drops the oldest queued message once a session queue holds `max_mqueue_len`
     // (EMQX semantics, even at QoS 1), which a closed loop easily reaches: lift the limit so that
@@ -20,6 +30,7 @@ async fn start_broker() -> Result<(portico::Server, SocketAddr)> {
             ("PORTICO_LISTENERS__TCP__DEFAULT__BIND".into(), "127.0.0.1:0".into()),
             ("PORTICO_LISTENERS__WS__DEFAULT__ENABLE".into(), "false".into()),
             ("PORTICO_MQTT__MAX_MQUEUE_LEN".into(), "infinity".into()),
+            data_dir_env(),
         ],
     )
     .map_err(|e| anyhow!("config: {e:?}"))?;
@@ -162,6 +173,7 @@ async fn start_transport_broker(pki: &pki::Pki) -> Result<(portico::Server, Vec<
         ("PORTICO_LISTENERS__TCP__DEFAULT__BIND".into(), "127.0.0.1:0".into()),
         ("PORTICO_LISTENERS__WS__DEFAULT__BIND".into(), "127.0.0.1:0".into()),
         ("PORTICO_MQTT__MAX_MQUEUE_LEN".into(), "infinity".into()),
+        data_dir_env(),
     ];
     for kind in ["SSL", "WSS"] {
         let key = |k: &str| format!("PORTICO_LISTENERS__{kind}__DEFAULT__{k}");

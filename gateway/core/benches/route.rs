@@ -51,7 +51,7 @@ fn fan_out(c: &mut Criterion) {
         let mut sessions: Vec<Arc<Session>> = Vec::new();
         for i in 0..subscribers {
             let conn = broker.register_connection();
-            let opened = ctx.open_session(&format!("sub-{i}").into(), true, 0, &conn);
+            let opened = ctx.open_session(&format!("sub-{i}").into(), true, 0, &conn, None);
             let filter = SubscriptionTopic::parse("bench/fanout".to_string()).expect("valid filter");
             ctx.subscribe(
                 &opened.session,

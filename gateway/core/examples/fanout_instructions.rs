@@ -31,7 +31,7 @@ fn main() {
     let mut sessions = Vec::with_capacity(SUBSCRIBERS);
     for i in 0..SUBSCRIBERS {
         let conn = broker.register_connection();
-        let opened = ctx.open_session(&format!("sub-{i}").into(), true, 0, &conn);
+        let opened = ctx.open_session(&format!("sub-{i}").into(), true, 0, &conn, None);
         let filter = SubscriptionTopic::parse("bench/fanout".to_string()).expect("valid filter");
         ctx.subscribe(
             &opened.session,

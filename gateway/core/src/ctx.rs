@@ -12,8 +12,10 @@ use crate::conn::{ConnHandle, ConnId};
 use crate::message::Message;
 use crate::metrics::Metrics;
 use crate::session::{Session, SubOptions};
+use crate::store::Ticket;
 use crate::sys::{ConnectedEvent, DisconnectedEvent, SubscribedEvent, UnsubscribedEvent};
 use crate::topic::SubscriptionTopic;
+use parking_lot::RwLockReadGuard;
 
 /// Which frontend a channel belongs to.
 #[derive(Debug, Clone)]
@@ -86,15 +88,19 @@ impl Ctx {
     }
 
     /// Opens (or takes over, or resumes) the session of `client_id` and binds it to `conn`. A
-    /// connection already bound to it is kicked (taken over, or discarded on clean start).
+    /// connection already bound to it is kicked (taken over, or discarded on clean start). The
+    /// will is kept with a persistent session's stored record, so that it outlives a crash.
     pub fn open_session(
         &self,
         client_id: &ByteString,
         clean_start: bool,
         expiry_interval: u32,
         conn: &Arc<ConnHandle>,
+        will: Option<&Will>,
     ) -> OpenedSession {
-        let (session, present) = self.shared.open_session(client_id, clean_start, expiry_interval, conn);
+        let (session, present) = self
+            .shared
+            .open_session(client_id, clean_start, expiry_interval, conn, will);
         Metrics::inc(&self.shared.metrics.client_connected);
         OpenedSession { session, present }
     }
@@ -104,6 +110,36 @@ impl Ctx {
     pub fn close_session(&self, session: &Arc<Session>, conn: ConnId, will: Option<Will>, now: Instant) {
         Metrics::inc(&self.shared.metrics.client_disconnected);
         self.shared.close_session(session, conn, will, now);
+    }
+
+    /// Changes how long `session` outlives its connection (MQTT 5 DISCONNECT).
+    pub fn set_session_expiry(&self, session: &Arc<Session>, expiry_interval: u32) {
+        self.shared.set_session_expiry(session, expiry_interval);
+    }
+
+    /// What an acknowledgement about to be sent must wait for: the highest journal ticket this
+    /// thread was handed since the last call (see [`crate::journal`]). `Ticket::NONE` without a
+    /// store.
+    pub fn take_ticket(&self) -> Ticket {
+        crate::journal::take_ticket()
+    }
+
+    /// True when an acknowledgement waiting for `ticket` may go out.
+    pub fn is_durable(&self, ticket: Ticket) -> bool {
+        self.shared.journal.as_ref().is_none_or(|j| j.is_durable(ticket))
+    }
+
+    /// Signals `conn` with a delivery wake-up once `ticket` is durable.
+    pub fn notify_when_durable(&self, ticket: Ticket, conn: &Arc<ConnHandle>) {
+        if let Some(journal) = &self.shared.journal {
+            journal.notify_when_durable(ticket, conn);
+        }
+    }
+
+    /// Keeps the journal from cutting a batch while held: a QoS 2 publish holds it across
+    /// routing and recording its packet id, so that both reach the disk in one commit.
+    pub fn atomic_journal(&self) -> Option<RwLockReadGuard<'_, ()>> {
+        self.shared.journal.as_ref().map(|j| j.atomic())
     }
 
     /// Publishes a message: routed now to the sessions it matches, or held back when it is a

@@ -174,6 +174,14 @@ impl DelayedQueue {
         Ok(())
     }
 
+    /// Holds a message restored from the durable store, whatever the bound (it was accepted
+    /// under it before the restart).
+    pub fn restore(&mut self, due: Instant, message: Message) {
+        let seq = self.next_seq;
+        self.next_seq = self.next_seq.wrapping_add(1);
+        self.heap.push(Entry { due, seq, message });
+    }
+
     /// Removes and returns every message due at or before `now`, earliest first; messages due at
     /// the same instant come out in insertion order.
     pub fn pop_due(&mut self, now: Instant) -> Vec<Message> {

@@ -15,7 +15,8 @@
 //! - [`channel`]: the sans-I/O [`channel::Channel`] and [`channel::Codec`] traits drivers run.
 //! - [`conn`]: the per-connection handle through which the broker wakes and kicks connections.
 //! - [`auth`]: authentication and authorization traits.
-//! - [`store`]: the persistence trait and its in-memory implementation.
+//! - [`store`]: the persistence seam (ops, records, the `Store` trait); [`journal`]: the
+//!   ordered op stream and its group-committing writer thread.
 //! - [`metrics`]: the broker-wide counters.
 //!
 //! And [`wake`]: deferred, batched wake-ups of subscriber connections.
@@ -27,6 +28,7 @@ pub mod channel;
 pub mod conn;
 pub mod ctx;
 pub mod delayed;
+pub mod journal;
 pub mod message;
 pub mod metrics;
 pub mod rewrite;

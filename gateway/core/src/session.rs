@@ -17,8 +17,10 @@ use bytestring::ByteString;
 use parking_lot::{Mutex, MutexGuard};
 
 use crate::conn::ConnHandle;
-use crate::message::{Message, QoS};
+use crate::journal::Journal;
+use crate::message::{Message, QoS, now_millis};
 use crate::router::ShareKey;
+use crate::store::{EntryState, StoreOp, StoredDelivery};
 use crate::submap::SubscriptionMap;
 use crate::wake;
 
@@ -55,6 +57,8 @@ pub struct Delivery {
     /// The shared-subscription group this came through, if any: if this session ends before
     /// acknowledging it, it goes to another member of the group.
     pub shared: Option<Arc<ShareKey>>,
+    /// Sequence number in a persistent session's stored queue; 0 when not stored.
+    pub seq: u64,
 }
 
 /// What an unacknowledged outgoing QoS 1/2 exchange is waiting for.
@@ -63,7 +67,10 @@ pub enum InflightState {
     /// PUBLISH sent, waiting for PUBACK (QoS 1) or PUBREC (QoS 2).
     AwaitingAck(Delivery),
     /// PUBREL sent, waiting for PUBCOMP.
-    AwaitingComp,
+    AwaitingComp {
+        /// Sequence number of the stored message (0 when not stored).
+        seq: u64,
+    },
 }
 
 /// One unacknowledged outgoing exchange.
@@ -98,6 +105,18 @@ impl Default for SessionLimits {
     }
 }
 
+/// A stored copy of `delivery` in `state`.
+fn stored(delivery: &Delivery, state: EntryState) -> StoredDelivery {
+    StoredDelivery {
+        seq: delivery.seq,
+        message: delivery.message.clone(),
+        qos: delivery.qos,
+        retain: delivery.retain,
+        subscription_ids: delivery.subscription_ids.clone(),
+        state,
+    }
+}
+
 /// The mutable part of a session.
 #[derive(Debug)]
 pub struct SessionState {
@@ -126,6 +145,18 @@ pub struct SessionState {
     stuck: bool,
     next_packet_id: u16,
     limits: SessionLimits,
+    /// Set while the session is persistent and the broker has a durable store: every change
+    /// to the queue, the inflight window and the awaiting-release set is journalled.
+    persist: Option<Box<Persist>>,
+    /// Next stored-queue sequence number.
+    next_seq: u64,
+}
+
+/// Where a persistent session journals its changes.
+#[derive(Debug)]
+struct Persist {
+    journal: Arc<Journal>,
+    client_id: ByteString,
 }
 
 /// A client's session. See the module docs.
@@ -160,6 +191,8 @@ impl Session {
                 stuck: false,
                 next_packet_id: 1,
                 limits,
+                persist: None,
+                next_seq: 1,
             }),
         })
     }
@@ -265,13 +298,234 @@ impl SessionState {
                 }
                 self.dropped += 1;
                 dropped_one = true;
+                self.forget(&dropped);
             }
         }
         if delivery.qos == QoS::AtMostOnce {
             self.queued_qos0 += 1;
         }
+        let mut delivery = delivery;
+        if let Some(persist) = &self.persist {
+            delivery.seq = self.next_seq;
+            self.next_seq += 1;
+            persist.journal.submit(StoreOp::Enqueue {
+                client_id: persist.client_id.clone(),
+                delivery: stored(&delivery, EntryState::Queued),
+            });
+        }
         self.queue.push_back(delivery);
         dropped_one
+    }
+
+    /// Journals that a stored message left the session (acknowledged, dropped, expired, or a
+    /// QoS 0 message sent).
+    pub fn forget(&self, delivery: &Delivery) {
+        self.forget_seq(delivery.seq);
+    }
+
+    fn forget_seq(&self, seq: u64) {
+        if seq != 0
+            && let Some(persist) = &self.persist
+        {
+            persist.journal.submit(StoreOp::Remove {
+                client_id: persist.client_id.clone(),
+                seq,
+            });
+        }
+    }
+
+    /// Records that `delivery` went on the wire: a QoS 0 message is done with; a QoS 2 one is
+    /// journalled with its packet id, so that a resend after a restart reuses it. QoS 1 stays
+    /// queued on disk until acknowledged. The caller holds the PUBLISH back until the ticket
+    /// ([`crate::journal::take_ticket`]) is durable.
+    pub fn record_sent(&self, delivery: &Delivery, packet_id: Option<u16>) {
+        match (delivery.qos, packet_id) {
+            (QoS::AtMostOnce, _) => self.forget(delivery),
+            (QoS::ExactlyOnce, Some(packet_id)) => self.set_stored_state(delivery.seq, EntryState::Sent { packet_id }),
+            _ => {}
+        }
+    }
+
+    fn set_stored_state(&self, seq: u64, state: EntryState) {
+        if seq != 0
+            && let Some(persist) = &self.persist
+        {
+            persist.journal.submit(StoreOp::SetState {
+                client_id: persist.client_id.clone(),
+                seq,
+                state,
+            });
+        }
+    }
+
+    /// Ends the inflight exchange at `index` (PUBACK, PUBCOMP, or an error PUBREC).
+    pub fn complete_inflight(&mut self, index: usize) -> Option<InflightEntry> {
+        let entry = self.inflight.remove(index)?;
+        match &entry.state {
+            InflightState::AwaitingAck(delivery) => self.forget(delivery),
+            InflightState::AwaitingComp { seq } => self.forget_seq(*seq),
+        }
+        Some(entry)
+    }
+
+    /// Moves the QoS 2 exchange at `index` from PUBLISH-sent to PUBREL-sent (PUBREC arrived).
+    pub fn release_inflight(&mut self, index: usize, now: Instant) {
+        let Some(entry) = self.inflight.get_mut(index) else {
+            return;
+        };
+        let seq = match &entry.state {
+            InflightState::AwaitingAck(delivery) => delivery.seq,
+            InflightState::AwaitingComp { seq } => *seq,
+        };
+        entry.state = InflightState::AwaitingComp { seq };
+        entry.sent_at = now;
+        let packet_id = entry.packet_id;
+        self.set_stored_state(seq, EntryState::Released { packet_id });
+    }
+
+    /// An incoming QoS 2 packet id now waits for PUBREL.
+    pub fn insert_awaiting_rel(&mut self, packet_id: u16, now: Instant) {
+        self.awaiting_rel.insert(packet_id, now);
+        if let Some(persist) = &self.persist {
+            persist.journal.submit(StoreOp::AwaitRelPut {
+                client_id: persist.client_id.clone(),
+                packet_id,
+                at_ms: now_millis(),
+            });
+        }
+    }
+
+    /// PUBREL for `packet_id`: true if it was awaited.
+    pub fn remove_awaiting_rel(&mut self, packet_id: u16) -> bool {
+        let known = self.awaiting_rel.remove(&packet_id).is_some();
+        if known && let Some(persist) = &self.persist {
+            persist.journal.submit(StoreOp::AwaitRelDelete {
+                client_id: persist.client_id.clone(),
+                packet_id,
+            });
+        }
+        known
+    }
+
+    /// Drops incoming QoS 2 packet ids whose PUBREL did not come within `timeout`.
+    pub fn expire_awaiting_rel(&mut self, timeout: std::time::Duration, now: Instant) {
+        let expired: Vec<u16> = self
+            .awaiting_rel
+            .iter()
+            .filter(|(_, received)| **received + timeout <= now)
+            .map(|(id, _)| *id)
+            .collect();
+        for packet_id in expired {
+            self.remove_awaiting_rel(packet_id);
+        }
+    }
+
+    /// True while changes are journalled.
+    pub fn is_persisted(&self) -> bool {
+        self.persist.is_some()
+    }
+
+    /// Starts journalling to `journal` (the session became persistent): everything it holds
+    /// now is written out; or stops (`None`).
+    pub(crate) fn set_persist(&mut self, client_id: &ByteString, journal: Option<Arc<Journal>>) {
+        match journal {
+            None => self.persist = None,
+            Some(journal) => {
+                if self.persist.is_some() {
+                    return;
+                }
+                for (filter, options) in self.subscriptions.iter() {
+                    journal.submit(StoreOp::SubscriptionPut {
+                        client_id: client_id.clone(),
+                        filter: filter.clone(),
+                        options: *options,
+                    });
+                }
+                for delivery in self.queue.iter_mut() {
+                    delivery.seq = self.next_seq;
+                    self.next_seq += 1;
+                    journal.submit(StoreOp::Enqueue {
+                        client_id: client_id.clone(),
+                        delivery: stored(delivery, EntryState::Queued),
+                    });
+                }
+                for entry in self.inflight.iter_mut() {
+                    if let InflightState::AwaitingAck(delivery) = &mut entry.state {
+                        delivery.seq = self.next_seq;
+                        self.next_seq += 1;
+                        let state = match delivery.qos {
+                            QoS::ExactlyOnce => EntryState::Sent {
+                                packet_id: entry.packet_id,
+                            },
+                            _ => EntryState::Queued,
+                        };
+                        journal.submit(StoreOp::Enqueue {
+                            client_id: client_id.clone(),
+                            delivery: stored(delivery, state),
+                        });
+                    }
+                }
+                for packet_id in self.awaiting_rel.keys() {
+                    journal.submit(StoreOp::AwaitRelPut {
+                        client_id: client_id.clone(),
+                        packet_id: *packet_id,
+                        at_ms: now_millis(),
+                    });
+                }
+                self.persist = Some(Box::new(Persist {
+                    journal,
+                    client_id: client_id.clone(),
+                }));
+            }
+        }
+    }
+
+    /// Journals to `journal` from now on without writing anything (a session restored from
+    /// the store is on disk already).
+    pub(crate) fn attach_journal(&mut self, client_id: &ByteString, journal: Arc<Journal>) {
+        self.persist = Some(Box::new(Persist {
+            journal,
+            client_id: client_id.clone(),
+        }));
+    }
+
+    /// The journal, while persistent.
+    pub(crate) fn journal(&self) -> Option<&Arc<Journal>> {
+        self.persist.as_ref().map(|p| &p.journal)
+    }
+
+    /// Restores stored messages (at start-up), in sequence order.
+    pub(crate) fn restore_messages(&mut self, messages: Vec<StoredDelivery>) {
+        for stored in messages {
+            self.next_seq = self.next_seq.max(stored.seq + 1);
+            let delivery = Delivery {
+                message: stored.message,
+                qos: stored.qos,
+                retain: stored.retain,
+                subscription_ids: stored.subscription_ids,
+                shared: None,
+                seq: stored.seq,
+            };
+            let now = Instant::now();
+            match stored.state {
+                EntryState::Queued => {
+                    if delivery.qos == QoS::AtMostOnce {
+                        self.queued_qos0 += 1;
+                    }
+                    self.queue.push_back(delivery);
+                }
+                EntryState::Sent { packet_id } => self.inflight.push_back(InflightEntry {
+                    packet_id,
+                    state: InflightState::AwaitingAck(delivery),
+                    sent_at: now,
+                }),
+                EntryState::Released { packet_id } => self.inflight.push_back(InflightEntry {
+                    packet_id,
+                    state: InflightState::AwaitingComp { seq: stored.seq },
+                    sent_at: now,
+                }),
+            }
+        }
     }
 
     /// Takes the oldest queued delivery.
@@ -377,6 +631,7 @@ mod tests {
             retain: false,
             subscription_ids: Vec::new(),
             shared: None,
+            seq: 0,
         }
     }
 
@@ -424,7 +679,7 @@ mod tests {
         state.next_packet_id = u16::MAX;
         state.inflight.push_back(InflightEntry {
             packet_id: 1,
-            state: InflightState::AwaitingComp,
+            state: InflightState::AwaitingComp { seq: 0 },
             sent_at: Instant::now(),
         });
         assert_eq!(state.next_packet_id(), Some(u16::MAX));

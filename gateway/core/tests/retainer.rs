@@ -40,7 +40,7 @@ fn retained_for_new_subscriber(broker: &Broker, filter: &str) -> usize {
         mountpoint: Default::default(),
     });
     let conn = broker.register_connection();
-    let opened = ctx.open_session(&format!("probe-{}", conn.id().0).into(), true, 0, &conn);
+    let opened = ctx.open_session(&format!("probe-{}", conn.id().0).into(), true, 0, &conn, None);
     let topic = SubscriptionTopic::parse(filter.to_string()).expect("valid filter");
     ctx.subscribe(&opened.session, topic, SubOptions::default(), RetainedOnSubscribe::Send);
     let count = opened.session.lock().queue.len();

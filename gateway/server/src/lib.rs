@@ -15,9 +15,12 @@ use portico_core::broker::{DelayedSettings, RetainerLimits, SysSettings};
 use portico_core::rewrite;
 use portico_core::router::SharedStrategy as CoreStrategy;
 use portico_core::session::SessionLimits;
-use portico_core::{Broker, BrokerConfig, QoS};
+use portico_core::store::{DurabilityMode, StoreError};
+use portico_core::{Broker, BrokerConfig, Extensions, QoS};
 use portico_mqtt::MqttSettings;
+use portico_store::RedbStore;
 use portico_transport::BindError;
+use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -29,6 +32,9 @@ const TICK: Duration = Duration::from_millis(250);
 
 /// How long shutdown waits for connections to say goodbye before giving up on them.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// How long shutdown waits for the durable store to write what is pending.
+const STORE_CLOSE_GRACE: Duration = Duration::from_secs(10);
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -44,6 +50,10 @@ pub enum StartError {
         /// Why.
         why: String,
     },
+    /// The durable store cannot be opened or read: the node refuses to start rather than
+    /// lose what it promised to keep.
+    #[error("durable store: {0}")]
+    Store(#[from] StoreError),
     /// A configured feature is not available in this build.
     #[error("{key}: {why}")]
     Unsupported {
@@ -75,7 +85,7 @@ impl Server {
                 why: "exclusive subscriptions are not implemented yet; set it to false",
             });
         }
-        let broker = Broker::new(broker_config(config)?);
+        let broker = Broker::with_extensions(broker_config(config)?, open_store(config)?)?;
         let shutdown = CancellationToken::new();
         let tasks = TaskTracker::new();
         let listeners = Listeners::start(config, &broker, &shutdown, &tasks)?;
@@ -144,7 +154,35 @@ impl Server {
                 "connections still open after the shutdown grace period"
             );
         }
+        let broker = self.broker.clone();
+        let written = tokio::task::spawn_blocking(move || broker.close_store(STORE_CLOSE_GRACE))
+            .await
+            .unwrap_or(false);
+        if !written {
+            tracing::error!("the durable store did not finish writing before shutdown");
+        }
     }
+}
+
+/// The extensions for `config`'s durability mode: the redb store under `node.data_dir`, or none.
+fn open_store(config: &Config) -> Result<Extensions, StartError> {
+    let durable = &config.durable_sessions;
+    let mut extensions = Extensions {
+        durability: durable.mode,
+        batch_window: durable.batch_window,
+        ..Extensions::default()
+    };
+    if durable.mode != DurabilityMode::Memory {
+        let mut store = RedbStore::open(&config.node.data_dir)?;
+        // Reclaims the space of deleted records left behind by the last run; cheap when there
+        // is little to reclaim.
+        if let Err(error) = store.compact() {
+            tracing::warn!(%error, "durable store compaction failed; continuing");
+        }
+        tracing::info!(path = %store.path().display(), mode = durable.mode.as_str(), "durable store open");
+        extensions.store = Some(Arc::new(store));
+    }
+    Ok(extensions)
 }
 
 fn node_id(name: &str) -> u16 {

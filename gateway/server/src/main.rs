@@ -35,19 +35,28 @@ enum Command {
         /// Configuration file (TOML). Without it, the embedded defaults apply.
         #[arg(long, short, env = CONFIG_PATH_ENV)]
         config: Option<PathBuf>,
+        /// Keep everything in memory (`durable_sessions.mode = "memory"`): nothing is written to
+        /// disk, and a restart loses sessions, retained and delayed messages.
+        #[arg(long)]
+        memory: bool,
     },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Start { config } => start(config),
+        Command::Start { config, memory } => start(config, memory),
     }
 }
 
-fn start(config_path: Option<PathBuf>) -> ExitCode {
+fn start(config_path: Option<PathBuf>, memory: bool) -> ExitCode {
     let config = match Config::load(config_path.as_deref(), process_env()) {
-        Ok(config) => config,
+        Ok(mut config) => {
+            if memory {
+                config.durable_sessions.mode = portico_core::store::DurabilityMode::Memory;
+            }
+            config
+        }
         Err(errors) => {
             eprintln!("portico: the configuration is invalid:\n{errors}");
             return ExitCode::from(2);

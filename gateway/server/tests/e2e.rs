@@ -27,6 +27,7 @@ async fn start(extra_env: &[(&str, &str)]) -> Server {
             "PORTICO_LISTENERS__WS__DEFAULT__BIND".to_string(),
             "127.0.0.1:0".to_string(),
         ),
+        support::data_dir_env(),
     ];
     env.extend(extra_env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     let config = Config::load(None, env).expect("valid test config");

@@ -23,6 +23,7 @@ async fn start(guarded: &[(&str, &str)]) -> Server {
         ("PORTICO_LISTENERS__TCP__DEFAULT__BIND".into(), "127.0.0.1:0".into()),
         ("PORTICO_LISTENERS__TCP__GUARDED__BIND".into(), "127.0.0.1:0".into()),
         ("PORTICO_LISTENERS__WS__DEFAULT__ENABLE".into(), "false".into()),
+        support::data_dir_env(),
     ];
     for (key, value) in guarded {
         env.push((format!("PORTICO_LISTENERS__TCP__GUARDED__{key}"), (*value).to_owned()));
@@ -224,7 +225,10 @@ fn free_port() -> u16 {
 }
 
 fn config(pairs: &[(&str, String)]) -> Config {
-    let mut env: Vec<(String, String)> = vec![("PORTICO_LISTENERS__WS__DEFAULT__ENABLE".into(), "false".into())];
+    let mut env: Vec<(String, String)> = vec![
+        ("PORTICO_LISTENERS__WS__DEFAULT__ENABLE".into(), "false".into()),
+        support::data_dir_env(),
+    ];
     env.extend(pairs.iter().map(|(k, v)| ((*k).to_owned(), v.clone())));
     Config::load(None, env).expect("valid test config")
 }

@@ -37,6 +37,7 @@ async fn start(pki: &Pki, extra: &[(&str, String)]) -> Server {
         ("PORTICO_LISTENERS__TCP__DEFAULT__BIND".into(), "127.0.0.1:0".into()),
         ("PORTICO_LISTENERS__WS__DEFAULT__BIND".into(), "127.0.0.1:0".into()),
         ("PORTICO_MQTT__PEER_CERT_AS_USERNAME".into(), "cn".into()),
+        support::data_dir_env(),
     ];
     for kind in ["SSL", "WSS"] {
         env.push((format!("PORTICO_LISTENERS__{kind}__DEFAULT__ENABLE"), "true".into()));

@@ -1,12 +1,14 @@
 //! EMQX broker features on top of routing: delayed publish, `$SYS` topics, topic rewrite and
 //! auto-subscribe.
 
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use super::{Shared, SysSettings};
 use crate::delayed::{self, DelayedError};
 use crate::message::{Message, Origin, QoS, now_millis};
+use crate::store::StoreOp;
 use crate::sys::{ConnectedEvent, DisconnectedEvent, SubscribedEvent, SysMessage, UnsubscribedEvent};
 use crate::topic::TopicName;
 
@@ -54,8 +56,18 @@ impl Shared {
 
     /// Holds `message` back until `due`.
     pub(super) fn delay(&self, message: Message, due: Instant) -> Result<Published, PublishError> {
-        match self.delayed.lock().push(due, message) {
-            Ok(()) => Ok(Published::Delayed),
+        let stored = self.journal.is_some().then(|| Arc::new(message.clone()));
+        let mut queue = self.delayed.lock();
+        match queue.push(due, message) {
+            Ok(()) => {
+                if let Some(message) = stored {
+                    let due_ms = now_millis() + due.saturating_duration_since(Instant::now()).as_millis() as u64;
+                    // Under the queue lock, so that the op cannot overtake the delete of a
+                    // message published at once.
+                    self.journal_op(StoreOp::DelayedPut { due_ms, message });
+                }
+                Ok(Published::Delayed)
+            }
             Err(_) => Err(PublishError::DelayedQueueFull),
         }
     }
@@ -70,7 +82,10 @@ impl Shared {
             queue.pop_due(now)
         };
         for message in due {
+            let id = message.id;
             self.dispatch(message);
+            // After routing: a crash in between publishes it again rather than never.
+            self.journal_op(StoreOp::DelayedDelete(id));
         }
     }
 

@@ -16,17 +16,18 @@ use crate::autosub::AutoSubscribeRule;
 use crate::conn::{ConnHandle, ConnId, KickReason};
 use crate::ctx::{Ctx, FrontendInfo};
 use crate::delayed::DelayedQueue;
-use crate::message::{Message, QoS};
+use crate::journal::Journal;
+use crate::message::Message;
 use crate::metrics::Metrics;
 use crate::rewrite::Rewriter;
-use crate::router::{Router, ShareKey, SharedStrategy, SubEntry};
+use crate::router::{Router, ShareKey, SharedStrategy};
 use crate::session::{Session, SessionLimits, SubOptions};
-use crate::store::{MemoryStore, Store};
+use crate::store::{DurabilityMode, Recovered, Store, StoreError};
 use crate::sys::SysTopics;
-use crate::topic::SubscriptionTopic;
 use crate::wake;
 
 mod features;
+mod restore;
 mod retained;
 mod routing;
 mod sessions;
@@ -187,8 +188,12 @@ pub enum RetainedOnSubscribe {
 /// The pluggable parts of a broker: persistence, authentication, authorization.
 #[derive(Clone)]
 pub struct Extensions {
-    /// Where durable state goes.
-    pub store: Arc<dyn Store>,
+    /// Where durable state goes; `None` keeps everything in memory.
+    pub store: Option<Arc<dyn Store>>,
+    /// How acknowledgements wait for the store (ignored without one).
+    pub durability: DurabilityMode,
+    /// Longest time between commits in `batch` mode.
+    pub batch_window: Duration,
     /// Password authentication (CONNECT user name and password).
     pub authenticator: Arc<dyn Authenticator>,
     /// Publish/subscribe authorization.
@@ -201,7 +206,9 @@ impl Default for Extensions {
     /// In memory, everyone allowed, no enhanced authentication.
     fn default() -> Self {
         Extensions {
-            store: Arc::new(MemoryStore::default()),
+            store: None,
+            durability: DurabilityMode::Memory,
+            batch_window: Duration::from_millis(10),
             authenticator: Arc::new(AllowAll),
             authorizer: Arc::new(AllowAll),
             enhanced_auth: Vec::new(),
@@ -216,7 +223,8 @@ pub(crate) struct Shared {
     sessions: Mutex<HashMap<ByteString, Arc<Session>>>,
     conns: Mutex<HashMap<ConnId, Arc<ConnHandle>>>,
     delayed_wills: Mutex<Vec<DelayedWill>>,
-    store: Arc<dyn Store>,
+    /// The durable store's journal; `None` in memory mode.
+    pub(crate) journal: Option<Arc<Journal>>,
     pub(crate) authenticator: Arc<dyn Authenticator>,
     pub(crate) authorizer: Arc<dyn Authorizer>,
     pub(crate) enhanced_auth: Vec<Arc<dyn EnhancedAuth>>,
@@ -249,18 +257,39 @@ impl std::fmt::Debug for Broker {
 impl Broker {
     /// A broker keeping its state in memory, allowing every client.
     pub fn new(config: BrokerConfig) -> Broker {
-        Broker::with_extensions(config, Extensions::default())
+        Broker::build(config, Extensions::default(), None)
     }
 
-    /// A broker with the given extensions. Retained messages and persistent sessions in the
-    /// store are restored.
-    pub fn with_extensions(config: BrokerConfig, extensions: Extensions) -> Broker {
+    /// A broker with the given extensions. With a store, everything it holds (persistent
+    /// sessions with their queues, retained and delayed messages) is restored before this
+    /// returns, and expired sessions are purged; an unreadable store is an error, never an
+    /// empty start.
+    pub fn with_extensions(config: BrokerConfig, extensions: Extensions) -> Result<Broker, StoreError> {
+        let durable = match &extensions.store {
+            Some(store) if extensions.durability != DurabilityMode::Memory => {
+                let recovered = store.load()?;
+                let journal = Journal::start(store.clone(), extensions.durability, extensions.batch_window)
+                    .map_err(|e| StoreError::Io(format!("cannot start the durable store's writer thread: {e}")))?;
+                Some((journal, recovered))
+            }
+            _ => None,
+        };
+        Ok(Broker::build(config, extensions, durable))
+    }
+
+    fn build(config: BrokerConfig, extensions: Extensions, durable: Option<(Arc<Journal>, Recovered)>) -> Broker {
         let Extensions {
-            store,
+            store: _,
+            durability: _,
+            batch_window: _,
             authenticator,
             authorizer,
             enhanced_auth,
         } = extensions;
+        let (journal, recovered) = match durable {
+            Some((journal, recovered)) => (Some(journal), Some(recovered)),
+            None => (None, None),
+        };
         let now = Instant::now();
         let delayed_max = config.delayed.max_messages;
         let sys_topics = SysTopics::new(config.node_name.clone()).ok();
@@ -274,7 +303,7 @@ impl Broker {
             sessions: Mutex::new(HashMap::new()),
             conns: Mutex::new(HashMap::new()),
             delayed_wills: Mutex::new(Vec::new()),
-            store,
+            journal,
             authenticator,
             authorizer,
             enhanced_auth,
@@ -289,45 +318,10 @@ impl Broker {
             shutting_down: AtomicBool::new(false),
         });
         let broker = Broker { shared };
-        broker.restore(now);
+        if let Some(recovered) = recovered {
+            broker.shared.restore(recovered, now);
+        }
         broker
-    }
-
-    fn restore(&self, now: Instant) {
-        let shared = &self.shared;
-        let retained = shared.store.load_retained();
-        let mut map = shared.retained.write();
-        for message in retained {
-            map.insert(message.topic.as_bytestring().clone(), Arc::new(message));
-        }
-        drop(map);
-        for record in shared.store.load_sessions() {
-            let session = Session::new(
-                record.client_id.clone(),
-                record.expiry_interval,
-                shared.config.session_limits,
-            );
-            session.lock().disconnected_at = Some(now);
-            for (filter, qos) in &record.subscriptions {
-                let Ok(topic) = SubscriptionTopic::parse(filter.clone()) else {
-                    tracing::warn!(client_id = %record.client_id, %filter, "stored subscription is invalid; skipped");
-                    continue;
-                };
-                let options = SubOptions {
-                    qos: QoS::from_u8(*qos).unwrap_or(QoS::AtMostOnce),
-                    ..SubOptions::default()
-                };
-                shared.router.subscribe(
-                    &topic,
-                    SubEntry {
-                        session: session.clone(),
-                        options,
-                    },
-                );
-                session.lock().subscriptions.insert(filter.clone(), options);
-            }
-            shared.sessions.lock().insert(record.client_id, session);
-        }
     }
 
     /// The context a channel of `frontend` uses to reach this broker.
@@ -418,6 +412,20 @@ impl Broker {
             shared.expire_retained();
         }
         wake::flush();
+    }
+
+    /// The durable store's journal, if the broker has a store.
+    pub fn journal(&self) -> Option<&Arc<Journal>> {
+        self.shared.journal.as_ref()
+    }
+
+    /// Waits until every change so far is on disk and stops the store's writer (after the
+    /// connections have closed). True when everything was written within `timeout`.
+    pub fn close_store(&self, timeout: Duration) -> bool {
+        match &self.shared.journal {
+            Some(journal) => journal.stop(timeout),
+            None => true,
+        }
     }
 
     /// Asks every connection to end with "server shutting down" and refuses new ones.

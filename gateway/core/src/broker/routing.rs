@@ -12,10 +12,18 @@ use crate::message::Message;
 use crate::metrics::Metrics;
 use crate::router::{ShareKey, SubEntry};
 use crate::session::{Delivery, Session, SubOptions};
+use crate::store::StoreOp;
 use crate::topic::SubscriptionTopic;
 use crate::wake;
 
 impl Shared {
+    /// Appends `op` to the journal when the broker has a durable store.
+    pub(super) fn journal_op(&self, op: StoreOp) {
+        if let Some(journal) = &self.journal {
+            journal.submit(op);
+        }
+    }
+
     pub(crate) fn millis(&self, instant: Instant) -> u64 {
         instant.saturating_duration_since(self.epoch).as_millis() as u64
     }
@@ -56,8 +64,10 @@ impl Shared {
         let topic = message.topic.as_bytestring().clone();
         // [MQTT-3.3.1-6] an empty retained payload removes the retained message of the topic.
         if message.payload.is_empty() {
-            if self.retained.write().remove(&topic).is_some() {
-                self.store.delete_retained(&topic);
+            let mut retained = self.retained.write();
+            if retained.remove(&topic).is_some() {
+                // Under the map's lock, so that journal order is map order.
+                self.journal_op(StoreOp::RetainedDelete(topic));
             }
             return;
         }
@@ -75,8 +85,11 @@ impl Shared {
             return;
         }
         let new = retained.insert(topic, message.clone());
+        if counted {
+            // The broker's own `$SYS` messages are made again after a restart.
+            self.journal_op(StoreOp::RetainedPut(message.clone()));
+        }
         drop(retained);
-        self.store.put_retained(message);
         if new {
             Metrics::inc(&self.metrics.messages_retained);
         }
@@ -109,12 +122,10 @@ impl Shared {
             return;
         }
         let mut retained = self.retained.write();
-        for topic in &expired {
-            retained.remove(topic);
-        }
-        drop(retained);
-        for topic in &expired {
-            self.store.delete_retained(topic);
+        for topic in expired {
+            if retained.remove(&topic).is_some() {
+                self.journal_op(StoreOp::RetainedDelete(topic));
+            }
         }
     }
 
@@ -198,6 +209,7 @@ impl Shared {
             retain: options.retain_as_published && message.retain,
             subscription_ids,
             shared,
+            seq: 0,
         });
         if outcome.dropped {
             Metrics::inc(&self.metrics.messages_dropped);
@@ -249,13 +261,16 @@ impl Shared {
         );
         let shared = topic.share_group.is_some();
         let filter = topic.filter.clone();
-        let persistent = {
+        {
             let mut state = session.lock();
             state.subscriptions.insert(topic.original.clone(), options);
-            state.expiry_interval > 0
-        };
-        if persistent {
-            self.persist(session);
+            if let Some(journal) = state.journal() {
+                journal.submit(StoreOp::SubscriptionPut {
+                    client_id: session.client_id().clone(),
+                    filter: topic.original.clone(),
+                    options,
+                });
+            }
         }
         // MQTT 5 §4.8.2: retained messages are not sent for shared subscriptions.
         let send = match retained {
@@ -290,6 +305,7 @@ impl Shared {
                     retain: true,
                     subscription_ids: ids,
                     shared: None,
+                    seq: 0,
                 };
                 if session.deliver(delivery).dropped {
                     Metrics::inc(&self.metrics.messages_dropped);
@@ -300,14 +316,19 @@ impl Shared {
     }
 
     pub(crate) fn unsubscribe(&self, session: &Arc<Session>, filter: &str) -> bool {
-        let removed = session.lock().subscriptions.remove(filter);
-        if removed.is_none() {
-            return false;
+        {
+            let mut state = session.lock();
+            if state.subscriptions.remove(filter).is_none() {
+                return false;
+            }
+            if let Some(journal) = state.journal() {
+                journal.submit(StoreOp::SubscriptionDelete {
+                    client_id: session.client_id().clone(),
+                    filter: ByteString::from(filter),
+                });
+            }
         }
         self.unroute(ByteString::from(filter), session);
-        if session.lock().expiry_interval > 0 {
-            self.persist(session);
-        }
         true
     }
 

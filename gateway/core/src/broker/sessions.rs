@@ -9,7 +9,7 @@ use super::{DelayedWill, Shared, Will};
 use crate::conn::{ConnHandle, ConnId, KickReason};
 use crate::metrics::Metrics;
 use crate::session::{Session, SessionState};
-use crate::store::SessionRecord;
+use crate::store::{SessionRecord, StoreOp, StoredWill};
 
 impl Shared {
     pub(crate) fn open_session(
@@ -18,6 +18,7 @@ impl Shared {
         clean_start: bool,
         expiry_interval: u32,
         conn: &Arc<ConnHandle>,
+        will: Option<&Will>,
     ) -> (Arc<Session>, bool) {
         let mut sessions = self.sessions.lock();
         if let Some(existing) = sessions.get(client_id).cloned() {
@@ -39,6 +40,7 @@ impl Shared {
                 state.disconnected_at = None;
                 state.expiry_interval = expiry_interval;
                 state.set_limits(self.config.session_limits);
+                self.persist_locked(&existing, &mut state, will, now_ms());
                 drop(state);
                 // [MQTT-3.1.3-9] a new connection to the session before the will delay ends
                 // cancels the will.
@@ -51,13 +53,16 @@ impl Shared {
             self.end_session(&existing);
         }
         let session = Session::new(client_id.clone(), expiry_interval, self.config.session_limits);
-        session.bind(&mut session.lock(), Some(conn.clone()));
+        {
+            let mut state = session.lock();
+            session.bind(&mut state, Some(conn.clone()));
+            // Journalled while the registry lock is held, so that a clean start's delete of
+            // the old session and the new record reach the store in this order.
+            self.persist_locked(&session, &mut state, will, now_ms());
+        }
         sessions.insert(client_id.clone(), session.clone());
         drop(sessions);
         Metrics::inc(&self.metrics.session_created);
-        if expiry_interval > 0 {
-            self.persist(&session);
-        }
         (session, false)
     }
 
@@ -66,6 +71,10 @@ impl Shared {
     pub(super) fn end_session(&self, session: &Arc<Session>) {
         let (filters, unacked) = {
             let mut state = session.lock();
+            if state.is_persisted() {
+                self.journal_op(StoreOp::SessionDelete(session.client_id().clone()));
+                state.set_persist(session.client_id(), None);
+            }
             let filters: Vec<ByteString> = state
                 .subscriptions
                 .take_all()
@@ -78,7 +87,6 @@ impl Shared {
             self.unroute(filter, session);
         }
         self.redispatch(session, unacked);
-        self.store.delete_session(session.client_id());
         Metrics::inc(&self.metrics.session_terminated);
         let due: Vec<DelayedWill> = {
             let mut wills = self.delayed_wills.lock();
@@ -105,7 +113,9 @@ impl Shared {
         let expiry = state.expiry_interval;
         let ends_now = still_ours && expiry == 0;
         if still_ours && !ends_now {
-            self.persist_locked(session, &state);
+            // The will stays with the record while it waits for its delay.
+            let pending_will = will.as_ref().filter(|w| w.delay.min(expiry) > 0);
+            self.persist_locked(session, &mut state, pending_will, now_ms());
         }
         drop(state);
         if ends_now
@@ -144,6 +154,37 @@ impl Shared {
         };
         for will in due {
             self.dispatch(will.message);
+            self.forget_will(&will.client_id);
+        }
+    }
+
+    /// Rewrites the record of a persistent session without its (published) will.
+    fn forget_will(&self, client_id: &ByteString) {
+        if self.journal.is_none() {
+            return;
+        }
+        let Some(session) = self.sessions.lock().get(client_id).cloned() else {
+            return;
+        };
+        let state = session.lock();
+        if state.is_persisted() && state.conn.is_none() {
+            let at = state.disconnected_at.map(wall_ms);
+            self.journal_op(StoreOp::SessionPut(Box::new(SessionRecord {
+                client_id: client_id.clone(),
+                expiry_interval: state.expiry_interval,
+                disconnected_at_ms: at,
+                will: None,
+            })));
+        }
+        drop(state);
+    }
+
+    /// Changes how long a session outlives its connection (5.0 DISCONNECT), journalling it.
+    pub(crate) fn set_session_expiry(&self, session: &Arc<Session>, expiry_interval: u32) {
+        let mut state = session.lock();
+        state.expiry_interval = expiry_interval;
+        if state.is_persisted() || expiry_interval > 0 {
+            self.persist_locked(session, &mut state, None, now_ms());
         }
     }
 
@@ -170,21 +211,41 @@ impl Shared {
         }
     }
 
-    pub(super) fn persist(&self, session: &Arc<Session>) {
-        let state = session.lock();
-        self.persist_locked(session, &state);
-    }
-
-    pub(super) fn persist_locked(&self, session: &Session, state: &SessionState) {
-        let record = SessionRecord {
-            client_id: session.client_id().clone(),
+    /// Writes the session's record (starting to journal it if it just became persistent), or
+    /// deletes it from the store if its expiry is now 0. No-op without a store.
+    pub(super) fn persist_locked(&self, session: &Session, state: &mut SessionState, will: Option<&Will>, now_ms: u64) {
+        let Some(journal) = &self.journal else { return };
+        let client_id = session.client_id();
+        if state.expiry_interval == 0 {
+            if state.is_persisted() {
+                journal.submit(StoreOp::SessionDelete(client_id.clone()));
+                state.set_persist(client_id, None);
+            }
+            return;
+        }
+        let disconnected_at_ms = state
+            .conn
+            .is_none()
+            .then(|| state.disconnected_at.map(wall_ms).unwrap_or(now_ms));
+        // The record first: the subscriptions and messages `set_persist` writes belong to it.
+        journal.submit(StoreOp::SessionPut(Box::new(SessionRecord {
+            client_id: client_id.clone(),
             expiry_interval: state.expiry_interval,
-            subscriptions: state
-                .subscriptions
-                .iter()
-                .map(|(filter, options)| (filter.clone(), options.qos as u8))
-                .collect(),
-        };
-        self.store.put_session(&record);
+            disconnected_at_ms,
+            will: will.map(|w| StoredWill {
+                message: w.message.clone(),
+                delay: w.delay,
+            }),
+        })));
+        state.set_persist(client_id, Some(journal.clone()));
     }
+}
+
+fn now_ms() -> u64 {
+    crate::message::now_millis()
+}
+
+/// The wall-clock milliseconds of `instant` (a time in the past of this process).
+fn wall_ms(instant: Instant) -> u64 {
+    now_ms().saturating_sub(instant.elapsed().as_millis() as u64)
 }

@@ -29,10 +29,10 @@ use toml::{Table, Value};
 
 pub use error::{ConfigError, ConfigErrors, Source};
 pub use types::{
-    AutoSubscribe, AutoSubscribeConfig, Config, ConsoleLogConfig, DelayedConfig, ListenersConfig, LogConfig, LogLevel,
-    MqttConfig, NodeConfig, PeerCertAs, RetainerConfig, RewriteAction, RewriteRule, SharedStrategy, SslListenerConfig,
-    SslOptions, SysEventMessages, SysTopicsConfig, TcpListenerConfig, Verify, WebsocketOptions, WsListenerConfig,
-    WssListenerConfig,
+    AutoSubscribe, AutoSubscribeConfig, Config, ConsoleLogConfig, DelayedConfig, DurableConfig, ListenersConfig,
+    LogConfig, LogLevel, MqttConfig, NodeConfig, PeerCertAs, RetainerConfig, RewriteAction, RewriteRule,
+    SharedStrategy, SslListenerConfig, SslOptions, SysEventMessages, SysTopicsConfig, TcpListenerConfig, Verify,
+    WebsocketOptions, WsListenerConfig, WssListenerConfig,
 };
 
 /// Environment variable the binary reads the config file path from; never treated as a key.

@@ -8,13 +8,14 @@ use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use portico_core::store::DurabilityMode;
 use toml::{Table, Value};
 
 use super::env::EnvOrigin;
 use super::error::{ConfigError, Source};
 use super::types::{
-    AutoSubscribe, AutoSubscribeConfig, Config, ConsoleLogConfig, DelayedConfig, LogConfig, LogLevel, MqttConfig,
-    NodeConfig, PeerCertAs, RetainerConfig, RewriteAction, RewriteRule, SharedStrategy, SysEventMessages,
+    AutoSubscribe, AutoSubscribeConfig, Config, ConsoleLogConfig, DelayedConfig, DurableConfig, LogConfig, LogLevel,
+    MqttConfig, NodeConfig, PeerCertAs, RetainerConfig, RewriteAction, RewriteRule, SharedStrategy, SysEventMessages,
     SysTopicsConfig,
 };
 use super::value::{self, render, suggest};
@@ -292,6 +293,7 @@ pub(crate) fn build(root: &Table, origins: &Origins, errors: &mut Vec<ConfigErro
     let auto_subscribe = auto_subscribe(top.section(&mut ctx, "auto_subscribe"), &mut ctx);
     let sys_topics = sys_topics(top.section(&mut ctx, "sys_topics"), &mut ctx);
     let retainer = retainer(top.section(&mut ctx, "retainer"), &mut ctx);
+    let durable_sessions = durable_sessions(top.section(&mut ctx, "durable_sessions"), &mut ctx);
     top.finish(&mut ctx);
     Config {
         node,
@@ -303,7 +305,29 @@ pub(crate) fn build(root: &Table, origins: &Origins, errors: &mut Vec<ConfigErro
         auto_subscribe,
         sys_topics,
         retainer,
+        durable_sessions,
     }
+}
+
+fn durable_sessions(mut s: Section<'_>, ctx: &mut Ctx<'_>) -> DurableConfig {
+    let d = DurableConfig::default();
+    let out = DurableConfig {
+        mode: s.field(ctx, "mode", d.mode, |v| match value::string(v)?.as_str() {
+            "sync" => Ok(DurabilityMode::Sync),
+            "batch" => Ok(DurabilityMode::Batch),
+            "memory" => Ok(DurabilityMode::Memory),
+            _ => Err("expected \"sync\", \"batch\" or \"memory\"".to_owned()),
+        }),
+        batch_window: s.field(ctx, "batch_window", d.batch_window, |v| {
+            let window = value::duration(v)?;
+            if window.is_zero() || window > Duration::from_secs(1) {
+                return Err("expected a duration above 0 and at most 1s".to_owned());
+            }
+            Ok(window)
+        }),
+    };
+    s.finish(ctx);
+    out
 }
 
 fn node_name(v: &Value) -> Result<String, String> {

@@ -6,6 +6,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use portico_core::store::DurabilityMode;
 use portico_transport::access_rules::AccessRules;
 use portico_transport::rate_limit::RateLimit;
 
@@ -22,6 +23,25 @@ pub struct Config {
     pub auto_subscribe: AutoSubscribeConfig,
     pub sys_topics: SysTopicsConfig,
     pub retainer: RetainerConfig,
+    pub durable_sessions: DurableConfig,
+}
+
+/// `durable_sessions.*`: how persistent sessions, retained and delayed messages are kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DurableConfig {
+    /// `sync` (acknowledge after fsync), `batch` (fsync every `batch_window`) or `memory`.
+    pub mode: DurabilityMode,
+    /// Longest time between commits in `batch` mode: the most a crash can lose.
+    pub batch_window: Duration,
+}
+
+impl Default for DurableConfig {
+    fn default() -> Self {
+        Self {
+            mode: DurabilityMode::Sync,
+            batch_window: Duration::from_millis(10),
+        }
+    }
 }
 
 /// `node.*`: identity of this broker node.

@@ -19,6 +19,16 @@ use tokio::time::timeout;
 /// How long a test waits for the server.
 pub const WAIT: Duration = Duration::from_secs(5);
 
+/// A fresh, empty data directory for one server (the durable store's file lives there), as
+/// the `PORTICO_NODE__DATA_DIR` override. Under the target directory; a rerun starts empty.
+pub fn data_dir_env() -> (String, String) {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("data-{}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    ("PORTICO_NODE__DATA_DIR".to_owned(), dir.display().to_string())
+}
+
 /// A byte stream a client can run over.
 pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}

@@ -315,7 +315,9 @@ impl MqttChannel {
         self.keepalive_timeout = (keep_alive > 0)
             .then(|| Duration::from_secs_f64(f64::from(keep_alive) * self.settings.keepalive_multiplier));
 
-        let opened = self.ctx.open_session(&client_id, clean_start, expiry, &self.conn);
+        let opened = self
+            .ctx
+            .open_session(&client_id, clean_start, expiry, &self.conn, will.as_ref());
         self.session = Some(opened.session);
         self.client_mountpoint = mountpoint;
         self.client = Some(client);
@@ -353,11 +355,15 @@ impl MqttChannel {
             }
         }
         // [MQTT-3.2.2-2] Session Present is 0 whenever the client asked for a clean start.
-        out.send(Packet::ConnAck(ConnAck {
-            session_present: opened.present,
-            reason_code: ReasonCode::Success,
-            properties: props,
-        }));
+        // Held until a persistent session's record is on disk (sync mode).
+        self.send_durable(
+            Packet::ConnAck(ConnAck {
+                session_present: opened.present,
+                reason_code: ReasonCode::Success,
+                properties: props,
+            }),
+            out,
+        );
         tracing::debug!(peer = %self.peer, %client_id, version = ?protocol, present = opened.present, "client connected");
 
         self.connected_at_ms = now_millis();
@@ -427,7 +433,7 @@ impl MqttChannel {
                 );
             }
             if let Some(session) = &self.session {
-                session.lock().expiry_interval = expiry;
+                self.ctx.set_session_expiry(session, expiry);
             }
         }
         // [MQTT-3.14.4-3] a normal DISCONNECT discards the will; 0x04 asks for it.

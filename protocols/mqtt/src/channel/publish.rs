@@ -116,7 +116,8 @@ impl MqttChannel {
             let state = session.lock();
             if state.awaiting_rel.contains_key(&pid.get()) {
                 drop(state);
-                out.send(Packet::PubRec(PubResponse::new(pid)));
+                // Behind the first PUBREC if that still waits for the disk.
+                self.send_durable(Packet::PubRec(PubResponse::new(pid)), out);
                 return;
             }
             if state.awaiting_rel.len() >= self.settings.max_awaiting_rel {
@@ -142,6 +143,9 @@ impl MqttChannel {
             refusal = Some(ReasonCode::NotAuthorized);
         }
         let mut no_subscribers = false;
+        // A QoS 2 message and its awaiting-release record reach the disk in one commit: split,
+        // a crash could lose the message or publish it twice.
+        let atomic = (qos == QoS::ExactlyOnce && refusal.is_none()).then(|| self.ctx.atomic_journal());
         if refusal.is_none() {
             let client_id = self.client().map(|c| c.client_id.clone()).unwrap_or_default();
             let origin = Origin {
@@ -174,8 +178,9 @@ impl MqttChannel {
             && refusal.is_none()
             && let (Some(pid), Some(session)) = (packet_id, &self.session)
         {
-            session.lock().awaiting_rel.insert(pid.get(), now);
+            session.lock().insert_awaiting_rel(pid.get(), now);
         }
+        drop(atomic);
 
         let Some(pid) = packet_id else { return };
         let reason = match refusal {
@@ -192,8 +197,8 @@ impl MqttChannel {
             properties: Default::default(),
         };
         match qos {
-            QoS::AtLeastOnce => out.send(Packet::PubAck(response)),
-            QoS::ExactlyOnce => out.send(Packet::PubRec(response)),
+            QoS::AtLeastOnce => self.send_durable(Packet::PubAck(response), out),
+            QoS::ExactlyOnce => self.send_durable(Packet::PubRec(response), out),
             QoS::AtMostOnce => {}
         }
     }
@@ -205,7 +210,7 @@ impl MqttChannel {
         match state.inflight_position(pid) {
             Some(index) if matches!(&state.inflight[index].state, InflightState::AwaitingAck(d) if d.qos == QoS::AtLeastOnce) =>
             {
-                state.inflight.remove(index);
+                state.complete_inflight(index);
             }
             _ => {
                 tracing::debug!(pid, "PUBACK for no QoS 1 message in flight; ignored");
@@ -237,38 +242,39 @@ impl MqttChannel {
         };
         if rec.reason_code.is_error() {
             // MQTT 5 §4.3.3: a PUBREC with an error code ends the exchange; the client refused it.
-            state.inflight.remove(index);
+            state.complete_inflight(index);
             drop(state);
             return self.after_ack(now, out);
         }
-        let entry = &mut state.inflight[index];
-        entry.state = InflightState::AwaitingComp;
-        entry.sent_at = now;
+        state.release_inflight(index, now);
         drop(state);
-        out.send(Packet::PubRel(PubResponse::new(pid)));
+        self.send_durable(Packet::PubRel(PubResponse::new(pid)), out);
     }
 
     pub(super) fn handle_pubrel(&mut self, rel: PubResponse, out: &mut Out) {
         let Some(session) = &self.session else { return };
-        let known = session.lock().awaiting_rel.remove(&rel.packet_id.get()).is_some();
+        let known = session.lock().remove_awaiting_rel(rel.packet_id.get());
         let reason = if known || !self.version.is_v5() {
             ReasonCode::Success
         } else {
             ReasonCode::PacketIdentifierNotFound
         };
-        out.send(Packet::PubComp(PubResponse {
-            packet_id: rel.packet_id,
-            reason_code: reason,
-            properties: Default::default(),
-        }));
+        self.send_durable(
+            Packet::PubComp(PubResponse {
+                packet_id: rel.packet_id,
+                reason_code: reason,
+                properties: Default::default(),
+            }),
+            out,
+        );
     }
 
     pub(super) fn handle_pubcomp(&mut self, comp: PubResponse, now: Instant, out: &mut Out) {
         let Some(session) = self.session.clone() else { return };
         let mut state = session.lock();
         match state.inflight_position(comp.packet_id.get()) {
-            Some(index) if matches!(state.inflight[index].state, InflightState::AwaitingComp) => {
-                state.inflight.remove(index);
+            Some(index) if matches!(state.inflight[index].state, InflightState::AwaitingComp { .. }) => {
+                state.complete_inflight(index);
             }
             _ => {
                 tracing::debug!(pid = comp.packet_id.get(), "PUBCOMP for no PUBREL in flight; ignored");
@@ -312,9 +318,11 @@ impl MqttChannel {
             };
             let Some(delivery) = state.dequeue() else { break };
             let Some(packet) = self.outgoing_publish(&delivery, packet_id, false) else {
+                state.forget(&delivery);
                 dropped += 1;
                 continue;
             };
+            state.record_sent(&delivery, packet_id.map(PacketId::get));
             if let Some(id) = packet_id {
                 state.inflight.push_back(InflightEntry {
                     packet_id: id.get(),
@@ -322,7 +330,11 @@ impl MqttChannel {
                     sent_at: now,
                 });
             }
-            out.send(packet);
+            if qos == QoS::ExactlyOnce {
+                self.send_durable(packet, out);
+            } else {
+                self.send_ordered(packet, out);
+            }
             sent += 1;
         }
         state.dropped += dropped;
@@ -451,14 +463,15 @@ impl MqttChannel {
             };
             match &entry.state {
                 InflightState::AwaitingAck(delivery) => match self.outgoing_publish(delivery, Some(pid), true) {
-                    Some(packet) => out.send(packet),
+                    Some(packet) => self.send_ordered(packet, out),
                     None => {
                         // Expired while unacknowledged: forget it.
+                        state.forget(delivery);
                         Metrics::inc(&self.ctx.metrics().messages_dropped);
                         continue;
                     }
                 },
-                InflightState::AwaitingComp => out.send(Packet::PubRel(PubResponse::new(pid))),
+                InflightState::AwaitingComp { .. } => self.send_ordered(Packet::PubRel(PubResponse::new(pid)), out),
             }
             entry.sent_at = now;
             state.inflight.push_back(entry);
@@ -483,9 +496,6 @@ impl MqttChannel {
     pub(super) fn expire_awaiting_rel(&mut self, now: Instant) {
         let Some(session) = &self.session else { return };
         let timeout = self.settings.await_rel_timeout;
-        session
-            .lock()
-            .awaiting_rel
-            .retain(|_, received| *received + timeout > now);
+        session.lock().expire_awaiting_rel(timeout, now);
     }
 }

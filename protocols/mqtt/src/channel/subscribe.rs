@@ -27,11 +27,14 @@ impl MqttChannel {
             let code = self.subscribe_one(&session, filter, options, subscription_id);
             reason_codes.push(code);
         }
-        out.send(Packet::SubAck(SubAck {
-            packet_id: subscribe.packet_id,
-            reason_codes,
-            properties: AckProperties::default(),
-        }));
+        self.send_durable(
+            Packet::SubAck(SubAck {
+                packet_id: subscribe.packet_id,
+                reason_codes,
+                properties: AckProperties::default(),
+            }),
+            out,
+        );
     }
 
     /// Subscribes to one filter; returns the SUBACK code (granted QoS or the failure).
@@ -130,12 +133,15 @@ impl MqttChannel {
                 ReasonCode::Success
             })
             .collect();
-        out.send(Packet::UnsubAck(UnsubAck {
-            packet_id: unsubscribe.packet_id,
-            // 3.x UNSUBACK carries no reason codes; the codec drops them.
-            reason_codes,
-            properties: AckProperties::default(),
-        }));
+        self.send_durable(
+            Packet::UnsubAck(UnsubAck {
+                packet_id: unsubscribe.packet_id,
+                // 3.x UNSUBACK carries no reason codes; the codec drops them.
+                reason_codes,
+                properties: AckProperties::default(),
+            }),
+            out,
+        );
     }
 
     /// Applies the topic-rewrite rules to a filter the client sent (before the mountpoint).

@@ -37,7 +37,7 @@ impl Harness {
     }
 
     fn build(settings: MqttSettings, config: BrokerConfig, extensions: portico_core::Extensions) -> Harness {
-        let broker = Broker::with_extensions(config, extensions);
+        let broker = Broker::with_extensions(config, extensions).expect("broker");
         let frontend = MqttFrontend::new(&broker, settings);
         Harness {
             broker,
