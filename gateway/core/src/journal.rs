@@ -195,6 +195,9 @@ impl Journal {
         let mut retry: Vec<StoreOp> = Vec::new();
         let mut last_commit = Instant::now();
         let mut failing_since: Option<Instant> = None;
+        let mut backoff = FIRST_RETRY;
+        let mut last_report: Option<Instant> = None;
+        let mut unreported = 0u64;
         loop {
             {
                 let mut pending = self.pending.lock();
@@ -230,6 +233,9 @@ impl Journal {
                 Ok(()) => {
                     if let Some(since) = failing_since.take() {
                         tracing::warn!(after = ?since.elapsed(), "durable store writes work again");
+                        backoff = FIRST_RETRY;
+                        last_report = None;
+                        unreported = 0;
                     }
                     self.stats.commits.fetch_add(1, Ordering::Relaxed);
                     self.stats.ops.fetch_add(ops.len() as u64, Ordering::Relaxed);
@@ -244,10 +250,17 @@ impl Journal {
                     if failing_since.is_none() {
                         failing_since = Some(Instant::now());
                     }
-                    report_failure(&error, ops.len(), taken);
+                    // One line every REPORT_EVERY, not one per retry.
+                    unreported += 1;
+                    if last_report.is_none_or(|at| at.elapsed() >= REPORT_EVERY) {
+                        report_failure(&error, ops.len(), taken, unreported);
+                        last_report = Some(Instant::now());
+                        unreported = 0;
+                    }
                     retry = ops;
                     // Back off: a full disk does not free itself in microseconds.
-                    std::thread::sleep(Duration::from_millis(200));
+                    std::thread::sleep(backoff);
+                    backoff = (backoff * 2).min(LAST_RETRY);
                 }
             }
         }
@@ -277,11 +290,18 @@ impl Journal {
     }
 }
 
-fn report_failure(error: &StoreError, ops: usize, new: u64) {
+/// First wait after a failed commit; doubles up to [`LAST_RETRY`].
+const FIRST_RETRY: Duration = Duration::from_millis(100);
+const LAST_RETRY: Duration = Duration::from_secs(2);
+/// How often a store that keeps failing is reported.
+const REPORT_EVERY: Duration = Duration::from_secs(10);
+
+fn report_failure(error: &StoreError, ops: usize, new: u64, failures: u64) {
     tracing::error!(
         %error,
         ops,
         new,
+        failures,
         "cannot write to the durable store; acknowledgements wait and the batch is retried"
     );
 }

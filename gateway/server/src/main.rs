@@ -50,13 +50,8 @@ fn main() -> ExitCode {
 }
 
 fn start(config_path: Option<PathBuf>, memory: bool) -> ExitCode {
-    let config = match Config::load(config_path.as_deref(), process_env()) {
-        Ok(mut config) => {
-            if memory {
-                config.durable_sessions.mode = portico_core::store::DurabilityMode::Memory;
-            }
-            config
-        }
+    let config = match load_config(config_path.as_deref(), memory) {
+        Ok(config) => config,
         Err(errors) => {
             eprintln!("portico: the configuration is invalid:\n{errors}");
             return ExitCode::from(2);
@@ -82,7 +77,7 @@ fn start(config_path: Option<PathBuf>, memory: bool) -> ExitCode {
         for (name, addr) in server.listeners() {
             tracing::warn!(listener = %name, %addr, "MQTT listener ready");
         }
-        let signal = serve_until_stopped(&mut server, config_path.as_deref()).await;
+        let signal = serve_until_stopped(&mut server, config_path.as_deref(), memory).await;
         tracing::warn!(signal, "shutting down");
         server.shutdown().await;
         tracing::warn!("stopped");
@@ -104,7 +99,16 @@ fn init_logging(config: &Config) {
 
 /// Serves until SIGINT or SIGTERM (returns its name). On SIGHUP the configuration file and
 /// environment are read again and their listener settings applied (see `Server::reload`).
-async fn serve_until_stopped(server: &mut Server, config_path: Option<&Path>) -> &'static str {
+/// The configuration from the file and environment, with the command line's `--memory`.
+fn load_config(config_path: Option<&Path>, memory: bool) -> Result<Config, portico::config::ConfigErrors> {
+    let mut config = Config::load(config_path, process_env())?;
+    if memory {
+        config.durable_sessions.mode = portico_core::store::DurabilityMode::Memory;
+    }
+    Ok(config)
+}
+
+async fn serve_until_stopped(server: &mut Server, config_path: Option<&Path>, memory: bool) -> &'static str {
     use tokio::signal::unix::{SignalKind, signal};
     let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
         signal(SignalKind::terminate()),
@@ -119,13 +123,13 @@ async fn serve_until_stopped(server: &mut Server, config_path: Option<&Path>) ->
         tokio::select! {
             _ = term.recv() => return "SIGTERM",
             _ = int.recv() => return "SIGINT",
-            _ = hup.recv() => reload(server, config_path).await,
+            _ = hup.recv() => reload(server, config_path, memory).await,
         }
     }
 }
 
-async fn reload(server: &mut Server, config_path: Option<&Path>) {
-    let config = match Config::load(config_path, process_env()) {
+async fn reload(server: &mut Server, config_path: Option<&Path>, memory: bool) {
+    let config = match load_config(config_path, memory) {
         Ok(config) => config,
         Err(errors) => {
             tracing::error!("configuration not reloaded, it is invalid:\n{errors}");

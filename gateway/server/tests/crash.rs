@@ -6,142 +6,20 @@
 
 mod support;
 
+use support::process::{Broker, Conn, free_port, fresh_dir, pid, publish};
+
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use bytestring::ByteString;
-use portico_mqtt::codec::{decode, encode};
-use portico_mqtt::{
-    Connect, Packet, PacketId, ProtocolVersion, PubResponse, Publish, QoS, Subscribe, SubscriptionOptions,
-};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-use tokio::time::timeout;
+use portico_mqtt::{Packet, PacketId, PubResponse, QoS, Subscribe, SubscriptionOptions};
 
 const MESSAGES: u32 = 3000;
 const WINDOW: usize = 64;
 const SUBSCRIBERS: [&str; 2] = ["crash-sub-a", "crash-sub-b"];
 const DELAY_SECS: u64 = 3;
-
-/// The broker binary running on a fixed port and data directory.
-struct Broker {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Broker {
-    fn start(data_dir: &Path, port: u16, mode: &str) -> Broker {
-        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-        let child = Command::new(env!("CARGO_BIN_EXE_portico"))
-            .arg("start")
-            .env_clear()
-            .env("PORTICO_LISTENERS__TCP__DEFAULT__BIND", addr.to_string())
-            .env("PORTICO_LISTENERS__WS__DEFAULT__ENABLE", "false")
-            .env("PORTICO_NODE__DATA_DIR", data_dir)
-            .env("PORTICO_DURABLE_SESSIONS__MODE", mode)
-            .env("PORTICO_LOG__CONSOLE__LEVEL", "warning")
-            // Every message of the run fits in an offline queue: nothing is dropped by design.
-            .env("PORTICO_MQTT__MAX_MQUEUE_LEN", "10000")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("the portico binary starts");
-        let broker = Broker { child, addr };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(addr).is_err() {
-            assert!(Instant::now() < deadline, "broker did not open {addr} in time");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        broker
-    }
-
-    /// SIGKILL: no shutdown, no flush.
-    fn kill(mut self) {
-        self.child.kill().expect("kill -9");
-        self.child.wait().expect("reaped");
-    }
-
-    fn stop(mut self) {
-        // SIGTERM, then wait for a clean exit.
-        let _ = Command::new("kill").arg(self.child.id().to_string()).status();
-        let _ = self.child.wait();
-    }
-}
-
-/// A raw MQTT 3.1.1 connection with a decode buffer.
-struct Conn {
-    stream: TcpStream,
-    buf: BytesMut,
-}
-
-impl Conn {
-    async fn open(addr: SocketAddr, client_id: &str, clean: bool) -> (Conn, bool) {
-        let stream = TcpStream::connect(addr).await.expect("connect");
-        stream.set_nodelay(true).expect("nodelay");
-        let mut conn = Conn {
-            stream,
-            buf: BytesMut::new(),
-        };
-        conn.send(&Packet::Connect(Box::new(Connect {
-            protocol: ProtocolVersion::V3_1_1,
-            clean_start: clean,
-            keep_alive: 60,
-            client_id: ByteString::from(client_id.to_owned()),
-            will: None,
-            username: None,
-            password: None,
-            properties: Default::default(),
-        })))
-        .await
-        .expect("send CONNECT");
-        match conn.recv(Duration::from_secs(10)).await {
-            Some(Packet::ConnAck(ack)) => {
-                assert!(!ack.reason_code.is_error(), "CONNACK {ack:?}");
-                (conn, ack.session_present)
-            }
-            other => panic!("expected CONNACK, got {other:?}"),
-        }
-    }
-
-    async fn send(&mut self, packet: &Packet) -> std::io::Result<()> {
-        let mut out = BytesMut::new();
-        encode(packet, ProtocolVersion::V3_1_1, &mut out).expect("encodable");
-        self.stream.write_all(&out).await
-    }
-
-    /// The next packet, or `None` on silence for `wait`, a closed connection or an error.
-    async fn recv(&mut self, wait: Duration) -> Option<Packet> {
-        loop {
-            if let Some(packet) = decode(&mut self.buf, ProtocolVersion::V3_1_1, u32::MAX).expect("valid packets") {
-                return Some(packet);
-            }
-            match timeout(wait, self.stream.read_buf(&mut self.buf)).await {
-                Ok(Ok(n)) if n > 0 => {}
-                _ => return None,
-            }
-        }
-    }
-}
-
-fn pid(n: u32) -> PacketId {
-    PacketId::new((n % 65_535 + 1) as u16).expect("non-zero")
-}
-
-fn publish(topic: &str, payload: Bytes, qos: QoS, retain: bool, packet_id: PacketId) -> Packet {
-    Packet::Publish(Publish {
-        dup: false,
-        qos,
-        retain,
-        topic: ByteString::from(topic.to_owned()),
-        packet_id: Some(packet_id),
-        payload,
-        properties: Default::default(),
-    })
-}
 
 /// Publishes one message and waits for its acknowledgement (PUBACK, or PUBREC then PUBCOMP).
 async fn publish_one(conn: &mut Conn, topic: &str, payload: &'static [u8], qos: QoS, retain: bool) {
@@ -261,19 +139,6 @@ async fn drain(addr: SocketAddr, client_id: &str, quiet: Duration) -> (Vec<u32>,
         }
     }
     (data, other)
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
-fn fresh_dir(name: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("crash-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
 }
 
 async fn crash_and_recover(qos: QoS, kill_after: u32) {

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use portico_core::store::{EntryState, StoreError, StoreOp, StoredDelivery};
-use redb::{Durability, ReadableTable, Table, TableDefinition, WriteTransaction};
+use redb::{Database, Durability, ReadableTable, Table, TableDefinition, WriteTransaction};
 
 use crate::RedbStore;
 use crate::codec::{self, EntryRecord};
@@ -14,13 +14,13 @@ use crate::tables::*;
 
 /// Applies `ops` in one transaction. The reference counts change only once the transaction is
 /// committed; on any error the transaction is aborted and nothing changes.
-pub(crate) fn commit(store: &RedbStore, ops: &[StoreOp]) -> Result<(), StoreError> {
+pub(crate) fn commit(store: &RedbStore, db: &Database, ops: &[StoreOp]) -> Result<(), StoreError> {
     if ops.is_empty() {
         return Ok(());
     }
     let path = &store.path;
     let mut refs = store.refs.lock();
-    let mut txn = store.db.begin_write().or_store(path, "begin a write transaction")?;
+    let mut txn = db.begin_write().or_store(path, "begin a write transaction")?;
     txn.set_durability(Durability::Immediate)
         .or_store(path, "set the durability")?;
     match apply(&txn, path, &refs, ops) {

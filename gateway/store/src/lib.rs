@@ -41,7 +41,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
-use parking_lot::Mutex;
+use parking_lot::{Mutex, RwLock};
 use portico_core::store::{Recovered, Store, StoreError, StoreOp};
 use redb::{Builder, Database, ReadableDatabase, ReadableTable};
 
@@ -66,7 +66,9 @@ const CACHE_SIZE: usize = 64 * 1024 * 1024;
 
 /// The durable store: one redb file.
 pub struct RedbStore {
-    db: Database,
+    /// `None` after a failed commit: redb refuses every later transaction of a database that
+    /// saw an I/O error ("close and re-open"), so the next access opens the file again.
+    db: RwLock<Option<Database>>,
     path: PathBuf,
     /// How many `session_msgs` entries reference each message body (ids with none are absent).
     /// Also serialises commits and loads.
@@ -95,33 +97,45 @@ impl RedbStore {
             ))
         })?;
         let path = data_dir.join(FILE_NAME);
-        // The integrity check verifies every page's checksum, so that a damaged or foreign file
-        // is refused here instead of failing (or panicking in redb) later. A panic is caught all
-        // the same: whatever the file holds, opening it must not take the process down.
-        let opened = catch_unwind(AssertUnwindSafe(|| {
-            Builder::new()
-                .set_cache_size(CACHE_SIZE)
-                .set_check_integrity_on_open(true)
-                .create(&path)
-        }));
-        let db = match opened {
-            Ok(Ok(db)) => db,
-            Ok(Err(e)) => return Err(open_error(&path, e)),
-            Err(_) => {
-                return Err(open_error(
-                    &path,
-                    redb::Error::Corrupted("redb failed while reading it".to_owned()),
-                ));
-            }
-        };
+        let db = open_database(&path)?;
         init(&db, &path)?;
         let refs = load::count_references(&db, &path)?;
         load::sweep_unreferenced_bodies(&db, &path, &refs)?;
         Ok(RedbStore {
-            db,
+            db: RwLock::new(Some(db)),
             path,
             refs: Mutex::new(refs),
         })
+    }
+
+    /// Runs `f` on the database, opening the file again first if a failed commit closed it.
+    pub(crate) fn with_db<T>(&self, f: impl FnOnce(&Database) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        {
+            let db = self.db.read();
+            if let Some(db) = db.as_ref() {
+                return f(db);
+            }
+        }
+        let mut db = self.db.write();
+        if db.is_none() {
+            let reopened = open_database(&self.path)?;
+            // What a failed commit left on disk is what counts: recount the references.
+            *self.refs.lock() = load::count_references(&reopened, &self.path)?;
+            tracing::debug!(path = %self.path.display(), "durable store reopened after a failed write");
+            *db = Some(reopened);
+        }
+        match db.as_ref() {
+            Some(db) => f(db),
+            None => Err(StoreError::Io(format!(
+                "durable store {} is closed",
+                self.path.display()
+            ))),
+        }
+    }
+
+    /// Closes the database after a failed write; the next access opens it again.
+    fn close_after_failure(&self) {
+        *self.db.write() = None;
     }
 
     /// The database file.
@@ -137,7 +151,32 @@ impl RedbStore {
     /// Gives the free space inside the file back to the file system (redb's compaction).
     /// Returns whether anything was compacted.
     pub fn compact(&mut self) -> Result<bool, StoreError> {
-        self.db.compact().or_store(&self.path, "compact")
+        let path = self.path.clone();
+        match self.db.get_mut().as_mut() {
+            Some(db) => db.compact().or_store(&path, "compact"),
+            None => Ok(false),
+        }
+    }
+}
+
+/// Opens (creating if needed) the redb file at `path`.
+fn open_database(path: &Path) -> Result<Database, StoreError> {
+    // The integrity check verifies every page's checksum, so that a damaged or foreign file
+    // is refused here instead of failing (or panicking in redb) later. A panic is caught all
+    // the same: whatever the file holds, opening it must not take the process down.
+    let opened = catch_unwind(AssertUnwindSafe(|| {
+        Builder::new()
+            .set_cache_size(CACHE_SIZE)
+            .set_check_integrity_on_open(true)
+            .create(path)
+    }));
+    match opened {
+        Ok(Ok(db)) => Ok(db),
+        Ok(Err(e)) => Err(open_error(path, e)),
+        Err(_) => Err(open_error(
+            path,
+            redb::Error::Corrupted("redb failed while reading it".to_owned()),
+        )),
     }
 }
 
@@ -192,7 +231,11 @@ fn init(db: &Database, path: &Path) -> Result<(), StoreError> {
 
 impl Store for RedbStore {
     fn commit(&self, ops: &[StoreOp]) -> Result<(), StoreError> {
-        commit::commit(self, ops)
+        let result = self.with_db(|db| commit::commit(self, db, ops));
+        if result.is_err() {
+            self.close_after_failure();
+        }
+        result
     }
 
     fn load(&self) -> Result<Recovered, StoreError> {
@@ -201,17 +244,19 @@ impl Store for RedbStore {
 
     fn kv_scan(&self, space: &str) -> Result<Vec<(Bytes, Bytes)>, StoreError> {
         let path = &self.path;
-        let txn = self.db.begin_read().or_store(path, "begin a read transaction")?;
-        let table = txn.open_table(KV).or_store(path, "open the kv table")?;
-        let mut out = Vec::new();
-        for row in table.range((space, &b""[..])..).or_store(path, "read the kv table")? {
-            let (key, value) = row.or_store(path, "read the kv table")?;
-            let (row_space, key) = key.value();
-            if row_space != space {
-                break;
+        self.with_db(|db| {
+            let txn = db.begin_read().or_store(path, "begin a read transaction")?;
+            let table = txn.open_table(KV).or_store(path, "open the kv table")?;
+            let mut out = Vec::new();
+            for row in table.range((space, &b""[..])..).or_store(path, "read the kv table")? {
+                let (key, value) = row.or_store(path, "read the kv table")?;
+                let (row_space, key) = key.value();
+                if row_space != space {
+                    break;
+                }
+                out.push((Bytes::copy_from_slice(key), Bytes::copy_from_slice(value.value())));
             }
-            out.push((Bytes::copy_from_slice(key), Bytes::copy_from_slice(value.value())));
-        }
-        Ok(out)
+            Ok(out)
+        })
     }
 }

@@ -80,10 +80,14 @@ pub(crate) fn sweep_unreferenced_bodies(
 
 /// Everything committed. Also resets the reference counts to what the file holds.
 pub(crate) fn load(store: &RedbStore) -> Result<Recovered, StoreError> {
+    store.with_db(|db| load_from(store, db))
+}
+
+fn load_from(store: &RedbStore, db: &Database) -> Result<Recovered, StoreError> {
     let path = store.path.as_path();
     // Held throughout, so that no commit changes the counts between the read and the reset.
     let mut counts = store.refs.lock();
-    let txn = store.db.begin_read().or_store(path, "begin a read transaction")?;
+    let txn = db.begin_read().or_store(path, "begin a read transaction")?;
 
     let mut sessions: BTreeMap<ByteString, RecoveredSession> = BTreeMap::new();
     let table = txn.open_table(SESSIONS).or_store(path, "open the sessions table")?;

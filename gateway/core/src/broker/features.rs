@@ -115,7 +115,17 @@ impl Shared {
             let version = env!("CARGO_PKG_VERSION");
             messages.extend(topics.tick_info(version, "Portico", &[topics.node()]));
             messages.extend(topics.stats(&self.stats()));
-            messages.extend(topics.metrics(&self.metrics.snapshot()));
+            let mut metrics = self.metrics.snapshot();
+            if let Some(journal) = &self.journal {
+                let stats = journal.stats();
+                metrics.extend([
+                    ("store.commits", stats.commits.load(Ordering::Relaxed)),
+                    ("store.ops", stats.ops.load(Ordering::Relaxed)),
+                    ("store.failures", stats.failures.load(Ordering::Relaxed)),
+                    ("store.pending_ops", stats.pending.load(Ordering::Relaxed)),
+                ]);
+            }
+            messages.extend(topics.metrics(&metrics));
         }
         if heartbeat_due {
             messages.extend(topics.heartbeat(now.saturating_duration_since(self.epoch), now_millis()));

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::{DelayedWill, Shared};
-use crate::message::now_millis;
+use crate::message::{Message, now_millis};
 use crate::router::SubEntry;
 use crate::session::Session;
 use crate::store::{Recovered, RecoveredSession, StoreOp};
@@ -51,12 +51,17 @@ impl Shared {
             }
         }
         let (mut restored, mut expired) = (0usize, 0usize);
+        let mut orphaned_wills = Vec::new();
         for stored in sessions {
-            if self.restore_session(stored, now, now_ms) {
+            if self.restore_session(stored, now, now_ms, &mut orphaned_wills) {
                 restored += 1;
             } else {
                 expired += 1;
             }
+        }
+        // Once every session is back, so that they all can receive them.
+        for will in orphaned_wills {
+            self.dispatch(will);
         }
         tracing::info!(
             sessions = restored,
@@ -68,9 +73,9 @@ impl Shared {
         );
     }
 
-    /// Rebuilds one session; false when it had expired while the broker was down (it is then
-    /// deleted, and its will published).
-    fn restore_session(&self, stored: RecoveredSession, now: Instant, now_ms: u64) -> bool {
+    /// Rebuilds one session; false when it expired while the broker was down: it is deleted
+    /// instead, and its will (due at the latest when the session ended) goes to `wills`.
+    fn restore_session(&self, stored: RecoveredSession, now: Instant, now_ms: u64, wills: &mut Vec<Message>) -> bool {
         let RecoveredSession {
             record,
             subscriptions,
@@ -85,9 +90,7 @@ impl Shared {
         if record.expiry_interval != u32::MAX && now_ms - disconnected_ms >= expiry_ms {
             tracing::debug!(%client_id, "stored session expired while the broker was down; purged");
             self.journal_op(StoreOp::SessionDelete(client_id));
-            if let Some(will) = record.will {
-                self.dispatch(will.message);
-            }
+            wills.extend(record.will.map(|will| will.message));
             return false;
         }
         let session = Session::new(client_id.clone(), record.expiry_interval, self.config.session_limits);

@@ -19,6 +19,8 @@ use tokio::time::timeout;
 /// How long a test waits for the server.
 pub const WAIT: Duration = Duration::from_secs(5);
 
+pub mod process;
+
 /// A fresh, empty data directory for one server (the durable store's file lives there), as
 /// the `PORTICO_NODE__DATA_DIR` override. Under the target directory; a rerun starts empty.
 pub fn data_dir_env() -> (String, String) {

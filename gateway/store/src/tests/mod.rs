@@ -143,8 +143,9 @@ fn await_rel(client_id: &str, packet_id: u16) -> StoreOp {
 
 /// Rows in `table`.
 fn rows<K: redb::Key + 'static, V: redb::Value + 'static>(store: &RedbStore, table: TableDefinition<K, V>) -> u64 {
-    let txn = store.db.begin_read().unwrap();
-    txn.open_table(table).unwrap().len().unwrap()
+    store
+        .with_db(|db| Ok(db.begin_read().unwrap().open_table(table).unwrap().len().unwrap()))
+        .unwrap()
 }
 
 /// Closes the store and opens its file again.

@@ -458,3 +458,33 @@ msg_expiry_interval = "forever"
         "{errors}"
     );
 }
+
+#[test]
+fn durable_sessions_section() {
+    use crate::config::DurableConfig;
+    use portico_core::store::DurabilityMode;
+    assert_eq!(Config::default().durable_sessions.mode, DurabilityMode::Sync);
+    let file = "[durable_sessions]\nmode = \"batch\"\nbatch_window = \"50ms\"\n";
+    let config = load_str("durable", file, &[]).unwrap();
+    assert_eq!(
+        config.durable_sessions,
+        DurableConfig {
+            mode: DurabilityMode::Batch,
+            batch_window: Duration::from_millis(50),
+        }
+    );
+    let config = Config::load(None, vars(&[("PORTICO_DURABLE_SESSIONS__MODE", "memory")])).unwrap();
+    assert_eq!(config.durable_sessions.mode, DurabilityMode::Memory);
+    let errors = errors_of(load_str(
+        "durable-bad",
+        "[durable_sessions]\nmode = \"fsync\"\nbatch_window = \"5s\"\n",
+        &[],
+    ));
+    let text = errors.to_string();
+    assert_eq!(errors.errors().len(), 2, "{text}");
+    assert!(
+        text.contains("durable_sessions.mode = \"fsync\": expected \"sync\", \"batch\" or \"memory\""),
+        "{text}"
+    );
+    assert!(text.contains("durable_sessions.batch_window"), "{text}");
+}

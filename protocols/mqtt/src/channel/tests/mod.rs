@@ -723,4 +723,5 @@ fn taken_over_connection_stops_draining_the_session() {
     assert_eq!(published(&second.deliver(h.t0)).len(), 1);
 }
 
+mod durable;
 mod features;
