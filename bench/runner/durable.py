@@ -462,7 +462,7 @@ def markdown(ctx, info, runs, tbls) -> str:
     failed = [r for r in runs if r["status"] != "ok"]
     L += [f"- Failed: {r['kind']} / {r['target']} / round {r['round'] + 1}: {r['error']}" for r in failed]
     L += [""] if failed else []
-    L += [f"Raw JSON: `{os.path.relpath(info['raw_path'], REPO / 'docs')}`."]
+    L += [f"Raw JSON: `{os.path.relpath(info['raw_path'], REPO)}`."]
     return "\n".join(L)
 
 

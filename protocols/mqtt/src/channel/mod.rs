@@ -87,6 +87,35 @@ impl StreamFrontend for MqttFrontend {
     }
 }
 
+/// Why a connection closed, in EMQX's words (`$SYS` disconnected events). One byte rather than
+/// a `&'static str`: every idle connection carries the field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CloseName {
+    Normal,
+    ProtocolError,
+    NotAuthorized,
+    KeepaliveTimeout,
+    TakenOver,
+    Discarded,
+    Kicked,
+    Shutdown,
+}
+
+impl CloseName {
+    fn as_str(self) -> &'static str {
+        match self {
+            CloseName::Normal => "normal",
+            CloseName::ProtocolError => "protocol_error",
+            CloseName::NotAuthorized => "not_authorized",
+            CloseName::KeepaliveTimeout => "keepalive_timeout",
+            CloseName::TakenOver => "takenover",
+            CloseName::Discarded => "discarded",
+            CloseName::Kicked => "kicked",
+            CloseName::Shutdown => "shutdown",
+        }
+    }
+}
+
 /// One MQTT connection's protocol state. See the module docs.
 #[derive(Debug)]
 pub struct MqttChannel {
@@ -129,7 +158,7 @@ pub struct MqttChannel {
     /// When CONNACK was sent (milliseconds since the Unix epoch), for events.
     connected_at_ms: u64,
     /// Why the connection is closing, in EMQX's words (`normal`, `keepalive_timeout`, ...).
-    close_reason: Option<&'static str>,
+    close_reason: Option<CloseName>,
     /// CONNECT carried Session Expiry Interval 0 (DISCONNECT may not raise it: [MQTT-3.14.2-2]).
     connect_expiry_zero: bool,
     /// Packets waiting for the durable store (see `durable.rs`). Boxed on purpose: usually
@@ -201,14 +230,14 @@ impl MqttChannel {
     fn close(&mut self, reason: CloseReason, out: &mut Out) {
         self.phase = Phase::Closing;
         self.close_reason.get_or_insert(match &reason {
-            CloseReason::ClientDisconnect => "normal",
-            CloseReason::ProtocolViolation(_) => "protocol_error",
-            CloseReason::NotAuthorized => "not_authorized",
-            CloseReason::KeepAliveTimeout => "keepalive_timeout",
-            CloseReason::Kicked(KickReason::TakenOver) => "takenover",
-            CloseReason::Kicked(KickReason::Discarded) => "discarded",
-            CloseReason::Kicked(KickReason::Administrative) => "kicked",
-            CloseReason::Kicked(KickReason::ServerShutdown) => "shutdown",
+            CloseReason::ClientDisconnect => CloseName::Normal,
+            CloseReason::ProtocolViolation(_) => CloseName::ProtocolError,
+            CloseReason::NotAuthorized => CloseName::NotAuthorized,
+            CloseReason::KeepAliveTimeout => CloseName::KeepaliveTimeout,
+            CloseReason::Kicked(KickReason::TakenOver) => CloseName::TakenOver,
+            CloseReason::Kicked(KickReason::Discarded) => CloseName::Discarded,
+            CloseReason::Kicked(KickReason::Administrative) => CloseName::Kicked,
+            CloseReason::Kicked(KickReason::ServerShutdown) => CloseName::Shutdown,
         });
         out.close(reason);
     }
@@ -245,7 +274,7 @@ impl MqttChannel {
                 sockport: self.sockport,
                 proto_name: proto_name(self.version).to_string(),
                 proto_ver: self.version as u8,
-                reason: self.close_reason.unwrap_or("tcp_closed").to_string(),
+                reason: self.close_reason.map_or("tcp_closed", CloseName::as_str).to_string(),
                 connected_at_ms: self.connected_at_ms,
                 disconnected_at_ms: at,
                 ts_ms: at,
