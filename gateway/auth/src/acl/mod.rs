@@ -1,0 +1,1 @@
+//! EMQX acl.conf: parser and rule matching.

@@ -1,0 +1,1 @@
+//! EMQX-compatible password hashing.
