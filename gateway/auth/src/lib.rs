@@ -7,11 +7,13 @@
 //!   prefix or suffix; pbkdf2; bcrypt; argon2).
 //! - [`builtin`]: the built-in user database, kept in the durable store.
 //! - [`acl`]: EMQX's `acl.conf` rule file.
+//! - [`chain`]: the chains themselves.
 
 use portico_core::auth::Refusal;
 
 pub mod acl;
 pub mod builtin;
+pub mod chain;
 pub mod password;
 
 /// What one authentication backend says about a client.

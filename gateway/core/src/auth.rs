@@ -17,6 +17,8 @@ pub struct ClientInfo {
     pub peer: SocketAddr,
     /// Frontend name (`mqtt`, `mqttsn`, `coap`, ...).
     pub protocol: &'static str,
+    /// Authentication said superuser: authorization allows everything.
+    pub superuser: bool,
 }
 
 /// Why authentication refused a client.
@@ -105,4 +107,112 @@ pub trait EnhancedAuth: Send + Sync + 'static {
     fn method(&self) -> &str;
     /// Starts an exchange for `client` (at CONNECT, or on re-authentication).
     fn start(&self, client: &ClientInfo) -> Box<dyn AuthExchange>;
+}
+
+/// What happens to a client whose PUBLISH or SUBSCRIBE is denied (EMQX
+/// `authorization.deny_action`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DenyAction {
+    /// Refuse the one packet (MQTT 5: reason code 0x87; 3.x: a denied PUBLISH is dropped).
+    #[default]
+    Ignore,
+    /// Disconnect the client.
+    Disconnect,
+}
+
+/// The per-client authorization cache (EMQX `authorization.cache`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AuthzCacheSettings {
+    /// Results kept per client at most.
+    pub max_size: usize,
+    /// How long a result is kept.
+    pub ttl: std::time::Duration,
+}
+
+impl Default for AuthzCacheSettings {
+    /// EMQX's defaults: 32 results, one minute.
+    fn default() -> Self {
+        AuthzCacheSettings {
+            max_size: 32,
+            ttl: std::time::Duration::from_secs(60),
+        }
+    }
+}
+
+/// Authorization settings every frontend applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct AuthzSettings {
+    /// The per-client cache; `None` = off.
+    pub cache: Option<AuthzCacheSettings>,
+    /// What a denial does to the client.
+    pub deny_action: DenyAction,
+}
+
+/// A client's cached authorization results, newest last. Kept by the channel (boxed, created on
+/// the first check) and consulted through `Ctx::authorize_cached`.
+#[derive(Debug, Default)]
+pub struct AuthzCache {
+    entries: Vec<(Action, Box<str>, bool, std::time::Instant)>,
+}
+
+impl AuthzCache {
+    /// The cached result for `action` on `topic`, if one is younger than `ttl`.
+    pub fn get(&self, action: Action, topic: &str, now: std::time::Instant, ttl: std::time::Duration) -> Option<bool> {
+        self.entries
+            .iter()
+            .rev()
+            .find(|(a, t, _, _)| *a == action && &**t == topic)
+            .filter(|(_, _, _, at)| now.saturating_duration_since(*at) < ttl)
+            .map(|(_, _, allowed, _)| *allowed)
+    }
+
+    /// Remembers a result, dropping the oldest past `max_size`.
+    pub fn put(&mut self, action: Action, topic: &str, allowed: bool, now: std::time::Instant, max_size: usize) {
+        self.entries.retain(|(a, t, _, _)| !(*a == action && &**t == topic));
+        if max_size == 0 {
+            return;
+        }
+        if self.entries.len() >= max_size {
+            self.entries.remove(0);
+        }
+        self.entries.push((action, topic.into(), allowed, now));
+    }
+
+    /// Forgets everything (EMQX "clean ACL cache").
+    pub fn clear(&mut self) {
+        self.entries.clear();
+    }
+
+    /// Number of cached results.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// True when nothing is cached.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn cache_keeps_fresh_results_up_to_its_size() {
+        let mut cache = AuthzCache::default();
+        let t0 = Instant::now();
+        let ttl = Duration::from_secs(60);
+        cache.put(Action::Publish, "a", true, t0, 2);
+        cache.put(Action::Subscribe, "a", false, t0, 2);
+        assert_eq!(cache.get(Action::Publish, "a", t0, ttl), Some(true));
+        assert_eq!(cache.get(Action::Subscribe, "a", t0, ttl), Some(false));
+        cache.put(Action::Publish, "b", true, t0, 2);
+        assert_eq!(cache.len(), 2);
+        assert_eq!(cache.get(Action::Publish, "a", t0, ttl), None, "the oldest went");
+        assert_eq!(cache.get(Action::Publish, "b", t0 + ttl, ttl), None, "expired");
+        cache.clear();
+        assert!(cache.is_empty());
+    }
 }

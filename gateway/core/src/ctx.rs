@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use bytestring::ByteString;
 
-use crate::auth::{Action, AuthResult, ClientInfo, EnhancedAuth};
+use crate::auth::{Action, AuthResult, AuthzCache, ClientInfo, DenyAction, EnhancedAuth, Refusal};
 use crate::autosub::AutoSubscribeRule;
 use crate::broker::{PublishError, Published, RetainedOnSubscribe, Shared, Will};
 use crate::conn::{ConnHandle, ConnId};
@@ -72,9 +72,13 @@ impl Ctx {
         self.shared.config.node_id
     }
 
-    /// Runs the authentication chain.
+    /// Runs the authentication chain, after the banned list.
     pub fn authenticate(&self, client: &ClientInfo, password: Option<&[u8]>) -> AuthResult {
-        self.shared.authenticator.authenticate(client, password)
+        if let Some(ban) = self.shared.banned.check(client) {
+            tracing::debug!(client_id = %client.client_id, kind = ban.kind.as_str(), who = %ban.who, "banned client refused");
+            return AuthResult::Deny(Refusal::Banned);
+        }
+        self.shared.authenticator.read().authenticate(client, password)
     }
 
     /// The enhanced-authentication method named `method`, if one is registered.
@@ -82,9 +86,40 @@ impl Ctx {
         self.shared.enhanced_auth.iter().find(|m| m.method() == method).cloned()
     }
 
-    /// Runs the authorization chain.
+    /// Runs the authorization chain (superusers may do anything).
     pub fn authorize(&self, client: &ClientInfo, action: Action, topic: &str) -> bool {
-        self.shared.authorizer.authorize(client, action, topic)
+        client.superuser || self.shared.authorizer.read().authorize(client, action, topic)
+    }
+
+    /// [`authorize`](Self::authorize) through the client's cache, when the cache is on
+    /// (`authorization.cache`); the cache is created on first use.
+    pub fn authorize_cached(
+        &self,
+        cache: &mut Option<Box<AuthzCache>>,
+        client: &ClientInfo,
+        action: Action,
+        topic: &str,
+        now: Instant,
+    ) -> bool {
+        if client.superuser {
+            return true;
+        }
+        let Some(settings) = self.shared.config.authz.cache else {
+            return self.shared.authorizer.read().authorize(client, action, topic);
+        };
+        if let Some(allowed) = cache.as_ref().and_then(|c| c.get(action, topic, now, settings.ttl)) {
+            return allowed;
+        }
+        let allowed = self.shared.authorizer.read().authorize(client, action, topic);
+        cache
+            .get_or_insert_with(Box::default)
+            .put(action, topic, allowed, now, settings.max_size);
+        allowed
+    }
+
+    /// What a denied PUBLISH or SUBSCRIBE does to the client.
+    pub fn deny_action(&self) -> DenyAction {
+        self.shared.config.authz.deny_action
     }
 
     /// Opens (or takes over, or resumes) the session of `client_id` and binds it to `conn`. A
@@ -109,6 +144,12 @@ impl Ctx {
     /// the will (if any) is published now or after its delay.
     pub fn close_session(&self, session: &Arc<Session>, conn: ConnId, will: Option<Will>, now: Instant) {
         Metrics::inc(&self.shared.metrics.client_disconnected);
+        if let Some(ban) = self.shared.flapping.record_disconnect(session.client_id(), now) {
+            tracing::warn!(client_id = %ban.who, reason = %ban.reason, "flapping client banned");
+            if let Err(error) = self.shared.banned.add(ban) {
+                tracing::error!(%error, "cannot ban a flapping client");
+            }
+        }
         self.shared.close_session(session, conn, will, now);
     }
 

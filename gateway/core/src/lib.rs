@@ -23,6 +23,7 @@
 
 pub mod auth;
 pub mod autosub;
+pub mod banned;
 pub mod broker;
 pub mod channel;
 pub mod conn;

@@ -10,6 +10,7 @@ pub use listeners::ReloadReport;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use portico_core::auth::AuthzSettings;
 use portico_core::autosub::AutoSubscribeRule;
 use portico_core::broker::{DelayedSettings, RetainerLimits, SysSettings};
 use portico_core::rewrite;
@@ -17,7 +18,7 @@ use portico_core::router::SharedStrategy as CoreStrategy;
 use portico_core::session::SessionLimits;
 use portico_core::store::{DurabilityMode, StoreError};
 use portico_core::{Broker, BrokerConfig, Extensions, QoS};
-use portico_mqtt::MqttSettings;
+use portico_mqtt::{MqttSettings, ReasonCode};
 use portico_store::RedbStore;
 use portico_transport::BindError;
 use std::sync::Arc;
@@ -262,6 +263,11 @@ fn broker_config(config: &Config) -> Result<BrokerConfig, StartError> {
         },
         rewriter: rewrite::Rewriter::new(rules),
         auto_subscribe,
+        authz: AuthzSettings {
+            cache: config.authorization.cache,
+            deny_action: config.authorization.deny_action,
+        },
+        flapping: config.flapping_detect,
         ..BrokerConfig::default()
     })
 }
@@ -292,6 +298,11 @@ pub fn mqtt_settings(mqtt: &MqttConfig, mountpoint: String) -> MqttSettings {
         peer_cert_as_clientid: mqtt.peer_cert_as_clientid.identity(),
         response_information: mqtt.response_information.clone(),
         mountpoint,
+        suback_deny_code: if mqtt.suback_deny_reason_code == 0x80 {
+            ReasonCode::UnspecifiedError
+        } else {
+            ReasonCode::NotAuthorized
+        },
     }
 }
 

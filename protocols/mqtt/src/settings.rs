@@ -1,5 +1,6 @@
 //! What an MQTT listener enforces: limits and feature switches (EMQX `mqtt.*` keys).
 
+use crate::reason::ReasonCode;
 use std::time::Duration;
 
 use portico_core::QoS;
@@ -60,6 +61,9 @@ pub struct MqttSettings {
     pub response_information: String,
     /// Prefix of every topic of this listener's clients (EMQX listener `mountpoint`).
     pub mountpoint: String,
+    /// SUBACK reason code for a subscription authorization denies, to 5.0 clients: 0x87 (Not
+    /// authorized) by default; some clients only understand 0x80. 3.x clients always get 0x80.
+    pub suback_deny_code: ReasonCode,
 }
 
 impl Default for MqttSettings {
@@ -89,6 +93,7 @@ impl Default for MqttSettings {
             peer_cert_as_clientid: None,
             response_information: String::new(),
             mountpoint: String::new(),
+            suback_deny_code: ReasonCode::NotAuthorized,
         }
     }
 }

@@ -11,8 +11,9 @@ use std::time::{Duration, Instant};
 use bytestring::ByteString;
 use parking_lot::{Mutex, RwLock};
 
-use crate::auth::{AllowAll, Authenticator, Authorizer, EnhancedAuth};
+use crate::auth::{AllowAll, Authenticator, Authorizer, AuthzSettings, EnhancedAuth};
 use crate::autosub::AutoSubscribeRule;
+use crate::banned::{Banned, Flapping, FlappingSettings};
 use crate::conn::{ConnHandle, ConnId, KickReason};
 use crate::ctx::{Ctx, FrontendInfo};
 use crate::delayed::DelayedQueue;
@@ -60,6 +61,10 @@ pub struct BrokerConfig {
     pub rewriter: Rewriter,
     /// Subscriptions every client gets at connect (expanded by channels through [`Ctx`]).
     pub auto_subscribe: Vec<AutoSubscribeRule>,
+    /// Authorization cache and deny action.
+    pub authz: AuthzSettings,
+    /// Flapping detection.
+    pub flapping: FlappingSettings,
 }
 
 /// Delayed publish settings (EMQX `delayed.*`).
@@ -150,6 +155,8 @@ impl Default for BrokerConfig {
             sys: SysSettings::default(),
             rewriter: Rewriter::default(),
             auto_subscribe: Vec::new(),
+            authz: AuthzSettings::default(),
+            flapping: FlappingSettings::default(),
         }
     }
 }
@@ -225,8 +232,12 @@ pub(crate) struct Shared {
     delayed_wills: Mutex<Vec<DelayedWill>>,
     /// The durable store's journal; `None` in memory mode.
     pub(crate) journal: Option<Arc<Journal>>,
-    pub(crate) authenticator: Arc<dyn Authenticator>,
-    pub(crate) authorizer: Arc<dyn Authorizer>,
+    pub(crate) banned: Banned,
+    pub(crate) flapping: Flapping,
+    /// Swappable: the server installs the configured chain once the store is open, and a
+    /// reload may replace it.
+    pub(crate) authenticator: RwLock<Arc<dyn Authenticator>>,
+    pub(crate) authorizer: RwLock<Arc<dyn Authorizer>>,
     pub(crate) enhanced_auth: Vec<Arc<dyn EnhancedAuth>>,
     pub(crate) metrics: Metrics,
     epoch: Instant,
@@ -296,6 +307,7 @@ impl Broker {
         if sys_topics.is_none() {
             tracing::warn!(node = %config.node_name, "node name cannot form $SYS topics; $SYS is off");
         }
+        let flapping = Flapping::new(config.flapping);
         let shared = Arc::new(Shared {
             router: Router::new(config.shared_strategy),
             config,
@@ -303,9 +315,11 @@ impl Broker {
             sessions: Mutex::new(HashMap::new()),
             conns: Mutex::new(HashMap::new()),
             delayed_wills: Mutex::new(Vec::new()),
+            banned: Banned::load(journal.clone()),
+            flapping,
             journal,
-            authenticator,
-            authorizer,
+            authenticator: RwLock::new(authenticator),
+            authorizer: RwLock::new(authorizer),
             enhanced_auth,
             metrics: Metrics::default(),
             epoch: now,
@@ -410,8 +424,25 @@ impl Broker {
             shared.publish_due_wills(now);
             shared.expire_sessions(now);
             shared.expire_retained();
+            shared.banned.sweep();
+            shared.flapping.sweep(now);
         }
         wake::flush();
+    }
+
+    /// Replaces the authentication chain (new connections use it at once).
+    pub fn set_authenticator(&self, authenticator: Arc<dyn Authenticator>) {
+        *self.shared.authenticator.write() = authenticator;
+    }
+
+    /// Replaces the authorization chain (cached results age out within the cache's ttl).
+    pub fn set_authorizer(&self, authorizer: Arc<dyn Authorizer>) {
+        *self.shared.authorizer.write() = authorizer;
+    }
+
+    /// The banned list.
+    pub fn banned(&self) -> &Banned {
+        &self.shared.banned
     }
 
     /// The durable store's journal, if the broker has a store.

@@ -12,6 +12,7 @@
 //! Lists of tables (`rewrite`, `auto_subscribe.topics`) name their elements 0-based in errors
 //! (`rewrite[2].re`), while environment variables address them 1-based (`PORTICO_REWRITE__3__RE`).
 
+mod auth;
 mod env;
 mod error;
 mod listeners;
@@ -27,6 +28,10 @@ use std::path::Path;
 
 use toml::{Table, Value};
 
+pub use auth::{
+    AuthenticatorConfig, AuthnBackendConfig, AuthorizationConfig, AuthzSourceConfig, BannedConfig, BootstrapType,
+    DEFAULT_ACL_PATH, HashName, PasswordHashConfig, SaltPosition, UserIdType,
+};
 pub use error::{ConfigError, ConfigErrors, Source};
 pub use types::{
     AutoSubscribe, AutoSubscribeConfig, Config, ConsoleLogConfig, DelayedConfig, DurableConfig, ListenersConfig,

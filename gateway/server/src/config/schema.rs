@@ -294,6 +294,10 @@ pub(crate) fn build(root: &Table, origins: &Origins, errors: &mut Vec<ConfigErro
     let sys_topics = sys_topics(top.section(&mut ctx, "sys_topics"), &mut ctx);
     let retainer = retainer(top.section(&mut ctx, "retainer"), &mut ctx);
     let durable_sessions = durable_sessions(top.section(&mut ctx, "durable_sessions"), &mut ctx);
+    let authentication = super::auth::authentication(top.array_of_tables(&mut ctx, "authentication"), &mut ctx);
+    let authorization = super::auth::authorization(top.section(&mut ctx, "authorization"), &mut ctx);
+    let flapping_detect = super::auth::flapping_detect(top.section(&mut ctx, "flapping_detect"), &mut ctx);
+    let banned = super::auth::banned(top.section(&mut ctx, "banned"), &mut ctx);
     top.finish(&mut ctx);
     Config {
         node,
@@ -306,6 +310,10 @@ pub(crate) fn build(root: &Table, origins: &Origins, errors: &mut Vec<ConfigErro
         sys_topics,
         retainer,
         durable_sessions,
+        authentication,
+        authorization,
+        flapping_detect,
+        banned,
     }
 }
 
@@ -453,6 +461,13 @@ fn mqtt(mut s: Section<'_>, ctx: &mut Ctx<'_>) -> MqttConfig {
         wildcard_subscription: s.field(ctx, "wildcard_subscription", d.wildcard_subscription, value::boolean),
         shared_subscription: s.field(ctx, "shared_subscription", d.shared_subscription, value::boolean),
         exclusive_subscription: s.field(ctx, "exclusive_subscription", d.exclusive_subscription, value::boolean),
+        allow_anonymous: s.field(ctx, "allow_anonymous", d.allow_anonymous, value::boolean),
+        suback_deny_reason_code: s.field(ctx, "suback_deny_reason_code", d.suback_deny_reason_code, |v| {
+            match value::int_in::<u8>(v, 0, 255)? {
+                code @ (0x80 | 0x87) => Ok(code),
+                _ => Err("expected 0x80 (128) or 0x87 (135)".to_owned()),
+            }
+        }),
         ignore_loop_deliver: s.field(ctx, "ignore_loop_deliver", d.ignore_loop_deliver, value::boolean),
         strict_mode: s.field(ctx, "strict_mode", d.strict_mode, value::boolean),
         idle_timeout: s.field(ctx, "idle_timeout", d.idle_timeout, duration_or_infinity),

@@ -6,7 +6,10 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use portico_core::banned::FlappingSettings;
 use portico_core::store::DurabilityMode;
+
+use super::auth::{AuthenticatorConfig, AuthorizationConfig, BannedConfig};
 use portico_transport::access_rules::AccessRules;
 use portico_transport::rate_limit::RateLimit;
 
@@ -24,6 +27,11 @@ pub struct Config {
     pub sys_topics: SysTopicsConfig,
     pub retainer: RetainerConfig,
     pub durable_sessions: DurableConfig,
+    /// `authentication`: the authenticator chain, in order; empty by default.
+    pub authentication: Vec<AuthenticatorConfig>,
+    pub authorization: AuthorizationConfig,
+    pub flapping_detect: FlappingSettings,
+    pub banned: BannedConfig,
 }
 
 /// `durable_sessions.*`: how persistent sessions, retained and delayed messages are kept.
@@ -431,6 +439,10 @@ pub struct MqttConfig {
     pub wildcard_subscription: bool,
     pub shared_subscription: bool,
     pub exclusive_subscription: bool,
+    /// Let clients in when every authenticator ignores them (or none is configured).
+    pub allow_anonymous: bool,
+    /// SUBACK reason code to 5.0 clients for a subscription authorization denies: 0x87 or 0x80.
+    pub suback_deny_reason_code: u8,
     pub ignore_loop_deliver: bool,
     pub strict_mode: bool,
     /// `None` for `"infinity"`.
@@ -471,6 +483,8 @@ impl Default for MqttConfig {
             wildcard_subscription: true,
             shared_subscription: true,
             exclusive_subscription: false,
+            allow_anonymous: true,
+            suback_deny_reason_code: 0x87,
             ignore_loop_deliver: false,
             strict_mode: false,
             idle_timeout: Some(Duration::from_secs(15)),

@@ -108,7 +108,11 @@ impl MqttChannel {
             .ctx
             .authenticate(&accepted.client, accepted.connect.password.as_deref())
         {
-            AuthResult::Allow { .. } => self.complete_connect(accepted, None, now, out),
+            AuthResult::Allow { superuser } => {
+                let mut accepted = accepted;
+                accepted.client.superuser = superuser;
+                self.complete_connect(accepted, None, now, out)
+            }
             AuthResult::Deny(refusal) => self.refuse_connect(refusal_code(refusal), "authentication refused", out),
         }
     }
@@ -159,6 +163,7 @@ impl MqttChannel {
             username: connect.username.as_deref().map(ByteString::from),
             peer: self.peer,
             protocol: "mqtt",
+            superuser: false,
         };
         let mountpoint = client_mountpoint(&self.settings.mountpoint, &client);
         let will = match connect.will.take() {
@@ -298,9 +303,9 @@ impl MqttChannel {
         // The window is `mqtt.max_inflight`, narrowed by a 5.0 client's Receive Maximum: a
         // client announcing 65,535 must not make the broker hold that many unacknowledged
         // messages for it.
-        let configured = usize::from(self.settings.max_inflight.max(1));
+        let configured = self.settings.max_inflight.max(1);
         self.inflight_window = match properties.receive_maximum {
-            Some(receive_maximum) if v5 => configured.min(usize::from(receive_maximum)),
+            Some(receive_maximum) if v5 => configured.min(receive_maximum),
             _ => configured,
         };
         self.client_max_packet_size = properties.maximum_packet_size.unwrap_or(u32::MAX);
@@ -383,7 +388,7 @@ impl MqttChannel {
                 ts_ms: self.connected_at_ms,
             });
         }
-        self.auto_subscribe();
+        self.auto_subscribe(now);
 
         // [MQTT-4.4.0-1] resend what the resumed session left unacknowledged, then go on with
         // its queue.

@@ -143,7 +143,7 @@ pub struct MqttChannel {
     keepalive_timeout: Option<Duration>,
     last_packet_at: Instant,
     /// Unacknowledged outgoing QoS 1/2 messages allowed at once.
-    inflight_window: usize,
+    inflight_window: u16,
     /// Largest packet the client accepts (5.0 Maximum Packet Size).
     client_max_packet_size: u32,
     /// Client-to-server topic aliases (5.0), boxed and created on first use: most clients
@@ -163,6 +163,8 @@ pub struct MqttChannel {
     connect_expiry_zero: bool,
     /// Packets waiting for the durable store (see `durable.rs`). Boxed on purpose: usually
     /// none, and the box keeps an idle connection 24 bytes smaller than a bare `VecDeque`.
+    /// Cached authorization results (`authorization.cache`), created on the first check.
+    authz_cache: Option<Box<portico_core::auth::AuthzCache>>,
     #[allow(clippy::box_collection)]
     held: Option<Box<std::collections::VecDeque<(portico_core::store::Ticket, Packet)>>>,
 }
@@ -199,6 +201,7 @@ impl MqttChannel {
             close_reason: None,
             auth: None,
             held: None,
+            authz_cache: None,
         }
     }
 
@@ -225,6 +228,18 @@ impl MqttChannel {
             out.send(Packet::Disconnect(disconnect));
         }
         self.close(CloseReason::ProtocolViolation(why), out);
+    }
+
+    /// Authorization denied something and `deny_action = disconnect`: 5.0 clients get
+    /// DISCONNECT 0x87 first.
+    fn deny_and_disconnect(&mut self, why: String, out: &mut Out) {
+        tracing::debug!(peer = %self.peer, client_id = ?self.client.as_ref().map(|c| &c.client_id), %why, "not authorized; disconnecting");
+        if self.version.is_v5() && self.phase == Phase::Connected {
+            let mut disconnect = Disconnect::new(ReasonCode::NotAuthorized);
+            disconnect.properties.reason_string = Some(ByteString::from(why));
+            out.send(Packet::Disconnect(disconnect));
+        }
+        self.close(CloseReason::NotAuthorized, out);
     }
 
     fn close(&mut self, reason: CloseReason, out: &mut Out) {
@@ -342,7 +357,7 @@ impl Channel for MqttChannel {
                 Packet::PubRec(rec) => self.handle_pubrec(rec, now, out),
                 Packet::PubRel(rel) => self.handle_pubrel(rel, out),
                 Packet::PubComp(comp) => self.handle_pubcomp(comp, now, out),
-                Packet::Subscribe(subscribe) => self.handle_subscribe(subscribe, out),
+                Packet::Subscribe(subscribe) => self.handle_subscribe(subscribe, now, out),
                 Packet::Unsubscribe(unsubscribe) => self.handle_unsubscribe(unsubscribe, out),
                 Packet::PingReq => out.send(Packet::PingResp),
                 Packet::Disconnect(disconnect) => self.handle_disconnect(disconnect, out),

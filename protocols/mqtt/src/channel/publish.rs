@@ -3,7 +3,7 @@
 use std::time::Instant;
 
 use bytestring::ByteString;
-use portico_core::auth::Action;
+use portico_core::auth::{Action, DenyAction};
 use portico_core::broker::{PublishError, Published};
 use portico_core::delayed::DELAYED_PREFIX;
 use portico_core::message::{Message, Origin, now_millis};
@@ -137,9 +137,14 @@ impl MqttChannel {
             refusal = Some(ReasonCode::PayloadFormatInvalid);
         }
         if refusal.is_none()
-            && let Some(client) = self.client()
-            && !self.ctx.authorize(client, Action::Publish, name.as_str())
+            && let Some(client) = &self.client
+            && !self
+                .ctx
+                .authorize_cached(&mut self.authz_cache, client, Action::Publish, name.as_str(), now)
         {
+            if self.ctx.deny_action() == DenyAction::Disconnect {
+                return self.deny_and_disconnect(format!("publish to {name:?} not authorized"), out);
+            }
             refusal = Some(ReasonCode::NotAuthorized);
         }
         let mut no_subscribers = false;
@@ -304,7 +309,7 @@ impl MqttChannel {
         let mut dropped = 0u64;
         while let Some(front) = state.queue.front() {
             let qos = front.qos;
-            if qos != QoS::AtMostOnce && state.inflight.len() >= self.inflight_window {
+            if qos != QoS::AtMostOnce && state.inflight.len() >= usize::from(self.inflight_window) {
                 break;
             }
             let packet_id = if qos == QoS::AtMostOnce {

@@ -1,7 +1,7 @@
 //! SUBSCRIBE and UNSUBSCRIBE.
 
 use bytestring::ByteString;
-use portico_core::auth::Action;
+use portico_core::auth::{Action, DenyAction};
 use portico_core::broker::RetainedOnSubscribe;
 use portico_core::message::now_millis;
 use portico_core::session::SubOptions;
@@ -15,7 +15,7 @@ use crate::packet::{
 use crate::reason::ReasonCode;
 
 impl MqttChannel {
-    pub(super) fn handle_subscribe(&mut self, subscribe: Subscribe, out: &mut Out) {
+    pub(super) fn handle_subscribe(&mut self, subscribe: Subscribe, now: std::time::Instant, out: &mut Out) {
         let Some(session) = self.session.clone() else { return };
         let subscription_id = subscribe.properties.subscription_identifier.unwrap_or(0);
         let mut reason_codes = Vec::with_capacity(subscribe.filters.len());
@@ -24,7 +24,12 @@ impl MqttChannel {
             if options.no_local && (filter.starts_with("$share/") || filter.starts_with("$queue/")) {
                 return self.violation(ReasonCode::ProtocolError, "No Local set on a shared subscription", out);
             }
-            let code = self.subscribe_one(&session, filter, options, subscription_id);
+            let code = match self.subscribe_one(&session, filter, options, subscription_id, now) {
+                Ok(code) => code,
+                Err(Denied(filter)) => {
+                    return self.deny_and_disconnect(format!("subscription to {filter:?} not authorized"), out);
+                }
+            };
             reason_codes.push(code);
         }
         self.send_durable(
@@ -37,42 +42,54 @@ impl MqttChannel {
         );
     }
 
-    /// Subscribes to one filter; returns the SUBACK code (granted QoS or the failure).
+    /// Subscribes to one filter; returns the SUBACK code (granted QoS or the failure), or
+    /// `Denied` when authorization refused it and the client is to be disconnected.
     fn subscribe_one(
         &mut self,
         session: &std::sync::Arc<portico_core::session::Session>,
         filter: ByteString,
         options: SubscriptionOptions,
         subscription_id: u32,
-    ) -> ReasonCode {
+        now: std::time::Instant,
+    ) -> Result<ReasonCode, Denied> {
         let filter = self.rewrite_filter(filter);
         let mounted = self.mount_filter(&filter);
         let topic = match SubscriptionTopic::parse(mounted) {
             Ok(topic) => topic,
-            Err(TopicError::InvalidSharedSubscription) => return ReasonCode::TopicFilterInvalid,
-            Err(_) => return ReasonCode::TopicFilterInvalid,
+            Err(TopicError::InvalidSharedSubscription) => return Ok(ReasonCode::TopicFilterInvalid),
+            Err(_) => return Ok(ReasonCode::TopicFilterInvalid),
         };
         if topic.filter.depth() > self.settings.max_topic_levels {
-            return ReasonCode::TopicFilterInvalid;
+            return Ok(ReasonCode::TopicFilterInvalid);
         }
         if topic.share_group.is_some() && !self.settings.shared_subscription {
-            return ReasonCode::SharedSubscriptionsNotSupported;
+            return Ok(ReasonCode::SharedSubscriptionsNotSupported);
         }
         if topic.filter.has_wildcard() && !self.settings.wildcard_subscription {
-            return ReasonCode::WildcardSubscriptionsNotSupported;
+            return Ok(ReasonCode::WildcardSubscriptionsNotSupported);
         }
         {
             let state = session.lock();
             if !state.subscriptions.contains_key(&topic.original)
                 && state.subscriptions.len() >= self.settings.max_subscriptions
             {
-                return ReasonCode::QuotaExceeded;
+                return Ok(ReasonCode::QuotaExceeded);
             }
         }
-        if let Some(client) = self.client()
-            && !self.ctx.authorize(client, Action::Subscribe, topic.filter.as_str())
+        if let Some(client) = &self.client
+            && !self.ctx.authorize_cached(
+                &mut self.authz_cache,
+                client,
+                Action::Subscribe,
+                topic.filter.as_str(),
+                now,
+            )
         {
-            return ReasonCode::NotAuthorized;
+            if self.ctx.deny_action() == DenyAction::Disconnect {
+                return Err(Denied(topic.filter.as_str().to_owned()));
+            }
+            // 3.x has only 0x80 (the codec maps every failure to it).
+            return Ok(self.settings.suback_deny_code);
         }
         let qos = options.qos.min(self.settings.max_qos_allowed);
         let retained = match options.retain_handling {
@@ -103,11 +120,11 @@ impl MqttChannel {
                 ts_ms: now_millis(),
             });
         }
-        match qos {
+        Ok(match qos {
             QoS::AtMostOnce => ReasonCode::GRANTED_QOS0,
             QoS::AtLeastOnce => ReasonCode::GrantedQoS1,
             QoS::ExactlyOnce => ReasonCode::GrantedQoS2,
-        }
+        })
     }
 
     pub(super) fn handle_unsubscribe(&mut self, unsubscribe: Unsubscribe, out: &mut Out) {
@@ -154,7 +171,7 @@ impl MqttChannel {
 
     /// Subscribes the client to the broker's auto-subscribe topics (EMQX `auto_subscribe`),
     /// through the same checks as its own SUBSCRIBE.
-    pub(super) fn auto_subscribe(&mut self) {
+    pub(super) fn auto_subscribe(&mut self, now: std::time::Instant) {
         let (Some(session), Some(client)) = (self.session.clone(), self.client.clone()) else {
             return;
         };
@@ -172,9 +189,14 @@ impl MqttChannel {
                     _ => RetainHandling::SendAtSubscribe,
                 },
             };
-            let code = self.subscribe_one(&session, ByteString::from(filter.as_str()), options, 0);
-            if code.is_error() {
-                tracing::warn!(client_id = %client.client_id, %filter, ?code, "auto-subscribe refused");
+            match self.subscribe_one(&session, ByteString::from(filter.as_str()), options, 0, now) {
+                Ok(code) if !code.is_error() => {}
+                Ok(code) => tracing::warn!(client_id = %client.client_id, %filter, ?code, "auto-subscribe refused"),
+                // Configured by the operator, not asked for by the client: refused, not a reason
+                // to disconnect.
+                Err(Denied(_)) => {
+                    tracing::warn!(client_id = %client.client_id, %filter, "auto-subscribe not authorized")
+                }
             }
         }
     }
@@ -197,3 +219,6 @@ impl MqttChannel {
         ByteString::from(format!("{mountpoint}{filter}"))
     }
 }
+
+/// A subscription authorization refused while `deny_action = disconnect` (the filter).
+struct Denied(String);
