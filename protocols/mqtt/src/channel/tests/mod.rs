@@ -723,5 +723,6 @@ fn taken_over_connection_stops_draining_the_session() {
     assert_eq!(published(&second.deliver(h.t0)).len(), 1);
 }
 
+mod authz;
 mod durable;
 mod features;

@@ -1,0 +1,162 @@
+//! Authorization in the channel: deny actions, SUBACK codes, the per-client cache and
+//! superusers.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use portico_core::BrokerConfig;
+use portico_core::auth::{
+    Action, AuthResult, Authenticator, Authorizer, AuthzCacheSettings, AuthzSettings, ClientInfo, DenyAction,
+};
+
+use super::*;
+
+/// Denies every topic under `secret/`; counts its calls. Lets in user "root" as a superuser.
+#[derive(Default)]
+struct Rules {
+    calls: AtomicUsize,
+}
+
+impl Authorizer for Rules {
+    fn authorize(&self, _client: &ClientInfo, _action: Action, topic: &str) -> bool {
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        !topic.starts_with("secret/")
+    }
+}
+
+impl Authenticator for Rules {
+    fn authenticate(&self, client: &ClientInfo, _password: Option<&[u8]>) -> AuthResult {
+        AuthResult::Allow {
+            superuser: client.username.as_deref() == Some("root"),
+        }
+    }
+}
+
+fn harness(authz: AuthzSettings, settings: MqttSettings) -> (Harness, Arc<Rules>) {
+    let rules = Arc::new(Rules::default());
+    let extensions = portico_core::Extensions {
+        authenticator: rules.clone(),
+        authorizer: rules.clone(),
+        ..Default::default()
+    };
+    let config = BrokerConfig {
+        authz,
+        ..BrokerConfig::default()
+    };
+    (Harness::build(settings, config, extensions), rules)
+}
+
+fn suback_codes(sent: &[Sent]) -> Vec<ReasonCode> {
+    match sent.first() {
+        Some(Sent::Packet(Packet::SubAck(ack))) => ack.reason_codes.clone(),
+        other => panic!("expected SUBACK, got {other:?}"),
+    }
+}
+
+#[test]
+fn denied_publish_gets_0x87_in_5_0_and_is_dropped_in_3_1_1() {
+    let (h, _) = harness(AuthzSettings::default(), MqttSettings::default());
+    let now = h.t0;
+    let mut v5 = h.connect(ProtocolVersion::V5, "v5", true, |_| {});
+    let sent = v5.publish("secret/a", b"x", QoS::AtLeastOnce, 1, now);
+    assert!(
+        matches!(&sent[..], [Sent::Packet(Packet::PubAck(ack))] if ack.reason_code == ReasonCode::NotAuthorized),
+        "{sent:?}"
+    );
+    let mut v3 = h.connect(ProtocolVersion::V3_1_1, "v3", true, |_| {});
+    let sent = v3.publish("secret/a", b"x", QoS::AtLeastOnce, 1, now);
+    assert!(
+        matches!(&sent[..], [Sent::Packet(Packet::PubAck(ack))] if ack.reason_code == ReasonCode::Success),
+        "3.1.1 cannot say no: acknowledged and dropped: {sent:?}"
+    );
+}
+
+#[test]
+fn deny_action_disconnect_ends_the_connection_with_0x87() {
+    let authz = AuthzSettings {
+        deny_action: DenyAction::Disconnect,
+        ..AuthzSettings::default()
+    };
+    let (h, _) = harness(authz, MqttSettings::default());
+    let now = h.t0;
+    let mut v5 = h.connect(ProtocolVersion::V5, "v5", true, |_| {});
+    let sent = v5.publish("secret/a", b"x", QoS::AtMostOnce, 0, now);
+    assert_eq!(disconnect_reason(&sent), Some(ReasonCode::NotAuthorized), "{sent:?}");
+    assert!(closed(&sent));
+    let mut v3 = h.connect(ProtocolVersion::V3_1_1, "v3", true, |_| {});
+    let sent = v3.subscribe("secret/#", QoS::AtMostOnce, now);
+    assert!(
+        closed(&sent),
+        "3.1.1 client disconnected on a denied SUBSCRIBE: {sent:?}"
+    );
+}
+
+#[test]
+fn denied_subscribe_code_is_configurable_for_5_0_and_0x80_for_3_1_1() {
+    let (h, _) = harness(AuthzSettings::default(), MqttSettings::default());
+    let now = h.t0;
+    let mut v5 = h.connect(ProtocolVersion::V5, "a", true, |_| {});
+    assert_eq!(
+        suback_codes(&v5.subscribe("secret/#", QoS::AtMostOnce, now)),
+        vec![ReasonCode::NotAuthorized]
+    );
+    let settings = MqttSettings {
+        suback_deny_code: ReasonCode::UnspecifiedError,
+        ..MqttSettings::default()
+    };
+    let (h, _) = harness(AuthzSettings::default(), settings);
+    let mut v5 = h.connect(ProtocolVersion::V5, "b", true, |_| {});
+    assert_eq!(
+        suback_codes(&v5.subscribe("secret/#", QoS::AtMostOnce, now)),
+        vec![ReasonCode::UnspecifiedError]
+    );
+}
+
+#[test]
+fn the_cache_answers_repeated_checks() {
+    let cached = AuthzSettings {
+        cache: Some(AuthzCacheSettings::default()),
+        ..AuthzSettings::default()
+    };
+    let (h, rules) = harness(cached, MqttSettings::default());
+    let now = h.t0;
+    let mut c = h.connect(ProtocolVersion::V5, "c", true, |_| {});
+    for _ in 0..5 {
+        c.publish("open/t", b"x", QoS::AtMostOnce, 0, now);
+    }
+    assert_eq!(rules.calls.load(Ordering::Relaxed), 1, "one check, then the cache");
+    // Past the ttl the source is asked again.
+    c.publish(
+        "open/t",
+        b"x",
+        QoS::AtMostOnce,
+        0,
+        now + std::time::Duration::from_secs(61),
+    );
+    assert_eq!(rules.calls.load(Ordering::Relaxed), 2);
+
+    let (h, rules) = harness(AuthzSettings::default(), MqttSettings::default());
+    let mut c = h.connect(ProtocolVersion::V5, "d", true, |_| {});
+    for _ in 0..5 {
+        c.publish("open/t", b"x", QoS::AtMostOnce, 0, now);
+    }
+    assert_eq!(
+        rules.calls.load(Ordering::Relaxed),
+        5,
+        "no cache: every publish is checked"
+    );
+}
+
+#[test]
+fn superusers_bypass_authorization() {
+    let (h, rules) = harness(AuthzSettings::default(), MqttSettings::default());
+    let now = h.t0;
+    let mut root = h.connect(ProtocolVersion::V5, "root-client", true, |c| {
+        c.username = Some(ByteString::from_static("root"));
+    });
+    assert_eq!(
+        suback_codes(&root.subscribe("secret/#", QoS::AtMostOnce, now)),
+        vec![ReasonCode::GRANTED_QOS0]
+    );
+    assert_eq!(rules.calls.load(Ordering::Relaxed), 0, "a superuser is never checked");
+}
