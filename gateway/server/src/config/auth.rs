@@ -95,7 +95,8 @@ pub struct PasswordHashConfig {
     pub name: HashName,
     /// md5/sha/sha256/sha512/plain: where the salt goes.
     pub salt_position: SaltPosition,
-    /// pbkdf2: the HMAC hash (`sha`, `sha224`, `sha256`, `sha384`, `sha512`).
+    /// pbkdf2: the HMAC hash (`md4`, `md5`, `ripemd160`, `sha`, `sha224`, `sha256`, `sha384`,
+    /// `sha512`).
     pub mac_fun: String,
     /// pbkdf2: iterations.
     pub iterations: u32,
@@ -252,8 +253,8 @@ fn password_hash(mut s: Section<'_>, ctx: &mut Ctx<'_>) -> PasswordHashConfig {
         mac_fun: s.field(ctx, "mac_fun", d.mac_fun, |v| {
             let name = value::string(v)?;
             match name.as_str() {
-                "sha" | "sha224" | "sha256" | "sha384" | "sha512" => Ok(name),
-                _ => Err("expected one of sha, sha224, sha256, sha384, sha512".to_owned()),
+                "md4" | "md5" | "ripemd160" | "sha" | "sha224" | "sha256" | "sha384" | "sha512" => Ok(name),
+                _ => Err("expected one of md4, md5, ripemd160, sha, sha224, sha256, sha384, sha512".to_owned()),
             }
         }),
         iterations: s.field(ctx, "iterations", d.iterations, |v| value::int_in(v, 1, 10_000_000)),

@@ -388,7 +388,7 @@ impl MqttChannel {
                 ts_ms: self.connected_at_ms,
             });
         }
-        self.auto_subscribe(now);
+        self.auto_subscribe();
 
         // [MQTT-4.4.0-1] resend what the resumed session left unacknowledged, then go on with
         // its queue.

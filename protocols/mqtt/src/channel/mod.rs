@@ -357,7 +357,7 @@ impl Channel for MqttChannel {
                 Packet::PubRec(rec) => self.handle_pubrec(rec, now, out),
                 Packet::PubRel(rel) => self.handle_pubrel(rel, out),
                 Packet::PubComp(comp) => self.handle_pubcomp(comp, now, out),
-                Packet::Subscribe(subscribe) => self.handle_subscribe(subscribe, now, out),
+                Packet::Subscribe(subscribe) => self.handle_subscribe(subscribe, out),
                 Packet::Unsubscribe(unsubscribe) => self.handle_unsubscribe(unsubscribe, out),
                 Packet::PingReq => out.send(Packet::PingResp),
                 Packet::Disconnect(disconnect) => self.handle_disconnect(disconnect, out),

@@ -15,7 +15,7 @@ use crate::packet::{
 use crate::reason::ReasonCode;
 
 impl MqttChannel {
-    pub(super) fn handle_subscribe(&mut self, subscribe: Subscribe, now: std::time::Instant, out: &mut Out) {
+    pub(super) fn handle_subscribe(&mut self, subscribe: Subscribe, out: &mut Out) {
         let Some(session) = self.session.clone() else { return };
         let subscription_id = subscribe.properties.subscription_identifier.unwrap_or(0);
         let mut reason_codes = Vec::with_capacity(subscribe.filters.len());
@@ -24,7 +24,7 @@ impl MqttChannel {
             if options.no_local && (filter.starts_with("$share/") || filter.starts_with("$queue/")) {
                 return self.violation(ReasonCode::ProtocolError, "No Local set on a shared subscription", out);
             }
-            let code = match self.subscribe_one(&session, filter, options, subscription_id, now) {
+            let code = match self.subscribe_one(&session, filter, options, subscription_id) {
                 Ok(code) => code,
                 Err(Denied(filter)) => {
                     return self.deny_and_disconnect(format!("subscription to {filter:?} not authorized"), out);
@@ -50,7 +50,6 @@ impl MqttChannel {
         filter: ByteString,
         options: SubscriptionOptions,
         subscription_id: u32,
-        now: std::time::Instant,
     ) -> Result<ReasonCode, Denied> {
         let filter = self.rewrite_filter(filter);
         let mounted = self.mount_filter(&filter);
@@ -76,14 +75,10 @@ impl MqttChannel {
                 return Ok(ReasonCode::QuotaExceeded);
             }
         }
+        // Not cached: a SUBSCRIBE is checked once, and a cache made for it would cost every
+        // idle subscriber its allocation. PUBLISH checks repeat and are cached.
         if let Some(client) = &self.client
-            && !self.ctx.authorize_cached(
-                &mut self.authz_cache,
-                client,
-                Action::Subscribe,
-                topic.filter.as_str(),
-                now,
-            )
+            && !self.ctx.authorize(client, Action::Subscribe, topic.filter.as_str())
         {
             if self.ctx.deny_action() == DenyAction::Disconnect {
                 return Err(Denied(topic.filter.as_str().to_owned()));
@@ -171,7 +166,7 @@ impl MqttChannel {
 
     /// Subscribes the client to the broker's auto-subscribe topics (EMQX `auto_subscribe`),
     /// through the same checks as its own SUBSCRIBE.
-    pub(super) fn auto_subscribe(&mut self, now: std::time::Instant) {
+    pub(super) fn auto_subscribe(&mut self) {
         let (Some(session), Some(client)) = (self.session.clone(), self.client.clone()) else {
             return;
         };
@@ -189,7 +184,7 @@ impl MqttChannel {
                     _ => RetainHandling::SendAtSubscribe,
                 },
             };
-            match self.subscribe_one(&session, ByteString::from(filter.as_str()), options, 0, now) {
+            match self.subscribe_one(&session, ByteString::from(filter.as_str()), options, 0) {
                 Ok(code) if !code.is_error() => {}
                 Ok(code) => tracing::warn!(client_id = %client.client_id, %filter, ?code, "auto-subscribe refused"),
                 // Configured by the operator, not asked for by the client: refused, not a reason
