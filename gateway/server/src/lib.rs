@@ -2,6 +2,7 @@
 //! listeners. `main.rs` is a thin shell around [`Server::start`], which tests call directly
 //! (with listeners on port 0).
 
+mod auth;
 pub mod config;
 mod listeners;
 
@@ -87,6 +88,7 @@ impl Server {
             });
         }
         let broker = Broker::with_extensions(broker_config(config)?, open_store(config)?)?;
+        auth::install(&broker, config)?;
         let shutdown = CancellationToken::new();
         let tasks = TaskTracker::new();
         let listeners = Listeners::start(config, &broker, &shutdown, &tasks)?;

@@ -108,12 +108,13 @@ pub struct PasswordHashConfig {
 
 impl Default for PasswordHashConfig {
     /// Argon2id: the strongest of the offered algorithms, and what Portico hashes new users with
-    /// unless told otherwise (EMQX's built-in default is sha256 with a suffix salt; set that to
+    /// unless told otherwise (EMQX's built-in default is sha256 with a prefix salt; set that to
     /// import EMQX's hashes).
     fn default() -> Self {
         PasswordHashConfig {
             name: HashName::Argon2,
-            salt_position: SaltPosition::Suffix,
+            // EMQX's default for the salted digests.
+            salt_position: SaltPosition::Prefix,
             mac_fun: "sha256".to_owned(),
             iterations: 4096,
             dk_length: None,

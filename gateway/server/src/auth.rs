@@ -1,0 +1,174 @@
+//! Builds the configured authentication and authorization chains and installs them in the
+//! broker, once its durable store is open (built-in users and bans live there) and before any
+//! listener opens.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use portico_auth::acl::AclFile;
+use portico_auth::builtin::{BuiltinDb, ImportKind, UserIdType as DbUserIdType};
+use portico_auth::chain::{AuthnBackend, AuthnChain, AuthzChain, AuthzSource};
+use portico_auth::password::{HashAlgorithm, MacFun, SaltPosition as DbSaltPosition};
+use portico_auth::{AuthnVerdict, AuthzVerdict};
+use portico_core::Broker;
+use portico_core::auth::{Action, AllowAll, ClientInfo};
+
+use crate::StartError;
+use crate::config::{
+    AuthnBackendConfig, AuthzSourceConfig, BootstrapType, Config, DEFAULT_ACL_PATH, HashName, PasswordHashConfig,
+    SaltPosition, UserIdType,
+};
+
+/// EMQX's default rules, used when the default `etc/acl.conf` is not where the configuration
+/// says (e.g. the binary runs outside the source tree).
+const DEFAULT_ACL: &str = include_str!("../../../etc/acl.conf");
+
+/// Builds both chains from `config` and installs them in `broker`; also imports the banned
+/// list's bootstrap file.
+pub(crate) fn install(broker: &Broker, config: &Config) -> Result<(), StartError> {
+    if let Some(path) = &config.banned.bootstrap_file {
+        let text = std::fs::read_to_string(path).map_err(|e| invalid("banned.bootstrap_file", path, e))?;
+        let added = broker
+            .banned()
+            .import_csv(&text)
+            .map_err(|why| invalid("banned.bootstrap_file", path, why))?;
+        tracing::info!(path = %path.display(), added, "bans imported");
+    }
+
+    let mut backends: Vec<Arc<dyn AuthnBackend>> = Vec::new();
+    for (index, authenticator) in config.authentication.iter().enumerate() {
+        if !authenticator.enable {
+            continue;
+        }
+        let key = |k: &str| format!("authentication[{index}].{k}");
+        match &authenticator.backend {
+            AuthnBackendConfig::BuiltInDatabase {
+                user_id_type,
+                password_hash,
+                bootstrap_file,
+                bootstrap_type,
+            } => {
+                let algorithm = algorithm(password_hash).map_err(|why| StartError::Invalid {
+                    key: key("password_hash_algorithm"),
+                    why,
+                })?;
+                let id_type = match user_id_type {
+                    UserIdType::Username => DbUserIdType::Username,
+                    UserIdType::ClientId => DbUserIdType::ClientId,
+                };
+                let db = BuiltinDb::open(broker.journal().cloned(), algorithm, id_type).map_err(|e| {
+                    StartError::Invalid {
+                        key: key("backend"),
+                        why: e.to_string(),
+                    }
+                })?;
+                if let Some(path) = bootstrap_file {
+                    let kind = match bootstrap_type {
+                        BootstrapType::Plain => ImportKind::Plain,
+                        BootstrapType::Hash => ImportKind::Hash,
+                    };
+                    let report = db
+                        .bootstrap(path, kind)
+                        .map_err(|e| invalid(&key("bootstrap_file"), path, e))?;
+                    for failure in &report.failures {
+                        tracing::warn!(path = %path.display(), ?failure, "bootstrap user not imported");
+                    }
+                    tracing::info!(
+                        path = %path.display(),
+                        added = report.added,
+                        skipped = report.skipped,
+                        failed = report.failed,
+                        "built-in users bootstrapped"
+                    );
+                }
+                backends.push(Arc::new(Builtin(db)));
+            }
+        }
+    }
+    if backends.is_empty() && config.mqtt.allow_anonymous {
+        // Nothing to ask: skip the chain altogether.
+        broker.set_authenticator(Arc::new(AllowAll));
+    } else {
+        broker.set_authenticator(Arc::new(AuthnChain::new(backends, config.mqtt.allow_anonymous)));
+    }
+
+    let authorization = &config.authorization;
+    let mut sources: Vec<Arc<dyn AuthzSource>> = Vec::new();
+    for (index, source) in authorization.sources.iter().enumerate() {
+        match source {
+            AuthzSourceConfig::File { path } => {
+                let rules = load_acl(path).map_err(|why| StartError::Invalid {
+                    key: format!("authorization.sources[{index}].path"),
+                    why,
+                })?;
+                tracing::info!(path = %path.display(), rules = rules.len(), "acl file loaded");
+                sources.push(Arc::new(Acl(rules)));
+            }
+        }
+    }
+    if sources.is_empty() && authorization.no_match_allow {
+        broker.set_authorizer(Arc::new(AllowAll));
+    } else {
+        broker.set_authorizer(Arc::new(AuthzChain::new(sources, authorization.no_match_allow)));
+    }
+    Ok(())
+}
+
+fn invalid(key: &str, path: &Path, why: impl std::fmt::Display) -> StartError {
+    StartError::Invalid {
+        key: key.to_owned(),
+        why: format!("{}: {why}", path.display()),
+    }
+}
+
+/// The rules of `path`; EMQX's defaults when `path` is the default one and does not exist.
+fn load_acl(path: &Path) -> Result<AclFile, String> {
+    if path == Path::new(DEFAULT_ACL_PATH) && !path.exists() {
+        tracing::info!("{DEFAULT_ACL_PATH} not found; using EMQX's default rules built into the binary");
+        return AclFile::parse(DEFAULT_ACL).map_err(|e| format!("the built-in default rules: {e}"));
+    }
+    AclFile::load(path).map_err(|e| e.to_string())
+}
+
+fn algorithm(config: &PasswordHashConfig) -> Result<HashAlgorithm, String> {
+    let salt_position = match config.salt_position {
+        SaltPosition::Disable => DbSaltPosition::Disable,
+        SaltPosition::Prefix => DbSaltPosition::Prefix,
+        SaltPosition::Suffix => DbSaltPosition::Suffix,
+    };
+    let algorithm = match config.name {
+        HashName::Plain => HashAlgorithm::Plain { salt_position },
+        HashName::Md5 => HashAlgorithm::Md5 { salt_position },
+        HashName::Sha => HashAlgorithm::Sha { salt_position },
+        HashName::Sha256 => HashAlgorithm::Sha256 { salt_position },
+        HashName::Sha512 => HashAlgorithm::Sha512 { salt_position },
+        HashName::Pbkdf2 => HashAlgorithm::Pbkdf2 {
+            mac_fun: MacFun::from_name(&config.mac_fun)
+                .ok_or_else(|| format!("unknown mac_fun {:?}", config.mac_fun))?,
+            iterations: config.iterations,
+            dk_length: config.dk_length,
+        },
+        HashName::Bcrypt => HashAlgorithm::Bcrypt {
+            salt_rounds: config.salt_rounds,
+        },
+        HashName::Argon2 => HashAlgorithm::default(),
+    };
+    algorithm.validate().map_err(|e| e.to_string())?;
+    Ok(algorithm)
+}
+
+struct Builtin(BuiltinDb);
+
+impl AuthnBackend for Builtin {
+    fn check(&self, client: &ClientInfo, password: Option<&[u8]>) -> AuthnVerdict {
+        self.0.check(client, password)
+    }
+}
+
+struct Acl(AclFile);
+
+impl AuthzSource for Acl {
+    fn check(&self, client: &ClientInfo, action: Action, topic: &str) -> AuthzVerdict {
+        self.0.check(client, action, topic)
+    }
+}
