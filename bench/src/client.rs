@@ -5,7 +5,7 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
-use bytes::{BufMut, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 use bytestring::ByteString;
 use portico_mqtt::codec::{decode, encode};
 use portico_mqtt::{
@@ -98,8 +98,8 @@ async fn connect_inner(
         keep_alive: 300,
         client_id: ByteString::from(client_id.to_owned()),
         will: None,
-        username: None,
-        password: None,
+        username: dialer.credentials().map(|(u, _)| ByteString::from(u.as_str())),
+        password: dialer.credentials().map(|(_, p)| Bytes::copy_from_slice(p.as_bytes())),
         properties,
     }));
     conn.send(&connect).await?;

@@ -100,6 +100,12 @@ struct Cli {
     /// No progress line.
     #[arg(long)]
     quiet: bool,
+    /// User name every client sends in CONNECT (to measure authentication).
+    #[arg(long)]
+    username: Option<String>,
+    /// Password every client sends with --username.
+    #[arg(long)]
+    password: Option<String>,
     /// p2p/fanout/fanin: subscribers keep persistent sessions (3.1.1 clean session off; 5.0
     /// Session Expiry Interval 3600 s), so a durable broker writes what it queues for them.
     #[arg(long)]
@@ -143,6 +149,11 @@ fn config(cli: &Cli) -> Result<Config> {
         },
         server_name: cli.host.clone(),
         ws_path: cli.ws_path.clone().unwrap_or_else(|| "/mqtt".to_owned()),
+        credentials: match (&cli.username, &cli.password) {
+            (Some(user), password) => Some((user.clone(), password.clone().unwrap_or_default())),
+            (None, Some(_)) => bail!("--password needs --username"),
+            (None, None) => None,
+        },
     };
     if !cli.transport.is_tls() && (cli.ca_file.is_some() || cli.insecure) {
         bail!(

@@ -93,6 +93,8 @@ pub struct TransportConfig {
     pub server_name: String,
     /// WebSocket request path.
     pub ws_path: String,
+    /// CONNECT user name and password of every client, if any.
+    pub credentials: Option<(String, String)>,
 }
 
 impl TransportConfig {
@@ -103,6 +105,7 @@ impl TransportConfig {
             trust: TlsTrust::Unset,
             server_name: addr.ip().to_string(),
             ws_path: "/mqtt".to_owned(),
+            credentials: None,
         }
     }
 
@@ -133,6 +136,7 @@ pub struct Dialer {
     transport: Transport,
     tls: Option<(TlsConnector, ServerName<'static>)>,
     ws_url: String,
+    credentials: Option<(String, String)>,
 }
 
 impl std::fmt::Debug for Dialer {
@@ -168,7 +172,13 @@ impl Dialer {
             transport: cfg.transport,
             tls,
             ws_url: format!("{scheme}://{authority}{}", cfg.ws_path),
+            credentials: cfg.credentials.clone(),
         })
+    }
+
+    /// The user name and password clients send, if any.
+    pub fn credentials(&self) -> Option<&(String, String)> {
+        self.credentials.as_ref()
     }
 
     /// The broker address.
