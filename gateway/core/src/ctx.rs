@@ -74,11 +74,18 @@ impl Ctx {
 
     /// Runs the authentication chain, after the banned list.
     pub fn authenticate(&self, client: &ClientInfo, password: Option<&[u8]>) -> AuthResult {
+        let metrics = &self.shared.metrics;
         if let Some(ban) = self.shared.banned.check(client) {
             tracing::debug!(client_id = %client.client_id, kind = ban.kind.as_str(), who = %ban.who, "banned client refused");
+            Metrics::inc(&metrics.authentication_failure);
             return AuthResult::Deny(Refusal::Banned);
         }
-        self.shared.authenticator.read().authenticate(client, password)
+        let result = self.shared.authenticator.read().authenticate(client, password);
+        Metrics::inc(match result {
+            AuthResult::Allow { .. } => &metrics.authentication_success,
+            AuthResult::Deny(_) => &metrics.authentication_failure,
+        });
+        result
     }
 
     /// The enhanced-authentication method named `method`, if one is registered.
@@ -88,7 +95,22 @@ impl Ctx {
 
     /// Runs the authorization chain (superusers may do anything).
     pub fn authorize(&self, client: &ClientInfo, action: Action, topic: &str) -> bool {
-        client.superuser || self.shared.authorizer.read().authorize(client, action, topic)
+        if client.superuser {
+            Metrics::inc(&self.shared.metrics.authorization_superuser);
+            return true;
+        }
+        let allowed = self.shared.authorizer.read().authorize(client, action, topic);
+        self.count_verdict(allowed);
+        allowed
+    }
+
+    fn count_verdict(&self, allowed: bool) {
+        let metrics = &self.shared.metrics;
+        Metrics::inc(if allowed {
+            &metrics.authorization_allow
+        } else {
+            &metrics.authorization_deny
+        });
     }
 
     /// [`authorize`](Self::authorize) through the client's cache, when the cache is on
@@ -102,15 +124,18 @@ impl Ctx {
         now: Instant,
     ) -> bool {
         if client.superuser {
+            Metrics::inc(&self.shared.metrics.authorization_superuser);
             return true;
         }
         let Some(settings) = self.shared.config.authz.cache else {
-            return self.shared.authorizer.read().authorize(client, action, topic);
+            return self.authorize(client, action, topic);
         };
         if let Some(allowed) = cache.as_ref().and_then(|c| c.get(action, topic, now, settings.ttl)) {
+            Metrics::inc(&self.shared.metrics.authorization_cache_hit);
+            self.count_verdict(allowed);
             return allowed;
         }
-        let allowed = self.shared.authorizer.read().authorize(client, action, topic);
+        let allowed = self.authorize(client, action, topic);
         cache
             .get_or_insert_with(Box::default)
             .put(action, topic, allowed, now, settings.max_size);

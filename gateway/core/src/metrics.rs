@@ -38,6 +38,12 @@ fn counter_name(field: &'static str) -> &'static str {
         "listener_refused_access_rules" => "listener.refused.access_rules",
         "listener_refused_handshake" => "listener.refused.handshake",
         "listener_delayed_max_conn_rate" => "listener.delayed.max_conn_rate",
+        "authentication_success" => "authentication.success",
+        "authentication_failure" => "authentication.failure",
+        "authorization_allow" => "authorization.allow",
+        "authorization_deny" => "authorization.deny",
+        "authorization_cache_hit" => "authorization.cache_hit",
+        "authorization_superuser" => "authorization.superuser",
         _ => field,
     }
 }
@@ -81,6 +87,18 @@ counters! {
     /// `listener.delayed.max_conn_rate` (Portico): accepts held back by a listener's
     /// `max_conn_rate` (the connection waits in the listen backlog; it is not refused).
     listener_delayed_max_conn_rate,
+    /// `authentication.success`: CONNECTs the chain let in (banned clients are failures).
+    authentication_success,
+    /// `authentication.failure`: CONNECTs refused by the chain or the banned list.
+    authentication_failure,
+    /// `authorization.allow`: PUBLISH/SUBSCRIBE checks allowed (cache hits included).
+    authorization_allow,
+    /// `authorization.deny`: PUBLISH/SUBSCRIBE checks denied (cache hits included).
+    authorization_deny,
+    /// `authorization.cache_hit`: checks answered by a client's cache.
+    authorization_cache_hit,
+    /// `authorization.superuser`: checks skipped for superusers.
+    authorization_superuser,
 }
 
 impl Metrics {

@@ -125,6 +125,13 @@ fn the_cache_answers_repeated_checks() {
         c.publish("open/t", b"x", QoS::AtMostOnce, 0, now);
     }
     assert_eq!(rules.calls.load(Ordering::Relaxed), 1, "one check, then the cache");
+    let metrics = h.broker.metrics();
+    assert_eq!(metrics.authorization_cache_hit.load(Ordering::Relaxed), 4);
+    assert_eq!(
+        metrics.authorization_allow.load(Ordering::Relaxed),
+        5,
+        "cache hits count as verdicts"
+    );
     // Past the ttl the source is asked again.
     c.publish(
         "open/t",
@@ -159,4 +166,5 @@ fn superusers_bypass_authorization() {
         vec![ReasonCode::GRANTED_QOS0]
     );
     assert_eq!(rules.calls.load(Ordering::Relaxed), 0, "a superuser is never checked");
+    assert_eq!(h.broker.metrics().authorization_superuser.load(Ordering::Relaxed), 1);
 }
