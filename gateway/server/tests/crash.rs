@@ -6,7 +6,7 @@
 
 mod support;
 
-use support::process::{Broker, Conn, free_port, fresh_dir, pid, publish};
+use support::process::{Broker, Conn, free_port, fresh_dir, pid, publish, subscribe_offline};
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
@@ -147,28 +147,8 @@ async fn crash_and_recover(qos: QoS, kill_after: u32) {
     let broker = Broker::start(&dir, port, "sync");
     let addr = broker.addr;
     for id in SUBSCRIBERS {
-        let (mut conn, _) = Conn::open(addr, id, false).await;
-        conn.send(&Packet::Subscribe(Subscribe {
-            packet_id: PacketId::new(1).expect("non-zero"),
-            filters: vec![(
-                ByteString::from_static("crash/#"),
-                SubscriptionOptions {
-                    qos,
-                    ..Default::default()
-                },
-            )],
-            properties: Default::default(),
-        }))
-        .await
-        .expect("SUBSCRIBE");
-        assert!(matches!(
-            conn.recv(Duration::from_secs(10)).await,
-            Some(Packet::SubAck(_))
-        ));
         // Offline from here on: the broker queues for them.
-        conn.send(&Packet::Disconnect(Default::default()))
-            .await
-            .expect("DISCONNECT");
+        subscribe_offline(addr, id, "crash/#", qos).await;
     }
     {
         let (mut setup, _) = Conn::open(addr, "crash-setup", true).await;

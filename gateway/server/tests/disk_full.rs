@@ -10,9 +10,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use bytestring::ByteString;
-use portico_mqtt::{Packet, PacketId, PubResponse, QoS, Subscribe, SubscriptionOptions};
-use support::process::{Broker, Conn, free_port, fresh_dir, pid, publish};
+use portico_mqtt::{Packet, PubResponse, QoS};
+use support::process::{Broker, Conn, free_port, fresh_dir, pid, publish, subscribe_offline};
 
 const PAYLOAD: usize = 8 * 1024;
 const MESSAGES: u32 = 2000;
@@ -48,30 +47,6 @@ impl Drop for SmallDisk {
     }
 }
 
-async fn subscribe_offline(addr: std::net::SocketAddr, id: &str) {
-    let (mut conn, _) = Conn::open(addr, id, false).await;
-    conn.send(&Packet::Subscribe(Subscribe {
-        packet_id: PacketId::new(1).expect("non-zero"),
-        filters: vec![(
-            ByteString::from_static("full/#"),
-            SubscriptionOptions {
-                qos: QoS::AtLeastOnce,
-                ..Default::default()
-            },
-        )],
-        properties: Default::default(),
-    }))
-    .await
-    .expect("SUBSCRIBE");
-    assert!(matches!(
-        conn.recv(Duration::from_secs(10)).await,
-        Some(Packet::SubAck(_))
-    ));
-    conn.send(&Packet::Disconnect(Default::default()))
-        .await
-        .expect("DISCONNECT");
-}
-
 #[tokio::test]
 async fn a_full_disk_holds_acknowledgements_and_loses_nothing() {
     let dir = fresh_dir("disk-full");
@@ -82,7 +57,7 @@ async fn a_full_disk_holds_acknowledgements_and_loses_nothing() {
     let port = free_port();
     let mut broker = Broker::start(&dir, port, "sync");
     let addr = broker.addr;
-    subscribe_offline(addr, "full-sub").await;
+    subscribe_offline(addr, "full-sub", "full/#", QoS::AtLeastOnce).await;
 
     // Publish far more than fits; the broker must stall rather than acknowledge what it cannot
     // write.

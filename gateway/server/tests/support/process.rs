@@ -162,3 +162,29 @@ impl Drop for Broker {
         }
     }
 }
+
+/// Opens a persistent session for `client_id` subscribed to `filter` at `qos`, then leaves
+/// it offline (DISCONNECT): the broker queues for it from here on.
+pub async fn subscribe_offline(addr: SocketAddr, client_id: &str, filter: &'static str, qos: QoS) {
+    let (mut conn, _) = Conn::open(addr, client_id, false).await;
+    conn.send(&Packet::Subscribe(portico_mqtt::Subscribe {
+        packet_id: PacketId::new(1).expect("non-zero"),
+        filters: vec![(
+            ByteString::from_static(filter),
+            portico_mqtt::SubscriptionOptions {
+                qos,
+                ..Default::default()
+            },
+        )],
+        properties: Default::default(),
+    }))
+    .await
+    .expect("SUBSCRIBE");
+    assert!(matches!(
+        conn.recv(Duration::from_secs(10)).await,
+        Some(Packet::SubAck(_))
+    ));
+    conn.send(&Packet::Disconnect(Default::default()))
+        .await
+        .expect("DISCONNECT");
+}
