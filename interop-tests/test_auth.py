@@ -204,3 +204,43 @@ def test_malformed_acl_file_refuses_to_start(tmp_path):
         b.start()
     text = str(err.value)
     assert str(path) in text and ":2:" in text, text
+
+
+def hs256(claims: dict, secret: bytes) -> str:
+    """A JWT signed with HMAC-SHA256, made with the standard library only."""
+    import base64
+    import hashlib
+    import hmac
+    import json
+
+    def b64(data: bytes) -> str:
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+    head = b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+    body = b64(json.dumps(claims).encode())
+    sig = hmac.new(secret, f"{head}.{body}".encode(), hashlib.sha256).digest()
+    return f"{head}.{body}.{b64(sig)}"
+
+
+def test_jwt_signed_password(broker_factory):
+    b = broker_factory({
+        "PORTICO_AUTHENTICATION__1__MECHANISM": "jwt",
+        "PORTICO_AUTHENTICATION__1__SECRET": "emqxsecret",
+        "PORTICO_AUTHENTICATION__1__VERIFY_CLAIMS__CLIENTID": "${clientid}",
+        "PORTICO_MQTT__ALLOW_ANONYMOUS": "false",
+    })
+    now = int(time.time())
+    good = hs256({"clientid": "jwt-dev", "exp": now + 60}, b"emqxsecret")
+    ok = mosquitto_pub(b, "t", b"x", version=V311, client_id="jwt-dev", extra=("-u", "any", "-P", good),
+                       expect_ok=False)
+    assert ok.returncode == 0, ok.stderr
+    for token, cid, why in [
+        (hs256({"clientid": "jwt-dev", "exp": now - 5}, b"emqxsecret"), "jwt-dev", "expired"),
+        (hs256({"clientid": "jwt-dev"}, b"wrong"), "jwt-dev", "forged"),
+        (good, "other-dev", "claim for another client"),
+    ]:
+        r = mosquitto_pub(b, "t", b"x", version=V311, client_id=cid, extra=("-u", "any", "-P", token),
+                          expect_ok=False)
+        assert r.returncode != 0, f"{why} token accepted"
+    # No password at all: the JWT authenticator ignores the client; anonymous is off.
+    assert mosquitto_pub(b, "t", b"x", version=V311, client_id="jwt-dev", expect_ok=False).returncode != 0

@@ -14,6 +14,7 @@ use portico_core::auth::Refusal;
 pub mod acl;
 pub mod builtin;
 pub mod chain;
+pub mod jwt;
 pub mod password;
 
 /// What one authentication backend says about a client.

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use portico_auth::acl::AclFile;
 use portico_auth::builtin::{BuiltinDb, ImportKind, UserIdType as DbUserIdType};
 use portico_auth::chain::{AuthnBackend, AuthnChain, AuthzChain, AuthzSource};
+use portico_auth::jwt::{JwtAuth, TokenFrom};
 use portico_auth::password::{HashAlgorithm, MacFun, SaltPosition as DbSaltPosition};
 use portico_auth::{AuthnVerdict, AuthzVerdict};
 use portico_core::Broker;
@@ -15,8 +16,8 @@ use portico_core::auth::{Action, AllowAll, ClientInfo};
 
 use crate::StartError;
 use crate::config::{
-    AuthnBackendConfig, AuthzSourceConfig, BootstrapType, Config, DEFAULT_ACL_PATH, HashName, PasswordHashConfig,
-    SaltPosition, UserIdType,
+    AuthnBackendConfig, AuthzSourceConfig, BootstrapType, Config, DEFAULT_ACL_PATH, HashName, JwtFrom, JwtKey,
+    PasswordHashConfig, SaltPosition, UserIdType,
 };
 
 /// EMQX's default rules, used when the default `etc/acl.conf` is not where the configuration
@@ -82,6 +83,25 @@ pub(crate) fn install(broker: &Broker, config: &Config) -> Result<(), StartError
                     );
                 }
                 backends.push(Arc::new(Builtin(db)));
+            }
+            AuthnBackendConfig::Jwt {
+                from,
+                key: jwt_key,
+                verify_claims,
+            } => {
+                let from = match from {
+                    JwtFrom::Password => TokenFrom::Password,
+                    JwtFrom::Username => TokenFrom::Username,
+                };
+                let auth = match jwt_key {
+                    JwtKey::Hmac(secret) => JwtAuth::hmac(&secret.0, from, verify_claims.clone()),
+                    JwtKey::PublicKey(pem) => JwtAuth::public_key(pem.as_bytes(), from, verify_claims.clone())
+                        .map_err(|why| StartError::Invalid {
+                            key: key("public_key"),
+                            why,
+                        })?,
+                };
+                backends.push(Arc::new(Jwt(auth)));
             }
         }
     }
@@ -160,6 +180,14 @@ fn algorithm(config: &PasswordHashConfig) -> Result<HashAlgorithm, String> {
 struct Builtin(BuiltinDb);
 
 impl AuthnBackend for Builtin {
+    fn check(&self, client: &ClientInfo, password: Option<&[u8]>) -> AuthnVerdict {
+        self.0.check(client, password)
+    }
+}
+
+struct Jwt(JwtAuth);
+
+impl AuthnBackend for Jwt {
     fn check(&self, client: &ClientInfo, password: Option<&[u8]>) -> AuthnVerdict {
         self.0.check(client, password)
     }

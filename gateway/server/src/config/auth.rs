@@ -36,6 +36,43 @@ pub enum AuthnBackendConfig {
         /// `bootstrap_type`: `plain` (passwords in clear) or `hash` (hash + salt).
         bootstrap_type: BootstrapType,
     },
+    /// `mechanism = "jwt"`: a signed token in the password (or user name).
+    Jwt {
+        /// `from`: where the token is.
+        from: JwtFrom,
+        /// `algorithm = "hmac-based"` with `secret`, or `"public-key"` with `public_key`.
+        key: JwtKey,
+        /// `verify_claims`: claim name → expected value (`${username}`, `${clientid}`).
+        verify_claims: Vec<(String, String)>,
+    },
+}
+
+/// Where a JWT is (`from`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JwtFrom {
+    /// The password (EMQX's default).
+    Password,
+    /// The user name.
+    Username,
+}
+
+/// How a JWT's signature is checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JwtKey {
+    /// `hmac-based`: the shared secret (decoded when `secret_base64_encoded`).
+    Hmac(Secret),
+    /// `public-key`: an RSA or ECDSA public key in PEM.
+    PublicKey(String),
+}
+
+/// A configured secret: never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub Vec<u8>);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
 }
 
 /// How built-in users are keyed (`user_id_type`).
@@ -177,15 +214,22 @@ pub(super) fn authentication(sections: Vec<Section<'_>>, ctx: &mut Ctx<'_>) -> V
     sections.into_iter().filter_map(|s| authenticator(s, ctx)).collect()
 }
 
-const NOT_YET: &str = "is not available yet (this build offers backend = \"built_in_database\")";
+const NOT_YET: &str =
+    "is not available yet (this build offers backend = \"built_in_database\" and mechanism = \"jwt\")";
 
 fn authenticator(mut s: Section<'_>, ctx: &mut Ctx<'_>) -> Option<AuthenticatorConfig> {
     let enable = s.field(ctx, "enable", true, value::boolean);
     let mechanism = s.required(ctx, "mechanism", |v| match value::string(v)?.as_str() {
-        "password_based" => Ok(()),
-        "jwt" | "scram" => Err(format!("mechanism {} {NOT_YET}", render_str(v))),
-        _ => Err("expected \"password_based\"".to_owned()),
+        "password_based" => Ok(false),
+        "jwt" => Ok(true),
+        "scram" => Err(format!("mechanism {} {NOT_YET}", render_str(v))),
+        _ => Err("expected \"password_based\" or \"jwt\"".to_owned()),
     });
+    if mechanism == Some(true) {
+        let backend = jwt(&mut s, ctx);
+        s.finish(ctx);
+        return backend.map(|backend| AuthenticatorConfig { enable, backend });
+    }
     let backend = s.required(ctx, "backend", |v| match value::string(v)?.as_str() {
         "built_in_database" => Ok(()),
         "http" | "postgresql" | "mysql" | "redis" | "mongodb" | "ldap" => {
@@ -219,6 +263,86 @@ fn authenticator(mut s: Section<'_>, ctx: &mut Ctx<'_>) -> Option<AuthenticatorC
             bootstrap_type,
         },
     })
+}
+
+fn jwt(s: &mut Section<'_>, ctx: &mut Ctx<'_>) -> Option<AuthnBackendConfig> {
+    let from = s.field(ctx, "from", JwtFrom::Password, |v| {
+        one_of(v, &[(JwtFrom::Password, "password"), (JwtFrom::Username, "username")])
+    });
+    s.field(ctx, "use_jwks", false, |v| match value::boolean(v)? {
+        false => Ok(false),
+        true => Err("JWKS endpoints are not available yet; use algorithm = \"public-key\"".to_owned()),
+    });
+    let public = s.field(ctx, "algorithm", false, |v| {
+        one_of(v, &[(false, "hmac-based"), (true, "public-key")])
+    });
+    let base64 = s.field(ctx, "secret_base64_encoded", false, value::boolean);
+    let secret = s.read(ctx, "secret", value::non_empty_string).ok().flatten();
+    let public_key = s.read(ctx, "public_key", value::non_empty_string).ok().flatten();
+    let verify_claims = s.field(ctx, "verify_claims", Vec::new(), |v| {
+        let Value::Table(table) = v else {
+            return Err("expected a table of claim = \"value\"".to_owned());
+        };
+        table
+            .iter()
+            .map(|(name, value)| match value {
+                Value::String(text) => Ok((name.clone(), text.clone())),
+                _ => Err(format!("claim {name:?}: expected a string")),
+            })
+            .collect()
+    });
+    let key = if public {
+        let Some(pem) = public_key else {
+            ctx.invalid(
+                &s.key("public_key"),
+                String::new(),
+                "algorithm = \"public-key\" needs `public_key`",
+            );
+            return None;
+        };
+        JwtKey::PublicKey(pem)
+    } else {
+        let Some(secret) = secret else {
+            ctx.invalid(
+                &s.key("secret"),
+                String::new(),
+                "algorithm = \"hmac-based\" needs `secret`",
+            );
+            return None;
+        };
+        let bytes = if base64 {
+            let Some(bytes) = base64_decode(&secret) else {
+                ctx.invalid(&s.key("secret"), "<redacted>".to_owned(), "not valid base64");
+                return None;
+            };
+            bytes
+        } else {
+            secret.into_bytes()
+        };
+        JwtKey::Hmac(Secret(bytes))
+    };
+    Some(AuthnBackendConfig::Jwt {
+        from,
+        key,
+        verify_claims,
+    })
+}
+
+/// Standard base64 (padding optional), for `secret_base64_encoded`.
+fn base64_decode(text: &str) -> Option<Vec<u8>> {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = Vec::with_capacity(text.len() * 3 / 4);
+    let (mut acc, mut bits) = (0u32, 0u32);
+    for byte in text.trim_end_matches('=').bytes() {
+        let value = ALPHABET.iter().position(|&c| c == byte)? as u32;
+        acc = (acc << 6) | value;
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+        }
+    }
+    Some(out)
 }
 
 fn render_str(v: &Value) -> String {

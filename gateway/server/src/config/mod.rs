@@ -30,7 +30,7 @@ use toml::{Table, Value};
 
 pub use auth::{
     AuthenticatorConfig, AuthnBackendConfig, AuthorizationConfig, AuthzSourceConfig, BannedConfig, BootstrapType,
-    DEFAULT_ACL_PATH, HashName, PasswordHashConfig, SaltPosition, UserIdType,
+    DEFAULT_ACL_PATH, HashName, JwtFrom, JwtKey, PasswordHashConfig, SaltPosition, Secret, UserIdType,
 };
 pub use error::{ConfigError, ConfigErrors, Source};
 pub use types::{

@@ -488,3 +488,25 @@ fn durable_sessions_section() {
     );
     assert!(text.contains("durable_sessions.batch_window"), "{text}");
 }
+
+#[test]
+fn jwt_authenticator_config() {
+    use crate::config::{AuthnBackendConfig, JwtKey};
+    let file = "authentication = [{ mechanism = \"jwt\", secret = \"czNjcmV0\", secret_base64_encoded = true, \
+                verify_claims = { clientid = \"${clientid}\" } }]\n";
+    let config = load_str("jwt", file, &[]).unwrap();
+    let AuthnBackendConfig::Jwt { key, verify_claims, .. } = &config.authentication[0].backend else {
+        panic!("expected a JWT authenticator: {:?}", config.authentication);
+    };
+    assert_eq!(key, &JwtKey::Hmac(crate::config::Secret(b"s3cret".to_vec())));
+    assert_eq!(verify_claims, &vec![("clientid".to_owned(), "${clientid}".to_owned())]);
+    assert!(!format!("{config:?}").contains("s3cret"), "the secret is never printed");
+    let errors = errors_of(load_str("jwt-bad", "authentication = [{ mechanism = \"jwt\" }]\n", &[]));
+    assert!(errors.to_string().contains("authentication[0].secret"), "{errors}");
+    let errors = errors_of(load_str(
+        "jwt-jwks",
+        "authentication = [{ mechanism = \"jwt\", use_jwks = true, secret = \"x\" }]\n",
+        &[],
+    ));
+    assert!(errors.to_string().contains("JWKS"), "{errors}");
+}
