@@ -70,6 +70,22 @@ def kill_all() -> None:
         kill(proc, grace=1.0)
 
 
+def _exit_on_signal(signum, _frame):
+    raise SystemExit(128 + signum)
+
+
+def run_main(main) -> None:
+    """Runs a runner's `main()` and exits with its status; SIGTERM/SIGHUP end it like Ctrl-C and
+    every broker it started is killed on the way out."""
+    import atexit
+    import sys
+
+    signal.signal(signal.SIGTERM, _exit_on_signal)
+    signal.signal(signal.SIGHUP, _exit_on_signal)
+    atexit.register(kill_all)
+    sys.exit(main())
+
+
 def wait_port(port: int, proc: subprocess.Popen, timeout: float = 15.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

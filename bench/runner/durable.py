@@ -12,7 +12,6 @@ See bench/README.md ("Durable sessions") for what it measures and how to read it
 from __future__ import annotations
 
 import argparse
-import atexit
 import datetime as dt
 import itertools
 import json
@@ -569,12 +568,5 @@ def main() -> int:
     return 1 if failed else 0
 
 
-def _on_signal(signum, _frame):
-    raise SystemExit(128 + signum)
-
-
 if __name__ == "__main__":
-    signal.signal(signal.SIGTERM, _on_signal)
-    signal.signal(signal.SIGHUP, _on_signal)
-    atexit.register(B.kill_all)
-    sys.exit(main())
+    B.run_main(main)

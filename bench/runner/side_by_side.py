@@ -11,13 +11,11 @@ See bench/README.md for the method and how to read the output.
 from __future__ import annotations
 
 import argparse
-import atexit
 import datetime as dt
 import json
 import os
 import shlex
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -592,12 +590,5 @@ def make_plots(venv_py, summary, scenarios, brokers, bench_dir: Path, ctx_info, 
     return plots
 
 
-def _on_signal(signum, _frame):
-    raise SystemExit(128 + signum)
-
-
 if __name__ == "__main__":
-    signal.signal(signal.SIGTERM, _on_signal)
-    signal.signal(signal.SIGHUP, _on_signal)
-    atexit.register(B.kill_all)
-    sys.exit(main())
+    B.run_main(main)

@@ -1,17 +1,18 @@
 //! Importing users from EMQX's CSV and JSON files, plain and hashed, with bad lines, limits and
 //! the bootstrap file.
 
-use std::net::SocketAddr;
+mod common;
+
+use common::check;
 use std::path::PathBuf;
 
-use bytestring::ByteString;
 use portico_auth::AuthnVerdict;
 use portico_auth::builtin::{
     BuiltinDb, ImportError, ImportKind, ImportLocation, MAX_IMPORT_BYTES, MAX_IMPORT_USERS, MAX_REPORTED_FAILURES,
     UserIdType,
 };
 use portico_auth::password::{HashAlgorithm, MacFun, SaltPosition};
-use portico_core::auth::{ClientInfo, Refusal};
+use portico_core::auth::Refusal;
 
 const SHA256_SUFFIX: HashAlgorithm = HashAlgorithm::Sha256 {
     salt_position: SaltPosition::Suffix,
@@ -20,17 +21,6 @@ const SALT: &str = "de1024f462fb83910fd13151bd4bd235";
 /// sha256("public" ++ SALT) and sha256("secret" ++ SALT), lowercase hex as EMQX stores them.
 const PUBLIC_HASH: &str = "68aa57d2163c75d08a6d60e832bbd1c08d94ceb59ed42881a1724cf34ceed22e";
 const SECRET_HASH: &str = "a5c52fc9480d25f6b0c16e9e61162141296d951188eecac068e9f70cd61a3de7";
-
-fn check(db: &BuiltinDb, username: &str, password: &str) -> AuthnVerdict {
-    let client = ClientInfo {
-        client_id: ByteString::from("c"),
-        username: Some(ByteString::from(username)),
-        peer: SocketAddr::from(([127, 0, 0, 1], 50000)),
-        protocol: "mqtt",
-        superuser: false,
-    };
-    db.check(&client, Some(password.as_bytes()))
-}
 
 fn db(algorithm: HashAlgorithm) -> BuiltinDb {
     BuiltinDb::open(None, algorithm, UserIdType::Username).expect("open")

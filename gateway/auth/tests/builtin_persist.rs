@@ -1,18 +1,19 @@
 //! The built-in users survive a restart: every change goes through the journal into the store's
 //! `authn.builtin` key space, and a new database over the same store reads them back.
 
+mod common;
+
+use common::check;
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use bytestring::ByteString;
 use parking_lot::Mutex;
 use portico_auth::AuthnVerdict;
 use portico_auth::builtin::{BuiltinDb, ImportKind, KV_SPACE, OpenError, UserIdType, UserInfo};
 use portico_auth::password::{HashAlgorithm, SaltPosition};
-use portico_core::auth::{ClientInfo, Refusal};
+use portico_core::auth::Refusal;
 use portico_core::journal::Journal;
 use portico_core::store::{DurabilityMode, Recovered, Store, StoreError, StoreOp};
 
@@ -70,17 +71,6 @@ fn open(store: &Arc<MemStore>, algorithm: HashAlgorithm) -> (Arc<Journal>, Built
     let journal = journal(store);
     let db = BuiltinDb::open(Some(journal.clone()), algorithm, UserIdType::Username).expect("open");
     (journal, db)
-}
-
-fn check(db: &BuiltinDb, username: &str, password: &str) -> AuthnVerdict {
-    let client = ClientInfo {
-        client_id: ByteString::from("c"),
-        username: Some(ByteString::from(username)),
-        peer: SocketAddr::from(([127, 0, 0, 1], 50000)),
-        protocol: "mqtt",
-        superuser: false,
-    };
-    db.check(&client, Some(password.as_bytes()))
 }
 
 #[test]
