@@ -33,6 +33,7 @@ use portico_core::journal::Journal;
 use portico_core::store::{StoreError, StoreOp};
 
 use crate::AuthnVerdict;
+use crate::chain::Check;
 use crate::password::{HashAlgorithm, HashError};
 
 mod import;
@@ -361,10 +362,25 @@ impl BuiltinDb {
             return bad;
         }
         if self.algorithm.verify(password, salt.as_bytes(), &password_hash) {
-            AuthnVerdict::Allow { superuser }
+            AuthnVerdict::allow(superuser)
         } else {
             bad
         }
+    }
+
+    /// [`check`](Self::check), with the slow hashes (pbkdf2, bcrypt, argon2) verified on the
+    /// blocking pool instead of the caller's thread.
+    pub fn check_deferred(self: &Arc<Self>, client: &ClientInfo, password: Option<&[u8]>) -> Check<AuthnVerdict> {
+        if !self.algorithm.is_slow() {
+            return Check::Now(self.check(client, password));
+        }
+        let db = self.clone();
+        let client = client.clone();
+        let password = password.map(Bytes::copy_from_slice);
+        Check::Later(crate::slow::run(
+            move || db.check(&client, password.as_deref()),
+            AuthnVerdict::Deny(Refusal::Unavailable),
+        ))
     }
 
     /// Waits until every change so far is on disk, at most `timeout`; true when it is (always

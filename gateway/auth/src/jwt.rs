@@ -124,7 +124,7 @@ impl JwtAuth {
             }
         }
         let superuser = claims.get("is_superuser").and_then(Value::as_bool).unwrap_or(false);
-        AuthnVerdict::Allow { superuser }
+        AuthnVerdict::allow(superuser)
     }
 }
 
@@ -152,6 +152,8 @@ mod tests {
             peer: "127.0.0.1:1".parse().expect("address"),
             protocol: "mqtt",
             superuser: false,
+            cert: None,
+            acl: None,
         }
     }
 
@@ -181,12 +183,9 @@ mod tests {
         );
         let c = client(Some("alice"));
         let good = token(json!({"clientid": "dev-1", "exp": now() + 60}), b"s3cret");
-        assert_eq!(auth.check(&c, Some(&good)), AuthnVerdict::Allow { superuser: false });
+        assert_eq!(auth.check(&c, Some(&good)), AuthnVerdict::allow(false));
         let superuser = token(json!({"clientid": "dev-1", "is_superuser": true}), b"s3cret");
-        assert_eq!(
-            auth.check(&c, Some(&superuser)),
-            AuthnVerdict::Allow { superuser: true }
-        );
+        assert_eq!(auth.check(&c, Some(&superuser)), AuthnVerdict::allow(true));
         let expired = token(json!({"clientid": "dev-1", "exp": now() - 10}), b"s3cret");
         assert_eq!(
             auth.check(&c, Some(&expired)),
@@ -237,10 +236,7 @@ mod tests {
             AuthnVerdict::Deny(Refusal::NotAuthorized)
         );
         let open = JwtAuth::hmac(b"k", TokenFrom::Username, Vec::new());
-        assert_eq!(
-            open.check(&client(Some(&t)), None),
-            AuthnVerdict::Allow { superuser: false }
-        );
+        assert_eq!(open.check(&client(Some(&t)), None), AuthnVerdict::allow(false));
     }
 
     #[test]

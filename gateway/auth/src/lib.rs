@@ -9,26 +9,54 @@
 //! - [`acl`]: EMQX's `acl.conf` rule file.
 //! - [`chain`]: the chains themselves.
 
-use portico_core::auth::Refusal;
+use std::sync::Arc;
+
+use portico_core::auth::{ClientAcl, Refusal, same_acl};
 
 pub mod acl;
 pub mod builtin;
 pub mod chain;
 pub mod jwt;
 pub mod password;
+pub mod slow;
+pub mod template;
 
 /// What one authentication backend says about a client.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum AuthnVerdict {
     /// Known and the credentials are right; superusers bypass authorization.
     Allow {
         /// Skip authorization for this client.
         superuser: bool,
+        /// Rules that came with the credentials (JWT `acl` claim).
+        acl: Option<Arc<dyn ClientAcl>>,
     },
     /// Known and refused (wrong password, ...): the chain stops here.
     Deny(Refusal),
     /// This backend knows nothing about the client: ask the next one.
     Ignore,
+}
+
+impl AuthnVerdict {
+    /// Allowed, with no rules of its own.
+    pub const fn allow(superuser: bool) -> AuthnVerdict {
+        AuthnVerdict::Allow { superuser, acl: None }
+    }
+}
+
+/// Equal when both allow with the same flag and the same rules (the same `Arc`), both deny for
+/// the same reason, or both ignore.
+impl PartialEq for AuthnVerdict {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (AuthnVerdict::Allow { superuser: a, acl: x }, AuthnVerdict::Allow { superuser: b, acl: y }) => {
+                a == b && same_acl(x, y)
+            }
+            (AuthnVerdict::Deny(a), AuthnVerdict::Deny(b)) => a == b,
+            (AuthnVerdict::Ignore, AuthnVerdict::Ignore) => true,
+            _ => false,
+        }
+    }
 }
 
 /// What one authorization source says about an action.

@@ -392,6 +392,15 @@ impl HashAlgorithm {
         }
     }
 
+    /// True for the algorithms built to be slow (pbkdf2, bcrypt, argon2): checks with them
+    /// take milliseconds and run off the connection threads.
+    pub fn is_slow(&self) -> bool {
+        matches!(
+            self,
+            HashAlgorithm::Pbkdf2 { .. } | HashAlgorithm::Bcrypt { .. } | HashAlgorithm::Argon2 { .. }
+        )
+    }
+
     /// True when `password` with `salt` matches `stored`. Never panics: a stored hash that is
     /// not of this algorithm's form, or asks for more work than the `MAX_*_VERIFY_*` bounds,
     /// does not match.

@@ -21,6 +21,8 @@ fn client(client_id: &str, username: Option<&str>, ip: &str) -> ClientInfo {
         peer,
         protocol: "mqtt",
         superuser: false,
+        cert: None,
+        acl: None,
     }
 }
 

@@ -25,6 +25,8 @@ fn client(client_id: &str, username: Option<&str>) -> ClientInfo {
         peer: SocketAddr::from(([127, 0, 0, 1], 50000)),
         protocol: "mqtt",
         superuser: false,
+        cert: None,
+        acl: None,
     }
 }
 
@@ -40,16 +42,13 @@ fn add_check_and_delete_a_user() {
     db.add_user("root", b"toor", true).expect("add");
     assert_eq!(db.len(), 2);
     let alice = client("c1", Some("alice"));
-    assert_eq!(
-        db.check(&alice, Some(b"public")),
-        AuthnVerdict::Allow { superuser: false }
-    );
+    assert_eq!(db.check(&alice, Some(b"public")), AuthnVerdict::allow(false));
     assert_eq!(db.check(&alice, Some(b"Public")), BAD, "wrong password");
     assert_eq!(db.check(&alice, Some(b"")), BAD, "empty password");
     assert_eq!(db.check(&alice, None), BAD, "no password");
     assert_eq!(
         db.check(&client("c2", Some("root")), Some(b"toor")),
-        AuthnVerdict::Allow { superuser: true }
+        AuthnVerdict::allow(true)
     );
     assert_eq!(
         db.check(&client("c3", Some("bob")), Some(b"public")),
@@ -81,7 +80,7 @@ fn duplicates_and_limits_are_refused() {
     assert_eq!(db.add_user("u", b"q", true), Err(UserError::AlreadyExists("u".into())));
     assert_eq!(
         db.check(&client("c", Some("u")), Some(b"p")),
-        AuthnVerdict::Allow { superuser: false },
+        AuthnVerdict::allow(false),
         "unchanged"
     );
     assert_eq!(db.add_user("", b"p", false), Err(UserError::EmptyUserId));
@@ -105,7 +104,7 @@ fn duplicates_and_limits_are_refused() {
         .expect("the longest password");
     assert_eq!(
         db.check(&client("c", Some("w")), Some(&long_password[1..])),
-        AuthnVerdict::Allow { superuser: false }
+        AuthnVerdict::allow(false)
     );
     assert_eq!(
         db.check(&client("c", Some("w")), Some(&long_password)),
@@ -130,10 +129,10 @@ fn update_changes_password_and_flag() {
         }
     );
     assert_eq!(db.check(&u, Some(b"old")), BAD);
-    assert_eq!(db.check(&u, Some(b"new")), AuthnVerdict::Allow { superuser: false });
+    assert_eq!(db.check(&u, Some(b"new")), AuthnVerdict::allow(false));
     let info = db.update_user("u", None, Some(true)).expect("update");
     assert!(info.is_superuser);
-    assert_eq!(db.check(&u, Some(b"new")), AuthnVerdict::Allow { superuser: true });
+    assert_eq!(db.check(&u, Some(b"new")), AuthnVerdict::allow(true));
     assert_eq!(
         db.update_user("u", None, None).map(|i| i.is_superuser),
         Ok(true),
@@ -196,12 +195,12 @@ fn by_client_id_ignores_the_user_name() {
     db.add_user("sensor-1", b"s3cret", false).expect("add");
     assert_eq!(
         db.check(&client("sensor-1", None), Some(b"s3cret")),
-        AuthnVerdict::Allow { superuser: false },
+        AuthnVerdict::allow(false),
         "no user name needed"
     );
     assert_eq!(
         db.check(&client("sensor-1", Some("whoever")), Some(b"s3cret")),
-        AuthnVerdict::Allow { superuser: false }
+        AuthnVerdict::allow(false)
     );
     assert_eq!(db.check(&client("sensor-1", None), Some(b"wrong")), BAD);
     assert_eq!(
@@ -252,7 +251,7 @@ fn every_algorithm_end_to_end() {
             };
             assert_eq!(
                 db.check(&dev, Some(b"public")),
-                AuthnVerdict::Allow { superuser: true },
+                AuthnVerdict::allow(true),
                 "{algorithm}"
             );
             assert_eq!(db.check(&dev, Some(b"publik")), BAD, "{algorithm}");
@@ -267,7 +266,7 @@ fn argon2_default_parameters_end_to_end() {
     db.add_user("alice", b"public", false).expect("add");
     assert_eq!(
         db.check(&client("c", Some("alice")), Some(b"public")),
-        AuthnVerdict::Allow { superuser: false }
+        AuthnVerdict::allow(false)
     );
     assert_eq!(db.check(&client("c", Some("alice")), Some(b"nope")), BAD);
 }
@@ -284,7 +283,7 @@ fn the_database_is_shared_between_threads() {
                 for i in 0..50 {
                     db.add_user(&format!("u{t}-{i}"), b"p", false).expect("add");
                     let verdict = db.check(&client("c", Some(&format!("u{t}-{i}"))), Some(b"p"));
-                    assert_eq!(verdict, AuthnVerdict::Allow { superuser: false });
+                    assert_eq!(verdict, AuthnVerdict::allow(false));
                 }
             })
         })

@@ -26,8 +26,8 @@ fn db(algorithm: HashAlgorithm) -> BuiltinDb {
     BuiltinDb::open(None, algorithm, UserIdType::Username).expect("open")
 }
 
-const ALLOW: AuthnVerdict = AuthnVerdict::Allow { superuser: false };
-const SUPER: AuthnVerdict = AuthnVerdict::Allow { superuser: true };
+const ALLOW: AuthnVerdict = AuthnVerdict::allow(false);
+const SUPER: AuthnVerdict = AuthnVerdict::allow(true);
 const BAD: AuthnVerdict = AuthnVerdict::Deny(Refusal::BadCredentials);
 
 #[test]

@@ -93,14 +93,14 @@ fn users_survive_a_restart() {
 
     let (journal, db) = open(&store, SHA256_SUFFIX);
     assert_eq!(db.len(), 3);
-    assert_eq!(check(&db, "alice", "changed"), AuthnVerdict::Allow { superuser: true });
+    assert_eq!(check(&db, "alice", "changed"), AuthnVerdict::allow(true));
     assert_eq!(
         check(&db, "alice", "public"),
         AuthnVerdict::Deny(Refusal::BadCredentials)
     );
-    assert_eq!(check(&db, "bob", "builder"), AuthnVerdict::Allow { superuser: true });
+    assert_eq!(check(&db, "bob", "builder"), AuthnVerdict::allow(true));
     assert_eq!(check(&db, "carol", "gone"), AuthnVerdict::Ignore);
-    assert_eq!(check(&db, "dave", "imported"), AuthnVerdict::Allow { superuser: false });
+    assert_eq!(check(&db, "dave", "imported"), AuthnVerdict::allow(false));
     assert_eq!(
         db.get_user("dave"),
         Some(UserInfo {

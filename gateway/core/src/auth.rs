@@ -3,11 +3,15 @@
 //! EMQX with `allow_anonymous = true` and no authorization sources.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use bytestring::ByteString;
 
+use crate::channel::PeerCert;
+pub use crate::verdict::{Abandoned, Pending, Resolver, Verdict, pending_pair};
+
 /// Who is asking: what every frontend knows about a client at CONNECT time.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct ClientInfo {
     /// Client identifier.
     pub client_id: ByteString,
@@ -19,6 +23,33 @@ pub struct ClientInfo {
     pub protocol: &'static str,
     /// Authentication said superuser: authorization allows everything.
     pub superuser: bool,
+    /// The TLS client certificate, when the client sent one (`${cert_common_name}`,
+    /// `${cert_subject}` in backend requests).
+    pub cert: Option<Arc<PeerCert>>,
+    /// Rules that came with the client's credentials (the `acl` claim of its JWT), checked
+    /// before every authorization source, as EMQX does.
+    pub acl: Option<Arc<dyn ClientAcl>>,
+}
+
+impl ClientInfo {
+    /// A client known by id, user name and address only (no certificate, no rules of its own).
+    pub fn new(client_id: ByteString, username: Option<ByteString>, peer: SocketAddr, protocol: &'static str) -> Self {
+        ClientInfo {
+            client_id,
+            username,
+            peer,
+            protocol,
+            superuser: false,
+            cert: None,
+            acl: None,
+        }
+    }
+}
+
+/// Authorization rules a client brought with its credentials.
+pub trait ClientAcl: Send + Sync + std::fmt::Debug + 'static {
+    /// `Some(allowed)` when a rule matches `action` on `topic`; `None` to ask the sources.
+    fn check(&self, client: &ClientInfo, action: Action, topic: &str) -> Option<bool>;
 }
 
 /// Why authentication refused a client.
@@ -30,24 +61,66 @@ pub enum Refusal {
     NotAuthorized,
     /// On the banned list.
     Banned,
+    /// A backend could not answer in time and is configured to refuse then (or its check was
+    /// abandoned): MQTT 5 CONNACK 0x88 Server unavailable.
+    Unavailable,
 }
 
 /// The verdict of authentication.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum AuthResult {
     /// Let the client in; superusers bypass authorization.
     Allow {
         /// Skip authorization checks for this client.
         superuser: bool,
+        /// Rules that came with the credentials (JWT `acl` claim).
+        acl: Option<Arc<dyn ClientAcl>>,
     },
     /// Refuse the client.
     Deny(Refusal),
 }
 
-/// Decides whether a client may connect.
+/// Equal when both allow with the same superuser flag and the same rules (the same `Arc`), or
+/// both deny for the same reason.
+impl PartialEq for AuthResult {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (AuthResult::Allow { superuser: a, acl: x }, AuthResult::Allow { superuser: b, acl: y }) => {
+                a == b && same_acl(x, y)
+            }
+            (AuthResult::Deny(a), AuthResult::Deny(b)) => a == b,
+            _ => false,
+        }
+    }
+}
+
+/// True when both are absent or both are the same rules.
+pub fn same_acl(a: &Option<Arc<dyn ClientAcl>>, b: &Option<Arc<dyn ClientAcl>>) -> bool {
+    match (a, b) {
+        (None, None) => true,
+        (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+        _ => false,
+    }
+}
+
+impl AuthResult {
+    /// Allowed, not a superuser, no rules of its own.
+    pub const ALLOW: AuthResult = AuthResult::Allow {
+        superuser: false,
+        acl: None,
+    };
+
+    /// True for `Allow`.
+    pub fn is_allow(&self) -> bool {
+        matches!(self, AuthResult::Allow { .. })
+    }
+}
+
+/// Decides whether a client may connect. Backends that must wait (a web service, a database,
+/// a deliberately slow password hash) answer [`Verdict::Pending`] and resolve it elsewhere.
 pub trait Authenticator: Send + Sync + 'static {
     /// Checks `client` with its password (binary, as MQTT carries it).
-    fn authenticate(&self, client: &ClientInfo, password: Option<&[u8]>) -> AuthResult;
+    fn authenticate(&self, client: &ClientInfo, password: Option<&[u8]>) -> Verdict<AuthResult>;
 }
 
 /// What a client wants to do with a topic.
@@ -61,8 +134,8 @@ pub enum Action {
 
 /// Decides whether a client may publish or subscribe.
 pub trait Authorizer: Send + Sync + 'static {
-    /// True if `client` may perform `action` on `topic`.
-    fn authorize(&self, client: &ClientInfo, action: Action, topic: &str) -> bool;
+    /// True if `client` may perform `action` on `topic`, now or later.
+    fn authorize(&self, client: &ClientInfo, action: Action, topic: &str) -> Verdict<bool>;
 }
 
 /// Allows everything: the behaviour with no authentication or authorization configured.
@@ -70,14 +143,14 @@ pub trait Authorizer: Send + Sync + 'static {
 pub struct AllowAll;
 
 impl Authenticator for AllowAll {
-    fn authenticate(&self, _client: &ClientInfo, _password: Option<&[u8]>) -> AuthResult {
-        AuthResult::Allow { superuser: false }
+    fn authenticate(&self, _client: &ClientInfo, _password: Option<&[u8]>) -> Verdict<AuthResult> {
+        Verdict::Ready(AuthResult::ALLOW)
     }
 }
 
 impl Authorizer for AllowAll {
-    fn authorize(&self, _client: &ClientInfo, _action: Action, _topic: &str) -> bool {
-        true
+    fn authorize(&self, _client: &ClientInfo, _action: Action, _topic: &str) -> Verdict<bool> {
+        Verdict::Ready(true)
     }
 }
 

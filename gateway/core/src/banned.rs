@@ -482,6 +482,8 @@ mod tests {
             peer: peer.parse::<SocketAddr>().expect("address"),
             protocol: "mqtt",
             superuser: false,
+            cert: None,
+            acl: None,
         }
     }
 

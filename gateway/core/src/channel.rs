@@ -157,6 +157,10 @@ impl<F> Outbox<F> {
 /// - [`handle_kick`](Channel::handle_kick) when the broker asks the connection to end;
 /// - [`handle_closed`](Channel::handle_closed) exactly once when the connection is gone, for
 ///   whatever reason, so the channel can publish a will and detach its session.
+///
+/// While [`accepts_input`](Channel::accepts_input) says no (the channel waits for an
+/// authentication or authorization answer), the driver decodes nothing more: later frames wait,
+/// in order, in the socket and the read buffer.
 pub trait Channel: Send + Unpin + 'static {
     /// The codec whose frames this channel consumes and produces.
     type Codec: Codec;
@@ -193,6 +197,12 @@ pub trait Channel: Send + Unpin + 'static {
     /// The connection is gone. If the channel did not queue the close itself, the loss is
     /// abnormal (reset, EOF, I/O error) and, e.g., an MQTT will is due.
     fn handle_closed(&mut self, now: Instant);
+
+    /// False while the channel cannot take the next frame yet (it waits for a
+    /// [`Verdict`](crate::verdict::Verdict); the answer arrives as a delivery signal).
+    fn accepts_input(&self) -> bool {
+        true
+    }
 }
 
 /// What a frontend learns about a connection when it is accepted.

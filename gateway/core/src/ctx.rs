@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use bytestring::ByteString;
 
-use crate::auth::{Action, AuthResult, AuthzCache, ClientInfo, DenyAction, EnhancedAuth, Refusal};
+use crate::auth::{Abandoned, Action, AuthResult, AuthzCache, ClientInfo, DenyAction, EnhancedAuth, Refusal, Verdict};
 use crate::autosub::AutoSubscribeRule;
 use crate::broker::{PublishError, Published, RetainedOnSubscribe, Shared, Will};
 use crate::conn::{ConnHandle, ConnId};
@@ -72,20 +72,38 @@ impl Ctx {
         self.shared.config.node_id
     }
 
-    /// Runs the authentication chain, after the banned list.
-    pub fn authenticate(&self, client: &ClientInfo, password: Option<&[u8]>) -> AuthResult {
-        let metrics = &self.shared.metrics;
+    /// Runs the authentication chain, after the banned list. A pending answer is taken with
+    /// [`authentication_answered`](Self::authentication_answered).
+    pub fn authenticate(&self, client: &ClientInfo, password: Option<&[u8]>) -> Verdict<AuthResult> {
         if let Some(ban) = self.shared.banned.check(client) {
             tracing::debug!(client_id = %client.client_id, kind = ban.kind.as_str(), who = %ban.who, "banned client refused");
-            Metrics::inc(&metrics.authentication_failure);
-            return AuthResult::Deny(Refusal::Banned);
+            Metrics::inc(&self.shared.metrics.authentication_failure);
+            return Verdict::Ready(AuthResult::Deny(Refusal::Banned));
         }
-        let result = self.shared.authenticator.read().authenticate(client, password);
+        let verdict = self.shared.authenticator.read().authenticate(client, password);
+        if let Verdict::Ready(result) = &verdict {
+            self.count_authentication(result);
+        }
+        verdict
+    }
+
+    /// The answer of an authentication that was pending, counted like an immediate one. An
+    /// abandoned check refuses the client as unavailable.
+    pub fn authentication_answered(&self, answer: Result<AuthResult, Abandoned>) -> AuthResult {
+        let result = answer.unwrap_or_else(|Abandoned| {
+            tracing::warn!("an authentication check was abandoned; refusing the client");
+            AuthResult::Deny(Refusal::Unavailable)
+        });
+        self.count_authentication(&result);
+        result
+    }
+
+    fn count_authentication(&self, result: &AuthResult) {
+        let metrics = &self.shared.metrics;
         Metrics::inc(match result {
             AuthResult::Allow { .. } => &metrics.authentication_success,
             AuthResult::Deny(_) => &metrics.authentication_failure,
         });
-        result
     }
 
     /// The enhanced-authentication method named `method`, if one is registered.
@@ -93,14 +111,45 @@ impl Ctx {
         self.shared.enhanced_auth.iter().find(|m| m.method() == method).cloned()
     }
 
-    /// Runs the authorization chain (superusers may do anything).
-    pub fn authorize(&self, client: &ClientInfo, action: Action, topic: &str) -> bool {
+    /// Runs the authorization chain: superusers may do anything, then the client's own rules
+    /// (JWT `acl` claim), then the sources. A pending answer is taken with
+    /// [`authorization_answered`](Self::authorization_answered).
+    pub fn authorize(&self, client: &ClientInfo, action: Action, topic: &str) -> Verdict<bool> {
         if client.superuser {
             Metrics::inc(&self.shared.metrics.authorization_superuser);
-            return true;
+            return Verdict::Ready(true);
         }
-        let allowed = self.shared.authorizer.read().authorize(client, action, topic);
+        if let Some(allowed) = client.acl.as_ref().and_then(|acl| acl.check(client, action, topic)) {
+            self.count_verdict(allowed);
+            return Verdict::Ready(allowed);
+        }
+        let verdict = self.shared.authorizer.read().authorize(client, action, topic);
+        if let Verdict::Ready(allowed) = verdict {
+            self.count_verdict(allowed);
+        }
+        verdict
+    }
+
+    /// The answer of an authorization that was pending, counted like an immediate one (an
+    /// abandoned check denies), and remembered in `cache` when one is given and caching is on.
+    pub fn authorization_answered(
+        &self,
+        answer: Result<bool, Abandoned>,
+        cache: Option<&mut Option<Box<AuthzCache>>>,
+        action: Action,
+        topic: &str,
+        now: Instant,
+    ) -> bool {
+        let allowed = answer.unwrap_or_else(|Abandoned| {
+            tracing::warn!(topic, "an authorization check was abandoned; denying");
+            false
+        });
         self.count_verdict(allowed);
+        if let (Some(cache), Some(settings)) = (cache, self.shared.config.authz.cache) {
+            cache
+                .get_or_insert_with(Box::default)
+                .put(action, topic, allowed, now, settings.max_size);
+        }
         allowed
     }
 
@@ -122,10 +171,10 @@ impl Ctx {
         action: Action,
         topic: &str,
         now: Instant,
-    ) -> bool {
+    ) -> Verdict<bool> {
         if client.superuser {
             Metrics::inc(&self.shared.metrics.authorization_superuser);
-            return true;
+            return Verdict::Ready(true);
         }
         let Some(settings) = self.shared.config.authz.cache else {
             return self.authorize(client, action, topic);
@@ -133,13 +182,15 @@ impl Ctx {
         if let Some(allowed) = cache.as_ref().and_then(|c| c.get(action, topic, now, settings.ttl)) {
             Metrics::inc(&self.shared.metrics.authorization_cache_hit);
             self.count_verdict(allowed);
-            return allowed;
+            return Verdict::Ready(allowed);
         }
-        let allowed = self.authorize(client, action, topic);
-        cache
-            .get_or_insert_with(Box::default)
-            .put(action, topic, allowed, now, settings.max_size);
-        allowed
+        let verdict = self.authorize(client, action, topic);
+        if let Verdict::Ready(allowed) = verdict {
+            cache
+                .get_or_insert_with(Box::default)
+                .put(action, topic, allowed, now, settings.max_size);
+        }
+        verdict
     }
 
     /// What a denied PUBLISH or SUBSCRIBE does to the client.
@@ -166,8 +217,43 @@ impl Ctx {
     }
 
     /// Unbinds `conn` from `session` when the connection ends. Sessions with expiry 0 end now;
-    /// the will (if any) is published now or after its delay.
-    pub fn close_session(&self, session: &Arc<Session>, conn: ConnId, will: Option<Will>, now: Instant) {
+    /// the will (if any) is published now or after its delay, if `client` may publish it (as
+    /// EMQX, the will is authorized when it is due, not at CONNECT). A will whose authorization
+    /// has to wait follows on its own once the answer comes.
+    pub fn close_session(
+        &self,
+        session: &Arc<Session>,
+        conn: ConnId,
+        client: Option<&ClientInfo>,
+        will: Option<Will>,
+        now: Instant,
+    ) {
+        let will = match (will, client) {
+            (Some(will), Some(client)) => match self.authorize(client, Action::Publish, will.message.topic.as_str()) {
+                Verdict::Ready(true) => Some(will),
+                Verdict::Ready(false) => {
+                    tracing::debug!(client_id = %client.client_id, topic = %will.message.topic, "will not authorized; dropped");
+                    None
+                }
+                Verdict::Pending(pending) => {
+                    let ctx = self.clone();
+                    let session = session.clone();
+                    let topic = will.message.topic.clone();
+                    pending.on_ready(move |answer| {
+                        let now = Instant::now();
+                        if ctx.authorization_answered(answer, None, Action::Publish, topic.as_str(), now) {
+                            ctx.shared.publish_late_will(&session, will, now);
+                        }
+                    });
+                    None
+                }
+            },
+            (will, _) => will,
+        };
+        self.close_unchecked(session, conn, will, now);
+    }
+
+    fn close_unchecked(&self, session: &Arc<Session>, conn: ConnId, will: Option<Will>, now: Instant) {
         Metrics::inc(&self.shared.metrics.client_disconnected);
         if let Some(ban) = self.shared.flapping.record_disconnect(session.client_id(), now) {
             tracing::warn!(client_id = %ban.who, reason = %ban.reason, "flapping client banned");

@@ -39,6 +39,7 @@ pub mod store;
 pub mod submap;
 pub mod sys;
 pub mod topic;
+pub mod verdict;
 pub mod wake;
 
 pub use broker::{Broker, BrokerConfig, Extensions};

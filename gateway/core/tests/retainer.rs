@@ -44,7 +44,7 @@ fn retained_for_new_subscriber(broker: &Broker, filter: &str) -> usize {
     let topic = SubscriptionTopic::parse(filter.to_string()).expect("valid filter");
     ctx.subscribe(&opened.session, topic, SubOptions::default(), RetainedOnSubscribe::Send);
     let count = opened.session.lock().queue.len();
-    ctx.close_session(&opened.session, conn.id(), None, Instant::now());
+    ctx.close_session(&opened.session, conn.id(), None, None, Instant::now());
     count
 }
 

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use portico_auth::acl::AclFile;
 use portico_auth::builtin::{BuiltinDb, ImportKind, UserIdType as DbUserIdType};
-use portico_auth::chain::{AuthnBackend, AuthnChain, AuthzChain, AuthzSource};
+use portico_auth::chain::{AuthnBackend, AuthnChain, AuthzChain, AuthzSource, Check};
 use portico_auth::jwt::{JwtAuth, TokenFrom};
 use portico_auth::password::{HashAlgorithm, MacFun, SaltPosition as DbSaltPosition};
 use portico_auth::{AuthnVerdict, AuthzVerdict};
@@ -82,7 +82,7 @@ pub(crate) fn install(broker: &Broker, config: &Config) -> Result<(), StartError
                         "built-in users bootstrapped"
                     );
                 }
-                backends.push(Arc::new(Builtin(db)));
+                backends.push(Arc::new(Builtin(Arc::new(db))));
             }
             AuthnBackendConfig::Jwt {
                 from,
@@ -177,26 +177,26 @@ fn algorithm(config: &PasswordHashConfig) -> Result<HashAlgorithm, String> {
     Ok(algorithm)
 }
 
-struct Builtin(BuiltinDb);
+struct Builtin(Arc<BuiltinDb>);
 
 impl AuthnBackend for Builtin {
-    fn check(&self, client: &ClientInfo, password: Option<&[u8]>) -> AuthnVerdict {
-        self.0.check(client, password)
+    fn check(&self, client: &ClientInfo, password: Option<&[u8]>) -> Check<AuthnVerdict> {
+        self.0.check_deferred(client, password)
     }
 }
 
 struct Jwt(JwtAuth);
 
 impl AuthnBackend for Jwt {
-    fn check(&self, client: &ClientInfo, password: Option<&[u8]>) -> AuthnVerdict {
-        self.0.check(client, password)
+    fn check(&self, client: &ClientInfo, password: Option<&[u8]>) -> Check<AuthnVerdict> {
+        Check::Now(self.0.check(client, password))
     }
 }
 
 struct Acl(AclFile);
 
 impl AuthzSource for Acl {
-    fn check(&self, client: &ClientInfo, action: Action, topic: &str) -> AuthzVerdict {
-        self.0.check(client, action, topic)
+    fn check(&self, client: &ClientInfo, action: Action, topic: &str) -> Check<AuthzVerdict> {
+        Check::Now(self.0.check(client, action, topic))
     }
 }

@@ -215,6 +215,7 @@ where
             if self.closing.is_none()
                 && !self.eof
                 && self.stall.is_none()
+                && self.channel.accepts_input()
                 && !self.throttled()
                 && self.write_buf.len() < WRITE_HIGH_WATER
             {
@@ -427,10 +428,11 @@ where
         }
     }
 
-    /// True when the next frame may be decoded: the connection is not closing and no
-    /// subscriber is congested (otherwise the rest waits in the read buffer).
+    /// True when the next frame may be decoded: the connection is not closing, no subscriber is
+    /// congested and the channel is not waiting for a verdict (otherwise the rest waits in the
+    /// read buffer).
     fn ready_for_frame(&self) -> bool {
-        !self.is_closing() && !wake::has_congestion() && !self.throttled()
+        !self.is_closing() && !wake::has_congestion() && !self.throttled() && self.channel.accepts_input()
     }
 
     /// True while an input rate limit holds reading back.

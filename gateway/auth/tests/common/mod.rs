@@ -17,6 +17,8 @@ pub fn check(db: &BuiltinDb, username: &str, password: &str) -> AuthnVerdict {
         peer: SocketAddr::from(([127, 0, 0, 1], 50000)),
         protocol: "mqtt",
         superuser: false,
+        cert: None,
+        acl: None,
     };
     db.check(&client, Some(password.as_bytes()))
 }

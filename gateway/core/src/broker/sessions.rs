@@ -145,6 +145,30 @@ impl Shared {
         }
     }
 
+    /// Publishes (or schedules) a will whose authorization answered after its connection had
+    /// closed: as `close_session` would have, judged by the session's state now.
+    pub(crate) fn publish_late_will(&self, session: &Arc<Session>, will: Will, now: Instant) {
+        let (bound, expiry) = {
+            let state = session.lock();
+            (state.conn.is_some(), state.expiry_interval)
+        };
+        let alive = self
+            .sessions
+            .lock()
+            .get(session.client_id())
+            .is_some_and(|s| s.id() == session.id());
+        let delay = if alive { will.delay.min(expiry) } else { 0 };
+        if delay == 0 {
+            self.dispatch(will.message);
+        } else if !bound {
+            self.delayed_wills.lock().push(DelayedWill {
+                client_id: session.client_id().clone(),
+                due: now + Duration::from_secs(u64::from(delay)),
+                message: will.message,
+            });
+        }
+    }
+
     pub(super) fn publish_due_wills(&self, now: Instant) {
         let due: Vec<DelayedWill> = {
             let mut wills = self.delayed_wills.lock();

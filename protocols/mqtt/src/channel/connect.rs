@@ -5,12 +5,13 @@ use std::time::{Duration, Instant};
 
 use bytestring::ByteString;
 use portico_core::Message;
-use portico_core::auth::{AuthExchange, AuthResult, AuthStep, ClientInfo, Refusal};
+use portico_core::auth::{AuthExchange, AuthResult, AuthStep, ClientInfo, Refusal, Verdict};
 use portico_core::broker::Will;
 use portico_core::channel::CloseReason;
 use portico_core::message::{Origin, now_millis};
 use portico_core::sys::ConnectedEvent;
 
+use super::verdict::Held;
 use super::{MqttChannel, Out, Phase, alias};
 use crate::packet::{
     Auth, AuthProperties, ConnAck, ConnAckProperties, Connect, Disconnect, LastWill, Packet, ProtocolVersion, QoS,
@@ -53,6 +54,7 @@ fn refusal_code(refusal: Refusal) -> ReasonCode {
         Refusal::BadCredentials => ReasonCode::BadUserNameOrPassword,
         Refusal::NotAuthorized => ReasonCode::NotAuthorized,
         Refusal::Banned => ReasonCode::Banned,
+        Refusal::Unavailable => ReasonCode::ServerUnavailable,
     }
 }
 
@@ -108,9 +110,24 @@ impl MqttChannel {
             .ctx
             .authenticate(&accepted.client, accepted.connect.password.as_deref())
         {
-            AuthResult::Allow { superuser } => {
-                let mut accepted = accepted;
+            Verdict::Ready(result) => self.authenticated(accepted, result, now, out),
+            // Input stops until the answer comes (see `verdict.rs`).
+            Verdict::Pending(pending) => self.hold(Held::Connect(Box::new(accepted), pending)),
+        }
+    }
+
+    /// Goes on with a CONNECT once authentication has answered.
+    pub(super) fn authenticated(
+        &mut self,
+        mut accepted: AcceptedConnect,
+        result: AuthResult,
+        now: Instant,
+        out: &mut Out,
+    ) {
+        match result {
+            AuthResult::Allow { superuser, acl } => {
                 accepted.client.superuser = superuser;
+                accepted.client.acl = acl;
                 self.complete_connect(accepted, None, now, out)
             }
             AuthResult::Deny(refusal) => self.refuse_connect(refusal_code(refusal), "authentication refused", out),
@@ -164,6 +181,8 @@ impl MqttChannel {
             peer: self.peer,
             protocol: "mqtt",
             superuser: false,
+            cert: self.peer_cert.clone(),
+            acl: None,
         };
         let mountpoint = client_mountpoint(&self.settings.mountpoint, &client);
         let will = match connect.will.take() {
@@ -388,7 +407,7 @@ impl MqttChannel {
                 ts_ms: self.connected_at_ms,
             });
         }
-        self.auto_subscribe();
+        self.auto_subscribe(now);
 
         // [MQTT-4.4.0-1] resend what the resumed session left unacknowledged, then go on with
         // its queue.

@@ -12,6 +12,7 @@ mod publish;
 mod subscribe;
 #[cfg(test)]
 mod tests;
+mod verdict;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -125,7 +126,7 @@ pub struct MqttChannel {
     peer: SocketAddr,
     /// Our port (EMQX `sockport` in events).
     sockport: u16,
-    /// The client's TLS certificate, kept only when `peer_cert_as_*` needs it at CONNECT.
+    /// The client's TLS certificate, if it sent one.
     peer_cert: Option<Arc<PeerCert>>,
     phase: Phase,
     /// Deadline for CONNECT to arrive.
@@ -167,20 +168,23 @@ pub struct MqttChannel {
     authz_cache: Option<Box<portico_core::auth::AuthzCache>>,
     #[allow(clippy::box_collection)]
     held: Option<Box<std::collections::VecDeque<(portico_core::store::Ticket, Packet)>>>,
+    /// A CONNECT or packet waiting for an authentication or authorization answer, with the
+    /// answers so far (see `verdict.rs`). Boxed: usually absent.
+    waiting: Option<Box<verdict::Waiting>>,
 }
 
 impl MqttChannel {
     /// A channel for a connection accepted from `peer` at `now`.
     pub fn new(ctx: Ctx, settings: Arc<MqttSettings>, conn: Arc<ConnHandle>, info: ConnInfo, now: Instant) -> Self {
         let connect_deadline = settings.idle_timeout.map(|t| now + t);
-        let wants_cert = settings.peer_cert_as_username.is_some() || settings.peer_cert_as_clientid.is_some();
         MqttChannel {
             ctx,
             settings,
             conn,
             peer: info.peer,
             sockport: info.local.port(),
-            peer_cert: info.peer_cert.filter(|_| wants_cert),
+            // Kept for `peer_cert_as_*` and the backends' `${cert_common_name}`/`${cert_subject}`.
+            peer_cert: info.peer_cert,
             phase: Phase::Connecting,
             connect_deadline,
             version: ProtocolVersion::V3_1_1,
@@ -202,6 +206,7 @@ impl MqttChannel {
             auth: None,
             held: None,
             authz_cache: None,
+            waiting: None,
         }
     }
 
@@ -300,13 +305,9 @@ impl MqttChannel {
         } else {
             self.will.take().map(|w| *w)
         };
-        let will = will.filter(|w| {
-            self.client().is_none_or(|c| {
-                self.ctx
-                    .authorize(c, portico_core::auth::Action::Publish, w.message.topic.as_str())
-            })
-        });
-        self.ctx.close_session(&session, self.conn.id(), will, now);
+        // Authorized by the broker when it is due.
+        self.ctx
+            .close_session(&session, self.conn.id(), self.client.as_ref(), will, now);
     }
 
     /// Releases the session if the last input made the channel close.
@@ -357,7 +358,7 @@ impl Channel for MqttChannel {
                 Packet::PubRec(rec) => self.handle_pubrec(rec, now, out),
                 Packet::PubRel(rel) => self.handle_pubrel(rel, out),
                 Packet::PubComp(comp) => self.handle_pubcomp(comp, now, out),
-                Packet::Subscribe(subscribe) => self.handle_subscribe(subscribe, out),
+                Packet::Subscribe(subscribe) => self.handle_subscribe(subscribe, now, out),
                 Packet::Unsubscribe(unsubscribe) => self.handle_unsubscribe(unsubscribe, out),
                 Packet::PingReq => out.send(Packet::PingResp),
                 Packet::Disconnect(disconnect) => self.handle_disconnect(disconnect, out),
@@ -386,6 +387,9 @@ impl Channel for MqttChannel {
     }
 
     fn handle_deliver(&mut self, now: Instant, out: &mut Out) {
+        if self.is_waiting() {
+            self.resume_waiting(now, out);
+        }
         if self.phase == Phase::Connected {
             self.release_durable(out);
             self.deliver_queued(now, out);
@@ -439,5 +443,9 @@ impl Channel for MqttChannel {
     fn handle_closed(&mut self, now: Instant) {
         self.phase = Phase::Closing;
         self.release_session(now);
+    }
+
+    fn accepts_input(&self) -> bool {
+        !self.is_waiting()
     }
 }

@@ -12,6 +12,7 @@ use portico_core::session::{Delivery, InflightEntry, InflightState, SessionState
 use portico_core::topic::TopicName;
 
 use super::alias::OutgoingAlias;
+use super::verdict::{Authz, Held};
 use super::{MqttChannel, Out};
 use crate::codec::encoded_len;
 use crate::packet::{Packet, PacketId, PubResponse, Publish, PublishProperties, QoS};
@@ -86,13 +87,14 @@ impl MqttChannel {
             }
             None => topic,
         };
-        // Topic rewrite, before the mountpoint (EMQX `rewrite` rules).
-        let topic = match self
+        // Topic rewrite, before the mountpoint (EMQX `rewrite` rules). The topic as sent is
+        // kept in case the packet has to wait for an authorization answer and be replayed.
+        let (topic, unrewritten) = match self
             .client()
             .and_then(|c| self.ctx.rewrite_topic(&topic, &c.client_id, c.username.as_deref()))
         {
-            Some(rewritten) => ByteString::from(rewritten),
-            None => topic,
+            Some(rewritten) => (ByteString::from(rewritten), Some(topic)),
+            None => (topic, None),
         };
         let Some(name) = self.mount(&topic) else {
             return self.violation(
@@ -136,16 +138,28 @@ impl MqttChannel {
         if properties.payload_format_indicator == Some(1) && std::str::from_utf8(&payload).is_err() {
             refusal = Some(ReasonCode::PayloadFormatInvalid);
         }
-        if refusal.is_none()
-            && let Some(client) = &self.client
-            && !self
-                .ctx
-                .authorize_cached(&mut self.authz_cache, client, Action::Publish, name.as_str(), now)
-        {
-            if self.ctx.deny_action() == DenyAction::Disconnect {
-                return self.deny_and_disconnect(format!("publish to {name:?} not authorized"), out);
+        if refusal.is_none() {
+            match self.check_authz(Action::Publish, name.as_str(), true, false, now) {
+                Authz::Allowed => {}
+                Authz::Denied if self.ctx.deny_action() == DenyAction::Disconnect => {
+                    return self.deny_and_disconnect(format!("publish to {name:?} not authorized"), out);
+                }
+                Authz::Denied => refusal = Some(ReasonCode::NotAuthorized),
+                Authz::Pending => {
+                    // Replayed when the answer comes; the alias is already resolved.
+                    let mut properties = properties;
+                    properties.topic_alias = None;
+                    return self.hold(Held::Packet(Box::new(Packet::Publish(Publish {
+                        dup: false,
+                        qos,
+                        retain,
+                        topic: unrewritten.unwrap_or(topic),
+                        packet_id,
+                        payload,
+                        properties,
+                    }))));
+                }
             }
-            refusal = Some(ReasonCode::NotAuthorized);
         }
         let mut no_subscribers = false;
         // A QoS 2 message and its awaiting-release record reach the disk in one commit: split,

@@ -1,5 +1,7 @@
 //! SUBSCRIBE and UNSUBSCRIBE.
 
+use std::time::Instant;
+
 use bytestring::ByteString;
 use portico_core::auth::{Action, DenyAction};
 use portico_core::broker::RetainedOnSubscribe;
@@ -8,6 +10,7 @@ use portico_core::session::SubOptions;
 use portico_core::sys::{SubscribedEvent, UnsubscribedEvent};
 use portico_core::topic::{SubscriptionTopic, TopicError};
 
+use super::verdict::{Authz, Held};
 use super::{MqttChannel, Out};
 use crate::packet::{
     AckProperties, Packet, QoS, RetainHandling, SubAck, Subscribe, SubscriptionOptions, UnsubAck, Unsubscribe,
@@ -15,8 +18,13 @@ use crate::packet::{
 use crate::reason::ReasonCode;
 
 impl MqttChannel {
-    pub(super) fn handle_subscribe(&mut self, subscribe: Subscribe, out: &mut Out) {
+    pub(super) fn handle_subscribe(&mut self, subscribe: Subscribe, now: Instant, out: &mut Out) {
         let Some(session) = self.session.clone() else { return };
+        // Every filter is authorized before any is subscribed: if an answer has to wait, the
+        // whole SUBSCRIBE is held and replayed with the answers.
+        if self.authorize_filters(subscribe.filters.iter().map(|(filter, _)| filter.clone()), now) {
+            return self.hold(Held::Packet(Box::new(Packet::Subscribe(subscribe))));
+        }
         let subscription_id = subscribe.properties.subscription_identifier.unwrap_or(0);
         let mut reason_codes = Vec::with_capacity(subscribe.filters.len());
         for (filter, options) in subscribe.filters {
@@ -32,6 +40,7 @@ impl MqttChannel {
             };
             reason_codes.push(code);
         }
+        self.forget_answers();
         self.send_durable(
             Packet::SubAck(SubAck {
                 packet_id: subscribe.packet_id,
@@ -40,6 +49,22 @@ impl MqttChannel {
             }),
             out,
         );
+    }
+
+    /// Asks about every filter (as `subscribe_one` will see it) and keeps the answers for it.
+    /// True when an answer has to wait.
+    fn authorize_filters(&mut self, filters: impl Iterator<Item = ByteString>, now: Instant) -> bool {
+        let mut waits = false;
+        for filter in filters {
+            let filter = self.rewrite_filter(filter);
+            let Ok(topic) = SubscriptionTopic::parse(self.mount_filter(&filter)) else {
+                continue;
+            };
+            // Not cached: a SUBSCRIBE is checked once, and a cache made for it would cost
+            // every idle subscriber its allocation. PUBLISH checks repeat and are cached.
+            waits |= self.check_authz(Action::Subscribe, topic.filter.as_str(), false, true, now) == Authz::Pending;
+        }
+        waits
     }
 
     /// Subscribes to one filter; returns the SUBACK code (granted QoS or the failure), or
@@ -75,11 +100,8 @@ impl MqttChannel {
                 return Ok(ReasonCode::QuotaExceeded);
             }
         }
-        // Not cached: a SUBSCRIBE is checked once, and a cache made for it would cost every
-        // idle subscriber its allocation. PUBLISH checks repeat and are cached.
-        if let Some(client) = &self.client
-            && !self.ctx.authorize(client, Action::Subscribe, topic.filter.as_str())
-        {
+        // Answered by `authorize_filters` before.
+        if self.check_authz(Action::Subscribe, topic.filter.as_str(), false, false, Instant::now()) != Authz::Allowed {
             if self.ctx.deny_action() == DenyAction::Disconnect {
                 return Err(Denied(topic.filter.as_str().to_owned()));
             }
@@ -166,14 +188,17 @@ impl MqttChannel {
 
     /// Subscribes the client to the broker's auto-subscribe topics (EMQX `auto_subscribe`),
     /// through the same checks as its own SUBSCRIBE.
-    pub(super) fn auto_subscribe(&mut self) {
+    pub(super) fn auto_subscribe(&mut self, now: Instant) {
         let (Some(session), Some(client)) = (self.session.clone(), self.client.clone()) else {
             return;
         };
-        for (filter, rule) in self
+        let subscriptions = self
             .ctx
-            .auto_subscriptions(&client.client_id, client.username.as_deref(), self.peer)
-        {
+            .auto_subscriptions(&client.client_id, client.username.as_deref(), self.peer);
+        if self.authorize_filters(subscriptions.iter().map(|(f, _)| ByteString::from(f.as_str())), now) {
+            return self.hold(Held::AutoSubscribe);
+        }
+        for (filter, rule) in subscriptions {
             let options = SubscriptionOptions {
                 qos: rule.qos,
                 no_local: rule.no_local,
@@ -194,6 +219,7 @@ impl MqttChannel {
                 }
             }
         }
+        self.forget_answers();
     }
 
     /// Applies the mountpoint to a filter, keeping a `$share/{group}/` or `$queue/` prefix in

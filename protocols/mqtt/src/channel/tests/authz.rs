@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use portico_core::BrokerConfig;
 use portico_core::auth::{
-    Action, AuthResult, Authenticator, Authorizer, AuthzCacheSettings, AuthzSettings, ClientInfo, DenyAction,
+    Action, AuthResult, Authenticator, Authorizer, AuthzCacheSettings, AuthzSettings, ClientInfo, DenyAction, Verdict,
 };
 
 use super::*;
@@ -18,17 +18,18 @@ struct Rules {
 }
 
 impl Authorizer for Rules {
-    fn authorize(&self, _client: &ClientInfo, _action: Action, topic: &str) -> bool {
+    fn authorize(&self, _client: &ClientInfo, _action: Action, topic: &str) -> Verdict<bool> {
         self.calls.fetch_add(1, Ordering::Relaxed);
-        !topic.starts_with("secret/")
+        Verdict::Ready(!topic.starts_with("secret/"))
     }
 }
 
 impl Authenticator for Rules {
-    fn authenticate(&self, client: &ClientInfo, _password: Option<&[u8]>) -> AuthResult {
-        AuthResult::Allow {
+    fn authenticate(&self, client: &ClientInfo, _password: Option<&[u8]>) -> Verdict<AuthResult> {
+        Verdict::Ready(AuthResult::Allow {
             superuser: client.username.as_deref() == Some("root"),
-        }
+            acl: None,
+        })
     }
 }
 

@@ -726,3 +726,4 @@ fn taken_over_connection_stops_draining_the_session() {
 mod authz;
 mod durable;
 mod features;
+mod verdict;
