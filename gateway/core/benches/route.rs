@@ -47,6 +47,7 @@ fn fan_out(c: &mut Criterion) {
         let ctx = broker.ctx(FrontendInfo {
             name: "bench",
             mountpoint: Default::default(),
+            authn: Default::default(),
         });
         let mut sessions: Vec<Arc<Session>> = Vec::new();
         for i in 0..subscribers {

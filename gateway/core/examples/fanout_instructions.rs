@@ -27,6 +27,7 @@ fn main() {
     let ctx = broker.ctx(FrontendInfo {
         name: "callgrind",
         mountpoint: Default::default(),
+        authn: Default::default(),
     });
     let mut sessions = Vec::with_capacity(SUBSCRIBERS);
     for i in 0..SUBSCRIBERS {

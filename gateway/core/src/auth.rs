@@ -52,6 +52,19 @@ pub trait ClientAcl: Send + Sync + std::fmt::Debug + 'static {
     fn check(&self, client: &ClientInfo, action: Action, topic: &str) -> Option<bool>;
 }
 
+/// Whether a listener authenticates its clients (EMQX listener `enable_authn`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ListenerAuthn {
+    /// `true`: every client goes through the authentication chain.
+    #[default]
+    Enabled,
+    /// `false`: every client is let in without authentication (the banned list still applies).
+    Disabled,
+    /// `quick_deny_anonymous`: as `Enabled`, but a client without a user name is refused at
+    /// once, without asking any backend (fences anonymous clients off cheaply).
+    QuickDenyAnonymous,
+}
+
 /// Why authentication refused a client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {

@@ -5,7 +5,9 @@ use std::time::Instant;
 
 use bytestring::ByteString;
 
-use crate::auth::{Abandoned, Action, AuthResult, AuthzCache, ClientInfo, DenyAction, EnhancedAuth, Refusal, Verdict};
+use crate::auth::{
+    Abandoned, Action, AuthResult, AuthzCache, ClientInfo, DenyAction, EnhancedAuth, ListenerAuthn, Refusal, Verdict,
+};
 use crate::autosub::AutoSubscribeRule;
 use crate::broker::{PublishError, Published, RetainedOnSubscribe, Shared, Will};
 use crate::conn::{ConnHandle, ConnId};
@@ -25,6 +27,8 @@ pub struct FrontendInfo {
     /// Prefix added to every topic the client publishes or subscribes to, and removed from
     /// topics delivered to it (EMQX listener `mountpoint`); empty for none.
     pub mountpoint: ByteString,
+    /// Whether the listener authenticates its clients (EMQX `enable_authn`).
+    pub authn: ListenerAuthn,
 }
 
 /// A session opened for a connection.
@@ -72,7 +76,8 @@ impl Ctx {
         self.shared.config.node_id
     }
 
-    /// Runs the authentication chain, after the banned list. A pending answer is taken with
+    /// Runs the authentication chain, after the banned list and the listener's `enable_authn`.
+    /// A pending answer is taken with
     /// [`authentication_answered`](Self::authentication_answered).
     pub fn authenticate(&self, client: &ClientInfo, password: Option<&[u8]>) -> Verdict<AuthResult> {
         if let Some(ban) = self.shared.banned.check(client) {
@@ -80,7 +85,15 @@ impl Ctx {
             Metrics::inc(&self.shared.metrics.authentication_failure);
             return Verdict::Ready(AuthResult::Deny(Refusal::Banned));
         }
-        let verdict = self.shared.authenticator.read().authenticate(client, password);
+        let verdict = match self.frontend.authn {
+            ListenerAuthn::Disabled => Verdict::Ready(AuthResult::ALLOW),
+            ListenerAuthn::QuickDenyAnonymous if client.username.as_ref().is_none_or(|u| u.is_empty()) => {
+                Verdict::Ready(AuthResult::Deny(Refusal::NotAuthorized))
+            }
+            ListenerAuthn::Enabled | ListenerAuthn::QuickDenyAnonymous => {
+                self.shared.authenticator.read().authenticate(client, password)
+            }
+        };
         if let Verdict::Ready(result) = &verdict {
             self.count_authentication(result);
         }

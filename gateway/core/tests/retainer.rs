@@ -38,6 +38,7 @@ fn retained_for_new_subscriber(broker: &Broker, filter: &str) -> usize {
     let ctx = broker.ctx(FrontendInfo {
         name: "test",
         mountpoint: Default::default(),
+        authn: Default::default(),
     });
     let conn = broker.register_connection();
     let opened = ctx.open_session(&format!("probe-{}", conn.id().0).into(), true, 0, &conn, None);

@@ -8,6 +8,7 @@ mod listeners;
 
 pub use listeners::ReloadReport;
 
+use portico_core::auth::ListenerAuthn;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -275,7 +276,7 @@ fn broker_config(config: &Config) -> Result<BrokerConfig, StartError> {
 }
 
 /// The MQTT settings of one listener.
-pub fn mqtt_settings(mqtt: &MqttConfig, mountpoint: String) -> MqttSettings {
+pub fn mqtt_settings(mqtt: &MqttConfig, mountpoint: String, enable_authn: ListenerAuthn) -> MqttSettings {
     MqttSettings {
         max_packet_size: mqtt.max_packet_size,
         max_clientid_len: mqtt.max_clientid_len,
@@ -305,6 +306,7 @@ pub fn mqtt_settings(mqtt: &MqttConfig, mountpoint: String) -> MqttSettings {
         } else {
             ReasonCode::NotAuthorized
         },
+        enable_authn,
     }
 }
 

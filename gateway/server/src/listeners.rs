@@ -7,6 +7,7 @@
 //! accepting: its open connections carry on with the settings they started with, so a reload
 //! drops nobody.
 
+use portico_core::auth::ListenerAuthn;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -41,6 +42,7 @@ enum Source {
 struct Spec {
     settings: ListenerSettings,
     mountpoint: String,
+    enable_authn: ListenerAuthn,
     source: Source,
     mqtt: MqttConfig,
 }
@@ -159,7 +161,7 @@ impl Listeners {
     fn launch(&mut self, spec: Spec, socket: tokio::net::TcpListener, addr: SocketAddr) {
         let frontend = Arc::new(MqttFrontend::new(
             &self.broker,
-            mqtt_settings(&spec.mqtt, spec.mountpoint.clone()),
+            mqtt_settings(&spec.mqtt, spec.mountpoint.clone(), spec.enable_authn),
         ));
         let stop = self.shutdown.child_token();
         let name = spec.settings.name.clone();
@@ -271,35 +273,36 @@ fn limited(limit: RateLimit) -> Option<Rate> {
 fn listener_specs(config: &Config) -> Result<Vec<Spec>, StartError> {
     let l = &config.listeners;
     let mut out = Vec::new();
-    let mut push = |settings: ListenerSettings, mountpoint: &str, source: Source| {
+    let mut push = |settings: ListenerSettings, common: &TcpListenerConfig, source: Source| {
         out.push(Spec {
             settings,
-            mountpoint: mountpoint.to_owned(),
+            mountpoint: common.mountpoint.clone(),
+            enable_authn: common.enable_authn,
             source,
             mqtt: config.mqtt.clone(),
         });
     };
     for (name, c) in l.tcp.iter().filter(|(_, c)| c.enable) {
         let settings = listener("tcp", name, c, Transport::Tcp, WS_HANDSHAKE_TIMEOUT);
-        push(settings, &c.mountpoint, Source::Tcp(c.clone()));
+        push(settings, c, Source::Tcp(c.clone()));
     }
     for (name, c) in l.ssl.iter().filter(|(_, c)| c.listener.enable) {
         let tls = tls_source(&format!("ssl:{name}"), "ssl", name, &c.ssl_options)?;
         let timeout = c.ssl_options.handshake_timeout;
         let settings = listener("ssl", name, &c.listener, Transport::Tls(tls), timeout);
-        push(settings, &c.listener.mountpoint, Source::Ssl(c.clone()));
+        push(settings, &c.listener, Source::Ssl(c.clone()));
     }
     for (name, c) in l.ws.iter().filter(|(_, c)| c.listener.enable) {
         let transport = Transport::Ws(ws_settings(&c.websocket));
         let settings = listener("ws", name, &c.listener, transport, WS_HANDSHAKE_TIMEOUT);
-        push(settings, &c.listener.mountpoint, Source::Ws(c.clone()));
+        push(settings, &c.listener, Source::Ws(c.clone()));
     }
     for (name, c) in l.wss.iter().filter(|(_, c)| c.listener.enable) {
         let tls = tls_source(&format!("wss:{name}"), "wss", name, &c.ssl_options)?;
         let transport = Transport::Wss(tls, ws_settings(&c.websocket));
         let timeout = c.ssl_options.handshake_timeout;
         let settings = listener("wss", name, &c.listener, transport, timeout);
-        push(settings, &c.listener.mountpoint, Source::Wss(c.clone()));
+        push(settings, &c.listener, Source::Wss(c.clone()));
     }
     Ok(out)
 }

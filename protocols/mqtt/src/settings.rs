@@ -1,6 +1,7 @@
 //! What an MQTT listener enforces: limits and feature switches (EMQX `mqtt.*` keys).
 
 use crate::reason::ReasonCode;
+use portico_core::auth::ListenerAuthn;
 use std::time::Duration;
 
 use portico_core::QoS;
@@ -64,6 +65,8 @@ pub struct MqttSettings {
     /// SUBACK reason code for a subscription authorization denies, to 5.0 clients: 0x87 (Not
     /// authorized) by default; some clients only understand 0x80. 3.x clients always get 0x80.
     pub suback_deny_code: ReasonCode,
+    /// Whether this listener authenticates its clients (EMQX listener `enable_authn`).
+    pub enable_authn: ListenerAuthn,
 }
 
 impl Default for MqttSettings {
@@ -94,6 +97,7 @@ impl Default for MqttSettings {
             response_information: String::new(),
             mountpoint: String::new(),
             suback_deny_code: ReasonCode::NotAuthorized,
+            enable_authn: ListenerAuthn::Enabled,
         }
     }
 }

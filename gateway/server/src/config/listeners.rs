@@ -5,6 +5,7 @@
 //! certificate, cipher names resolved) so that a bad certificate is a load-time error naming its
 //! key rather than a failure at the first handshake.
 
+use portico_core::auth::ListenerAuthn;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -150,6 +151,7 @@ fn common(s: &mut Section<'_>, ctx: &mut Ctx<'_>, d: &TcpListenerConfig) -> TcpL
     let messages_rate = s.field(ctx, "messages_rate", d.messages_rate, rate);
     let bytes_rate = s.field(ctx, "bytes_rate", d.bytes_rate, rate);
     let mountpoint = s.field(ctx, "mountpoint", d.mountpoint.clone(), value::string);
+    let enable_authn = s.field(ctx, "enable_authn", d.enable_authn, enable_authn);
     let mut opts = s.section(ctx, "tcp_options");
     let nodelay = opts.field(ctx, "nodelay", d.nodelay, value::boolean);
     // listen(2) takes a C int.
@@ -167,8 +169,25 @@ fn common(s: &mut Section<'_>, ctx: &mut Ctx<'_>, d: &TcpListenerConfig) -> TcpL
         messages_rate,
         bytes_rate,
         mountpoint,
+        enable_authn,
         nodelay,
         backlog,
+    }
+}
+
+/// `enable_authn`: a boolean, or `"quick_deny_anonymous"` (EMQX's values).
+fn enable_authn(v: &Value) -> Result<ListenerAuthn, String> {
+    match v {
+        Value::Boolean(true) => Ok(ListenerAuthn::Enabled),
+        Value::Boolean(false) => Ok(ListenerAuthn::Disabled),
+        Value::String(s) if s == "true" => Ok(ListenerAuthn::Enabled),
+        Value::String(s) if s == "false" => Ok(ListenerAuthn::Disabled),
+        Value::String(s) if s == "quick_deny_anonymous" => Ok(ListenerAuthn::QuickDenyAnonymous),
+        Value::String(s) => Err(format!("expected true, false or \"quick_deny_anonymous\", found {s:?}")),
+        other => Err(format!(
+            "expected true, false or \"quick_deny_anonymous\", found {}",
+            value::type_name(other)
+        )),
     }
 }
 

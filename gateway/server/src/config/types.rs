@@ -1,5 +1,6 @@
 //! The typed configuration produced by [`super::Config::load`]. Defaults follow EMQX 5.
 
+use portico_core::auth::ListenerAuthn;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -370,6 +371,8 @@ pub struct TcpListenerConfig {
     pub bytes_rate: RateLimit,
     /// Topic prefix for this listener's clients; empty for none.
     pub mountpoint: String,
+    /// `enable_authn`: `true`, `false` or `"quick_deny_anonymous"`.
+    pub enable_authn: ListenerAuthn,
     /// `tcp_options.nodelay`.
     pub nodelay: bool,
     /// `tcp_options.backlog`.
@@ -390,6 +393,7 @@ impl Default for TcpListenerConfig {
             messages_rate: RateLimit::Infinity,
             bytes_rate: RateLimit::Infinity,
             mountpoint: String::new(),
+            enable_authn: ListenerAuthn::Enabled,
             nodelay: true,
             backlog: 1024,
         }

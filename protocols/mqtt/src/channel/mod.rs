@@ -64,6 +64,7 @@ impl MqttFrontend {
         let ctx = broker.ctx(FrontendInfo {
             name: "mqtt",
             mountpoint: ByteString::from(settings.mountpoint.clone()),
+            authn: settings.enable_authn,
         });
         MqttFrontend {
             ctx,

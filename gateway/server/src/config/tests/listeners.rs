@@ -364,3 +364,30 @@ fn peer_cert_as_values() {
         "{text}"
     );
 }
+
+#[test]
+fn enable_authn_takes_emqx_values_on_every_kind() {
+    use portico_core::auth::ListenerAuthn;
+    let config = Config::load(None, vars(&[])).unwrap();
+    assert_eq!(config.listeners.tcp["default"].enable_authn, ListenerAuthn::Enabled);
+    let file = r#"
+[listeners.tcp.default]
+enable_authn = false
+[listeners.ws.default]
+enable_authn = "quick_deny_anonymous"
+"#;
+    let config = load_str("enable-authn", file, &[]).unwrap();
+    assert_eq!(config.listeners.tcp["default"].enable_authn, ListenerAuthn::Disabled);
+    assert_eq!(
+        config.listeners.ws["default"].listener.enable_authn,
+        ListenerAuthn::QuickDenyAnonymous
+    );
+    let errors = errors_of(load_str(
+        "bad-authn",
+        "[listeners.tcp.default]\nenable_authn = \"maybe\"\n",
+        &[],
+    ));
+    let text = errors.to_string();
+    assert!(text.contains("listeners.tcp.default.enable_authn"), "{text}");
+    assert!(text.contains("\"maybe\""), "{text}");
+}

@@ -185,3 +185,55 @@ fn suback(sent: &[Sent]) -> Vec<ReasonCode> {
         other => panic!("expected SUBACK, got {other:?}"),
     }
 }
+
+/// A listener with `enable_authn` set: a harness whose every check answers later, so an
+/// immediate CONNACK proves the chain was not asked.
+fn harness_with(authn: portico_core::auth::ListenerAuthn) -> (Harness, Arc<Later>) {
+    let later = Arc::new(Later::default());
+    let extensions = portico_core::Extensions {
+        authenticator: later.clone(),
+        authorizer: later.clone(),
+        ..Default::default()
+    };
+    let settings = MqttSettings {
+        enable_authn: authn,
+        ..MqttSettings::default()
+    };
+    (Harness::build(settings, BrokerConfig::default(), extensions), later)
+}
+
+fn connack_now(client: &mut Client, id: &str, username: Option<&str>, t: std::time::Instant) -> Vec<Sent> {
+    let mut connect = connect_packet(ProtocolVersion::V5, id, true);
+    connect.username = username.map(|u| ByteString::from(u.to_owned()));
+    client.input(Packet::Connect(Box::new(connect)), t)
+}
+
+#[test]
+fn enable_authn_false_lets_clients_in_without_asking() {
+    let (h, later) = harness_with(portico_core::auth::ListenerAuthn::Disabled);
+    let mut client = h.channel();
+    let sent = connack_now(&mut client, "c", Some("anyone"), h.t0);
+    assert!(
+        matches!(sent.first(), Some(Sent::Packet(Packet::ConnAck(ack))) if ack.reason_code == ReasonCode::Success),
+        "{sent:?}"
+    );
+    assert!(later.logins.lock().is_empty(), "the chain was not asked");
+}
+
+#[test]
+fn quick_deny_anonymous_refuses_clients_without_a_user_name_at_once() {
+    let (h, later) = harness_with(portico_core::auth::ListenerAuthn::QuickDenyAnonymous);
+    let mut anonymous = h.channel();
+    let sent = connack_now(&mut anonymous, "a", None, h.t0);
+    assert!(
+        matches!(sent.first(), Some(Sent::Packet(Packet::ConnAck(ack))) if ack.reason_code == ReasonCode::NotAuthorized),
+        "{sent:?}"
+    );
+    assert!(later.logins.lock().is_empty(), "refused without asking the chain");
+    let mut named = h.channel();
+    assert!(
+        connack_now(&mut named, "n", Some("bob"), h.t0).is_empty(),
+        "asks the chain"
+    );
+    assert_eq!(later.logins.lock().len(), 1);
+}
