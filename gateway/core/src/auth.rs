@@ -239,6 +239,8 @@ pub struct AuthzSettings {
 #[derive(Debug, Default)]
 pub struct AuthzCache {
     entries: Vec<(Action, Box<str>, bool, std::time::Instant)>,
+    /// The broker's cache epoch these results belong to: a newer epoch empties the cache.
+    epoch: u64,
 }
 
 impl AuthzCache {
@@ -267,6 +269,27 @@ impl AuthzCache {
     /// Forgets everything (EMQX "clean ACL cache").
     pub fn clear(&mut self) {
         self.entries.clear();
+    }
+
+    /// An empty cache for results of `epoch`.
+    pub fn at_epoch(epoch: u64) -> Self {
+        AuthzCache {
+            entries: Vec::new(),
+            epoch,
+        }
+    }
+
+    /// True when the cache's results belong to `epoch`.
+    pub fn epoch_is(&self, epoch: u64) -> bool {
+        self.epoch == epoch
+    }
+
+    /// Empties the cache if its results are from before `epoch`.
+    pub fn sync_epoch(&mut self, epoch: u64) {
+        if self.epoch != epoch {
+            self.entries.clear();
+            self.epoch = epoch;
+        }
     }
 
     /// Number of cached results.

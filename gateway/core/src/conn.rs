@@ -39,13 +39,14 @@ pub struct ConnId(pub u64);
 
 const DELIVER: u8 = 1;
 const UNSTALL: u8 = 2;
+const CLEAR_AUTHZ_CACHE: u8 = 4;
 
 /// Shared between a connection's driver task and the broker.
 #[derive(Debug)]
 pub struct ConnHandle {
     id: ConnId,
     waker: AtomicWaker,
-    /// Pending signals (bit set of `DELIVER`, `UNSTALL`).
+    /// Pending signals (bit set of `DELIVER`, `UNSTALL`, `CLEAR_AUTHZ_CACHE`).
     signals: AtomicU8,
     /// A `KickReason` as u8, 0 when none. The first kick wins.
     kick: AtomicU8,
@@ -102,6 +103,18 @@ impl ConnHandle {
     /// Takes the unstall signal.
     pub fn take_unstall(&self) -> bool {
         self.signals.fetch_and(!UNSTALL, Ordering::AcqRel) & UNSTALL != 0
+    }
+
+    /// Asks the connection to forget its cached authorization results (EMQX "clean ACL
+    /// cache"); the channel does so on its next delivery wake-up, which this triggers.
+    pub fn clear_authz_cache(&self) {
+        self.signals.fetch_or(CLEAR_AUTHZ_CACHE | DELIVER, Ordering::AcqRel);
+        self.wake();
+    }
+
+    /// Takes the clear-the-authorization-cache signal.
+    pub fn take_clear_authz_cache(&self) -> bool {
+        self.signals.fetch_and(!CLEAR_AUTHZ_CACHE, Ordering::AcqRel) & CLEAR_AUTHZ_CACHE != 0
     }
 
     /// Asks the connection to end and wakes it. Only the first reason is kept.

@@ -159,9 +159,13 @@ impl Ctx {
         });
         self.count_verdict(allowed);
         if let (Some(cache), Some(settings)) = (cache, self.shared.config.authz.cache) {
-            cache
-                .get_or_insert_with(Box::default)
-                .put(action, topic, allowed, now, settings.max_size);
+            // An answer asked for before the caches were cleared may come from the old rules:
+            // a cache whose epoch moved meanwhile uses it once and does not keep it.
+            let epoch = self.shared.authz_epoch.load(std::sync::atomic::Ordering::Acquire);
+            let cache = cache.get_or_insert_with(|| Box::new(AuthzCache::at_epoch(epoch)));
+            if cache.epoch_is(epoch) {
+                cache.put(action, topic, allowed, now, settings.max_size);
+            }
         }
         allowed
     }
@@ -192,6 +196,10 @@ impl Ctx {
         let Some(settings) = self.shared.config.authz.cache else {
             return self.authorize(client, action, topic);
         };
+        let epoch = self.shared.authz_epoch.load(std::sync::atomic::Ordering::Acquire);
+        if let Some(cache) = cache.as_mut() {
+            cache.sync_epoch(epoch);
+        }
         if let Some(allowed) = cache.as_ref().and_then(|c| c.get(action, topic, now, settings.ttl)) {
             Metrics::inc(&self.shared.metrics.authorization_cache_hit);
             self.count_verdict(allowed);
@@ -199,9 +207,9 @@ impl Ctx {
         }
         let verdict = self.authorize(client, action, topic);
         if let Verdict::Ready(allowed) = verdict {
-            cache
-                .get_or_insert_with(Box::default)
-                .put(action, topic, allowed, now, settings.max_size);
+            let cache = cache.get_or_insert_with(Box::default);
+            cache.sync_epoch(epoch);
+            cache.put(action, topic, allowed, now, settings.max_size);
         }
         verdict
     }

@@ -238,6 +238,9 @@ pub(crate) struct Shared {
     /// reload may replace it.
     pub(crate) authenticator: RwLock<Arc<dyn Authenticator>>,
     pub(crate) authorizer: RwLock<Arc<dyn Authorizer>>,
+    /// Bumped to invalidate every client's authorization cache at once (new rules, or an
+    /// operator's "clean all ACL caches").
+    pub(crate) authz_epoch: std::sync::atomic::AtomicU64,
     pub(crate) enhanced_auth: Vec<Arc<dyn EnhancedAuth>>,
     pub(crate) metrics: Metrics,
     epoch: Instant,
@@ -320,6 +323,7 @@ impl Broker {
             journal,
             authenticator: RwLock::new(authenticator),
             authorizer: RwLock::new(authorizer),
+            authz_epoch: std::sync::atomic::AtomicU64::new(0),
             enhanced_auth,
             metrics: Metrics::default(),
             epoch: now,
@@ -435,9 +439,30 @@ impl Broker {
         *self.shared.authenticator.write() = authenticator;
     }
 
-    /// Replaces the authorization chain (cached results age out within the cache's ttl).
+    /// Replaces the authorization chain; every client's cached results are dropped.
     pub fn set_authorizer(&self, authorizer: Arc<dyn Authorizer>) {
         *self.shared.authorizer.write() = authorizer;
+        self.clear_authz_caches(None);
+    }
+
+    /// Drops cached authorization results (EMQX "clean ACL cache"): of the client `client_id`
+    /// (false if it is not connected), or of every client.
+    pub fn clear_authz_caches(&self, client_id: Option<&str>) -> bool {
+        let Some(client_id) = client_id else {
+            self.shared
+                .authz_epoch
+                .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+            return true;
+        };
+        let session = self.shared.sessions.lock().get(client_id).cloned();
+        let conn = session.and_then(|s| s.lock().conn.clone());
+        match conn {
+            Some(conn) => {
+                conn.clear_authz_cache();
+                true
+            }
+            None => false,
+        }
     }
 
     /// The banned list.

@@ -388,6 +388,9 @@ impl Channel for MqttChannel {
     }
 
     fn handle_deliver(&mut self, now: Instant, out: &mut Out) {
+        if self.conn.take_clear_authz_cache() {
+            self.authz_cache = None;
+        }
         if self.is_waiting() {
             self.resume_waiting(now, out);
         }

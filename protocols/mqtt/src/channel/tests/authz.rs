@@ -156,6 +156,41 @@ fn the_cache_answers_repeated_checks() {
 }
 
 #[test]
+fn caches_can_be_cleared_per_client_and_all_at_once() {
+    let cached = AuthzSettings {
+        cache: Some(AuthzCacheSettings::default()),
+        ..AuthzSettings::default()
+    };
+    let (h, rules) = harness(cached, MqttSettings::default());
+    let now = h.t0;
+    let calls = || rules.calls.load(Ordering::Relaxed);
+    let mut a = h.connect(ProtocolVersion::V5, "a", true, |_| {});
+    let mut b = h.connect(ProtocolVersion::V5, "b", true, |_| {});
+    a.publish("open/t", b"x", QoS::AtMostOnce, 0, now);
+    b.publish("open/t", b"x", QoS::AtMostOnce, 0, now);
+    assert_eq!(calls(), 2);
+
+    // One client's cache: it asks again, the other does not.
+    assert!(h.broker.clear_authz_caches(Some("a")));
+    assert!(!h.broker.clear_authz_caches(Some("nobody")), "not connected");
+    a.deliver(now);
+    a.publish("open/t", b"x", QoS::AtMostOnce, 0, now);
+    b.publish("open/t", b"x", QoS::AtMostOnce, 0, now);
+    assert_eq!(calls(), 3);
+
+    // Everyone's, without waking anyone.
+    assert!(h.broker.clear_authz_caches(None));
+    a.publish("open/t", b"x", QoS::AtMostOnce, 0, now);
+    b.publish("open/t", b"x", QoS::AtMostOnce, 0, now);
+    assert_eq!(calls(), 5);
+
+    // New rules clear them too.
+    h.broker.set_authorizer(rules.clone());
+    a.publish("open/t", b"x", QoS::AtMostOnce, 0, now);
+    assert_eq!(calls(), 6);
+}
+
+#[test]
 fn superusers_bypass_authorization() {
     let (h, rules) = harness(AuthzSettings::default(), MqttSettings::default());
     let now = h.t0;
