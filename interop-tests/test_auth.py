@@ -244,3 +244,44 @@ def test_jwt_signed_password(broker_factory):
         assert r.returncode != 0, f"{why} token accepted"
     # No password at all: the JWT authenticator ignores the client; anonymous is off.
     assert mosquitto_pub(b, "t", b"x", version=V311, client_id="jwt-dev", expect_ok=False).returncode != 0
+
+
+def test_slow_password_hashes_are_checked_off_the_connection_tasks(broker_factory, tmp_path):
+    """argon2 and bcrypt checks run on the blocking pool and answer later: right and wrong
+    passwords still get their CONNACK, and a client already connected keeps its traffic going
+    while a burst of such CONNECTs is being checked."""
+    for name in ("argon2", "bcrypt"):
+        b = broker_factory(builtin_auth(tmp_path, {"PORTICO_AUTHENTICATION__1__PASSWORD_HASH_ALGORITHM__NAME": name}))
+        assert pub_with(b, "alice", "wonderland").returncode == 0, name
+        assert pub_with(b, "alice", "nope", V5).returncode != 0, name
+        steady = connect_paho(b, V5, "root", "toor")
+        steady.subscribe("steady/t", qos=1)
+        burst = [subprocess.Popen(["mosquitto_pub", "-h", b.host, "-p", str(b.port), "-u", "alice", "-P",
+                                   "wonderland", "-t", "burst/t", "-m", "x", "-q", "1"],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for _ in range(12)]
+        for i in range(5):
+            steady.publish("steady/t", f"m{i}".encode(), qos=1)
+        got = steady.get_n(5, timeout=10)
+        assert [m.payload for m in got] == [f"m{i}".encode() for i in range(5)], name
+        assert all(p.wait(timeout=60) == 0 for p in burst), f"{name}: a burst CONNECT failed"
+        steady.close()
+
+
+def test_listener_enable_authn(broker_factory, tmp_path):
+    """EMQX's listener `enable_authn`: quick_deny_anonymous refuses clients without a user name
+    at once (even with allow_anonymous); false lets everyone in."""
+    quick = builtin_auth(tmp_path, {"PORTICO_MQTT__ALLOW_ANONYMOUS": "true",
+                                    "PORTICO_LISTENERS__TCP__DEFAULT__ENABLE_AUTHN": "quick_deny_anonymous"})
+    b = broker_factory(quick)
+    assert pub_with(b, None, None).returncode != 0, "anonymous client let in"
+    c = Client(b, version=V5)
+    c.connect(expect_success=False)
+    assert c.connack_rc.value == 0x87, c.connack_rc
+    c.close()
+    assert pub_with(b, "alice", "wonderland").returncode == 0
+    assert pub_with(b, "alice", "nope").returncode != 0
+
+    off = builtin_auth(tmp_path, {"PORTICO_LISTENERS__TCP__DEFAULT__ENABLE_AUTHN": "false"})
+    b = broker_factory(off)
+    assert pub_with(b, "alice", "nope").returncode == 0, "no authentication on this listener"
+    assert pub_with(b, None, None).returncode == 0

@@ -144,11 +144,12 @@ pub struct PasswordHashConfig {
 }
 
 impl Default for PasswordHashConfig {
-    /// EMQX's built-in default: sha256 with a random salt as prefix. Not argon2: a password check
-    /// runs on the connection's task, and argon2id (about 13 ms of CPU each here) or bcrypt
-    /// would let a reconnect storm stall the broker (measured in docs/benchmarks.md,
-    /// "Authentication cost"); choose them for low connect rates until checks run off the
-    /// executor.
+    /// EMQX's built-in default: sha256 with a random salt as prefix, so that EMQX's exported
+    /// hashes import unchanged. Not argon2: slow hashes now run off the connection tasks (they
+    /// no longer stall other clients), but argon2id costs about 13 ms of CPU per check here, which
+    /// caps a reconnect storm at tens of CONNECTs per second (docs/benchmarks.md,
+    /// "Authentication cost" and "A CONNECT storm with a slow hash"); choose it where connect
+    /// rates are low.
     fn default() -> Self {
         PasswordHashConfig {
             name: HashName::Sha256,
