@@ -28,6 +28,7 @@ pub mod broker;
 pub mod channel;
 pub mod conn;
 pub mod ctx;
+pub mod datagram;
 pub mod delayed;
 pub mod journal;
 pub mod message;

@@ -38,6 +38,7 @@ fn counter_name(field: &'static str) -> &'static str {
         "listener_refused_access_rules" => "listener.refused.access_rules",
         "listener_refused_handshake" => "listener.refused.handshake",
         "listener_delayed_max_conn_rate" => "listener.delayed.max_conn_rate",
+        "listener_dropped_datagrams" => "listener.dropped.datagrams",
         "authentication_success" => "authentication.success",
         "authentication_failure" => "authentication.failure",
         "authorization_allow" => "authorization.allow",
@@ -87,6 +88,10 @@ counters! {
     /// `listener.delayed.max_conn_rate` (Portico): accepts held back by a listener's
     /// `max_conn_rate` (the connection waits in the listen backlog; it is not refused).
     listener_delayed_max_conn_rate,
+    /// `listener.dropped.datagrams` (Portico): datagrams a UDP listener dropped: over a peer's
+    /// rate, from a new address it does not admit or has no room for, while a peer's waiting
+    /// room was full, or a reply the socket's send buffer had no room for.
+    listener_dropped_datagrams,
     /// `authentication.success`: CONNECTs the chain let in (banned clients are failures).
     authentication_success,
     /// `authentication.failure`: CONNECTs refused by the chain or the banned list.

@@ -13,6 +13,7 @@
 
 pub mod access_rules;
 mod buffers;
+pub mod datagram;
 pub mod driver;
 pub mod fuzzing;
 pub mod listener;

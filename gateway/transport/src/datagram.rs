@@ -1,0 +1,331 @@
+//! The datagram driver: one task per UDP socket. It routes each datagram to the channel of its
+//! source address (making one for a new address the frontend admits), runs the channels'
+//! deliveries, deadlines and kicks, and sends what they answer, one frame per datagram.
+//!
+//! - **Waking one peer, not all**: every peer's `ConnHandle` gets a waker of its own that puts
+//!   the peer's slot on the task's ready list. A publish to a sleeping sensor's session wakes the
+//!   socket task for that peer only; nothing scans the peer table.
+//! - **No timers per peer**: a channel's next deadline goes into its `ConnHandle`, and the
+//!   broker's tick wakes it when due, as for stream connections.
+//! - **Bounded**: `max_peers` channels at most (a new address beyond it is dropped), a token
+//!   bucket per peer (datagrams over the rate are dropped, as the network could have), and at
+//!   most `max_held` datagrams wait while a channel waits for an answer (authentication). UDP
+//!   sends never wait: a reply the socket buffer has no room for is dropped and counted, and the
+//!   protocols' own retransmission covers it.
+
+use std::collections::{HashMap, VecDeque};
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::task::{Wake, Waker};
+use std::time::Instant;
+
+use bytes::{Bytes, BytesMut};
+use parking_lot::Mutex;
+use portico_core::Broker;
+use portico_core::channel::{ConnInfo, Outbox, Output};
+use portico_core::conn::{ConnHandle, KickReason};
+use portico_core::datagram::{DatagramChannel, DatagramFrontend};
+use portico_core::metrics::Metrics;
+use portico_core::wake;
+use tokio::net::UdpSocket;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::rate_limit::{Rate, TokenBucket};
+
+/// The largest datagram read (the UDP maximum).
+const MAX_DATAGRAM: usize = 65_535;
+
+/// Datagrams read per wake-up before the ready peers get their turn.
+const READS_PER_ROUND: usize = 64;
+
+/// How a UDP listener runs.
+#[derive(Debug, Clone)]
+pub struct DatagramSettings {
+    /// Listener name for logs (`udp:default`).
+    pub name: String,
+    /// Peers (channels) at most; datagrams from further new addresses are dropped.
+    pub max_peers: usize,
+    /// Datagrams each peer may send per period; `None` = unlimited.
+    pub peer_rate: Option<Rate>,
+    /// Datagrams kept, in order, while a peer's channel waits for an answer.
+    pub max_held: usize,
+}
+
+impl Default for DatagramSettings {
+    fn default() -> Self {
+        DatagramSettings {
+            name: "udp:default".to_owned(),
+            max_peers: usize::MAX,
+            peer_rate: None,
+            max_held: 16,
+        }
+    }
+}
+
+/// Slots of peers whose connection was signalled, and the task to wake.
+#[derive(Default)]
+struct Ready {
+    slots: Mutex<Vec<usize>>,
+    notify: Notify,
+}
+
+/// One peer's waker: wakes the socket task for this slot only.
+struct PeerWaker {
+    slot: usize,
+    ready: Arc<Ready>,
+}
+
+impl Wake for PeerWaker {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.ready.slots.lock().push(self.slot);
+        self.ready.notify.notify_one();
+    }
+}
+
+struct Peer<Ch> {
+    addr: SocketAddr,
+    conn: Arc<ConnHandle>,
+    channel: Ch,
+    /// Datagrams waiting while the channel does not accept input.
+    held: VecDeque<Bytes>,
+    bucket: Option<TokenBucket>,
+    kick_seen: bool,
+}
+
+/// The state of one socket's task.
+struct Driver<F: DatagramFrontend> {
+    frontend: Arc<F>,
+    broker: Broker,
+    settings: DatagramSettings,
+    local: SocketAddr,
+    peers: Vec<Option<Peer<F::Channel>>>,
+    free: Vec<usize>,
+    by_addr: HashMap<SocketAddr, usize>,
+    ready: Arc<Ready>,
+    out: Outbox<<F::Channel as DatagramChannel>::Frame>,
+    scratch: BytesMut,
+}
+
+/// Serves `socket` with `frontend` until `shutdown` is cancelled; then every peer's channel is
+/// kicked (server shutdown), may send its last datagrams, and is closed.
+pub async fn serve_datagrams<F: DatagramFrontend>(
+    socket: UdpSocket,
+    settings: DatagramSettings,
+    frontend: Arc<F>,
+    broker: Broker,
+    shutdown: CancellationToken,
+) -> io::Result<()> {
+    let local = socket.local_addr()?;
+    tracing::info!(listener = %settings.name, addr = %local, protocol = frontend.name(), transport = "udp", "listening");
+    let mut driver = Driver {
+        frontend,
+        broker,
+        settings,
+        local,
+        peers: Vec::new(),
+        free: Vec::new(),
+        by_addr: HashMap::new(),
+        ready: Arc::new(Ready::default()),
+        out: Outbox::new(),
+        scratch: BytesMut::new(),
+    };
+    let mut buf = vec![0u8; MAX_DATAGRAM];
+    let ready = driver.ready.clone();
+    loop {
+        tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => break,
+            _ = ready.notify.notified() => {}
+            received = socket.recv_from(&mut buf) => match received {
+                Ok((n, from)) => {
+                    driver.on_datagram(&socket, from, Bytes::copy_from_slice(&buf[..n]));
+                    // Drain what else is there, bounded, before serving the ready peers.
+                    for _ in 1..READS_PER_ROUND {
+                        match socket.try_recv_from(&mut buf) {
+                            Ok((n, from)) => driver.on_datagram(&socket, from, Bytes::copy_from_slice(&buf[..n])),
+                            Err(_) => break,
+                        }
+                    }
+                }
+                // ICMP "port unreachable" for an earlier send shows up here on Linux: not the
+                // listener's failure.
+                Err(error) => tracing::debug!(listener = %driver.settings.name, %error, "receive failed"),
+            },
+        }
+        driver.serve_ready(&socket);
+        wake::flush();
+    }
+    driver.shut_down(&socket);
+    wake::flush();
+    Ok(())
+}
+
+impl<F: DatagramFrontend> Driver<F> {
+    fn on_datagram(&mut self, socket: &UdpSocket, from: SocketAddr, datagram: Bytes) {
+        let now = Instant::now();
+        let broker = self.broker.clone();
+        let metrics = broker.metrics();
+        let slot = match self.by_addr.get(&from) {
+            Some(&slot) => slot,
+            None => {
+                if !self.frontend.admits(&datagram) {
+                    Metrics::inc(&metrics.listener_dropped_datagrams);
+                    return;
+                }
+                if self.by_addr.len() >= self.settings.max_peers {
+                    Metrics::inc(&metrics.listener_refused_max_connections);
+                    Metrics::inc(&metrics.listener_dropped_datagrams);
+                    return;
+                }
+                self.add_peer(from, now)
+            }
+        };
+        let Some(peer) = self.peers[slot].as_mut() else { return };
+        if let Some(bucket) = peer.bucket.as_mut()
+            && bucket.try_take(1, now).is_err()
+        {
+            Metrics::inc(&metrics.listener_dropped_datagrams);
+            return;
+        }
+        if peer.held.is_empty() && peer.channel.accepts_input() {
+            peer.channel.handle_datagram(datagram, now, &mut self.out);
+        } else if peer.held.len() < self.settings.max_held {
+            peer.held.push_back(datagram);
+        } else {
+            Metrics::inc(&metrics.listener_dropped_datagrams);
+        }
+        self.finish(socket, slot, now);
+    }
+
+    fn add_peer(&mut self, addr: SocketAddr, now: Instant) -> usize {
+        let slot = self.free.pop().unwrap_or_else(|| {
+            self.peers.push(None);
+            self.peers.len() - 1
+        });
+        let conn = self.broker.register_connection();
+        conn.register(&Waker::from(Arc::new(PeerWaker {
+            slot,
+            ready: self.ready.clone(),
+        })));
+        let channel = self
+            .frontend
+            .new_peer(conn.clone(), ConnInfo::new(addr, self.local), now);
+        let bucket = self
+            .settings
+            .peer_rate
+            .map(|rate| TokenBucket::new(rate, rate.amount(), now));
+        self.peers[slot] = Some(Peer {
+            addr,
+            conn,
+            channel,
+            held: VecDeque::new(),
+            bucket,
+            kick_seen: false,
+        });
+        self.by_addr.insert(addr, slot);
+        slot
+    }
+
+    /// Runs deliveries, deadlines, kicks and held input of every signalled peer.
+    fn serve_ready(&mut self, socket: &UdpSocket) {
+        let slots = std::mem::take(&mut *self.ready.slots.lock());
+        for slot in slots {
+            self.serve(socket, slot);
+        }
+    }
+
+    fn serve(&mut self, socket: &UdpSocket, slot: usize) {
+        let now = Instant::now();
+        let Some(peer) = self.peers.get_mut(slot).and_then(Option::as_mut) else {
+            return;
+        };
+        if !peer.kick_seen
+            && let Some(reason) = peer.conn.kicked()
+        {
+            peer.kick_seen = true;
+            peer.channel.handle_kick(reason, now, &mut self.out);
+        }
+        if !self.out.is_closing() && peer.conn.take_deliver() {
+            peer.channel.handle_deliver(now, &mut self.out);
+        }
+        if !self.out.is_closing() && peer.channel.poll_timeout().is_some_and(|d| d <= now) {
+            peer.channel.handle_timeout(now, &mut self.out);
+        }
+        while !self.out.is_closing() && peer.channel.accepts_input() {
+            let Some(datagram) = peer.held.pop_front() else { break };
+            peer.channel.handle_datagram(datagram, now, &mut self.out);
+        }
+        self.finish(socket, slot, now);
+    }
+
+    /// Sends what the channel answered; removes the peer if it closed, or files its next
+    /// deadline with the broker.
+    fn finish(&mut self, socket: &UdpSocket, slot: usize, now: Instant) {
+        let Some(peer) = self.peers.get_mut(slot).and_then(Option::as_mut) else {
+            return;
+        };
+        let mut closing = false;
+        for output in self.out.drain() {
+            match output {
+                Output::Send(frame) => {
+                    self.scratch.clear();
+                    if let Err(error) = peer.channel.encode(&frame, &mut self.scratch) {
+                        tracing::warn!(peer = %peer.addr, %error, "a frame could not be encoded; dropping the peer");
+                        closing = true;
+                        break;
+                    }
+                    if let Err(error) = socket.try_send_to(&self.scratch, peer.addr) {
+                        if error.kind() == io::ErrorKind::WouldBlock {
+                            Metrics::inc(&self.broker.metrics().listener_dropped_datagrams);
+                        } else {
+                            tracing::debug!(peer = %peer.addr, %error, "send failed");
+                        }
+                    }
+                }
+                Output::Close(reason) => {
+                    tracing::debug!(peer = %peer.addr, ?reason, "peer closed");
+                    closing = true;
+                }
+            }
+        }
+        self.out.clear();
+        if closing {
+            self.remove(slot, now);
+        } else {
+            let deadline = peer.channel.poll_timeout().map(|d| self.broker.millis(d));
+            peer.conn.set_deadline_ms(deadline);
+        }
+    }
+
+    fn remove(&mut self, slot: usize, now: Instant) {
+        let Some(mut peer) = self.peers.get_mut(slot).and_then(Option::take) else {
+            return;
+        };
+        peer.channel.handle_closed(now);
+        self.broker.unregister_connection(peer.conn.id());
+        self.by_addr.remove(&peer.addr);
+        self.free.push(slot);
+    }
+
+    fn shut_down(&mut self, socket: &UdpSocket) {
+        let now = Instant::now();
+        for slot in 0..self.peers.len() {
+            let Some(peer) = self.peers[slot].as_mut() else {
+                continue;
+            };
+            peer.channel.handle_kick(KickReason::ServerShutdown, now, &mut self.out);
+            self.out
+                .close(portico_core::channel::CloseReason::Kicked(KickReason::ServerShutdown));
+            self.finish(socket, slot, now);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
