@@ -264,6 +264,8 @@ impl Ctx {
                         let now = Instant::now();
                         if ctx.authorization_answered(answer, None, Action::Publish, topic.as_str(), now) {
                             ctx.shared.publish_late_will(&session, will, now);
+                            // Not inside a driver's batch: wake the subscribers now.
+                            crate::wake::flush();
                         }
                     });
                     None

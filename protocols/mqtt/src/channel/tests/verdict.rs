@@ -237,3 +237,34 @@ fn quick_deny_anonymous_refuses_clients_without_a_user_name_at_once() {
     );
     assert_eq!(later.logins.lock().len(), 1);
 }
+
+#[test]
+fn a_will_whose_authorization_answers_late_is_published_when_allowed() {
+    let (h, later) = harness();
+    let mut watcher = connected(&h, &later, "watcher");
+    watcher.subscribe("wills/#", QoS::AtMostOnce, h.t0);
+    later.answer(true);
+    watcher.deliver(h.t0);
+
+    for (id, allowed) in [("dies", true), ("denied", false)] {
+        let mut client = h.channel();
+        let mut connect = connect_packet(ProtocolVersion::V5, id, true);
+        connect.will = Some(LastWill {
+            topic: ByteString::from(format!("wills/{id}")),
+            payload: Bytes::from_static(b"gone"),
+            qos: QoS::AtMostOnce,
+            retain: false,
+            properties: Default::default(),
+        });
+        client.input(Packet::Connect(Box::new(connect)), h.t0);
+        later.login(AuthResult::ALLOW);
+        client.deliver(h.t0);
+        // The connection is lost: the will's check is asked, and answers later.
+        client.channel.handle_closed(h.t0);
+        portico_core::wake::flush();
+        assert!(watcher.deliver(h.t0).is_empty(), "not before the answer");
+        assert_eq!(later.answer(allowed), (Action::Publish, format!("wills/{id}")));
+        let wills = watcher.deliver(h.t0);
+        assert_eq!(published(&wills).len(), usize::from(allowed), "{id}: {wills:?}");
+    }
+}
