@@ -6,12 +6,16 @@
 //! - [`fuzzing`]: the property the fuzz target checks, shared with the tests that replay its
 //!   seeds.
 //!
-//! The channel (sessions, topic registration, sleeping clients) builds on this in the gateway
-//! issue's next steps.
+//! - [`registry`]: predefined and per-channel topic ids;
+//! - [`channel`]: the per-peer state machine and the datagram frontend;
+//! - [`settings`]: a listener's settings with EMQX's defaults.
 
+pub mod channel;
 pub mod codec;
 pub mod fuzzing;
 pub mod packet;
+pub mod registry;
+pub mod settings;
 
 pub use codec::{DecodeError, EncodeError, decode, encode, encoded_len};
 pub use packet::*;
