@@ -4,6 +4,7 @@
 
 mod auth;
 pub mod config;
+mod gateways;
 mod listeners;
 
 pub use listeners::ReloadReport;
@@ -73,6 +74,8 @@ pub struct Server {
     broker: Broker,
     listeners: Listeners,
     listener_addrs: Vec<(String, SocketAddr)>,
+    /// The UDP gateway listeners (not changed by reloads).
+    gateway_addrs: Vec<(String, SocketAddr)>,
     /// The configuration running now (for reloads).
     config: Config,
     shutdown: CancellationToken,
@@ -93,6 +96,7 @@ impl Server {
         let shutdown = CancellationToken::new();
         let tasks = TaskTracker::new();
         let listeners = Listeners::start(config, &broker, &shutdown, &tasks)?;
+        let gateway_addrs = gateways::start(config, &broker, &shutdown, &tasks).await?;
 
         let ticker = broker.clone();
         let stop_ticking = shutdown.clone();
@@ -107,9 +111,12 @@ impl Server {
             }
         });
 
+        let mut listener_addrs = listeners.addrs();
+        listener_addrs.extend(gateway_addrs.iter().cloned());
         Ok(Server {
             broker,
-            listener_addrs: listeners.addrs(),
+            gateway_addrs,
+            listener_addrs,
             listeners,
             config: config.clone(),
             shutdown,
@@ -118,7 +125,7 @@ impl Server {
     }
 
     /// `(listener name, bound address)` of every listener: `tcp:<name>`, `ssl:<name>`,
-    /// `ws:<name>`, `wss:<name>`, in that order.
+    /// `ws:<name>`, `wss:<name>`, in that order, then the gateways' (`mqttsn:udp:<name>`).
     pub fn listeners(&self) -> &[(String, SocketAddr)] {
         &self.listener_addrs
     }
@@ -130,6 +137,7 @@ impl Server {
     pub async fn reload(&mut self, config: &Config) -> Result<ReloadReport, StartError> {
         let report = self.listeners.reload(config).await?;
         self.listener_addrs = self.listeners.addrs();
+        self.listener_addrs.extend(self.gateway_addrs.iter().cloned());
         let mut rest = config.clone();
         rest.listeners = self.config.listeners.clone();
         rest.mqtt = self.config.mqtt.clone();

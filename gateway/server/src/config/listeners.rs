@@ -62,7 +62,7 @@ pub(super) fn listeners(mut s: Section<'_>, ctx: &mut Ctx<'_>) -> ListenersConfi
 
 /// The map `listeners.<kind>`: `default` when the table is absent (the operator said nothing
 /// about this kind), otherwise exactly the listeners it names.
-fn named<'t, T>(
+pub(super) fn named<'t, T>(
     s: &mut Section<'t>,
     ctx: &mut Ctx<'_>,
     kind: &'static str,
@@ -176,7 +176,7 @@ fn common(s: &mut Section<'_>, ctx: &mut Ctx<'_>, d: &TcpListenerConfig) -> TcpL
 }
 
 /// `enable_authn`: a boolean, or `"quick_deny_anonymous"` (EMQX's values).
-fn enable_authn(v: &Value) -> Result<ListenerAuthn, String> {
+pub(super) fn enable_authn(v: &Value) -> Result<ListenerAuthn, String> {
     match v {
         Value::Boolean(true) => Ok(ListenerAuthn::Enabled),
         Value::Boolean(false) => Ok(ListenerAuthn::Disabled),

@@ -15,6 +15,7 @@
 mod auth;
 mod env;
 mod error;
+mod gateway;
 mod listeners;
 mod schema;
 mod types;
@@ -33,6 +34,7 @@ pub use auth::{
     DEFAULT_ACL_PATH, HashName, JwtFrom, JwtKey, PasswordHashConfig, SaltPosition, Secret, UserIdType,
 };
 pub use error::{ConfigError, ConfigErrors, Source};
+pub use gateway::{GatewayConfig, MqttSnConfig, UdpListenerConfig};
 pub use types::{
     AutoSubscribe, AutoSubscribeConfig, Config, ConsoleLogConfig, DelayedConfig, DurableConfig, ListenersConfig,
     LogConfig, LogLevel, MqttConfig, NodeConfig, PeerCertAs, RetainerConfig, RewriteAction, RewriteRule,

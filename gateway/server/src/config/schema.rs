@@ -298,6 +298,7 @@ pub(crate) fn build(root: &Table, origins: &Origins, errors: &mut Vec<ConfigErro
     let authorization = super::auth::authorization(top.section(&mut ctx, "authorization"), &mut ctx);
     let flapping_detect = super::auth::flapping_detect(top.section(&mut ctx, "flapping_detect"), &mut ctx);
     let banned = super::auth::banned(top.section(&mut ctx, "banned"), &mut ctx);
+    let gateway = super::gateway::gateway(top.section(&mut ctx, "gateway"), &mut ctx);
     top.finish(&mut ctx);
     Config {
         node,
@@ -314,6 +315,7 @@ pub(crate) fn build(root: &Table, origins: &Origins, errors: &mut Vec<ConfigErro
         authorization,
         flapping_detect,
         banned,
+        gateway,
     }
 }
 

@@ -33,6 +33,7 @@ pub struct Config {
     pub authorization: AuthorizationConfig,
     pub flapping_detect: FlappingSettings,
     pub banned: BannedConfig,
+    pub gateway: super::gateway::GatewayConfig,
 }
 
 /// `durable_sessions.*`: how persistent sessions, retained and delayed messages are kept.

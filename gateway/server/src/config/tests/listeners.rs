@@ -391,3 +391,38 @@ enable_authn = "quick_deny_anonymous"
     assert!(text.contains("listeners.tcp.default.enable_authn"), "{text}");
     assert!(text.contains("\"maybe\""), "{text}");
 }
+
+#[test]
+fn mqttsn_gateway_settings_and_refusals() {
+    let config = Config::load(None, vars(&[])).unwrap();
+    let sn = &config.gateway.mqttsn;
+    assert!(!sn.enable, "off by default, as EMQX's gateways");
+    assert_eq!(sn.udp["default"].bind, addr("0.0.0.0:1884"));
+    let file = r#"
+[gateway.mqttsn]
+enable = true
+predefined = [{ id = 1, topic = "sensors/temp" }, { id = 1024, topic = "x" }]
+clientinfo_override = { username = "sn", password = "secret" }
+[gateway.mqttsn.listeners.udp.default]
+bind = "127.0.0.1:11884"
+messages_rate = "10/s"
+enable_authn = "quick_deny_anonymous"
+"#;
+    let config = load_str("mqttsn", file, &[]).unwrap();
+    let sn = &config.gateway.mqttsn;
+    assert_eq!(sn.predefined, [(1, "sensors/temp".to_owned()), (1024, "x".to_owned())]);
+    assert_eq!(sn.username.as_deref(), Some("sn"));
+    assert!(!format!("{sn:?}").contains("secret"), "the password is redacted");
+    assert_eq!(sn.udp["default"].bind, addr("127.0.0.1:11884"));
+
+    let bad = r#"
+[gateway.mqttsn]
+broadcast = true
+predefined = [{ id = 0, topic = "a" }, { id = 2, topic = "a/#" }, { id = 3, topic = "b" }, { id = 3, topic = "c" }]
+"#;
+    let text = errors_of(load_str("mqttsn-bad", bad, &[])).to_string();
+    assert!(text.contains("gateway.mqttsn.broadcast"), "{text}");
+    assert!(text.contains("gateway.mqttsn.predefined[0].id"), "{text}");
+    assert!(text.contains("gateway.mqttsn.predefined[1].topic"), "{text}");
+    assert!(text.contains("appears twice"), "{text}");
+}

@@ -1,0 +1,173 @@
+//! `gateway.*`: the non-MQTT frontends, in EMQX 5's shape. So far `gateway.mqttsn`.
+
+use std::collections::BTreeMap;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use portico_core::auth::ListenerAuthn;
+use portico_transport::rate_limit::{RateLimit, parse_rate};
+use toml::Value;
+
+use super::auth::Secret;
+use super::schema::{Ctx, Section};
+use super::value;
+
+/// `gateway.*`.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct GatewayConfig {
+    /// `gateway.mqttsn`.
+    pub mqttsn: MqttSnConfig,
+}
+
+/// `gateway.mqttsn`: the MQTT-SN 1.2 gateway (off unless enabled, as EMQX's gateways).
+#[derive(Debug, Clone, PartialEq)]
+pub struct MqttSnConfig {
+    /// Run the gateway.
+    pub enable: bool,
+    /// GwId in GWINFO.
+    pub gateway_id: u8,
+    /// Accept QoS −1 PUBLISH.
+    pub enable_qos3: bool,
+    /// `predefined = [{id, topic}]`: topic ids 1..=1024 shared by all clients.
+    pub predefined: Vec<(u32, String)>,
+    /// Topic prefix of every MQTT-SN client's topics.
+    pub mountpoint: String,
+    /// How long a new address may take to CONNECT.
+    pub idle_timeout: Duration,
+    /// `clientinfo_override.username`: MQTT-SN carries no credentials.
+    pub username: Option<String>,
+    /// `clientinfo_override.password`.
+    pub password: Option<Secret>,
+    /// `listeners.udp.<name>`.
+    pub udp: BTreeMap<String, UdpListenerConfig>,
+}
+
+impl Default for MqttSnConfig {
+    fn default() -> Self {
+        MqttSnConfig {
+            enable: false,
+            gateway_id: 1,
+            enable_qos3: true,
+            predefined: Vec::new(),
+            mountpoint: String::new(),
+            idle_timeout: Duration::from_secs(30),
+            username: None,
+            password: None,
+            udp: BTreeMap::from([("default".to_owned(), UdpListenerConfig::default())]),
+        }
+    }
+}
+
+/// A UDP listener of a gateway.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UdpListenerConfig {
+    /// Listen at all.
+    pub enable: bool,
+    /// Address and port.
+    pub bind: SocketAddr,
+    /// Peers (clients) at most.
+    pub max_connections: usize,
+    /// Datagrams each peer may send per period; more are dropped.
+    pub messages_rate: RateLimit,
+    /// Whether clients are authenticated.
+    pub enable_authn: ListenerAuthn,
+}
+
+impl Default for UdpListenerConfig {
+    fn default() -> Self {
+        UdpListenerConfig {
+            enable: true,
+            bind: SocketAddr::from((Ipv4Addr::UNSPECIFIED, 1884)),
+            max_connections: usize::MAX,
+            messages_rate: RateLimit::Infinity,
+            enable_authn: ListenerAuthn::Enabled,
+        }
+    }
+}
+
+pub(super) fn gateway(mut s: Section<'_>, ctx: &mut Ctx<'_>) -> GatewayConfig {
+    let mqttsn = mqttsn(s.section(ctx, "mqttsn"), ctx);
+    s.finish(ctx);
+    GatewayConfig { mqttsn }
+}
+
+fn not_yet(feature: &'static str) -> impl Fn(&Value) -> Result<bool, String> {
+    move |v| match value::boolean(v)? {
+        false => Ok(false),
+        true => Err(format!("{feature} is not available yet; set it to false")),
+    }
+}
+
+fn mqttsn(mut s: Section<'_>, ctx: &mut Ctx<'_>) -> MqttSnConfig {
+    let d = MqttSnConfig::default();
+    let enable = s.field(ctx, "enable", d.enable, value::boolean);
+    let gateway_id = s.field(ctx, "gateway_id", d.gateway_id, |v| value::int_in::<u8>(v, 0, 255));
+    s.field(ctx, "broadcast", false, not_yet("ADVERTISE broadcasting"));
+    s.field(ctx, "subs_resume", false, not_yet("subs_resume"));
+    s.field(ctx, "enable_stats", true, value::boolean);
+    let enable_qos3 = s.field(ctx, "enable_qos3", d.enable_qos3, value::boolean);
+    let mountpoint = s.field(ctx, "mountpoint", d.mountpoint.clone(), value::string);
+    let idle_timeout = s.field(ctx, "idle_timeout", d.idle_timeout, value::positive_duration);
+    let predefined = s
+        .array_of_tables(ctx, "predefined")
+        .into_iter()
+        .filter_map(|mut p| {
+            let id = p.required(ctx, "id", |v| value::int_in::<u32>(v, 1, 1024));
+            let topic = p.required(ctx, "topic", |v| {
+                let topic = value::string(v)?;
+                if topic.is_empty() || topic.contains(['+', '#']) {
+                    return Err("expected a topic name without wildcards".to_owned());
+                }
+                Ok(topic)
+            });
+            p.finish(ctx);
+            Some((id?, topic?))
+        })
+        .collect::<Vec<_>>();
+    if let Err(e) = portico_mqttsn::registry::Predefined::new(predefined.clone()) {
+        ctx.invalid(&s.key("predefined"), String::new(), e.to_string());
+    }
+    let mut over = s.section(ctx, "clientinfo_override");
+    let username = over.field(ctx, "username", None, |v| value::string(v).map(Some));
+    let password = over.field(ctx, "password", None, |v| {
+        value::string(v).map(|p| Some(Secret(p.into_bytes())))
+    });
+    over.field(ctx, "clientid", "${ConnInfo.clientid}".to_owned(), |v| {
+        let id = value::string(v)?;
+        if id == "${ConnInfo.clientid}" {
+            Ok(id)
+        } else {
+            Err("only the default \"${ConnInfo.clientid}\" is available yet".to_owned())
+        }
+    });
+    over.finish(ctx);
+    let mut listeners = s.section(ctx, "listeners");
+    let udp = super::listeners::named(&mut listeners, ctx, "udp", d.udp, |mut l, ctx| {
+        let d = UdpListenerConfig::default();
+        let out = UdpListenerConfig {
+            enable: l.field(ctx, "enable", d.enable, value::boolean),
+            bind: l.field(ctx, "bind", d.bind, value::bind),
+            max_connections: l.field(ctx, "max_connections", d.max_connections, value::count_or_infinity),
+            messages_rate: l.field(ctx, "messages_rate", d.messages_rate, |v| match v {
+                Value::Integer(n) => parse_rate(&n.to_string()),
+                _ => parse_rate(&value::string(v)?),
+            }),
+            enable_authn: l.field(ctx, "enable_authn", d.enable_authn, super::listeners::enable_authn),
+        };
+        l.finish(ctx);
+        out
+    });
+    listeners.finish(ctx);
+    s.finish(ctx);
+    MqttSnConfig {
+        enable,
+        gateway_id,
+        enable_qos3,
+        predefined,
+        mountpoint,
+        idle_timeout,
+        username,
+        password,
+        udp,
+    }
+}
