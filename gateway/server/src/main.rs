@@ -75,7 +75,7 @@ fn start(config_path: Option<PathBuf>, memory: bool) -> ExitCode {
             }
         };
         for (name, addr) in server.listeners() {
-            tracing::warn!(listener = %name, %addr, "MQTT listener ready");
+            tracing::warn!(listener = %name, %addr, "listener ready");
         }
         let signal = serve_until_stopped(&mut server, config_path.as_deref(), memory).await;
         tracing::warn!(signal, "shutting down");

@@ -91,6 +91,9 @@ impl Wake for PeerWaker {
 struct Peer<Ch> {
     addr: SocketAddr,
     conn: Arc<ConnHandle>,
+    /// This peer's waker. A wake-up consumes the registration, so it is registered again each
+    /// time the peer is served.
+    waker: Waker,
     channel: Ch,
     /// Datagrams waiting while the channel does not accept input.
     held: VecDeque<Bytes>,
@@ -209,10 +212,11 @@ impl<F: DatagramFrontend> Driver<F> {
             self.peers.len() - 1
         });
         let conn = self.broker.register_connection();
-        conn.register(&Waker::from(Arc::new(PeerWaker {
+        let waker = Waker::from(Arc::new(PeerWaker {
             slot,
             ready: self.ready.clone(),
-        })));
+        }));
+        conn.register(&waker);
         let channel = self
             .frontend
             .new_peer(conn.clone(), ConnInfo::new(addr, self.local), now);
@@ -223,6 +227,7 @@ impl<F: DatagramFrontend> Driver<F> {
         self.peers[slot] = Some(Peer {
             addr,
             conn,
+            waker,
             channel,
             held: VecDeque::new(),
             bucket,
@@ -245,6 +250,9 @@ impl<F: DatagramFrontend> Driver<F> {
         let Some(peer) = self.peers.get_mut(slot).and_then(Option::as_mut) else {
             return;
         };
+        // Register again before reading the signals: one raised after this wakes us again, one
+        // raised before is seen below.
+        peer.conn.register(&peer.waker);
         if !peer.kick_seen
             && let Some(reason) = peer.conn.kicked()
         {

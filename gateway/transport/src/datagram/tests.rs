@@ -194,6 +194,11 @@ async fn a_signalled_peer_is_served_and_input_waits_meanwhile() {
     assert_eq!(recv(&a).await, b"delivered");
     assert_eq!(recv(&a).await, b"first", "held datagrams follow, in order");
     assert_eq!(recv(&a).await, b"second");
+    // Every later signal wakes the peer again (a wake-up consumes the waker's registration).
+    for _ in 0..3 {
+        signal_all(&rig);
+        assert_eq!(recv(&a).await, b"delivered");
+    }
     rig.shutdown.cancel();
     rig.task.await.expect("join").expect("served");
 }

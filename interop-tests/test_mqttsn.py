@@ -1,0 +1,150 @@
+"""The MQTT-SN gateway with a third-party MQTT-SN client (PyPI `mqtt-sn-12`: its client class
+and its `mqtt_sn_pub` command) and paho-mqtt on the MQTT side of the same broker."""
+
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from mqttsn12.MqttSnConstants import MqttSnConstants as C
+from mqttsn12.client.MqttSnClient import MqttSnClient
+from mqttsn12.packets import PublishPacket
+
+from clients import V311, Client, uid
+
+pytestmark = pytest.mark.portico_only
+
+VENV_BIN = Path(__file__).resolve().parent / ".venv" / "bin"
+
+
+def free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def sn_env(port: int, extra: dict[str, str] | None = None) -> dict[str, str]:
+    env = {
+        "PORTICO_GATEWAY__MQTTSN__ENABLE": "true",
+        "PORTICO_GATEWAY__MQTTSN__LISTENERS__UDP__DEFAULT__BIND": f"127.0.0.1:{port}",
+        "PORTICO_GATEWAY__MQTTSN__PREDEFINED__1__ID": "7",
+        "PORTICO_GATEWAY__MQTTSN__PREDEFINED__1__TOPIC": "pre/seven",
+    }
+    env.update(extra or {})
+    return env
+
+
+@pytest.fixture
+def gateway(broker_factory):
+    port = free_udp_port()
+    b = broker_factory(sn_env(port))
+    b.sn_port = port
+    return b
+
+
+def sn_client(b, client_id: str, keepalive: int = 30) -> MqttSnClient:
+    c = MqttSnClient()
+    c.set_client_id(client_id)
+    c.set_keep_alive(keepalive)
+    c.open("127.0.0.1", b.sn_port)
+    return c
+
+
+def next_publish(c: MqttSnClient) -> PublishPacket:
+    """Waits for a PUBLISH (the client answers REGISTERs on the way) and acknowledges it."""
+    buf = c.wait_for(True, C.TYPE_PUBLISH)
+    assert buf is not None, "no PUBLISH from the gateway"
+    p = PublishPacket()
+    p.decode(buf)
+    if p.get_qos() == 1:
+        c.send_puback(p, 0)
+    return p
+
+
+def test_mqtt_sn_publishes_reach_mqtt_subscribers_at_every_qos(gateway):
+    sub = Client(gateway, version=V311).connect()
+    sub.subscribe("sn/#", qos=2)
+    sub.subscribe("pre/#", qos=2)
+    sub.subscribe("ab", qos=2)
+    c = sn_client(gateway, uid("sn"))
+    c.send_connect()
+    for qos in (0, 1, 2):
+        c.send_publish("sn/temp", f"q{qos}".encode(), qos)
+    c.send_publish("ab", b"short", 1)
+    c.send_publish_predefined(7, b"predefined", 1)
+    got = sub.get_n(5)
+    assert sorted((m.topic, m.payload) for m in got) == sorted([
+        ("sn/temp", b"q0"), ("sn/temp", b"q1"), ("sn/temp", b"q2"), ("ab", b"short"), ("pre/seven", b"predefined"),
+    ])
+    c.send_disconnect()
+    c.close()
+    sub.close()
+
+
+def test_mqtt_publishes_reach_mqtt_sn_subscribers(gateway):
+    c = sn_client(gateway, uid("sn"))
+    c.send_connect()
+    c.send_subscribe("cmd/+", 1, None)
+    mqtt = Client(gateway, version=V311).connect()
+    mqtt.publish("cmd/led", b"on", qos=1)
+    p = next_publish(c)
+    assert p.get_data() == b"on"
+    assert c.topic_map.get(p.get_topic_id()) == "cmd/led", "announced with REGISTER first"
+    # Window of one QoS 1 message: the next follows the PUBACK.
+    mqtt.publish("cmd/led", b"off", qos=1)
+    assert next_publish(c).get_data() == b"off"
+    c.send_disconnect()
+    c.close()
+    mqtt.close()
+
+
+def test_mqtt_sn_pub_command_line(gateway):
+    sub = Client(gateway, version=V311).connect()
+    sub.subscribe("cli/t", qos=1)
+    run = subprocess.run([str(VENV_BIN / "mqtt_sn_pub"), "-h", "127.0.0.1", "-p", str(gateway.sn_port),
+                          "-t", "cli/t", "-m", "from the cli", "-q", "1"], capture_output=True, timeout=30)
+    assert run.returncode == 0, run.stderr.decode(errors="replace")
+    assert sub.get().payload == b"from the cli"
+    # QoS -1: no connection, a predefined topic id.
+    run = subprocess.run([str(VENV_BIN / "mqtt_sn_pub"), "-h", "127.0.0.1", "-p", str(gateway.sn_port),
+                          "-T", "7", "-m", "fire and forget", "-q", "-1"], capture_output=True, timeout=30)
+    assert run.returncode == 0, run.stderr.decode(errors="replace")
+    sub.subscribe("pre/seven", qos=0)
+    run = subprocess.run([str(VENV_BIN / "mqtt_sn_pub"), "-h", "127.0.0.1", "-p", str(gateway.sn_port),
+                          "-T", "7", "-m", "again", "-q", "-1"], capture_output=True, timeout=30)
+    assert sub.get().payload == b"again"
+    sub.close()
+
+
+def test_keepalive_expiry_publishes_the_will(gateway):
+    watcher = Client(gateway, version=V311).connect()
+    watcher.subscribe("wills/#", qos=1)
+    c = sn_client(gateway, uid("dies"), keepalive=1)
+    c.set_will("wills/sensor", "sensor lost", 1, False)
+    c.send_connect()
+    # Silence: 1.5 x 1 s, checked by the gateway's tick.
+    c.close()
+    started = time.monotonic()
+    m = watcher.get(timeout=10)
+    assert (m.topic, m.payload) == ("wills/sensor", b"sensor lost")
+    assert time.monotonic() - started < 10
+    watcher.close()
+
+
+def test_bad_datagrams_are_refused_cleanly(gateway):
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(1.0)
+        s.connect(("127.0.0.1", gateway.sn_port))
+        for junk in (b"", b"\x05", b"\x02\x16", b"\x09\x0c\x00", b"\x01\x00", b"\xff" * 300):
+            s.send(junk)
+        # An unknown topic id from a connected client: PUBACK 0x02, even at QoS 0.
+        s.send(b"\x08\x04\x04\x01\x00\x1e" + b"bd")  # CONNECT "bd"
+        assert s.recv(64) == b"\x03\x05\x00"
+        s.send(b"\x08\x0c\x00\x12\x34\x00\x00x")  # PUBLISH QoS 0 to topic id 0x1234
+        assert s.recv(64) == b"\x07\x0d\x12\x34\x00\x00\x02"
+    # The gateway is still serving.
+    c = sn_client(gateway, uid("after"))
+    c.send_connect()
+    c.send_disconnect()
+    c.close()
