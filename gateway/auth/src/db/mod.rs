@@ -164,11 +164,8 @@ impl Selected {
     pub(crate) fn set(&mut self, name: &str, value: Option<String>) {
         match name {
             "password_hash" => self.password_hash = value.or(self.password_hash.take()),
-            "password" => {
-                if self.password_hash.is_none() {
-                    self.password_hash = value;
-                }
-            }
+            // `password` is EMQX's older column name; `password_hash` wins when both come.
+            "password" if self.password_hash.is_none() => self.password_hash = value,
             "salt" => self.salt = value,
             "is_superuser" => self.is_superuser = value,
             _ => {}
