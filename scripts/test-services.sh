@@ -32,6 +32,8 @@ print_env() {
     echo "export PORTICO_TEST_POSTGRES=postgres://$USER_NAME:$USER_PASSWORD@$HOST:$PG_PORT/$DB_NAME"
     echo "export PORTICO_TEST_MYSQL=mysql://$USER_NAME:$USER_PASSWORD@$HOST:$MY_PORT/$DB_NAME"
     echo "export PORTICO_TEST_REDIS=redis://:$USER_PASSWORD@$HOST:$REDIS_PORT/0"
+    # The CA that signed PostgreSQL's certificate (TLS tests; the server also takes plain TCP).
+    echo "export PORTICO_TEST_POSTGRES_CA=$DIR/tls/ca.pem"
 }
 
 # Waits until `$@` succeeds, at most $1 tenths of a second.
@@ -65,10 +67,30 @@ as_pg() {
 
 pg_ready() { pg_isready -q -h "$HOST" -p "$PG_PORT"; }
 
+# A test CA and a server certificate for 127.0.0.1, made once.
+make_certs() {
+    local tls="$DIR/tls"
+    [ -f "$tls/server.key" ] && return 0
+    command -v openssl >/dev/null || die "openssl not found (install the Debian package openssl)"
+    mkdir -p "$tls"
+    openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=portico-test-ca" \
+        -keyout "$tls/ca.key" -out "$tls/ca.pem" >/dev/null 2>&1
+    openssl req -newkey rsa:2048 -nodes -subj "/CN=$HOST" -keyout "$tls/server.key.tmp" \
+        -out "$tls/server.csr" >/dev/null 2>&1
+    printf 'subjectAltName=IP:%s,DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' "$HOST" \
+        >"$tls/server.ext"
+    openssl x509 -req -in "$tls/server.csr" -CA "$tls/ca.pem" -CAkey "$tls/ca.key" -CAcreateserial \
+        -days 3650 -extfile "$tls/server.ext" -out "$tls/server.pem" >/dev/null 2>&1
+    chmod 600 "$tls/server.key.tmp"
+    if [ "$(id -u)" -eq 0 ]; then chown postgres: "$tls/server.key.tmp" "$tls/server.pem"; fi
+    mv "$tls/server.key.tmp" "$tls/server.key"
+}
+
 start_postgres() {
     local bin data="$DIR/postgres"
     bin="$(pg_bin)"
     if pg_ready; then return 0; fi
+    make_certs
     mkdir -p "$data"
     touch "$DIR/postgres.log"
     if [ "$(id -u)" -eq 0 ]; then chown postgres: "$data" "$DIR/postgres.log"; fi
@@ -84,7 +106,8 @@ start_postgres() {
     # Sockets in the data directory (not /var/run/postgresql, which may not exist or be
     # someone else's); TCP on loopback only; fsync off: test data need not survive a crash.
     as_pg "$bin/pg_ctl" -D "$data" -l "$DIR/postgres.log" -s -w -t 30 start \
-        -o "-c listen_addresses=$HOST -p $PG_PORT -c unix_socket_directories=$data -c fsync=off -c max_connections=300" 9>&- ||
+        -o "-c listen_addresses=$HOST -p $PG_PORT -c unix_socket_directories=$data -c fsync=off -c max_connections=300 -c ssl=on \
+        -c ssl_cert_file=$DIR/tls/server.pem -c ssl_key_file=$DIR/tls/server.key" 9>&- ||
         die "PostgreSQL did not start, see $DIR/postgres.log"
     if ! PGPASSWORD="$USER_PASSWORD" psql -q -h "$HOST" -p "$PG_PORT" -U "$USER_NAME" -d postgres -tAc \
         "SELECT 1 FROM pg_database WHERE datname = '$DB_NAME'" | grep -q 1; then

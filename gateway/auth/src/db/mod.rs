@@ -62,14 +62,18 @@ impl std::fmt::Debug for DbSecret {
     }
 }
 
-/// TLS to the database (`ssl`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// TLS to the database (`ssl`). Client certificates (`certfile`, `keyfile`) are not
+/// available yet.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct DbTls {
     /// `ssl.enable`: TLS is required.
     pub enable: bool,
-    /// `ssl.verify = "verify_peer"`: check the server's certificate chain (web PKI roots) and
-    /// name; `"verify_none"` (EMQX's default) encrypts without checking who answers.
+    /// `ssl.verify = "verify_peer"`: check the server's certificate chain and name;
+    /// `"verify_none"` (EMQX's default) encrypts without checking who answers.
     pub verify: bool,
+    /// `ssl.cacertfile`: the CA certificates (PEM) to check the server with; without it, the
+    /// web PKI roots (SQL) or the system's store (Redis).
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 /// Where the database is and how to talk to it.

@@ -161,7 +161,20 @@ impl RedisDb {
             .into_connection_info()
             .map_err(|e| e.to_string())?
             .set_redis_settings(settings);
-        let client = redis::Client::open(info).map_err(|e| e.to_string())?;
+        let client = match (&conn.tls.ca_file, conn.tls.enable) {
+            (Some(ca), true) => {
+                let root_cert = std::fs::read(ca).map_err(|e| format!("ssl.cacertfile {}: {e}", ca.display()))?;
+                redis::Client::build_with_tls(
+                    info,
+                    redis::TlsCertificates {
+                        client_tls: None,
+                        root_cert: Some(root_cert),
+                    },
+                )
+            }
+            _ => redis::Client::open(info),
+        }
+        .map_err(|e| e.to_string())?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(conn.timeout))
             .set_response_timeout(Some(conn.timeout))

@@ -153,6 +153,9 @@ impl SqlDb {
                 if let Some(password) = &conn.password {
                     options = options.password(&password.0);
                 }
+                if let Some(ca) = &conn.tls.ca_file {
+                    options = options.ssl_root_cert(ca);
+                }
                 Pool::Postgres(
                     PgPoolOptions::new()
                         .max_connections(size)
@@ -176,6 +179,9 @@ impl SqlDb {
                 }
                 if let Some(password) = &conn.password {
                     options = options.password(&password.0);
+                }
+                if let Some(ca) = &conn.tls.ca_file {
+                    options = options.ssl_ca(ca);
                 }
                 Pool::MySql(
                     MySqlPoolOptions::new()

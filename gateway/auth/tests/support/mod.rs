@@ -22,9 +22,16 @@ pub struct Services {
     pub postgres: String,
     pub mysql: String,
     pub redis: String,
+    /// The CA of PostgreSQL's TLS certificate (PEM file).
+    pub postgres_ca: String,
 }
 
-const VARS: [&str; 3] = ["PORTICO_TEST_POSTGRES", "PORTICO_TEST_MYSQL", "PORTICO_TEST_REDIS"];
+const VARS: [&str; 4] = [
+    "PORTICO_TEST_POSTGRES",
+    "PORTICO_TEST_MYSQL",
+    "PORTICO_TEST_REDIS",
+    "PORTICO_TEST_POSTGRES_CA",
+];
 
 /// The servers: from the environment, or started now (once per test process).
 pub fn services() -> &'static Services {
@@ -58,6 +65,7 @@ pub fn services() -> &'static Services {
             postgres: urls.next().unwrap_or_default(),
             mysql: urls.next().unwrap_or_default(),
             redis: urls.next().unwrap_or_default(),
+            postgres_ca: urls.next().unwrap_or_default(),
         }
     })
 }

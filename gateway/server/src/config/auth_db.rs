@@ -13,7 +13,7 @@
 //! query = "SELECT password_hash, salt, is_superuser FROM mqtt_user WHERE username = ${username} LIMIT 1"
 //! # Redis: cmd = "HMGET mqtt_user:${username} password_hash salt is_superuser", redis_type = "single"
 //! password_hash_algorithm = { name = "sha256", salt_position = "prefix" }
-//! ssl = { enable = false, verify = "verify_none" }
+//! ssl = { enable = false, verify = "verify_none", cacertfile = "etc/certs/db-ca.pem" }
 //! query_timeout = "5s"              # `request_timeout` is accepted too
 //! on_error = "ignore"               # or "deny" (Portico's addition)
 //! ```
@@ -175,6 +175,12 @@ fn connection(kind: DbKind, s: &mut Section<'_>, ctx: &mut Ctx<'_>) -> Option<Db
         verify: ssl.field(ctx, "verify", false, |v| {
             one_of(v, &[(true, "verify_peer"), (false, "verify_none")])
         }),
+        ca_file: ssl
+            .read(ctx, "cacertfile", |v| {
+                value::non_empty_string(v).map(std::path::PathBuf::from)
+            })
+            .ok()
+            .flatten(),
     };
     ssl.finish(ctx);
     let (host, port) = server?;

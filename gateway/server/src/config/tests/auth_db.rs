@@ -20,7 +20,7 @@ password = "pg-s3cret"
 pool_size = 4
 query = "SELECT password_hash, salt FROM users WHERE username = ${username} AND c = ${clientid}"
 password_hash_algorithm = { name = "bcrypt" }
-ssl = { enable = true, verify = "verify_peer" }
+ssl = { enable = true, verify = "verify_peer", cacertfile = "etc/certs/db-ca.pem" }
 on_error = "deny"
 
 [[authentication]]
@@ -50,6 +50,10 @@ database = "acl"
     assert_eq!((connection.host.as_str(), connection.port), ("127.0.0.1", 5433));
     assert_eq!(connection.pool_size, 4);
     assert!(connection.tls.enable && connection.tls.verify);
+    assert_eq!(
+        connection.tls.ca_file.as_deref(),
+        Some(std::path::Path::new("etc/certs/db-ca.pem"))
+    );
     assert_eq!(connection.on_error, OnError::Deny);
     assert_eq!(connection.timeout, Duration::from_secs(5));
     assert!(query.contains("${clientid}"));
