@@ -14,10 +14,13 @@
 //! down at start only makes checks fail (answered per `on_error`) until it is back.
 //! Differences from EMQX: EMQX requires `query`; Portico defaults to EMQX's documented
 //! queries (see [`DEFAULT_AUTHN_QUERY`], [`DEFAULT_AUTHZ_QUERY`]). Prepared statements are
-//! cached per connection by sqlx, as EMQX prepares them.
+//! cached per connection by sqlx, as EMQX prepares them. EMQX's authorization queries may use
+//! `${username}`, `${clientid}`, `${peerhost}`, `${cert_common_name}` and `${cert_subject}`;
+//! Portico also fills `${peerport}`, `${proto_name}`, `${topic}` and `${action}`.
 
 use std::sync::Arc;
 
+use futures_util::{StreamExt, TryStreamExt};
 use portico_core::auth::{Action, ClientInfo};
 use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions, MySqlRow, MySqlSslMode};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow, PgSslMode};
@@ -34,7 +37,7 @@ pub const DEFAULT_AUTHN_QUERY: &str =
     "SELECT password_hash, salt, is_superuser FROM mqtt_user WHERE username = ${username} LIMIT 1";
 /// EMQX's documented authorization query.
 pub const DEFAULT_AUTHZ_QUERY: &str = "SELECT permission, action, topic FROM mqtt_acl WHERE username = ${username}";
-/// Most rule rows read per authorization check; the rest are not considered.
+/// Most rule rows read per authorization check; the rest are not read (nor considered).
 pub const MAX_RULE_ROWS: usize = 10_000;
 
 /// Which server speaks.
@@ -232,16 +235,26 @@ impl SqlDb {
                     for value in values {
                         q = q.bind(value);
                     }
-                    let rows = q.fetch_all(pool).await.map_err(|e| e.to_string())?;
-                    Ok(rows.iter().take(limit).map(pg_text_row).collect())
+                    let rows: Vec<PgRow> = q
+                        .fetch(pool)
+                        .take(limit)
+                        .try_collect()
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    Ok(rows.iter().map(pg_text_row).collect())
                 }
                 Pool::MySql(pool) => {
                     let mut q = sqlx::query(AssertSqlSafe(query.text.clone()));
                     for value in values {
                         q = q.bind(value);
                     }
-                    let rows = q.fetch_all(pool).await.map_err(|e| e.to_string())?;
-                    Ok(rows.iter().take(limit).map(my_text_row).collect())
+                    let rows: Vec<MySqlRow> = q
+                        .fetch(pool)
+                        .take(limit)
+                        .try_collect()
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    Ok(rows.iter().map(my_text_row).collect())
                 }
             }
         };
