@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Real database servers for the authentication backend tests (PostgreSQL, MariaDB, Redis),
 # each in a data directory of its own and listening on 127.0.0.1 only, on fixed uncommon ports
-# so that they never clash with a system instance:
+# so that they never clash with a system instance. The ports are below Linux's ephemeral range
+# (32768-60999): there, a busy test run's own outgoing connections can hold the port and make the
+# server's bind fail.
 #
 #   scripts/test-services.sh start   # start what is not running yet, then print the env
 #   scripts/test-services.sh env     # print the env (whether or not the servers run)
@@ -16,9 +18,9 @@
 set -euo pipefail
 
 DIR="${PORTICO_TEST_SERVICES_DIR:-/tmp/portico-test-services}"
-PG_PORT="${PORTICO_TEST_PG_PORT:-55432}"
-MY_PORT="${PORTICO_TEST_MYSQL_PORT:-53306}"
-REDIS_PORT="${PORTICO_TEST_REDIS_PORT:-56379}"
+PG_PORT="${PORTICO_TEST_PG_PORT:-25432}"
+MY_PORT="${PORTICO_TEST_MYSQL_PORT:-23306}"
+REDIS_PORT="${PORTICO_TEST_REDIS_PORT:-26379}"
 # Test-only credentials: the servers listen on loopback and hold nothing but test tables.
 USER_NAME=portico
 USER_PASSWORD=portico-test

@@ -9,7 +9,8 @@
 //! Shared behaviour, as in EMQX:
 //! - authentication: no row (or no field) → ignore (the next backend decides); a row whose
 //!   `password_hash` (or `password`) does not verify → deny (bad credentials); a right one →
-//!   allow, superuser when `is_superuser` is true / 1 / "true" / "1". `salt` is optional.
+//!   allow, superuser when `is_superuser` is true / 1 / "true" / "1". `salt` is optional. A
+//!   row without a hash (no such column, or NULL) → deny (not authorized).
 //!   A client without a password is denied only once a row is found (EMQX refuses it before the
 //!   query), as the built-in database does.
 //! - authorization: rows of `permission` (allow | deny), `action` (publish | subscribe | all)
@@ -187,15 +188,16 @@ pub(crate) fn truthy(value: Option<&str>) -> bool {
 
 /// Checks `password` against what was selected; slow hashes on the blocking pool.
 pub(crate) async fn verify(algorithm: HashAlgorithm, selected: Selected, password: Option<Bytes>) -> AuthnVerdict {
-    let Some(stored) = selected.password_hash else {
-        // A row without a hash identifies nobody: as if there were no row (EMQX: ignore).
-        return AuthnVerdict::Ignore;
-    };
-    let superuser = truthy(selected.is_superuser.as_deref());
     let bad = AuthnVerdict::Deny(Refusal::BadCredentials);
     let Some(password) = password else {
         return bad;
     };
+    let Some(stored) = selected.password_hash else {
+        // Found, but with nothing to check the password against (no such column, NULL): EMQX
+        // refuses ("not authorized") rather than passing on to the next authenticator.
+        return AuthnVerdict::Deny(Refusal::NotAuthorized);
+    };
+    let superuser = truthy(selected.is_superuser.as_deref());
     let salt = selected.salt.unwrap_or_default();
     let check = move || {
         if algorithm.verify(&password, salt.as_bytes(), &stored) {

@@ -83,7 +83,7 @@ const SHA256: HashAlgorithm = HashAlgorithm::Sha256 {
     salt_position: SaltPosition::Prefix,
 };
 
-/// A user table with alice (sha256, salt prefix), bob (superuser as the column says).
+/// A user table with alice and bob (superuser), hashed with `algorithm`, and nohash (NULL hash).
 async fn users(dialect: Dialect, url: &str, algorithm: HashAlgorithm) -> String {
     let table = unique("users");
     let bool_type = match dialect {
@@ -109,6 +109,13 @@ async fn users(dialect: Dialect, url: &str, algorithm: HashAlgorithm) -> String 
         )
         .await;
     }
+    exec(
+        dialect,
+        url,
+        &format!("INSERT INTO {table} VALUES ('nohash', NULL, NULL, FALSE)"),
+        &[],
+    )
+    .await;
     table
 }
 
@@ -139,6 +146,11 @@ pub async fn authenticates(dialect: Dialect, url: &str, algorithm: HashAlgorithm
     assert_eq!(
         authn(&backend, "bob", None).await,
         AuthnVerdict::Deny(Refusal::BadCredentials)
+    );
+    assert_eq!(
+        authn(&backend, "nohash", Some("x")).await,
+        AuthnVerdict::Deny(Refusal::NotAuthorized),
+        "found without a hash: refused, as EMQX"
     );
     exec(dialect, url, &format!("DROP TABLE {table}"), &[]).await;
 }
@@ -179,7 +191,7 @@ pub async fn resists_injection(dialect: Dialect, url: &str) {
             "{attack}"
         );
     }
-    assert_eq!(count(dialect, url, &table).await, 2, "the table is intact");
+    assert_eq!(count(dialect, url, &table).await, 3, "the table is intact");
     assert_eq!(
         authn(&backend, "alice", Some("secret")).await,
         AuthnVerdict::allow(false)
