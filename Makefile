@@ -26,14 +26,18 @@ check:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) bench --workspace --no-run
 
+# The database backend tests need PostgreSQL, MariaDB and Redis: scripts/test-services.sh starts
+# them on loopback (a few seconds the first time, well under one after), and stops them after.
 unit:
-	@if command -v cargo-nextest >/dev/null 2>&1; then \
+	@services="$$(scripts/test-services.sh start)" || exit 1; eval "$$services"; \
+	if command -v cargo-nextest >/dev/null 2>&1; then \
 		echo "$(CARGO) nextest run --workspace"; \
-		$(CARGO) nextest run --workspace; \
+		$(CARGO) nextest run --workspace; status=$$?; \
 	else \
 		echo "cargo-nextest not found; falling back to cargo test"; \
-		$(CARGO) test --workspace; \
-	fi
+		$(CARGO) test --workspace; status=$$?; \
+	fi; \
+	scripts/test-services.sh stop; exit $$status
 
 # Interop suite: builds the broker (unless INTEROP_BROKER=mosquitto) and runs
 # pytest against it.  Any failing test fails the target.

@@ -8,15 +8,19 @@ use std::sync::Arc;
 use portico_auth::acl::AclFile;
 use portico_auth::builtin::{BuiltinDb, ImportKind, UserIdType as DbUserIdType};
 use portico_auth::chain::{AuthnBackend, AuthnChain, AuthzChain, AuthzSource, Check};
+use portico_auth::db::DbConnection;
+use portico_auth::db::redis::{RedisAuthn, RedisAuthz, RedisCommand, RedisDb};
+use portico_auth::db::sql::{Dialect, SqlAuthn, SqlAuthz, SqlDb, SqlQuery};
 use portico_auth::jwt::{JwtAuth, TokenFrom};
 use portico_auth::password::{HashAlgorithm, MacFun, SaltPosition as DbSaltPosition};
+use portico_auth::template::{Template, Var};
 use portico_auth::{AuthnVerdict, AuthzVerdict};
 use portico_core::Broker;
 use portico_core::auth::{Action, AllowAll, ClientInfo};
 
 use crate::StartError;
 use crate::config::{
-    AuthnBackendConfig, AuthzSourceConfig, BootstrapType, Config, DEFAULT_ACL_PATH, HashName, JwtFrom, JwtKey,
+    AuthnBackendConfig, AuthzSourceConfig, BootstrapType, Config, DEFAULT_ACL_PATH, DbKind, HashName, JwtFrom, JwtKey,
     PasswordHashConfig, SaltPosition, UserIdType,
 };
 
@@ -103,6 +107,22 @@ pub(crate) fn install(broker: &Broker, config: &Config) -> Result<(), StartError
                 };
                 backends.push(Arc::new(Jwt(auth)));
             }
+            AuthnBackendConfig::Database {
+                kind,
+                connection,
+                query,
+                password_hash,
+            } => {
+                let algorithm = algorithm(password_hash).map_err(|why| StartError::Invalid {
+                    key: key("password_hash_algorithm"),
+                    why,
+                })?;
+                let what = if *kind == DbKind::Redis { "cmd" } else { "query" };
+                backends.push(
+                    db_authn(*kind, connection, query, algorithm)
+                        .map_err(|why| StartError::Invalid { key: key(what), why })?,
+                );
+            }
         }
     }
     if backends.is_empty() && config.mqtt.allow_anonymous {
@@ -123,6 +143,17 @@ pub(crate) fn install(broker: &Broker, config: &Config) -> Result<(), StartError
                 })?;
                 tracing::info!(path = %path.display(), rules = rules.len(), "acl file loaded");
                 sources.push(Arc::new(Acl(rules)));
+            }
+            AuthzSourceConfig::Database {
+                kind,
+                connection,
+                query,
+            } => {
+                let what = if *kind == DbKind::Redis { "cmd" } else { "query" };
+                sources.push(db_authz(*kind, connection, query).map_err(|why| StartError::Invalid {
+                    key: format!("authorization.sources[{index}].{what}"),
+                    why,
+                })?);
             }
         }
     }
@@ -175,6 +206,56 @@ fn algorithm(config: &PasswordHashConfig) -> Result<HashAlgorithm, String> {
     };
     algorithm.validate().map_err(|e| e.to_string())?;
     Ok(algorithm)
+}
+
+fn dialect(kind: DbKind) -> Dialect {
+    match kind {
+        DbKind::MySql => Dialect::MySql,
+        _ => Dialect::Postgres,
+    }
+}
+
+/// A database authentication backend; its connection is made when first needed.
+fn db_authn(
+    kind: DbKind,
+    connection: &DbConnection,
+    query: &str,
+    algorithm: HashAlgorithm,
+) -> Result<Arc<dyn AuthnBackend>, String> {
+    Ok(match kind {
+        DbKind::Redis => Arc::new(RedisAuthn::new(
+            RedisDb::new(connection)?,
+            RedisCommand::for_authn(query)?,
+            algorithm,
+        )),
+        DbKind::Postgres | DbKind::MySql => {
+            let template = Template::parse(query, Var::AUTHN).map_err(|e| e.to_string())?;
+            let dialect = dialect(kind);
+            Arc::new(SqlAuthn::new(
+                SqlDb::new(dialect, connection),
+                SqlQuery::new(&template, dialect),
+                algorithm,
+            ))
+        }
+    })
+}
+
+/// A database authorization source; its connection is made when first needed.
+fn db_authz(kind: DbKind, connection: &DbConnection, query: &str) -> Result<Arc<dyn AuthzSource>, String> {
+    Ok(match kind {
+        DbKind::Redis => Arc::new(RedisAuthz::new(
+            RedisDb::new(connection)?,
+            RedisCommand::for_authz(query)?,
+        )),
+        DbKind::Postgres | DbKind::MySql => {
+            let template = Template::parse(query, Var::AUTHZ).map_err(|e| e.to_string())?;
+            let dialect = dialect(kind);
+            Arc::new(SqlAuthz::new(
+                SqlDb::new(dialect, connection),
+                SqlQuery::new(&template, dialect),
+            ))
+        }
+    })
 }
 
 struct Builtin(Arc<BuiltinDb>);

@@ -8,8 +8,10 @@ use portico_core::auth::{AuthzCacheSettings, DenyAction};
 use portico_core::banned::FlappingSettings;
 use toml::Value;
 
+use super::auth_db::{self, DbKind};
 use super::schema::{Ctx, Section, one_of};
 use super::value;
+use portico_auth::db::DbConnection;
 
 /// One authenticator of the chain (`authentication[]`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,8 +23,9 @@ pub struct AuthenticatorConfig {
 }
 
 /// The backends an authenticator can use. EMQX's `mechanism = "password_based"` with a
-/// `backend`; the others (http, jwt, postgresql, mysql, redis, scram) are refused at load with
-/// a message saying so until they are built.
+/// `backend` (built-in database, PostgreSQL, MySQL, Redis) or `mechanism = "jwt"`; the others
+/// (http, mongodb, ldap, scram) are refused at load with a message saying so until they are
+/// built.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AuthnBackendConfig {
     /// `backend = "built_in_database"`: users in the durable store.
@@ -44,6 +47,18 @@ pub enum AuthnBackendConfig {
         key: JwtKey,
         /// `verify_claims`: claim name → expected value (`${username}`, `${clientid}`).
         verify_claims: Vec<(String, String)>,
+    },
+    /// `backend = "postgresql" | "mysql" | "redis"` (see `auth_db.rs`).
+    Database {
+        /// Which database.
+        kind: DbKind,
+        /// `server`, `database`, `username`, `password`, `pool_size`, `ssl`, `query_timeout`,
+        /// `on_error`.
+        connection: DbConnection,
+        /// `query` (SQL) or `cmd` (Redis), checked at load.
+        query: String,
+        /// `password_hash_algorithm`.
+        password_hash: PasswordHashConfig,
     },
 }
 
@@ -202,6 +217,15 @@ pub enum AuthzSourceConfig {
         /// `path`.
         path: PathBuf,
     },
+    /// `type = "postgresql" | "mysql" | "redis"` (see `auth_db.rs`).
+    Database {
+        /// Which database.
+        kind: DbKind,
+        /// The connection keys.
+        connection: DbConnection,
+        /// `query` (SQL) or `cmd` (Redis), checked at load.
+        query: String,
+    },
 }
 
 /// `banned.*`.
@@ -215,8 +239,8 @@ pub(super) fn authentication(sections: Vec<Section<'_>>, ctx: &mut Ctx<'_>) -> V
     sections.into_iter().filter_map(|s| authenticator(s, ctx)).collect()
 }
 
-const NOT_YET: &str =
-    "is not available yet (this build offers backend = \"built_in_database\" and mechanism = \"jwt\")";
+const NOT_YET: &str = "is not available yet (this build offers backend = \"built_in_database\", \"postgresql\", \
+                       \"mysql\", \"redis\" and mechanism = \"jwt\")";
 
 fn authenticator(mut s: Section<'_>, ctx: &mut Ctx<'_>) -> Option<AuthenticatorConfig> {
     let enable = s.field(ctx, "enable", true, value::boolean);
@@ -232,12 +256,17 @@ fn authenticator(mut s: Section<'_>, ctx: &mut Ctx<'_>) -> Option<AuthenticatorC
         return backend.map(|backend| AuthenticatorConfig { enable, backend });
     }
     let backend = s.required(ctx, "backend", |v| match value::string(v)?.as_str() {
-        "built_in_database" => Ok(()),
-        "http" | "postgresql" | "mysql" | "redis" | "mongodb" | "ldap" => {
-            Err(format!("backend {} {NOT_YET}", render_str(v)))
-        }
-        _ => Err("expected \"built_in_database\"".to_owned()),
+        "built_in_database" => Ok(None),
+        name @ ("postgresql" | "mysql" | "redis") => Ok(DbKind::from_name(name)),
+        "http" | "mongodb" | "ldap" => Err(format!("backend {} {NOT_YET}", render_str(v))),
+        _ => Err("expected \"built_in_database\", \"postgresql\", \"mysql\" or \"redis\"".to_owned()),
     });
+    if let Some(Some(kind)) = backend {
+        let backend = auth_db::authn(kind, &mut s, ctx);
+        s.finish(ctx);
+        mechanism?;
+        return backend.map(|backend| AuthenticatorConfig { enable, backend });
+    }
     let user_id_type = s.field(ctx, "user_id_type", UserIdType::Username, |v| {
         one_of(
             v,
@@ -350,7 +379,7 @@ fn render_str(v: &Value) -> String {
     format!("{:?}", v.as_str().unwrap_or_default())
 }
 
-fn password_hash(mut s: Section<'_>, ctx: &mut Ctx<'_>) -> PasswordHashConfig {
+pub(super) fn password_hash(mut s: Section<'_>, ctx: &mut Ctx<'_>) -> PasswordHashConfig {
     let d = PasswordHashConfig::default();
     let out = PasswordHashConfig {
         name: s.field(ctx, "name", d.name, |v| {
@@ -433,14 +462,20 @@ pub(super) fn authorization(mut s: Section<'_>, ctx: &mut Ctx<'_>) -> Authorizat
 
 fn authz_source(mut s: Section<'_>, ctx: &mut Ctx<'_>) -> Option<AuthzSourceConfig> {
     let kind = s.required(ctx, "type", |v| match value::string(v)?.as_str() {
-        "file" => Ok("file"),
-        "built_in_database" | "http" | "postgresql" | "mysql" | "redis" | "mongodb" | "ldap" => Err(format!(
-            "type {} is not available yet (this build offers type = \"file\")",
+        "file" => Ok(None),
+        name @ ("postgresql" | "mysql" | "redis") => Ok(DbKind::from_name(name)),
+        "built_in_database" | "http" | "mongodb" | "ldap" => Err(format!(
+            "type {} is not available yet (this build offers type = \"file\", \"postgresql\", \"mysql\", \"redis\")",
             render_str(v)
         )),
-        _ => Err("expected \"file\"".to_owned()),
+        _ => Err("expected \"file\", \"postgresql\", \"mysql\" or \"redis\"".to_owned()),
     });
     let enable = s.field(ctx, "enable", true, value::boolean);
+    if let Some(Some(kind)) = kind {
+        let source = auth_db::authz(kind, &mut s, ctx);
+        s.finish(ctx);
+        return source.filter(|_| enable);
+    }
     let path = s.required(ctx, "path", |v| value::non_empty_string(v).map(PathBuf::from));
     s.finish(ctx);
     kind?;

@@ -13,6 +13,7 @@
 //! (`rewrite[2].re`), while environment variables address them 1-based (`PORTICO_REWRITE__3__RE`).
 
 mod auth;
+mod auth_db;
 mod env;
 mod error;
 mod gateway;
@@ -33,6 +34,7 @@ pub use auth::{
     AuthenticatorConfig, AuthnBackendConfig, AuthorizationConfig, AuthzSourceConfig, BannedConfig, BootstrapType,
     DEFAULT_ACL_PATH, HashName, JwtFrom, JwtKey, PasswordHashConfig, SaltPosition, Secret, UserIdType,
 };
+pub use auth_db::DbKind;
 pub use error::{ConfigError, ConfigErrors, Source};
 pub use gateway::{GatewayConfig, MqttSnConfig, UdpListenerConfig};
 pub use types::{
