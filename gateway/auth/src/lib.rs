@@ -7,6 +7,7 @@
 //!   prefix or suffix; pbkdf2; bcrypt; argon2).
 //! - [`builtin`]: the built-in user database, kept in the durable store.
 //! - [`acl`]: EMQX's `acl.conf` rule file.
+//! - [`http`]: a web service's answer (EMQX `backend = "http"`, `type = "http"`).
 //! - [`chain`]: the chains themselves.
 
 use std::sync::Arc;
@@ -16,6 +17,7 @@ use portico_core::auth::{ClientAcl, Refusal, same_acl};
 pub mod acl;
 pub mod builtin;
 pub mod chain;
+pub mod http;
 pub mod jwt;
 pub mod password;
 pub mod slow;
