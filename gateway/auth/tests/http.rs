@@ -51,7 +51,9 @@ fn pairs(query: &str) -> Vec<(String, String)> {
 /// own code).
 fn reqwest_url(query: &str) -> Vec<(String, String)> {
     let url = reqwest::Url::parse(&format!("http://x/?{query}")).expect("url");
-    url.query_pairs().map(|(k, v)| (k.into_owned(), v.into_owned())).collect()
+    url.query_pairs()
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect()
 }
 
 /// What the handler answers: status, body, and how long to wait first.
@@ -105,7 +107,9 @@ async fn serve(handler: impl Fn(&Seen) -> Answer + Send + Sync + 'static) -> Ser
     };
     tokio::spawn(async move {
         loop {
-            let Ok((stream, _)) = listener.accept().await else { return };
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
             connections.fetch_add(1, Ordering::SeqCst);
             let (handler, seen, busy, peak) = (handler.clone(), seen.clone(), busy.clone(), peak.clone());
             tokio::spawn(async move {
@@ -124,7 +128,9 @@ async fn serve(handler: impl Fn(&Seen) -> Answer + Send + Sync + 'static) -> Ser
                         Ok::<_, Infallible>(response)
                     }
                 });
-                let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+                let _ = http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
             });
         }
     });
@@ -189,8 +195,15 @@ async fn allow_deny_ignore_and_superuser_from_a_json_post() {
     let seen = server.last();
     assert_eq!(seen.method, "POST");
     assert_eq!(seen.path, "/auth");
-    assert_eq!(seen.json(), json!({"username": "alice", "password": "pw"}), "EMQX's default body");
-    assert_eq!(seen.headers.get("content-type").map(String::as_str), Some("application/json"));
+    assert_eq!(
+        seen.json(),
+        json!({"username": "alice", "password": "pw"}),
+        "EMQX's default body"
+    );
+    assert_eq!(
+        seen.headers.get("content-type").map(String::as_str),
+        Some("application/json")
+    );
     assert_eq!(authn(&backend, "root", b"pw").await, AuthnVerdict::allow(true));
     assert_eq!(
         authn(&backend, "bob", b"pw").await,
@@ -256,16 +269,14 @@ async fn get_puts_the_fields_in_a_percent_encoded_query() {
     assert_eq!(seen.path, "/auth/dev-1");
     assert!(seen.body.is_empty());
     assert!(!seen.headers.contains_key("content-type"));
-    let expected: Vec<(String, String)> = [
-        ("fixed", "1"),
-        ("u", user),
-        ("username", user),
-        ("password", "p+w&x=y"),
-    ]
-    .iter()
-    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-    .collect();
-    assert_eq!(seen.query, expected, "every value arrives whole, nothing split on & = or #");
+    let expected: Vec<(String, String)> = [("fixed", "1"), ("u", user), ("username", user), ("password", "p+w&x=y")]
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    assert_eq!(
+        seen.query, expected,
+        "every value arrives whole, nothing split on & = or #"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -280,12 +291,21 @@ async fn form_posts_and_custom_headers() {
     .await;
     let mut settings = authn_settings(&server.url("/auth"));
     settings.headers = vec![
-        ("content-type".to_owned(), "application/x-www-form-urlencoded".to_owned()),
+        (
+            "content-type".to_owned(),
+            "application/x-www-form-urlencoded".to_owned(),
+        ),
         ("x-api-key".to_owned(), "k3y".to_owned()),
     ];
     settings.body = vec![
-        ("user".to_owned(), Template::parse("${username}", Var::AUTHN).expect("t")),
-        ("pass".to_owned(), Template::parse("${password}", Var::AUTHN).expect("t")),
+        (
+            "user".to_owned(),
+            Template::parse("${username}", Var::AUTHN).expect("t"),
+        ),
+        (
+            "pass".to_owned(),
+            Template::parse("${password}", Var::AUTHN).expect("t"),
+        ),
         (
             "from".to_owned(),
             Template::parse("${peerhost}:${peerport}/${proto_name}", Var::AUTHN).expect("t"),
@@ -328,17 +348,29 @@ async fn authorization_sends_topic_and_action() {
     .await;
     let source = HttpAuthz::new(authz_settings(&server.url("/acl?t=${topic}"))).expect("source");
     let c = client("alice");
-    assert_eq!(source.check(&c, Action::Publish, "ok/pub").resolve().await, AuthzVerdict::Allow);
+    assert_eq!(
+        source.check(&c, Action::Publish, "ok/pub").resolve().await,
+        AuthzVerdict::Allow
+    );
     let seen = server.last();
     assert_eq!(
         seen.json(),
         json!({"username": "alice", "clientid": "dev-1", "topic": "ok/pub", "action": "publish"})
     );
     assert_eq!(seen.query, vec![("t".to_owned(), "ok/pub".to_owned())]);
-    assert_eq!(source.check(&c, Action::Subscribe, "ok/#").resolve().await, AuthzVerdict::Allow);
+    assert_eq!(
+        source.check(&c, Action::Subscribe, "ok/#").resolve().await,
+        AuthzVerdict::Allow
+    );
     assert_eq!(server.last().query, vec![("t".to_owned(), "ok/#".to_owned())]);
-    assert_eq!(source.check(&c, Action::Publish, "ok/#").resolve().await, AuthzVerdict::Ignore);
-    assert_eq!(source.check(&c, Action::Subscribe, "never").resolve().await, AuthzVerdict::Deny);
+    assert_eq!(
+        source.check(&c, Action::Publish, "ok/#").resolve().await,
+        AuthzVerdict::Ignore
+    );
+    assert_eq!(
+        source.check(&c, Action::Subscribe, "never").resolve().await,
+        AuthzVerdict::Deny
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -350,7 +382,11 @@ async fn a_slow_server_gets_on_error_within_the_timeout() {
     .await;
     for (on_error, authn_expected, authz_expected) in [
         (OnError::Ignore, AuthnVerdict::Ignore, AuthzVerdict::Ignore),
-        (OnError::Deny, AuthnVerdict::Deny(Refusal::Unavailable), AuthzVerdict::Deny),
+        (
+            OnError::Deny,
+            AuthnVerdict::Deny(Refusal::Unavailable),
+            AuthzVerdict::Deny,
+        ),
     ] {
         let mut settings = authn_settings(&server.url("/slow"));
         settings.request_timeout = Duration::from_millis(300);
@@ -460,7 +496,14 @@ async fn queueing_counts_in_the_timeout() {
     for check in checks {
         verdicts.push(check.await.expect("task"));
     }
-    assert!(started.elapsed() < Duration::from_millis(1200), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_millis(1200),
+        "{:?}",
+        started.elapsed()
+    );
     assert!(verdicts.contains(&AuthnVerdict::allow(false)), "the first got through");
-    assert!(verdicts.contains(&AuthnVerdict::Ignore), "those queued past the deadline gave up");
+    assert!(
+        verdicts.contains(&AuthnVerdict::Ignore),
+        "those queued past the deadline gave up"
+    );
 }

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use portico_auth::acl::AclFile;
 use portico_auth::builtin::{BuiltinDb, ImportKind, UserIdType as DbUserIdType};
 use portico_auth::chain::{AuthnBackend, AuthnChain, AuthzChain, AuthzSource, Check};
+use portico_auth::http::{HttpAuthn, HttpAuthz};
 use portico_auth::jwt::{JwtAuth, TokenFrom};
 use portico_auth::password::{HashAlgorithm, MacFun, SaltPosition as DbSaltPosition};
 use portico_auth::{AuthnVerdict, AuthzVerdict};
@@ -103,6 +104,12 @@ pub(crate) fn install(broker: &Broker, config: &Config) -> Result<(), StartError
                 };
                 backends.push(Arc::new(Jwt(auth)));
             }
+            AuthnBackendConfig::Http(settings) => {
+                let http =
+                    HttpAuthn::new(settings.clone()).map_err(|why| StartError::Invalid { key: key("url"), why })?;
+                tracing::info!(url = %settings.url, "HTTP authentication");
+                backends.push(Arc::new(http));
+            }
         }
     }
     if backends.is_empty() && config.mqtt.allow_anonymous {
@@ -123,6 +130,14 @@ pub(crate) fn install(broker: &Broker, config: &Config) -> Result<(), StartError
                 })?;
                 tracing::info!(path = %path.display(), rules = rules.len(), "acl file loaded");
                 sources.push(Arc::new(Acl(rules)));
+            }
+            AuthzSourceConfig::Http(settings) => {
+                let http = HttpAuthz::new(settings.clone()).map_err(|why| StartError::Invalid {
+                    key: format!("authorization.sources[{index}].url"),
+                    why,
+                })?;
+                tracing::info!(url = %settings.url, "HTTP authorization");
+                sources.push(Arc::new(http));
             }
         }
     }

@@ -70,7 +70,9 @@ impl Warnings {
     /// `Some(suppressed count)` when this trouble should be logged now.
     fn due(&self, kind: Trouble) -> Option<u64> {
         let i = kind as usize;
-        let now = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX).saturating_add(1);
+        let now = u64::try_from(self.start.elapsed().as_millis())
+            .unwrap_or(u64::MAX)
+            .saturating_add(1);
         let last = self.last[i].load(Ordering::Relaxed);
         let every = u64::try_from(WARN_EVERY.as_millis()).unwrap_or(u64::MAX);
         if last != 0 && now.saturating_sub(last) < every
@@ -293,6 +295,10 @@ mod tests {
         };
         later.last[Trouble::Timeout as usize].store(1, Ordering::Relaxed);
         later.quiet[Trouble::Timeout as usize].store(2, Ordering::Relaxed);
-        assert_eq!(later.due(Trouble::Timeout), Some(2), "due again, with the count it kept quiet");
+        assert_eq!(
+            later.due(Trouble::Timeout),
+            Some(2),
+            "due again, with the count it kept quiet"
+        );
     }
 }

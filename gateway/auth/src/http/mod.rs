@@ -101,7 +101,10 @@ impl fmt::Debug for HttpSettings {
         f.debug_struct("HttpSettings")
             .field("method", &self.method)
             .field("url", &self.url.to_string())
-            .field("headers", &self.headers.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>())
+            .field(
+                "headers",
+                &self.headers.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>(),
+            )
             .field("body", &self.body)
             .field("request_timeout", &self.request_timeout)
             .field("pool_size", &self.pool_size)
@@ -135,7 +138,10 @@ impl HttpSettings {
 
     /// Authentication defaults: body `{username = "${username}", password = "${password}"}`.
     pub fn authn(url: Template) -> HttpSettings {
-        HttpSettings::new(url, default_body(&[("username", Var::Username), ("password", Var::Password)]))
+        HttpSettings::new(
+            url,
+            default_body(&[("username", Var::Username), ("password", Var::Password)]),
+        )
     }
 
     /// Authorization defaults: body with `${username}`, `${clientid}`, `${topic}`, `${action}`.
@@ -298,17 +304,23 @@ mod tests {
     #[test]
     fn replies_map_to_verdicts() {
         assert_eq!(authn_verdict(Reply::NoContent), AuthnVerdict::allow(false));
-        assert_eq!(
-            authn_verdict(Reply::Client),
-            AuthnVerdict::Deny(Refusal::NotAuthorized)
-        );
+        assert_eq!(authn_verdict(Reply::Client), AuthnVerdict::Deny(Refusal::NotAuthorized));
         assert_eq!(authn_verdict(Reply::Ignore), AuthnVerdict::Ignore);
         for (body, verdict) in [
             (json!({"result": "allow"}), AuthnVerdict::allow(false)),
-            (json!({"result": "allow", "is_superuser": true}), AuthnVerdict::allow(true)),
-            (json!({"result": "allow", "is_superuser": "true"}), AuthnVerdict::allow(true)),
+            (
+                json!({"result": "allow", "is_superuser": true}),
+                AuthnVerdict::allow(true),
+            ),
+            (
+                json!({"result": "allow", "is_superuser": "true"}),
+                AuthnVerdict::allow(true),
+            ),
             (json!({"result": "allow", "is_superuser": 1}), AuthnVerdict::allow(true)),
-            (json!({"result": "allow", "is_superuser": 0}), AuthnVerdict::allow(false)),
+            (
+                json!({"result": "allow", "is_superuser": 0}),
+                AuthnVerdict::allow(false),
+            ),
             (json!({"result": "deny"}), AuthnVerdict::Deny(Refusal::NotAuthorized)),
             (json!({"result": "ignore"}), AuthnVerdict::Ignore),
             (json!({"result": "maybe"}), AuthnVerdict::Ignore),
@@ -321,7 +333,9 @@ mod tests {
     #[test]
     fn debug_hides_header_values() {
         let mut settings = HttpSettings::authn(Template::parse("http://a/", Var::AUTHN).expect("valid"));
-        settings.headers.push(("authorization".to_owned(), "Bearer s3cret".to_owned()));
+        settings
+            .headers
+            .push(("authorization".to_owned(), "Bearer s3cret".to_owned()));
         let shown = format!("{settings:?}");
         assert!(shown.contains("authorization") && !shown.contains("s3cret"), "{shown}");
     }

@@ -104,7 +104,10 @@ mod tests {
         let c = client("a&b=c d/é#");
         let cx = Context::authn(&c, Some(b"p+w"));
         let t = Template::parse("http://h/auth/${clientid}?u=${username}#frag", Var::AUTHN).expect("valid");
-        let fields = vec![("pw".to_owned(), Template::parse("${password}", Var::AUTHN).expect("valid"))];
+        let fields = vec![(
+            "pw".to_owned(),
+            Template::parse("${password}", Var::AUTHN).expect("valid"),
+        )];
         let mut query = String::new();
         form(&fields, &cx, &mut query);
         let url = url(&t, &cx, Some(&query)).expect("url");
@@ -122,7 +125,10 @@ mod tests {
     #[test]
     fn json_bodies_are_objects_of_strings() {
         let c = client("q\"uote");
-        let fields = vec![("username".to_owned(), Template::parse("${username}", Var::AUTHN).expect("valid"))];
+        let fields = vec![(
+            "username".to_owned(),
+            Template::parse("${username}", Var::AUTHN).expect("valid"),
+        )];
         let body: Value = serde_json::from_slice(&json(&fields, &Context::authn(&c, None))).expect("json");
         assert_eq!(body, serde_json::json!({"username": "q\"uote"}));
     }

@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use portico_auth::http::HttpSettings;
 use portico_core::auth::{AuthzCacheSettings, DenyAction};
 use portico_core::banned::FlappingSettings;
 use toml::Value;
@@ -21,7 +22,7 @@ pub struct AuthenticatorConfig {
 }
 
 /// The backends an authenticator can use. EMQX's `mechanism = "password_based"` with a
-/// `backend`; the others (http, jwt, postgresql, mysql, redis, scram) are refused at load with
+/// `backend`; the others (postgresql, mysql, redis, scram) are refused at load with
 /// a message saying so until they are built.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AuthnBackendConfig {
@@ -45,6 +46,8 @@ pub enum AuthnBackendConfig {
         /// `verify_claims`: claim name → expected value (`${username}`, `${clientid}`).
         verify_claims: Vec<(String, String)>,
     },
+    /// `backend = "http"`: a web service decides (keys in `auth_http.rs`).
+    Http(HttpSettings),
 }
 
 /// Where a JWT is (`from`).
@@ -201,6 +204,8 @@ pub enum AuthzSourceConfig {
         /// `path`.
         path: PathBuf,
     },
+    /// `type = "http"`: a web service decides (keys in `auth_http.rs`).
+    Http(HttpSettings),
 }
 
 /// `banned.*`.
@@ -214,8 +219,7 @@ pub(super) fn authentication(sections: Vec<Section<'_>>, ctx: &mut Ctx<'_>) -> V
     sections.into_iter().filter_map(|s| authenticator(s, ctx)).collect()
 }
 
-const NOT_YET: &str =
-    "is not available yet (this build offers backend = \"built_in_database\" and mechanism = \"jwt\")";
+const NOT_YET: &str = "is not available yet (this build offers backend = \"built_in_database\", backend = \"http\" and mechanism = \"jwt\")";
 
 fn authenticator(mut s: Section<'_>, ctx: &mut Ctx<'_>) -> Option<AuthenticatorConfig> {
     let enable = s.field(ctx, "enable", true, value::boolean);
@@ -231,12 +235,20 @@ fn authenticator(mut s: Section<'_>, ctx: &mut Ctx<'_>) -> Option<AuthenticatorC
         return backend.map(|backend| AuthenticatorConfig { enable, backend });
     }
     let backend = s.required(ctx, "backend", |v| match value::string(v)?.as_str() {
-        "built_in_database" => Ok(()),
-        "http" | "postgresql" | "mysql" | "redis" | "mongodb" | "ldap" => {
-            Err(format!("backend {} {NOT_YET}", render_str(v)))
-        }
-        _ => Err("expected \"built_in_database\"".to_owned()),
+        "built_in_database" => Ok(false),
+        "http" => Ok(true),
+        "postgresql" | "mysql" | "redis" | "mongodb" | "ldap" => Err(format!("backend {} {NOT_YET}", render_str(v))),
+        _ => Err("expected \"built_in_database\" or \"http\"".to_owned()),
     });
+    if backend == Some(true) {
+        let http = super::auth_http::authn(&mut s, ctx);
+        s.finish(ctx);
+        mechanism?;
+        return http.map(|settings| AuthenticatorConfig {
+            enable,
+            backend: AuthnBackendConfig::Http(settings),
+        });
+    }
     let user_id_type = s.field(ctx, "user_id_type", UserIdType::Username, |v| {
         one_of(
             v,
@@ -433,13 +445,19 @@ pub(super) fn authorization(mut s: Section<'_>, ctx: &mut Ctx<'_>) -> Authorizat
 fn authz_source(mut s: Section<'_>, ctx: &mut Ctx<'_>) -> Option<AuthzSourceConfig> {
     let kind = s.required(ctx, "type", |v| match value::string(v)?.as_str() {
         "file" => Ok("file"),
-        "built_in_database" | "http" | "postgresql" | "mysql" | "redis" | "mongodb" | "ldap" => Err(format!(
-            "type {} is not available yet (this build offers type = \"file\")",
+        "http" => Ok("http"),
+        "built_in_database" | "postgresql" | "mysql" | "redis" | "mongodb" | "ldap" => Err(format!(
+            "type {} is not available yet (this build offers type = \"file\" and type = \"http\")",
             render_str(v)
         )),
-        _ => Err("expected \"file\"".to_owned()),
+        _ => Err("expected \"file\" or \"http\"".to_owned()),
     });
     let enable = s.field(ctx, "enable", true, value::boolean);
+    if kind == Some("http") {
+        let http = super::auth_http::authz(&mut s, ctx);
+        s.finish(ctx);
+        return http.filter(|_| enable).map(AuthzSourceConfig::Http);
+    }
     let path = s.required(ctx, "path", |v| value::non_empty_string(v).map(PathBuf::from));
     s.finish(ctx);
     kind?;

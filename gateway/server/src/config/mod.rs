@@ -13,6 +13,7 @@
 //! (`rewrite[2].re`), while environment variables address them 1-based (`PORTICO_REWRITE__3__RE`).
 
 mod auth;
+mod auth_http;
 mod env;
 mod error;
 mod listeners;

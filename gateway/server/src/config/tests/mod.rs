@@ -513,6 +513,7 @@ fn suggestions_and_rendering() {
     assert_eq!(value::render(&Value::String("a\nb".to_owned())), "\"a\\nb\"");
 }
 
+mod auth_http;
 mod features;
 mod listeners;
 #[path = "../../../../transport/src/tests/pki.rs"]
