@@ -211,7 +211,7 @@ impl Client {
                     Trouble::Request
                 };
                 // `without_url`: the URL may hold a user name; the template is logged instead.
-                self.warn(kind, &error.without_url());
+                self.warn(kind, &causes(&error.without_url()));
                 None
             }
             Err(_) => {
@@ -273,6 +273,19 @@ impl Client {
             );
         }
     }
+}
+
+/// The error and its causes ("error sending request: connection refused"): reqwest's own
+/// message alone does not say what went wrong.
+fn causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 #[cfg(test)]
