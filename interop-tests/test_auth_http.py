@@ -78,8 +78,8 @@ def http_env(service: AuthService) -> dict[str, str]:
         "PORTICO_AUTHENTICATION__1__URL": f"{service.url}/auth",
         "PORTICO_AUTHENTICATION__1__REQUEST_TIMEOUT": "2s",
         "PORTICO_AUTHORIZATION__NO_MATCH": "deny",
-        "PORTICO_AUTHORIZATION__SOURCES__1__TYPE": "http",
-        "PORTICO_AUTHORIZATION__SOURCES__1__URL": f"{service.url}/acl",
+        # The whole first source: etc/portico.toml's is a file source with a `path`.
+        "PORTICO_AUTHORIZATION__SOURCES__1": f'{{ type = "http", url = "{service.url}/acl" }}',
     }
 
 

@@ -105,8 +105,7 @@ def cache_run(ctx, auth_url: str) -> dict:
         "PORTICO_AUTHENTICATION__1__MECHANISM": "password_based",
         "PORTICO_AUTHENTICATION__1__BACKEND": "http",
         "PORTICO_AUTHENTICATION__1__URL": f"{auth_url}/auth",
-        "PORTICO_AUTHORIZATION__SOURCES__1__TYPE": "http",
-        "PORTICO_AUTHORIZATION__SOURCES__1__URL": f"{auth_url}/acl",
+        "PORTICO_AUTHORIZATION__SOURCES__1": f'{{ type = "http", url = "{auth_url}/acl" }}',
         "PORTICO_SYS_TOPICS__SYS_MSG_INTERVAL": "1s",
     }
     port = next(ctx.ports)
