@@ -58,11 +58,20 @@ def modes(auth_url: str, users_csv: Path) -> list[tuple[str, dict[str, str]]]:
             "PORTICO_AUTHENTICATION__1__BACKEND": "built_in_database",
             "PORTICO_AUTHENTICATION__1__BOOTSTRAP_FILE": str(users_csv),
         }),
+        ("HTTP (POST JSON, defaults: pool_size 8, max_inflight 8)", {
+            **closed,
+            "PORTICO_AUTHENTICATION__1__MECHANISM": "password_based",
+            "PORTICO_AUTHENTICATION__1__BACKEND": "http",
+            "PORTICO_AUTHENTICATION__1__URL": f"{auth_url}/auth",
+        }),
+        # More on the wire than kept in the pool: connections beyond 8 are opened and closed
+        # per request.
         ("HTTP (POST JSON, pool_size 8, max_inflight 64)", {
             **closed,
             "PORTICO_AUTHENTICATION__1__MECHANISM": "password_based",
             "PORTICO_AUTHENTICATION__1__BACKEND": "http",
             "PORTICO_AUTHENTICATION__1__URL": f"{auth_url}/auth",
+            "PORTICO_AUTHENTICATION__1__MAX_INFLIGHT": "64",
         }),
     ]
 

@@ -33,8 +33,11 @@
 //! - Redirects are not followed (the request may carry a password); EMQX does not follow them
 //!   either. No `ssl` options yet: `https://` URLs are verified against the system's roots.
 //! - `max_inflight` is Portico's: EMQX pipelines requests over `pool_size` connections; here a
-//!   backend has at most `max_inflight` requests on the wire and queues the rest, so a CONNECT
-//!   flood cannot open unbounded sockets. The time spent queued counts in `request_timeout`.
+//!   backend has at most `max_inflight` requests on the wire (default: `pool_size`, so at most
+//!   `pool_size` sockets, all reused) and queues the rest, so a CONNECT flood cannot open
+//!   unbounded sockets. The time spent queued counts in `request_timeout`. More in flight than
+//!   `pool_size` opens connections that are closed after one request: slower on a fast service
+//!   (docs/benchmarks.md, "Authentication cost"), worth it only for a slow, distant one.
 
 mod client;
 mod request;
@@ -118,8 +121,6 @@ impl fmt::Debug for HttpSettings {
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// EMQX's default pool size.
 pub const DEFAULT_POOL_SIZE: usize = 8;
-/// Requests on the wire per backend by default.
-pub const DEFAULT_MAX_INFLIGHT: usize = 64;
 
 impl HttpSettings {
     /// EMQX's defaults for `url`: POST, JSON, 5 s; `body` as given.
@@ -131,7 +132,7 @@ impl HttpSettings {
             body,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             pool_size: DEFAULT_POOL_SIZE,
-            max_inflight: DEFAULT_MAX_INFLIGHT,
+            max_inflight: DEFAULT_POOL_SIZE,
             on_error: OnError::Ignore,
         }
     }

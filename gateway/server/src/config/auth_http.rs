@@ -6,8 +6,7 @@
 //! HTTP cannot carry is refused at start with the key that holds it.
 
 use portico_auth::http::{
-    DEFAULT_MAX_INFLIGHT, DEFAULT_POOL_SIZE, DEFAULT_REQUEST_TIMEOUT, HttpSettings, Method, OnError, check_header,
-    check_url, default_headers,
+    DEFAULT_POOL_SIZE, DEFAULT_REQUEST_TIMEOUT, HttpSettings, Method, OnError, check_header, check_url, default_headers,
 };
 use portico_auth::template::{Template, Var};
 use toml::Value;
@@ -48,9 +47,8 @@ fn settings(
         value::positive_duration,
     );
     let pool_size = s.field(ctx, "pool_size", DEFAULT_POOL_SIZE, |v| value::int_in(v, 1, 1024));
-    let max_inflight = s.field(ctx, "max_inflight", DEFAULT_MAX_INFLIGHT, |v| {
-        value::int_in(v, 1, 65_536)
-    });
+    // Unset: as many as pool_size, so every connection opened stays in the pool.
+    let max_inflight = s.field(ctx, "max_inflight", None, |v| value::int_in(v, 1, 65_536).map(Some));
     let on_error = s.field(ctx, "on_error", OnError::Ignore, |v| {
         one_of(v, &[(OnError::Ignore, "ignore"), (OnError::Deny, "deny")])
     });
@@ -63,7 +61,7 @@ fn settings(
     }
     settings.request_timeout = request_timeout;
     settings.pool_size = pool_size;
-    settings.max_inflight = max_inflight;
+    settings.max_inflight = max_inflight.unwrap_or(pool_size);
     settings.on_error = on_error;
     Some(settings)
 }

@@ -32,7 +32,10 @@ sources = [{ type = "http", url = "http://127.0.0.1:8080/acl", body = { t = "${t
         "EMQX's default body"
     );
     assert_eq!(first.request_timeout, Duration::from_secs(5));
-    assert_eq!((first.pool_size, first.on_error), (8, OnError::Ignore));
+    assert_eq!(
+        (first.pool_size, first.max_inflight, first.on_error),
+        (8, 8, OnError::Ignore)
+    );
     let AuthnBackendConfig::Http(second) = &config.authentication[1].backend else {
         panic!("{:?}", config.authentication)
     };
