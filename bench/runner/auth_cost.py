@@ -29,6 +29,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import brokers as B  # noqa: E402
+import procfs  # noqa: E402
 from side_by_side import RunFailed, log, run_generator, settle, target_dir  # noqa: E402
 
 REPO = HERE.parent.parent
@@ -164,6 +165,7 @@ def main() -> int:
     server, auth_url = start_auth_server(bench, next(ctx.ports), tmp / "auth-server.err")
     log(f"auth server at {auth_url}")
     results: dict[str, list[dict]] = {}
+    server_cpu: dict[str, list[float]] = {}  # the auth server's CPU seconds per conns run
     try:
         for rnd in range(args.runs):
             for name, env in modes(auth_url, users):
@@ -173,7 +175,10 @@ def main() -> int:
                 broker.start(workdir, pinned=False)
                 try:
                     settle(broker, 10)
-                    results.setdefault(name, []).append(conns(ctx, port, args.connections, workdir / "conns.err"))
+                    cpu = procfs.cpu_seconds(server.pid)
+                    report = conns(ctx, port, args.connections, workdir / "conns.err")
+                    results.setdefault(name, []).append(report)
+                    server_cpu.setdefault(name, []).append(procfs.cpu_seconds(server.pid) - cpu)
                 finally:
                     broker.stop()
         cache = cache_run(ctx, auth_url)
@@ -181,12 +186,13 @@ def main() -> int:
         B.kill(server)
     print(f"\nconns: {args.connections} connections offered at {args.connect_rate}/s, "
           f"--hold 1, {args.runs} run(s), median\n")
-    print("| password check | connect rate /s | failures |")
-    print("|---|---|---|")
+    print("| password check | connect rate /s | failures | auth server CPU per run |")
+    print("|---|---|---|---|")
     for name, runs in results.items():
         rate = statistics.median(r.get("connect_rate_per_s") or 0 for r in runs)
         fails = max(r.get("connect_failures") or 0 for r in runs)
-        print(f"| {name} | {rate:,.0f} | {fails} |")
+        cpu = statistics.median(server_cpu[name])
+        print(f"| {name} | {rate:,.0f} | {fails} | {cpu:.2f} s |")
     r = cache["report"]
     print(f"\nauthorization cache (HTTP source, cache on: 32 entries, 1 min): p2p {args.pairs} pairs, "
           f"QoS 1, {args.rate}/s for {args.duration:g} s; received {r.get('received')} of {r.get('expected')}")
