@@ -438,6 +438,23 @@ async fn a_refused_connection_gets_on_error_at_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_tls_handshake_gets_on_error() {
+    // https:// to a plain HTTP server: the handshake fails (this also proves the client has a
+    // TLS crypto provider, which reqwest would otherwise panic without).
+    let server = serve(by_user).await;
+    let mut settings = authn_settings(&format!("https://{}/auth", server.addr));
+    settings.on_error = OnError::Deny;
+    let backend = HttpAuthn::new(settings).expect("backend");
+    let started = Instant::now();
+    assert_eq!(
+        authn(&backend, "alice", b"pw").await,
+        AuthnVerdict::Deny(Refusal::Unavailable)
+    );
+    assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+    assert!(server.seen.lock().is_empty(), "no request got through");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_are_reused() {
     let server = serve(by_user).await;
     let backend = HttpAuthn::new(authn_settings(&server.url("/auth"))).expect("backend");
