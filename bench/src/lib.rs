@@ -8,6 +8,7 @@
 //!
 //! The binary is a thin CLI over [`run`], which returns a [`Report`].
 
+pub mod auth_server;
 pub mod client;
 mod conns;
 pub mod payload;

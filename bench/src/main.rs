@@ -228,7 +228,50 @@ fn config(cli: &Cli) -> Result<Config> {
     Ok(cfg)
 }
 
+/// `portico-bench auth-server`: the web service for the HTTP authentication benchmark.
+#[derive(Debug, Parser)]
+#[command(name = "portico-bench auth-server", disable_version_flag = true)]
+struct AuthServerCli {
+    /// Address to listen on (port 0: any free port; the bound address is printed).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    bind: SocketAddr,
+    /// The password `/auth` accepts (any user name).
+    #[arg(long, default_value = "secret")]
+    password: String,
+    /// Milliseconds to wait before every answer.
+    #[arg(long, default_value_t = 0)]
+    delay_ms: u64,
+    /// Runtime worker threads.
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+}
+
+fn auth_server(args: impl Iterator<Item = std::ffi::OsString>) -> Result<ExitCode> {
+    let cli = AuthServerCli::parse_from(args);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(cli.threads.max(1))
+        .enable_all()
+        .build()
+        .context("cannot start the tokio runtime")?;
+    runtime.block_on(portico_bench::auth_server::run(
+        portico_bench::auth_server::AuthServerConfig {
+            bind: cli.bind,
+            password: cli.password,
+            delay: Duration::from_millis(cli.delay_ms),
+        },
+    ))?;
+    Ok(ExitCode::SUCCESS)
+}
+
 fn main() -> ExitCode {
+    // A subcommand beside the scenarios: the auth benchmark's web service.
+    if std::env::args_os().nth(1).is_some_and(|a| a == "auth-server") {
+        let args = std::env::args_os().enumerate().filter(|(i, _)| *i != 1).map(|(_, a)| a);
+        return auth_server(args).unwrap_or_else(|e| {
+            eprintln!("portico-bench auth-server: error: {e:#}");
+            ExitCode::from(2)
+        });
+    }
     let cli = Cli::parse();
     match real_main(&cli) {
         Ok(code) => code,

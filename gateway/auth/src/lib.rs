@@ -8,6 +8,7 @@
 //! - [`builtin`]: the built-in user database, kept in the durable store.
 //! - [`acl`]: EMQX's `acl.conf` rule file.
 //! - [`db`]: PostgreSQL, MySQL / MariaDB and Redis backends and sources.
+//! - [`http`]: a web service's answer (EMQX `backend = "http"`, `type = "http"`).
 //! - [`chain`]: the chains themselves.
 
 use std::sync::Arc;
@@ -18,6 +19,7 @@ pub mod acl;
 pub mod builtin;
 pub mod chain;
 pub mod db;
+pub mod http;
 pub mod jwt;
 pub mod password;
 pub mod slow;

@@ -226,6 +226,13 @@ impl Template {
         Ok(Template { parts })
     }
 
+    /// A template that is just one placeholder (default request bodies).
+    pub fn from_var(var: Var) -> Template {
+        Template {
+            parts: vec![Part::Var(var)],
+        }
+    }
+
     /// The pieces, for backends that bind values instead of pasting them (SQL).
     pub fn parts(&self) -> &[Part] {
         &self.parts

@@ -11,6 +11,7 @@ use portico_auth::chain::{AuthnBackend, AuthnChain, AuthzChain, AuthzSource, Che
 use portico_auth::db::DbConnection;
 use portico_auth::db::redis::{RedisAuthn, RedisAuthz, RedisCommand, RedisDb};
 use portico_auth::db::sql::{Dialect, SqlAuthn, SqlAuthz, SqlDb, SqlQuery};
+use portico_auth::http::{HttpAuthn, HttpAuthz};
 use portico_auth::jwt::{JwtAuth, TokenFrom};
 use portico_auth::password::{HashAlgorithm, MacFun, SaltPosition as DbSaltPosition};
 use portico_auth::template::{Template, Var};
@@ -123,6 +124,12 @@ pub(crate) fn install(broker: &Broker, config: &Config) -> Result<(), StartError
                         .map_err(|why| StartError::Invalid { key: key(what), why })?,
                 );
             }
+            AuthnBackendConfig::Http(settings) => {
+                let http =
+                    HttpAuthn::new(settings.clone()).map_err(|why| StartError::Invalid { key: key("url"), why })?;
+                tracing::info!(url = %settings.url, "HTTP authentication");
+                backends.push(Arc::new(http));
+            }
         }
     }
     if backends.is_empty() && config.mqtt.allow_anonymous {
@@ -154,6 +161,14 @@ pub(crate) fn install(broker: &Broker, config: &Config) -> Result<(), StartError
                     key: format!("authorization.sources[{index}].{what}"),
                     why,
                 })?);
+            }
+            AuthzSourceConfig::Http(settings) => {
+                let http = HttpAuthz::new(settings.clone()).map_err(|why| StartError::Invalid {
+                    key: format!("authorization.sources[{index}].url"),
+                    why,
+                })?;
+                tracing::info!(url = %settings.url, "HTTP authorization");
+                sources.push(Arc::new(http));
             }
         }
     }

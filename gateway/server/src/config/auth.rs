@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use portico_auth::http::HttpSettings;
 use portico_core::auth::{AuthzCacheSettings, DenyAction};
 use portico_core::banned::FlappingSettings;
 use toml::Value;
@@ -23,8 +24,8 @@ pub struct AuthenticatorConfig {
 }
 
 /// The backends an authenticator can use. EMQX's `mechanism = "password_based"` with a
-/// `backend` (built-in database, PostgreSQL, MySQL, Redis) or `mechanism = "jwt"`; the others
-/// (http, mongodb, ldap, scram) are refused at load with a message saying so until they are
+/// `backend` (built-in database, HTTP, PostgreSQL, MySQL, Redis) or `mechanism = "jwt"`; the
+/// others (mongodb, ldap, scram) are refused at load with a message saying so until they are
 /// built.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AuthnBackendConfig {
@@ -60,6 +61,8 @@ pub enum AuthnBackendConfig {
         /// `password_hash_algorithm`.
         password_hash: PasswordHashConfig,
     },
+    /// `backend = "http"`: a web service decides (keys in `auth_http.rs`).
+    Http(HttpSettings),
 }
 
 /// Where a JWT is (`from`).
@@ -226,6 +229,8 @@ pub enum AuthzSourceConfig {
         /// `query` (SQL) or `cmd` (Redis), checked at load.
         query: String,
     },
+    /// `type = "http"`: a web service decides (keys in `auth_http.rs`).
+    Http(HttpSettings),
 }
 
 /// `banned.*`.
@@ -235,12 +240,28 @@ pub struct BannedConfig {
     pub bootstrap_file: Option<PathBuf>,
 }
 
+/// Which backend an authenticator names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AuthnKind {
+    BuiltIn,
+    Http,
+    Database(DbKind),
+}
+
+/// Which kind an authorization source names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AuthzKind {
+    File,
+    Http,
+    Database(DbKind),
+}
+
 pub(super) fn authentication(sections: Vec<Section<'_>>, ctx: &mut Ctx<'_>) -> Vec<AuthenticatorConfig> {
     sections.into_iter().filter_map(|s| authenticator(s, ctx)).collect()
 }
 
-const NOT_YET: &str = "is not available yet (this build offers backend = \"built_in_database\", \"postgresql\", \
-                       \"mysql\", \"redis\" and mechanism = \"jwt\")";
+const NOT_YET: &str = "is not available yet (this build offers backend = \"built_in_database\", \"http\", \
+                       \"postgresql\", \"mysql\", \"redis\" and mechanism = \"jwt\")";
 
 fn authenticator(mut s: Section<'_>, ctx: &mut Ctx<'_>) -> Option<AuthenticatorConfig> {
     let enable = s.field(ctx, "enable", true, value::boolean);
@@ -256,16 +277,31 @@ fn authenticator(mut s: Section<'_>, ctx: &mut Ctx<'_>) -> Option<AuthenticatorC
         return backend.map(|backend| AuthenticatorConfig { enable, backend });
     }
     let backend = s.required(ctx, "backend", |v| match value::string(v)?.as_str() {
-        "built_in_database" => Ok(None),
-        name @ ("postgresql" | "mysql" | "redis") => Ok(DbKind::from_name(name)),
-        "http" | "mongodb" | "ldap" => Err(format!("backend {} {NOT_YET}", render_str(v))),
-        _ => Err("expected \"built_in_database\", \"postgresql\", \"mysql\" or \"redis\"".to_owned()),
+        "built_in_database" => Ok(AuthnKind::BuiltIn),
+        "http" => Ok(AuthnKind::Http),
+        name @ ("postgresql" | "mysql" | "redis") => DbKind::from_name(name)
+            .map(AuthnKind::Database)
+            .ok_or_else(|| format!("unknown database {name:?}")),
+        "mongodb" | "ldap" => Err(format!("backend {} {NOT_YET}", render_str(v))),
+        _ => Err("expected \"built_in_database\", \"http\", \"postgresql\", \"mysql\" or \"redis\"".to_owned()),
     });
-    if let Some(Some(kind)) = backend {
-        let backend = auth_db::authn(kind, &mut s, ctx);
-        s.finish(ctx);
-        mechanism?;
-        return backend.map(|backend| AuthenticatorConfig { enable, backend });
+    match backend {
+        Some(AuthnKind::Database(kind)) => {
+            let backend = auth_db::authn(kind, &mut s, ctx);
+            s.finish(ctx);
+            mechanism?;
+            return backend.map(|backend| AuthenticatorConfig { enable, backend });
+        }
+        Some(AuthnKind::Http) => {
+            let http = super::auth_http::authn(&mut s, ctx);
+            s.finish(ctx);
+            mechanism?;
+            return http.map(|settings| AuthenticatorConfig {
+                enable,
+                backend: AuthnBackendConfig::Http(settings),
+            });
+        }
+        Some(AuthnKind::BuiltIn) | None => {}
     }
     let user_id_type = s.field(ctx, "user_id_type", UserIdType::Username, |v| {
         one_of(
@@ -462,19 +498,30 @@ pub(super) fn authorization(mut s: Section<'_>, ctx: &mut Ctx<'_>) -> Authorizat
 
 fn authz_source(mut s: Section<'_>, ctx: &mut Ctx<'_>) -> Option<AuthzSourceConfig> {
     let kind = s.required(ctx, "type", |v| match value::string(v)?.as_str() {
-        "file" => Ok(None),
-        name @ ("postgresql" | "mysql" | "redis") => Ok(DbKind::from_name(name)),
-        "built_in_database" | "http" | "mongodb" | "ldap" => Err(format!(
-            "type {} is not available yet (this build offers type = \"file\", \"postgresql\", \"mysql\", \"redis\")",
+        "file" => Ok(AuthzKind::File),
+        "http" => Ok(AuthzKind::Http),
+        name @ ("postgresql" | "mysql" | "redis") => DbKind::from_name(name)
+            .map(AuthzKind::Database)
+            .ok_or_else(|| format!("unknown database {name:?}")),
+        "built_in_database" | "mongodb" | "ldap" => Err(format!(
+            "type {} is not available yet (this build offers type = \"file\", \"http\", \"postgresql\", \"mysql\", \"redis\")",
             render_str(v)
         )),
-        _ => Err("expected \"file\", \"postgresql\", \"mysql\" or \"redis\"".to_owned()),
+        _ => Err("expected \"file\", \"http\", \"postgresql\", \"mysql\" or \"redis\"".to_owned()),
     });
     let enable = s.field(ctx, "enable", true, value::boolean);
-    if let Some(Some(kind)) = kind {
-        let source = auth_db::authz(kind, &mut s, ctx);
-        s.finish(ctx);
-        return source.filter(|_| enable);
+    match kind {
+        Some(AuthzKind::Database(kind)) => {
+            let source = auth_db::authz(kind, &mut s, ctx);
+            s.finish(ctx);
+            return source.filter(|_| enable);
+        }
+        Some(AuthzKind::Http) => {
+            let http = super::auth_http::authz(&mut s, ctx);
+            s.finish(ctx);
+            return http.filter(|_| enable).map(AuthzSourceConfig::Http);
+        }
+        Some(AuthzKind::File) | None => {}
     }
     let path = s.required(ctx, "path", |v| value::non_empty_string(v).map(PathBuf::from));
     s.finish(ctx);

@@ -14,6 +14,7 @@
 
 mod auth;
 mod auth_db;
+mod auth_http;
 mod env;
 mod error;
 mod gateway;

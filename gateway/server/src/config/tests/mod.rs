@@ -514,6 +514,7 @@ fn suggestions_and_rendering() {
 }
 
 mod auth_db;
+mod auth_http;
 mod features;
 mod listeners;
 #[path = "../../../../transport/src/tests/pki.rs"]
