@@ -209,7 +209,11 @@ impl Template {
                 .filter(|v| allowed.contains(v))
                 .ok_or_else(|| TemplateError::Unknown {
                     name: name.to_owned(),
-                    available: allowed.iter().map(|v| format!("${{{}}}", v.name())).collect::<Vec<_>>().join(", "),
+                    available: allowed
+                        .iter()
+                        .map(|v| format!("${{{}}}", v.name()))
+                        .collect::<Vec<_>>()
+                        .join(", "),
                 })?;
             parts.push(Part::Var(var));
             let consumed = start + 2 + end + 1;
@@ -279,14 +283,20 @@ mod tests {
 
     #[test]
     fn fills_placeholders_and_keeps_text() {
-        let t = Template::parse("/auth?u=${username}&c=${clientid}&ip=${peerhost}&p=${password}", Var::AUTHN)
-            .expect("valid");
+        let t = Template::parse(
+            "/auth?u=${username}&c=${clientid}&ip=${peerhost}&p=${password}",
+            Var::AUTHN,
+        )
+        .expect("valid");
         let c = client();
         assert_eq!(
             t.render_plain(&Context::authn(&c, Some(b"pw"))),
             "/auth?u=alice&c=dev-1&ip=10.0.0.7&p=pw"
         );
-        assert_eq!(t.to_string(), "/auth?u=${username}&c=${clientid}&ip=${peerhost}&p=${password}");
+        assert_eq!(
+            t.to_string(),
+            "/auth?u=${username}&c=${clientid}&ip=${peerhost}&p=${password}"
+        );
         let absent = ClientInfo { username: None, ..c };
         assert_eq!(
             Template::parse("${username}|${cert_common_name}", Var::AUTHN)
@@ -313,14 +323,23 @@ mod tests {
             Err(TemplateError::Unknown { name, .. }) if name == "nope"
         ));
         assert!(
-            matches!(Template::parse("${topic}", Var::AUTHN), Err(TemplateError::Unknown { .. })),
+            matches!(
+                Template::parse("${topic}", Var::AUTHN),
+                Err(TemplateError::Unknown { .. })
+            ),
             "no topic when authenticating"
         );
         assert!(
-            matches!(Template::parse("${password}", Var::AUTHZ), Err(TemplateError::Unknown { .. })),
+            matches!(
+                Template::parse("${password}", Var::AUTHZ),
+                Err(TemplateError::Unknown { .. })
+            ),
             "no password when authorizing"
         );
-        assert_eq!(Template::parse("a ${clientid", Var::AUTHN), Err(TemplateError::Unterminated(2)));
+        assert_eq!(
+            Template::parse("a ${clientid", Var::AUTHN),
+            Err(TemplateError::Unterminated(2))
+        );
     }
 
     #[test]
