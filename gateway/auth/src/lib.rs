@@ -18,6 +18,7 @@ pub mod builtin;
 pub mod chain;
 pub mod jwt;
 pub mod password;
+pub mod rules;
 pub mod slow;
 pub mod template;
 

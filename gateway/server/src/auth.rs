@@ -8,7 +8,7 @@ use std::sync::Arc;
 use portico_auth::acl::AclFile;
 use portico_auth::builtin::{BuiltinDb, ImportKind, UserIdType as DbUserIdType};
 use portico_auth::chain::{AuthnBackend, AuthnChain, AuthzChain, AuthzSource, Check};
-use portico_auth::jwt::{JwtAuth, TokenFrom};
+use portico_auth::jwt::{Jwks, JwksSettings, JwtAuth, TokenFrom};
 use portico_auth::password::{HashAlgorithm, MacFun, SaltPosition as DbSaltPosition};
 use portico_auth::{AuthnVerdict, AuthzVerdict};
 use portico_core::Broker;
@@ -16,8 +16,8 @@ use portico_core::auth::{Action, AllowAll, ClientInfo};
 
 use crate::StartError;
 use crate::config::{
-    AuthnBackendConfig, AuthzSourceConfig, BootstrapType, Config, DEFAULT_ACL_PATH, HashName, JwtFrom, JwtKey,
-    PasswordHashConfig, SaltPosition, UserIdType,
+    AuthnBackendConfig, AuthzSourceConfig, BootstrapType, Config, DEFAULT_ACL_PATH, HashName, JwksConfig, JwtFrom,
+    JwtKey, PasswordHashConfig, SaltPosition, UserIdType,
 };
 
 /// EMQX's default rules, used when the default `etc/acl.conf` is not where the configuration
@@ -88,6 +88,7 @@ pub(crate) fn install(broker: &Broker, config: &Config) -> Result<(), StartError
                 from,
                 key: jwt_key,
                 verify_claims,
+                acl_claim_name,
             } => {
                 let from = match from {
                     JwtFrom::Password => TokenFrom::Password,
@@ -100,8 +101,9 @@ pub(crate) fn install(broker: &Broker, config: &Config) -> Result<(), StartError
                             key: key("public_key"),
                             why,
                         })?,
+                    JwtKey::Jwks(jwks) => JwtAuth::jwks(start_jwks(jwks, &key)?, from, verify_claims.clone()),
                 };
-                backends.push(Arc::new(Jwt(auth)));
+                backends.push(Arc::new(Jwt(Arc::new(auth.with_acl_claim(acl_claim_name.clone())))));
             }
         }
     }
@@ -185,12 +187,36 @@ impl AuthnBackend for Builtin {
     }
 }
 
-struct Jwt(JwtAuth);
+struct Jwt(Arc<JwtAuth>);
 
 impl AuthnBackend for Jwt {
     fn check(&self, client: &ClientInfo, password: Option<&[u8]>) -> Check<AuthnVerdict> {
-        Check::Now(self.0.check(client, password))
+        self.0.check_deferred(client, password)
     }
+}
+
+/// The key set of `config`, fetched now and kept fresh by a task on the current runtime.
+fn start_jwks(config: &JwksConfig, key: &dyn Fn(&str) -> String) -> Result<Arc<Jwks>, StartError> {
+    let ca_pem = match &config.cacertfile {
+        Some(path) => Some(std::fs::read(path).map_err(|e| invalid(&key("ssl.cacertfile"), path, e))?),
+        None => None,
+    };
+    let jwks = Jwks::new(JwksSettings {
+        refresh_interval: config.refresh_interval,
+        ca_pem,
+        insecure: config.insecure,
+        ..JwksSettings::new(config.endpoint.clone())
+    })
+    .map_err(|why| StartError::Invalid {
+        key: key("endpoint"),
+        why,
+    })?;
+    let runtime = tokio::runtime::Handle::try_current().map_err(|e| StartError::Invalid {
+        key: key("use_jwks"),
+        why: format!("no async runtime to refresh the key set on: {e}"),
+    })?;
+    jwks.start(&runtime);
+    Ok(jwks)
 }
 
 struct Acl(AclFile);

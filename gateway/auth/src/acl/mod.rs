@@ -45,7 +45,7 @@ use crate::AuthzVerdict;
 
 mod parse;
 mod rule;
-mod topic;
+pub(crate) mod topic;
 
 pub mod fuzzing;
 

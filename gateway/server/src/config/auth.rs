@@ -44,6 +44,8 @@ pub enum AuthnBackendConfig {
         key: JwtKey,
         /// `verify_claims`: claim name → expected value (`${username}`, `${clientid}`).
         verify_claims: Vec<(String, String)>,
+        /// `acl_claim_name`: the claim holding the token's rules (`acl`).
+        acl_claim_name: String,
     },
 }
 
@@ -63,6 +65,8 @@ pub enum JwtKey {
     Hmac(Secret),
     /// `public-key`: an RSA or ECDSA public key in PEM.
     PublicKey(String),
+    /// `use_jwks = true`: the keys of a JWKS endpoint.
+    Jwks(super::auth_jwt::JwksConfig),
 }
 
 /// A configured secret: never printed.
@@ -226,7 +230,7 @@ fn authenticator(mut s: Section<'_>, ctx: &mut Ctx<'_>) -> Option<AuthenticatorC
         _ => Err("expected \"password_based\" or \"jwt\"".to_owned()),
     });
     if mechanism == Some(true) {
-        let backend = jwt(&mut s, ctx);
+        let backend = super::auth_jwt::jwt(&mut s, ctx);
         s.finish(ctx);
         return backend.map(|backend| AuthenticatorConfig { enable, backend });
     }
@@ -265,87 +269,7 @@ fn authenticator(mut s: Section<'_>, ctx: &mut Ctx<'_>) -> Option<AuthenticatorC
     })
 }
 
-fn jwt(s: &mut Section<'_>, ctx: &mut Ctx<'_>) -> Option<AuthnBackendConfig> {
-    let from = s.field(ctx, "from", JwtFrom::Password, |v| {
-        one_of(v, &[(JwtFrom::Password, "password"), (JwtFrom::Username, "username")])
-    });
-    s.field(ctx, "use_jwks", false, |v| match value::boolean(v)? {
-        false => Ok(false),
-        true => Err("JWKS endpoints are not available yet; use algorithm = \"public-key\"".to_owned()),
-    });
-    let public = s.field(ctx, "algorithm", false, |v| {
-        one_of(v, &[(false, "hmac-based"), (true, "public-key")])
-    });
-    let base64 = s.field(ctx, "secret_base64_encoded", false, value::boolean);
-    let secret = s.read(ctx, "secret", value::non_empty_string).ok().flatten();
-    let public_key = s.read(ctx, "public_key", value::non_empty_string).ok().flatten();
-    let verify_claims = s.field(ctx, "verify_claims", Vec::new(), |v| {
-        let Value::Table(table) = v else {
-            return Err("expected a table of claim = \"value\"".to_owned());
-        };
-        table
-            .iter()
-            .map(|(name, value)| match value {
-                Value::String(text) => Ok((name.clone(), text.clone())),
-                _ => Err(format!("claim {name:?}: expected a string")),
-            })
-            .collect()
-    });
-    let key = if public {
-        let Some(pem) = public_key else {
-            ctx.invalid(
-                &s.key("public_key"),
-                String::new(),
-                "algorithm = \"public-key\" needs `public_key`",
-            );
-            return None;
-        };
-        JwtKey::PublicKey(pem)
-    } else {
-        let Some(secret) = secret else {
-            ctx.invalid(
-                &s.key("secret"),
-                String::new(),
-                "algorithm = \"hmac-based\" needs `secret`",
-            );
-            return None;
-        };
-        let bytes = if base64 {
-            let Some(bytes) = base64_decode(&secret) else {
-                ctx.invalid(&s.key("secret"), "<redacted>".to_owned(), "not valid base64");
-                return None;
-            };
-            bytes
-        } else {
-            secret.into_bytes()
-        };
-        JwtKey::Hmac(Secret(bytes))
-    };
-    Some(AuthnBackendConfig::Jwt {
-        from,
-        key,
-        verify_claims,
-    })
-}
-
-/// Standard base64 (padding optional), for `secret_base64_encoded`.
-fn base64_decode(text: &str) -> Option<Vec<u8>> {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = Vec::with_capacity(text.len() * 3 / 4);
-    let (mut acc, mut bits) = (0u32, 0u32);
-    for byte in text.trim_end_matches('=').bytes() {
-        let value = ALPHABET.iter().position(|&c| c == byte)? as u32;
-        acc = (acc << 6) | value;
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-        }
-    }
-    Some(out)
-}
-
-fn render_str(v: &Value) -> String {
+pub(super) fn render_str(v: &Value) -> String {
     format!("{:?}", v.as_str().unwrap_or_default())
 }
 

@@ -13,6 +13,7 @@
 //! (`rewrite[2].re`), while environment variables address them 1-based (`PORTICO_REWRITE__3__RE`).
 
 mod auth;
+mod auth_jwt;
 mod env;
 mod error;
 mod listeners;
@@ -32,6 +33,7 @@ pub use auth::{
     AuthenticatorConfig, AuthnBackendConfig, AuthorizationConfig, AuthzSourceConfig, BannedConfig, BootstrapType,
     DEFAULT_ACL_PATH, HashName, JwtFrom, JwtKey, PasswordHashConfig, SaltPosition, Secret, UserIdType,
 };
+pub use auth_jwt::JwksConfig;
 pub use error::{ConfigError, ConfigErrors, Source};
 pub use types::{
     AutoSubscribe, AutoSubscribeConfig, Config, ConsoleLogConfig, DelayedConfig, DurableConfig, ListenersConfig,

@@ -508,5 +508,31 @@ fn jwt_authenticator_config() {
         "authentication = [{ mechanism = \"jwt\", use_jwks = true, secret = \"x\" }]\n",
         &[],
     ));
-    assert!(errors.to_string().contains("JWKS"), "{errors}");
+    assert!(errors.to_string().contains("authentication[0].endpoint"), "{errors}");
+    let file = "authentication = [{ mechanism = \"jwt\", use_jwks = true, endpoint = \"https://idp/jwks\", \
+                refresh_interval = \"1m\", acl_claim_name = \"rights\", disconnect_after_expire = false, \
+                ssl = { enable = true, verify = \"verify_none\" } }]\n";
+    let config = load_str("jwks", file, &[]).unwrap();
+    let AuthnBackendConfig::Jwt {
+        key, acl_claim_name, ..
+    } = &config.authentication[0].backend
+    else {
+        panic!("expected a JWT authenticator: {:?}", config.authentication);
+    };
+    assert_eq!(
+        key,
+        &JwtKey::Jwks(crate::config::JwksConfig {
+            endpoint: "https://idp/jwks".to_owned(),
+            refresh_interval: std::time::Duration::from_secs(60),
+            cacertfile: None,
+            insecure: true,
+        })
+    );
+    assert_eq!(acl_claim_name, "rights");
+    let errors = errors_of(load_str(
+        "jwks-fast",
+        "authentication = [{ mechanism = \"jwt\", use_jwks = true, endpoint = \"http://x\", refresh_interval = \"1s\" }]\n",
+        &[],
+    ));
+    assert!(errors.to_string().contains("refresh_interval"), "{errors}");
 }
