@@ -19,6 +19,7 @@ pub mod chain;
 pub mod jwt;
 pub mod password;
 pub mod rules;
+pub mod scram;
 pub mod slow;
 pub mod template;
 

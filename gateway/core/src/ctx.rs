@@ -108,7 +108,12 @@ impl Ctx {
 
     /// The enhanced-authentication method named `method`, if one is registered.
     pub fn enhanced_auth(&self, method: &str) -> Option<Arc<dyn EnhancedAuth>> {
-        self.shared.enhanced_auth.iter().find(|m| m.method() == method).cloned()
+        self.shared
+            .enhanced_auth
+            .read()
+            .iter()
+            .find(|m| m.method() == method)
+            .cloned()
     }
 
     /// Runs the authorization chain: superusers may do anything, then the client's own rules

@@ -10,14 +10,15 @@ use portico_auth::builtin::{BuiltinDb, ImportKind, UserIdType as DbUserIdType};
 use portico_auth::chain::{AuthnBackend, AuthnChain, AuthzChain, AuthzSource, Check};
 use portico_auth::jwt::{Jwks, JwksSettings, JwtAuth, TokenFrom};
 use portico_auth::password::{HashAlgorithm, MacFun, SaltPosition as DbSaltPosition};
+use portico_auth::scram::{ScramAlgorithm, ScramAuth, ScramDb};
 use portico_auth::{AuthnVerdict, AuthzVerdict};
 use portico_core::Broker;
-use portico_core::auth::{Action, AllowAll, ClientInfo};
+use portico_core::auth::{Action, AllowAll, ClientInfo, EnhancedAuth};
 
 use crate::StartError;
 use crate::config::{
     AuthnBackendConfig, AuthzSourceConfig, BootstrapType, Config, DEFAULT_ACL_PATH, HashName, JwksConfig, JwtFrom,
-    JwtKey, PasswordHashConfig, SaltPosition, UserIdType,
+    JwtKey, PasswordHashConfig, SaltPosition, ScramAlgorithmName, UserIdType,
 };
 
 /// EMQX's default rules, used when the default `etc/acl.conf` is not where the configuration
@@ -37,6 +38,7 @@ pub(crate) fn install(broker: &Broker, config: &Config) -> Result<(), StartError
     }
 
     let mut backends: Vec<Arc<dyn AuthnBackend>> = Vec::new();
+    let mut enhanced: Vec<Arc<dyn EnhancedAuth>> = Vec::new();
     for (index, authenticator) in config.authentication.iter().enumerate() {
         if !authenticator.enable {
             continue;
@@ -105,8 +107,37 @@ pub(crate) fn install(broker: &Broker, config: &Config) -> Result<(), StartError
                 };
                 backends.push(Arc::new(Jwt(Arc::new(auth.with_acl_claim(acl_claim_name.clone())))));
             }
+            AuthnBackendConfig::Scram(scram) => {
+                let algorithm = match scram.algorithm {
+                    ScramAlgorithmName::Sha256 => ScramAlgorithm::Sha256,
+                    ScramAlgorithmName::Sha512 => ScramAlgorithm::Sha512,
+                };
+                let db = ScramDb::open(broker.journal().cloned(), algorithm, scram.iteration_count).map_err(|e| {
+                    StartError::Invalid {
+                        key: key("backend"),
+                        why: e.to_string(),
+                    }
+                })?;
+                if let Some(path) = &scram.bootstrap_file {
+                    let text = std::fs::read_to_string(path).map_err(|e| invalid(&key("bootstrap_file"), path, e))?;
+                    let (added, failures) = db.bootstrap_csv(&text);
+                    for failure in &failures {
+                        tracing::warn!(path = %path.display(), failure, "SCRAM bootstrap user not imported");
+                    }
+                    tracing::info!(path = %path.display(), added, "SCRAM users bootstrapped");
+                }
+                tracing::info!(
+                    method = algorithm.method(),
+                    users = db.len(),
+                    "SCRAM enhanced authentication on"
+                );
+                enhanced.push(Arc::new(ScramAuth::new(Arc::new(db))));
+            }
         }
     }
+    // Enhanced authentication runs beside the password chain: a CONNECT naming a method uses
+    // it, one without uses the chain.
+    broker.set_enhanced_auth(enhanced);
     if backends.is_empty() && config.mqtt.allow_anonymous {
         // Nothing to ask: skip the chain altogether.
         broker.set_authenticator(Arc::new(AllowAll));

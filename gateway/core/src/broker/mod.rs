@@ -238,7 +238,9 @@ pub(crate) struct Shared {
     /// reload may replace it.
     pub(crate) authenticator: RwLock<Arc<dyn Authenticator>>,
     pub(crate) authorizer: RwLock<Arc<dyn Authorizer>>,
-    pub(crate) enhanced_auth: Vec<Arc<dyn EnhancedAuth>>,
+    /// Swappable like the chains: the server registers methods whose users live in the
+    /// store, which opens with the broker.
+    pub(crate) enhanced_auth: RwLock<Vec<Arc<dyn EnhancedAuth>>>,
     pub(crate) metrics: Metrics,
     epoch: Instant,
     next_sweep: Mutex<Instant>,
@@ -320,7 +322,7 @@ impl Broker {
             journal,
             authenticator: RwLock::new(authenticator),
             authorizer: RwLock::new(authorizer),
-            enhanced_auth,
+            enhanced_auth: RwLock::new(enhanced_auth),
             metrics: Metrics::default(),
             epoch: now,
             next_sweep: Mutex::new(now),
@@ -438,6 +440,12 @@ impl Broker {
     /// Replaces the authorization chain (cached results age out within the cache's ttl).
     pub fn set_authorizer(&self, authorizer: Arc<dyn Authorizer>) {
         *self.shared.authorizer.write() = authorizer;
+    }
+
+    /// Replaces the MQTT 5 enhanced-authentication methods (new exchanges use them at once;
+    /// running ones finish with the method they started with).
+    pub fn set_enhanced_auth(&self, methods: Vec<Arc<dyn EnhancedAuth>>) {
+        *self.shared.enhanced_auth.write() = methods;
     }
 
     /// The banned list.

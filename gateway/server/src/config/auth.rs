@@ -21,7 +21,8 @@ pub struct AuthenticatorConfig {
 }
 
 /// The backends an authenticator can use. EMQX's `mechanism = "password_based"` with a
-/// `backend`; the others (http, jwt, postgresql, mysql, redis, scram) are refused at load with
+/// `backend`, `mechanism = "jwt"` and `mechanism = "scram"`; the other backends (http, postgresql,
+/// mysql, redis, ...) are refused at load with
 /// a message saying so until they are built.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AuthnBackendConfig {
@@ -47,6 +48,8 @@ pub enum AuthnBackendConfig {
         /// `acl_claim_name`: the claim holding the token's rules (`acl`).
         acl_claim_name: String,
     },
+    /// `mechanism = "scram"`: MQTT 5 enhanced authentication with SCRAM users in the store.
+    Scram(super::auth_scram::ScramConfig),
 }
 
 /// Where a JWT is (`from`).
@@ -218,19 +221,24 @@ pub(super) fn authentication(sections: Vec<Section<'_>>, ctx: &mut Ctx<'_>) -> V
     sections.into_iter().filter_map(|s| authenticator(s, ctx)).collect()
 }
 
-const NOT_YET: &str =
-    "is not available yet (this build offers backend = \"built_in_database\" and mechanism = \"jwt\")";
+const NOT_YET: &str = "is not available yet (this build offers backend = \"built_in_database\", mechanism = \"jwt\" \
+                       and mechanism = \"scram\")";
 
 fn authenticator(mut s: Section<'_>, ctx: &mut Ctx<'_>) -> Option<AuthenticatorConfig> {
     let enable = s.field(ctx, "enable", true, value::boolean);
     let mechanism = s.required(ctx, "mechanism", |v| match value::string(v)?.as_str() {
-        "password_based" => Ok(false),
-        "jwt" => Ok(true),
-        "scram" => Err(format!("mechanism {} {NOT_YET}", render_str(v))),
-        _ => Err("expected \"password_based\" or \"jwt\"".to_owned()),
+        "password_based" => Ok("password_based"),
+        "jwt" => Ok("jwt"),
+        "scram" => Ok("scram"),
+        _ => Err("expected \"password_based\", \"jwt\" or \"scram\"".to_owned()),
     });
-    if mechanism == Some(true) {
+    if mechanism == Some("jwt") {
         let backend = super::auth_jwt::jwt(&mut s, ctx);
+        s.finish(ctx);
+        return backend.map(|backend| AuthenticatorConfig { enable, backend });
+    }
+    if mechanism == Some("scram") {
+        let backend = super::auth_scram::scram(&mut s, ctx);
         s.finish(ctx);
         return backend.map(|backend| AuthenticatorConfig { enable, backend });
     }

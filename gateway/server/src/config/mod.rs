@@ -14,6 +14,7 @@
 
 mod auth;
 mod auth_jwt;
+mod auth_scram;
 mod env;
 mod error;
 mod listeners;
@@ -34,6 +35,7 @@ pub use auth::{
     DEFAULT_ACL_PATH, HashName, JwtFrom, JwtKey, PasswordHashConfig, SaltPosition, Secret, UserIdType,
 };
 pub use auth_jwt::JwksConfig;
+pub use auth_scram::{ScramAlgorithmName, ScramConfig};
 pub use error::{ConfigError, ConfigErrors, Source};
 pub use types::{
     AutoSubscribe, AutoSubscribeConfig, Config, ConsoleLogConfig, DelayedConfig, DurableConfig, ListenersConfig,

@@ -536,3 +536,27 @@ fn jwt_authenticator_config() {
     ));
     assert!(errors.to_string().contains("refresh_interval"), "{errors}");
 }
+
+#[test]
+fn scram_authenticator_config() {
+    use crate::config::{AuthnBackendConfig, ScramAlgorithmName, ScramConfig};
+    let file = "authentication = [{ mechanism = \"scram\", backend = \"built_in_database\", algorithm = \"sha512\", \
+                iteration_count = 10000 }]\n";
+    let config = load_str("scram", file, &[]).unwrap();
+    assert_eq!(
+        config.authentication[0].backend,
+        AuthnBackendConfig::Scram(ScramConfig {
+            algorithm: ScramAlgorithmName::Sha512,
+            iteration_count: 10000,
+            bootstrap_file: None,
+        })
+    );
+    let errors = errors_of(load_str(
+        "scram-bad",
+        "authentication = [{ mechanism = \"scram\", backend = \"redis\", algorithm = \"md5\" }]\n",
+        &[],
+    ));
+    let text = errors.to_string();
+    assert!(text.contains("authentication[0].backend"), "{text}");
+    assert!(text.contains("authentication[0].algorithm"), "{text}");
+}
