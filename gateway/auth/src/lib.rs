@@ -14,6 +14,7 @@ use std::sync::Arc;
 use portico_core::auth::{ClientAcl, Refusal, same_acl};
 
 pub mod acl;
+pub mod authz_db;
 pub mod builtin;
 pub mod chain;
 pub mod jwt;

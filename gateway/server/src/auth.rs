@@ -6,6 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use portico_auth::acl::AclFile;
+use portico_auth::authz_db::AuthzDb;
 use portico_auth::builtin::{BuiltinDb, ImportKind, UserIdType as DbUserIdType};
 use portico_auth::chain::{AuthnBackend, AuthnChain, AuthzChain, AuthzSource, Check};
 use portico_auth::jwt::{Jwks, JwksSettings, JwtAuth, TokenFrom};
@@ -157,6 +158,14 @@ pub(crate) fn install(broker: &Broker, config: &Config) -> Result<(), StartError
                 tracing::info!(path = %path.display(), rules = rules.len(), "acl file loaded");
                 sources.push(Arc::new(Acl(rules)));
             }
+            AuthzSourceConfig::BuiltInDatabase { max_rules } => {
+                let db = AuthzDb::open(broker.journal().cloned(), *max_rules).map_err(|e| StartError::Invalid {
+                    key: format!("authorization.sources[{index}]"),
+                    why: e.to_string(),
+                })?;
+                tracing::info!(principals = db.list().len(), "built-in authorization rules loaded");
+                sources.push(Arc::new(RuleDb(Arc::new(db))));
+            }
         }
     }
     if sources.is_empty() && authorization.no_match_allow {
@@ -253,6 +262,14 @@ fn start_jwks(config: &JwksConfig, key: &dyn Fn(&str) -> String) -> Result<Arc<J
 struct Acl(AclFile);
 
 impl AuthzSource for Acl {
+    fn check(&self, client: &ClientInfo, action: Action, topic: &str) -> Check<AuthzVerdict> {
+        Check::Now(self.0.check(client, action, topic))
+    }
+}
+
+struct RuleDb(Arc<AuthzDb>);
+
+impl AuthzSource for RuleDb {
     fn check(&self, client: &ClientInfo, action: Action, topic: &str) -> Check<AuthzVerdict> {
         Check::Now(self.0.check(client, action, topic))
     }

@@ -208,6 +208,11 @@ pub enum AuthzSourceConfig {
         /// `path`.
         path: PathBuf,
     },
+    /// `type = "built_in_database"`: rules per client id, user name and for all, in the store.
+    BuiltInDatabase {
+        /// `max_rules`: rules per principal at most.
+        max_rules: usize,
+    },
 }
 
 /// `banned.*`.
@@ -365,13 +370,19 @@ pub(super) fn authorization(mut s: Section<'_>, ctx: &mut Ctx<'_>) -> Authorizat
 fn authz_source(mut s: Section<'_>, ctx: &mut Ctx<'_>) -> Option<AuthzSourceConfig> {
     let kind = s.required(ctx, "type", |v| match value::string(v)?.as_str() {
         "file" => Ok("file"),
-        "built_in_database" | "http" | "postgresql" | "mysql" | "redis" | "mongodb" | "ldap" => Err(format!(
-            "type {} is not available yet (this build offers type = \"file\")",
+        "built_in_database" => Ok("built_in_database"),
+        "http" | "postgresql" | "mysql" | "redis" | "mongodb" | "ldap" => Err(format!(
+            "type {} is not available yet (this build offers type = \"file\" and \"built_in_database\")",
             render_str(v)
         )),
-        _ => Err("expected \"file\"".to_owned()),
+        _ => Err("expected \"file\" or \"built_in_database\"".to_owned()),
     });
     let enable = s.field(ctx, "enable", true, value::boolean);
+    if kind == Some("built_in_database") {
+        let source = super::authz_builtin::built_in_database(&mut s, ctx);
+        s.finish(ctx);
+        return source.filter(|_| enable);
+    }
     let path = s.required(ctx, "path", |v| value::non_empty_string(v).map(PathBuf::from));
     s.finish(ctx);
     kind?;

@@ -15,6 +15,7 @@
 mod auth;
 mod auth_jwt;
 mod auth_scram;
+mod authz_builtin;
 mod env;
 mod error;
 mod listeners;

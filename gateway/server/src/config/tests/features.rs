@@ -560,3 +560,24 @@ fn scram_authenticator_config() {
     assert!(text.contains("authentication[0].backend"), "{text}");
     assert!(text.contains("authentication[0].algorithm"), "{text}");
 }
+
+#[test]
+fn built_in_database_authorization_source() {
+    use crate::config::AuthzSourceConfig;
+    let file = "[authorization]\nsources = [{ type = \"built_in_database\", max_rules = 5 }, \
+                { type = \"built_in_database\", enable = false }, { type = \"file\", path = \"etc/acl.conf\" }]\n";
+    let config = load_str("authz-db", file, &[]).unwrap();
+    assert_eq!(config.authorization.sources.len(), 2, "the disabled one is left out");
+    assert_eq!(
+        config.authorization.sources[0],
+        AuthzSourceConfig::BuiltInDatabase { max_rules: 5 }
+    );
+    let errors = errors_of(load_str(
+        "authz-db-bad",
+        "[authorization]\nsources = [{ type = \"built_in_database\", max_rules = 0, path = \"x\" }]\n",
+        &[],
+    ));
+    let text = errors.to_string();
+    assert!(text.contains("max_rules"), "{text}");
+    assert!(text.contains("sources[0].path"), "{text}");
+}
