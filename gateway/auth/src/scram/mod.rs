@@ -30,6 +30,7 @@ use subtle::ConstantTimeEq;
 
 pub mod client;
 mod db;
+pub mod fuzzing;
 
 pub use client::ScramClient;
 pub use db::{DEFAULT_ITERATIONS, KV_SPACE, MAX_ITERATIONS, ScramDb, ScramOpenError, ScramUser};

@@ -184,5 +184,8 @@ proptest! {
         let _ = exchange.step(Some(&first));
         let _ = exchange.step(Some(&last));
         let _ = exchange.step(None);
+        // The fuzz target's invariants on the same bytes.
+        super::fuzzing::check(&first);
+        super::fuzzing::check(&[first.as_slice(), b"\n", last.as_slice()].concat());
     }
 }
