@@ -181,6 +181,12 @@ impl Ctx {
             Metrics::inc(&self.shared.metrics.authorization_superuser);
             return Verdict::Ready(true);
         }
+        // The client's own rules (a JWT's `acl` claim) are asked before the cache and never
+        // cached: they are cheap, and they change their answer when the token expires.
+        if let Some(allowed) = client.acl.as_ref().and_then(|acl| acl.check(client, action, topic)) {
+            self.count_verdict(allowed);
+            return Verdict::Ready(allowed);
+        }
         let Some(settings) = self.shared.config.authz.cache else {
             return self.authorize(client, action, topic);
         };
