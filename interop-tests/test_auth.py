@@ -285,3 +285,32 @@ def test_listener_enable_authn(broker_factory, tmp_path):
     b = broker_factory(off)
     assert pub_with(b, "alice", "nope").returncode == 0, "no authentication on this listener"
     assert pub_with(b, None, None).returncode == 0
+
+
+def test_jwt_acl_claim_rules(broker_factory):
+    """The token's `acl` claim: in the older map format everything it does not list is denied;
+    in the list format an unmatched request goes on to the authorization sources (here the
+    default acl.conf, which allows it)."""
+    b = broker_factory({
+        "PORTICO_AUTHENTICATION__1__MECHANISM": "jwt",
+        "PORTICO_AUTHENTICATION__1__SECRET": "emqxsecret",
+        "PORTICO_MQTT__ALLOW_ANONYMOUS": "false",
+        # Every check reaches the sources: no cached results between the two clients.
+        "PORTICO_AUTHORIZATION__CACHE__ENABLE": "false",
+    })
+    now = int(time.time())
+    old = hs256({"exp": now + 60, "acl": {"pub": ["up/${clientid}"], "sub": ["down/#"]}}, b"emqxsecret")
+    c = connect_paho(b, V5, user="any", password=old, client_id="jwt-acl-1")
+    assert [int(getattr(x, "value", x)) for x in c.subscribe("down/x", 1)] == [1]
+    assert [int(getattr(x, "value", x)) for x in c.subscribe("elsewhere", 1)] == [0x87]
+    c.close()
+
+    new = hs256({"acl": [
+        {"permission": "deny", "action": "subscribe", "topic": "secret/#"},
+        {"permission": "allow", "action": "all", "topic": "down/#"},
+    ]}, b"emqxsecret")
+    c = connect_paho(b, V5, user="any", password=new, client_id="jwt-acl-2")
+    assert [int(getattr(x, "value", x)) for x in c.subscribe("secret/x", 1)] == [0x87]
+    assert [int(getattr(x, "value", x)) for x in c.subscribe("down/x", 1)] == [1]
+    assert [int(getattr(x, "value", x)) for x in c.subscribe("elsewhere", 1)] == [1], "sources decide"
+    c.close()

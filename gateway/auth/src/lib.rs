@@ -16,12 +16,15 @@ use std::sync::Arc;
 use portico_core::auth::{ClientAcl, Refusal, same_acl};
 
 pub mod acl;
+pub mod authz_db;
 pub mod builtin;
 pub mod chain;
 pub mod db;
 pub mod http;
 pub mod jwt;
 pub mod password;
+pub mod rules;
+pub mod scram;
 pub mod slow;
 pub mod template;
 

@@ -3,59 +3,17 @@
 
 mod common;
 
-use common::check;
-use std::collections::BTreeMap;
+use common::{MemStore, check};
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use parking_lot::Mutex;
 use portico_auth::AuthnVerdict;
 use portico_auth::builtin::{BuiltinDb, ImportKind, KV_SPACE, OpenError, UserIdType, UserInfo};
 use portico_auth::password::{HashAlgorithm, SaltPosition};
 use portico_core::auth::Refusal;
 use portico_core::journal::Journal;
-use portico_core::store::{DurabilityMode, Recovered, Store, StoreError, StoreOp};
-
-/// Key-value ops only, in memory.
-#[derive(Default)]
-struct MemStore {
-    kv: Mutex<BTreeMap<(String, Bytes), Bytes>>,
-    commits: Mutex<usize>,
-}
-
-impl Store for MemStore {
-    fn commit(&self, ops: &[StoreOp]) -> Result<(), StoreError> {
-        let mut kv = self.kv.lock();
-        for op in ops {
-            match op {
-                StoreOp::KvPut { space, key, value } => {
-                    kv.insert((space.to_string(), key.clone()), value.clone());
-                }
-                StoreOp::KvDelete { space, key } => {
-                    kv.remove(&(space.to_string(), key.clone()));
-                }
-                other => return Err(StoreError::Io(format!("unexpected op {other:?}"))),
-            }
-        }
-        *self.commits.lock() += 1;
-        Ok(())
-    }
-
-    fn load(&self) -> Result<Recovered, StoreError> {
-        Ok(Recovered::default())
-    }
-
-    fn kv_scan(&self, space: &str) -> Result<Vec<(Bytes, Bytes)>, StoreError> {
-        Ok(self
-            .kv
-            .lock()
-            .iter()
-            .filter(|((s, _), _)| s == space)
-            .map(|((_, k), v)| (k.clone(), v.clone()))
-            .collect())
-    }
-}
+use portico_core::store::{DurabilityMode, Store};
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 const SHA256_SUFFIX: HashAlgorithm = HashAlgorithm::Sha256 {

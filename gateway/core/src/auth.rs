@@ -183,6 +183,11 @@ pub enum AuthStep {
 pub trait AuthExchange: Send + 'static {
     /// Consumes the client's authentication data (from CONNECT or AUTH).
     fn step(&mut self, data: Option<&[u8]>) -> AuthStep;
+
+    /// After [`AuthStep::Success`]: the client is a superuser (bypasses authorization).
+    fn superuser(&self) -> bool {
+        false
+    }
 }
 
 /// An enhanced-authentication method (e.g. SCRAM-SHA-256), named by the MQTT 5 Authentication

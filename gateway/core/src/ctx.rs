@@ -121,7 +121,12 @@ impl Ctx {
 
     /// The enhanced-authentication method named `method`, if one is registered.
     pub fn enhanced_auth(&self, method: &str) -> Option<Arc<dyn EnhancedAuth>> {
-        self.shared.enhanced_auth.iter().find(|m| m.method() == method).cloned()
+        self.shared
+            .enhanced_auth
+            .read()
+            .iter()
+            .find(|m| m.method() == method)
+            .cloned()
     }
 
     /// Runs the authorization chain: superusers may do anything, then the client's own rules
@@ -192,6 +197,12 @@ impl Ctx {
         if client.superuser {
             Metrics::inc(&self.shared.metrics.authorization_superuser);
             return Verdict::Ready(true);
+        }
+        // The client's own rules (a JWT's `acl` claim) are asked before the cache and never
+        // cached: they are cheap, and they change their answer when the token expires.
+        if let Some(allowed) = client.acl.as_ref().and_then(|acl| acl.check(client, action, topic)) {
+            self.count_verdict(allowed);
+            return Verdict::Ready(allowed);
         }
         let Some(settings) = self.shared.config.authz.cache else {
             return self.authorize(client, action, topic);

@@ -6,23 +6,25 @@ use std::path::Path;
 use std::sync::Arc;
 
 use portico_auth::acl::AclFile;
+use portico_auth::authz_db::AuthzDb;
 use portico_auth::builtin::{BuiltinDb, ImportKind, UserIdType as DbUserIdType};
 use portico_auth::chain::{AuthnBackend, AuthnChain, AuthzChain, AuthzSource, Check};
 use portico_auth::db::DbConnection;
 use portico_auth::db::redis::{RedisAuthn, RedisAuthz, RedisCommand, RedisDb};
 use portico_auth::db::sql::{Dialect, SqlAuthn, SqlAuthz, SqlDb, SqlQuery};
 use portico_auth::http::{HttpAuthn, HttpAuthz};
-use portico_auth::jwt::{JwtAuth, TokenFrom};
+use portico_auth::jwt::{Jwks, JwksSettings, JwtAuth, TokenFrom};
 use portico_auth::password::{HashAlgorithm, MacFun, SaltPosition as DbSaltPosition};
+use portico_auth::scram::{ScramAlgorithm, ScramAuth, ScramDb};
 use portico_auth::template::{Template, Var};
 use portico_auth::{AuthnVerdict, AuthzVerdict};
 use portico_core::Broker;
-use portico_core::auth::{Action, AllowAll, ClientInfo};
+use portico_core::auth::{Action, AllowAll, ClientInfo, EnhancedAuth};
 
 use crate::StartError;
 use crate::config::{
-    AuthnBackendConfig, AuthzSourceConfig, BootstrapType, Config, DEFAULT_ACL_PATH, DbKind, HashName, JwtFrom, JwtKey,
-    PasswordHashConfig, SaltPosition, UserIdType,
+    AuthnBackendConfig, AuthzSourceConfig, BootstrapType, Config, DEFAULT_ACL_PATH, DbKind, HashName, JwksConfig,
+    JwtFrom, JwtKey, PasswordHashConfig, SaltPosition, ScramAlgorithmName, UserIdType,
 };
 
 /// EMQX's default rules, used when the default `etc/acl.conf` is not where the configuration
@@ -42,6 +44,7 @@ pub(crate) fn install(broker: &Broker, config: &Config) -> Result<(), StartError
     }
 
     let mut backends: Vec<Arc<dyn AuthnBackend>> = Vec::new();
+    let mut enhanced: Vec<Arc<dyn EnhancedAuth>> = Vec::new();
     for (index, authenticator) in config.authentication.iter().enumerate() {
         if !authenticator.enable {
             continue;
@@ -93,6 +96,7 @@ pub(crate) fn install(broker: &Broker, config: &Config) -> Result<(), StartError
                 from,
                 key: jwt_key,
                 verify_claims,
+                acl_claim_name,
             } => {
                 let from = match from {
                     JwtFrom::Password => TokenFrom::Password,
@@ -105,8 +109,35 @@ pub(crate) fn install(broker: &Broker, config: &Config) -> Result<(), StartError
                             key: key("public_key"),
                             why,
                         })?,
+                    JwtKey::Jwks(jwks) => JwtAuth::jwks(start_jwks(jwks, &key)?, from, verify_claims.clone()),
                 };
-                backends.push(Arc::new(Jwt(auth)));
+                backends.push(Arc::new(Jwt(Arc::new(auth.with_acl_claim(acl_claim_name.clone())))));
+            }
+            AuthnBackendConfig::Scram(scram) => {
+                let algorithm = match scram.algorithm {
+                    ScramAlgorithmName::Sha256 => ScramAlgorithm::Sha256,
+                    ScramAlgorithmName::Sha512 => ScramAlgorithm::Sha512,
+                };
+                let db = ScramDb::open(broker.journal().cloned(), algorithm, scram.iteration_count).map_err(|e| {
+                    StartError::Invalid {
+                        key: key("backend"),
+                        why: e.to_string(),
+                    }
+                })?;
+                if let Some(path) = &scram.bootstrap_file {
+                    let text = std::fs::read_to_string(path).map_err(|e| invalid(&key("bootstrap_file"), path, e))?;
+                    let (added, failures) = db.bootstrap_csv(&text);
+                    for failure in &failures {
+                        tracing::warn!(path = %path.display(), failure, "SCRAM bootstrap user not imported");
+                    }
+                    tracing::info!(path = %path.display(), added, "SCRAM users bootstrapped");
+                }
+                tracing::info!(
+                    method = algorithm.method(),
+                    users = db.len(),
+                    "SCRAM enhanced authentication on"
+                );
+                enhanced.push(Arc::new(ScramAuth::new(Arc::new(db))));
             }
             AuthnBackendConfig::Database {
                 kind,
@@ -132,6 +163,9 @@ pub(crate) fn install(broker: &Broker, config: &Config) -> Result<(), StartError
             }
         }
     }
+    // Enhanced authentication runs beside the password chain: a CONNECT naming a method uses
+    // it, one without uses the chain.
+    broker.set_enhanced_auth(enhanced);
     if backends.is_empty() && config.mqtt.allow_anonymous {
         // Nothing to ask: skip the chain altogether.
         broker.set_authenticator(Arc::new(AllowAll));
@@ -169,6 +203,14 @@ pub(crate) fn install(broker: &Broker, config: &Config) -> Result<(), StartError
                 })?;
                 tracing::info!(url = %settings.url, "HTTP authorization");
                 sources.push(Arc::new(http));
+            }
+            AuthzSourceConfig::BuiltInDatabase { max_rules } => {
+                let db = AuthzDb::open(broker.journal().cloned(), *max_rules).map_err(|e| StartError::Invalid {
+                    key: format!("authorization.sources[{index}]"),
+                    why: e.to_string(),
+                })?;
+                tracing::info!(principals = db.list().len(), "built-in authorization rules loaded");
+                sources.push(Arc::new(RuleDb(Arc::new(db))));
             }
         }
     }
@@ -281,17 +323,49 @@ impl AuthnBackend for Builtin {
     }
 }
 
-struct Jwt(JwtAuth);
+struct Jwt(Arc<JwtAuth>);
 
 impl AuthnBackend for Jwt {
     fn check(&self, client: &ClientInfo, password: Option<&[u8]>) -> Check<AuthnVerdict> {
-        Check::Now(self.0.check(client, password))
+        self.0.check_deferred(client, password)
     }
+}
+
+/// The key set of `config`, fetched now and kept fresh by a task on the current runtime.
+fn start_jwks(config: &JwksConfig, key: &dyn Fn(&str) -> String) -> Result<Arc<Jwks>, StartError> {
+    let ca_pem = match &config.cacertfile {
+        Some(path) => Some(std::fs::read(path).map_err(|e| invalid(&key("ssl.cacertfile"), path, e))?),
+        None => None,
+    };
+    let jwks = Jwks::new(JwksSettings {
+        refresh_interval: config.refresh_interval,
+        ca_pem,
+        insecure: config.insecure,
+        ..JwksSettings::new(config.endpoint.clone())
+    })
+    .map_err(|why| StartError::Invalid {
+        key: key("endpoint"),
+        why,
+    })?;
+    let runtime = tokio::runtime::Handle::try_current().map_err(|e| StartError::Invalid {
+        key: key("use_jwks"),
+        why: format!("no async runtime to refresh the key set on: {e}"),
+    })?;
+    jwks.start(&runtime);
+    Ok(jwks)
 }
 
 struct Acl(AclFile);
 
 impl AuthzSource for Acl {
+    fn check(&self, client: &ClientInfo, action: Action, topic: &str) -> Check<AuthzVerdict> {
+        Check::Now(self.0.check(client, action, topic))
+    }
+}
+
+struct RuleDb(Arc<AuthzDb>);
+
+impl AuthzSource for RuleDb {
     fn check(&self, client: &ClientInfo, action: Action, topic: &str) -> Check<AuthzVerdict> {
         Check::Now(self.0.check(client, action, topic))
     }

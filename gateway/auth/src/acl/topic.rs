@@ -199,6 +199,17 @@ fn template(level: &str) -> Result<Level, TopicError> {
     Ok(Level::Template(parts))
 }
 
+/// Compiles a topic condition given as text, as EMQX's JSON rule formats spell it: `"eq t/#"`
+/// for a literal comparison, anything else a filter with wildcards and placeholders. For the
+/// rules that come outside acl.conf (JWT claims, the built-in rule database).
+pub(crate) fn compile_text(text: &str) -> Result<TopicCond, String> {
+    if let Some(literal) = text.strip_prefix("eq ") {
+        TopicFilter::new(literal).map_err(|e| format!("invalid topic filter {}: {e}", quote(literal)))?;
+        return Ok(TopicCond::Eq(literal.to_owned()));
+    }
+    Filter::compile(text).map(TopicCond::Filter).map_err(|e| e.message)
+}
+
 /// The filter a subscription is authorized on: `$share/{group}/{filter}` and `$queue/{filter}`
 /// are checked as `{filter}`, as EMQX checks the real topic filter of a shared subscription.
 pub(crate) fn subscription_filter(topic: &str) -> &str {

@@ -241,7 +241,9 @@ pub(crate) struct Shared {
     /// Bumped to invalidate every client's authorization cache at once (new rules, or an
     /// operator's "clean all ACL caches").
     pub(crate) authz_epoch: std::sync::atomic::AtomicU64,
-    pub(crate) enhanced_auth: Vec<Arc<dyn EnhancedAuth>>,
+    /// Swappable like the chains: the server registers methods whose users live in the
+    /// store, which opens with the broker.
+    pub(crate) enhanced_auth: RwLock<Vec<Arc<dyn EnhancedAuth>>>,
     pub(crate) metrics: Metrics,
     epoch: Instant,
     next_sweep: Mutex<Instant>,
@@ -324,7 +326,7 @@ impl Broker {
             authenticator: RwLock::new(authenticator),
             authorizer: RwLock::new(authorizer),
             authz_epoch: std::sync::atomic::AtomicU64::new(0),
-            enhanced_auth,
+            enhanced_auth: RwLock::new(enhanced_auth),
             metrics: Metrics::default(),
             epoch: now,
             next_sweep: Mutex::new(now),
@@ -463,6 +465,12 @@ impl Broker {
             }
             None => false,
         }
+    }
+
+    /// Replaces the MQTT 5 enhanced-authentication methods (new exchanges use them at once;
+    /// running ones finish with the method they started with).
+    pub fn set_enhanced_auth(&self, methods: Vec<Arc<dyn EnhancedAuth>>) {
+        *self.shared.enhanced_auth.write() = methods;
     }
 
     /// The banned list.

@@ -24,9 +24,9 @@ pub struct AuthenticatorConfig {
 }
 
 /// The backends an authenticator can use. EMQX's `mechanism = "password_based"` with a
-/// `backend` (built-in database, HTTP, PostgreSQL, MySQL, Redis) or `mechanism = "jwt"`; the
-/// others (mongodb, ldap, scram) are refused at load with a message saying so until they are
-/// built.
+/// `backend` (built-in database, HTTP, PostgreSQL, MySQL, Redis), `mechanism = "jwt"` or
+/// `mechanism = "scram"`; the other backends (mongodb, ldap) are refused at load with a message
+/// saying so.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AuthnBackendConfig {
     /// `backend = "built_in_database"`: users in the durable store.
@@ -48,6 +48,8 @@ pub enum AuthnBackendConfig {
         key: JwtKey,
         /// `verify_claims`: claim name → expected value (`${username}`, `${clientid}`).
         verify_claims: Vec<(String, String)>,
+        /// `acl_claim_name`: the claim holding the token's rules (`acl`).
+        acl_claim_name: String,
     },
     /// `backend = "postgresql" | "mysql" | "redis"` (see `auth_db.rs`).
     Database {
@@ -63,6 +65,8 @@ pub enum AuthnBackendConfig {
     },
     /// `backend = "http"`: a web service decides (keys in `auth_http.rs`).
     Http(HttpSettings),
+    /// `mechanism = "scram"`: MQTT 5 enhanced authentication with SCRAM users in the store.
+    Scram(super::auth_scram::ScramConfig),
 }
 
 /// Where a JWT is (`from`).
@@ -81,6 +85,8 @@ pub enum JwtKey {
     Hmac(Secret),
     /// `public-key`: an RSA or ECDSA public key in PEM.
     PublicKey(String),
+    /// `use_jwks = true`: the keys of a JWKS endpoint.
+    Jwks(super::auth_jwt::JwksConfig),
 }
 
 /// A configured secret: never printed.
@@ -231,6 +237,11 @@ pub enum AuthzSourceConfig {
     },
     /// `type = "http"`: a web service decides (keys in `auth_http.rs`).
     Http(HttpSettings),
+    /// `type = "built_in_database"`: rules per client id, user name and for all, in the store.
+    BuiltInDatabase {
+        /// `max_rules`: rules per principal at most.
+        max_rules: usize,
+    },
 }
 
 /// `banned.*`.
@@ -252,6 +263,7 @@ enum AuthnKind {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum AuthzKind {
     File,
+    BuiltIn,
     Http,
     Database(DbKind),
 }
@@ -261,18 +273,23 @@ pub(super) fn authentication(sections: Vec<Section<'_>>, ctx: &mut Ctx<'_>) -> V
 }
 
 const NOT_YET: &str = "is not available yet (this build offers backend = \"built_in_database\", \"http\", \
-                       \"postgresql\", \"mysql\", \"redis\" and mechanism = \"jwt\")";
+                       \"postgresql\", \"mysql\", \"redis\", mechanism = \"jwt\" and mechanism = \"scram\")";
 
 fn authenticator(mut s: Section<'_>, ctx: &mut Ctx<'_>) -> Option<AuthenticatorConfig> {
     let enable = s.field(ctx, "enable", true, value::boolean);
     let mechanism = s.required(ctx, "mechanism", |v| match value::string(v)?.as_str() {
-        "password_based" => Ok(false),
-        "jwt" => Ok(true),
-        "scram" => Err(format!("mechanism {} {NOT_YET}", render_str(v))),
-        _ => Err("expected \"password_based\" or \"jwt\"".to_owned()),
+        "password_based" => Ok("password_based"),
+        "jwt" => Ok("jwt"),
+        "scram" => Ok("scram"),
+        _ => Err("expected \"password_based\", \"jwt\" or \"scram\"".to_owned()),
     });
-    if mechanism == Some(true) {
-        let backend = jwt(&mut s, ctx);
+    if mechanism == Some("jwt") {
+        let backend = super::auth_jwt::jwt(&mut s, ctx);
+        s.finish(ctx);
+        return backend.map(|backend| AuthenticatorConfig { enable, backend });
+    }
+    if mechanism == Some("scram") {
+        let backend = super::auth_scram::scram(&mut s, ctx);
         s.finish(ctx);
         return backend.map(|backend| AuthenticatorConfig { enable, backend });
     }
@@ -331,87 +348,7 @@ fn authenticator(mut s: Section<'_>, ctx: &mut Ctx<'_>) -> Option<AuthenticatorC
     })
 }
 
-fn jwt(s: &mut Section<'_>, ctx: &mut Ctx<'_>) -> Option<AuthnBackendConfig> {
-    let from = s.field(ctx, "from", JwtFrom::Password, |v| {
-        one_of(v, &[(JwtFrom::Password, "password"), (JwtFrom::Username, "username")])
-    });
-    s.field(ctx, "use_jwks", false, |v| match value::boolean(v)? {
-        false => Ok(false),
-        true => Err("JWKS endpoints are not available yet; use algorithm = \"public-key\"".to_owned()),
-    });
-    let public = s.field(ctx, "algorithm", false, |v| {
-        one_of(v, &[(false, "hmac-based"), (true, "public-key")])
-    });
-    let base64 = s.field(ctx, "secret_base64_encoded", false, value::boolean);
-    let secret = s.read(ctx, "secret", value::non_empty_string).ok().flatten();
-    let public_key = s.read(ctx, "public_key", value::non_empty_string).ok().flatten();
-    let verify_claims = s.field(ctx, "verify_claims", Vec::new(), |v| {
-        let Value::Table(table) = v else {
-            return Err("expected a table of claim = \"value\"".to_owned());
-        };
-        table
-            .iter()
-            .map(|(name, value)| match value {
-                Value::String(text) => Ok((name.clone(), text.clone())),
-                _ => Err(format!("claim {name:?}: expected a string")),
-            })
-            .collect()
-    });
-    let key = if public {
-        let Some(pem) = public_key else {
-            ctx.invalid(
-                &s.key("public_key"),
-                String::new(),
-                "algorithm = \"public-key\" needs `public_key`",
-            );
-            return None;
-        };
-        JwtKey::PublicKey(pem)
-    } else {
-        let Some(secret) = secret else {
-            ctx.invalid(
-                &s.key("secret"),
-                String::new(),
-                "algorithm = \"hmac-based\" needs `secret`",
-            );
-            return None;
-        };
-        let bytes = if base64 {
-            let Some(bytes) = base64_decode(&secret) else {
-                ctx.invalid(&s.key("secret"), "<redacted>".to_owned(), "not valid base64");
-                return None;
-            };
-            bytes
-        } else {
-            secret.into_bytes()
-        };
-        JwtKey::Hmac(Secret(bytes))
-    };
-    Some(AuthnBackendConfig::Jwt {
-        from,
-        key,
-        verify_claims,
-    })
-}
-
-/// Standard base64 (padding optional), for `secret_base64_encoded`.
-fn base64_decode(text: &str) -> Option<Vec<u8>> {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = Vec::with_capacity(text.len() * 3 / 4);
-    let (mut acc, mut bits) = (0u32, 0u32);
-    for byte in text.trim_end_matches('=').bytes() {
-        let value = ALPHABET.iter().position(|&c| c == byte)? as u32;
-        acc = (acc << 6) | value;
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-        }
-    }
-    Some(out)
-}
-
-fn render_str(v: &Value) -> String {
+pub(super) fn render_str(v: &Value) -> String {
     format!("{:?}", v.as_str().unwrap_or_default())
 }
 
@@ -500,14 +437,17 @@ fn authz_source(mut s: Section<'_>, ctx: &mut Ctx<'_>) -> Option<AuthzSourceConf
     let kind = s.required(ctx, "type", |v| match value::string(v)?.as_str() {
         "file" => Ok(AuthzKind::File),
         "http" => Ok(AuthzKind::Http),
+        "built_in_database" => Ok(AuthzKind::BuiltIn),
         name @ ("postgresql" | "mysql" | "redis") => DbKind::from_name(name)
             .map(AuthzKind::Database)
             .ok_or_else(|| format!("unknown database {name:?}")),
-        "built_in_database" | "mongodb" | "ldap" => Err(format!(
-            "type {} is not available yet (this build offers type = \"file\", \"http\", \"postgresql\", \"mysql\", \"redis\")",
+        "mongodb" | "ldap" => Err(format!(
+            "type {} is not available yet (this build offers type = \"file\", \"built_in_database\", \"http\", \"postgresql\", \"mysql\", \"redis\")",
             render_str(v)
         )),
-        _ => Err("expected \"file\", \"http\", \"postgresql\", \"mysql\" or \"redis\"".to_owned()),
+        _ => Err(
+            "expected \"file\", \"built_in_database\", \"http\", \"postgresql\", \"mysql\" or \"redis\"".to_owned(),
+        ),
     });
     let enable = s.field(ctx, "enable", true, value::boolean);
     match kind {
@@ -520,6 +460,11 @@ fn authz_source(mut s: Section<'_>, ctx: &mut Ctx<'_>) -> Option<AuthzSourceConf
             let http = super::auth_http::authz(&mut s, ctx);
             s.finish(ctx);
             return http.filter(|_| enable).map(AuthzSourceConfig::Http);
+        }
+        Some(AuthzKind::BuiltIn) => {
+            let source = super::authz_builtin::built_in_database(&mut s, ctx);
+            s.finish(ctx);
+            return source.filter(|_| enable);
         }
         Some(AuthzKind::File) | None => {}
     }

@@ -15,6 +15,9 @@
 mod auth;
 mod auth_db;
 mod auth_http;
+mod auth_jwt;
+mod auth_scram;
+mod authz_builtin;
 mod env;
 mod error;
 mod gateway;
@@ -36,6 +39,8 @@ pub use auth::{
     DEFAULT_ACL_PATH, HashName, JwtFrom, JwtKey, PasswordHashConfig, SaltPosition, Secret, UserIdType,
 };
 pub use auth_db::DbKind;
+pub use auth_jwt::JwksConfig;
+pub use auth_scram::{ScramAlgorithmName, ScramConfig};
 pub use error::{ConfigError, ConfigErrors, Source};
 pub use gateway::{GatewayConfig, MqttSnConfig, UdpListenerConfig};
 pub use types::{

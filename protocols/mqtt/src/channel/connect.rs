@@ -260,9 +260,12 @@ impl MqttChannel {
                 },
             })),
             AuthStep::Success(data) => {
-                state.exchange = None;
+                let superuser = state.exchange.take().is_some_and(|e| e.superuser());
                 match state.pending.take() {
-                    Some(accepted) => self.complete_connect(accepted, Some(data), now, out),
+                    Some(mut accepted) => {
+                        accepted.client.superuser = superuser;
+                        self.complete_connect(accepted, Some(data), now, out)
+                    }
                     // Re-authentication succeeded. [MQTT-4.12.1-1]
                     None => out.send(Packet::Auth(Auth {
                         reason_code: ReasonCode::Success,

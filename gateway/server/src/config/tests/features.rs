@@ -508,5 +508,76 @@ fn jwt_authenticator_config() {
         "authentication = [{ mechanism = \"jwt\", use_jwks = true, secret = \"x\" }]\n",
         &[],
     ));
-    assert!(errors.to_string().contains("JWKS"), "{errors}");
+    assert!(errors.to_string().contains("authentication[0].endpoint"), "{errors}");
+    let file = "authentication = [{ mechanism = \"jwt\", use_jwks = true, endpoint = \"https://idp/jwks\", \
+                refresh_interval = \"1m\", acl_claim_name = \"rights\", disconnect_after_expire = false, \
+                ssl = { enable = true, verify = \"verify_none\" } }]\n";
+    let config = load_str("jwks", file, &[]).unwrap();
+    let AuthnBackendConfig::Jwt {
+        key, acl_claim_name, ..
+    } = &config.authentication[0].backend
+    else {
+        panic!("expected a JWT authenticator: {:?}", config.authentication);
+    };
+    assert_eq!(
+        key,
+        &JwtKey::Jwks(crate::config::JwksConfig {
+            endpoint: "https://idp/jwks".to_owned(),
+            refresh_interval: std::time::Duration::from_secs(60),
+            cacertfile: None,
+            insecure: true,
+        })
+    );
+    assert_eq!(acl_claim_name, "rights");
+    let errors = errors_of(load_str(
+        "jwks-fast",
+        "authentication = [{ mechanism = \"jwt\", use_jwks = true, endpoint = \"http://x\", refresh_interval = \"1s\" }]\n",
+        &[],
+    ));
+    assert!(errors.to_string().contains("refresh_interval"), "{errors}");
+}
+
+#[test]
+fn scram_authenticator_config() {
+    use crate::config::{AuthnBackendConfig, ScramAlgorithmName, ScramConfig};
+    let file = "authentication = [{ mechanism = \"scram\", backend = \"built_in_database\", algorithm = \"sha512\", \
+                iteration_count = 10000 }]\n";
+    let config = load_str("scram", file, &[]).unwrap();
+    assert_eq!(
+        config.authentication[0].backend,
+        AuthnBackendConfig::Scram(ScramConfig {
+            algorithm: ScramAlgorithmName::Sha512,
+            iteration_count: 10000,
+            bootstrap_file: None,
+        })
+    );
+    let errors = errors_of(load_str(
+        "scram-bad",
+        "authentication = [{ mechanism = \"scram\", backend = \"redis\", algorithm = \"md5\" }]\n",
+        &[],
+    ));
+    let text = errors.to_string();
+    assert!(text.contains("authentication[0].backend"), "{text}");
+    assert!(text.contains("authentication[0].algorithm"), "{text}");
+}
+
+#[test]
+fn built_in_database_authorization_source() {
+    use crate::config::AuthzSourceConfig;
+    let file = "[authorization]\nsources = [{ type = \"built_in_database\", max_rules = 5 }, \
+                { type = \"built_in_database\", enable = false }, { type = \"file\", path = \"etc/acl.conf\" }]\n";
+    let config = load_str("authz-db", file, &[]).unwrap();
+    assert_eq!(config.authorization.sources.len(), 2, "the disabled one is left out");
+    assert_eq!(
+        config.authorization.sources[0],
+        AuthzSourceConfig::BuiltInDatabase { max_rules: 5 }
+    );
+    let errors = errors_of(load_str(
+        "authz-db-bad",
+        "[authorization]\nsources = [{ type = \"built_in_database\", max_rules = 0, path = \"x\" }]\n",
+        &[],
+    ));
+    let text = errors.to_string();
+    assert!(text.contains("max_rules"), "{text}");
+    assert!(text.contains("sources[0].path"), "{text}");
 }

@@ -204,3 +204,62 @@ fn superusers_bypass_authorization() {
     assert_eq!(rules.calls.load(Ordering::Relaxed), 0, "a superuser is never checked");
     assert_eq!(h.broker.metrics().authorization_superuser.load(Ordering::Relaxed), 1);
 }
+
+/// Rules that came with the credentials: no opinion until `expired`, then deny everything (as
+/// a JWT's `acl` claim after the token's `exp`).
+#[derive(Debug, Default)]
+struct Expiring {
+    expired: std::sync::atomic::AtomicBool,
+}
+
+impl portico_core::auth::ClientAcl for Expiring {
+    fn check(&self, _client: &ClientInfo, _action: Action, _topic: &str) -> Option<bool> {
+        self.expired.load(Ordering::Relaxed).then_some(false)
+    }
+}
+
+struct WithAcl(Arc<Expiring>);
+
+impl Authenticator for WithAcl {
+    fn authenticate(&self, _client: &ClientInfo, _password: Option<&[u8]>) -> Verdict<AuthResult> {
+        Verdict::Ready(AuthResult::Allow {
+            superuser: false,
+            acl: Some(self.0.clone()),
+        })
+    }
+}
+
+#[test]
+fn the_clients_own_rules_are_asked_before_the_cache() {
+    let acl = Arc::new(Expiring::default());
+    let extensions = portico_core::Extensions {
+        authenticator: Arc::new(WithAcl(acl.clone())),
+        authorizer: Arc::new(Rules::default()),
+        ..Default::default()
+    };
+    let config = BrokerConfig {
+        authz: AuthzSettings {
+            cache: Some(AuthzCacheSettings::default()),
+            ..AuthzSettings::default()
+        },
+        ..BrokerConfig::default()
+    };
+    let h = Harness::build(MqttSettings::default(), config, extensions);
+    let now = h.t0;
+    let mut c = h.connect(ProtocolVersion::V5, "jwt-client", true, |_| {});
+    c.publish("open/t", b"x", QoS::AtMostOnce, 0, now);
+    let metrics = h.broker.metrics();
+    assert_eq!(
+        metrics.authorization_allow.load(Ordering::Relaxed),
+        1,
+        "the source allowed"
+    );
+    acl.expired.store(true, Ordering::Relaxed);
+    c.publish("open/t", b"x", QoS::AtMostOnce, 0, now);
+    assert_eq!(
+        metrics.authorization_deny.load(Ordering::Relaxed),
+        1,
+        "the expired rules deny, the cached allow is not used"
+    );
+    assert_eq!(metrics.authorization_cache_hit.load(Ordering::Relaxed), 0);
+}

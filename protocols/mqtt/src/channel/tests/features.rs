@@ -11,11 +11,12 @@ use portico_core::BrokerConfig;
 use super::*;
 
 /// A toy challenge-response method: the client opens with "hello", the server challenges with
-/// "nonce", the client must answer "nonce-ok".
+/// "nonce", the client must answer "nonce-ok" (or "nonce-root": a superuser).
 struct Challenge;
 
 struct ChallengeExchange {
     challenged: bool,
+    root: bool,
 }
 
 impl portico_core::auth::EnhancedAuth for Challenge {
@@ -23,7 +24,10 @@ impl portico_core::auth::EnhancedAuth for Challenge {
         "challenge"
     }
     fn start(&self, _client: &portico_core::auth::ClientInfo) -> Box<dyn portico_core::auth::AuthExchange> {
-        Box::new(ChallengeExchange { challenged: false })
+        Box::new(ChallengeExchange {
+            challenged: false,
+            root: false,
+        })
     }
 }
 
@@ -36,8 +40,30 @@ impl portico_core::auth::AuthExchange for ChallengeExchange {
                 AuthStep::Continue(Some(Bytes::from_static(b"nonce")))
             }
             (true, Some(b"nonce-ok")) => AuthStep::Success(Some(Bytes::from_static(b"welcome"))),
+            (true, Some(b"nonce-root")) => {
+                self.root = true;
+                AuthStep::Success(None)
+            }
             _ => AuthStep::Failure(Refusal::BadCredentials),
         }
+    }
+
+    fn superuser(&self) -> bool {
+        self.root
+    }
+}
+
+/// Denies everything: only superusers get anywhere.
+struct DenyAll;
+
+impl portico_core::auth::Authorizer for DenyAll {
+    fn authorize(
+        &self,
+        _client: &portico_core::auth::ClientInfo,
+        _action: portico_core::auth::Action,
+        _topic: &str,
+    ) -> portico_core::auth::Verdict<bool> {
+        portico_core::auth::Verdict::Ready(false)
     }
 }
 
@@ -121,6 +147,28 @@ fn enhanced_authentication_failures_are_refused() {
     early.input(challenge_connect(b"hello"), h.t0);
     let out = early.publish("t", b"x", QoS::AtMostOnce, 0, h.t0);
     assert!(closed(&out), "only AUTH may follow a CONNECT under authentication");
+}
+
+#[test]
+fn enhanced_authentication_can_make_a_superuser() {
+    let extensions = portico_core::Extensions {
+        enhanced_auth: vec![Arc::new(Challenge)],
+        authorizer: Arc::new(DenyAll),
+        ..Default::default()
+    };
+    let h = Harness::with_extensions(MqttSettings::default(), extensions);
+    let granted = |answer: &'static [u8]| {
+        let mut client = h.channel();
+        client.input(challenge_connect(b"hello"), h.t0);
+        let out = client.input(auth_packet(ReasonCode::ContinueAuthentication, answer), h.t0);
+        assert!(matches!(out.first(), Some(Sent::Packet(Packet::ConnAck(a))) if a.reason_code == ReasonCode::Success));
+        match client.subscribe("t", QoS::AtMostOnce, h.t0).first() {
+            Some(Sent::Packet(Packet::SubAck(ack))) => ack.reason_codes[0] == ReasonCode::Success,
+            other => panic!("expected SUBACK, got {other:?}"),
+        }
+    };
+    assert!(granted(b"nonce-root"), "superusers bypass authorization");
+    assert!(!granted(b"nonce-ok"));
 }
 
 #[test]
