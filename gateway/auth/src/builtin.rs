@@ -27,14 +27,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use parking_lot::RwLock;
 use portico_core::auth::{ClientInfo, Refusal};
 use portico_core::journal::Journal;
-use portico_core::store::{StoreError, StoreOp};
+use portico_core::store::StoreError;
 
 use crate::AuthnVerdict;
 use crate::chain::Check;
 use crate::password::{HashAlgorithm, HashError};
+use crate::user_table::{UserRow, UserTable};
 
 mod import;
 
@@ -184,12 +184,9 @@ struct StoredRecord {
 
 /// See the module docs.
 pub struct BuiltinDb {
-    journal: Option<Arc<Journal>>,
     algorithm: HashAlgorithm,
     user_id_type: UserIdType,
-    /// Ordered, so that pages of [`BuiltinDb::list_users`] come without sorting (EMQX's table
-    /// is an ordered set too).
-    users: RwLock<BTreeMap<String, UserRecord>>,
+    users: UserTable<UserRecord>,
 }
 
 impl std::fmt::Debug for BuiltinDb {
@@ -198,7 +195,7 @@ impl std::fmt::Debug for BuiltinDb {
             .field("algorithm", &self.algorithm)
             .field("user_id_type", &self.user_id_type)
             .field("users", &self.users.read().len())
-            .field("durable", &self.journal.is_some())
+            .field("durable", &self.users.is_durable())
             .finish()
     }
 }
@@ -220,10 +217,9 @@ impl BuiltinDb {
             }
         }
         Ok(BuiltinDb {
-            journal,
             algorithm,
             user_id_type,
-            users: RwLock::new(users),
+            users: UserTable::new(KV_SPACE, journal, users),
         })
     }
 
@@ -262,11 +258,7 @@ impl BuiltinDb {
             salt,
             is_superuser,
         };
-        if self.insert_new(record) {
-            Ok(())
-        } else {
-            Err(UserError::AlreadyExists(user_id.to_owned()))
-        }
+        self.users.insert_new(record)
     }
 
     /// Changes a user's password (hashed anew, with a fresh salt) and/or superuser flag.
@@ -283,59 +275,36 @@ impl BuiltinDb {
             return Err(UserError::NotFound(user_id.to_owned()));
         }
         let credentials = password.map(|p| self.algorithm.hash_new(p)).transpose()?;
-        let mut users = self.users.write();
-        let record = users
-            .get_mut(user_id)
-            .ok_or_else(|| UserError::NotFound(user_id.to_owned()))?;
-        if credentials.is_none() && is_superuser.is_none_or(|s| s == record.is_superuser) {
-            return Ok(info(record));
-        }
-        if let Some((password_hash, salt)) = credentials {
-            record.password_hash = password_hash;
-            record.salt = salt;
-        }
-        if let Some(is_superuser) = is_superuser {
-            record.is_superuser = is_superuser;
-        }
-        let info = info(record);
-        self.persist_put(record);
-        Ok(info)
+        self.users.update(user_id, |current| {
+            if credentials.is_none() && is_superuser.is_none_or(|s| s == current.is_superuser) {
+                return None;
+            }
+            let mut record = current.clone();
+            if let Some((password_hash, salt)) = credentials {
+                record.password_hash = password_hash;
+                record.salt = salt;
+            }
+            if let Some(is_superuser) = is_superuser {
+                record.is_superuser = is_superuser;
+            }
+            Some(record)
+        })
     }
 
     /// Removes a user.
     pub fn delete_user(&self, user_id: &str) -> Result<(), UserError> {
-        let mut users = self.users.write();
-        if users.remove(user_id).is_none() {
-            return Err(UserError::NotFound(user_id.to_owned()));
-        }
-        if let Some(journal) = &self.journal {
-            journal.submit(StoreOp::KvDelete {
-                space: KV_SPACE,
-                key: Bytes::copy_from_slice(user_id.as_bytes()),
-            });
-        }
-        Ok(())
+        self.users.delete(user_id)
     }
 
     /// A user, without hash and salt.
     pub fn get_user(&self, user_id: &str) -> Option<UserInfo> {
-        self.users.read().get(user_id).map(info)
+        self.users.get(user_id)
     }
 
     /// Page `page` (from 1; 0 counts as 1) of `limit` users (1..=[`MAX_PAGE_LIMIT`], clamped),
     /// in user id order.
     pub fn list_users(&self, page: usize, limit: usize) -> UserPage {
-        let page = page.max(1);
-        let limit = limit.clamp(1, MAX_PAGE_LIMIT);
-        let users = self.users.read();
-        let skip = (page - 1).saturating_mul(limit);
-        UserPage {
-            users: users.values().skip(skip).take(limit).map(info).collect(),
-            page,
-            limit,
-            count: users.len(),
-            has_next: users.len() > skip.saturating_add(limit),
-        }
+        self.users.list(page, limit)
     }
 
     /// Checks a client: no user id (no user name when users are user names) or an unknown user
@@ -386,36 +355,21 @@ impl BuiltinDb {
     /// Waits until every change so far is on disk, at most `timeout`; true when it is (always
     /// without a journal).
     pub fn flush(&self, timeout: Duration) -> bool {
-        self.journal.as_ref().is_none_or(|journal| journal.flush(timeout))
-    }
-
-    /// Inserts `record` unless its id exists; true when inserted.
-    fn insert_new(&self, record: UserRecord) -> bool {
-        let mut users = self.users.write();
-        if users.contains_key(&record.user_id) {
-            return false;
-        }
-        // Submitted under the lock, so the journal sees changes in the map's order.
-        self.persist_put(&record);
-        users.insert(record.user_id.clone(), record);
-        true
-    }
-
-    fn persist_put(&self, record: &UserRecord) {
-        if let Some(journal) = &self.journal {
-            journal.submit(StoreOp::KvPut {
-                space: KV_SPACE,
-                key: Bytes::copy_from_slice(record.user_id.as_bytes()),
-                value: encode(record),
-            });
-        }
+        self.users.flush(timeout)
     }
 }
 
-fn info(record: &UserRecord) -> UserInfo {
-    UserInfo {
-        user_id: record.user_id.clone(),
-        is_superuser: record.is_superuser,
+impl UserRow for UserRecord {
+    fn user_id(&self) -> &str {
+        &self.user_id
+    }
+
+    fn is_superuser(&self) -> bool {
+        self.is_superuser
+    }
+
+    fn encode(&self) -> Bytes {
+        encode(self)
     }
 }
 

@@ -27,6 +27,7 @@ pub mod rules;
 pub mod scram;
 pub mod slow;
 pub mod template;
+mod user_table;
 
 /// What one authentication backend says about a client.
 #[derive(Debug, Clone)]

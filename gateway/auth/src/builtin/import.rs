@@ -294,12 +294,16 @@ impl BuiltinDb {
                 (candidate.secret, candidate.salt)
             }
         };
-        Ok(self.insert_new(UserRecord {
-            user_id: candidate.user_id,
-            password_hash,
-            salt,
-            is_superuser: candidate.is_superuser,
-        }))
+        // Another import or an API call may have added the user meanwhile: that is a skip too.
+        Ok(self
+            .users
+            .insert_new(UserRecord {
+                user_id: candidate.user_id,
+                password_hash,
+                salt,
+                is_superuser: candidate.is_superuser,
+            })
+            .is_ok())
     }
 }
 

@@ -8,13 +8,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use parking_lot::RwLock;
 use portico_core::journal::Journal;
-use portico_core::store::{StoreError, StoreOp};
+use portico_core::store::StoreError;
 use rand::RngCore;
 
 use super::ScramAlgorithm;
-use crate::builtin::{MAX_PAGE_LIMIT, MAX_PASSWORD_LEN, MAX_USER_ID_LEN, UserError, UserInfo, UserPage};
+use crate::builtin::{MAX_PASSWORD_LEN, MAX_USER_ID_LEN, UserError, UserInfo, UserPage};
+use crate::user_table::{UserRow, UserTable};
 
 /// The key space of the SCRAM users in the durable store.
 pub const KV_SPACE: &str = "authn.scram";
@@ -84,10 +84,9 @@ pub enum ScramOpenError {
 
 /// See the module docs.
 pub struct ScramDb {
-    journal: Option<Arc<Journal>>,
     algorithm: ScramAlgorithm,
     iterations: u32,
-    users: RwLock<BTreeMap<String, ScramUser>>,
+    users: UserTable<ScramUser>,
 }
 
 impl std::fmt::Debug for ScramDb {
@@ -119,10 +118,9 @@ impl ScramDb {
             }
         }
         Ok(ScramDb {
-            journal,
             algorithm,
             iterations,
-            users: RwLock::new(users),
+            users: UserTable::new(KV_SPACE, journal, users),
         })
     }
 
@@ -149,27 +147,18 @@ impl ScramDb {
     /// Adds a user; refuses an existing name.
     pub fn add_user(&self, user_id: &str, password: &[u8], is_superuser: bool) -> Result<(), UserError> {
         check(user_id, Some(password))?;
-        let user = self.derive(user_id, password, is_superuser);
-        let mut users = self.users.write();
-        if users.contains_key(user_id) {
+        if self.users.read().contains_key(user_id) {
             return Err(UserError::AlreadyExists(user_id.to_owned()));
         }
-        self.persist(&user);
-        users.insert(user.user_id.clone(), user);
-        Ok(())
+        // Derive outside the lock: thousands of HMAC rounds.
+        self.users.insert_new(self.derive(user_id, password, is_superuser))
     }
 
     /// Adds a user whose keys were derived elsewhere (e.g. exported from EMQX, or a test
     /// vector); refuses an existing name.
     pub fn insert_user(&self, user: ScramUser) -> Result<(), UserError> {
         check(&user.user_id, None)?;
-        let mut users = self.users.write();
-        if users.contains_key(&user.user_id) {
-            return Err(UserError::AlreadyExists(user.user_id));
-        }
-        self.persist(&user);
-        users.insert(user.user_id.clone(), user);
-        Ok(())
+        self.users.insert_new(user)
     }
 
     /// Changes a user's password (new salt and keys) and/or superuser flag.
@@ -187,6 +176,7 @@ impl ScramDb {
             .cloned()
             .ok_or_else(|| UserError::NotFound(user_id.to_owned()))?;
         let superuser = is_superuser.unwrap_or(current.is_superuser);
+        // Derive outside the lock: thousands of HMAC rounds.
         let user = match password {
             Some(password) => self.derive(user_id, password, superuser),
             None => ScramUser {
@@ -194,49 +184,22 @@ impl ScramDb {
                 ..current
             },
         };
-        let mut users = self.users.write();
-        if !users.contains_key(user_id) {
-            return Err(UserError::NotFound(user_id.to_owned()));
-        }
-        self.persist(&user);
-        let info = info(&user);
-        users.insert(user.user_id.clone(), user);
-        Ok(info)
+        self.users.update(user_id, |_| Some(user))
     }
 
     /// Removes a user.
     pub fn delete_user(&self, user_id: &str) -> Result<(), UserError> {
-        let mut users = self.users.write();
-        if users.remove(user_id).is_none() {
-            return Err(UserError::NotFound(user_id.to_owned()));
-        }
-        if let Some(journal) = &self.journal {
-            journal.submit(StoreOp::KvDelete {
-                space: KV_SPACE,
-                key: Bytes::copy_from_slice(user_id.as_bytes()),
-            });
-        }
-        Ok(())
+        self.users.delete(user_id)
     }
 
     /// A user, without keys and salt.
     pub fn get_user(&self, user_id: &str) -> Option<UserInfo> {
-        self.users.read().get(user_id).map(info)
+        self.users.get(user_id)
     }
 
-    /// Page `page` (from 1) of `limit` users (clamped to 1..=[`MAX_PAGE_LIMIT`]), by name.
+    /// Page `page` (from 1) of `limit` users (clamped to 1..=[`crate::builtin::MAX_PAGE_LIMIT`]), by name.
     pub fn list_users(&self, page: usize, limit: usize) -> UserPage {
-        let page = page.max(1);
-        let limit = limit.clamp(1, MAX_PAGE_LIMIT);
-        let users = self.users.read();
-        let skip = (page - 1).saturating_mul(limit);
-        UserPage {
-            users: users.values().skip(skip).take(limit).map(info).collect(),
-            page,
-            limit,
-            count: users.len(),
-            has_next: users.len() > skip.saturating_add(limit),
-        }
+        self.users.list(page, limit)
     }
 
     /// Adds the users of a CSV text with a header naming `user_id`, `password` and optionally
@@ -273,7 +236,7 @@ impl ScramDb {
 
     /// Waits until every change so far is on disk, at most `timeout`.
     pub fn flush(&self, timeout: Duration) -> bool {
-        self.journal.as_ref().is_none_or(|journal| journal.flush(timeout))
+        self.users.flush(timeout)
     }
 
     /// The stored user, for the exchange.
@@ -295,15 +258,19 @@ impl ScramDb {
             is_superuser,
         }
     }
+}
 
-    fn persist(&self, user: &ScramUser) {
-        if let Some(journal) = &self.journal {
-            journal.submit(StoreOp::KvPut {
-                space: KV_SPACE,
-                key: Bytes::copy_from_slice(user.user_id.as_bytes()),
-                value: encode(user),
-            });
-        }
+impl UserRow for ScramUser {
+    fn user_id(&self) -> &str {
+        &self.user_id
+    }
+
+    fn is_superuser(&self) -> bool {
+        self.is_superuser
+    }
+
+    fn encode(&self) -> Bytes {
+        encode(self)
     }
 }
 
@@ -320,13 +287,6 @@ fn check(user_id: &str, password: Option<&[u8]>) -> Result<(), UserError> {
         return Err(UserError::PasswordTooLong { len: password.len() });
     }
     Ok(())
-}
-
-fn info(user: &ScramUser) -> UserInfo {
-    UserInfo {
-        user_id: user.user_id.clone(),
-        is_superuser: user.is_superuser,
-    }
 }
 
 fn encode(user: &ScramUser) -> Bytes {
