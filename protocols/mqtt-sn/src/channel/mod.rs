@@ -6,12 +6,13 @@
 //! - this file: the channel, the frontend, CONNECT and the will handshake, keep-alive, PINGREQ,
 //!   DISCONNECT, will updates and close;
 //! - `publish`: PUBLISH both ways, REGISTER both ways, the acknowledgement flows;
-//! - `subscribe`: SUBSCRIBE and UNSUBSCRIBE.
+//! - `subscribe`: SUBSCRIBE and UNSUBSCRIBE;
+//! - `sleep`: sleeping clients.
 //!
-//! Not yet: sleeping clients (DISCONNECT with a duration is refused with a DISCONNECT and the
-//! client treated as gone), NAT rebinding by client id, gateway discovery.
+//! Not yet: NAT rebinding by client id, gateway discovery.
 
 mod publish;
+mod sleep;
 mod subscribe;
 #[cfg(test)]
 mod tests;
@@ -29,9 +30,10 @@ use portico_core::channel::{CloseReason, ConnInfo, EncodeError, Outbox};
 use portico_core::conn::{ConnHandle, KickReason};
 use portico_core::ctx::FrontendInfo;
 use portico_core::datagram::{DatagramChannel, DatagramFrontend};
-use portico_core::message::{Message, Origin};
+use portico_core::message::{Message, Origin, now_millis};
 use portico_core::metrics::Metrics;
 use portico_core::session::Session;
+use portico_core::sys::{ConnectedEvent, DisconnectedEvent};
 use portico_core::topic::TopicName;
 use portico_core::{Broker, QoS};
 
@@ -90,7 +92,7 @@ impl DatagramFrontend for MqttSnFrontend {
     }
 
     fn new_peer(&self, conn: Arc<ConnHandle>, info: ConnInfo, now: Instant) -> MqttSnChannel {
-        MqttSnChannel::new(self.ctx.clone(), self.settings.clone(), conn, info.peer, now)
+        MqttSnChannel::new(self.ctx.clone(), self.settings.clone(), conn, info, now)
     }
 }
 
@@ -106,6 +108,10 @@ enum Phase {
     Authenticating,
     /// CONNACK sent.
     Connected,
+    /// DISCONNECT with a duration: deliveries wait for a PINGREQ.
+    Asleep,
+    /// PINGREQ with the client id: waiting deliveries go out, then PINGRESP and asleep again.
+    Awake,
     /// Closing: input ignored.
     Closing,
 }
@@ -147,16 +153,31 @@ pub struct MqttSnChannel {
     retry_deadline: Option<Instant>,
     /// A PUBLISH or SUBSCRIBE held for an authorization answer, with what it asked.
     held: Option<Box<publish::HeldPacket>>,
+    /// When a sleeping client is lost if it does not wake up.
+    sleep_deadline: Option<Instant>,
+    /// The duration of its last DISCONNECT.
+    sleep_duration: Duration,
+    /// Our port (EMQX `sockport` in events).
+    sockport: u16,
+    /// When CONNACK was sent (ms since the Unix epoch), for events.
+    connected_at_ms: u64,
+    /// Why the channel closes, in EMQX's words (`$SYS` disconnected events).
+    close_name: &'static str,
 }
 
 impl MqttSnChannel {
-    fn new(ctx: Ctx, settings: Arc<MqttSnSettings>, conn: Arc<ConnHandle>, peer: SocketAddr, now: Instant) -> Self {
+    fn new(ctx: Ctx, settings: Arc<MqttSnSettings>, conn: Arc<ConnHandle>, info: ConnInfo, now: Instant) -> Self {
         MqttSnChannel {
+            peer: info.peer,
+            sockport: info.local.port(),
+            sleep_deadline: None,
+            sleep_duration: Duration::ZERO,
+            connected_at_ms: 0,
+            close_name: "tcp_closed",
             connect_deadline: now + settings.idle_timeout,
             ctx,
             settings,
             conn,
-            peer,
             phase: Phase::Idle,
             pending: None,
             client: None,
@@ -187,6 +208,7 @@ impl MqttSnChannel {
     /// close, as EMQX does.
     fn refuse(&mut self, why: String, out: &mut Out) {
         tracing::debug!(peer = %self.peer, %why, "closing MQTT-SN channel");
+        self.close_name = "protocol_error";
         out.send(Packet::Disconnect(None));
         self.close(CloseReason::ProtocolViolation(why), out);
     }
@@ -231,10 +253,11 @@ impl MqttSnChannel {
         if self.phase != Phase::Idle {
             // EMQX: a CONNECT on a connected channel ends it; during the will handshake it is
             // ignored.
-            if self.phase == Phase::Connected {
-                return self.refuse("second CONNECT".to_owned(), out);
+            match self.phase {
+                Phase::Connected => return self.refuse("second CONNECT".to_owned(), out),
+                Phase::Asleep | Phase::Awake => return self.wake_by_connect(now, out),
+                _ => return,
             }
-            return;
         }
         if client_id.len() > self.settings.max_clientid_len {
             out.send(Packet::ConnAck {
@@ -373,6 +396,23 @@ impl MqttSnChannel {
         out.send(Packet::ConnAck {
             code: ReturnCode::Accepted,
         });
+        self.connected_at_ms = now_millis();
+        if let Some(client) = &self.client {
+            self.ctx.sys_connected(&ConnectedEvent {
+                client_id: client.client_id.to_string(),
+                username: client.username.as_ref().map(|u| u.to_string()),
+                protocol: PROTOCOL,
+                peer: Some(self.peer.ip()),
+                sockport: self.sockport,
+                proto_name: "MQTT-SN".to_owned(),
+                proto_ver: 1,
+                keepalive: duration,
+                clean_start: clean,
+                expiry_interval_secs: expiry,
+                connected_at_ms: self.connected_at_ms,
+                ts_ms: self.connected_at_ms,
+            });
+        }
         if opened.present {
             self.resend_inflight(now, out);
         }
@@ -381,13 +421,12 @@ impl MqttSnChannel {
 
     // ------------------------------------------------------------------ the rest
 
-    fn handle_disconnect(&mut self, duration: Option<u16>, out: &mut Out) {
-        if let Some(duration) = duration {
-            // Sleeping clients come with the next step of the gateway issue; until then the
-            // client is told the connection ended, and its session kept as for a disconnect.
-            tracing::debug!(peer = %self.peer, duration, "sleep requested; not supported yet, disconnecting");
+    fn handle_disconnect(&mut self, duration: Option<u16>, now: Instant, out: &mut Out) {
+        if let Some(seconds) = duration.filter(|&d| d > 0) {
+            return self.go_to_sleep(seconds, now, out);
         }
         self.will_cancelled = true;
+        self.close_name = "normal";
         out.send(Packet::Disconnect(None));
         self.close(CloseReason::ClientDisconnect, out);
     }
@@ -433,6 +472,22 @@ impl MqttSnChannel {
     /// Gives the session back to the broker (the will is published if due).
     fn release_session(&mut self, now: Instant) {
         let Some(session) = self.session.take() else { return };
+        if let Some(client) = &self.client {
+            let at = now_millis();
+            self.ctx.sys_disconnected(&DisconnectedEvent {
+                client_id: client.client_id.to_string(),
+                username: client.username.as_ref().map(|u| u.to_string()),
+                protocol: PROTOCOL,
+                peer: Some(self.peer.ip()),
+                sockport: self.sockport,
+                proto_name: "MQTT-SN".to_owned(),
+                proto_ver: 1,
+                reason: self.close_name.to_owned(),
+                connected_at_ms: self.connected_at_ms,
+                disconnected_at_ms: at,
+                ts_ms: at,
+            });
+        }
         let will = if self.will_cancelled {
             None
         } else {
@@ -446,6 +501,7 @@ impl MqttSnChannel {
         match self.phase {
             Phase::Idle | Phase::WillTopic | Phase::WillMsg | Phase::Authenticating => Some(self.connect_deadline),
             Phase::Connected => self.keepalive.map(|k| self.last_heard + k),
+            Phase::Asleep | Phase::Awake => self.sleep_deadline,
             Phase::Closing => None,
         }
     }
@@ -485,6 +541,7 @@ impl MqttSnChannel {
                 self.refuse(format!("{} during the will handshake", other.name()), out)
             }
             (Phase::Connected, packet) => self.handle_connected(packet, now, out),
+            (Phase::Asleep | Phase::Awake, packet) => self.handle_asleep(packet, now, out),
         }
     }
 
@@ -511,7 +568,7 @@ impl MqttSnChannel {
                     out.send(Packet::PingResp);
                 }
             }
-            Packet::Disconnect(duration) => self.handle_disconnect(duration, out),
+            Packet::Disconnect(duration) => self.handle_disconnect(duration, now, out),
             Packet::WillTopicUpd(will) => self.handle_will_topic_update(will, out),
             Packet::WillMsgUpd(payload) => self.handle_will_msg_update(payload, out),
             Packet::Encapsulated { .. } => {
@@ -592,9 +649,10 @@ impl DatagramChannel for MqttSnChannel {
         if self.held.is_some() {
             self.resume_held(now, out);
         }
-        if self.phase == Phase::Connected {
+        if matches!(self.phase, Phase::Connected | Phase::Awake) {
             self.deliver_queued(now, out);
         }
+        self.sleep_again_if_drained(now, out);
         self.release_if_closing(now);
     }
 
@@ -603,7 +661,10 @@ impl DatagramChannel for MqttSnChannel {
             if self.phase == Phase::Connected {
                 tracing::debug!(peer = %self.peer, "MQTT-SN keep-alive expired");
                 out.send(Packet::Disconnect(None));
+            } else if matches!(self.phase, Phase::Asleep | Phase::Awake) {
+                tracing::debug!(peer = %self.peer, "MQTT-SN client did not wake up in time; lost");
             }
+            self.close_name = "keepalive_timeout";
             self.close(CloseReason::KeepAliveTimeout, out);
             return self.release_if_closing(now);
         }
@@ -626,9 +687,15 @@ impl DatagramChannel for MqttSnChannel {
         if reason == KickReason::ServerShutdown {
             self.will_cancelled = true;
         }
-        if self.phase == Phase::Connected {
+        if matches!(self.phase, Phase::Connected | Phase::Awake) {
             out.send(Packet::Disconnect(None));
         }
+        self.close_name = match reason {
+            KickReason::TakenOver => "takenover",
+            KickReason::Discarded => "discarded",
+            KickReason::Administrative => "kicked",
+            KickReason::ServerShutdown => "shutdown",
+        };
         self.close(CloseReason::Kicked(reason), out);
         self.release_if_closing(now);
     }

@@ -443,6 +443,10 @@ impl MqttSnChannel {
     /// Sends queued messages: QoS 0 as they come, one QoS 1/2 message in flight at a time
     /// (EMQX), each topic registered with the client first when it has no id yet.
     pub(super) fn deliver_queued(&mut self, now: Instant, out: &mut Out) {
+        // A sleeping client's messages wait for its PINGREQ.
+        if self.phase == Phase::Asleep {
+            return;
+        }
         let Some(session) = self.session.clone() else { return };
         let mut state = session.lock();
         if state.conn.as_ref().map(|c| c.id()) != Some(self.conn.id()) {

@@ -550,3 +550,124 @@ fn malformed_datagrams_end_the_channel() {
         .handle_datagram(Bytes::from_static(&[9, 0x0C, 0]), h.t0, &mut out);
     assert_eq!(c.collect(&mut out), [Sent::P(Packet::Disconnect(None)), Sent::Close]);
 }
+
+fn broker_publish(h: &Harness, topic: &'static str, payload: &'static [u8], qos: QoS) {
+    let origin = Origin {
+        client_id: ByteString::from_static("mqtt-client"),
+        protocol: "mqtt",
+    };
+    let topic = TopicName::new(ByteString::from_static(topic)).expect("topic");
+    h.broker
+        .publish(Message::new(1, topic, Bytes::from_static(payload), qos, false, origin))
+        .expect("published");
+}
+
+#[test]
+fn a_sleeping_client_gets_its_messages_in_order_when_it_wakes() {
+    let h = Harness::new();
+    let mut c = h.connected(40020, "sleeper");
+    c.send(&subscribe(SnQoS::AtLeastOnce, 1, SubTopic::Short(*b"zz")), h.t0);
+    assert_eq!(
+        c.send(&Packet::Disconnect(Some(60)), h.t0),
+        [Sent::P(Packet::Disconnect(None))]
+    );
+    broker_publish(&h, "zz", b"one", QoS::AtMostOnce);
+    broker_publish(&h, "zz", b"two", QoS::AtLeastOnce);
+    broker_publish(&h, "zz", b"three", QoS::AtLeastOnce);
+    assert!(c.deliver(h.t0).is_empty(), "nothing while asleep");
+    assert_eq!(
+        c.send(&Packet::PingReq(None), h.t0),
+        [Sent::P(Packet::PingResp)],
+        "an anonymous PINGREQ does not wake"
+    );
+
+    // Awake: QoS 0 goes out at once, then one QoS 1 at a time; PINGRESP once all is acknowledged.
+    let sent = c.send(&Packet::PingReq(Some(ByteString::from_static("sleeper"))), h.t0);
+    let payloads = |sent: &[Sent]| -> Vec<Vec<u8>> {
+        sent.iter()
+            .filter_map(|s| match s {
+                Sent::P(Packet::Publish { data, .. }) => Some(data.to_vec()),
+                _ => None,
+            })
+            .collect()
+    };
+    assert_eq!(payloads(&sent), [b"one".to_vec(), b"two".to_vec()]);
+    let Some(Sent::P(Packet::Publish { msg_id, .. })) = sent.last() else {
+        panic!("{sent:?}")
+    };
+    let sent = c.send(
+        &Packet::PubAck {
+            topic_id: 0,
+            msg_id: *msg_id,
+            code: ReturnCode::Accepted,
+        },
+        h.t0,
+    );
+    assert_eq!(payloads(&sent), [b"three".to_vec()]);
+    let Some(Sent::P(Packet::Publish { msg_id, .. })) = sent.last() else {
+        panic!("{sent:?}")
+    };
+    let sent = c.send(
+        &Packet::PubAck {
+            topic_id: 0,
+            msg_id: *msg_id,
+            code: ReturnCode::Accepted,
+        },
+        h.t0,
+    );
+    assert_eq!(sent, [Sent::P(Packet::PingResp)], "that was all; asleep again");
+    broker_publish(&h, "zz", b"four", QoS::AtMostOnce);
+    assert!(c.deliver(h.t0).is_empty(), "asleep again");
+}
+
+#[test]
+fn a_client_that_does_not_wake_up_is_lost_and_its_will_published() {
+    let h = Harness::new();
+    let mut watcher = h.connected(40021, "watcher");
+    watcher.send(&subscribe(SnQoS::AtMostOnce, 1, SubTopic::Short(*b"wl")), h.t0);
+    let mut c = h.peer(40022);
+    c.send(&connect("dozy", true, 10), h.t0);
+    c.send(
+        &Packet::WillTopic(Some((Flags::default(), ByteString::from_static("wl")))),
+        h.t0,
+    );
+    c.send(&Packet::WillMsg(Bytes::from_static(b"lost")), h.t0);
+    c.send(&Packet::Disconnect(Some(100)), h.t0);
+    assert_eq!(
+        c.channel.poll_timeout(),
+        Some(h.t0 + Duration::from_secs(100)),
+        "no keep-alive while asleep"
+    );
+    assert_eq!(c.timeout(h.t0 + Duration::from_secs(100)), [Sent::Close]);
+    let got = watcher.deliver(h.t0);
+    assert!(
+        matches!(&got[..], [Sent::P(Packet::Publish { data, .. })] if &data[..] == b"lost"),
+        "{got:?}"
+    );
+}
+
+#[test]
+fn connect_while_asleep_reconnects_and_cancels_the_sleep_timer() {
+    let h = Harness::new();
+    let mut c = h.connected(40023, "c");
+    c.send(&Packet::Disconnect(Some(5)), h.t0);
+    assert_eq!(
+        c.send(&connect("c", false, 60), h.t0),
+        [Sent::P(Packet::ConnAck {
+            code: ReturnCode::Accepted
+        })]
+    );
+    assert_eq!(
+        c.channel.poll_timeout(),
+        Some(h.t0 + Duration::from_secs(90)),
+        "keep-alive again"
+    );
+    assert!(
+        c.timeout(h.t0 + Duration::from_secs(6)).is_empty(),
+        "the sleep timer is gone"
+    );
+    assert_eq!(
+        c.send(&Packet::Disconnect(None), h.t0),
+        [Sent::P(Packet::Disconnect(None)), Sent::Close]
+    );
+}
