@@ -285,21 +285,8 @@ fn wildcard_subscribers_get_a_register_before_the_publish_and_one_qos1_at_a_time
         })]
     ));
     // Published by an MQTT client (through the broker).
-    for payload in ["one", "two"] {
-        let topic = TopicName::new(ByteString::from_static("w/x")).expect("topic");
-        let message = Message::new(
-            1,
-            topic,
-            Bytes::from(payload),
-            QoS::AtLeastOnce,
-            false,
-            Origin {
-                client_id: ByteString::from_static("x"),
-                protocol: "mqtt",
-            },
-        );
-        h.broker.publish(message).expect("published");
-    }
+    broker_publish(&h, "w/x", b"one", QoS::AtLeastOnce);
+    broker_publish(&h, "w/x", b"two", QoS::AtLeastOnce);
     let sent = sub.deliver(h.t0);
     let [
         Sent::P(Packet::Register {
@@ -513,21 +500,7 @@ fn an_unanswered_register_ends_the_client_after_its_retries() {
     let h = Harness::new();
     let mut sub = h.connected(40016, "sub");
     sub.send(&subscribe(SnQoS::AtMostOnce, 1, name("r/#")), h.t0);
-    let topic = TopicName::new(ByteString::from_static("r/x")).expect("topic");
-    let origin = Origin {
-        client_id: ByteString::from_static("x"),
-        protocol: "mqtt",
-    };
-    h.broker
-        .publish(Message::new(
-            1,
-            topic,
-            Bytes::from_static(b"m"),
-            QoS::AtMostOnce,
-            false,
-            origin,
-        ))
-        .expect("published");
+    broker_publish(&h, "r/x", b"m", QoS::AtMostOnce);
     assert!(matches!(&sub.deliver(h.t0)[..], [Sent::P(Packet::Register { .. })]));
     let mut t = h.t0;
     for _ in 0..3 {
