@@ -48,6 +48,24 @@ pub trait DatagramChannel: Send + 'static {
     fn accepts_input(&self) -> bool {
         true
     }
+
+    /// The client this channel serves (its client id), once known: a datagram from a new
+    /// address naming it may be routed here (NAT rebinding; see
+    /// [`DatagramFrontend::rebind_key`]).
+    fn client_key(&self) -> Option<&str> {
+        None
+    }
+
+    /// True when a datagram naming [`client_key`](Self::client_key) from another address may
+    /// move this channel to that address (MQTT-SN: only a sleeping or waking client).
+    fn accepts_rebind(&self) -> bool {
+        false
+    }
+
+    /// The peer's address changed to `addr` (after a rebind).
+    fn rebound(&mut self, addr: std::net::SocketAddr) {
+        let _ = addr;
+    }
 }
 
 /// A datagram protocol: makes one channel per peer address.
@@ -62,6 +80,14 @@ pub trait DatagramFrontend: Send + Sync + 'static {
     /// first bytes lets junk and spoofed floods be dropped before anything is allocated.
     fn admits(&self, datagram: &[u8]) -> bool {
         !datagram.is_empty()
+    }
+
+    /// The client a datagram from an unknown address names, if it is one that may move an
+    /// existing channel to this address (MQTT-SN: CONNECT or PINGREQ with a client id, so that
+    /// a sleeping sensor behind a NAT can wake from a new port).
+    fn rebind_key(&self, datagram: &[u8]) -> Option<String> {
+        let _ = datagram;
+        None
     }
 
     /// A channel for a new peer; `conn` is registered with the broker.

@@ -186,3 +186,35 @@ async fn shutdown_tells_mqtt_sn_clients() {
         Packet::Disconnect(None)
     );
 }
+
+#[tokio::test]
+async fn a_sleeping_client_wakes_from_a_new_address() {
+    let server = start(&[]).await;
+    let before = Sn::new(&server).await;
+    before.connect("behind-nat").await;
+    before
+        .send(&Packet::Subscribe {
+            flags: Flags::default(),
+            msg_id: 1,
+            topic: SubTopic::Short(*b"nt"),
+        })
+        .await;
+    assert!(matches!(before.recv().await, Packet::SubAck { .. }));
+    before.send(&Packet::Disconnect(Some(60))).await;
+    assert_eq!(before.recv().await, Packet::Disconnect(None));
+
+    let mut backend = mqtt(&server, "backend").await;
+    backend.publish("nt", b"while asleep").await;
+
+    // The NAT gave the sensor a new port: its PINGREQ with its client id still wakes it.
+    let after = Sn::new(&server).await;
+    after
+        .send(&Packet::PingReq(Some(ByteString::from_static("behind-nat"))))
+        .await;
+    let Packet::Publish { data, .. } = after.recv().await else {
+        panic!("expected the message held while asleep")
+    };
+    assert_eq!(&data[..], b"while asleep");
+    assert_eq!(after.recv().await, Packet::PingResp);
+    server.shutdown().await;
+}

@@ -97,6 +97,8 @@ struct Peer<Ch> {
     channel: Ch,
     /// Datagrams waiting while the channel does not accept input.
     held: VecDeque<Bytes>,
+    /// The channel's client key as last filed in `by_key`.
+    key: Option<Box<str>>,
     bucket: Option<TokenBucket>,
     kick_seen: bool,
 }
@@ -110,6 +112,8 @@ struct Driver<F: DatagramFrontend> {
     peers: Vec<Option<Peer<F::Channel>>>,
     free: Vec<usize>,
     by_addr: HashMap<SocketAddr, usize>,
+    /// Channels by client key, for datagrams that name their client from a new address.
+    by_key: HashMap<Box<str>, usize>,
     ready: Arc<Ready>,
     out: Outbox<<F::Channel as DatagramChannel>::Frame>,
     scratch: BytesMut,
@@ -134,6 +138,7 @@ pub async fn serve_datagrams<F: DatagramFrontend>(
         peers: Vec::new(),
         free: Vec::new(),
         by_addr: HashMap::new(),
+        by_key: HashMap::new(),
         ready: Arc::new(Ready::default()),
         out: Outbox::new(),
         scratch: BytesMut::new(),
@@ -174,8 +179,9 @@ impl<F: DatagramFrontend> Driver<F> {
         let now = Instant::now();
         let broker = self.broker.clone();
         let metrics = broker.metrics();
-        let slot = match self.by_addr.get(&from) {
-            Some(&slot) => slot,
+        let known = self.by_addr.get(&from).copied();
+        let slot = match known.or_else(|| self.rebind(from, &datagram)) {
+            Some(slot) => slot,
             None => {
                 if !self.frontend.admits(&datagram) {
                     Metrics::inc(&metrics.listener_dropped_datagrams);
@@ -230,6 +236,7 @@ impl<F: DatagramFrontend> Driver<F> {
             waker,
             channel,
             held: VecDeque::new(),
+            key: None,
             bucket,
             kick_seen: false,
         });
@@ -308,7 +315,35 @@ impl<F: DatagramFrontend> Driver<F> {
         } else {
             let deadline = peer.channel.poll_timeout().map(|d| self.broker.millis(d));
             peer.conn.set_deadline_ms(deadline);
+            if peer.channel.client_key() != peer.key.as_deref() {
+                if let Some(old) = peer.key.take()
+                    && self.by_key.get(&old) == Some(&slot)
+                {
+                    self.by_key.remove(&old);
+                }
+                peer.key = peer.channel.client_key().map(Box::from);
+                if let Some(key) = &peer.key {
+                    self.by_key.insert(key.clone(), slot);
+                }
+            }
         }
+    }
+
+    /// Moves the channel a datagram from the unknown address `from` names to that address, if
+    /// it takes such a move; its slot.
+    fn rebind(&mut self, from: SocketAddr, datagram: &[u8]) -> Option<usize> {
+        let key = self.frontend.rebind_key(datagram)?;
+        let slot = *self.by_key.get(key.as_str())?;
+        let peer = self.peers.get_mut(slot)?.as_mut()?;
+        if !peer.channel.accepts_rebind() {
+            return None;
+        }
+        tracing::debug!(old = %peer.addr, new = %from, client = %key, "peer moved to a new address");
+        self.by_addr.remove(&peer.addr);
+        peer.addr = from;
+        peer.channel.rebound(from);
+        self.by_addr.insert(from, slot);
+        Some(slot)
     }
 
     fn remove(&mut self, slot: usize, now: Instant) {
@@ -318,6 +353,11 @@ impl<F: DatagramFrontend> Driver<F> {
         peer.channel.handle_closed(now);
         self.broker.unregister_connection(peer.conn.id());
         self.by_addr.remove(&peer.addr);
+        if let Some(key) = &peer.key
+            && self.by_key.get(key) == Some(&slot)
+        {
+            self.by_key.remove(key);
+        }
         self.free.push(slot);
     }
 

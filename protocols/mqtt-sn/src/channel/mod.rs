@@ -9,7 +9,7 @@
 //! - `subscribe`: SUBSCRIBE and UNSUBSCRIBE;
 //! - `sleep`: sleeping clients.
 //!
-//! Not yet: NAT rebinding by client id, gateway discovery.
+//! Not yet: gateway discovery.
 
 mod publish;
 mod sleep;
@@ -89,6 +89,16 @@ impl DatagramFrontend for MqttSnFrontend {
             kind,
             msg_type::CONNECT | msg_type::SEARCHGW | msg_type::DISCONNECT | msg_type::PUBLISH
         )
+    }
+
+    /// CONNECT or PINGREQ with a client id (EMQX's rebinding rule).
+    fn rebind_key(&self, datagram: &[u8]) -> Option<String> {
+        match codec::decode(Bytes::copy_from_slice(datagram)).ok()? {
+            Packet::Connect { client_id, .. } | Packet::PingReq(Some(client_id)) if !client_id.is_empty() => {
+                Some(client_id.to_string())
+            }
+            _ => None,
+        }
     }
 
     fn new_peer(&self, conn: Arc<ConnHandle>, info: ConnInfo, now: Instant) -> MqttSnChannel {
@@ -707,6 +717,23 @@ impl DatagramChannel for MqttSnChannel {
 
     fn accepts_input(&self) -> bool {
         self.phase != Phase::Authenticating && self.held.is_none()
+    }
+
+    fn client_key(&self) -> Option<&str> {
+        match self.phase {
+            Phase::Connected | Phase::Asleep | Phase::Awake => self.client.as_ref().map(|c| &*c.client_id),
+            _ => None,
+        }
+    }
+
+    /// Only a sleeping or waking client moves (EMQX): a connected one from another address is
+    /// a different connection taking the session over.
+    fn accepts_rebind(&self) -> bool {
+        matches!(self.phase, Phase::Asleep | Phase::Awake)
+    }
+
+    fn rebound(&mut self, addr: SocketAddr) {
+        self.peer = addr;
     }
 }
 
