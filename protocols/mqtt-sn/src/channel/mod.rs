@@ -11,6 +11,7 @@
 //!
 //! Not yet: gateway discovery.
 
+mod durable;
 mod publish;
 mod sleep;
 mod subscribe;
@@ -173,6 +174,9 @@ pub struct MqttSnChannel {
     connected_at_ms: u64,
     /// Why the channel closes, in EMQX's words (`$SYS` disconnected events).
     close_name: &'static str,
+    /// Acknowledgements waiting for the durable store (see `durable.rs`). Boxed: usually none.
+    #[allow(clippy::box_collection)]
+    held_acks: Option<Box<std::collections::VecDeque<(portico_core::store::Ticket, Packet)>>>,
 }
 
 impl MqttSnChannel {
@@ -184,6 +188,7 @@ impl MqttSnChannel {
             sleep_duration: Duration::ZERO,
             connected_at_ms: 0,
             close_name: "tcp_closed",
+            held_acks: None,
             connect_deadline: now + settings.idle_timeout,
             ctx,
             settings,
@@ -403,9 +408,13 @@ impl MqttSnChannel {
         self.client = Some(client);
         self.phase = Phase::Connected;
         self.last_heard = now;
-        out.send(Packet::ConnAck {
-            code: ReturnCode::Accepted,
-        });
+        // A persistent session's record must be on disk before the client is told.
+        self.send_durable(
+            Packet::ConnAck {
+                code: ReturnCode::Accepted,
+            },
+            out,
+        );
         self.connected_at_ms = now_millis();
         if let Some(client) = &self.client {
             self.ctx.sys_connected(&ConnectedEvent {
@@ -656,6 +665,7 @@ impl DatagramChannel for MqttSnChannel {
                 self.authenticated(result, now, out);
             }
         }
+        self.release_durable(out);
         if self.held.is_some() {
             self.resume_held(now, out);
         }

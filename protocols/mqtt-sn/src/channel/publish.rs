@@ -159,7 +159,8 @@ impl MqttSnChannel {
             if state.awaiting_rel.contains_key(&msg_id) {
                 // A retransmission: answer again, publish once.
                 drop(state);
-                return out.send(Packet::PubRec { msg_id });
+                // Behind the first PUBREC if that still waits for the disk.
+                return self.send_durable(Packet::PubRec { msg_id }, out);
             }
             if state.awaiting_rel.len() >= self.settings.max_awaiting_rel {
                 drop(state);
@@ -188,22 +189,27 @@ impl MqttSnChannel {
             return;
         }
         let message = self.message(name, data, qos, flags.retain);
+        // A QoS 2 message and its awaiting-release record reach the disk in one commit: split,
+        // a crash could lose the message or publish it twice.
+        let atomic = (qos == QoS::ExactlyOnce).then(|| self.ctx.atomic_journal());
         if let Err(error) = self.ctx.publish(message, now) {
+            drop(atomic);
             tracing::debug!(peer = %self.peer, %error, "MQTT-SN publish refused by the broker");
             if qos != QoS::AtMostOnce {
                 out.send(puback(ReturnCode::NotSupported));
             }
             return;
         }
+        if qos == QoS::ExactlyOnce
+            && let Some(session) = &self.session
+        {
+            session.lock().insert_awaiting_rel(msg_id, now);
+        }
+        drop(atomic);
         match qos {
             QoS::AtMostOnce => {}
-            QoS::AtLeastOnce => out.send(puback(ReturnCode::Accepted)),
-            QoS::ExactlyOnce => {
-                if let Some(session) = &self.session {
-                    session.lock().insert_awaiting_rel(msg_id, now);
-                }
-                out.send(Packet::PubRec { msg_id });
-            }
+            QoS::AtLeastOnce => self.send_durable(puback(ReturnCode::Accepted), out),
+            QoS::ExactlyOnce => self.send_durable(Packet::PubRec { msg_id }, out),
         }
     }
 
@@ -314,7 +320,7 @@ impl MqttSnChannel {
         if let Some(session) = &self.session {
             session.lock().remove_awaiting_rel(msg_id);
         }
-        out.send(Packet::PubComp { msg_id });
+        self.send_durable(Packet::PubComp { msg_id }, out);
     }
 
     pub(super) fn handle_puback(&mut self, topic_id: u16, msg_id: u16, code: ReturnCode, now: Instant, out: &mut Out) {

@@ -86,7 +86,7 @@ impl MqttSnChannel {
             subscription_id: 0,
         };
         self.ctx.subscribe(&session, parsed, options, RetainedOnSubscribe::Send);
-        out.send(suback(topic_id, ReturnCode::Accepted));
+        self.send_durable(suback(topic_id, ReturnCode::Accepted), out);
         self.deliver_queued(now, out);
     }
 

@@ -28,7 +28,10 @@ impl Harness {
     }
 
     fn with(settings: MqttSnSettings) -> Harness {
-        let broker = Broker::new(BrokerConfig::default());
+        Harness::on(Broker::new(BrokerConfig::default()), settings)
+    }
+
+    fn on(broker: Broker, settings: MqttSnSettings) -> Harness {
         let frontend = MqttSnFrontend::new(&broker, settings);
         Harness {
             broker,
@@ -642,5 +645,125 @@ fn connect_while_asleep_reconnects_and_cancels_the_sleep_timer() {
     assert_eq!(
         c.send(&Packet::Disconnect(None), h.t0),
         [Sent::P(Packet::Disconnect(None)), Sent::Close]
+    );
+}
+
+/// Commits block while the gate is closed (holds the disk still).
+#[derive(Default)]
+struct GatedStore {
+    open: parking_lot::Mutex<bool>,
+    opened: parking_lot::Condvar,
+}
+
+impl GatedStore {
+    fn set_open(&self, open: bool) {
+        *self.open.lock() = open;
+        self.opened.notify_all();
+    }
+}
+
+impl portico_core::store::Store for GatedStore {
+    fn commit(&self, _ops: &[portico_core::store::StoreOp]) -> Result<(), portico_core::store::StoreError> {
+        let mut open = self.open.lock();
+        while !*open {
+            self.opened.wait(&mut open);
+        }
+        Ok(())
+    }
+
+    fn load(&self) -> Result<portico_core::store::Recovered, portico_core::store::StoreError> {
+        Ok(Default::default())
+    }
+
+    fn kv_scan(&self, _space: &str) -> Result<Vec<(Bytes, Bytes)>, portico_core::store::StoreError> {
+        Ok(Vec::new())
+    }
+}
+
+/// Waits for the journal's wake-up, then lets the channel send what became durable.
+fn when_durable(client: &mut Client, now: Instant) -> Vec<Sent> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !client.conn.take_deliver() {
+        assert!(Instant::now() < deadline, "the journal never signalled");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let mut out = Outbox::new();
+    client.channel.handle_deliver(now, &mut out);
+    client.collect(&mut out)
+}
+
+#[test]
+fn acknowledgements_wait_for_the_durable_store() {
+    let store = Arc::new(GatedStore::default());
+    store.set_open(true);
+    let extensions = portico_core::Extensions {
+        store: Some(store.clone()),
+        durability: portico_core::store::DurabilityMode::Sync,
+        ..Default::default()
+    };
+    let broker = Broker::with_extensions(BrokerConfig::default(), extensions).expect("broker");
+    let h = Harness::on(broker, MqttSnSettings::default());
+    // A persistent subscriber: its CONNACK and SUBACK promise a stored session.
+    let mut sub = h.peer(40030);
+    let mut persistent = connect("keeper", false, 60);
+    if let Packet::Connect { flags, .. } = &mut persistent {
+        flags.clean_session = false;
+    }
+    let mut sent = sub.send(&persistent, h.t0);
+    if sent.is_empty() {
+        sent = when_durable(&mut sub, h.t0);
+    }
+    assert_eq!(
+        sent,
+        [Sent::P(Packet::ConnAck {
+            code: ReturnCode::Accepted
+        })]
+    );
+    let mut sent = sub.send(&subscribe(SnQoS::AtLeastOnce, 1, SubTopic::Short(*b"dq")), h.t0);
+    if sent.is_empty() {
+        sent = when_durable(&mut sub, h.t0);
+    }
+    assert!(
+        matches!(
+            &sent[..],
+            [Sent::P(Packet::SubAck {
+                code: ReturnCode::Accepted,
+                ..
+            })]
+        ),
+        "{sent:?}"
+    );
+
+    // The subscriber goes away; its session stays and queues (and journals) what comes.
+    let sent = sub.send(&Packet::Disconnect(None), h.t0);
+    assert_eq!(sent, [Sent::P(Packet::Disconnect(None)), Sent::Close]);
+
+    // The disk stands still: the publisher's PUBACK waits for the message's enqueue record.
+    let mut publisher = h.peer(40031);
+    let mut sent = publisher.send(&connect("pub", false, 60), h.t0);
+    if sent.is_empty() {
+        // Behind what this thread journalled for the subscriber's session.
+        sent = when_durable(&mut publisher, h.t0);
+    }
+    assert_eq!(
+        sent,
+        [Sent::P(Packet::ConnAck {
+            code: ReturnCode::Accepted
+        })]
+    );
+    store.set_open(false);
+    let sent = publisher.send(
+        &publish(SnQoS::AtLeastOnce, TopicIdType::Short, TopicField(*b"dq"), 9, b"kept"),
+        h.t0,
+    );
+    assert!(sent.is_empty(), "no PUBACK before the disk: {sent:?}");
+    store.set_open(true);
+    assert_eq!(
+        when_durable(&mut publisher, h.t0),
+        [Sent::P(Packet::PubAck {
+            topic_id: u16::from_be_bytes(*b"dq"),
+            msg_id: 9,
+            code: ReturnCode::Accepted
+        })]
     );
 }
