@@ -158,6 +158,14 @@ fn name(s: &str) -> SubTopic {
     SubTopic::Name(ByteString::from(s.to_owned()))
 }
 
+/// `sent` is exactly one PUBLISH, carrying `payload`.
+fn assert_one_publish(sent: &[Sent], payload: &[u8], what: &str) {
+    assert!(
+        matches!(sent, [Sent::P(Packet::Publish { data, .. })] if &data[..] == payload),
+        "{what}: {sent:?}"
+    );
+}
+
 fn register(client: &mut Client, topic: &str, now: Instant) -> u16 {
     let sent = client.send(
         &Packet::Register {
@@ -331,10 +339,7 @@ fn wildcard_subscribers_get_a_register_before_the_publish_and_one_qos1_at_a_time
         },
         h.t0,
     );
-    assert!(
-        matches!(&sent[..], [Sent::P(Packet::Publish { data, .. })] if &data[..] == b"two"),
-        "{sent:?}"
-    );
+    assert_one_publish(&sent, b"two", "the next message after the PUBACK");
 }
 
 #[test]
@@ -450,10 +455,7 @@ fn will_handshake_and_keepalive_expiry_publish_the_will() {
         [Sent::P(Packet::Disconnect(None)), Sent::Close]
     );
     let wills = watcher.deliver(h.t0);
-    assert!(
-        matches!(&wills[..], [Sent::P(Packet::Publish { data, .. })] if &data[..] == b"gone"),
-        "{wills:?}"
-    );
+    assert_one_publish(&wills, b"gone", "the will");
 }
 
 #[test]
@@ -492,10 +494,7 @@ fn qos_minus_one_from_an_unconnected_address() {
         h.t0,
     );
     let got = sub.deliver(h.t0);
-    assert!(
-        matches!(&got[..], [Sent::P(Packet::Publish { data, .. })] if &data[..] == b"m1"),
-        "only the predefined one: {got:?}"
-    );
+    assert_one_publish(&got, b"m1", "only the predefined one");
 }
 
 #[test]
@@ -616,10 +615,7 @@ fn a_client_that_does_not_wake_up_is_lost_and_its_will_published() {
     );
     assert_eq!(c.timeout(h.t0 + Duration::from_secs(100)), [Sent::Close]);
     let got = watcher.deliver(h.t0);
-    assert!(
-        matches!(&got[..], [Sent::P(Packet::Publish { data, .. })] if &data[..] == b"lost"),
-        "{got:?}"
-    );
+    assert_one_publish(&got, b"lost", "the will of the client that never woke");
 }
 
 #[test]
