@@ -40,6 +40,10 @@ const MAX_DATAGRAM: usize = 65_535;
 /// Datagrams read per wake-up before the ready peers get their turn.
 const READS_PER_ROUND: usize = 64;
 
+/// Rate buckets of departed peers kept at most (see `Driver::spent`): bounded so that a flood
+/// from many (spoofed) addresses cannot grow it; such a flood is what `max_peers` is for.
+const MAX_SPENT_BUCKETS: usize = 65_536;
+
 /// How a UDP listener runs.
 #[derive(Debug, Clone)]
 pub struct DatagramSettings {
@@ -114,6 +118,10 @@ struct Driver<F: DatagramFrontend> {
     by_addr: HashMap<SocketAddr, usize>,
     /// Channels by client key, for datagrams that name their client from a new address.
     by_key: HashMap<Box<str>, usize>,
+    /// The rate buckets of peers whose channel ended before their bucket refilled. A channel
+    /// can end after one datagram (a QoS −1 PUBLISH from an unconnected MQTT-SN client), and a
+    /// fresh bucket for every datagram would let one address flood past `peer_rate`.
+    spent: HashMap<SocketAddr, TokenBucket>,
     ready: Arc<Ready>,
     out: Outbox<<F::Channel as DatagramChannel>::Frame>,
     scratch: BytesMut,
@@ -121,8 +129,11 @@ struct Driver<F: DatagramFrontend> {
 
 /// Serves `socket` with `frontend` until `shutdown` is cancelled; then every peer's channel is
 /// kicked (server shutdown), may send its last datagrams, and is closed.
+///
+/// The socket is shared so that a gateway can also send unsolicited datagrams from the
+/// listener's own address (MQTT-SN ADVERTISE: clients CONNECT to the address it came from).
 pub async fn serve_datagrams<F: DatagramFrontend>(
-    socket: UdpSocket,
+    socket: Arc<UdpSocket>,
     settings: DatagramSettings,
     frontend: Arc<F>,
     broker: Broker,
@@ -139,6 +150,7 @@ pub async fn serve_datagrams<F: DatagramFrontend>(
         free: Vec::new(),
         by_addr: HashMap::new(),
         by_key: HashMap::new(),
+        spent: HashMap::new(),
         ready: Arc::new(Ready::default()),
         out: Outbox::new(),
         scratch: BytesMut::new(),
@@ -226,10 +238,13 @@ impl<F: DatagramFrontend> Driver<F> {
         let channel = self
             .frontend
             .new_peer(conn.clone(), ConnInfo::new(addr, self.local), now);
-        let bucket = self
-            .settings
-            .peer_rate
-            .map(|rate| TokenBucket::new(rate, rate.amount(), now));
+        let bucket = match self.spent.remove(&addr) {
+            Some(bucket) => Some(bucket),
+            None => self
+                .settings
+                .peer_rate
+                .map(|rate| TokenBucket::new(rate, rate.amount(), now)),
+        };
         self.peers[slot] = Some(Peer {
             addr,
             conn,
@@ -359,6 +374,26 @@ impl<F: DatagramFrontend> Driver<F> {
             self.by_key.remove(key);
         }
         self.free.push(slot);
+        if let Some(bucket) = peer.bucket {
+            self.keep_spent(peer.addr, bucket, now);
+        }
+    }
+
+    /// Remembers a departed peer's bucket until it has refilled (a full bucket is what a new
+    /// peer gets anyway).
+    fn keep_spent(&mut self, addr: SocketAddr, mut bucket: TokenBucket, now: Instant) {
+        if bucket.available(now) >= bucket.burst() {
+            return;
+        }
+        if self.spent.len() >= MAX_SPENT_BUCKETS {
+            self.spent.retain(|_, b| b.available(now) < b.burst());
+            if self.spent.len() >= MAX_SPENT_BUCKETS {
+                // That many addresses are all sending at their limit: start over rather than
+                // scan the table on every departure.
+                self.spent.clear();
+            }
+        }
+        self.spent.insert(addr, bucket);
     }
 
     fn shut_down(&mut self, socket: &UdpSocket) {

@@ -109,7 +109,7 @@ async fn rig(settings: DatagramSettings) -> Rig {
     let conns = frontend.conns.clone();
     let shutdown = CancellationToken::new();
     let task = tokio::spawn(serve_datagrams(
-        socket,
+        Arc::new(socket),
         settings,
         frontend,
         broker.clone(),
@@ -254,6 +254,30 @@ async fn floods_and_junk_are_dropped_and_counted() {
     nothing(&b).await;
     assert_eq!(rig.broker.connection_count(), 1, "max_peers");
     assert_eq!(dropped(), 1 + 5 + 1);
+    rig.shutdown.cancel();
+    rig.task.await.expect("join").expect("served");
+}
+
+#[tokio::test]
+async fn a_peer_whose_channel_ends_after_each_datagram_keeps_its_rate() {
+    let rate = Rate::new(3, Duration::from_secs(60)).expect("rate");
+    let rig = rig(DatagramSettings {
+        peer_rate: Some(rate),
+        ..DatagramSettings::default()
+    })
+    .await;
+    let a = client(&rig).await;
+    for _ in 0..3 {
+        a.send(b"close").await.expect("send");
+        assert_eq!(recv(&a).await, b"close");
+    }
+    // A new channel for the same address, but not a new bucket.
+    a.send(b"close").await.expect("send");
+    nothing(&a).await;
+    // Another address has its own.
+    let b = client(&rig).await;
+    b.send(b"close").await.expect("send");
+    assert_eq!(recv(&b).await, b"close");
     rig.shutdown.cancel();
     rig.task.await.expect("join").expect("served");
 }
