@@ -3,6 +3,7 @@ and its `mqtt_sn_pub` command) and paho-mqtt on the MQTT side of the same broker
 
 import socket
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -172,3 +173,83 @@ def test_a_sleeping_client_gets_what_was_published_meanwhile_in_order(gateway):
     c.send_disconnect()
     c.close()
     mqtt.close()
+
+
+def test_qos_is_downgraded_to_the_subscription_across_protocols(gateway):
+    # MQTT-SN publisher → MQTT subscribers: each gets min(publish QoS, subscription QoS).
+    at1 = Client(gateway, version=V311).connect()
+    at1.subscribe("down/sn", qos=1)
+    at0 = Client(gateway, version=V311).connect()
+    at0.subscribe("down/sn", qos=0)
+    c = sn_client(gateway, uid("sn"))
+    c.send_connect()
+    c.send_publish("down/sn", b"two", 2)
+    assert (at1.get().qos, at0.get().qos) == (1, 0)
+    # MQTT publisher → MQTT-SN subscriber at QoS 1: a QoS 2 publish arrives at QoS 1, a QoS 0
+    # publish at QoS 0.
+    c.send_subscribe("down/mqtt", 1, None)
+    mqtt = Client(gateway, version=V311).connect()
+    mqtt.publish("down/mqtt", b"two", qos=2)
+    p = next_publish(c)
+    assert (p.get_data(), p.get_qos()) == (b"two", 1)
+    mqtt.publish("down/mqtt", b"zero", qos=0)
+    p = next_publish(c)
+    assert (p.get_data(), p.get_qos()) == (b"zero", 0)
+    c.send_disconnect()
+    c.close()
+    for m in (at1, at0, mqtt):
+        m.close()
+
+
+@pytest.fixture
+def rate_limited_gateway(broker_factory):
+    port = free_udp_port()
+    b = broker_factory(sn_env(port, {"PORTICO_GATEWAY__MQTTSN__LISTENERS__UDP__DEFAULT__MESSAGES_RATE": "10/s"}))
+    b.sn_port = port
+    return b
+
+
+def test_a_flood_from_one_address_is_cut_to_its_rate_and_others_are_served(rate_limited_gateway):
+    g = rate_limited_gateway
+    sub = Client(g, version=V311).connect()
+    sub.subscribe("pre/seven", qos=0)
+    body = bytes([C.TYPE_PUBLISH, 0x61, 0x00, 0x07, 0x00, 0x00]) + b"f"  # QoS -1, predefined id 7
+    flood = bytes([1 + len(body)]) + body
+    sent = 0
+    stop = threading.Event()
+
+    def flood_for_two_seconds():
+        # Paced so that the kernel's receive buffer, not the gateway, is never what drops.
+        nonlocal sent
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            deadline = time.monotonic() + 2
+            while time.monotonic() < deadline and not stop.is_set():
+                s.sendto(flood, ("127.0.0.1", g.sn_port))
+                sent += 1
+                time.sleep(0.0005)
+
+    flooder = threading.Thread(target=flood_for_two_seconds)
+    flooder.start()
+    try:
+        # Meanwhile another address is served as usual.
+        time.sleep(0.5)
+        other = sn_client(g, uid("calm"))
+        other.send_connect()
+        other.send_publish_predefined(7, b"calm", 1)
+        other.send_disconnect()
+        other.close()
+    finally:
+        stop.set()
+        flooder.join()
+    got = []
+    try:
+        while True:
+            got.append(sub.get(timeout=2).payload)
+    except AssertionError:  # nothing more within 2 s
+        pass
+    assert b"calm" in got
+    flooded = got.count(b"f")
+    # A bucket of 10 plus 10 a second for about 2 s: far below what was sent.
+    assert sent > 500, sent
+    assert 10 <= flooded <= 40, (flooded, sent)
+    sub.close()
