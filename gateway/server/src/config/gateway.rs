@@ -24,8 +24,12 @@ pub struct GatewayConfig {
 pub struct MqttSnConfig {
     /// Run the gateway.
     pub enable: bool,
-    /// GwId in GWINFO.
+    /// GwId in ADVERTISE and GWINFO.
     pub gateway_id: u8,
+    /// Broadcast ADVERTISE from every UDP listener (EMQX `broadcast`, default false).
+    pub broadcast: bool,
+    /// Time between two ADVERTISEs, also their Duration field (EMQX: 15 min, fixed).
+    pub broadcast_interval: Duration,
     /// Accept QoS −1 PUBLISH.
     pub enable_qos3: bool,
     /// `predefined = [{id, topic}]`: topic ids 1..=1024 shared by all clients.
@@ -47,6 +51,8 @@ impl Default for MqttSnConfig {
         MqttSnConfig {
             enable: false,
             gateway_id: 1,
+            broadcast: false,
+            broadcast_interval: Duration::from_secs(15 * 60),
             enable_qos3: true,
             predefined: Vec::new(),
             mountpoint: String::new(),
@@ -102,7 +108,15 @@ fn mqttsn(mut s: Section<'_>, ctx: &mut Ctx<'_>) -> MqttSnConfig {
     let d = MqttSnConfig::default();
     let enable = s.field(ctx, "enable", d.enable, value::boolean);
     let gateway_id = s.field(ctx, "gateway_id", d.gateway_id, |v| value::int_in::<u8>(v, 0, 255));
-    s.field(ctx, "broadcast", false, not_yet("ADVERTISE broadcasting"));
+    let broadcast = s.field(ctx, "broadcast", d.broadcast, value::boolean);
+    let broadcast_interval = s.field(ctx, "broadcast_interval", d.broadcast_interval, |v| {
+        let interval = value::positive_duration(v)?;
+        // ADVERTISE carries it in a 16-bit count of seconds.
+        if interval < Duration::from_secs(1) || interval > Duration::from_secs(u16::MAX.into()) {
+            return Err("expected 1s to 65535s (ADVERTISE's Duration field)".to_owned());
+        }
+        Ok(interval)
+    });
     s.field(ctx, "subs_resume", false, not_yet("subs_resume"));
     s.field(ctx, "enable_stats", true, value::boolean);
     let enable_qos3 = s.field(ctx, "enable_qos3", d.enable_qos3, value::boolean);
@@ -158,10 +172,25 @@ fn mqttsn(mut s: Section<'_>, ctx: &mut Ctx<'_>) -> MqttSnConfig {
         out
     });
     listeners.finish(ctx);
+    if broadcast {
+        // ADVERTISE is an IPv4 broadcast; IPv6 has none (it would need multicast).
+        for (name, l) in udp.iter().filter(|(_, l)| l.enable && l.bind.is_ipv6()) {
+            ctx.invalid(
+                &s.key("broadcast"),
+                "true".to_owned(),
+                format!(
+                    "listener udp.{name} is bound to IPv6 address {}, and ADVERTISE is an IPv4 broadcast",
+                    l.bind
+                ),
+            );
+        }
+    }
     s.finish(ctx);
     MqttSnConfig {
         enable,
         gateway_id,
+        broadcast,
+        broadcast_interval,
         enable_qos3,
         predefined,
         mountpoint,

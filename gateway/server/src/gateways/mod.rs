@@ -1,5 +1,8 @@
-//! The gateways over UDP (so far MQTT-SN): one datagram driver task per enabled listener.
-//! They are started with the server and stopped with it; a reload leaves them as they are.
+//! The gateways over UDP (so far MQTT-SN): one datagram driver task per enabled listener, and
+//! with `broadcast` an ADVERTISE task per listener ([`advertise`]). They are started with the
+//! server and stopped with it; a reload leaves them as they are.
+
+mod advertise;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -49,6 +52,14 @@ pub(crate) async fn start(
             bind: listener.bind,
             source,
         })?;
+        if sn.broadcast {
+            socket.set_broadcast(true).map_err(|source| BindError {
+                name: full_name.clone(),
+                bind: listener.bind,
+                source,
+            })?;
+        }
+        let socket = Arc::new(socket);
         let settings = MqttSnSettings {
             gateway_id: sn.gateway_id,
             enable_qos3: sn.enable_qos3,
@@ -74,6 +85,15 @@ pub(crate) async fn start(
             ..DatagramSettings::default()
         };
         let frontend = Arc::new(MqttSnFrontend::new(broker, settings));
+        if sn.broadcast {
+            tasks.spawn(advertise::advertise(
+                socket.clone(),
+                full_name.clone(),
+                sn.gateway_id,
+                sn.broadcast_interval,
+                shutdown.clone(),
+            ));
+        }
         let serve = serve_datagrams(socket, datagram, frontend, broker.clone(), shutdown.clone());
         let log_name = full_name.clone();
         tasks.spawn(async move {

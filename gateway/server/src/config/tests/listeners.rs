@@ -415,13 +415,30 @@ enable_authn = "quick_deny_anonymous"
     assert!(!format!("{sn:?}").contains("secret"), "the password is redacted");
     assert_eq!(sn.udp["default"].bind, addr("127.0.0.1:11884"));
 
+    let config = load_str(
+        "mqttsn-broadcast",
+        "[gateway.mqttsn]\nbroadcast = true\nbroadcast_interval = \"30s\"\n",
+        &[],
+    )
+    .unwrap();
+    assert!(config.gateway.mqttsn.broadcast);
+    assert_eq!(config.gateway.mqttsn.broadcast_interval, Duration::from_secs(30));
+
     let bad = r#"
 [gateway.mqttsn]
 broadcast = true
+broadcast_interval = "19h"
 predefined = [{ id = 0, topic = "a" }, { id = 2, topic = "a/#" }, { id = 3, topic = "b" }, { id = 3, topic = "c" }]
+[gateway.mqttsn.listeners.udp.v6]
+bind = "[::1]:1885"
 "#;
     let text = errors_of(load_str("mqttsn-bad", bad, &[])).to_string();
-    assert!(text.contains("gateway.mqttsn.broadcast"), "{text}");
+    assert!(
+        text.contains("listener udp.v6 is bound to IPv6 address [::1]:1885"),
+        "{text}"
+    );
+    assert!(text.contains("gateway.mqttsn.broadcast_interval"), "{text}");
+    assert!(text.contains("1s to 65535s"), "{text}");
     assert!(text.contains("gateway.mqttsn.predefined[0].id"), "{text}");
     assert!(text.contains("gateway.mqttsn.predefined[1].topic"), "{text}");
     assert!(text.contains("appears twice"), "{text}");
