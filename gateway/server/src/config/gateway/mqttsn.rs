@@ -1,23 +1,12 @@
-//! `gateway.*`: the non-MQTT frontends, in EMQX 5's shape. So far `gateway.mqttsn`.
+//! `gateway.mqttsn`: the MQTT-SN 1.2 gateway.
 
 use std::collections::BTreeMap;
-use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
-use portico_core::auth::ListenerAuthn;
-use portico_transport::rate_limit::{RateLimit, parse_rate};
-use toml::Value;
-
-use super::auth::Secret;
-use super::schema::{Ctx, Section};
-use super::value;
-
-/// `gateway.*`.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct GatewayConfig {
-    /// `gateway.mqttsn`.
-    pub mqttsn: MqttSnConfig,
-}
+use super::super::auth::Secret;
+use super::super::schema::{Ctx, Section};
+use super::super::value;
+use super::{UdpListenerConfig, not_yet, udp_listener};
 
 /// `gateway.mqttsn`: the MQTT-SN 1.2 gateway (off unless enabled, as EMQX's gateways).
 #[derive(Debug, Clone, PartialEq)]
@@ -59,52 +48,12 @@ impl Default for MqttSnConfig {
             idle_timeout: Duration::from_secs(30),
             username: None,
             password: None,
-            udp: BTreeMap::from([("default".to_owned(), UdpListenerConfig::default())]),
+            udp: BTreeMap::from([("default".to_owned(), UdpListenerConfig::on_port(1884))]),
         }
     }
 }
 
-/// A UDP listener of a gateway.
-#[derive(Debug, Clone, PartialEq)]
-pub struct UdpListenerConfig {
-    /// Listen at all.
-    pub enable: bool,
-    /// Address and port.
-    pub bind: SocketAddr,
-    /// Peers (clients) at most.
-    pub max_connections: usize,
-    /// Datagrams each peer may send per period; more are dropped.
-    pub messages_rate: RateLimit,
-    /// Whether clients are authenticated.
-    pub enable_authn: ListenerAuthn,
-}
-
-impl Default for UdpListenerConfig {
-    fn default() -> Self {
-        UdpListenerConfig {
-            enable: true,
-            bind: SocketAddr::from((Ipv4Addr::UNSPECIFIED, 1884)),
-            max_connections: usize::MAX,
-            messages_rate: RateLimit::Infinity,
-            enable_authn: ListenerAuthn::Enabled,
-        }
-    }
-}
-
-pub(super) fn gateway(mut s: Section<'_>, ctx: &mut Ctx<'_>) -> GatewayConfig {
-    let mqttsn = mqttsn(s.section(ctx, "mqttsn"), ctx);
-    s.finish(ctx);
-    GatewayConfig { mqttsn }
-}
-
-fn not_yet(feature: &'static str) -> impl Fn(&Value) -> Result<bool, String> {
-    move |v| match value::boolean(v)? {
-        false => Ok(false),
-        true => Err(format!("{feature} is not available yet; set it to false")),
-    }
-}
-
-fn mqttsn(mut s: Section<'_>, ctx: &mut Ctx<'_>) -> MqttSnConfig {
+pub(super) fn mqttsn(mut s: Section<'_>, ctx: &mut Ctx<'_>) -> MqttSnConfig {
     let d = MqttSnConfig::default();
     let enable = s.field(ctx, "enable", d.enable, value::boolean);
     let gateway_id = s.field(ctx, "gateway_id", d.gateway_id, |v| value::int_in::<u8>(v, 0, 255));
@@ -156,20 +105,8 @@ fn mqttsn(mut s: Section<'_>, ctx: &mut Ctx<'_>) -> MqttSnConfig {
     });
     over.finish(ctx);
     let mut listeners = s.section(ctx, "listeners");
-    let udp = super::listeners::named(&mut listeners, ctx, "udp", d.udp, |mut l, ctx| {
-        let d = UdpListenerConfig::default();
-        let out = UdpListenerConfig {
-            enable: l.field(ctx, "enable", d.enable, value::boolean),
-            bind: l.field(ctx, "bind", d.bind, value::bind),
-            max_connections: l.field(ctx, "max_connections", d.max_connections, value::count_or_infinity),
-            messages_rate: l.field(ctx, "messages_rate", d.messages_rate, |v| match v {
-                Value::Integer(n) => parse_rate(&n.to_string()),
-                _ => parse_rate(&value::string(v)?),
-            }),
-            enable_authn: l.field(ctx, "enable_authn", d.enable_authn, super::listeners::enable_authn),
-        };
-        l.finish(ctx);
-        out
+    let udp = super::super::listeners::named(&mut listeners, ctx, "udp", d.udp, |l, ctx| {
+        udp_listener(l, ctx, UdpListenerConfig::on_port(1884))
     });
     listeners.finish(ctx);
     if broadcast {

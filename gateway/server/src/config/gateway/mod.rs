@@ -1,0 +1,83 @@
+//! `gateway.*`: the non-MQTT frontends, in EMQX 5's shape: `gateway.mqttsn` and `gateway.coap`.
+
+mod coap;
+mod mqttsn;
+
+pub use coap::{CoapConfig, CoapQos, NotifyType};
+pub use mqttsn::MqttSnConfig;
+
+use std::net::{Ipv4Addr, SocketAddr};
+
+use portico_core::auth::ListenerAuthn;
+use portico_transport::rate_limit::{RateLimit, parse_rate};
+use toml::Value;
+
+use super::schema::{Ctx, Section};
+use super::value;
+
+/// `gateway.*`.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct GatewayConfig {
+    /// `gateway.mqttsn`.
+    pub mqttsn: MqttSnConfig,
+    /// `gateway.coap`.
+    pub coap: CoapConfig,
+}
+
+/// A UDP listener of a gateway.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UdpListenerConfig {
+    /// Listen at all.
+    pub enable: bool,
+    /// Address and port.
+    pub bind: SocketAddr,
+    /// Peers (clients) at most.
+    pub max_connections: usize,
+    /// Datagrams each peer may send per period; more are dropped.
+    pub messages_rate: RateLimit,
+    /// Whether clients are authenticated.
+    pub enable_authn: ListenerAuthn,
+}
+
+impl UdpListenerConfig {
+    /// The defaults, listening on `0.0.0.0:port`.
+    pub fn on_port(port: u16) -> Self {
+        UdpListenerConfig {
+            enable: true,
+            bind: SocketAddr::from((Ipv4Addr::UNSPECIFIED, port)),
+            max_connections: usize::MAX,
+            messages_rate: RateLimit::Infinity,
+            enable_authn: ListenerAuthn::Enabled,
+        }
+    }
+}
+
+pub(super) fn gateway(mut s: Section<'_>, ctx: &mut Ctx<'_>) -> GatewayConfig {
+    let mqttsn = mqttsn::mqttsn(s.section(ctx, "mqttsn"), ctx);
+    let coap = coap::coap(s.section(ctx, "coap"), ctx);
+    s.finish(ctx);
+    GatewayConfig { mqttsn, coap }
+}
+
+/// `listeners.udp.<name>` of a gateway, over `d`.
+fn udp_listener(mut l: Section<'_>, ctx: &mut Ctx<'_>, d: UdpListenerConfig) -> UdpListenerConfig {
+    let out = UdpListenerConfig {
+        enable: l.field(ctx, "enable", d.enable, value::boolean),
+        bind: l.field(ctx, "bind", d.bind, value::bind),
+        max_connections: l.field(ctx, "max_connections", d.max_connections, value::count_or_infinity),
+        messages_rate: l.field(ctx, "messages_rate", d.messages_rate, |v| match v {
+            Value::Integer(n) => parse_rate(&n.to_string()),
+            _ => parse_rate(&value::string(v)?),
+        }),
+        enable_authn: l.field(ctx, "enable_authn", d.enable_authn, super::listeners::enable_authn),
+    };
+    l.finish(ctx);
+    out
+}
+
+fn not_yet(feature: &'static str) -> impl Fn(&Value) -> Result<bool, String> {
+    move |v| match value::boolean(v)? {
+        false => Ok(false),
+        true => Err(format!("{feature} is not available yet; set it to false")),
+    }
+}
