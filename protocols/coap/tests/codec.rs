@@ -7,6 +7,9 @@ use portico_coap::options::number;
 use portico_coap::*;
 use proptest::prelude::*;
 
+mod common;
+use common::arb_message;
+
 fn enc(message: &Message) -> Vec<u8> {
     let mut out = BytesMut::new();
     encode(message, &mut out).expect("encodes");
@@ -453,35 +456,6 @@ fn encode_refuses_what_decode_would_reject() {
     assert_eq!(encode(&rst_with_payload, &mut out), Err(EncodeError::EmptyWithData));
     assert!(out.is_empty(), "nothing written on error");
     assert_eq!(Token::new(&[0; 9]), Err(TokenTooLong(9)));
-}
-
-fn arb_message() -> impl Strategy<Value = Message> {
-    let mtype = prop_oneof![Just(Type::Con), Just(Type::Non), Just(Type::Ack), Just(Type::Rst)];
-    let value = prop_oneof![
-        8 => proptest::collection::vec(any::<u8>(), 0..20),
-        1 => proptest::collection::vec(any::<u8>(), 0..600),
-    ];
-    let number = prop_oneof![4 => 0u16..64, 1 => any::<u16>()];
-    let options = proptest::collection::vec((number, value), 0..12);
-    let code = (prop_oneof![Just(0u8), Just(2), Just(4), Just(5)], 0u8..32);
-    (
-        mtype,
-        code,
-        any::<u16>(),
-        proptest::collection::vec(any::<u8>(), 0..=8),
-        options,
-        proptest::collection::vec(any::<u8>(), 0..64),
-    )
-        .prop_map(|(mtype, (class, detail), mid, tok, options, payload)| {
-            let code = Code::new(class, detail);
-            let mut m = Message::new(mtype, code, mid);
-            if !code.is_empty() {
-                m.token = Token::new(&tok).expect("at most 8");
-                m.options = Options::from_pairs(options.into_iter().map(|(n, v)| (n, Bytes::from(v))));
-                m.payload = Bytes::from(payload);
-            }
-            m
-        })
 }
 
 proptest! {

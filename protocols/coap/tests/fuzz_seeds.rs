@@ -26,11 +26,23 @@ fn every_fuzz_seed_passes_the_decode_check() {
 fn named_seeds_decode_as_their_names_say() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/seeds/coap_decode");
     let read = |name: &str| std::fs::read(dir.join(name)).expect("seed exists");
-    for good in ["rfc_fig16_get", "many_options", "emqx_publish", "lwm2m_register", "block2_get_3byte"] {
+    for good in [
+        "rfc_fig16_get",
+        "many_options",
+        "emqx_publish",
+        "lwm2m_register",
+        "block2_get_3byte",
+    ] {
         let message = portico_coap::decode(read(good).into()).unwrap_or_else(|e| panic!("{good}: {e}"));
         assert_eq!(portico_coap::validate_request(&message), Ok(()), "{good}");
     }
-    for bad in ["bad_version", "bad_tkl_9", "empty_with_token", "payload_marker_empty", "number_overflow"] {
+    for bad in [
+        "bad_version",
+        "bad_tkl_9",
+        "empty_with_token",
+        "payload_marker_empty",
+        "number_overflow",
+    ] {
         assert!(portico_coap::decode(read(bad).into()).is_err(), "{bad} decoded");
     }
     for (refused, code) in [
