@@ -159,7 +159,7 @@ pub enum EncodeError {
 }
 
 /// Reads the rest of a delta or length nibble (§3.1): 0..12 as is, 13 and 14 with one or two
-/// extension bytes. `Ok(None)` if the extension is cut short.
+/// extension bytes at `pos`. `None` if the extension is cut short.
 fn extended(nibble: u8, bytes: &[u8], pos: &mut usize) -> Option<u32> {
     match nibble {
         0..=12 => Some(u32::from(nibble)),
@@ -222,11 +222,25 @@ pub fn decode(datagram: Bytes) -> Result<Message, DecodeError> {
         // §4.2: a code with a reserved class (1, 6, 7) is rejected.
         return fail(DecodeErrorKind::ReservedClass(header.code), 1, Some(header));
     }
+    match read_options(&datagram, options_start) {
+        Ok((options, payload)) => Ok(Message {
+            mtype: header.mtype,
+            code: header.code,
+            message_id: header.message_id,
+            token,
+            options,
+            payload,
+        }),
+        Err((kind, offset)) => fail(kind, offset, Some(header)),
+    }
+}
 
+/// Reads the options from `pos` to the payload marker or the end, and the payload after the
+/// marker (§3, §3.1). An error is the fault and the offset of the option byte it belongs to.
+fn read_options(datagram: &Bytes, mut pos: usize) -> Result<(Options, Bytes), (DecodeErrorKind, usize)> {
+    let d = &datagram[..];
     let mut options = Options::new();
-    let mut payload = Bytes::new();
     let mut number: u32 = 0;
-    let mut pos = options_start;
     while pos < d.len() {
         let start = pos;
         let byte = d[pos];
@@ -234,69 +248,78 @@ pub fn decode(datagram: Bytes) -> Result<Message, DecodeError> {
         if byte == PAYLOAD_MARKER {
             if pos == d.len() {
                 // §3: a marker followed by a zero-length payload is a format error.
-                return fail(DecodeErrorKind::EmptyPayload, start, Some(header));
+                return Err((DecodeErrorKind::EmptyPayload, start));
             }
-            payload = datagram.slice(pos..);
-            break;
+            return Ok((options, datagram.slice(pos..)));
         }
         let (delta_nibble, len_nibble) = (byte >> 4, byte & 0x0F);
         if delta_nibble == 15 {
-            return fail(DecodeErrorKind::ReservedOptionDelta, start, Some(header));
+            return Err((DecodeErrorKind::ReservedOptionDelta, start));
         }
         if len_nibble == 15 {
-            return fail(DecodeErrorKind::ReservedOptionLength, start, Some(header));
+            return Err((DecodeErrorKind::ReservedOptionLength, start));
         }
-        let truncated = |number, needed, available| DecodeErrorKind::TruncatedOption {
-            number,
-            needed,
-            available,
-        };
-        let ext_len = |nibble: u8| match nibble {
-            13 => 1,
-            14 => 2,
-            _ => 0,
-        };
-        let Some(delta) = extended(delta_nibble, d, &mut pos) else {
-            return fail(
-                truncated(number, ext_len(delta_nibble), d.len() - pos),
+        let cut = |number, needed, pos: usize| {
+            let available = d.len() - pos;
+            (
+                DecodeErrorKind::TruncatedOption {
+                    number,
+                    needed,
+                    available,
+                },
                 start,
-                Some(header),
-            );
+            )
         };
+        let extension_len = |nibble: u8| usize::from(nibble.saturating_sub(12));
+        let delta = extended(delta_nibble, d, &mut pos).ok_or_else(|| cut(number, extension_len(delta_nibble), pos))?;
         number += delta;
         if number > u32::from(u16::MAX) {
-            return fail(DecodeErrorKind::OptionNumberOverflow(number), start, Some(header));
+            return Err((DecodeErrorKind::OptionNumberOverflow(number), start));
         }
-        let Some(len) = extended(len_nibble, d, &mut pos) else {
-            return fail(
-                truncated(number, ext_len(len_nibble), d.len() - pos),
-                start,
-                Some(header),
-            );
-        };
+        let len = extended(len_nibble, d, &mut pos).ok_or_else(|| cut(number, extension_len(len_nibble), pos))?;
         let len = len as usize;
         if d.len() - pos < len {
-            return fail(truncated(number, len, d.len() - pos), start, Some(header));
+            return Err(cut(number, len, pos));
         }
         options.push_in_order(number as u16, datagram.slice(pos..pos + len));
         pos += len;
     }
-    Ok(Message {
-        mtype: header.mtype,
-        code: header.code,
-        message_id: header.message_id,
-        token,
-        options,
-        payload,
-    })
+    Ok((options, Bytes::new()))
 }
 
-/// Extension bytes for a delta or length of `value`.
-const fn extension_len(value: usize) -> usize {
-    match value {
-        0..=12 => 0,
-        13..=268 => 1,
-        _ => 2,
+/// How a delta or length is written (§3.1): its nibble and the extension bytes after the option
+/// byte.
+#[derive(Clone, Copy)]
+enum Extension {
+    None,
+    One(u8),
+    Two(u16),
+}
+
+impl Extension {
+    /// The nibble and extension for `value` (at most 65804).
+    fn of(value: usize) -> (u8, Extension) {
+        match value {
+            0..=12 => (value as u8, Extension::None),
+            13..=268 => (13, Extension::One((value - 13) as u8)),
+            _ => (14, Extension::Two((value - 269) as u16)),
+        }
+    }
+
+    fn len(self) -> usize {
+        match self {
+            Extension::None => 0,
+            Extension::One(_) => 1,
+            Extension::Two(_) => 2,
+        }
+    }
+
+    fn put(self, dst: &mut BytesMut) {
+        match self {
+            Extension::None => {}
+            Extension::One(b) => dst.put_u8(b),
+            Extension::Two(v) => dst.put_u16(v),
+        }
     }
 }
 
@@ -307,29 +330,12 @@ pub fn encoded_len(message: &Message) -> usize {
     for (number, value) in message.options.iter() {
         let delta = usize::from(number - previous);
         previous = number;
-        len += 1 + extension_len(delta) + extension_len(value.len()) + value.len();
+        len += 1 + Extension::of(delta).1.len() + Extension::of(value.len()).1.len() + value.len();
     }
     if !message.payload.is_empty() {
         len += 1 + message.payload.len();
     }
     len
-}
-
-/// Writes the nibble for `value` and returns the extension to follow the option byte.
-fn nibble(value: usize) -> (u8, Option<u16>, usize) {
-    match value {
-        0..=12 => (value as u8, None, 0),
-        13..=268 => (13, Some((value - 13) as u16), 1),
-        _ => (14, Some((value - 269) as u16), 2),
-    }
-}
-
-fn put_extension(dst: &mut BytesMut, ext: Option<u16>, size: usize) {
-    match (ext, size) {
-        (Some(v), 1) => dst.put_u8(v as u8),
-        (Some(v), _) => dst.put_u16(v),
-        (None, _) => {}
-    }
 }
 
 /// Appends `message` to `dst`, or says why it would not be a valid datagram (and then writes
@@ -358,12 +364,12 @@ pub fn encode(message: &Message, dst: &mut BytesMut) -> Result<(), EncodeError> 
     for (number, value) in message.options.iter() {
         // Options are sorted by construction, so the delta is never negative, and a 16-bit
         // number always fits the 2-byte extension (65535 - 269 < 65536).
-        let (delta_nibble, delta_ext, delta_size) = nibble(usize::from(number - previous));
-        let (len_nibble, len_ext, len_size) = nibble(value.len());
+        let (delta_nibble, delta_ext) = Extension::of(usize::from(number - previous));
+        let (len_nibble, len_ext) = Extension::of(value.len());
         previous = number;
         dst.put_u8((delta_nibble << 4) | len_nibble);
-        put_extension(dst, delta_ext, delta_size);
-        put_extension(dst, len_ext, len_size);
+        delta_ext.put(dst);
+        len_ext.put(dst);
         dst.put_slice(value);
     }
     if !message.payload.is_empty() {
