@@ -24,12 +24,15 @@
 //! gateway channel.
 
 pub mod block;
+pub mod channel;
 pub mod codec;
 pub mod content_format;
+pub mod exchange;
 pub mod fuzzing;
 pub mod message;
 pub mod observe;
 pub mod options;
+pub mod settings;
 pub mod validate;
 
 pub use block::{Block, Block1Assembler, Block1Error, Block1Step, BlockError, block2_slice};
