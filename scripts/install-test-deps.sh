@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install what the interop test suite needs. Idempotent and fast when
 # everything is already there:
-#   - Debian packages (mosquitto, mosquitto-clients, openssl, postgresql, mariadb-server,
+#   - Debian packages (mosquitto, mosquitto-clients, openssl, libcoap3-bin, postgresql, mariadb-server,
 #     redis-server), apt-get update only if an install is actually needed;
 #   - a Python venv at interop-tests/.venv with interop-tests/requirements.txt.
 set -euo pipefail
@@ -14,9 +14,10 @@ PYTHON="${PYTHON:-python3}"
 # --- Debian packages ---------------------------------------------------------
 missing=()
 # openssl: the command line makes the test certificates of test_transports.py.
+# libcoap3-bin: coap-client-notls / coap-client-openssl, the CoAP interop peers (test_coap.py).
 # postgresql, mariadb-server, redis-server: the database backend tests (scripts/test-services.sh
 # runs them on loopback; the Debian services themselves are not used).
-for pkg in mosquitto mosquitto-clients openssl postgresql mariadb-server redis-server; do
+for pkg in mosquitto mosquitto-clients openssl libcoap3-bin postgresql mariadb-server redis-server; do
     if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
         missing+=("$pkg")
     fi

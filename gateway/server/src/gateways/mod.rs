@@ -1,6 +1,6 @@
-//! The gateways over UDP (so far MQTT-SN): one datagram driver task per enabled listener, and
-//! with `broadcast` an ADVERTISE task per listener ([`advertise`]). They are started with the
-//! server and stopped with it; a reload leaves them as they are.
+//! The gateways over UDP (MQTT-SN and CoAP): one datagram driver task per enabled listener,
+//! and with MQTT-SN's `broadcast` an ADVERTISE task per listener ([`advertise`]). They are
+//! started with the server and stopped with it; a reload leaves them as they are.
 
 mod advertise;
 
@@ -9,7 +9,10 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use bytestring::ByteString;
+use portico_coap::channel::CoapFrontend;
+use portico_coap::settings::{Blockwise, CoapSettings};
 use portico_core::Broker;
+use portico_core::datagram::DatagramFrontend;
 use portico_mqttsn::channel::MqttSnFrontend;
 use portico_mqttsn::registry::Predefined;
 use portico_mqttsn::settings::MqttSnSettings;
@@ -21,45 +24,48 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::StartError;
-use crate::config::Config;
+use crate::config::{Config, UdpListenerConfig};
+
+/// What every gateway listener is started with.
+struct Start<'a> {
+    broker: &'a Broker,
+    shutdown: &'a CancellationToken,
+    tasks: &'a TaskTracker,
+    addrs: Vec<(String, SocketAddr)>,
+}
 
 /// Binds and serves every enabled gateway listener; returns `(name, address)` of each
-/// (`mqttsn:udp:<name>`).
+/// (`mqttsn:udp:<name>`, `coap:udp:<name>`).
 pub(crate) async fn start(
     config: &Config,
     broker: &Broker,
     shutdown: &CancellationToken,
     tasks: &TaskTracker,
 ) -> Result<Vec<(String, SocketAddr)>, StartError> {
-    let sn = &config.gateway.mqttsn;
-    let mut addrs = Vec::new();
-    if !sn.enable {
-        return Ok(addrs);
+    let mut start = Start {
+        broker,
+        shutdown,
+        tasks,
+        addrs: Vec::new(),
+    };
+    if config.gateway.mqttsn.enable {
+        start_mqttsn(config, &mut start).await?;
     }
+    if config.gateway.coap.enable {
+        start_coap(config, &mut start).await?;
+    }
+    Ok(start.addrs)
+}
+
+async fn start_mqttsn(config: &Config, start: &mut Start<'_>) -> Result<(), StartError> {
+    let sn = &config.gateway.mqttsn;
     let predefined = Predefined::new(sn.predefined.clone()).map_err(|e| StartError::Invalid {
         key: "gateway.mqttsn.predefined".to_owned(),
         why: e.to_string(),
     })?;
     for (name, listener) in sn.udp.iter().filter(|(_, l)| l.enable) {
         let full_name = format!("mqttsn:udp:{name}");
-        let socket = UdpSocket::bind(listener.bind).await.map_err(|source| BindError {
-            name: full_name.clone(),
-            bind: listener.bind,
-            source,
-        })?;
-        let addr = socket.local_addr().map_err(|source| BindError {
-            name: full_name.clone(),
-            bind: listener.bind,
-            source,
-        })?;
-        if sn.broadcast {
-            socket.set_broadcast(true).map_err(|source| BindError {
-                name: full_name.clone(),
-                bind: listener.bind,
-                source,
-            })?;
-        }
-        let socket = Arc::new(socket);
+        let socket = bind(&full_name, listener, sn.broadcast).await?;
         let settings = MqttSnSettings {
             gateway_id: sn.gateway_id,
             enable_qos3: sn.enable_qos3,
@@ -75,33 +81,98 @@ pub(crate) async fn start(
             enable_authn: listener.enable_authn,
             ..MqttSnSettings::default()
         };
-        let datagram = DatagramSettings {
-            name: full_name.clone(),
-            max_peers: listener.max_connections,
-            peer_rate: match listener.messages_rate {
-                RateLimit::Infinity => None,
-                RateLimit::Limited(rate) => Some(rate),
-            },
-            ..DatagramSettings::default()
-        };
-        let frontend = Arc::new(MqttSnFrontend::new(broker, settings));
         if sn.broadcast {
-            tasks.spawn(advertise::advertise(
+            start.tasks.spawn(advertise::advertise(
                 socket.clone(),
                 full_name.clone(),
                 sn.gateway_id,
                 sn.broadcast_interval,
-                shutdown.clone(),
+                start.shutdown.clone(),
             ));
         }
-        let serve = serve_datagrams(socket, datagram, frontend, broker.clone(), shutdown.clone());
-        let log_name = full_name.clone();
-        tasks.spawn(async move {
-            if let Err(error) = serve.await {
-                tracing::error!(listener = %log_name, %error, "UDP listener failed");
-            }
-        });
-        addrs.push((full_name, addr));
+        let frontend = Arc::new(MqttSnFrontend::new(start.broker, settings));
+        serve(start, full_name, socket, listener, frontend)?;
     }
-    Ok(addrs)
+    Ok(())
+}
+
+async fn start_coap(config: &Config, start: &mut Start<'_>) -> Result<(), StartError> {
+    let coap = &config.gateway.coap;
+    for (name, listener) in coap.udp.iter().filter(|(_, l)| l.enable) {
+        let full_name = format!("coap:udp:{name}");
+        let socket = bind(&full_name, listener, false).await?;
+        let settings = CoapSettings {
+            connection_required: coap.connection_required,
+            heartbeat: coap.heartbeat,
+            idle_timeout: coap.idle_timeout,
+            notify_type: coap.notify_type,
+            subscribe_qos: coap.subscribe_qos,
+            publish_qos: coap.publish_qos,
+            blockwise: Blockwise {
+                enable: coap.blockwise.enable,
+                max_block_size: usize::from(coap.blockwise.max_block_size),
+                max_body_size: usize::try_from(coap.blockwise.max_body_size).unwrap_or(usize::MAX),
+                exchange_lifetime: coap.blockwise.exchange_lifetime,
+            },
+            mountpoint: coap.mountpoint.clone(),
+            max_clientid_len: config.mqtt.max_clientid_len,
+            max_topic_levels: config.mqtt.max_topic_levels,
+            enable_authn: listener.enable_authn,
+            ..CoapSettings::default()
+        };
+        let frontend = Arc::new(CoapFrontend::new(start.broker, settings));
+        serve(start, full_name, socket, listener, frontend)?;
+    }
+    Ok(())
+}
+
+async fn bind(name: &str, listener: &UdpListenerConfig, broadcast: bool) -> Result<Arc<UdpSocket>, StartError> {
+    let failed = |source| BindError {
+        name: name.to_owned(),
+        bind: listener.bind,
+        source,
+    };
+    let socket = UdpSocket::bind(listener.bind).await.map_err(failed)?;
+    if broadcast {
+        socket.set_broadcast(true).map_err(failed)?;
+    }
+    Ok(Arc::new(socket))
+}
+
+fn serve<F: DatagramFrontend>(
+    start: &mut Start<'_>,
+    name: String,
+    socket: Arc<UdpSocket>,
+    listener: &UdpListenerConfig,
+    frontend: Arc<F>,
+) -> Result<(), StartError> {
+    let addr = socket.local_addr().map_err(|source| BindError {
+        name: name.clone(),
+        bind: listener.bind,
+        source,
+    })?;
+    let datagram = DatagramSettings {
+        name: name.clone(),
+        max_peers: listener.max_connections,
+        peer_rate: match listener.messages_rate {
+            RateLimit::Infinity => None,
+            RateLimit::Limited(rate) => Some(rate),
+        },
+        ..DatagramSettings::default()
+    };
+    let serve = serve_datagrams(
+        socket,
+        datagram,
+        frontend,
+        start.broker.clone(),
+        start.shutdown.clone(),
+    );
+    let log_name = name.clone();
+    start.tasks.spawn(async move {
+        if let Err(error) = serve.await {
+            tracing::error!(listener = %log_name, %error, "UDP listener failed");
+        }
+    });
+    start.addrs.push((name, addr));
+    Ok(())
 }

@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+pub use portico_coap::settings::{NotifyType, QosPolicy};
 use toml::Value;
 
 use super::super::schema::{Ctx, Section};
@@ -22,13 +23,15 @@ pub struct CoapConfig {
     /// Message type of Observe notifications.
     pub notify_type: NotifyType,
     /// QoS of a subscription (GET + Observe) without a `qos` query.
-    pub subscribe_qos: CoapQos,
+    pub subscribe_qos: QosPolicy,
     /// QoS of a publish (POST/PUT) without a `qos` query.
-    pub publish_qos: CoapQos,
+    pub publish_qos: QosPolicy,
     /// RFC 7959 block-wise transfers.
     pub blockwise: BlockwiseConfig,
     /// Topic prefix of every CoAP client's topics.
     pub mountpoint: String,
+    /// How long an address that never opened a session keeps its channel.
+    pub idle_timeout: Duration,
     /// `listeners.udp.<name>`.
     pub udp: BTreeMap<String, UdpListenerConfig>,
 }
@@ -40,33 +43,14 @@ impl Default for CoapConfig {
             connection_required: false,
             heartbeat: Duration::from_secs(30),
             notify_type: NotifyType::Qos,
-            subscribe_qos: CoapQos::Coap,
-            publish_qos: CoapQos::Coap,
+            subscribe_qos: QosPolicy::Coap,
+            publish_qos: QosPolicy::Coap,
             blockwise: BlockwiseConfig::default(),
             mountpoint: String::new(),
+            idle_timeout: Duration::from_secs(30),
             udp: BTreeMap::from([("default".to_owned(), UdpListenerConfig::on_port(5683))]),
         }
     }
-}
-
-/// `notify_type`: how Observe notifications are sent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum NotifyType {
-    /// Always NON (never retransmitted).
-    Non,
-    /// Always CON (retransmitted until ACKed).
-    Con,
-    /// NON for QoS 0 messages, CON for QoS 1 and 2.
-    Qos,
-}
-
-/// `subscribe_qos` / `publish_qos`: the QoS used when a request has no `qos` query.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CoapQos {
-    /// Always this QoS (0, 1 or 2).
-    Fixed(u8),
-    /// From the request's type: NON → 0, CON → 1.
-    Coap,
 }
 
 /// `blockwise`.
@@ -102,29 +86,26 @@ fn notify_type(v: &Value) -> Result<NotifyType, String> {
     }
 }
 
-fn coap_qos(v: &Value) -> Result<CoapQos, String> {
+fn coap_qos(v: &Value) -> Result<QosPolicy, String> {
     match value::string(v)?.as_str() {
-        "qos0" => Ok(CoapQos::Fixed(0)),
-        "qos1" => Ok(CoapQos::Fixed(1)),
-        "qos2" => Ok(CoapQos::Fixed(2)),
-        "coap" => Ok(CoapQos::Coap),
+        "qos0" => Ok(QosPolicy::Fixed(0)),
+        "qos1" => Ok(QosPolicy::Fixed(1)),
+        "qos2" => Ok(QosPolicy::Fixed(2)),
+        "coap" => Ok(QosPolicy::Coap),
         _ => Err("expected one of \"qos0\", \"qos1\", \"qos2\", \"coap\"".to_owned()),
     }
 }
 
 pub(super) fn coap(mut s: Section<'_>, ctx: &mut Ctx<'_>) -> CoapConfig {
     let d = CoapConfig::default();
-    let enable = s.field(ctx, "enable", d.enable, |v| match value::boolean(v)? {
-        // Refused until the gateway serves requests: accepting it would start nothing.
-        true => Err("the CoAP gateway is not available yet (issue 9)".to_owned()),
-        false => Ok(false),
-    });
+    let enable = s.field(ctx, "enable", d.enable, value::boolean);
     let connection_required = s.field(ctx, "connection_required", d.connection_required, value::boolean);
     let heartbeat = s.field(ctx, "heartbeat", d.heartbeat, value::positive_duration);
     let notify_type = s.field(ctx, "notify_type", d.notify_type, notify_type);
     let subscribe_qos = s.field(ctx, "subscribe_qos", d.subscribe_qos, coap_qos);
     let publish_qos = s.field(ctx, "publish_qos", d.publish_qos, coap_qos);
     let mountpoint = s.field(ctx, "mountpoint", d.mountpoint.clone(), value::string);
+    let idle_timeout = s.field(ctx, "idle_timeout", d.idle_timeout, value::positive_duration);
     s.field(ctx, "enable_stats", true, value::boolean);
     // EMQX's schema has it, but its CoAP channel never reads it: requests carry their own.
     if s.raw("clientinfo_override").is_some() {
@@ -176,6 +157,7 @@ pub(super) fn coap(mut s: Section<'_>, ctx: &mut Ctx<'_>) -> CoapConfig {
         publish_qos,
         blockwise,
         mountpoint,
+        idle_timeout,
         udp,
     }
 }

@@ -3,7 +3,7 @@
 mod coap;
 mod mqttsn;
 
-pub use coap::{CoapConfig, CoapQos, NotifyType};
+pub use coap::{CoapConfig, NotifyType, QosPolicy};
 pub use mqttsn::MqttSnConfig;
 
 use std::net::{Ipv4Addr, SocketAddr};

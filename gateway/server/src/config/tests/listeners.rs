@@ -452,13 +452,14 @@ fn coap_gateway_settings_and_refusals() {
     assert!(!coap.connection_required);
     assert_eq!(coap.heartbeat, Duration::from_secs(30));
     assert_eq!(coap.notify_type, NotifyType::Qos);
-    assert_eq!((coap.subscribe_qos, coap.publish_qos), (CoapQos::Coap, CoapQos::Coap));
+    assert_eq!((coap.subscribe_qos, coap.publish_qos), (QosPolicy::Coap, QosPolicy::Coap));
     assert_eq!(coap.blockwise.max_block_size, 1024);
     assert_eq!(coap.blockwise.max_body_size, 4 * 1024 * 1024);
     assert_eq!(coap.blockwise.exchange_lifetime, Duration::from_secs(247));
     assert_eq!(coap.udp["default"].bind, addr("0.0.0.0:5683"));
     let file = r#"
 [gateway.coap]
+enable = true
 connection_required = true
 heartbeat = "1m"
 notify_type = "con"
@@ -470,12 +471,12 @@ bind = "127.0.0.1:15683"
 "#;
     let config = load_str("coap", file, &[]).unwrap();
     let coap = &config.gateway.coap;
-    assert!(coap.connection_required);
+    assert!(coap.enable && coap.connection_required);
     assert_eq!(coap.heartbeat, Duration::from_secs(60));
     assert_eq!(coap.notify_type, NotifyType::Con);
     assert_eq!(
         (coap.subscribe_qos, coap.publish_qos),
-        (CoapQos::Fixed(2), CoapQos::Fixed(0))
+        (QosPolicy::Fixed(2), QosPolicy::Fixed(0))
     );
     assert_eq!(coap.blockwise.max_block_size, 256);
     assert_eq!(coap.blockwise.max_body_size, 64 * 1024);
@@ -483,7 +484,6 @@ bind = "127.0.0.1:15683"
 
     let bad = r#"
 [gateway.coap]
-enable = true
 notify_type = "sometimes"
 publish_qos = 1
 blockwise = { max_block_size = 1000 }
@@ -492,7 +492,6 @@ clientinfo_override = { username = "u" }
 bind = "0.0.0.0:5684"
 "#;
     let text = errors_of(load_str("coap-bad", bad, &[])).to_string();
-    assert!(text.contains("the CoAP gateway is not available yet"), "{text}");
     assert!(text.contains("gateway.coap.notify_type"), "{text}");
     assert!(text.contains("gateway.coap.publish_qos"), "{text}");
     assert!(text.contains("gateway.coap.blockwise.max_block_size"), "{text}");

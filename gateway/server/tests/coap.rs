@@ -1,0 +1,133 @@
+//! The CoAP gateway in the real server: CoAP messages from a UDP socket in the test, MQTT
+//! clients on the same broker. Interop with third-party CoAP clients (aiocoap, libcoap) lives
+//! in `interop-tests/`.
+
+use std::net::SocketAddr;
+
+use bytes::{Bytes, BytesMut};
+use portico::Server;
+use portico::config::Config;
+use portico_coap::{Code, Message, Token, Type};
+use bytestring::ByteString;
+use portico_mqtt::{Packet, PacketId, ProtocolVersion, Publish, QoS, ReasonCode};
+use tokio::net::{TcpStream, UdpSocket};
+use tokio::time::timeout;
+
+mod support;
+
+use support::{Client, WAIT};
+
+async fn start() -> Server {
+    let env = vec![
+        (
+            "PORTICO_LISTENERS__TCP__DEFAULT__BIND".to_owned(),
+            "127.0.0.1:0".to_owned(),
+        ),
+        ("PORTICO_LISTENERS__WS__DEFAULT__ENABLE".to_owned(), "false".to_owned()),
+        ("PORTICO_GATEWAY__COAP__ENABLE".to_owned(), "true".to_owned()),
+        (
+            "PORTICO_GATEWAY__COAP__LISTENERS__UDP__DEFAULT__BIND".to_owned(),
+            "127.0.0.1:0".to_owned(),
+        ),
+        support::data_dir_env(),
+    ];
+    let config = Config::load(None, env).expect("valid test config");
+    Server::start(&config).await.expect("server starts")
+}
+
+struct Coap {
+    socket: UdpSocket,
+    next_id: u16,
+}
+
+impl Coap {
+    async fn new(server: &Server) -> Coap {
+        let socket = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+        let gateway: SocketAddr = support::addr(server, "coap:udp:default");
+        socket.connect(gateway).await.expect("connect");
+        Coap { socket, next_id: 1 }
+    }
+
+    fn request(&mut self, code: Code, path: &str) -> Message {
+        self.next_id += 1;
+        let mut m = Message::new(Type::Con, code, self.next_id);
+        m.token = Token::from_u64(u64::from(self.next_id));
+        for segment in path.split('/') {
+            m.options.push_uri_path(segment);
+        }
+        m
+    }
+
+    async fn send(&self, message: &Message) {
+        let mut buf = BytesMut::new();
+        portico_coap::encode(message, &mut buf).expect("encodes");
+        self.socket.send(&buf).await.expect("send");
+    }
+
+    async fn recv(&self) -> Message {
+        let mut buf = vec![0u8; 65_536];
+        let n = timeout(WAIT, self.socket.recv(&mut buf))
+            .await
+            .expect("an answer in time")
+            .expect("recv");
+        buf.truncate(n);
+        portico_coap::decode(Bytes::from(buf)).expect("a valid CoAP message")
+    }
+}
+
+async fn mqtt(server: &Server, id: &str) -> Client {
+    let stream = TcpStream::connect(support::addr(server, "tcp:default"))
+        .await
+        .expect("connect");
+    let mut client = Client::new(Box::new(stream), ProtocolVersion::V3_1_1);
+    assert_eq!(client.connect(id, None).await, Some(ReasonCode::Success));
+    client
+}
+
+#[tokio::test]
+async fn coap_and_mqtt_clients_exchange_messages() {
+    let server = start().await;
+    let mut backend = mqtt(&server, "backend").await;
+    backend.subscribe_with("sensors/#", QoS::AtLeastOnce).await;
+
+    // CoAP → MQTT: POST /ps/{topic}, piggybacked 2.04.
+    let mut device = Coap::new(&server).await;
+    let mut post = device.request(Code::POST, "ps/sensors/t1");
+    post.options.push_uri_query("qos=1");
+    let post = post.with_payload(&b"21.5"[..]);
+    device.send(&post).await;
+    let response = device.recv().await;
+    assert_eq!(
+        (response.mtype, response.code, response.message_id),
+        (Type::Ack, Code::CHANGED, post.message_id)
+    );
+    let got = backend.expect_publish().await;
+    assert_eq!((got.topic.as_ref(), &got.payload[..]), ("sensors/t1", &b"21.5"[..]));
+
+    // MQTT → CoAP: GET + Observe, then a CON notification for a QoS 1 message.
+    let mut observe = device.request(Code::GET, "ps/cmd/led");
+    observe.options.push_uri_query("qos=1");
+    observe.options.set_observe(0);
+    device.send(&observe).await;
+    let registered = device.recv().await;
+    assert_eq!(registered.code, Code::CONTENT);
+    assert!(registered.options.observe().is_some());
+    backend
+        .send(&Packet::Publish(Publish {
+            dup: false,
+            qos: QoS::AtLeastOnce,
+            retain: false,
+            topic: ByteString::from_static("cmd/led"),
+            packet_id: PacketId::new(1),
+            payload: Bytes::from_static(b"on"),
+            properties: Default::default(),
+        }))
+        .await;
+    let notification = device.recv().await;
+    assert_eq!(
+        (notification.mtype, notification.code, notification.token, &notification.payload[..]),
+        (Type::Con, Code::CONTENT, observe.token, &b"on"[..])
+    );
+    device.send(&Message::ack_for(&notification)).await;
+    server.shutdown().await;
+}
