@@ -167,8 +167,10 @@ async fn connection_refused_is_a_clear_error() -> Result<()> {
 }
 
 /// MQTT-SN publishers (UDP, through the broker's MQTT-SN gateway) to MQTT subscribers: open
-/// loop at QoS 0 and 1, nothing may be lost; a closed loop at QoS 1 (one message in flight per
-/// publisher) must be lossless too.
+/// loop at QoS 0 and 1, and a closed loop at QoS 1 (one message in flight per publisher). QoS 1
+/// must lose nothing. UDP has no backpressure: a debug-build gateway starved by the tests running
+/// beside it may find its socket buffer full, so QoS 0 may lose datagrams and QoS 1 may resend
+/// (and then deliver twice) a PUBLISH whose PUBACK came late.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mqtt_sn_publishers() -> Result<()> {
     let config = portico::config::Config::load(
@@ -208,9 +210,12 @@ async fn mqtt_sn_publishers() -> Result<()> {
         cfg.sn_addr = Some(sn);
         cfg.rate = rate;
         let r = portico_bench::run(&cfg).await?;
-        check_sane(&r, true, true);
+        check_sane(&r, false, true);
         assert_eq!(r.pub_protocol, "mqtt-sn");
-        assert_eq!(r.retransmits, Some(0), "{r:?}");
+        if qos == QoS::AtLeastOnce {
+            assert_eq!(r.lost, Some(0), "{r:?}");
+            assert!(r.duplicates <= r.retransmits, "{r:?}");
+        }
     }
     server.shutdown().await;
     Ok(())
