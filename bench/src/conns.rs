@@ -136,6 +136,8 @@ pub(crate) async fn run(cfg: &Config) -> Result<Report> {
         connect_failures: Some(failures),
         connect_rate_per_s: Some(opened_n as f64 / connect_secs),
         rss_per_conn_bytes: rss_per_conn,
+        pub_protocol: cfg.pub_protocol.name().to_owned(),
+        retransmits: None,
     })
 }
 

@@ -31,6 +31,26 @@ pub use transport::{TlsTrust, Transport, TransportConfig};
 /// Connections one process may open (the open-files limit is 20,000 per process).
 pub const MAX_CONNECTIONS_PER_PROCESS: u32 = 19_000;
 
+/// The protocol the publishers speak (subscribers are always MQTT).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum PubProtocol {
+    /// MQTT over the chosen `--transport`, like the subscribers.
+    #[default]
+    Mqtt,
+    /// MQTT-SN 1.2 over UDP to the broker's MQTT-SN gateway (QoS 0 or 1).
+    MqttSn,
+}
+
+impl PubProtocol {
+    /// The name used on the command line and in the report.
+    pub fn name(self) -> &'static str {
+        match self {
+            PubProtocol::Mqtt => "mqtt",
+            PubProtocol::MqttSn => "mqtt-sn",
+        }
+    }
+}
+
 /// What to measure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Scenario {
@@ -102,6 +122,10 @@ pub struct Config {
     /// Subscribers keep persistent sessions (clean session off; 5.0: Session Expiry 1 h), so
     /// that a durable broker stores every message it queues for them.
     pub persistent_subscribers: bool,
+    /// What the publishers speak.
+    pub pub_protocol: PubProtocol,
+    /// The broker's MQTT-SN gateway (UDP), for [`PubProtocol::MqttSn`] publishers.
+    pub sn_addr: Option<SocketAddr>,
 }
 
 impl Config {
@@ -130,6 +154,8 @@ impl Config {
             drain: Duration::from_secs(2),
             progress: false,
             persistent_subscribers: false,
+            pub_protocol: PubProtocol::Mqtt,
+            sn_addr: None,
         }
     }
 
@@ -174,6 +200,26 @@ impl Config {
                 }
             }
             _ => {}
+        }
+        if self.pub_protocol == PubProtocol::MqttSn {
+            if self.scenario == Scenario::Conns {
+                bail!("--pub-protocol mqtt-sn applies to p2p, fanout and fanin (conns has no publishers)");
+            }
+            if self.sn_addr.is_none() {
+                bail!("--pub-protocol mqtt-sn needs --sn-port (the broker's MQTT-SN gateway, UDP)");
+            }
+            if self.qos == QoS::ExactlyOnce {
+                bail!("--pub-protocol mqtt-sn publishes at QoS 0 or 1 only");
+            }
+            if self.size > pubsub::sn::MAX_PAYLOAD {
+                bail!(
+                    "--size {} is too large for an MQTT-SN PUBLISH (at most {} bytes of data)",
+                    self.size,
+                    pubsub::sn::MAX_PAYLOAD
+                );
+            }
+        } else if self.sn_addr.is_some() {
+            bail!("--sn-port applies to --pub-protocol mqtt-sn only");
         }
         let clients = match self.scenario {
             Scenario::Conns => self.connections,

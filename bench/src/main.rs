@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
 use clap::Parser;
-use portico_bench::{Config, Report, Scenario, TlsTrust, Transport, TransportConfig, default_clients, random_prefix};
+use portico_bench::{
+    Config, PubProtocol, Report, Scenario, TlsTrust, Transport, TransportConfig, default_clients, random_prefix,
+};
 use portico_mqtt::{ProtocolVersion, QoS};
 
 /// MQTT load generator: publishers and subscribers in one process measure end-to-end latency,
@@ -106,6 +108,14 @@ struct Cli {
     /// Password every client sends with --username.
     #[arg(long)]
     password: Option<String>,
+    /// What the publishers speak: mqtt, or mqtt-sn (MQTT-SN 1.2 over UDP to the broker's
+    /// MQTT-SN gateway at --host:--sn-port; QoS 0 or 1, one QoS 1 message in flight per
+    /// publisher). Subscribers always speak MQTT.
+    #[arg(long, value_enum, default_value_t = PubProtocol::Mqtt)]
+    pub_protocol: PubProtocol,
+    /// UDP port of the broker's MQTT-SN gateway (--pub-protocol mqtt-sn).
+    #[arg(long)]
+    sn_port: Option<u16>,
     /// p2p/fanout/fanin: subscribers keep persistent sessions (3.1.1 clean session off; 5.0
     /// Session Expiry Interval 3600 s), so a durable broker writes what it queues for them.
     #[arg(long)]
@@ -224,6 +234,8 @@ fn config(cli: &Cli) -> Result<Config> {
     cfg.topic_prefix = cli.topic_prefix.clone().unwrap_or_else(random_prefix);
     cfg.progress = !cli.quiet;
     cfg.persistent_subscribers = cli.persistent;
+    cfg.pub_protocol = cli.pub_protocol;
+    cfg.sn_addr = cli.sn_port.map(|port| SocketAddr::new(addr.ip(), port));
     cfg.validate()?;
     Ok(cfg)
 }
@@ -297,8 +309,12 @@ fn real_main(cli: &Cli) -> Result<ExitCode> {
     if cfg.transport.trust == TlsTrust::Insecure {
         eprintln!("warning: --insecure: the broker's TLS certificate is NOT verified (benchmarks only)");
     }
+    let publishers = match cfg.sn_addr {
+        Some(gw) if cfg.pub_protocol == PubProtocol::MqttSn => format!("; publishers MQTT-SN to {gw} over UDP"),
+        _ => String::new(),
+    };
     eprintln!(
-        "portico-bench {} against {} over {} (MQTT {}, QoS {}, topic prefix {})",
+        "portico-bench {} against {} over {}{publishers} (MQTT {}, QoS {}, topic prefix {})",
         cfg.scenario.name(),
         cfg.addr,
         cfg.transport.transport.name(),
@@ -384,5 +400,32 @@ mod tests {
         assert!(e.contains("ws and wss only"), "{e}");
         let e = err(&["p2p", "--transport", "ws", "--ws-path", "mqtt"]);
         assert!(e.contains("must start with '/'"), "{e}");
+    }
+
+    #[test]
+    fn mqtt_sn_publisher_options() -> Result<()> {
+        let cfg = parse(&["p2p", "--pub-protocol", "mqtt-sn", "--sn-port", "1884", "--qos", "1"])?;
+        assert_eq!(cfg.pub_protocol, PubProtocol::MqttSn);
+        assert_eq!(cfg.sn_addr, Some(SocketAddr::from(([127, 0, 0, 1], 1884))));
+        assert_eq!(parse(&["p2p"])?.pub_protocol, PubProtocol::Mqtt);
+        let e = err(&["p2p", "--pub-protocol", "mqtt-sn"]);
+        assert!(e.contains("needs --sn-port"), "{e}");
+        let e = err(&["p2p", "--pub-protocol", "mqtt-sn", "--sn-port", "1884", "--qos", "2"]);
+        assert!(e.contains("QoS 0 or 1 only"), "{e}");
+        let e = err(&["conns", "--pub-protocol", "mqtt-sn", "--sn-port", "1884"]);
+        assert!(e.contains("conns has no publishers"), "{e}");
+        let e = err(&["p2p", "--sn-port", "1884"]);
+        assert!(e.contains("mqtt-sn only"), "{e}");
+        let e = err(&[
+            "p2p",
+            "--pub-protocol",
+            "mqtt-sn",
+            "--sn-port",
+            "1884",
+            "--size",
+            "70000",
+        ]);
+        assert!(e.contains("too large for an MQTT-SN PUBLISH"), "{e}");
+        Ok(())
     }
 }

@@ -1,4 +1,7 @@
-//! The publish/subscribe scenarios: p2p, fanout and fanin.
+//! The publish/subscribe scenarios: p2p, fanout and fanin. Publishers speak MQTT (here) or
+//! MQTT-SN (`sn`); subscribers always speak MQTT.
+
+pub(crate) mod sn;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -18,7 +21,7 @@ use crate::report::{Latency, Report};
 use crate::schedule::Schedule;
 use crate::tracker::{Seen, SeqSet, Tally};
 use crate::transport::Dialer;
-use crate::{Config, Scenario, version_name};
+use crate::{Config, PubProtocol, Scenario, version_name};
 
 /// At most this many messages go into one write.
 const MAX_BATCH_MSGS: usize = 1024;
@@ -97,6 +100,8 @@ struct Shared {
     unique: AtomicU64,
     deliveries: AtomicU64,
     rejected: AtomicU64,
+    /// MQTT-SN QoS 1 PUBLISHes sent again.
+    retransmits: AtomicU64,
     /// Open loop: how late publishes of the measured window were written (ns after due).
     send_lag: Mutex<Histogram<u64>>,
     subs: Vec<Arc<Mutex<SubStats>>>,
@@ -115,6 +120,38 @@ impl Shared {
         }
         Ok(all)
     }
+}
+
+/// A connected publisher of either protocol.
+enum PubConn {
+    Mqtt(Conn),
+    Sn(sn::SnConn),
+}
+
+/// Starts connecting publisher `i` (CONNECT, and for MQTT-SN REGISTER of its topic).
+fn connect_publisher(
+    cfg: &Config,
+    dialer: Arc<Dialer>,
+    source: Option<std::net::IpAddr>,
+    i: usize,
+    topic: &str,
+) -> Result<JoinHandle<Result<PubConn>>> {
+    let role = format!("publisher {i}");
+    Ok(match (cfg.pub_protocol, cfg.sn_addr) {
+        (PubProtocol::MqttSn, Some(gateway)) => {
+            let (id, topic) = (cfg.client_id("snpub", i), topic.to_owned());
+            tokio::spawn(async move { sn::connect(gateway, source, &id, &role, &topic).await.map(PubConn::Sn) })
+        }
+        (PubProtocol::MqttSn, None) => bail!("MQTT-SN publishers need the gateway's address (--sn-port)"),
+        (PubProtocol::Mqtt, _) => {
+            let (id, version) = (cfg.client_id("pub", i), cfg.version);
+            tokio::spawn(async move {
+                client::connect(&dialer, source, version, &id, &role, client::SessionKind::Clean)
+                    .await
+                    .map(PubConn::Mqtt)
+            })
+        }
+    })
 }
 
 pub(crate) async fn run(cfg: &Config) -> Result<Report> {
@@ -144,21 +181,15 @@ pub(crate) async fn run(cfg: &Config) -> Result<Report> {
     }
     let sub_conns = join_all(connecting).await?;
     let mut connecting = Vec::new();
-    for i in 0..npub {
-        let (dialer, source, version) = (dialer.clone(), cfg.source_ip(client_n), cfg.version);
+    for (i, topic) in topo.pub_topics.iter().enumerate() {
+        connecting.push(connect_publisher(
+            cfg,
+            dialer.clone(),
+            cfg.source_ip(client_n),
+            i,
+            topic,
+        )?);
         client_n += 1;
-        let id = cfg.client_id("pub", i);
-        connecting.push(tokio::spawn(async move {
-            client::connect(
-                &dialer,
-                source,
-                version,
-                &id,
-                &format!("publisher {i}"),
-                client::SessionKind::Clean,
-            )
-            .await
-        }));
     }
     let pub_conns = join_all(connecting).await?;
 
@@ -177,6 +208,7 @@ pub(crate) async fn run(cfg: &Config) -> Result<Report> {
         unique: AtomicU64::new(0),
         deliveries: AtomicU64::new(0),
         rejected: AtomicU64::new(0),
+        retransmits: AtomicU64::new(0),
         send_lag: Mutex::new(new_histogram()?),
         subs,
     });
@@ -204,24 +236,46 @@ pub(crate) async fn run(cfg: &Config) -> Result<Report> {
     }
     let mut pub_tasks = Vec::new();
     for (i, conn) in pub_conns.into_iter().enumerate() {
-        let window = usize::from(cfg.inflight.min(conn.receive_maximum));
-        let params = PubParams {
-            idx: i,
-            enc: PublishEncoder::new(&topo.pub_topics[i], qos, cfg.version, cfg.size)?,
-            qos,
-            window,
-            schedule: cfg.rate.map(|r| Schedule::new(tl.start, i as u32, npub as u32, r)),
-            tl,
-            drain: cfg.drain,
-        };
+        let schedule = cfg.rate.map(|r| Schedule::new(tl.start, i as u32, npub as u32, r));
         let (shared, abort) = (shared.clone(), abort.clone());
-        pub_tasks.push(tokio::spawn(async move {
-            let result = publisher(conn, params, shared, abort.clone()).await;
-            if result.is_err() {
-                abort.cancel();
+        match conn {
+            PubConn::Mqtt(conn) => {
+                let window = usize::from(cfg.inflight.min(conn.receive_maximum));
+                let params = PubParams {
+                    idx: i,
+                    enc: PublishEncoder::new(&topo.pub_topics[i], qos, cfg.version, cfg.size)?,
+                    qos,
+                    window,
+                    schedule,
+                    tl,
+                    drain: cfg.drain,
+                };
+                pub_tasks.push(tokio::spawn(async move {
+                    let result = publisher(conn, params, shared, abort.clone()).await;
+                    if result.is_err() {
+                        abort.cancel();
+                    }
+                    result
+                }));
             }
-            result
-        }));
+            PubConn::Sn(conn) => {
+                let params = sn::SnParams {
+                    idx: i,
+                    qos,
+                    size: cfg.size,
+                    schedule,
+                    tl,
+                    drain: cfg.drain,
+                };
+                pub_tasks.push(tokio::spawn(async move {
+                    let result = sn::publisher(conn, params, shared, abort.clone()).await;
+                    if result.is_err() {
+                        abort.cancel();
+                    }
+                    result
+                }));
+            }
+        }
     }
     let stop_progress = CancellationToken::new();
     let progress = cfg
@@ -247,6 +301,10 @@ pub(crate) async fn run(cfg: &Config) -> Result<Report> {
     published?;
     subscribed?;
 
+    let retransmits = shared.retransmits.load(Ordering::Relaxed);
+    if retransmits > 0 {
+        eprintln!("warning: {retransmits} MQTT-SN PUBLISHes were sent again (no PUBACK within a second)");
+    }
     let rejected = shared.rejected.load(Ordering::Relaxed);
     if rejected > 0 {
         eprintln!("warning: the broker rejected {rejected} publishes with an error reason code");
@@ -311,6 +369,8 @@ fn build_report(cfg: &Config, topo: &Topology, shared: &Shared, tl: Timeline) ->
         connect_failures: None,
         connect_rate_per_s: None,
         rss_per_conn_bytes: None,
+        pub_protocol: cfg.pub_protocol.name().to_owned(),
+        retransmits: (cfg.pub_protocol == PubProtocol::MqttSn).then(|| shared.retransmits.load(Ordering::Relaxed)),
     })
 }
 

@@ -44,8 +44,10 @@ pub struct Report {
     pub scenario: String,
     /// `3.1.1` or `5`.
     pub version: String,
-    /// `tcp`, `tls`, `ws` or `wss`.
+    /// `tcp`, `tls`, `ws` or `wss` (of the MQTT clients).
     pub transport: String,
+    /// What the publishers speak: `mqtt` or `mqtt-sn` (subscribers are MQTT).
+    pub pub_protocol: String,
     /// QoS of publishes and subscriptions.
     pub qos: u8,
     /// Payload bytes.
@@ -82,6 +84,8 @@ pub struct Report {
     pub connect_rate_per_s: Option<f64>,
     /// Broker RSS growth per open connection (conns with `--broker-pid`).
     pub rss_per_conn_bytes: Option<f64>,
+    /// MQTT-SN QoS 1: PUBLISHes sent again (DUP) because no PUBACK came in time.
+    pub retransmits: Option<u64>,
 }
 
 impl Report {
@@ -91,6 +95,7 @@ impl Report {
             ("scenario", self.scenario.clone()),
             ("version", self.version.clone()),
             ("transport", self.transport.clone()),
+            ("publishers speak", self.pub_protocol.clone()),
             ("qos", self.qos.to_string()),
         ];
         let int = |v: Option<u64>| v.map(|v| v.to_string());
@@ -126,6 +131,7 @@ impl Report {
         push("connect failures", int(self.connect_failures));
         push("connect rate /s", num(self.connect_rate_per_s));
         push("RSS per conn bytes", num(self.rss_per_conn_bytes));
+        push("retransmits", int(self.retransmits));
         let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
         let mut out = String::new();
         for (k, v) in rows {
