@@ -5,10 +5,10 @@
 use std::net::SocketAddr;
 
 use bytes::{Bytes, BytesMut};
+use bytestring::ByteString;
 use portico::Server;
 use portico::config::Config;
 use portico_coap::{Code, Message, Token, Type};
-use bytestring::ByteString;
 use portico_mqtt::{Packet, PacketId, ProtocolVersion, Publish, QoS, ReasonCode};
 use tokio::net::{TcpStream, UdpSocket};
 use tokio::time::timeout;
@@ -125,7 +125,12 @@ async fn coap_and_mqtt_clients_exchange_messages() {
         .await;
     let notification = device.recv().await;
     assert_eq!(
-        (notification.mtype, notification.code, notification.token, &notification.payload[..]),
+        (
+            notification.mtype,
+            notification.code,
+            notification.token,
+            &notification.payload[..]
+        ),
         (Type::Con, Code::CONTENT, observe.token, &b"on"[..])
     );
     device.send(&Message::ack_for(&notification)).await;

@@ -136,6 +136,23 @@ async fn bind(name: &str, listener: &UdpListenerConfig, broadcast: bool) -> Resu
     if broadcast {
         socket.set_broadcast(true).map_err(failed)?;
     }
+    let options = socket2::SockRef::from(&socket);
+    options
+        .set_recv_buffer_size(usize::try_from(listener.recbuf).unwrap_or(usize::MAX))
+        .map_err(failed)?;
+    options
+        .set_send_buffer_size(usize::try_from(listener.sndbuf).unwrap_or(usize::MAX))
+        .map_err(failed)?;
+    // Linux doubles what it grants (bookkeeping) and caps it at net.core.rmem_max.
+    let granted = options.recv_buffer_size().map_err(failed)? as u64 / 2;
+    if granted < listener.recbuf {
+        tracing::warn!(
+            listener = name,
+            asked = listener.recbuf,
+            granted,
+            "UDP receive buffer capped by the kernel (raise net.core.rmem_max)"
+        );
+    }
     Ok(Arc::new(socket))
 }
 
@@ -160,13 +177,7 @@ fn serve<F: DatagramFrontend>(
         },
         ..DatagramSettings::default()
     };
-    let serve = serve_datagrams(
-        socket,
-        datagram,
-        frontend,
-        start.broker.clone(),
-        start.shutdown.clone(),
-    );
+    let serve = serve_datagrams(socket, datagram, frontend, start.broker.clone(), start.shutdown.clone());
     let log_name = name.clone();
     start.tasks.spawn(async move {
         if let Err(error) = serve.await {

@@ -37,6 +37,12 @@ pub struct UdpListenerConfig {
     pub messages_rate: RateLimit,
     /// Whether clients are authenticated.
     pub enable_authn: ListenerAuthn,
+    /// `udp_options.recbuf`: the socket's receive buffer. Datagrams that arrive while it is
+    /// full are dropped by the kernel, so it bounds how long the gateway may be kept off the
+    /// CPU under load. The kernel caps it at `net.core.rmem_max`.
+    pub recbuf: u64,
+    /// `udp_options.sndbuf`: the socket's send buffer (capped at `net.core.wmem_max`).
+    pub sndbuf: u64,
 }
 
 impl UdpListenerConfig {
@@ -48,6 +54,8 @@ impl UdpListenerConfig {
             max_connections: usize::MAX,
             messages_rate: RateLimit::Infinity,
             enable_authn: ListenerAuthn::Enabled,
+            recbuf: 2 * 1024 * 1024,
+            sndbuf: 1024 * 1024,
         }
     }
 }
@@ -70,7 +78,23 @@ fn udp_listener(mut l: Section<'_>, ctx: &mut Ctx<'_>, d: UdpListenerConfig) -> 
             _ => parse_rate(&value::string(v)?),
         }),
         enable_authn: l.field(ctx, "enable_authn", d.enable_authn, super::listeners::enable_authn),
+        recbuf: d.recbuf,
+        sndbuf: d.sndbuf,
     };
+    let mut udp = l.section(ctx, "udp_options");
+    let buffer = |v: &Value| {
+        let size = value::bytesize(v)?;
+        if !(4096..=256 * 1024 * 1024).contains(&size) {
+            return Err("expected 4KB to 256MB".to_owned());
+        }
+        Ok(size)
+    };
+    let out = UdpListenerConfig {
+        recbuf: udp.field(ctx, "recbuf", d.recbuf, buffer),
+        sndbuf: udp.field(ctx, "sndbuf", d.sndbuf, buffer),
+        ..out
+    };
+    udp.finish(ctx);
     l.finish(ctx);
     out
 }

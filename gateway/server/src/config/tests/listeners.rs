@@ -452,7 +452,10 @@ fn coap_gateway_settings_and_refusals() {
     assert!(!coap.connection_required);
     assert_eq!(coap.heartbeat, Duration::from_secs(30));
     assert_eq!(coap.notify_type, NotifyType::Qos);
-    assert_eq!((coap.subscribe_qos, coap.publish_qos), (QosPolicy::Coap, QosPolicy::Coap));
+    assert_eq!(
+        (coap.subscribe_qos, coap.publish_qos),
+        (QosPolicy::Coap, QosPolicy::Coap)
+    );
     assert_eq!(coap.blockwise.max_block_size, 1024);
     assert_eq!(coap.blockwise.max_body_size, 4 * 1024 * 1024);
     assert_eq!(coap.blockwise.exchange_lifetime, Duration::from_secs(247));
@@ -468,6 +471,7 @@ publish_qos = "qos0"
 blockwise = { max_block_size = 256, max_body_size = "64KB" }
 [gateway.coap.listeners.udp.default]
 bind = "127.0.0.1:15683"
+udp_options = { recbuf = "4MB" }
 "#;
     let config = load_str("coap", file, &[]).unwrap();
     let coap = &config.gateway.coap;
@@ -481,6 +485,8 @@ bind = "127.0.0.1:15683"
     assert_eq!(coap.blockwise.max_block_size, 256);
     assert_eq!(coap.blockwise.max_body_size, 64 * 1024);
     assert_eq!(coap.udp["default"].bind, addr("127.0.0.1:15683"));
+    assert_eq!(coap.udp["default"].recbuf, 4 * 1024 * 1024);
+    assert_eq!(coap.udp["default"].sndbuf, 1024 * 1024, "the default");
 
     let bad = r#"
 [gateway.coap]
@@ -490,6 +496,8 @@ blockwise = { max_block_size = 1000 }
 clientinfo_override = { username = "u" }
 [gateway.coap.listeners.dtls.default]
 bind = "0.0.0.0:5684"
+[gateway.coap.listeners.udp.default.udp_options]
+recbuf = "1KB"
 "#;
     let text = errors_of(load_str("coap-bad", bad, &[])).to_string();
     assert!(text.contains("gateway.coap.notify_type"), "{text}");
@@ -498,4 +506,8 @@ bind = "0.0.0.0:5684"
     assert!(text.contains("power of two"), "{text}");
     assert!(text.contains("gateway.coap.clientinfo_override"), "{text}");
     assert!(text.contains("gateway.coap.listeners.dtls"), "{text}");
+    assert!(
+        text.contains("gateway.coap.listeners.udp.default.udp_options.recbuf"),
+        "{text}"
+    );
 }
