@@ -17,8 +17,8 @@ mod support;
 
 use support::{Client, WAIT};
 
-async fn start() -> Server {
-    let env = vec![
+async fn start(extra: &[(&str, &str)]) -> Server {
+    let mut env = vec![
         (
             "PORTICO_LISTENERS__TCP__DEFAULT__BIND".to_owned(),
             "127.0.0.1:0".to_owned(),
@@ -31,6 +31,7 @@ async fn start() -> Server {
         ),
         support::data_dir_env(),
     ];
+    env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     let config = Config::load(None, env).expect("valid test config");
     Server::start(&config).await.expect("server starts")
 }
@@ -46,6 +47,12 @@ impl Coap {
         let gateway: SocketAddr = support::addr(server, "coap:udp:default");
         socket.connect(gateway).await.expect("connect");
         Coap { socket, next_id: 1 }
+    }
+
+    async fn rebound(&mut self, server: &Server) {
+        self.socket = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+        let gateway: SocketAddr = support::addr(server, "coap:udp:default");
+        self.socket.connect(gateway).await.expect("connect");
     }
 
     fn request(&mut self, code: Code, path: &str) -> Message {
@@ -86,7 +93,7 @@ async fn mqtt(server: &Server, id: &str) -> Client {
 
 #[tokio::test]
 async fn coap_and_mqtt_clients_exchange_messages() {
-    let server = start().await;
+    let server = start(&[]).await;
     let mut backend = mqtt(&server, "backend").await;
     backend.subscribe_with("sensors/#", QoS::AtLeastOnce).await;
 
@@ -134,5 +141,42 @@ async fn coap_and_mqtt_clients_exchange_messages() {
         (Type::Con, Code::CONTENT, observe.token, &b"on"[..])
     );
     device.send(&Message::ack_for(&notification)).await;
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_logged_in_client_behind_a_nat_keeps_its_observations_on_a_new_port() {
+    let server = start(&[("PORTICO_GATEWAY__COAP__CONNECTION_REQUIRED", "true")]).await;
+    let mut device = Coap::new(&server).await;
+    let mut login = device.request(Code::POST, "mqtt/connection");
+    login.options.push_uri_query("clientid=behind-nat");
+    device.send(&login).await;
+    let created = device.recv().await;
+    assert_eq!(created.code, Code::CREATED);
+    let token = format!("token={}", String::from_utf8_lossy(&created.payload));
+    let mut observe = device.request(Code::GET, "ps/nat/cmd");
+    for q in ["clientid=behind-nat", &token] {
+        observe.options.push_uri_query(q);
+    }
+    observe.options.set_observe(0);
+    device.send(&observe).await;
+    assert_eq!(device.recv().await.code, Code::CONTENT);
+
+    // The NAT gives the device a new port: its heartbeat with its token moves the channel.
+    device.rebound(&server).await;
+    let mut beat = device.request(Code::PUT, "mqtt/connection");
+    for q in ["clientid=behind-nat", &token] {
+        beat.options.push_uri_query(q);
+    }
+    device.send(&beat).await;
+    assert_eq!(device.recv().await.code, Code::CHANGED);
+    let mut backend = mqtt(&server, "backend").await;
+    backend.publish("nat/cmd", b"reboot").await;
+    let notification = device.recv().await;
+    assert_eq!(
+        (notification.token, &notification.payload[..]),
+        (observe.token, &b"reboot"[..]),
+        "the observation followed the client to its new port"
+    );
     server.shutdown().await;
 }

@@ -68,6 +68,9 @@ impl CoapChannel {
         }
         // EMQX: a random integer 1..=4294967295 in decimal.
         let token = rand::random_range(1..=u32::MAX).to_string();
+        if let (Some(rebind), Some(client)) = (&self.rebind, &self.client) {
+            self.rebind_key = Some(rebind.key(&client.client_id, &token));
+        }
         self.token = Some(token.clone());
         self.respond(&request, Code::CREATED, Bytes::from(token), out);
     }

@@ -52,6 +52,20 @@ pub const PROTOCOL: &str = "coap";
 pub struct CoapFrontend {
     ctx: Ctx,
     settings: Arc<CoapSettings>,
+    rebind: Arc<RebindKeys>,
+}
+
+/// Keys that let a connection-mode client's requests from a new address (NAT rebinding) find
+/// its channel: the client id with a keyed hash of its token, so that only the right token
+/// moves a channel and no token appears where keys are logged.
+#[derive(Debug, Default)]
+struct RebindKeys(std::collections::hash_map::RandomState);
+
+impl RebindKeys {
+    fn key(&self, client_id: &str, token: &str) -> String {
+        use std::hash::BuildHasher;
+        format!("{client_id}#{:016x}", self.0.hash_one(token))
+    }
 }
 
 impl CoapFrontend {
@@ -65,6 +79,7 @@ impl CoapFrontend {
         CoapFrontend {
             ctx,
             settings: Arc::new(settings),
+            rebind: Arc::default(),
         }
     }
 }
@@ -89,8 +104,22 @@ impl DatagramFrontend for CoapFrontend {
         }
     }
 
+    /// A connection-mode request with the `clientid` and `token` of a logged-in client
+    /// (EMQX's token takeover across UDP peers).
+    fn rebind_key(&self, datagram: &[u8]) -> Option<String> {
+        if !self.settings.connection_required {
+            return None;
+        }
+        let request = codec::decode(Bytes::copy_from_slice(datagram)).ok()?;
+        let query = Query::of(&request);
+        let (client_id, token) = (query.credentials.client_id?, query.token?);
+        Some(self.rebind.key(&client_id, &token))
+    }
+
     fn new_peer(&self, conn: Arc<ConnHandle>, info: ConnInfo, now: Instant) -> CoapChannel {
-        CoapChannel::new(self.ctx.clone(), self.settings.clone(), conn, info, now)
+        let mut channel = CoapChannel::new(self.ctx.clone(), self.settings.clone(), conn, info, now);
+        channel.rebind = Some(self.rebind.clone());
+        channel
     }
 }
 
@@ -172,6 +201,9 @@ pub struct CoapChannel {
     session: Option<Arc<Session>>,
     /// Connection mode: the token `POST /mqtt/connection` returned.
     token: Option<String>,
+    /// How requests from a new address find this channel, once logged in.
+    rebind: Option<Arc<RebindKeys>>,
+    rebind_key: Option<String>,
     observations: pubsub::Observations,
     transfers: blockwise::Transfers,
     held: Option<Box<Held>>,
@@ -201,6 +233,8 @@ impl CoapChannel {
             credentials: None,
             session: None,
             token: None,
+            rebind: None,
+            rebind_key: None,
             observations: pubsub::Observations::default(),
             transfers: blockwise::Transfers::default(),
             held: None,
@@ -620,5 +654,19 @@ impl DatagramChannel for CoapChannel {
 
     fn accepts_input(&self) -> bool {
         self.held.is_none()
+    }
+
+    fn client_key(&self) -> Option<&str> {
+        self.rebind_key.as_deref()
+    }
+
+    /// Only the logged-in client's own client id and token name this channel's key.
+    fn accepts_rebind(&self) -> bool {
+        self.rebind_key.is_some() && !self.closing
+    }
+
+    fn rebound(&mut self, addr: SocketAddr) {
+        tracing::debug!(old = %self.peer, new = %addr, "CoAP client moved to a new address");
+        self.peer = addr;
     }
 }

@@ -460,3 +460,27 @@ fn a_request_waits_for_a_late_authentication_answer() {
     assert_eq!((r.code, r.token), (Code::CHANGED, post.token));
     assert!(c.channel.accepts_input());
 }
+
+#[test]
+fn a_logged_in_client_is_found_from_a_new_address_by_its_token_only() {
+    let h = Harness::with(CoapSettings {
+        connection_required: true,
+        ..CoapSettings::default()
+    });
+    let mut c = h.peer(1);
+    assert_eq!(c.channel.client_key(), None, "not before login");
+    let login = c.request(Type::Con, Code::POST, "mqtt/connection", &["clientid=nat1"]);
+    let token = String::from_utf8(c.ask(&login, h.t0).payload.to_vec()).expect("text");
+    let key = c.channel.client_key().expect("a key once logged in").to_owned();
+    assert!(!key.contains(&token), "the token itself is not in the key");
+    assert!(c.channel.accepts_rebind());
+    let mut datagram = |query: &[&str]| {
+        let mut m = c.request(Type::Con, Code::POST, "ps/a", query);
+        m.message_id = 1;
+        codec::encode_to_bytes(&m).expect("encodes")
+    };
+    let t = format!("t={token}");
+    assert_eq!(h.frontend.rebind_key(&datagram(&["c=nat1", &t])), Some(key.clone()));
+    assert_ne!(h.frontend.rebind_key(&datagram(&["c=nat1", "t=1"])), Some(key));
+    assert_eq!(h.frontend.rebind_key(&datagram(&["c=nat1"])), None);
+}
