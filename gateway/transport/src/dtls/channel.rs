@@ -1,0 +1,420 @@
+//! [`DtlsChannel`]: one peer's DTLS server association wrapped around the peer's channel of
+//! the inner (plaintext) frontend.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use portico_core::channel::{CloseReason, ConnInfo, EncodeError, Outbox, Output};
+use portico_core::conn::{ConnHandle, KickReason};
+use portico_core::datagram::{DatagramChannel, DatagramFrontend};
+use rtc_dtls::config::HandshakeConfig;
+use rtc_dtls::endpoint::{Endpoint, EndpointEvent};
+use rtc_shared::TransportProtocol;
+
+use super::{DtlsStats, record};
+
+/// Decrypted datagrams kept, in order, while the inner channel does not take input (the
+/// driver's `max_held` default: these are datagrams the driver handed over already).
+const MAX_HELD: usize = 16;
+
+/// What every association of one listener shares.
+pub(crate) struct Shared<C> {
+    /// Makes the inner channel once a handshake completes.
+    pub(crate) inner: Arc<dyn DatagramFrontend<Channel = C>>,
+    pub(crate) config: Arc<HandshakeConfig>,
+    pub(crate) handshake_timeout: Duration,
+    /// Client certificates are asked for and verified, so one that was presented is trusted.
+    pub(crate) verify_peer: bool,
+    pub(crate) stats: Arc<DtlsStats>,
+}
+
+enum Phase<C> {
+    /// Waiting for the handshake to complete by `deadline`; `info` is for the inner channel.
+    Handshake { info: ConnInfo, deadline: Instant },
+    /// The handshake completed: application data goes to and from `inner`.
+    Open(C),
+    /// `handle_closed` ran.
+    Gone,
+}
+
+/// One peer's DTLS 1.2 server association and, once its handshake completed, the inner
+/// frontend's channel for that peer. Its frames are ciphertext datagrams.
+///
+/// Before the handshake completes the association is all there is: a kick closes it and
+/// `handle_closed` has nothing to tell. After, every call is forwarded to the inner channel and
+/// what it queues is encrypted, one record (and one datagram) per frame, in order; its close
+/// goes out as a `close_notify` alert, then the close.
+pub struct DtlsChannel<C: DatagramChannel> {
+    shared: Arc<Shared<C>>,
+    conn: Arc<ConnHandle>,
+    /// The association's key in the engine: the peer's address when it was made. Without
+    /// DTLS Connection IDs the association cannot follow the peer to another address.
+    remote: SocketAddr,
+    endpoint: Endpoint,
+    phase: Phase<C>,
+    /// A close was queued: nothing more goes in or out.
+    closing: bool,
+    /// Decrypted datagrams waiting for the inner channel to take input.
+    held: VecDeque<Bytes>,
+    /// The inner channel's outputs (kept to reuse its memory while the peer is busy).
+    inner_out: Outbox<C::Frame>,
+    scratch: BytesMut,
+}
+
+impl<C: DatagramChannel> DtlsChannel<C> {
+    pub(crate) fn new(shared: Arc<Shared<C>>, conn: Arc<ConnHandle>, info: ConnInfo, now: Instant) -> Self {
+        let endpoint = Endpoint::new(info.local, TransportProtocol::UDP, Some(shared.config.clone()));
+        let deadline = now + shared.handshake_timeout;
+        DtlsChannel {
+            conn,
+            remote: info.peer,
+            endpoint,
+            phase: Phase::Handshake { info, deadline },
+            closing: false,
+            held: VecDeque::new(),
+            inner_out: Outbox::new(),
+            scratch: BytesMut::new(),
+            shared,
+        }
+    }
+
+    /// True once the handshake completed (and until the channel closes).
+    pub fn is_established(&self) -> bool {
+        matches!(self.phase, Phase::Open(_)) && !self.closing
+    }
+
+    /// The inner channel, once the handshake completed.
+    pub fn inner(&self) -> Option<&C> {
+        match &self.phase {
+            Phase::Open(inner) => Some(inner),
+            _ => None,
+        }
+    }
+
+    /// Moves what the engine wants sent into `out`.
+    fn transmit(&mut self, out: &mut Outbox<Bytes>) {
+        while let Some(message) = self.endpoint.poll_transmit() {
+            out.send(message.message.freeze());
+        }
+    }
+
+    /// Throws away what the engine wants sent (its answer to a record that was not the peer's).
+    fn discard_transmits(&mut self) {
+        while self.endpoint.poll_transmit().is_some() {}
+    }
+
+    fn close(&mut self, reason: CloseReason, out: &mut Outbox<Bytes>) {
+        self.closing = true;
+        self.held.clear();
+        out.close(reason);
+    }
+
+    fn dropped(&self) {
+        self.shared.stats.records_dropped.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn on_events(&mut self, events: Vec<EndpointEvent>, now: Instant, out: &mut Outbox<Bytes>) {
+        for event in events {
+            if self.closing {
+                return;
+            }
+            match event {
+                EndpointEvent::HandshakeComplete => self.established(now),
+                EndpointEvent::ApplicationData(data) => self.deliver(data.freeze(), now, out),
+                EndpointEvent::PeerClosed => {
+                    // The engine queued its close_notify reply and forgot the association.
+                    self.transmit(out);
+                    tracing::debug!(peer = %self.remote, "DTLS peer sent close_notify");
+                    self.close(CloseReason::ClientDisconnect, out);
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// The handshake completed: make the inner channel with the peer's identity.
+    fn established(&mut self, now: Instant) {
+        let Phase::Handshake { info, .. } = std::mem::replace(&mut self.phase, Phase::Gone) else {
+            return;
+        };
+        let mut info = info;
+        if let Some(state) = self.endpoint.get_connection_state(self.remote) {
+            if state.is_cipher_suite_psk() {
+                // The PSK callback only knows UTF-8 identities, so this never loses anything.
+                info.psk_identity = Some(Arc::from(String::from_utf8_lossy(&state.identity_hint).as_ref()));
+            } else if self.shared.verify_peer
+                && let Some(der) = state.peer_certificates.first()
+            {
+                info.peer_cert = crate::tls::peer_cert_from_der(der);
+            }
+        }
+        self.shared.stats.handshakes_completed.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(
+            peer = %self.remote,
+            psk_identity = info.psk_identity.as_deref(),
+            cert_cn = info.peer_cert.as_ref().and_then(|c| c.common_name.as_deref()),
+            "DTLS handshake completed"
+        );
+        let inner = self.shared.inner.new_peer(self.conn.clone(), info, now);
+        self.phase = Phase::Open(inner);
+    }
+
+    /// Hands one decrypted datagram to the inner channel, or keeps it while the inner channel
+    /// takes no input.
+    fn deliver(&mut self, data: Bytes, now: Instant, out: &mut Outbox<Bytes>) {
+        let Phase::Open(inner) = &mut self.phase else {
+            return;
+        };
+        if !self.held.is_empty() || !inner.accepts_input() {
+            if self.held.len() < MAX_HELD {
+                self.held.push_back(data);
+            } else {
+                self.dropped();
+            }
+            return;
+        }
+        inner.handle_datagram(data, now, &mut self.inner_out);
+        self.pump(now, out);
+    }
+
+    /// Feeds held datagrams while the inner channel takes them.
+    fn drain_held(&mut self, now: Instant, out: &mut Outbox<Bytes>) {
+        while !self.closing {
+            let Phase::Open(inner) = &mut self.phase else { return };
+            if !inner.accepts_input() {
+                return;
+            }
+            let Some(data) = self.held.pop_front() else { return };
+            inner.handle_datagram(data, now, &mut self.inner_out);
+            self.pump(now, out);
+        }
+    }
+
+    /// Encrypts what the inner channel queued, one record per frame, in order.
+    fn pump(&mut self, now: Instant, out: &mut Outbox<Bytes>) {
+        let Phase::Open(inner) = &mut self.phase else {
+            self.inner_out.clear();
+            return;
+        };
+        let mut close = None;
+        for output in self.inner_out.drain() {
+            match output {
+                Output::Send(frame) => {
+                    self.scratch.clear();
+                    if let Err(error) = inner.encode(&frame, &mut self.scratch) {
+                        tracing::warn!(peer = %self.remote, %error, "a frame could not be encoded; closing the peer");
+                        close = Some(CloseReason::ProtocolViolation(format!(
+                            "cannot encode a frame: {error}"
+                        )));
+                        break;
+                    }
+                    if let Err(error) = self.endpoint.write(now, self.remote, &self.scratch) {
+                        tracing::warn!(peer = %self.remote, %error, "DTLS cannot encrypt; closing the peer");
+                        close = Some(CloseReason::ProtocolViolation(format!("DTLS write: {error}")));
+                        break;
+                    }
+                    while let Some(message) = self.endpoint.poll_transmit() {
+                        out.send(message.message.freeze());
+                    }
+                }
+                Output::Close(reason) => {
+                    close = Some(reason);
+                    break;
+                }
+            }
+        }
+        self.inner_out.clear();
+        self.inner_out.release();
+        if let Some(reason) = close {
+            // RFC 5246 §7.2.1: tell the peer before going.
+            let _ = self.endpoint.stop(now, self.remote);
+            self.transmit(out);
+            self.close(reason, out);
+        }
+    }
+}
+
+impl<C: DatagramChannel> DatagramChannel for DtlsChannel<C> {
+    type Frame = Bytes;
+
+    fn encode(&self, frame: &Bytes, dst: &mut BytesMut) -> Result<(), EncodeError> {
+        dst.extend_from_slice(frame);
+        Ok(())
+    }
+
+    fn handle_datagram(&mut self, datagram: Bytes, now: Instant, out: &mut Outbox<Bytes>) {
+        if self.closing || matches!(self.phase, Phase::Gone) {
+            return;
+        }
+        // RFC 6347 §4.1.2.7: what is not made of whole DTLS records is silently discarded,
+        // before the engine allocates anything for it.
+        if record::headers(&datagram).is_none() {
+            self.dropped();
+            return;
+        }
+        match self
+            .endpoint
+            .read(now, self.remote, None, BytesMut::from(&datagram[..]))
+        {
+            Ok(events) => {
+                self.transmit(out);
+                self.on_events(events, now, out);
+            }
+            Err(error) if matches!(self.phase, Phase::Handshake { .. }) => {
+                // Send the alert the engine queued, so the client fails fast.
+                self.transmit(out);
+                self.shared.stats.handshakes_failed.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(peer = %self.remote, %error, "DTLS handshake failed");
+                self.close(
+                    CloseReason::ProtocolViolation(format!("DTLS handshake failed: {error}")),
+                    out,
+                );
+            }
+            Err(error) => self.read_failed_after_handshake(&datagram, error, now, out),
+        }
+    }
+
+    fn handle_deliver(&mut self, now: Instant, out: &mut Outbox<Bytes>) {
+        if self.closing {
+            return;
+        }
+        if let Phase::Open(inner) = &mut self.phase {
+            inner.handle_deliver(now, &mut self.inner_out);
+            self.pump(now, out);
+            self.drain_held(now, out);
+        }
+    }
+
+    fn handle_timeout(&mut self, now: Instant, out: &mut Outbox<Bytes>) {
+        if self.closing {
+            return;
+        }
+        if let Phase::Handshake { deadline, .. } = &self.phase
+            && now >= *deadline
+        {
+            self.shared.stats.handshake_timeouts.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(peer = %self.remote, "DTLS handshake timed out");
+            self.close(CloseReason::KeepAliveTimeout, out);
+            return;
+        }
+        if self.endpoint.poll_timeout(&self.remote).is_some_and(|at| at <= now) {
+            // Retransmits the last flight; fails once the retransmissions are spent.
+            let result = self.endpoint.handle_timeout(self.remote, now);
+            self.transmit(out);
+            if let Err(error) = result
+                && matches!(self.phase, Phase::Handshake { .. })
+            {
+                self.shared.stats.handshakes_failed.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(peer = %self.remote, %error, "DTLS handshake failed");
+                self.close(
+                    CloseReason::ProtocolViolation(format!("DTLS handshake failed: {error}")),
+                    out,
+                );
+                return;
+            }
+        }
+        if let Phase::Open(inner) = &mut self.phase
+            && inner.poll_timeout().is_some_and(|at| at <= now)
+        {
+            inner.handle_timeout(now, &mut self.inner_out);
+            self.pump(now, out);
+        }
+        self.drain_held(now, out);
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        if self.closing {
+            return None;
+        }
+        let engine = self.endpoint.poll_timeout(&self.remote);
+        let own = match &self.phase {
+            Phase::Handshake { deadline, .. } => Some(*deadline),
+            Phase::Open(inner) => inner.poll_timeout(),
+            Phase::Gone => None,
+        };
+        match (engine, own) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    fn handle_kick(&mut self, reason: KickReason, now: Instant, out: &mut Outbox<Bytes>) {
+        if self.closing {
+            return;
+        }
+        match &mut self.phase {
+            Phase::Open(inner) => {
+                inner.handle_kick(reason, now, &mut self.inner_out);
+                self.pump(now, out);
+            }
+            _ => self.close(CloseReason::Kicked(reason), out),
+        }
+    }
+
+    fn handle_closed(&mut self, now: Instant) {
+        self.closing = true;
+        self.held.clear();
+        if let Phase::Open(mut inner) = std::mem::replace(&mut self.phase, Phase::Gone) {
+            inner.handle_closed(now);
+        }
+    }
+
+    fn accepts_input(&self) -> bool {
+        match &self.phase {
+            Phase::Open(inner) => self.held.is_empty() && inner.accepts_input(),
+            _ => true,
+        }
+    }
+
+    fn client_key(&self) -> Option<&str> {
+        self.inner().and_then(DatagramChannel::client_key)
+    }
+
+    fn accepts_rebind(&self) -> bool {
+        self.inner().is_some_and(DatagramChannel::accepts_rebind)
+    }
+
+    fn rebound(&mut self, addr: SocketAddr) {
+        // The association stays filed under its first address (`remote`).
+        if let Phase::Open(inner) = &mut self.phase {
+            inner.rebound(addr);
+        }
+    }
+}
+
+impl<C: DatagramChannel> DtlsChannel<C> {
+    /// An established association could not take a datagram. Either it did not authenticate
+    /// (forged or corrupted: with a PSK suite the engine then queues a fatal alert and fails,
+    /// where RFC 6347 §4.1.2.7 says to drop it silently), or it was the peer's own alert.
+    ///
+    /// The engine's public API does not say which, so the datagram is read once more: a record
+    /// that authenticated was entered in the replay window and is now ignored as a duplicate,
+    /// while one that did not fails the same way again. Whatever the engine queued to send is
+    /// thrown away either way: no alert answers a forgery, and a peer that sent a fatal alert
+    /// is gone.
+    fn read_failed_after_handshake(
+        &mut self,
+        datagram: &[u8],
+        error: rtc_shared::error::Error,
+        now: Instant,
+        out: &mut Outbox<Bytes>,
+    ) {
+        self.discard_transmits();
+        let again = self.endpoint.read(now, self.remote, None, BytesMut::from(datagram));
+        self.discard_transmits();
+        if again.is_ok() {
+            tracing::debug!(peer = %self.remote, %error, "DTLS alert from the peer");
+            self.close(
+                CloseReason::ProtocolViolation(format!("DTLS alert from the peer: {error}")),
+                out,
+            );
+        } else {
+            tracing::trace!(peer = %self.remote, %error, "dropped a DTLS record that did not authenticate");
+            self.dropped();
+        }
+    }
+}
