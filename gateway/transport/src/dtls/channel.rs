@@ -32,6 +32,15 @@ pub(crate) struct Shared<C> {
     pub(crate) stats: Arc<DtlsStats>,
 }
 
+/// A handshake that may replace an established association (RFC 6347 §4.2.8: a client that
+/// restarted on the same address). It must not harm the established one until the client has
+/// shown it receives at this address, by returning the cookie: then the established one goes.
+struct Restart {
+    endpoint: Endpoint,
+    /// Dropped if the cookie has not come back by then (a spoofed ClientHello).
+    deadline: Instant,
+}
+
 enum Phase<C> {
     /// Waiting for the handshake to complete by `deadline`; `info` is for the inner channel.
     Handshake { info: ConnInfo, deadline: Instant },
@@ -54,8 +63,13 @@ pub struct DtlsChannel<C: DatagramChannel> {
     /// The association's key in the engine: the peer's address when it was made. Without
     /// DTLS Connection IDs the association cannot follow the peer to another address.
     remote: SocketAddr,
+    /// Our address (for the `ConnInfo` of a new handshake).
+    local: SocketAddr,
     endpoint: Endpoint,
     phase: Phase<C>,
+    /// A new handshake from the peer's address while `phase` is `Open`, until its ClientHello
+    /// came back with the cookie (RFC 6347 §4.2.8).
+    restart: Option<Box<Restart>>,
     /// A close was queued: nothing more goes in or out.
     closing: bool,
     /// Decrypted datagrams waiting for the inner channel to take input.
@@ -72,7 +86,9 @@ impl<C: DatagramChannel> DtlsChannel<C> {
         DtlsChannel {
             conn,
             remote: info.peer,
+            local: info.local,
             endpoint,
+            restart: None,
             phase: Phase::Handshake { info, deadline },
             closing: false,
             held: VecDeque::new(),
@@ -256,6 +272,10 @@ impl<C: DatagramChannel> DatagramChannel for DtlsChannel<C> {
             self.dropped();
             return;
         }
+        if matches!(self.phase, Phase::Open(_)) && record::is_client_hello(&datagram) {
+            self.restart_handshake(&datagram, now, out);
+            return;
+        }
         match self
             .endpoint
             .read(now, self.remote, None, BytesMut::from(&datagram[..]))
@@ -293,6 +313,7 @@ impl<C: DatagramChannel> DatagramChannel for DtlsChannel<C> {
         if self.closing {
             return;
         }
+        self.restart_timeout(now, out);
         if let Phase::Handshake { deadline, .. } = &self.phase
             && now >= *deadline
         {
@@ -336,10 +357,11 @@ impl<C: DatagramChannel> DatagramChannel for DtlsChannel<C> {
             Phase::Open(inner) => inner.poll_timeout(),
             Phase::Gone => None,
         };
-        match (engine, own) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        let restart = self.restart.as_ref().map(|r| {
+            let engine = r.endpoint.poll_timeout(&self.remote);
+            engine.map_or(r.deadline, |at| at.min(r.deadline))
+        });
+        [engine, own, restart].into_iter().flatten().min()
     }
 
     fn handle_kick(&mut self, reason: KickReason, now: Instant, out: &mut Outbox<Bytes>) {
@@ -358,6 +380,7 @@ impl<C: DatagramChannel> DatagramChannel for DtlsChannel<C> {
     fn handle_closed(&mut self, now: Instant) {
         self.closing = true;
         self.held.clear();
+        self.restart = None;
         if let Phase::Open(mut inner) = std::mem::replace(&mut self.phase, Phase::Gone) {
             inner.handle_closed(now);
         }
@@ -415,6 +438,72 @@ impl<C: DatagramChannel> DtlsChannel<C> {
         } else {
             tracing::trace!(peer = %self.remote, %error, "dropped a DTLS record that did not authenticate");
             self.dropped();
+        }
+    }
+}
+
+impl<C: DatagramChannel> DtlsChannel<C> {
+    /// A ClientHello from the address of an established association: a client that restarted
+    /// (a new handshake), or a forgery. It goes to a second association; the established one
+    /// is untouched until that association sends its ServerHello, which it only does for a
+    /// ClientHello that returned its cookie: the client receives at this address. Then the
+    /// established association and its inner channel end (as if the peer were lost) and the
+    /// new handshake carries on in their place, with a fresh deadline.
+    fn restart_handshake(&mut self, datagram: &[u8], now: Instant, out: &mut Outbox<Bytes>) {
+        let restart = self.restart.get_or_insert_with(|| {
+            Box::new(Restart {
+                endpoint: Endpoint::new(self.local, TransportProtocol::UDP, Some(self.shared.config.clone())),
+                deadline: now + self.shared.handshake_timeout,
+            })
+        });
+        let result = restart.endpoint.read(now, self.remote, None, BytesMut::from(datagram));
+        let mut answer = Vec::new();
+        while let Some(message) = restart.endpoint.poll_transmit() {
+            answer.push(message.message.freeze());
+        }
+        if let Err(error) = result {
+            tracing::debug!(peer = %self.remote, %error, "a new DTLS handshake on an established address failed");
+            self.restart = None;
+            self.dropped();
+            return;
+        }
+        let reachable = answer.iter().any(|d| record::is_server_hello(d));
+        for datagram in answer {
+            out.send(datagram);
+        }
+        if !reachable {
+            return;
+        }
+        let Some(restart) = self.restart.take() else { return };
+        tracing::debug!(peer = %self.remote, "the peer started a new DTLS handshake; ending its established association");
+        self.shared.stats.handshakes_restarted.fetch_add(1, Ordering::Relaxed);
+        self.endpoint = restart.endpoint;
+        self.held.clear();
+        self.inner_out.clear();
+        let handshake = Phase::Handshake {
+            info: ConnInfo::new(self.remote, self.local),
+            deadline: now + self.shared.handshake_timeout,
+        };
+        if let Phase::Open(mut inner) = std::mem::replace(&mut self.phase, handshake) {
+            inner.handle_closed(now);
+        }
+    }
+
+    /// Drops a new handshake whose cookie did not come back in time; runs its engine's timer.
+    fn restart_timeout(&mut self, now: Instant, out: &mut Outbox<Bytes>) {
+        let Some(restart) = self.restart.as_mut() else { return };
+        if now >= restart.deadline {
+            self.restart = None;
+            return;
+        }
+        if restart.endpoint.poll_timeout(&self.remote).is_some_and(|at| at <= now) {
+            let result = restart.endpoint.handle_timeout(self.remote, now);
+            while let Some(message) = restart.endpoint.poll_transmit() {
+                out.send(message.message.freeze());
+            }
+            if result.is_err() {
+                self.restart = None;
+            }
         }
     }
 }

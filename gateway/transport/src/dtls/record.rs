@@ -13,8 +13,9 @@ pub(crate) const ALERT: u8 = 21;
 pub(crate) const HANDSHAKE: u8 = 22;
 pub(crate) const APPLICATION_DATA: u8 = 23;
 
-/// Handshake message type `client_hello` (RFC 5246 §7.4).
+/// Handshake message types `client_hello` and `server_hello` (RFC 5246 §7.4).
 const CLIENT_HELLO: u8 = 1;
+const SERVER_HELLO: u8 = 2;
 
 /// Handshake message header length in DTLS: `type(1) length(3) message_seq(2)
 /// fragment_offset(3) fragment_length(3)` (RFC 6347 §4.2.2).
@@ -72,18 +73,28 @@ pub(crate) fn headers(datagram: &[u8]) -> Option<Vec<Header>> {
     if out.is_empty() { None } else { Some(out) }
 }
 
-/// True if `datagram` opens with the first fragment of a ClientHello in epoch 0: the only thing
-/// a new peer may start with (RFC 6347 §4.2.1).
-pub fn is_client_hello(datagram: &[u8]) -> bool {
-    let Some(h) = header(datagram) else {
-        return false;
-    };
+/// The handshake message type `datagram` opens with, if its first record is the first
+/// fragment of a handshake message in epoch 0 (where every ClientHello and ServerHello is).
+fn first_handshake_type(datagram: &[u8]) -> Option<u8> {
+    let h = header(datagram)?;
     if h.content_type != HANDSHAKE || h.epoch != 0 || h.len < HANDSHAKE_HEADER_LEN {
-        return false;
+        return None;
     }
     let body = &datagram[HEADER_LEN..HEADER_LEN + h.len];
     let fragment_offset = &body[6..9];
-    body[0] == CLIENT_HELLO && fragment_offset == [0, 0, 0]
+    (fragment_offset == [0, 0, 0]).then_some(body[0])
+}
+
+/// True if `datagram` opens with the first fragment of a ClientHello in epoch 0: the only thing
+/// a new peer may start with (RFC 6347 §4.2.1).
+pub fn is_client_hello(datagram: &[u8]) -> bool {
+    first_handshake_type(datagram) == Some(CLIENT_HELLO)
+}
+
+/// True if `datagram` opens with a ServerHello: what a server sends once a ClientHello came
+/// back with a valid cookie.
+pub(crate) fn is_server_hello(datagram: &[u8]) -> bool {
+    first_handshake_type(datagram) == Some(SERVER_HELLO)
 }
 
 #[cfg(test)]
@@ -121,6 +132,8 @@ mod tests {
         tls[2] = 0x03;
         assert!(!is_client_hello(&tls), "TLS, not DTLS");
         assert!(!is_client_hello(&record(HANDSHAKE, 0, &handshake(2, 0))), "ServerHello");
+        assert!(is_server_hello(&record(HANDSHAKE, 0, &handshake(2, 0))));
+        assert!(!is_server_hello(&hello));
         assert!(
             !is_client_hello(&record(HANDSHAKE, 1, &handshake(CLIENT_HELLO, 0))),
             "epoch 1"

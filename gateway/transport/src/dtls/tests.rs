@@ -213,6 +213,75 @@ fn memory_a_replayed_record_is_ignored() {
     assert!(!pair.server_closed);
 }
 
+/// A client endpoint on the pair's client address, with its ClientHello queued.
+fn another_client(pair: &Pair, identity: &str, key: &[u8]) -> rtc_dtls::endpoint::Endpoint {
+    let mut client = rtc_dtls::endpoint::Endpoint::new(pair.client_addr, rtc_shared::TransportProtocol::UDP, None);
+    client
+        .connect(
+            pair.now,
+            pair.server_addr,
+            psk_client(identity, key, CCM8, pair.server_addr),
+            None,
+        )
+        .unwrap();
+    client
+}
+
+#[test]
+fn memory_a_client_restarting_on_the_same_address_replaces_its_association() {
+    let (frontend, mut pair) = pair(IDENTITY, KEY, Duration::from_secs(15));
+    assert!(pair.handshake());
+    assert_eq!(pair.exchange(b"old"), vec![b"old".to_vec()]);
+    // The device restarts: same address, new handshake.
+    let restarted = another_client(&pair, IDENTITY, KEY);
+    let old = std::mem::replace(&mut pair.client, restarted);
+    let hello = pair.client_datagrams();
+    let verify_request: Vec<Bytes> = hello.into_iter().flat_map(|d| pair.deliver_to_server(d)).collect();
+    assert!(!verify_request.is_empty(), "a HelloVerifyRequest");
+    assert!(!pair.server_closed);
+    // Until the cookie comes back the established association is untouched.
+    let fresh = std::mem::replace(&mut pair.client, old);
+    assert_eq!(pair.exchange(b"old still"), vec![b"old still".to_vec()]);
+    assert!(frontend.inner().closed.lock().is_empty());
+    pair.client = fresh;
+    assert!(pair.deliver_to_client(verify_request).is_empty());
+    assert!(pair.handshake(), "the new handshake completes");
+    assert_eq!(pair.exchange(b"new"), vec![b"new".to_vec()]);
+    assert_eq!(
+        frontend.inner().closed.lock().as_slice(),
+        &[pair.client_addr],
+        "the old inner channel ended"
+    );
+    assert_eq!(frontend.inner().infos.lock().len(), 2, "a new inner channel");
+    let counts = frontend.stats().snapshot();
+    assert_eq!((counts.handshakes_restarted, counts.handshakes_completed), (1, 2));
+}
+
+#[test]
+fn memory_a_forged_client_hello_leaves_the_established_association_alone() {
+    let (frontend, mut pair) = pair(IDENTITY, KEY, Duration::from_secs(5));
+    assert!(pair.handshake());
+    let mut forger = another_client(&pair, IDENTITY, KEY);
+    let hello = forger.poll_transmit().unwrap().message.freeze();
+    for attempt in 0..3 {
+        // The first is answered with a HelloVerifyRequest; its replays are ignored.
+        let answer = pair.deliver_to_server(hello.clone());
+        assert_eq!(answer.len(), usize::from(attempt == 0), "attempt {attempt}");
+        assert!(answer.iter().all(|d| d.len() <= hello.len()), "no amplification");
+    }
+    assert_eq!(pair.exchange(b"unharmed"), vec![b"unharmed".to_vec()]);
+    // The second association is dropped at the handshake timeout; nothing else happens.
+    let deadline = pair.now + Duration::from_secs(5);
+    while let Some(at) = pair.server.poll_timeout() {
+        assert!(at <= deadline);
+        pair.now = at;
+        pair.server_timeout();
+    }
+    assert!(!pair.server_closed);
+    assert_eq!(pair.exchange(b"still"), vec![b"still".to_vec()]);
+    assert_eq!(frontend.stats().snapshot().handshakes_restarted, 0);
+}
+
 #[test]
 fn every_fuzz_seed_passes_the_records_check() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/seeds/dtls_records");
@@ -268,4 +337,40 @@ fn write_fuzz_seeds() {
     for (name, data) in seeds {
         std::fs::write(dir.join(name), data).unwrap();
     }
+}
+
+/// The memory a spoofed ClientHello makes the server hold until the handshake timeout (the
+/// figure in `docs/architecture.md`): RSS growth over 20,000 half-open associations.
+#[test]
+#[ignore = "a measurement, not a check: prints the cost of a half-open association"]
+fn measure_a_half_open_association() {
+    use portico_core::channel::{ConnInfo, Outbox};
+    use portico_core::conn::{ConnHandle, ConnId};
+    use portico_core::datagram::DatagramFrontend;
+
+    fn rss() -> usize {
+        let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
+        statm.split_whitespace().nth(1).unwrap().parse::<usize>().unwrap() * 4096
+    }
+    const N: u16 = 20_000;
+    let (frontend, mut pair) = pair(IDENTITY, KEY, Duration::from_secs(15));
+    let hello = pair.client_datagrams().remove(0);
+    let mut channels = Vec::with_capacity(usize::from(N));
+    let before = rss();
+    let started = Instant::now();
+    for i in 0..N {
+        let peer = std::net::SocketAddr::from(([10, 0, (i >> 8) as u8, i as u8], 1000));
+        let info = ConnInfo::new(peer, pair.server_addr);
+        let mut channel = frontend.new_peer(ConnHandle::new(ConnId(u64::from(i))), info, pair.now);
+        let mut out = Outbox::new();
+        channel.handle_datagram(hello.clone(), pair.now, &mut out);
+        assert_eq!(out.len(), 1, "a HelloVerifyRequest");
+        channels.push(channel);
+    }
+    let elapsed = started.elapsed();
+    eprintln!(
+        "a half-open association: {} bytes, {:?} of CPU",
+        (rss() - before) / usize::from(N),
+        elapsed / u32::from(N)
+    );
 }

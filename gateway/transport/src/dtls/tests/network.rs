@@ -132,17 +132,25 @@ impl Client {
         patience: Duration,
     ) -> Result<Client, String> {
         let mut client = Client::bind(server).await;
-        client
-            .endpoint
-            .connect(Instant::now(), server, config, None)
+        client.handshake(config, patience).await?;
+        Ok(client)
+    }
+
+    /// Starts over on the same socket with a new association, as a restarted device would.
+    pub(super) async fn handshake(&mut self, config: Arc<HandshakeConfig>, patience: Duration) -> Result<(), String> {
+        self.endpoint = Endpoint::new(self.local(), TransportProtocol::UDP, None);
+        self.inbox.clear();
+        self.closed_by_server = false;
+        self.endpoint
+            .connect(Instant::now(), self.server, config, None)
             .map_err(|e| e.to_string())?;
-        client.flush().await;
+        self.flush().await;
         let give_up = Instant::now() + patience;
         loop {
-            if client.step(give_up).await? {
-                return Ok(client);
+            if self.step(give_up).await? {
+                return Ok(());
             }
-            if client.closed_by_server {
+            if self.closed_by_server {
                 return Err("the server closed".to_owned());
             }
             if Instant::now() >= give_up {
@@ -470,5 +478,28 @@ async fn max_peers_bounds_half_open_handshakes() {
     .await;
     assert!(refused.is_err(), "a third peer finds the table full");
     assert_eq!(rig.broker.connection_count(), 2);
+    rig.stop().await;
+}
+
+#[tokio::test]
+async fn a_client_restarting_on_the_same_port_is_served_again() {
+    let rig = Rig::start(psk_settings()).await;
+    let mut client = psk_connect(&rig, IDENTITY, KEY).await.expect("handshake");
+    client.send(b"before").await;
+    assert_eq!(client.recv().await, b"before");
+    // Same socket, new handshake (and another identity): RFC 6347 §4.2.8.
+    client
+        .handshake(psk_client("dev2", b"secret2", CCM8, rig.addr), PATIENCE)
+        .await
+        .expect("a new handshake on the same address");
+    client.send(b"who").await;
+    assert_eq!(client.recv().await, b"psk=dev2;cn=\n");
+    let addr = client.local();
+    rig.until("the old inner channel to end", |r| {
+        r.echo().closed.lock().contains(&addr)
+    })
+    .await;
+    assert_eq!(rig.broker.connection_count(), 1, "still one peer");
+    assert_eq!(rig.frontend.stats().snapshot().handshakes_restarted, 1);
     rig.stop().await;
 }
