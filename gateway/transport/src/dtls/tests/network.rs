@@ -103,6 +103,8 @@ pub(super) struct Client {
     /// Application data received and not yet taken.
     inbox: Vec<Vec<u8>>,
     pub(super) closed_by_server: bool,
+    /// The largest datagram received.
+    pub(super) largest: usize,
 }
 
 impl Client {
@@ -117,6 +119,7 @@ impl Client {
             server,
             inbox: Vec::new(),
             closed_by_server: false,
+            largest: 0,
         }
     }
 
@@ -174,6 +177,7 @@ impl Client {
         tokio::select! {
             received = self.socket.recv(&mut buf) => {
                 let n = received.map_err(|e| format!("recv: {e}"))?;
+                self.largest = self.largest.max(n);
                 let events = self
                     .endpoint
                     .read(Instant::now(), self.server, None, BytesMut::from(&buf[..n]))
@@ -501,5 +505,70 @@ async fn a_client_restarting_on_the_same_port_is_served_again() {
     .await;
     assert_eq!(rig.broker.connection_count(), 1, "still one peer");
     assert_eq!(rig.frontend.stats().snapshot().handshakes_restarted, 1);
+    rig.stop().await;
+}
+
+/// A certificate client trusting `pki`'s CA, presenting `cert` if given.
+fn cert_client(
+    pki: &crate::pki::Pki,
+    cert: Option<&crate::pki::ClientCert>,
+    server: SocketAddr,
+) -> Arc<HandshakeConfig> {
+    use rtc_dtls::config::ConfigBuilder;
+    use rtc_dtls::crypto::{Certificate, CryptoPrivateKey};
+    use rtc_dtls::crypto_provider::RTCCryptoProvider;
+    use rtc_dtls::crypto_provider::providers::RingProvider;
+    use rustls::pki_types::CertificateDer;
+
+    let provider = Arc::new(RingProvider::new());
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(CertificateDer::from(pki.ca_der())).expect("the CA");
+    let mut builder = ConfigBuilder::default()
+        .with_crypto_provider(provider.clone())
+        .with_roots_cas(roots)
+        .with_server_name("localhost".to_owned())
+        .with_cipher_suites(vec![CipherSuiteId::Tls_Ecdhe_Ecdsa_With_Aes_128_Gcm_Sha256]);
+    if let Some(cert) = cert {
+        let key_pair = rcgen::KeyPair::from_pem(&cert.key_pem).expect("the client key");
+        let private_key = CryptoPrivateKey::from_key_pair(&key_pair, provider.crypto()).expect("importable");
+        builder = builder.with_certificates(vec![Certificate {
+            certificate: vec![CertificateDer::from(cert.der.clone())],
+            private_key,
+        }]);
+    }
+    Arc::new(builder.build(true, Some(server)).expect("a certificate client config"))
+}
+
+#[tokio::test]
+async fn certificate_clients_within_a_small_mtu() {
+    let pki = crate::pki::Pki::new("dtls-mtu");
+    let mtu = 300;
+    let rig = Rig::start(DtlsSettings {
+        certfile: Some(pki.server_cert.clone()),
+        keyfile: Some(pki.server_key.clone()),
+        cacertfile: Some(pki.ca_file.clone()),
+        verify_peer: true,
+        mtu,
+        ..DtlsSettings::default()
+    })
+    .await;
+    let with_cert = pki.client("rust-client", 9);
+    for (cert, who) in [(None, "psk=;cn=\n"), (Some(&with_cert), "psk=;cn=rust-client\n")] {
+        let mut client = Client::connect(rig.addr, cert_client(&pki, cert, rig.addr))
+            .await
+            .expect("a certificate handshake");
+        client.send(b"who").await;
+        assert_eq!(client.recv().await, who.as_bytes());
+        assert!(
+            client.largest <= mtu,
+            "the server's flights are cut to the MTU: got a {}-byte datagram",
+            client.largest
+        );
+    }
+    let infos = rig.echo().infos.lock().clone();
+    assert_eq!(
+        infos[1].peer_cert.as_ref().and_then(|c| c.common_name.as_deref()),
+        Some("rust-client")
+    );
     rig.stop().await;
 }
