@@ -13,7 +13,8 @@ PYTHON="${PYTHON:-python3}"
 
 # --- Debian packages ---------------------------------------------------------
 missing=()
-# openssl: the command line makes the test certificates of test_transports.py.
+# openssl: the command line makes the test certificates of test_transports.py, and its
+# s_client is the DTLS interop peer of portico-transport's tests (src/dtls/tests/openssl.rs).
 # postgresql, mariadb-server, redis-server: the database backend tests (scripts/test-services.sh
 # runs them on loopback; the Debian services themselves are not used).
 for pkg in mosquitto mosquitto-clients openssl postgresql mariadb-server redis-server; do
