@@ -41,6 +41,9 @@
 //!
 //! # After the handshake
 //!
+//! An established association costs about 12 KB besides the inner channel (the engine keeps
+//! the handshake transcript, replay windows and record keys; measured by the same test).
+//!
 //! - Datagrams that are not whole DTLS records, and records that do not authenticate, are
 //!   dropped and counted ([`DtlsStats::records_dropped`]); the association goes on. (With PSK
 //!   suites the engine answers a record that fails authentication with a fatal alert and an

@@ -21,6 +21,12 @@ use super::{DtlsStats, record};
 /// driver's `max_held` default: these are datagrams the driver handed over already).
 const MAX_HELD: usize = 16;
 
+thread_local! {
+    /// Where a frame of the inner channel is encoded before it is encrypted: one buffer per
+    /// thread rather than one per peer, so that an idle peer keeps no capacity.
+    static SCRATCH: std::cell::RefCell<BytesMut> = std::cell::RefCell::new(BytesMut::new());
+}
+
 /// What every association of one listener shares.
 pub(crate) struct Shared<C> {
     /// Makes the inner channel once a handshake completes.
@@ -74,9 +80,8 @@ pub struct DtlsChannel<C: DatagramChannel> {
     closing: bool,
     /// Decrypted datagrams waiting for the inner channel to take input.
     held: VecDeque<Bytes>,
-    /// The inner channel's outputs (kept to reuse its memory while the peer is busy).
+    /// The inner channel's outputs (released after each call: an idle peer holds none).
     inner_out: Outbox<C::Frame>,
-    scratch: BytesMut,
 }
 
 impl<C: DatagramChannel> DtlsChannel<C> {
@@ -93,7 +98,6 @@ impl<C: DatagramChannel> DtlsChannel<C> {
             closing: false,
             held: VecDeque::new(),
             inner_out: Outbox::new(),
-            scratch: BytesMut::new(),
             shared,
         }
     }
@@ -220,17 +224,18 @@ impl<C: DatagramChannel> DtlsChannel<C> {
         for output in self.inner_out.drain() {
             match output {
                 Output::Send(frame) => {
-                    self.scratch.clear();
-                    if let Err(error) = inner.encode(&frame, &mut self.scratch) {
-                        tracing::warn!(peer = %self.remote, %error, "a frame could not be encoded; closing the peer");
-                        close = Some(CloseReason::ProtocolViolation(format!(
-                            "cannot encode a frame: {error}"
-                        )));
-                        break;
-                    }
-                    if let Err(error) = self.endpoint.write(now, self.remote, &self.scratch) {
-                        tracing::warn!(peer = %self.remote, %error, "DTLS cannot encrypt; closing the peer");
-                        close = Some(CloseReason::ProtocolViolation(format!("DTLS write: {error}")));
+                    let written = SCRATCH.with_borrow_mut(|scratch| {
+                        scratch.clear();
+                        inner
+                            .encode(&frame, scratch)
+                            .map_err(|error| format!("cannot encode a frame: {error}"))?;
+                        self.endpoint
+                            .write(now, self.remote, scratch)
+                            .map_err(|error| format!("DTLS write: {error}"))
+                    });
+                    if let Err(why) = written {
+                        tracing::warn!(peer = %self.remote, %why, "closing the peer");
+                        close = Some(CloseReason::ProtocolViolation(why));
                         break;
                     }
                     while let Some(message) = self.endpoint.poll_transmit() {
