@@ -81,7 +81,7 @@ pub mod settings;
 pub use channel::DtlsChannel;
 pub use psk::{PskFile, PskFileError, PskStore};
 pub use record::is_client_hello;
-pub use settings::{DtlsSettings, cipher_suite, supported_cipher_names};
+pub use settings::{DtlsSettings, is_supported_cipher, supported_cipher_names};
 
 use crate::tls::TlsError;
 

@@ -179,10 +179,10 @@ fn lookup(name: &str) -> Option<(CipherSuiteId, bool)> {
         .map(|(_, _, id, psk)| (*id, *psk))
 }
 
-/// The suite an IANA or OpenSSL cipher name stands for, if the DTLS engine implements it
-/// (case-insensitive).
-pub fn cipher_suite(name: &str) -> Option<CipherSuiteId> {
-    lookup(name).map(|(id, _)| id)
+/// True if `name` (IANA or OpenSSL, any case) is a suite [`DtlsSettings::ciphers`] accepts: for
+/// validating configuration before a listener is made.
+pub fn is_supported_cipher(name: &str) -> bool {
+    lookup(name).is_some()
 }
 
 /// The OpenSSL names of every supported suite, for error messages.

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use crate::dtls::settings::handshake_config;
-use crate::dtls::{DtlsSettings, PskFile, cipher_suite};
+use crate::dtls::{DtlsSettings, PskFile, is_supported_cipher};
 use crate::pki::Pki;
 
 fn psk() -> Option<Arc<dyn crate::dtls::PskStore>> {
@@ -57,19 +57,21 @@ fn workable_combinations_are_accepted() {
 
 #[test]
 fn cipher_names_are_iana_or_openssl() {
-    use rtc_dtls::cipher_suite::CipherSuiteId;
-    assert_eq!(
-        cipher_suite("PSK-AES128-CCM8"),
-        Some(CipherSuiteId::Tls_Psk_With_Aes_128_Ccm_8)
-    );
-    assert_eq!(
-        cipher_suite("tls_psk_with_aes_128_gcm_sha256"),
-        Some(CipherSuiteId::Tls_Psk_With_Aes_128_Gcm_Sha256)
-    );
-    assert_eq!(
-        cipher_suite("PSK-AES128-CBC-SHA256"),
-        None,
+    for name in [
+        "PSK-AES128-CCM8",
+        "tls_psk_with_aes_128_gcm_sha256",
+        "ecdhe-ecdsa-aes128-ccm8",
+        "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256",
+    ] {
+        assert!(is_supported_cipher(name), "{name}");
+    }
+    assert!(
+        !is_supported_cipher("PSK-AES128-CBC-SHA256"),
         "not implemented by the engine"
+    );
+    assert!(
+        !is_supported_cipher("RSA-PSK-AES256-GCM-SHA384"),
+        "EMQX's example suite"
     );
     let (field, why) = refused(&DtlsSettings {
         psk: psk(),
