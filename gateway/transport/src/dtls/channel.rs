@@ -273,7 +273,19 @@ impl<C: DatagramChannel> DatagramChannel for DtlsChannel<C> {
         }
         // RFC 6347 §4.1.2.7: what is not made of whole DTLS records is silently discarded,
         // before the engine allocates anything for it.
-        if record::headers(&datagram).is_none() {
+        let Some(headers) = record::headers(&datagram) else {
+            self.dropped();
+            return;
+        };
+        // rtc-dtls 0.21 passes a ChangeCipherSpec record through its record decryption
+        // unauthenticated, whatever its epoch, and then moves the peer to the next epoch: one
+        // forged 14-byte record in epoch 1 would make it ignore everything the real peer sends
+        // afterwards. A DTLS 1.2 peer only sends ChangeCipherSpec in epoch 0 (the engine does
+        // not renegotiate), so any other is a forgery.
+        if headers
+            .iter()
+            .any(|h| h.content_type == record::CHANGE_CIPHER_SPEC && h.epoch != 0)
+        {
             self.dropped();
             return;
         }

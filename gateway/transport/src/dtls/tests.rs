@@ -194,6 +194,20 @@ fn memory_garbage_after_the_handshake_is_dropped_and_the_association_goes_on() {
     assert!(frontend.stats().snapshot().records_dropped >= 4);
 }
 
+/// Found by fuzzing: rtc-dtls takes a ChangeCipherSpec record in epoch 1 without
+/// authenticating it and moves to epoch 2, after which the real peer's records are all dropped.
+#[test]
+fn memory_a_forged_change_cipher_spec_cannot_move_the_epoch() {
+    let (frontend, mut pair) = pair(IDENTITY, KEY, Duration::from_secs(15));
+    assert!(pair.handshake());
+    for epoch in [1, 2, 7] {
+        let sent = pair.deliver_to_server(forged(20, epoch, 9, &[1]));
+        assert!(sent.is_empty() && !pair.server_closed, "epoch {epoch}");
+    }
+    assert_eq!(pair.exchange(b"still heard"), vec![b"still heard".to_vec()]);
+    assert_eq!(frontend.stats().snapshot().records_dropped, 3);
+}
+
 #[test]
 fn memory_a_replayed_record_is_ignored() {
     let (_frontend, mut pair) = pair(IDENTITY, KEY, Duration::from_secs(15));
