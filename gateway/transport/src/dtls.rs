@@ -48,7 +48,9 @@
 //!   dropped and counted ([`DtlsStats::records_dropped`]); the association goes on. (With PSK
 //!   suites the engine answers a record that fails authentication with a fatal alert and an
 //!   error; the channel tells that apart from a genuine alert and discards the answer: see
-//!   `DtlsChannel::read_failed_after_handshake`.)
+//!   `DtlsChannel::read_failed_after_handshake`.) A ChangeCipherSpec record outside epoch 0 is
+//!   dropped before the engine sees it: the engine would take it unauthenticated and move to
+//!   the next epoch, deaf to the real peer from then on (found by the `dtls_records` fuzzer).
 //! - The peer's `close_notify` or any other alert closes the channel.
 //! - The inner channel's close is sent as `close_notify`, then the peer is closed.
 //! - A new ClientHello from the peer's address (a client that restarted on the same port) starts
