@@ -21,6 +21,14 @@ use super::{DtlsStats, record};
 /// driver's `max_held` default: these are datagrams the driver handed over already).
 const MAX_HELD: usize = 16;
 
+/// Bytes of handshake records (epoch 0) an association takes in its whole life. rtc-dtls
+/// buffers handshake fragments, up to 2 MB per association, before any cookie or key is
+/// checked, and once that buffer is nearly full it drops every record that does not fit, the
+/// real peer's too: without this bound a spoofed ClientHello could pin 2 MB, and forged
+/// fragments could silence an established association. A real handshake takes a few KB (a
+/// long certificate chain, some retransmissions).
+const MAX_HANDSHAKE_INPUT: usize = 64 * 1024;
+
 thread_local! {
     /// Where a frame of the inner channel is encoded before it is encrypted: one buffer per
     /// thread rather than one per peer, so that an idle peer keeps no capacity.
@@ -43,6 +51,8 @@ pub(crate) struct Shared<C> {
 /// shown it receives at this address, by returning the cookie: then the established one goes.
 struct Restart {
     endpoint: Endpoint,
+    /// Bytes of handshake records fed to it (see [`MAX_HANDSHAKE_INPUT`]).
+    handshake_input: usize,
     /// Dropped if the cookie has not come back by then (a spoofed ClientHello).
     deadline: Instant,
 }
@@ -78,6 +88,8 @@ pub struct DtlsChannel<C: DatagramChannel> {
     restart: Option<Box<Restart>>,
     /// A close was queued: nothing more goes in or out.
     closing: bool,
+    /// Bytes of handshake records fed to `endpoint` so far (see [`MAX_HANDSHAKE_INPUT`]).
+    handshake_input: usize,
     /// Decrypted datagrams waiting for the inner channel to take input.
     held: VecDeque<Bytes>,
     /// The inner channel's outputs (released after each call: an idle peer holds none).
@@ -96,6 +108,7 @@ impl<C: DatagramChannel> DtlsChannel<C> {
             restart: None,
             phase: Phase::Handshake { info, deadline },
             closing: false,
+            handshake_input: 0,
             held: VecDeque::new(),
             inner_out: Outbox::new(),
             shared,
@@ -289,9 +302,32 @@ impl<C: DatagramChannel> DatagramChannel for DtlsChannel<C> {
             self.dropped();
             return;
         }
+        let handshake_bytes: usize = headers
+            .iter()
+            .filter(|h| h.content_type == record::HANDSHAKE && h.epoch == 0)
+            .map(|h| record::HEADER_LEN + h.len)
+            .sum();
         if matches!(self.phase, Phase::Open(_)) && record::is_client_hello(&datagram) {
-            self.restart_handshake(&datagram, now, out);
+            self.restart_handshake(&datagram, handshake_bytes, now, out);
             return;
+        }
+        if handshake_bytes > 0 {
+            self.handshake_input += handshake_bytes;
+            if self.handshake_input > MAX_HANDSHAKE_INPUT {
+                if matches!(self.phase, Phase::Handshake { .. }) {
+                    self.shared.stats.handshakes_failed.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(peer = %self.remote, "DTLS handshake failed: too many handshake bytes");
+                    self.close(
+                        CloseReason::ProtocolViolation("DTLS handshake: too many handshake bytes".to_owned()),
+                        out,
+                    );
+                } else {
+                    // Established: only a repeat of the client's last flight is genuine here,
+                    // and it has had its chances.
+                    self.dropped();
+                }
+                return;
+            }
         }
         match self
             .endpoint
@@ -466,13 +502,20 @@ impl<C: DatagramChannel> DtlsChannel<C> {
     /// ClientHello that returned its cookie: the client receives at this address. Then the
     /// established association and its inner channel end (as if the peer were lost) and the
     /// new handshake carries on in their place, with a fresh deadline.
-    fn restart_handshake(&mut self, datagram: &[u8], now: Instant, out: &mut Outbox<Bytes>) {
+    fn restart_handshake(&mut self, datagram: &[u8], handshake_bytes: usize, now: Instant, out: &mut Outbox<Bytes>) {
         let restart = self.restart.get_or_insert_with(|| {
             Box::new(Restart {
                 endpoint: Endpoint::new(self.local, TransportProtocol::UDP, Some(self.shared.config.clone())),
+                handshake_input: 0,
                 deadline: now + self.shared.handshake_timeout,
             })
         });
+        restart.handshake_input += handshake_bytes;
+        if restart.handshake_input > MAX_HANDSHAKE_INPUT {
+            self.restart = None;
+            self.dropped();
+            return;
+        }
         let result = restart.endpoint.read(now, self.remote, None, BytesMut::from(datagram));
         let mut answer = Vec::new();
         while let Some(message) = restart.endpoint.poll_transmit() {
@@ -495,6 +538,7 @@ impl<C: DatagramChannel> DtlsChannel<C> {
         tracing::debug!(peer = %self.remote, "the peer started a new DTLS handshake; ending its established association");
         self.shared.stats.handshakes_restarted.fetch_add(1, Ordering::Relaxed);
         self.endpoint = restart.endpoint;
+        self.handshake_input = restart.handshake_input;
         self.held.clear();
         self.inner_out.clear();
         let handshake = Phase::Handshake {

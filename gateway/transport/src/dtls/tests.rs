@@ -208,6 +208,53 @@ fn memory_a_forged_change_cipher_spec_cannot_move_the_epoch() {
     assert_eq!(frontend.stats().snapshot().records_dropped, 3);
 }
 
+/// A handshake fragment (epoch 0) of message `seq` that never completes.
+fn stray_fragment(record_seq: u64, message_seq: u16, size: u16) -> Bytes {
+    let mut body = vec![11, 0, 0x40, 0]; // Certificate, 16 KiB long
+    body.extend_from_slice(&message_seq.to_be_bytes());
+    body.extend_from_slice(&[0, 0x10, 0]); // at offset 4096
+    body.push(0);
+    body.extend_from_slice(&size.to_be_bytes()); // `size` bytes of it
+    body.extend(std::iter::repeat_n(0xAB, usize::from(size)));
+    forged(22, 0, record_seq, &body)
+}
+
+/// rtc-dtls buffers handshake fragments (up to 2 MB) and then fails every record: forged
+/// epoch-0 fragments to an established association must not get it there.
+#[test]
+fn memory_stray_handshake_fragments_cannot_fill_the_engine() {
+    let (frontend, mut pair) = pair(IDENTITY, KEY, Duration::from_secs(15));
+    assert!(pair.handshake());
+    // 2 MB of 1000-byte fragments, then topped off byte by byte: without a bound the engine's
+    // buffer ends up too full for even the smallest record, and the peer goes unheard.
+    let sizes = std::iter::repeat_n(1000, 2_000).chain((1..1000).rev());
+    for (i, size) in (0u64..).zip(sizes) {
+        // The engine may take one for a repeat of the client's last flight and answer with
+        // its own (a few times at most); it must not close.
+        pair.deliver_to_server(stray_fragment(10_000 + i, 50 + (i % 1000) as u16, size));
+        assert!(!pair.server_closed);
+    }
+    let message = [b'x'; 100];
+    assert_eq!(pair.exchange(&message), vec![message.to_vec()], "still heard");
+    assert!(frontend.stats().snapshot().records_dropped > 1_000);
+}
+
+/// The same during a handshake: the handshake fails once the budget is spent.
+#[test]
+fn memory_a_handshake_that_sends_too_much_fails() {
+    let (frontend, mut pair) = pair(IDENTITY, KEY, Duration::from_secs(15));
+    for datagram in pair.client_datagrams() {
+        pair.deliver_to_server(datagram);
+    }
+    let mut i = 0;
+    while !pair.server_closed {
+        assert!(i < 200, "the handshake input is bounded");
+        pair.deliver_to_server(stray_fragment(1_000 + i, 50, 1000));
+        i += 1;
+    }
+    assert_eq!(frontend.stats().snapshot().handshakes_failed, 1);
+}
+
 #[test]
 fn memory_a_replayed_record_is_ignored() {
     let (_frontend, mut pair) = pair(IDENTITY, KEY, Duration::from_secs(15));
