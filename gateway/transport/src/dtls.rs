@@ -31,7 +31,10 @@
 //! is checked): about 7 KB and one key generation in all (measured by the ignored test
 //! `measure_a_half_open_association`). What it does not get is an amplifier: the
 //! HelloVerifyRequest sent back is smaller than the ClientHello, and nothing
-//! more is sent until the cookie comes back from the address. That state lasts until
+//! more is sent until the cookie comes back from the address. The engine buffers handshake
+//! fragments before it checks anything (up to 2 MB); the channel feeds it at most 64 KB of
+//! handshake records in an association's life, so a spoofer who keeps sending blind fragments
+//! can grow one half-open association to about 70 KB, no more. That state lasts until
 //! [`DtlsSettings::handshake_timeout`] (15 s by default) and is bounded by the listener's
 //! `max_peers` (a new address beyond it is dropped, counted in
 //! `listener_refused_max_connections`); the listener's per-peer rate bounds what one address
@@ -51,6 +54,8 @@
 //!   `DtlsChannel::read_failed_after_handshake`.) A ChangeCipherSpec record outside epoch 0 is
 //!   dropped before the engine sees it: the engine would take it unauthenticated and move to
 //!   the next epoch, deaf to the real peer from then on (found by the `dtls_records` fuzzer).
+//!   The 64 KB handshake budget holds here too: forged handshake fragments could otherwise fill
+//!   the engine's 2 MB fragment buffer, after which it drops the real peer's records.
 //! - The peer's `close_notify` or any other alert closes the channel.
 //! - The inner channel's close is sent as `close_notify`, then the peer is closed.
 //! - A new ClientHello from the peer's address (a client that restarted on the same port) starts
