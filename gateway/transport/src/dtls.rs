@@ -32,9 +32,10 @@
 //! `measure_a_half_open_association`). What it does not get is an amplifier: the
 //! HelloVerifyRequest sent back is smaller than the ClientHello, and nothing
 //! more is sent until the cookie comes back from the address. The engine buffers handshake
-//! fragments before it checks anything (up to 2 MB); the channel feeds it at most 64 KB of
-//! handshake records in an association's life, so a spoofer who keeps sending blind fragments
-//! can grow one half-open association to about 70 KB, no more. That state lasts until
+//! fragments (up to 2 MB) and records of the next epoch (without limit) before it checks
+//! anything; the channel feeds it at most 64 KB before the handshake completes, so a spoofer
+//! who keeps sending blind records grows one half-open association to about 70 KB, no more,
+//! and is then closed. That state lasts until
 //! [`DtlsSettings::handshake_timeout`] (15 s by default) and is bounded by the listener's
 //! `max_peers` (a new address beyond it is dropped, counted in
 //! `listener_refused_max_connections`); the listener's per-peer rate bounds what one address

@@ -21,12 +21,13 @@ use super::{DtlsStats, record};
 /// driver's `max_held` default: these are datagrams the driver handed over already).
 const MAX_HELD: usize = 16;
 
-/// Bytes of handshake records (epoch 0) an association takes in its whole life. rtc-dtls
-/// buffers handshake fragments, up to 2 MB per association, before any cookie or key is
-/// checked, and once that buffer is nearly full it drops every record that does not fit, the
-/// real peer's too: without this bound a spoofed ClientHello could pin 2 MB, and forged
-/// fragments could silence an established association. A real handshake takes a few KB (a
-/// long certificate chain, some retransmissions).
+/// Bytes an association takes before its handshake completes, and bytes of handshake records
+/// (epoch 0) after. rtc-dtls buffers handshake fragments (up to 2 MB per association) and
+/// records of the next epoch (without limit) before any cookie or key is checked, and once its
+/// fragment buffer is nearly full it drops every record that does not fit, the real peer's
+/// too: without this bound a spoofed ClientHello could pin megabytes, and forged fragments could
+/// silence an established association. A real handshake takes a few KB (a long certificate
+/// chain, some retransmissions).
 const MAX_HANDSHAKE_INPUT: usize = 64 * 1024;
 
 thread_local! {
@@ -88,7 +89,7 @@ pub struct DtlsChannel<C: DatagramChannel> {
     restart: Option<Box<Restart>>,
     /// A close was queued: nothing more goes in or out.
     closing: bool,
-    /// Bytes of handshake records fed to `endpoint` so far (see [`MAX_HANDSHAKE_INPUT`]).
+    /// Bytes fed to `endpoint` that count against [`MAX_HANDSHAKE_INPUT`].
     handshake_input: usize,
     /// Decrypted datagrams waiting for the inner channel to take input.
     held: VecDeque<Bytes>,
@@ -311,14 +312,18 @@ impl<C: DatagramChannel> DatagramChannel for DtlsChannel<C> {
             self.restart_handshake(&datagram, handshake_bytes, now, out);
             return;
         }
-        if handshake_bytes > 0 {
-            self.handshake_input += handshake_bytes;
+        let budgeted = match self.phase {
+            Phase::Handshake { .. } => datagram.len(),
+            _ => handshake_bytes,
+        };
+        if budgeted > 0 {
+            self.handshake_input += budgeted;
             if self.handshake_input > MAX_HANDSHAKE_INPUT {
                 if matches!(self.phase, Phase::Handshake { .. }) {
                     self.shared.stats.handshakes_failed.fetch_add(1, Ordering::Relaxed);
-                    tracing::debug!(peer = %self.remote, "DTLS handshake failed: too many handshake bytes");
+                    tracing::debug!(peer = %self.remote, "DTLS handshake failed: too many bytes before it completed");
                     self.close(
-                        CloseReason::ProtocolViolation("DTLS handshake: too many handshake bytes".to_owned()),
+                        CloseReason::ProtocolViolation("DTLS handshake: too many bytes before it completed".to_owned()),
                         out,
                     );
                 } else {

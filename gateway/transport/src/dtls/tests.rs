@@ -246,10 +246,16 @@ fn memory_a_handshake_that_sends_too_much_fails() {
     for datagram in pair.client_datagrams() {
         pair.deliver_to_server(datagram);
     }
+    // Handshake fragments and records of the next epoch (which the engine would queue).
     let mut i = 0;
     while !pair.server_closed {
         assert!(i < 200, "the handshake input is bounded");
-        pair.deliver_to_server(stray_fragment(1_000 + i, 50, 1000));
+        let datagram = if i % 2 == 0 {
+            stray_fragment(1_000 + i, 50, 1000)
+        } else {
+            forged(23, 1, 1_000 + i, &[0xCD; 1000])
+        };
+        pair.deliver_to_server(datagram);
         i += 1;
     }
     assert_eq!(frontend.stats().snapshot().handshakes_failed, 1);
