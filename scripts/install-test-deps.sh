@@ -13,7 +13,8 @@ PYTHON="${PYTHON:-python3}"
 
 # --- Debian packages ---------------------------------------------------------
 missing=()
-# openssl: the command line makes the test certificates of test_transports.py.
+# openssl: the command line makes the test certificates of test_transports.py, and its
+# s_client is the DTLS interop peer of portico-transport's tests (src/dtls/tests/openssl.rs).
 # libcoap3-bin: coap-client-notls / coap-client-openssl, the CoAP interop peers (test_coap.py).
 # postgresql, mariadb-server, redis-server: the database backend tests (scripts/test-services.sh
 # runs them on loopback; the Debian services themselves are not used).

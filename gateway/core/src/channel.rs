@@ -209,7 +209,8 @@ pub trait Channel: Send + Unpin + 'static {
 ///
 /// Was `ConnAddrs` (both addresses, `Copy`); it now also carries the client's TLS certificate,
 /// because MQTT's `peer_cert_as_username` / `peer_cert_as_clientid` (and later STOMP's
-/// equivalent) need it in the channel and the transport is the only place that sees it. See
+/// equivalent) need it in the channel and the transport is the only place that sees it, and
+/// the PSK identity of a DTLS peer, for the same reason (LwM2M/CoAP over DTLS-PSK). See
 /// `docs/architecture.md` ("Connection info").
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConnInfo {
@@ -218,17 +219,21 @@ pub struct ConnInfo {
     pub peer: SocketAddr,
     /// Our address (the listener's port: EMQX's `sockport`).
     pub local: SocketAddr,
-    /// The verified client certificate of a TLS connection that presented one.
+    /// The verified client certificate of a TLS or DTLS connection that presented one.
     pub peer_cert: Option<Arc<PeerCert>>,
+    /// The PSK identity a DTLS (or TLS-PSK) client authenticated with: the handshake proved
+    /// the client holds that identity's key, so it is as good as a verified certificate.
+    pub psk_identity: Option<Arc<str>>,
 }
 
 impl ConnInfo {
-    /// A connection without a client certificate.
+    /// A connection without a client certificate or PSK identity.
     pub fn new(peer: SocketAddr, local: SocketAddr) -> ConnInfo {
         ConnInfo {
             peer,
             local,
             peer_cert: None,
+            psk_identity: None,
         }
     }
 }

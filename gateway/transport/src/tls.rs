@@ -66,7 +66,7 @@ pub struct TlsError {
     pub why: String,
 }
 
-fn tls_error(field: &'static str, why: impl Into<String>) -> TlsError {
+pub(crate) fn tls_error(field: &'static str, why: impl Into<String>) -> TlsError {
     TlsError { field, why: why.into() }
 }
 
@@ -133,7 +133,7 @@ pub fn supported_cipher_names() -> Vec<&'static str> {
     CIPHERS.iter().map(|(_, openssl, _)| *openssl).collect()
 }
 
-fn read_certs(path: &Path, field: &'static str) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+pub(crate) fn read_certs(path: &Path, field: &'static str) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     let certs = CertificateDer::pem_file_iter(path)
         .and_then(|iter| iter.collect::<Result<Vec<_>, _>>())
         .map_err(|e| tls_error(field, format!("cannot read certificates from {}: {e}", path.display())))?;
@@ -408,7 +408,12 @@ impl TlsSource {
 
 /// The client certificate of an established TLS connection, if it sent one.
 pub fn peer_cert(conn: &rustls::ServerConnection) -> Option<Arc<PeerCert>> {
-    let der = conn.peer_certificates()?.first()?;
+    peer_cert_from_der(conn.peer_certificates()?.first()?)
+}
+
+/// A verified client certificate (DER) as the channel sees it; `None` (logged) if it cannot be
+/// parsed, which the verifier that accepted it makes unexpected. Shared by TLS and DTLS.
+pub fn peer_cert_from_der(der: &[u8]) -> Option<Arc<PeerCert>> {
     match x509_parser::parse_x509_certificate(der) {
         Ok((_, cert)) => {
             let subject = cert.subject();
@@ -424,7 +429,7 @@ pub fn peer_cert(conn: &rustls::ServerConnection) -> Option<Arc<PeerCert>> {
             }))
         }
         Err(error) => {
-            // rustls verified it, so this is unexpected; the connection goes on without it.
+            // The verifier accepted it, so this is unexpected; the connection goes on without it.
             tracing::warn!(%error, "cannot parse a verified client certificate");
             None
         }

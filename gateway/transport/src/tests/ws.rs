@@ -222,7 +222,10 @@ async fn forwarded_address_replaces_the_peer_when_trusted() {
     ];
     let (server, _) = handshake(&settings(), "/mqtt", &headers).await;
     let (_, upgrade) = server.unwrap();
-    assert_eq!(upgrade.peer(socket_peer), "203.0.113.9:41000".parse().unwrap());
+    assert_eq!(
+        upgrade.peer(socket_peer),
+        "203.0.113.9:41000".parse::<SocketAddr>().unwrap()
+    );
 
     let untrusted = WsSettings {
         proxy_address_header: None,

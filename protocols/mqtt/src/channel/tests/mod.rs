@@ -61,6 +61,7 @@ impl Harness {
             peer: SocketAddr::from((Ipv4Addr::LOCALHOST, 50000)),
             local: SocketAddr::from((Ipv4Addr::LOCALHOST, 1883)),
             peer_cert: cert.map(Arc::new),
+            psk_identity: None,
         };
         let (channel, _codec) = self.frontend.new_connection(conn.clone(), info, self.t0);
         Client { channel, conn }
