@@ -192,13 +192,13 @@ pub(super) fn enable_authn(v: &Value) -> Result<ListenerAuthn, String> {
 }
 
 /// A file path; `""` means none.
-fn optional_path(v: &Value) -> Result<Option<PathBuf>, String> {
+pub(super) fn optional_path(v: &Value) -> Result<Option<PathBuf>, String> {
     let s = value::string(v)?;
     Ok((!s.is_empty()).then(|| PathBuf::from(s)))
 }
 
 /// A list of strings: a TOML array, or one string of comma-separated items (EMQX's spelling).
-fn string_list(v: &Value) -> Result<Vec<String>, String> {
+pub(super) fn string_list(v: &Value) -> Result<Vec<String>, String> {
     match v {
         Value::String(s) => Ok(s
             .split(',')

@@ -42,7 +42,10 @@ pub use auth_db::DbKind;
 pub use auth_jwt::JwksConfig;
 pub use auth_scram::{ScramAlgorithmName, ScramConfig};
 pub use error::{ConfigError, ConfigErrors, Source};
-pub use gateway::{CoapConfig, GatewayConfig, MqttSnConfig, NotifyType, QosPolicy, UdpListenerConfig};
+pub use gateway::{
+    CoapConfig, DtlsListenerConfig, DtlsOptions, GatewayConfig, MqttSnConfig, NotifyType, PskConfig, QosPolicy,
+    UdpListenerConfig,
+};
 pub use types::{
     AutoSubscribe, AutoSubscribeConfig, Config, ConsoleLogConfig, DelayedConfig, DurableConfig, ListenersConfig,
     LogConfig, LogLevel, MqttConfig, NodeConfig, PeerCertAs, RetainerConfig, RewriteAction, RewriteRule,

@@ -299,6 +299,7 @@ pub(crate) fn build(root: &Table, origins: &Origins, errors: &mut Vec<ConfigErro
     let flapping_detect = super::auth::flapping_detect(top.section(&mut ctx, "flapping_detect"), &mut ctx);
     let banned = super::auth::banned(top.section(&mut ctx, "banned"), &mut ctx);
     let gateway = super::gateway::gateway(top.section(&mut ctx, "gateway"), &mut ctx);
+    let psk_authentication = super::gateway::psk_authentication(top.section(&mut ctx, "psk_authentication"), &mut ctx);
     top.finish(&mut ctx);
     Config {
         node,
@@ -316,6 +317,7 @@ pub(crate) fn build(root: &Table, origins: &Origins, errors: &mut Vec<ConfigErro
         flapping_detect,
         banned,
         gateway,
+        psk_authentication,
     }
 }
 

@@ -34,6 +34,8 @@ pub struct Config {
     pub flapping_detect: FlappingSettings,
     pub banned: BannedConfig,
     pub gateway: super::gateway::GatewayConfig,
+    /// `psk_authentication`: PSK identities of DTLS listeners.
+    pub psk_authentication: super::gateway::PskConfig,
 }
 
 /// `durable_sessions.*`: how persistent sessions, retained and delayed messages are kept.

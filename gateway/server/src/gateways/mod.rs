@@ -1,5 +1,6 @@
-//! The gateways over UDP (MQTT-SN and CoAP): one datagram driver task per enabled listener,
-//! and with MQTT-SN's `broadcast` an ADVERTISE task per listener ([`advertise`]). They are
+//! The gateways over UDP and DTLS (MQTT-SN and CoAP): one datagram driver task per enabled
+//! listener (a DTLS listener wraps the gateway's frontend in `portico_transport::dtls`), and
+//! with MQTT-SN's `broadcast` an ADVERTISE task per UDP listener ([`advertise`]). They are
 //! started with the server and stopped with it; a reload leaves them as they are.
 
 mod advertise;
@@ -12,23 +13,27 @@ use bytestring::ByteString;
 use portico_coap::channel::CoapFrontend;
 use portico_coap::settings::{Blockwise, CoapSettings};
 use portico_core::Broker;
+use portico_core::auth::ListenerAuthn;
 use portico_core::datagram::DatagramFrontend;
 use portico_mqttsn::channel::MqttSnFrontend;
 use portico_mqttsn::registry::Predefined;
 use portico_mqttsn::settings::MqttSnSettings;
 use portico_transport::BindError;
 use portico_transport::datagram::{DatagramSettings, serve_datagrams};
+use portico_transport::dtls::{DtlsFrontend, PskFile, PskStore};
 use portico_transport::rate_limit::RateLimit;
 use tokio::net::UdpSocket;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::StartError;
-use crate::config::{Config, UdpListenerConfig};
+use crate::config::{Config, DtlsListenerConfig, UdpListenerConfig};
 
 /// What every gateway listener is started with.
 struct Start<'a> {
     broker: &'a Broker,
+    /// `psk_authentication`'s identities, loaded once for every DTLS listener.
+    psk: Option<Arc<dyn PskStore>>,
     shutdown: &'a CancellationToken,
     tasks: &'a TaskTracker,
     addrs: Vec<(String, SocketAddr)>,
@@ -42,8 +47,21 @@ pub(crate) async fn start(
     shutdown: &CancellationToken,
     tasks: &TaskTracker,
 ) -> Result<Vec<(String, SocketAddr)>, StartError> {
+    let psk = match &config.psk_authentication {
+        c if c.enable => {
+            let path = c.init_file.as_deref().unwrap_or(std::path::Path::new(""));
+            let file = PskFile::load(path, &c.separator).map_err(|e| StartError::Invalid {
+                key: "psk_authentication.init_file".to_owned(),
+                why: e.to_string(),
+            })?;
+            tracing::info!(identities = file.len(), path = %path.display(), "PSK identities loaded");
+            Some(Arc::new(file) as Arc<dyn PskStore>)
+        }
+        _ => None,
+    };
     let mut start = Start {
         broker,
+        psk,
         shutdown,
         tasks,
         addrs: Vec::new(),
@@ -66,21 +84,7 @@ async fn start_mqttsn(config: &Config, start: &mut Start<'_>) -> Result<(), Star
     for (name, listener) in sn.udp.iter().filter(|(_, l)| l.enable) {
         let full_name = format!("mqttsn:udp:{name}");
         let socket = bind(&full_name, listener, sn.broadcast).await?;
-        let settings = MqttSnSettings {
-            gateway_id: sn.gateway_id,
-            enable_qos3: sn.enable_qos3,
-            predefined: predefined.clone(),
-            mountpoint: sn.mountpoint.clone(),
-            idle_timeout: sn.idle_timeout,
-            keepalive_multiplier: config.mqtt.keepalive_multiplier,
-            max_clientid_len: config.mqtt.max_clientid_len,
-            max_topic_levels: config.mqtt.max_topic_levels,
-            max_awaiting_rel: config.mqtt.max_awaiting_rel,
-            username: sn.username.as_deref().map(|u| ByteString::from(u.to_owned())),
-            password: sn.password.as_ref().map(|p| Bytes::from(p.0.clone())),
-            enable_authn: listener.enable_authn,
-            ..MqttSnSettings::default()
-        };
+        let settings = mqttsn_settings(config, &predefined, listener.enable_authn);
         if sn.broadcast {
             start.tasks.spawn(advertise::advertise(
                 socket.clone(),
@@ -93,6 +97,14 @@ async fn start_mqttsn(config: &Config, start: &mut Start<'_>) -> Result<(), Star
         let frontend = Arc::new(MqttSnFrontend::new(start.broker, settings));
         serve(start, full_name, socket, listener, frontend)?;
     }
+    for (name, dtls) in sn.dtls.iter().filter(|(_, l)| l.listener.enable) {
+        let full_name = format!("mqttsn:dtls:{name}");
+        let socket = bind(&full_name, &dtls.listener, false).await?;
+        let settings = mqttsn_settings(config, &predefined, dtls.listener.enable_authn);
+        let inner = Arc::new(MqttSnFrontend::new(start.broker, settings));
+        let frontend = dtls_frontend(start, &format!("gateway.mqttsn.listeners.dtls.{name}"), dtls, inner)?;
+        serve(start, full_name, socket, &dtls.listener, frontend)?;
+    }
     Ok(())
 }
 
@@ -101,29 +113,82 @@ async fn start_coap(config: &Config, start: &mut Start<'_>) -> Result<(), StartE
     for (name, listener) in coap.udp.iter().filter(|(_, l)| l.enable) {
         let full_name = format!("coap:udp:{name}");
         let socket = bind(&full_name, listener, false).await?;
-        let settings = CoapSettings {
-            connection_required: coap.connection_required,
-            heartbeat: coap.heartbeat,
-            idle_timeout: coap.idle_timeout,
-            notify_type: coap.notify_type,
-            subscribe_qos: coap.subscribe_qos,
-            publish_qos: coap.publish_qos,
-            blockwise: Blockwise {
-                enable: coap.blockwise.enable,
-                max_block_size: usize::from(coap.blockwise.max_block_size),
-                max_body_size: usize::try_from(coap.blockwise.max_body_size).unwrap_or(usize::MAX),
-                exchange_lifetime: coap.blockwise.exchange_lifetime,
-            },
-            mountpoint: coap.mountpoint.clone(),
-            max_clientid_len: config.mqtt.max_clientid_len,
-            max_topic_levels: config.mqtt.max_topic_levels,
-            enable_authn: listener.enable_authn,
-            ..CoapSettings::default()
-        };
-        let frontend = Arc::new(CoapFrontend::new(start.broker, settings));
+        let frontend = Arc::new(CoapFrontend::new(
+            start.broker,
+            coap_settings(config, listener.enable_authn),
+        ));
         serve(start, full_name, socket, listener, frontend)?;
     }
+    for (name, dtls) in coap.dtls.iter().filter(|(_, l)| l.listener.enable) {
+        let full_name = format!("coap:dtls:{name}");
+        let socket = bind(&full_name, &dtls.listener, false).await?;
+        let inner = Arc::new(CoapFrontend::new(
+            start.broker,
+            coap_settings(config, dtls.listener.enable_authn),
+        ));
+        let frontend = dtls_frontend(start, &format!("gateway.coap.listeners.dtls.{name}"), dtls, inner)?;
+        serve(start, full_name, socket, &dtls.listener, frontend)?;
+    }
     Ok(())
+}
+
+fn mqttsn_settings(config: &Config, predefined: &Predefined, enable_authn: ListenerAuthn) -> MqttSnSettings {
+    let sn = &config.gateway.mqttsn;
+    MqttSnSettings {
+        gateway_id: sn.gateway_id,
+        enable_qos3: sn.enable_qos3,
+        predefined: predefined.clone(),
+        mountpoint: sn.mountpoint.clone(),
+        idle_timeout: sn.idle_timeout,
+        keepalive_multiplier: config.mqtt.keepalive_multiplier,
+        max_clientid_len: config.mqtt.max_clientid_len,
+        max_topic_levels: config.mqtt.max_topic_levels,
+        max_awaiting_rel: config.mqtt.max_awaiting_rel,
+        username: sn.username.as_deref().map(|u| ByteString::from(u.to_owned())),
+        password: sn.password.as_ref().map(|p| Bytes::from(p.0.clone())),
+        enable_authn,
+        ..MqttSnSettings::default()
+    }
+}
+
+fn coap_settings(config: &Config, enable_authn: ListenerAuthn) -> CoapSettings {
+    let coap = &config.gateway.coap;
+    CoapSettings {
+        connection_required: coap.connection_required,
+        heartbeat: coap.heartbeat,
+        idle_timeout: coap.idle_timeout,
+        notify_type: coap.notify_type,
+        subscribe_qos: coap.subscribe_qos,
+        publish_qos: coap.publish_qos,
+        blockwise: Blockwise {
+            enable: coap.blockwise.enable,
+            max_block_size: usize::from(coap.blockwise.max_block_size),
+            max_body_size: usize::try_from(coap.blockwise.max_body_size).unwrap_or(usize::MAX),
+            exchange_lifetime: coap.blockwise.exchange_lifetime,
+        },
+        mountpoint: coap.mountpoint.clone(),
+        max_clientid_len: config.mqtt.max_clientid_len,
+        max_topic_levels: config.mqtt.max_topic_levels,
+        enable_authn,
+        ..CoapSettings::default()
+    }
+}
+
+/// Wraps a gateway's frontend in DTLS with the listener's `dtls_options` and the PSK
+/// identities; a setting that cannot work is refused naming its key under `key`.
+fn dtls_frontend<F: DatagramFrontend>(
+    start: &Start<'_>,
+    key: &str,
+    dtls: &DtlsListenerConfig,
+    inner: Arc<F>,
+) -> Result<Arc<DtlsFrontend<F>>, StartError> {
+    let settings = dtls.dtls_options.settings(start.psk.clone());
+    DtlsFrontend::new(inner, &settings)
+        .map(Arc::new)
+        .map_err(|e| StartError::Invalid {
+            key: format!("{key}.dtls_options.{}", e.field),
+            why: e.why,
+        })
 }
 
 async fn bind(name: &str, listener: &UdpListenerConfig, broadcast: bool) -> Result<Arc<UdpSocket>, StartError> {

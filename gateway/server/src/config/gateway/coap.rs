@@ -8,6 +8,7 @@ use toml::Value;
 
 use super::super::schema::{Ctx, Section};
 use super::super::value;
+use super::dtls::{DtlsListenerConfig, dtls_listener};
 use super::{UdpListenerConfig, udp_listener};
 
 /// `gateway.coap`.
@@ -34,6 +35,8 @@ pub struct CoapConfig {
     pub idle_timeout: Duration,
     /// `listeners.udp.<name>`.
     pub udp: BTreeMap<String, UdpListenerConfig>,
+    /// `listeners.dtls.<name>` (none by default: they need a certificate or PSK identities).
+    pub dtls: BTreeMap<String, DtlsListenerConfig>,
 }
 
 impl Default for CoapConfig {
@@ -49,6 +52,7 @@ impl Default for CoapConfig {
             mountpoint: String::new(),
             idle_timeout: Duration::from_secs(30),
             udp: BTreeMap::from([("default".to_owned(), UdpListenerConfig::on_port(5683))]),
+            dtls: BTreeMap::new(),
         }
     }
 }
@@ -138,14 +142,9 @@ pub(super) fn coap(mut s: Section<'_>, ctx: &mut Ctx<'_>) -> CoapConfig {
     let udp = super::super::listeners::named(&mut listeners, ctx, "udp", d.udp, |l, ctx| {
         udp_listener(l, ctx, UdpListenerConfig::on_port(5683))
     });
-    if listeners.raw("dtls").is_some() {
-        ctx.invalid(
-            &listeners.key("dtls"),
-            String::new(),
-            "CoAP over DTLS is not available yet",
-        );
-        listeners.section(ctx, "dtls");
-    }
+    let dtls = super::super::listeners::named(&mut listeners, ctx, "dtls", d.dtls, |l, ctx| {
+        dtls_listener(l, ctx, UdpListenerConfig::on_port(5684))
+    });
     listeners.finish(ctx);
     s.finish(ctx);
     CoapConfig {
@@ -159,5 +158,6 @@ pub(super) fn coap(mut s: Section<'_>, ctx: &mut Ctx<'_>) -> CoapConfig {
         mountpoint,
         idle_timeout,
         udp,
+        dtls,
     }
 }

@@ -1,9 +1,12 @@
 //! `gateway.*`: the non-MQTT frontends, in EMQX 5's shape: `gateway.mqttsn` and `gateway.coap`.
 
 mod coap;
+mod dtls;
 mod mqttsn;
 
 pub use coap::{CoapConfig, NotifyType, QosPolicy};
+pub(crate) use dtls::psk_authentication;
+pub use dtls::{DtlsListenerConfig, DtlsOptions, PskConfig};
 pub use mqttsn::MqttSnConfig;
 
 use std::net::{Ipv4Addr, SocketAddr};
@@ -69,6 +72,13 @@ pub(super) fn gateway(mut s: Section<'_>, ctx: &mut Ctx<'_>) -> GatewayConfig {
 
 /// `listeners.udp.<name>` of a gateway, over `d`.
 fn udp_listener(mut l: Section<'_>, ctx: &mut Ctx<'_>, d: UdpListenerConfig) -> UdpListenerConfig {
+    let out = udp_listener_fields(&mut l, ctx, d);
+    l.finish(ctx);
+    out
+}
+
+/// The keys a UDP or DTLS listener has, over `d`; the caller finishes the section.
+fn udp_listener_fields(l: &mut Section<'_>, ctx: &mut Ctx<'_>, d: UdpListenerConfig) -> UdpListenerConfig {
     let out = UdpListenerConfig {
         enable: l.field(ctx, "enable", d.enable, value::boolean),
         bind: l.field(ctx, "bind", d.bind, value::bind),
@@ -95,7 +105,6 @@ fn udp_listener(mut l: Section<'_>, ctx: &mut Ctx<'_>, d: UdpListenerConfig) -> 
         ..out
     };
     udp.finish(ctx);
-    l.finish(ctx);
     out
 }
 

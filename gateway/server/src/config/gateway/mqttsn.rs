@@ -6,6 +6,7 @@ use std::time::Duration;
 use super::super::auth::Secret;
 use super::super::schema::{Ctx, Section};
 use super::super::value;
+use super::dtls::{DtlsListenerConfig, dtls_listener};
 use super::{UdpListenerConfig, not_yet, udp_listener};
 
 /// `gateway.mqttsn`: the MQTT-SN 1.2 gateway (off unless enabled, as EMQX's gateways).
@@ -33,6 +34,8 @@ pub struct MqttSnConfig {
     pub password: Option<Secret>,
     /// `listeners.udp.<name>`.
     pub udp: BTreeMap<String, UdpListenerConfig>,
+    /// `listeners.dtls.<name>` (none by default; EMQX's example port is 1885).
+    pub dtls: BTreeMap<String, DtlsListenerConfig>,
 }
 
 impl Default for MqttSnConfig {
@@ -49,6 +52,7 @@ impl Default for MqttSnConfig {
             username: None,
             password: None,
             udp: BTreeMap::from([("default".to_owned(), UdpListenerConfig::on_port(1884))]),
+            dtls: BTreeMap::new(),
         }
     }
 }
@@ -108,6 +112,9 @@ pub(super) fn mqttsn(mut s: Section<'_>, ctx: &mut Ctx<'_>) -> MqttSnConfig {
     let udp = super::super::listeners::named(&mut listeners, ctx, "udp", d.udp, |l, ctx| {
         udp_listener(l, ctx, UdpListenerConfig::on_port(1884))
     });
+    let dtls = super::super::listeners::named(&mut listeners, ctx, "dtls", d.dtls.clone(), |l, ctx| {
+        dtls_listener(l, ctx, UdpListenerConfig::on_port(1885))
+    });
     listeners.finish(ctx);
     if broadcast {
         // ADVERTISE is an IPv4 broadcast; IPv6 has none (it would need multicast).
@@ -135,5 +142,6 @@ pub(super) fn mqttsn(mut s: Section<'_>, ctx: &mut Ctx<'_>) -> MqttSnConfig {
         username,
         password,
         udp,
+        dtls,
     }
 }

@@ -494,8 +494,6 @@ notify_type = "sometimes"
 publish_qos = 1
 blockwise = { max_block_size = 1000 }
 clientinfo_override = { username = "u" }
-[gateway.coap.listeners.dtls.default]
-bind = "0.0.0.0:5684"
 [gateway.coap.listeners.udp.default.udp_options]
 recbuf = "1KB"
 "#;
@@ -505,9 +503,63 @@ recbuf = "1KB"
     assert!(text.contains("gateway.coap.blockwise.max_block_size"), "{text}");
     assert!(text.contains("power of two"), "{text}");
     assert!(text.contains("gateway.coap.clientinfo_override"), "{text}");
-    assert!(text.contains("gateway.coap.listeners.dtls"), "{text}");
     assert!(
         text.contains("gateway.coap.listeners.udp.default.udp_options.recbuf"),
         "{text}"
     );
+}
+
+#[test]
+fn gateway_dtls_listeners_and_psk_authentication() {
+    let config = Config::load(None, vars(&[])).unwrap();
+    assert!(
+        config.gateway.coap.dtls.is_empty(),
+        "none by default: they need key material"
+    );
+    assert!(!config.psk_authentication.enable);
+    let file = r#"
+[psk_authentication]
+enable = true
+init_file = "etc/psk.txt"
+separator = ";"
+[gateway.coap.listeners.dtls.default]
+dtls_options = { ciphers = ["TLS_PSK_WITH_AES_128_CCM_8"], handshake_timeout = "5s", user_lookup_fun = "emqx_tls_psk:lookup" }
+[gateway.mqttsn.listeners.dtls.default]
+bind = "127.0.0.1:11885"
+"#;
+    let config = load_str("dtls", file, &[]).unwrap();
+    assert!(config.psk_authentication.enable);
+    assert_eq!(config.psk_authentication.separator, ";");
+    let coap = &config.gateway.coap.dtls["default"];
+    assert_eq!(coap.listener.bind, addr("0.0.0.0:5684"));
+    assert_eq!(coap.dtls_options.ciphers, ["TLS_PSK_WITH_AES_128_CCM_8"]);
+    assert_eq!(coap.dtls_options.handshake_timeout, Duration::from_secs(5));
+    assert_eq!(
+        config.gateway.mqttsn.dtls["default"].listener.bind,
+        addr("127.0.0.1:11885")
+    );
+
+    let bad = r#"
+[psk_authentication]
+enable = true
+[gateway.coap.listeners.dtls.default.dtls_options]
+ciphers = ["TLS_RSA_WITH_RC4_128_MD5"]
+versions = ["dtlsv1.0"]
+verify = "verify_peer"
+certfile = "c.pem"
+user_lookup_fun = "my:fun"
+mtu = 100
+"#;
+    let text = errors_of(load_str("dtls-bad", bad, &[])).to_string();
+    for key in [
+        "psk_authentication.init_file",
+        "gateway.coap.listeners.dtls.default.dtls_options.ciphers",
+        "gateway.coap.listeners.dtls.default.dtls_options.versions",
+        "gateway.coap.listeners.dtls.default.dtls_options.cacertfile",
+        "gateway.coap.listeners.dtls.default.dtls_options.keyfile",
+        "gateway.coap.listeners.dtls.default.dtls_options.user_lookup_fun",
+        "gateway.coap.listeners.dtls.default.dtls_options.mtu",
+    ] {
+        assert!(text.contains(key), "{key} in {text}");
+    }
 }
