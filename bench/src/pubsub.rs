@@ -4,6 +4,7 @@
 
 pub(crate) mod coap;
 mod datagram;
+mod pacing;
 pub(crate) mod sn;
 
 use std::sync::Arc;
@@ -25,6 +26,7 @@ use crate::schedule::Schedule;
 use crate::tracker::{Seen, SeqSet, Tally};
 use crate::transport::Dialer;
 use crate::{Config, PubProtocol, Scenario, version_name};
+use pacing::{Pacing, SEQ_LIMIT, Timeline, wait_until};
 
 /// At most this many messages go into one write.
 const MAX_BATCH_MSGS: usize = 1024;
@@ -70,72 +72,6 @@ fn topology(cfg: &Config) -> Topology {
             groups: vec![(0..s).collect()],
             factor: 1,
         },
-    }
-}
-
-/// Sequence numbers stop here: the payload header carries 32 bits of them.
-const SEQ_LIMIT: u64 = u32::MAX as u64 + 1;
-
-/// Start of publishing, end of warm-up, end of publishing (ns on the payload clock).
-#[derive(Debug, Clone, Copy)]
-struct Timeline {
-    start: u64,
-    warmup_end: u64,
-    end: u64,
-}
-
-/// When one publisher's messages are due, and how late they go out.
-struct Pacing {
-    idx: usize,
-    schedule: Option<Schedule>,
-    tl: Timeline,
-    /// Open loop: how late publishes of the measured window were written (ns after due).
-    lag: Histogram<u64>,
-}
-
-impl Pacing {
-    fn new(idx: usize, schedule: Option<Schedule>, tl: Timeline) -> Result<Pacing> {
-        Ok(Pacing {
-            idx,
-            schedule,
-            tl,
-            lag: new_histogram()?,
-        })
-    }
-
-    /// The messages (by sequence number, exclusive) that may have gone out by `now`: in open
-    /// loop those already due, in closed loop all; `None` once publishing is over.
-    fn sendable(&self, seq: u64, now: u64) -> Option<u64> {
-        let due = match self.schedule {
-            Some(s) if s.due_ns(seq) >= self.tl.end => return None,
-            Some(s) => s.due_before(now.saturating_add(1).min(self.tl.end)),
-            None if now >= self.tl.end => return None,
-            None => u64::MAX,
-        };
-        Some(due.min(SEQ_LIMIT))
-    }
-
-    /// The payload header of message `seq` sent at `now`, and whether it is in the measured
-    /// window (its send lag then recorded).
-    fn header(&mut self, seq: u64, now: u64) -> (Header, bool) {
-        let timestamp_ns = self.schedule.map_or(now, |s| s.due_ns(seq));
-        let measured = timestamp_ns >= self.tl.warmup_end;
-        if measured && self.schedule.is_some() {
-            self.lag.saturating_record(now.saturating_sub(timestamp_ns).max(1));
-        }
-        let header = Header {
-            publisher: self.idx as u32,
-            seq: seq as u32,
-            timestamp_ns,
-        };
-        (header, measured)
-    }
-
-    /// Open loop, all caught up: waits until message `seq` is due.
-    async fn wait_for(&self, seq: u64) {
-        if let Some(s) = self.schedule {
-            wait_until(s.due_ns(seq)).await;
-        }
     }
 }
 
@@ -662,17 +598,6 @@ async fn publisher(mut conn: Conn, p: PubParams, shared: Arc<Shared>, abort: Can
     let _ = shared.send_lag.lock().add(&pacing.lag);
     conn.disconnect().await;
     Ok(())
-}
-
-/// Waits until `due_ns`, or a little before it: long waits sleep on the timer (1 ms granularity)
-/// until 1 ms before, short ones just yield so the send is not late by a timer tick.
-async fn wait_until(due_ns: u64) {
-    let now = now_ns();
-    if due_ns > now + 1_500_000 {
-        tokio::time::sleep_until(from_ns(due_ns - 1_000_000).into()).await;
-    } else {
-        tokio::task::yield_now().await;
-    }
 }
 
 async fn subscriber(

@@ -18,7 +18,8 @@ use portico_mqtt::QoS;
 use tokio::net::UdpSocket;
 use tokio_util::sync::CancellationToken;
 
-use super::{Pacing, SEQ_LIMIT, Shared, Timeline};
+use super::Shared;
+use super::pacing::{Pacing, SEQ_LIMIT, Timeline};
 use crate::payload::{Header, from_ns, now_ns};
 use crate::schedule::Schedule;
 
