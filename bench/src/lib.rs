@@ -39,6 +39,9 @@ pub enum PubProtocol {
     Mqtt,
     /// MQTT-SN 1.2 over UDP to the broker's MQTT-SN gateway (QoS 0 or 1).
     MqttSn,
+    /// CoAP (RFC 7252) over UDP to the broker's CoAP gateway: `POST /ps/{topic}` (QoS 0: NON,
+    /// QoS 1: CON).
+    Coap,
 }
 
 impl PubProtocol {
@@ -47,6 +50,7 @@ impl PubProtocol {
         match self {
             PubProtocol::Mqtt => "mqtt",
             PubProtocol::MqttSn => "mqtt-sn",
+            PubProtocol::Coap => "coap",
         }
     }
 }
@@ -126,6 +130,8 @@ pub struct Config {
     pub pub_protocol: PubProtocol,
     /// The broker's MQTT-SN gateway (UDP), for [`PubProtocol::MqttSn`] publishers.
     pub sn_addr: Option<SocketAddr>,
+    /// The broker's CoAP gateway (UDP), for [`PubProtocol::Coap`] publishers.
+    pub coap_addr: Option<SocketAddr>,
 }
 
 impl Config {
@@ -156,6 +162,7 @@ impl Config {
             persistent_subscribers: false,
             pub_protocol: PubProtocol::Mqtt,
             sn_addr: None,
+            coap_addr: None,
         }
     }
 
@@ -201,26 +208,7 @@ impl Config {
             }
             _ => {}
         }
-        if self.pub_protocol == PubProtocol::MqttSn {
-            if self.scenario == Scenario::Conns {
-                bail!("--pub-protocol mqtt-sn applies to p2p, fanout and fanin (conns has no publishers)");
-            }
-            if self.sn_addr.is_none() {
-                bail!("--pub-protocol mqtt-sn needs --sn-port (the broker's MQTT-SN gateway, UDP)");
-            }
-            if self.qos == QoS::ExactlyOnce {
-                bail!("--pub-protocol mqtt-sn publishes at QoS 0 or 1 only");
-            }
-            if self.size > pubsub::sn::MAX_PAYLOAD {
-                bail!(
-                    "--size {} is too large for an MQTT-SN PUBLISH (at most {} bytes of data)",
-                    self.size,
-                    pubsub::sn::MAX_PAYLOAD
-                );
-            }
-        } else if self.sn_addr.is_some() {
-            bail!("--sn-port applies to --pub-protocol mqtt-sn only");
-        }
+        self.validate_pub_protocol()?;
         let clients = match self.scenario {
             Scenario::Conns => self.connections,
             _ => self.publishers.saturating_add(self.subscribers),
@@ -230,6 +218,38 @@ impl Config {
                 "{clients} connections requested, but one process may open at most {MAX_CONNECTIONS_PER_PROCESS} \
                  (20,000 open files per process); run several portico-bench processes side by side, each with \
                  its own --topic-prefix, and add up their results"
+            );
+        }
+        Ok(())
+    }
+
+    /// The datagram publishers' limits, and their gateway addresses given for them only.
+    fn validate_pub_protocol(&self) -> Result<()> {
+        if self.sn_addr.is_some() && self.pub_protocol != PubProtocol::MqttSn {
+            bail!("--sn-port applies to --pub-protocol mqtt-sn only");
+        }
+        if self.coap_addr.is_some() && self.pub_protocol != PubProtocol::Coap {
+            bail!("--coap-port applies to --pub-protocol coap only");
+        }
+        let (gateway, flag, max_payload, what) = match self.pub_protocol {
+            PubProtocol::Mqtt => return Ok(()),
+            PubProtocol::MqttSn => (self.sn_addr, "--sn-port", pubsub::sn::MAX_PAYLOAD, "an MQTT-SN PUBLISH"),
+            PubProtocol::Coap => (self.coap_addr, "--coap-port", pubsub::coap::MAX_PAYLOAD, "a CoAP POST"),
+        };
+        let name = self.pub_protocol.name();
+        if self.scenario == Scenario::Conns {
+            bail!("--pub-protocol {name} applies to p2p, fanout and fanin (conns has no publishers)");
+        }
+        if gateway.is_none() {
+            bail!("--pub-protocol {name} needs {flag} (the broker's gateway, UDP)");
+        }
+        if self.qos == QoS::ExactlyOnce {
+            bail!("--pub-protocol {name} publishes at QoS 0 or 1 only");
+        }
+        if self.size > max_payload {
+            bail!(
+                "--size {} is too large for {what} in one datagram (at most {max_payload} bytes of data)",
+                self.size
             );
         }
         Ok(())

@@ -108,14 +108,19 @@ struct Cli {
     /// Password every client sends with --username.
     #[arg(long)]
     password: Option<String>,
-    /// What the publishers speak: mqtt, or mqtt-sn (MQTT-SN 1.2 over UDP to the broker's
-    /// MQTT-SN gateway at --host:--sn-port; QoS 0 or 1, one QoS 1 message in flight per
-    /// publisher). Subscribers always speak MQTT.
+    /// What the publishers speak: mqtt; mqtt-sn (MQTT-SN 1.2 over UDP to the broker's MQTT-SN
+    /// gateway at --host:--sn-port); or coap (CoAP over UDP to the broker's CoAP gateway at
+    /// --host:--coap-port, connectionless: POST /ps/{topic}, NON at QoS 0, CON at QoS 1). The
+    /// last two: QoS 0 or 1, one QoS 1 message in flight per publisher. Subscribers always speak
+    /// MQTT.
     #[arg(long, value_enum, default_value_t = PubProtocol::Mqtt)]
     pub_protocol: PubProtocol,
     /// UDP port of the broker's MQTT-SN gateway (--pub-protocol mqtt-sn).
     #[arg(long)]
     sn_port: Option<u16>,
+    /// UDP port of the broker's CoAP gateway (--pub-protocol coap).
+    #[arg(long)]
+    coap_port: Option<u16>,
     /// p2p/fanout/fanin: subscribers keep persistent sessions (3.1.1 clean session off; 5.0
     /// Session Expiry Interval 3600 s), so a durable broker writes what it queues for them.
     #[arg(long)]
@@ -236,6 +241,7 @@ fn config(cli: &Cli) -> Result<Config> {
     cfg.persistent_subscribers = cli.persistent;
     cfg.pub_protocol = cli.pub_protocol;
     cfg.sn_addr = cli.sn_port.map(|port| SocketAddr::new(addr.ip(), port));
+    cfg.coap_addr = cli.coap_port.map(|port| SocketAddr::new(addr.ip(), port));
     cfg.validate()?;
     Ok(cfg)
 }
@@ -309,8 +315,9 @@ fn real_main(cli: &Cli) -> Result<ExitCode> {
     if cfg.transport.trust == TlsTrust::Insecure {
         eprintln!("warning: --insecure: the broker's TLS certificate is NOT verified (benchmarks only)");
     }
-    let publishers = match cfg.sn_addr {
-        Some(gw) if cfg.pub_protocol == PubProtocol::MqttSn => format!("; publishers MQTT-SN to {gw} over UDP"),
+    let publishers = match (cfg.pub_protocol, cfg.sn_addr, cfg.coap_addr) {
+        (PubProtocol::MqttSn, Some(gw), _) => format!("; publishers MQTT-SN to {gw} over UDP"),
+        (PubProtocol::Coap, _, Some(gw)) => format!("; publishers CoAP to {gw} over UDP"),
         _ => String::new(),
     };
     eprintln!(
@@ -403,29 +410,39 @@ mod tests {
     }
 
     #[test]
-    fn mqtt_sn_publisher_options() -> Result<()> {
-        let cfg = parse(&["p2p", "--pub-protocol", "mqtt-sn", "--sn-port", "1884", "--qos", "1"])?;
-        assert_eq!(cfg.pub_protocol, PubProtocol::MqttSn);
-        assert_eq!(cfg.sn_addr, Some(SocketAddr::from(([127, 0, 0, 1], 1884))));
+    fn datagram_publisher_options() -> Result<()> {
         assert_eq!(parse(&["p2p"])?.pub_protocol, PubProtocol::Mqtt);
-        let e = err(&["p2p", "--pub-protocol", "mqtt-sn"]);
-        assert!(e.contains("needs --sn-port"), "{e}");
-        let e = err(&["p2p", "--pub-protocol", "mqtt-sn", "--sn-port", "1884", "--qos", "2"]);
-        assert!(e.contains("QoS 0 or 1 only"), "{e}");
-        let e = err(&["conns", "--pub-protocol", "mqtt-sn", "--sn-port", "1884"]);
-        assert!(e.contains("conns has no publishers"), "{e}");
-        let e = err(&["p2p", "--sn-port", "1884"]);
-        assert!(e.contains("mqtt-sn only"), "{e}");
-        let e = err(&[
-            "p2p",
-            "--pub-protocol",
-            "mqtt-sn",
-            "--sn-port",
-            "1884",
-            "--size",
-            "70000",
-        ]);
-        assert!(e.contains("too large for an MQTT-SN PUBLISH"), "{e}");
+        let gateway = Some(SocketAddr::from(([127, 0, 0, 1], 1884)));
+        for (protocol, flag, other_flag, what) in [
+            (PubProtocol::MqttSn, "--sn-port", "--coap-port", "an MQTT-SN PUBLISH"),
+            (PubProtocol::Coap, "--coap-port", "--sn-port", "a CoAP POST"),
+        ] {
+            let name = protocol.name();
+            let base = ["p2p", "--pub-protocol", name, flag, "1884"];
+            let with = |extra: &[&'static str]| -> Vec<&'static str> { base.iter().chain(extra).copied().collect() };
+            let cfg = parse(&with(&["--qos", "1"]))?;
+            assert_eq!(cfg.pub_protocol, protocol);
+            let want = match protocol {
+                PubProtocol::MqttSn => (gateway, None),
+                _ => (None, gateway),
+            };
+            assert_eq!((cfg.sn_addr, cfg.coap_addr), want);
+            let e = err(&["p2p", "--pub-protocol", name]);
+            assert!(e.contains(&format!("--pub-protocol {name} needs {flag}")), "{e}");
+            let e = err(&with(&["--qos", "2"]));
+            assert!(e.contains("QoS 0 or 1 only"), "{e}");
+            let e = err(&["conns", "--pub-protocol", name, flag, "1884"]);
+            assert!(e.contains("conns has no publishers"), "{e}");
+            let e = err(&["p2p", flag, "1884"]);
+            assert!(
+                e.contains(&format!("{flag} applies to --pub-protocol {name} only")),
+                "{e}"
+            );
+            let e = err(&with(&[other_flag, "1885"]));
+            assert!(e.contains(&format!("{other_flag} applies to")), "{e}");
+            let e = err(&with(&["--size", "70000"]));
+            assert!(e.contains(&format!("too large for {what}")), "{e}");
+        }
         Ok(())
     }
 }

@@ -1,6 +1,10 @@
-//! The publish/subscribe scenarios: p2p, fanout and fanin. Publishers speak MQTT (here) or
-//! MQTT-SN (`sn`); subscribers always speak MQTT.
+//! The publish/subscribe scenarios: p2p, fanout and fanin. Publishers speak MQTT (here),
+//! MQTT-SN (`sn`) or CoAP (`coap`), the last two over [`datagram`]; subscribers always speak
+//! MQTT.
 
+pub(crate) mod coap;
+mod datagram;
+mod pacing;
 pub(crate) mod sn;
 
 use std::sync::Arc;
@@ -22,6 +26,7 @@ use crate::schedule::Schedule;
 use crate::tracker::{Seen, SeqSet, Tally};
 use crate::transport::Dialer;
 use crate::{Config, PubProtocol, Scenario, version_name};
+use pacing::{Pacing, SEQ_LIMIT, Timeline, wait_until};
 
 /// At most this many messages go into one write.
 const MAX_BATCH_MSGS: usize = 1024;
@@ -70,14 +75,6 @@ fn topology(cfg: &Config) -> Topology {
     }
 }
 
-/// Start of publishing, end of warm-up, end of publishing (ns on the payload clock).
-#[derive(Debug, Clone, Copy)]
-struct Timeline {
-    start: u64,
-    warmup_end: u64,
-    end: u64,
-}
-
 fn new_histogram() -> Result<Histogram<u64>> {
     Histogram::new_with_bounds(1, MAX_LATENCY_NS, 3).map_err(|e| anyhow!("latency histogram: {e}"))
 }
@@ -100,7 +97,7 @@ struct Shared {
     unique: AtomicU64,
     deliveries: AtomicU64,
     rejected: AtomicU64,
-    /// MQTT-SN QoS 1 PUBLISHes sent again.
+    /// Datagram publishers (MQTT-SN, CoAP): QoS 1 messages sent again.
     retransmits: AtomicU64,
     /// Open loop: how late publishes of the measured window were written (ns after due).
     send_lag: Mutex<Histogram<u64>>,
@@ -108,6 +105,19 @@ struct Shared {
 }
 
 impl Shared {
+    fn new(publishers: usize, subs: Vec<Arc<Mutex<SubStats>>>) -> Result<Shared> {
+        Ok(Shared {
+            sent: (0..publishers).map(|_| AtomicU64::new(0)).collect(),
+            measured_sent: AtomicU64::new(0),
+            unique: AtomicU64::new(0),
+            deliveries: AtomicU64::new(0),
+            rejected: AtomicU64::new(0),
+            retransmits: AtomicU64::new(0),
+            send_lag: Mutex::new(new_histogram()?),
+            subs,
+        })
+    }
+
     fn total_sent(&self) -> u64 {
         self.sent.iter().map(|s| s.load(Ordering::Relaxed)).sum()
     }
@@ -122,13 +132,15 @@ impl Shared {
     }
 }
 
-/// A connected publisher of either protocol.
+/// A connected publisher of any protocol.
 enum PubConn {
     Mqtt(Conn),
     Sn(sn::SnConn),
+    Coap(coap::CoapConn),
 }
 
-/// Starts connecting publisher `i` (CONNECT, and for MQTT-SN REGISTER of its topic).
+/// Starts connecting publisher `i` (MQTT: CONNECT; MQTT-SN: CONNECT and REGISTER of its topic;
+/// CoAP: a discovery request).
 fn connect_publisher(
     cfg: &Config,
     dialer: Arc<Dialer>,
@@ -137,13 +149,22 @@ fn connect_publisher(
     topic: &str,
 ) -> Result<JoinHandle<Result<PubConn>>> {
     let role = format!("publisher {i}");
-    Ok(match (cfg.pub_protocol, cfg.sn_addr) {
-        (PubProtocol::MqttSn, Some(gateway)) => {
+    Ok(match (cfg.pub_protocol, cfg.sn_addr, cfg.coap_addr) {
+        (PubProtocol::MqttSn, Some(gateway), _) => {
             let (id, topic) = (cfg.client_id("snpub", i), topic.to_owned());
             tokio::spawn(async move { sn::connect(gateway, source, &id, &role, &topic).await.map(PubConn::Sn) })
         }
-        (PubProtocol::MqttSn, None) => bail!("MQTT-SN publishers need the gateway's address (--sn-port)"),
-        (PubProtocol::Mqtt, _) => {
+        (PubProtocol::MqttSn, None, _) => bail!("MQTT-SN publishers need the gateway's address (--sn-port)"),
+        (PubProtocol::Coap, _, Some(gateway)) => {
+            let (id, topic, qos, size) = (cfg.client_id("coappub", i), topic.to_owned(), cfg.qos, cfg.size);
+            tokio::spawn(async move {
+                coap::connect(gateway, source, &id, &role, (&topic, qos, size))
+                    .await
+                    .map(PubConn::Coap)
+            })
+        }
+        (PubProtocol::Coap, _, None) => bail!("CoAP publishers need the gateway's address (--coap-port)"),
+        (PubProtocol::Mqtt, ..) => {
             let (id, version) = (cfg.client_id("pub", i), cfg.version);
             tokio::spawn(async move {
                 client::connect(&dialer, source, version, &id, &role, client::SessionKind::Clean)
@@ -202,16 +223,7 @@ pub(crate) async fn run(cfg: &Config) -> Result<Report> {
             invalid: 0,
         })));
     }
-    let shared = Arc::new(Shared {
-        sent: (0..npub).map(|_| AtomicU64::new(0)).collect(),
-        measured_sent: AtomicU64::new(0),
-        unique: AtomicU64::new(0),
-        deliveries: AtomicU64::new(0),
-        rejected: AtomicU64::new(0),
-        retransmits: AtomicU64::new(0),
-        send_lag: Mutex::new(new_histogram()?),
-        subs,
-    });
+    let shared = Arc::new(Shared::new(npub, subs)?);
 
     let start = now_ns() + 5_000_000;
     let warmup_end = start + duration_ns(cfg.warmup);
@@ -225,20 +237,22 @@ pub(crate) async fn run(cfg: &Config) -> Result<Report> {
     let abort = CancellationToken::new();
     let mut sub_tasks = Vec::new();
     for (i, conn) in sub_conns.into_iter().enumerate() {
-        let (shared, stop, abort) = (shared.clone(), stop_subs.clone(), abort.clone());
-        sub_tasks.push(tokio::spawn(async move {
-            let result = subscriber(conn, i, shared, tl, stop).await;
-            if result.is_err() {
-                abort.cancel();
-            }
-            result
-        }));
+        let (shared, stop) = (shared.clone(), stop_subs.clone());
+        sub_tasks.push(spawn_client(&abort, subscriber(conn, i, shared, tl, stop)));
     }
     let mut pub_tasks = Vec::new();
     for (i, conn) in pub_conns.into_iter().enumerate() {
         let schedule = cfg.rate.map(|r| Schedule::new(tl.start, i as u32, npub as u32, r));
-        let (shared, abort) = (shared.clone(), abort.clone());
-        match conn {
+        let shared = shared.clone();
+        let datagram_params = datagram::Params {
+            idx: i,
+            qos,
+            size: cfg.size,
+            schedule,
+            tl,
+            drain: cfg.drain,
+        };
+        let task = match conn {
             PubConn::Mqtt(conn) => {
                 let window = usize::from(cfg.inflight.min(conn.receive_maximum));
                 let params = PubParams {
@@ -250,32 +264,12 @@ pub(crate) async fn run(cfg: &Config) -> Result<Report> {
                     tl,
                     drain: cfg.drain,
                 };
-                pub_tasks.push(tokio::spawn(async move {
-                    let result = publisher(conn, params, shared, abort.clone()).await;
-                    if result.is_err() {
-                        abort.cancel();
-                    }
-                    result
-                }));
+                spawn_client(&abort, publisher(conn, params, shared, abort.clone()))
             }
-            PubConn::Sn(conn) => {
-                let params = sn::SnParams {
-                    idx: i,
-                    qos,
-                    size: cfg.size,
-                    schedule,
-                    tl,
-                    drain: cfg.drain,
-                };
-                pub_tasks.push(tokio::spawn(async move {
-                    let result = sn::publisher(conn, params, shared, abort.clone()).await;
-                    if result.is_err() {
-                        abort.cancel();
-                    }
-                    result
-                }));
-            }
-        }
+            PubConn::Sn(conn) => spawn_client(&abort, sn::publisher(conn, datagram_params, shared, abort.clone())),
+            PubConn::Coap(conn) => spawn_client(&abort, coap::publisher(conn, datagram_params, shared, abort.clone())),
+        };
+        pub_tasks.push(task);
     }
     let stop_progress = CancellationToken::new();
     let progress = cfg
@@ -303,7 +297,10 @@ pub(crate) async fn run(cfg: &Config) -> Result<Report> {
 
     let retransmits = shared.retransmits.load(Ordering::Relaxed);
     if retransmits > 0 {
-        eprintln!("warning: {retransmits} MQTT-SN PUBLISHes were sent again (no PUBACK within a second)");
+        eprintln!(
+            "warning: {retransmits} {} QoS 1 messages were sent again (not acknowledged in time)",
+            cfg.pub_protocol.name()
+        );
     }
     let rejected = shared.rejected.load(Ordering::Relaxed);
     if rejected > 0 {
@@ -370,12 +367,27 @@ fn build_report(cfg: &Config, topo: &Topology, shared: &Shared, tl: Timeline) ->
         connect_rate_per_s: None,
         rss_per_conn_bytes: None,
         pub_protocol: cfg.pub_protocol.name().to_owned(),
-        retransmits: (cfg.pub_protocol == PubProtocol::MqttSn).then(|| shared.retransmits.load(Ordering::Relaxed)),
+        retransmits: (cfg.pub_protocol != PubProtocol::Mqtt).then(|| shared.retransmits.load(Ordering::Relaxed)),
     })
 }
 
 fn duration_ns(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX / 4)
+}
+
+/// Spawns a client's task; its failure cancels `abort`, which ends the run early.
+fn spawn_client(
+    abort: &CancellationToken,
+    task: impl Future<Output = Result<()>> + Send + 'static,
+) -> JoinHandle<Result<()>> {
+    let abort = abort.clone();
+    tokio::spawn(async move {
+        let result = task.await;
+        if result.is_err() {
+            abort.cancel();
+        }
+        result
+    })
 }
 
 /// Awaits every task; the first error (or panic) wins, after all have finished.
@@ -498,43 +510,21 @@ async fn publisher(mut conn: Conn, p: PubParams, shared: Arc<Shared>, abort: Can
     let mut pending_rel: Vec<u16> = Vec::new();
     let mut wbuf = BytesMut::with_capacity(MAX_BATCH_BYTES + p.enc.packet_len());
     let mut seq: u64 = 0;
-    let mut lag = new_histogram()?;
-    let seq_limit = u64::from(u32::MAX) + 1;
+    let mut pacing = Pacing::new(p.idx, p.schedule, p.tl)?;
     tokio::time::sleep_until(from_ns(p.tl.start).into()).await;
     loop {
         if abort.is_cancelled() {
             break;
         }
         let now = now_ns();
-        // Messages that may be sent now: in open loop those already due.
-        let due = match p.schedule {
-            Some(s) => {
-                if s.due_ns(seq) >= p.tl.end {
-                    break;
-                }
-                s.due_before(now.saturating_add(1).min(p.tl.end))
-            }
-            None if now >= p.tl.end => break,
-            None => u64::MAX,
-        }
-        .min(seq_limit);
+        let Some(due) = pacing.sendable(seq, now) else { break };
         let mut measured = 0;
         let mut n = 0;
         while seq < due && n < MAX_BATCH_MSGS && wbuf.len() < MAX_BATCH_BYTES && (!acked || ids.has_free()) {
             let id = if acked { ids.alloc() } else { 0 };
-            let timestamp_ns = p.schedule.map_or(now, |s| s.due_ns(seq));
-            let header = Header {
-                publisher: p.idx as u32,
-                seq: seq as u32,
-                timestamp_ns,
-            };
+            let (header, in_window) = pacing.header(seq, now);
             p.enc.put(&mut wbuf, id, header);
-            if timestamp_ns >= p.tl.warmup_end {
-                measured += 1;
-                if p.schedule.is_some() {
-                    lag.saturating_record(now.saturating_sub(timestamp_ns).max(1));
-                }
-            }
+            measured += u64::from(in_window);
             seq += 1;
             n += 1;
         }
@@ -550,7 +540,7 @@ async fn publisher(mut conn: Conn, p: PubParams, shared: Arc<Shared>, abort: Can
             shared.sent[p.idx].store(seq, Ordering::Relaxed);
             shared.measured_sent.fetch_add(measured, Ordering::Relaxed);
         }
-        if seq >= seq_limit {
+        if seq >= SEQ_LIMIT {
             break;
         }
         let caught_up = seq >= due;
@@ -605,20 +595,9 @@ async fn publisher(mut conn: Conn, p: PubParams, shared: Arc<Shared>, abort: Can
             }
         }
     }
-    let _ = shared.send_lag.lock().add(&lag);
+    let _ = shared.send_lag.lock().add(&pacing.lag);
     conn.disconnect().await;
     Ok(())
-}
-
-/// Waits until `due_ns`, or a little before it: long waits sleep on the timer (1 ms granularity)
-/// until 1 ms before, short ones just yield so the send is not late by a timer tick.
-async fn wait_until(due_ns: u64) {
-    let now = now_ns();
-    if due_ns > now + 1_500_000 {
-        tokio::time::sleep_until(from_ns(due_ns - 1_000_000).into()).await;
-    } else {
-        tokio::task::yield_now().await;
-    }
 }
 
 async fn subscriber(

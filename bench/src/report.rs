@@ -46,7 +46,7 @@ pub struct Report {
     pub version: String,
     /// `tcp`, `tls`, `ws` or `wss` (of the MQTT clients).
     pub transport: String,
-    /// What the publishers speak: `mqtt` or `mqtt-sn` (subscribers are MQTT).
+    /// What the publishers speak: `mqtt`, `mqtt-sn` or `coap` (subscribers are MQTT).
     pub pub_protocol: String,
     /// QoS of publishes and subscriptions.
     pub qos: u8,
@@ -84,7 +84,8 @@ pub struct Report {
     pub connect_rate_per_s: Option<f64>,
     /// Broker RSS growth per open connection (conns with `--broker-pid`).
     pub rss_per_conn_bytes: Option<f64>,
-    /// MQTT-SN QoS 1: PUBLISHes sent again (DUP) because no PUBACK came in time.
+    /// MQTT-SN and CoAP QoS 1: messages sent again because no acknowledgement came in time
+    /// (MQTT-SN: PUBLISH with DUP; CoAP: the same CON).
     pub retransmits: Option<u64>,
 }
 

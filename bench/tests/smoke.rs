@@ -166,21 +166,17 @@ async fn connection_refused_is_a_clear_error() -> Result<()> {
     Ok(())
 }
 
-/// MQTT-SN publishers (UDP, through the broker's MQTT-SN gateway) to MQTT subscribers: open
-/// loop at QoS 0 and 1, and a closed loop at QoS 1 (one message in flight per publisher). QoS 1
-/// must lose nothing. UDP has no backpressure: a debug-build gateway starved by the tests running
-/// beside it may find its socket buffer full, so QoS 0 may lose datagrams and QoS 1 may resend
-/// (and then deliver twice) a PUBLISH whose PUBACK came late.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn mqtt_sn_publishers() -> Result<()> {
+/// A broker with a UDP gateway (`MQTTSN` or `COAP`) on a loopback port: `(server, MQTT
+/// listener, gateway)`.
+async fn start_gateway_broker(gateway: &str) -> Result<(portico::Server, SocketAddr, SocketAddr)> {
     let config = portico::config::Config::load(
         None,
         [
             ("PORTICO_LISTENERS__TCP__DEFAULT__BIND".into(), "127.0.0.1:0".into()),
             ("PORTICO_LISTENERS__WS__DEFAULT__ENABLE".into(), "false".into()),
-            ("PORTICO_GATEWAY__MQTTSN__ENABLE".into(), "true".into()),
+            (format!("PORTICO_GATEWAY__{gateway}__ENABLE"), "true".into()),
             (
-                "PORTICO_GATEWAY__MQTTSN__LISTENERS__UDP__DEFAULT__BIND".into(),
+                format!("PORTICO_GATEWAY__{gateway}__LISTENERS__UDP__DEFAULT__BIND"),
                 "127.0.0.1:0".into(),
             ),
             data_dir_env(),
@@ -198,7 +194,22 @@ async fn mqtt_sn_publishers() -> Result<()> {
             .map(|l| l.1)
             .ok_or_else(|| anyhow!("no listener {name} in {:?}", server.listeners()))
     };
-    let (tcp, sn) = (addr_of("tcp:default")?, addr_of("mqttsn:udp:default")?);
+    let udp = format!("{}:udp:default", gateway.to_lowercase());
+    let (tcp, udp) = (addr_of("tcp:default")?, addr_of(&udp)?);
+    Ok((server, tcp, udp))
+}
+
+/// Publishers over UDP through a gateway (`protocol`, at `gateway`) to MQTT subscribers: open
+/// loop at QoS 0 and 1, and a closed loop at QoS 1 (one message in flight per publisher). QoS 1
+/// must lose nothing. UDP has no backpressure: a debug-build gateway starved by the tests running
+/// beside it may find its socket buffer full, so QoS 0 may lose datagrams and QoS 1 may resend
+/// (and then deliver twice) a message whose acknowledgement came late.
+async fn datagram_publishers(
+    protocol: PubProtocol,
+    tcp: SocketAddr,
+    gateway: SocketAddr,
+    set_gateway: impl Fn(&mut Config, SocketAddr),
+) -> Result<()> {
     for (qos, rate) in [
         (QoS::AtMostOnce, Some(2000)),
         (QoS::AtLeastOnce, Some(2000)),
@@ -206,17 +217,46 @@ async fn mqtt_sn_publishers() -> Result<()> {
     ] {
         let mut cfg = short(Scenario::P2p, tcp, qos);
         (cfg.publishers, cfg.subscribers) = (3, 3);
-        cfg.pub_protocol = PubProtocol::MqttSn;
-        cfg.sn_addr = Some(sn);
+        cfg.pub_protocol = protocol;
+        set_gateway(&mut cfg, gateway);
         cfg.rate = rate;
         let r = portico_bench::run(&cfg).await?;
         check_sane(&r, false, true);
-        assert_eq!(r.pub_protocol, "mqtt-sn");
+        assert_eq!(r.pub_protocol, protocol.name());
         if qos == QoS::AtLeastOnce {
             assert_eq!(r.lost, Some(0), "{r:?}");
             assert!(r.duplicates <= r.retransmits, "{r:?}");
         }
     }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mqtt_sn_publishers() -> Result<()> {
+    let (server, tcp, sn) = start_gateway_broker("MQTTSN").await?;
+    datagram_publishers(PubProtocol::MqttSn, tcp, sn, |c, a| c.sn_addr = Some(a)).await?;
+    server.shutdown().await;
+    Ok(())
+}
+
+/// CoAP publishers (connectionless `POST /ps/{topic}`: NON at QoS 0, CON at QoS 1) through the
+/// broker's CoAP gateway to MQTT subscribers; then a gateway that is not there is a clear error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn coap_publishers() -> Result<()> {
+    let (server, tcp, coap) = start_gateway_broker("COAP").await?;
+    datagram_publishers(PubProtocol::Coap, tcp, coap, |c, a| c.coap_addr = Some(a)).await?;
+    // Nothing listens on this UDP port once the socket is dropped.
+    let unused = std::net::UdpSocket::bind("127.0.0.1:0")?.local_addr()?;
+    let mut cfg = short(Scenario::P2p, tcp, QoS::AtLeastOnce);
+    cfg.pub_protocol = PubProtocol::Coap;
+    cfg.coap_addr = Some(unused);
+    let err = portico_bench::run(&cfg)
+        .await
+        .err()
+        .map(|e| format!("{e:#}"))
+        .unwrap_or_default();
+    assert!(err.contains("CoAP publisher 0 (bench-"), "{err}");
+    assert!(err.contains(&format!("nothing listens for CoAP at {unused}")), "{err}");
     server.shutdown().await;
     Ok(())
 }

@@ -7,25 +7,23 @@
 //! previous one, so a publisher's rate is bounded by the PUBACK round trip; use enough
 //! publishers for the rate (a late message keeps its scheduled timestamp, so the wait shows up as
 //! latency). A PUBLISH without PUBACK within [`RETRY`] is sent again with DUP set (counted in the
-//! report's `retransmits`). QoS 0 has no flow control at all: UDP has no backpressure, and a
-//! gateway that falls behind drops datagrams (seen as loss).
+//! report's `retransmits`). The publishing loop is [`super::datagram`]'s.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Result, anyhow, bail};
 use bytes::{Bytes, BytesMut};
 use bytestring::ByteString;
 use portico_mqtt::QoS;
 use portico_mqttsn::{Flags, Packet, ReturnCode, SnQoS, TopicField, TopicIdType};
-use tokio::net::UdpSocket;
 use tokio_util::sync::CancellationToken;
 
-use super::{Shared, Timeline, new_histogram, wait_until};
-use crate::payload::{HEADER_LEN, Header, from_ns, now_ns};
-use crate::schedule::Schedule;
+use super::Shared;
+use super::datagram::{self, Link, Params, Protocol};
+use crate::payload::{HEADER_LEN, Header};
 
 /// Largest payload an MQTT-SN PUBLISH over UDP/IPv4 carries: 65,507 bytes of datagram less the
 /// 3-byte length, type, flags, topic id and message id.
@@ -36,20 +34,14 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const RETRY: Duration = Duration::from_secs(1);
 /// Sends of one PUBLISH before the publisher gives up.
 const MAX_SENDS: u32 = 5;
-/// QoS 0: messages sent back to back before looking at what the gateway sent.
-const MAX_BURST: usize = 64;
 /// Keep-alive announced in CONNECT (seconds); runs are far shorter, so no PINGREQ is due.
 const KEEP_ALIVE: u16 = 300;
 
 /// A connected MQTT-SN publisher with its registered topic.
 #[derive(Debug)]
 pub(super) struct SnConn {
-    socket: UdpSocket,
-    gateway: SocketAddr,
+    link: Link,
     topic_id: u16,
-    /// Who this is, for error messages.
-    name: String,
-    rbuf: Vec<u8>,
 }
 
 /// CONNECT (clean session) and REGISTER of `topic` from a new UDP socket (bound to `source`, if
@@ -62,25 +54,8 @@ pub(super) async fn connect(
     topic: &str,
 ) -> Result<SnConn> {
     let name = format!("MQTT-SN {role} ({client_id})");
-    let local = source.unwrap_or(if gateway.is_ipv4() {
-        IpAddr::V4(Ipv4Addr::UNSPECIFIED)
-    } else {
-        IpAddr::V6(Ipv6Addr::UNSPECIFIED)
-    });
-    let socket = UdpSocket::bind((local, 0))
-        .await
-        .with_context(|| format!("{name}: cannot bind a UDP socket to {local}"))?;
-    socket
-        .connect(gateway)
-        .await
-        .with_context(|| format!("{name}: cannot address {gateway}"))?;
-    let mut conn = SnConn {
-        socket,
-        gateway,
-        topic_id: 0,
-        name,
-        rbuf: vec![0; 2048],
-    };
+    let link = Link::open(gateway, source, "MQTT-SN", name).await?;
+    let mut conn = SnConn { link, topic_id: 0 };
     let connect = Packet::Connect {
         flags: Flags {
             clean_session: true,
@@ -97,10 +72,10 @@ pub(super) async fn connect(
         } => {}
         Packet::ConnAck { code } => bail!(
             "{}: the MQTT-SN gateway refused the connection: {code:?} (return code 0x{:02X})",
-            conn.name,
+            conn.link.name,
             code.to_byte()
         ),
-        other => bail!("{}: expected CONNACK, got {}", conn.name, other.name()),
+        other => bail!("{}: expected CONNACK, got {}", conn.link.name, other.name()),
     }
     let register = Packet::Register {
         topic_id: 0,
@@ -119,67 +94,35 @@ pub(super) async fn connect(
         } if topic_id != 0 => conn.topic_id = topic_id,
         Packet::RegAck { topic_id, code, .. } => bail!(
             "{}: the MQTT-SN gateway refused to register topic {topic:?}: {code:?} (return code 0x{:02X}, topic id {topic_id})",
-            conn.name,
+            conn.link.name,
             code.to_byte()
         ),
-        other => bail!("{}: expected REGACK, got {}", conn.name, other.name()),
+        other => bail!("{}: expected REGACK, got {}", conn.link.name, other.name()),
     }
     Ok(conn)
+}
+
+fn decode(name: &str, datagram: Bytes) -> Result<Packet> {
+    portico_mqttsn::decode(datagram).map_err(|e| anyhow!("{name}: malformed MQTT-SN datagram from the gateway: {e}"))
 }
 
 impl SnConn {
     async fn send(&self, packet: &Packet) -> Result<()> {
         let mut buf = BytesMut::new();
         portico_mqttsn::encode(packet, &mut buf)
-            .map_err(|e| anyhow!("{}: cannot encode {}: {e}", self.name, packet.name()))?;
-        self.send_raw(&buf).await
-    }
-
-    async fn send_raw(&self, datagram: &[u8]) -> Result<()> {
-        match self.socket.send(datagram).await {
-            Ok(_) => Ok(()),
-            Err(e) => Err(self.io_error(e, "send")),
-        }
-    }
-
-    fn io_error(&self, e: std::io::Error, what: &str) -> anyhow::Error {
-        if e.kind() == std::io::ErrorKind::ConnectionRefused {
-            anyhow!(
-                "{}: nothing listens for MQTT-SN at {} (UDP port unreachable)",
-                self.name,
-                self.gateway
-            )
-        } else {
-            anyhow!("{}: UDP {what} failed: {e}", self.name)
-        }
-    }
-
-    fn decode(&self, n: usize) -> Result<Packet> {
-        portico_mqttsn::decode(Bytes::copy_from_slice(&self.rbuf[..n]))
-            .map_err(|e| anyhow!("{}: malformed MQTT-SN datagram from the gateway: {e}", self.name))
+            .map_err(|e| anyhow!("{}: cannot encode {}: {e}", self.link.name, packet.name()))?;
+        self.link.send(&buf).await
     }
 
     /// Receives one message.
     async fn recv(&mut self) -> Result<Packet> {
-        let n = match self.socket.recv(&mut self.rbuf).await {
-            Ok(n) => n,
-            Err(e) => return Err(self.io_error(e, "receive")),
-        };
-        self.decode(n)
-    }
-
-    /// A message that already arrived, without waiting.
-    fn try_recv(&mut self) -> Result<Option<Packet>> {
-        match self.socket.try_recv(&mut self.rbuf) {
-            Ok(n) => self.decode(n).map(Some),
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(None),
-            Err(e) => Err(self.io_error(e, "receive")),
-        }
+        let datagram = self.link.recv().await?;
+        decode(&self.link.name, datagram)
     }
 
     /// Waits for the message `wanted` picks; a DISCONNECT from the gateway is an error.
     async fn expect(&mut self, what: &str, wanted: impl Fn(&Packet) -> bool) -> Result<Packet> {
-        let name = self.name.clone();
+        let (name, gateway) = (self.link.name.clone(), self.link.peer());
         let wait = async {
             loop {
                 let p = self.recv().await?;
@@ -193,7 +136,7 @@ impl SnConn {
         };
         tokio::time::timeout(HANDSHAKE_TIMEOUT, wait)
             .await
-            .map_err(|_| anyhow!("{name}: no {what} from {} within {HANDSHAKE_TIMEOUT:?}", self.gateway))?
+            .map_err(|_| anyhow!("{name}: no {what} from {gateway} within {HANDSHAKE_TIMEOUT:?}"))?
     }
 
     /// Sends DISCONNECT and waits a little for the gateway's (best effort).
@@ -258,195 +201,80 @@ impl SnPublish {
     pub(super) fn set(&mut self, msg_id: u16, header: Header, dup: bool) -> &[u8] {
         self.datagram[self.msg_id_at..self.data_at].copy_from_slice(&msg_id.to_be_bytes());
         header.write(&mut self.datagram[self.data_at..]);
+        self.set_dup(dup)
+    }
+
+    /// The datagram as it is, DUP set or cleared.
+    fn set_dup(&mut self, dup: bool) -> &[u8] {
         let flags = &mut self.datagram[self.flags_at];
         *flags = if dup { *flags | 0x80 } else { *flags & 0x7F };
         &self.datagram
     }
 }
 
-/// What one MQTT-SN publisher does.
-pub(super) struct SnParams {
-    pub(super) idx: usize,
-    pub(super) qos: QoS,
-    pub(super) size: usize,
-    pub(super) schedule: Option<Schedule>,
-    pub(super) tl: Timeline,
-    pub(super) drain: Duration,
-}
-
-/// The QoS 1 PUBLISH waiting for its PUBACK.
-#[derive(Debug, Clone, Copy)]
-struct InFlight {
+/// The MQTT-SN side of a publisher: PUBLISH, PUBACK, DUP.
+struct SnProtocol {
+    name: String,
+    publish: SnPublish,
     msg_id: u16,
-    header: Header,
-    resend_at: tokio::time::Instant,
-    sends: u32,
 }
 
-/// What the gateway sent: clears the in-flight message on its PUBACK, counts refusals.
-fn on_packet(conn: &SnConn, p: Packet, inflight: &mut Option<InFlight>, shared: &Shared) -> Result<()> {
-    match p {
-        Packet::PubAck { msg_id, code, .. } => {
-            if code != ReturnCode::Accepted {
-                shared.rejected.fetch_add(1, Ordering::Relaxed);
-            }
-            if inflight.is_some_and(|f| f.msg_id == msg_id) {
-                *inflight = None;
-            }
-            Ok(())
-        }
-        Packet::Disconnect(_) => bail!("{}: the MQTT-SN gateway sent DISCONNECT", conn.name),
-        _ => Ok(()),
+impl Protocol for SnProtocol {
+    fn publish(&mut self, header: Header) -> &[u8] {
+        self.msg_id = self.msg_id.checked_add(1).unwrap_or(1);
+        self.publish.set(self.msg_id, header, false)
     }
-}
 
-/// Sends the in-flight PUBLISH again with DUP if its PUBACK is overdue.
-async fn resend_if_due(
-    conn: &SnConn,
-    publish: &mut SnPublish,
-    inflight: &mut Option<InFlight>,
-    shared: &Shared,
-) -> Result<()> {
-    let Some(f) = inflight.as_mut() else { return Ok(()) };
-    if tokio::time::Instant::now() < f.resend_at {
-        return Ok(());
+    fn again(&mut self, _send: u32) -> &[u8] {
+        self.publish.set_dup(true)
     }
-    if f.sends >= MAX_SENDS {
-        bail!(
-            "{}: no PUBACK for message id {} after {} sends, {RETRY:?} apart",
-            conn.name,
-            f.msg_id,
-            f.sends
-        );
-    }
-    f.sends += 1;
-    f.resend_at = tokio::time::Instant::now() + RETRY;
-    shared.retransmits.fetch_add(1, Ordering::Relaxed);
-    conn.send_raw(publish.set(f.msg_id, f.header, true)).await
-}
 
-/// Waits for the PUBACK of the in-flight message until `until` (or its resend time, then
-/// resends).
-async fn await_puback(
-    conn: &mut SnConn,
-    publish: &mut SnPublish,
-    inflight: &mut Option<InFlight>,
-    shared: &Shared,
-    until: tokio::time::Instant,
-) -> Result<()> {
-    while let Some(f) = *inflight {
-        let deadline = f.resend_at.min(until);
-        let received = tokio::select! {
-            p = conn.recv() => Some(p?),
-            _ = tokio::time::sleep_until(deadline) => None,
-        };
-        match received {
-            Some(p) => on_packet(conn, p, inflight, shared)?,
-            None if deadline == until => return Ok(()),
-            None => {}
-        }
-        resend_if_due(conn, publish, inflight, shared).await?;
+    fn ack_timeout(&mut self, _send: u32) -> Duration {
+        RETRY
     }
-    Ok(())
-}
 
-pub(super) async fn publisher(
-    mut conn: SnConn,
-    p: SnParams,
-    shared: Arc<Shared>,
-    abort: CancellationToken,
-) -> Result<()> {
-    let acked = p.qos == QoS::AtLeastOnce;
-    let mut publish = SnPublish::new(conn.topic_id, p.qos, p.size)?;
-    let mut inflight: Option<InFlight> = None;
-    let mut msg_id: u16 = 1;
-    let mut seq: u64 = 0;
-    let mut lag = new_histogram()?;
-    let seq_limit = u64::from(u32::MAX) + 1;
-    let end = tokio::time::Instant::from(from_ns(p.tl.end));
-    tokio::time::sleep_until(from_ns(p.tl.start).into()).await;
-    loop {
-        if abort.is_cancelled() {
-            break;
-        }
-        let now = now_ns();
-        let due = match p.schedule {
-            Some(s) => {
-                if s.due_ns(seq) >= p.tl.end {
-                    break;
+    fn max_sends(&self) -> u32 {
+        MAX_SENDS
+    }
+
+    fn gave_up(&self) -> anyhow::Error {
+        anyhow!(
+            "{}: no PUBACK for message id {} after {MAX_SENDS} sends, {RETRY:?} apart",
+            self.name,
+            self.msg_id
+        )
+    }
+
+    /// Clears the in-flight message on its PUBACK, counts refusals.
+    fn on_datagram(&mut self, datagram: Bytes, shared: &Shared) -> Result<bool> {
+        match decode(&self.name, datagram)? {
+            Packet::PubAck { msg_id, code, .. } => {
+                if code != ReturnCode::Accepted {
+                    shared.rejected.fetch_add(1, Ordering::Relaxed);
                 }
-                s.due_before(now.saturating_add(1).min(p.tl.end))
+                Ok(msg_id == self.msg_id)
             }
-            None if now >= p.tl.end => break,
-            None => u64::MAX,
-        }
-        .min(seq_limit);
-        // QoS 1: one message in flight, so at most one per round.
-        let burst = if acked { 1 } else { MAX_BURST };
-        let mut measured = 0;
-        let mut n = 0;
-        while seq < due && n < burst {
-            let timestamp_ns = p.schedule.map_or(now, |s| s.due_ns(seq));
-            let header = Header {
-                publisher: p.idx as u32,
-                seq: seq as u32,
-                timestamp_ns,
-            };
-            msg_id = msg_id.checked_add(1).unwrap_or(1);
-            conn.send_raw(publish.set(msg_id, header, false)).await?;
-            if acked {
-                inflight = Some(InFlight {
-                    msg_id,
-                    header,
-                    resend_at: tokio::time::Instant::now() + RETRY,
-                    sends: 1,
-                });
-            }
-            if timestamp_ns >= p.tl.warmup_end {
-                measured += 1;
-                if p.schedule.is_some() {
-                    lag.saturating_record(now.saturating_sub(timestamp_ns).max(1));
-                }
-            }
-            seq += 1;
-            n += 1;
-        }
-        if n > 0 {
-            shared.sent[p.idx].store(seq, Ordering::Relaxed);
-            shared.measured_sent.fetch_add(measured, Ordering::Relaxed);
-        }
-        if seq >= seq_limit {
-            break;
-        }
-        while let Some(packet) = conn.try_recv()? {
-            on_packet(&conn, packet, &mut inflight, &shared)?;
-        }
-        if inflight.is_some() {
-            // Window full: wait for the PUBACK (but not past the end of the run).
-            await_puback(&mut conn, &mut publish, &mut inflight, &shared, end).await?;
-            continue;
-        }
-        if seq >= due
-            && let Some(s) = p.schedule
-        {
-            wait_until(s.due_ns(seq)).await;
-        } else if n == burst {
-            // Closed loop or behind schedule: let the other tasks run between bursts.
-            tokio::task::yield_now().await;
+            Packet::Disconnect(_) => bail!("{}: the MQTT-SN gateway sent DISCONNECT", self.name),
+            _ => Ok(false),
         }
     }
-    if inflight.is_some() {
-        let deadline = tokio::time::Instant::now() + p.drain;
-        await_puback(&mut conn, &mut publish, &mut inflight, &shared, deadline).await?;
-    }
-    let _ = shared.send_lag.lock().add(&lag);
-    conn.disconnect().await;
+}
+
+pub(super) async fn publisher(conn: SnConn, p: Params, shared: Arc<Shared>, abort: CancellationToken) -> Result<()> {
+    let proto = SnProtocol {
+        name: conn.link.name.clone(),
+        publish: SnPublish::new(conn.topic_id, p.qos, p.size)?,
+        msg_id: 1,
+    };
+    let link = datagram::publish(conn.link, proto, p, shared, abort).await?;
+    SnConn { link, ..conn }.disconnect().await;
     Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::net::UdpSocket;
 
     #[test]
     fn patched_publish_decodes() -> Result<()> {
