@@ -258,6 +258,9 @@ pub fn decode(payload: &[u8], types: &dyn TypeLookup) -> Result<Vec<Record>, For
             Some(Json::Number(n)) => Some(base_time.unwrap_or(0.0) + Num::from_json(n).as_f64()),
             Some(_) => return Err(entry_error(index, "\"t\" is not a number")),
         };
+        if time.is_some_and(|t| !t.is_finite()) {
+            return Err(entry_error(index, "the time is not a finite number"));
+        }
         let value = match raw {
             None => None,
             Some(raw) => {

@@ -324,7 +324,7 @@ fn attribute(c: &mut Cursor<'_>) -> Result<Attribute, LinkError> {
     if name.is_empty() {
         return Err(match c.peek() {
             None | Some('=' | ';' | ',') => c.error(LinkErrorKind::EmptyAttributeName),
-            Some(ch) if is_space(ch as u8) => c.error(LinkErrorKind::EmptyAttributeName),
+            Some(ch) if ch.is_ascii() && is_space(ch as u8) => c.error(LinkErrorKind::EmptyAttributeName),
             Some(ch) => c.error(LinkErrorKind::BadNameChar(ch)),
         });
     }
