@@ -633,9 +633,13 @@ fn resource_items(
 /// Paths: object instances go under the object (and must match the target's instance, if it
 /// has one); resources go under the target's object instance (a resource request may only
 /// hold that resource); resource instances go under the target's resource. An empty payload
-/// is no items. Every item's path lies under `target`.
+/// is no items, for any request path. Every item's path lies under `target`.
 pub fn decode_items(payload: &[u8], target: &Path, types: &dyn TypeLookup) -> Result<Vec<Item>, FormatError> {
     let mut out = Vec::new();
+    if payload.is_empty() {
+        // No entries: nothing of any kind, whatever the request path.
+        return Ok(out);
+    }
     match decode(payload)? {
         TlvPayload::ObjectInstances(instances) => {
             if target.depth() > 2 {
