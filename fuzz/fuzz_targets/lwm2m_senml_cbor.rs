@@ -1,0 +1,9 @@
+//! Feeds arbitrary bytes to the LwM2M data layer. SenML CBOR: decoded records, untyped and typed, must re-encode (CBOR and JSON) to records that decode the same, and an error must point inside the input.
+//! The check itself lives in `portico_lwm2m::fuzzing` so that the test suite replays the seeds
+//! with it.
+
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| portico_lwm2m::fuzzing::check_senml_cbor(data));
