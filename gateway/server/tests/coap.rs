@@ -180,3 +180,31 @@ async fn a_logged_in_client_behind_a_nat_keeps_its_observations_on_a_new_port() 
     );
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_dtls_listener_without_a_certificate_or_psk_identities_is_refused_at_start() {
+    let env = vec![
+        (
+            "PORTICO_LISTENERS__TCP__DEFAULT__BIND".to_owned(),
+            "127.0.0.1:0".to_owned(),
+        ),
+        ("PORTICO_LISTENERS__WS__DEFAULT__ENABLE".to_owned(), "false".to_owned()),
+        ("PORTICO_GATEWAY__COAP__ENABLE".to_owned(), "true".to_owned()),
+        (
+            "PORTICO_GATEWAY__COAP__LISTENERS__UDP__DEFAULT__BIND".to_owned(),
+            "127.0.0.1:0".to_owned(),
+        ),
+        (
+            "PORTICO_GATEWAY__COAP__LISTENERS__DTLS__DEFAULT__BIND".to_owned(),
+            "127.0.0.1:0".to_owned(),
+        ),
+        support::data_dir_env(),
+    ];
+    let config = Config::load(None, env).expect("valid config");
+    let error = Server::start(&config).await.err().expect("refused");
+    let text = error.to_string();
+    assert!(
+        text.contains("gateway.coap.listeners.dtls.default.dtls_options"),
+        "{text}"
+    );
+}
