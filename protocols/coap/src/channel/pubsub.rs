@@ -39,15 +39,19 @@ pub(super) struct Observations {
 }
 
 impl Observations {
+    /// The Observe value of the next registration answer or notification: 2, 3, … (0 and 1
+    /// mean register and deregister in requests; skipping them keeps values plainly
+    /// increasing), wrapping to 2 after 2^24 − 1, which RFC 7641 §3.4 still orders as newer.
+    /// Every value is newer than the one before: a client drops a notification whose value
+    /// is not (the first notification once had the registration answer's value, and aiocoap
+    /// discarded it).
     fn next_sequence(&mut self) -> u32 {
-        // 24 bits, never 0 or 1 after the first (they mean register/deregister in requests,
-        // which does not matter in responses, but keeps values plainly increasing).
-        self.sequence = if self.sequence >= observe::MAX_SEQUENCE {
+        self.sequence = if self.sequence < 2 || self.sequence >= observe::MAX_SEQUENCE {
             2
         } else {
             self.sequence + 1
         };
-        self.sequence.max(2)
+        self.sequence
     }
 
     fn next_id(&mut self) -> u32 {

@@ -196,6 +196,31 @@ fn a_piggybacked_ack_answers_a_con_and_its_duplicate_is_not_published_twice() {
 }
 
 #[test]
+fn observe_values_increase_from_the_registration_answer_on() {
+    // RFC 7641 §3.4: a client drops a notification whose Observe value is not newer than the
+    // last it saw. The first notification of a client's only observation once had the value of
+    // the registration answer, and aiocoap dropped it (interop-tests/test_coap.py).
+    let h = Harness::new();
+    let mut obs = h.peer(1);
+    let mut get = obs.request(Type::Con, Code::GET, "ps/seq", &[]);
+    get.options.set_observe(0);
+    let mut last = obs.ask(&get, h.t0).options.observe().expect("Observe");
+    let mut dev = h.peer(2);
+    for payload in [&b"1"[..], b"2", b"3"] {
+        let post = dev.request(Type::Non, Code::POST, "ps/seq", &[]).with_payload(payload);
+        assert_eq!(dev.ask(&post, h.t0).code, Code::CHANGED);
+        let sent = obs.deliver(h.t0);
+        let [Sent::M(n)] = &sent[..] else { panic!("{sent:?}") };
+        let value = n.options.observe().expect("Observe");
+        assert!(
+            crate::observe::is_newer(last, value, Duration::ZERO),
+            "{value} after {last}"
+        );
+        last = value;
+    }
+}
+
+#[test]
 fn notifications_follow_qos_con_ones_are_resent_until_acked_and_wait_in_order() {
     let h = Harness::with(CoapSettings {
         notify_type: NotifyType::Qos,
