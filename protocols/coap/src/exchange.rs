@@ -127,6 +127,12 @@ impl MessageLayer {
         }
     }
 
+    /// Forgets every request's message id (the peer moved: its ids start afresh).
+    pub fn forget_requests(&mut self) {
+        self.seen.clear();
+        self.seen_order.clear();
+    }
+
     fn forget_expired(&mut self, now: Instant) {
         while let Some(&(id, expires)) = self.seen_order.front() {
             if expires > now {

@@ -52,6 +52,7 @@ pub const PROTOCOL: &str = "coap";
 pub struct CoapFrontend {
     ctx: Ctx,
     settings: Arc<CoapSettings>,
+    tokens: Arc<connection::Tokens>,
 }
 
 impl CoapFrontend {
@@ -65,6 +66,7 @@ impl CoapFrontend {
         CoapFrontend {
             ctx,
             settings: Arc::new(settings),
+            tokens: Arc::default(),
         }
     }
 }
@@ -89,8 +91,24 @@ impl DatagramFrontend for CoapFrontend {
         }
     }
 
+    /// A request with the client id and token of a connected client (connection mode, see
+    /// `connection`): that client's channel moves to the request's address.
+    fn rebind_key(&self, datagram: &[u8]) -> Option<String> {
+        if self.tokens.is_empty() || !self.admits(datagram) {
+            return None;
+        }
+        let request = codec::decode(Bytes::copy_from_slice(datagram)).ok()?;
+        let query = Query::of(&request);
+        let client_id = query.credentials.client_id?;
+        self.tokens
+            .matches(&client_id, query.token.as_deref()?)
+            .then_some(client_id)
+    }
+
     fn new_peer(&self, conn: Arc<ConnHandle>, info: ConnInfo, now: Instant) -> CoapChannel {
-        CoapChannel::new(self.ctx.clone(), self.settings.clone(), conn, info, now)
+        let mut channel = CoapChannel::new(self.ctx.clone(), self.settings.clone(), conn, info, now);
+        channel.tokens = self.tokens.clone();
+        channel
     }
 }
 
@@ -172,6 +190,8 @@ pub struct CoapChannel {
     session: Option<Arc<Session>>,
     /// Connection mode: the token `POST /mqtt/connection` returned.
     token: Option<String>,
+    /// The frontend's tokens of connected clients (this one's while it is connected).
+    tokens: Arc<connection::Tokens>,
     observations: pubsub::Observations,
     transfers: blockwise::Transfers,
     held: Option<Box<Held>>,
@@ -201,6 +221,7 @@ impl CoapChannel {
             credentials: None,
             session: None,
             token: None,
+            tokens: Arc::default(),
             observations: pubsub::Observations::default(),
             transfers: blockwise::Transfers::default(),
             held: None,
@@ -495,6 +516,9 @@ impl CoapChannel {
 
     /// Gives the session back to the broker (its subscriptions end with it).
     fn release_session(&mut self, now: Instant) {
+        if let (Some(token), Some(client)) = (&self.token, &self.client) {
+            self.tokens.remove(&client.client_id, token);
+        }
         let Some(session) = self.session.take() else { return };
         if let Some(client) = &self.client {
             let at = now_millis();
@@ -620,5 +644,23 @@ impl DatagramChannel for CoapChannel {
 
     fn accepts_input(&self) -> bool {
         self.held.is_none()
+    }
+
+    /// A connected client (connection mode): requests with its id and token from another
+    /// address are its own (see `connection`).
+    fn client_key(&self) -> Option<&str> {
+        self.token.as_ref()?;
+        self.client.as_ref().map(|c| &*c.client_id)
+    }
+
+    fn accepts_rebind(&self) -> bool {
+        self.token.is_some() && !self.closing
+    }
+
+    fn rebound(&mut self, addr: SocketAddr) {
+        tracing::debug!(old = %self.peer, new = %addr, "CoAP client moved to a new address");
+        self.peer = addr;
+        // Message ids are an endpoint's own: the new address's are no duplicates of the old's.
+        self.layer.forget_requests();
     }
 }

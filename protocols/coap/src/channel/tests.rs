@@ -375,6 +375,46 @@ fn connection_mode_needs_the_token() {
 }
 
 #[test]
+fn a_connected_client_moves_to_a_new_address_with_its_token() {
+    // coap-client sends each run from a new port (EMQX's own examples log in with one run and
+    // publish with the next): the token names the connection, not the address.
+    let h = Harness::with(CoapSettings {
+        connection_required: true,
+        ..CoapSettings::default()
+    });
+    let datagram = |m: &Message| codec::encode_to_bytes(m).expect("encodes");
+    let mut c = h.peer(1);
+    let login = c.request(Type::Con, Code::POST, "mqtt/connection", &["clientid=mover"]);
+    let token = String::from_utf8(c.ask(&login, h.t0).payload.to_vec()).expect("text");
+    assert_eq!(c.channel.client_key(), Some("mover"));
+    assert!(c.channel.accepts_rebind());
+    let t = format!("token={token}");
+    let mut other = h.peer(2);
+    let moves = other.request(Type::Con, Code::POST, "ps/a", &["clientid=mover", &t]);
+    assert_eq!(h.frontend.rebind_key(&datagram(&moves)), Some("mover".to_owned()));
+    for query in [
+        &["clientid=mover", "token=1"][..],
+        &["clientid=other", &t],
+        &["clientid=mover"],
+    ] {
+        let stays = other.request(Type::Con, Code::POST, "ps/a", query);
+        assert_eq!(h.frontend.rebind_key(&datagram(&stays)), None, "{query:?}");
+    }
+    c.channel.rebound(SocketAddr::from((Ipv4Addr::LOCALHOST, 2)));
+    // Message ids start afresh: the new address's first id is no duplicate of the login.
+    let mut post = c.request(Type::Con, Code::POST, "ps/a", &["c=mover", &t]);
+    post.message_id = login.message_id;
+    assert_eq!(c.ask(&post, h.t0).code, Code::CHANGED);
+    let bye = c.request(Type::Con, Code::DELETE, "mqtt/connection", &["c=mover", &t]);
+    assert!(matches!(&c.send(&bye, h.t0)[..], [Sent::M(r), Sent::Close] if r.code == Code::DELETED));
+    assert_eq!(
+        h.frontend.rebind_key(&datagram(&moves)),
+        None,
+        "the token died with the connection"
+    );
+}
+
+#[test]
 fn a_silent_client_is_gone_after_one_and_a_half_heartbeats() {
     let h = Harness::new();
     let mut obs = h.observer(1, "hb", 1, &[]);
