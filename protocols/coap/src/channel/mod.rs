@@ -315,7 +315,7 @@ impl CoapChannel {
         match self.layer.settle(message, now, out) {
             Settled::Acked(_) | Settled::Unknown => {}
             // RFC 7641 §3.6: a RST to a notification ends that observation (EMQX keeps it).
-            Settled::Reset(token) => self.end_observation_by_token(token),
+            Settled::Reset(token) => self.end_observation_by_token(token, now, out),
         }
     }
 

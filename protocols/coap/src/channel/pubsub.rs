@@ -14,6 +14,7 @@ use portico_core::topic::{SubscriptionTopic, TopicName};
 
 use super::connection::TokenCheck;
 use super::{CoapChannel, Out, Query};
+use crate::block::Block;
 use crate::message::{Code, Message, Token, Type};
 use crate::observe;
 use crate::settings::{NotifyType, QosPolicy};
@@ -28,6 +29,9 @@ struct Observation {
     path: String,
     /// The MQTT 5 subscription identifier that marks this observation's deliveries.
     id: u32,
+    /// The block size the registration asked for with Block2 (RFC 7959 §2.4, early
+    /// negotiation), for notifications too large for one message.
+    block: Option<Block>,
 }
 
 /// A client's observations, and the Observe sequence of its notifications.
@@ -82,7 +86,7 @@ impl CoapChannel {
             Code::POST | Code::PUT => self.publish(request, &topic, &query, now, out),
             Code::GET => match request.options.observe() {
                 Some(observe::REGISTER) => self.observe(request, &topic, &query, now, out),
-                Some(observe::DEREGISTER) => self.unobserve(request, &topic, out),
+                Some(observe::DEREGISTER) => self.unobserve(request, &topic, now, out),
                 _ => self.refuse(&request, Code::BAD_REQUEST, "invalid observe value", out),
             },
             _ => self.refuse(&request, Code::METHOD_NOT_ALLOWED, "Method Not Allowed", out),
@@ -171,15 +175,21 @@ impl CoapChannel {
         }
         let Some(session) = self.session.clone() else { return };
         let path = request.uri_path_joined().unwrap_or_default();
+        let block = request
+            .options
+            .block2()
+            .and_then(|b| Block::new(0, false, b.szx()).ok());
         // The same filter observed again: the newest token wins (a client that lost its old
         // one re-registers; EMQX keeps the first and the new token never hears anything).
         let id = match existing {
             Some(i) => {
                 let old = &mut self.observations.list[i];
-                self.layer.cancel(old.token);
-                old.token = request.token;
+                let old_token = std::mem::replace(&mut old.token, request.token);
                 old.path = path;
-                old.id
+                old.block = block;
+                let id = old.id;
+                self.layer.cancel(old_token, now, out);
+                id
             }
             None => {
                 let id = self.observations.next_id();
@@ -188,6 +198,7 @@ impl CoapChannel {
                     token: request.token,
                     path,
                     id,
+                    block,
                 });
                 id
             }
@@ -208,27 +219,34 @@ impl CoapChannel {
         self.deliver_queued(now, out);
     }
 
-    fn unobserve(&mut self, request: Message, topic: &str, out: &mut Out) {
+    fn unobserve(&mut self, request: Message, topic: &str, now: Instant, out: &mut Out) {
         let filter = match SubscriptionTopic::parse(ByteString::from(self.mount(topic))) {
             Ok(parsed) => ByteString::from(parsed.filter.as_str()),
             Err(_) => return self.refuse(&request, Code::BAD_REQUEST, "invalid topic", out),
         };
-        self.end_observation(|o| o.filter == filter);
+        self.end_observation(|o| o.filter == filter, now, out);
         // 2.07: not a standard code, but what EMQX answers (clients see a success class).
         self.respond(&request, Code::NO_CONTENT_EMQX, Bytes::new(), out);
     }
 
     /// Ends the observation under `token` (a RST to one of its notifications).
-    pub(super) fn end_observation_by_token(&mut self, token: Token) {
-        self.end_observation(|o| o.token == token);
+    pub(super) fn end_observation_by_token(&mut self, token: Token, now: Instant, out: &mut Out) {
+        self.end_observation(|o| o.token == token, now, out);
     }
 
-    fn end_observation(&mut self, which: impl Fn(&Observation) -> bool) {
+    /// The path of the observation under `token` (where the GETs for the blocks of its large
+    /// notifications ask).
+    pub(super) fn observation_path(&self, token: Token) -> Option<&str> {
+        let observation = self.observations.list.iter().find(|o| o.token == token)?;
+        Some(&observation.path)
+    }
+
+    fn end_observation(&mut self, which: impl Fn(&Observation) -> bool, now: Instant, out: &mut Out) {
         let Some(i) = self.observations.list.iter().position(which) else {
             return;
         };
         let observation = self.observations.list.swap_remove(i);
-        self.layer.cancel(observation.token);
+        self.layer.cancel(observation.token, now, out);
         if let Some(session) = &self.session {
             self.ctx.unsubscribe(session, &observation.filter);
         }
@@ -256,13 +274,16 @@ impl CoapChannel {
                 let Some(observation) = self.observations.list.iter().find(|o| o.id == id) else {
                     continue;
                 };
-                let (token, path) = (observation.token, observation.path.clone());
                 let mut notification = Message {
-                    token,
+                    token: observation.token,
+                    payload: delivery.message.payload.clone(),
                     ..Message::new(if confirmable { Type::Con } else { Type::Non }, Code::CONTENT, 0)
                 };
+                if let Some(block) = observation.block {
+                    // The size the observer asked for; the message layer cuts large bodies.
+                    notification.options.set_block2(block);
+                }
                 notification.options.set_observe(self.observations.next_sequence());
-                self.set_notification_body(&mut notification, &path, delivery.message.payload.clone(), now);
                 dropped += self.layer.send(notification, now, out) as u64;
                 sent += 1;
             }

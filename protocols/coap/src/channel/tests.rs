@@ -473,6 +473,58 @@ fn block1_uploads_are_assembled_and_block2_serves_large_notifications() {
     assert_eq!(dev.ask(&skip, h.t0).code, Code::REQUEST_ENTITY_INCOMPLETE);
 }
 
+#[test]
+fn large_notifications_go_whole_one_after_the_other_in_the_blocks_asked_for() {
+    // Follow-up GETs name only the resource: a second large body once answered the first
+    // one's follow-ups, and aiocoap assembled a mix of both (interop-tests/test_coap.py).
+    let h = Harness::with(CoapSettings {
+        blockwise: Blockwise {
+            max_block_size: 32,
+            ..Blockwise::default()
+        },
+        ..CoapSettings::default()
+    });
+    let mut obs = h.peer(1);
+    let mut get = obs.request(Type::Con, Code::GET, "ps/big", &[]);
+    get.options.set_observe(0);
+    // Early negotiation (RFC 7959 §2.4): 16-byte blocks.
+    get.options.set_block2(Block::new(0, false, 0).expect("block"));
+    assert_eq!(obs.ask(&get, h.t0).code, Code::CONTENT);
+    let mut dev = h.peer(2);
+    let bodies = [vec![b'A'; 40], vec![b'B'; 40]];
+    for body in &bodies {
+        let post = dev
+            .request(Type::Non, Code::POST, "ps/big", &[])
+            .with_payload(body.clone());
+        assert_eq!(dev.ask(&post, h.t0).code, Code::CHANGED);
+    }
+    let mut sent = obs.deliver(h.t0);
+    let mut etags = Vec::new();
+    for body in &bodies {
+        let [Sent::M(first)] = &sent[..] else {
+            panic!("one first block at a time: {sent:?}")
+        };
+        let block = first.options.block2().expect("Block2");
+        assert_eq!((block.num(), block.more(), block.size()), (0, true, 16));
+        etags.push(first.options.etag().cloned().expect("ETag"));
+        let mut got = first.payload.to_vec();
+        for num in 1..3 {
+            let mut get = obs.request(Type::Con, Code::GET, "ps/big", &[]);
+            get.options.set_block2(Block::new(num, false, 0).expect("block"));
+            sent = obs.send(&get, h.t0);
+            let Some(Sent::M(r)) = sent.first() else {
+                panic!("{sent:?}")
+            };
+            assert_eq!((r.code, r.options.etag()), (Code::CONTENT, etags.last()));
+            got.extend_from_slice(&r.payload);
+            sent.remove(0);
+        }
+        assert_eq!(&got, body, "whole");
+    }
+    assert_eq!(sent, [], "nothing more");
+    assert_ne!(etags[0], etags[1]);
+}
+
 struct DenyBad;
 
 impl Authenticator for DenyBad {
