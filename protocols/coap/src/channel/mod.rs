@@ -128,6 +128,9 @@ struct Query {
     qos: Option<String>,
     retain: Option<String>,
     expiry: Option<String>,
+    /// Observe: MQTT's No Local (`nl`, 0 or 1) and Retain Handling (`rh`, 0..2).
+    nl: Option<String>,
+    rh: Option<String>,
 }
 
 impl Query {
@@ -144,6 +147,8 @@ impl Query {
                 "qos" | "q" => q.qos = value,
                 "retain" | "r" => q.retain = value,
                 "expiry" => q.expiry = value,
+                "nl" => q.nl = value,
+                "rh" => q.rh = value,
                 _ => {}
             }
         }

@@ -1,5 +1,12 @@
 //! `/ps/{topic}`: publish (POST, PUT), observe (GET + Observe 0) and unobserve (GET +
 //! Observe 1), and the notifications observations receive (gateway-semantics §2.5).
+//!
+//! An observation takes EMQX's subscription queries: `qos`, `nl` (No Local: 1 keeps the
+//! client's own publishes from it) and `rh` (Retain Handling: 0 sends the retained messages
+//! that match, 1 only for a new observation, 2 none). Without `rh` the retained messages are
+//! sent, the current state of the resource as RFC 7641 has it; EMQX's default (`rh` 1 with
+//! its subscriptions never new, and no retained messages at all in connectionless mode) sends
+//! none.
 
 use std::time::Instant;
 
@@ -157,6 +164,17 @@ impl CoapChannel {
         let Ok(qos) = self.qos_of(&request, query.qos.as_deref(), self.settings.subscribe_qos) else {
             return self.refuse(&request, Code::BAD_REQUEST, "invalid qos", out);
         };
+        let no_local = match query.nl.as_deref() {
+            None | Some("0") => false,
+            Some("1") => true,
+            Some(_) => return self.refuse(&request, Code::BAD_REQUEST, "invalid nl", out),
+        };
+        let retained = match query.rh.as_deref() {
+            None | Some("0") => RetainedOnSubscribe::Send,
+            Some("1") => RetainedOnSubscribe::SendIfNew,
+            Some("2") => RetainedOnSubscribe::DoNotSend,
+            Some(_) => return self.refuse(&request, Code::BAD_REQUEST, "invalid rh", out),
+        };
         let Ok(parsed) = SubscriptionTopic::parse(ByteString::from(self.mount(topic))) else {
             return self.refuse(&request, Code::BAD_REQUEST, "invalid topic", out);
         };
@@ -205,11 +223,11 @@ impl CoapChannel {
         };
         let options = SubOptions {
             qos,
-            no_local: false,
+            no_local,
             retain_as_published: false,
             subscription_id: id,
         };
-        self.ctx.subscribe(&session, parsed, options, RetainedOnSubscribe::Send);
+        self.ctx.subscribe(&session, parsed, options, retained);
         let mut response = self.response(&request, Code::CONTENT, Bytes::new());
         response.options.set_observe(self.observations.next_sequence());
         if request.mtype == Type::Con {

@@ -283,6 +283,41 @@ fn unobserve_and_reset_end_observations() {
 }
 
 #[test]
+fn observe_takes_no_local_and_retain_handling_queries() {
+    // EMQX reads `nl` and `rh` with `qos`; they were ignored (interop-tests/test_coap.py).
+    let h = Harness::new();
+    let mut dev = h.peer(9);
+    let retained = dev
+        .request(Type::Con, Code::POST, "ps/r", &["retain=true"])
+        .with_payload(&b"kept"[..]);
+    assert_eq!(dev.ask(&retained, h.t0).code, Code::CHANGED);
+    // No rh: the registration answer, then the retained message (the resource's current
+    // state); rh=2: the answer alone.
+    for (port, query, expected) in [(1, None, &[&b""[..], b"kept"][..]), (2, Some("rh=2"), &[&b""[..]])] {
+        let mut c = h.peer(port);
+        let mut get = c.request(Type::Con, Code::GET, "ps/r", &query.into_iter().collect::<Vec<_>>());
+        get.options.set_observe(0);
+        let sent = c.send(&get, h.t0);
+        assert_eq!(payload_of(&sent), expected, "{query:?}");
+    }
+    // nl=1: the client's own publishes do not come back.
+    let mut own = h.observer(3, "r", 3, &["nl=1", "rh=2"]);
+    let post = own
+        .request(Type::Con, Code::POST, "ps/r", &[])
+        .with_payload(&b"mine"[..]);
+    assert_eq!(own.ask(&post, h.t0).code, Code::CHANGED);
+    let post = dev
+        .request(Type::Con, Code::POST, "ps/r", &[])
+        .with_payload(&b"theirs"[..]);
+    assert_eq!(dev.ask(&post, h.t0).code, Code::CHANGED);
+    assert_eq!(payload_of(&own.deliver(h.t0)), [&b"theirs"[..]]);
+    let mut bad = h.peer(4);
+    let mut get = bad.request(Type::Con, Code::GET, "ps/r", &["rh=3"]);
+    get.options.set_observe(0);
+    assert_eq!(bad.ask(&get, h.t0).code, Code::BAD_REQUEST);
+}
+
+#[test]
 fn bad_requests_get_emqx_codes() {
     let h = Harness::new();
     let mut c = h.peer(1);
