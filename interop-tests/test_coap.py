@@ -388,12 +388,39 @@ def test_aiocoap_observer_gets_notifications_in_order_and_unobserves(gateway):
     pub.close()
 
 
+def test_observe_queries_no_local_and_retain_handling(gateway):
+    t = f"coap/{uid('nlrh')}"
+    pub = Client(gateway, version=V311).connect()
+    pub.publish(t, b"retained", qos=1, retain=True)
+
+    async def main():
+        async with coap_context() as a_ctx, coap_context() as b_ctx:
+            # Without rh the retained message comes first (Portico; EMQX sends none).
+            a = Observer(a_ctx, f"{gateway.coap}/ps/{t}", blockwise=False)
+            assert dotted((await a.registered()).code) == "2.05"
+            assert (await a.next()).payload == b"retained"
+            b = Observer(b_ctx, f"{gateway.coap}/ps/{t}?nl=1&rh=2", blockwise=False)
+            assert dotted((await b.registered()).code) == "2.05"
+            r = await ask(b_ctx, POST, f"{gateway.coap}/ps/{t}", b"from b")
+            assert dotted(r.code) == "2.04"
+            await in_thread(pub.publish, t, b"from mqtt", 1)
+            assert [(await a.next()).payload for _ in range(2)] == [b"from b", b"from mqtt"]
+            # b's own message would have come before the MQTT one.
+            assert (await b.next()).payload == b"from mqtt"
+            b.nothing_queued()
+            r = await ask(b_ctx, GET, f"{gateway.coap}/ps/{t}?rh=7", observe=0)
+            assert (dotted(r.code), r.payload) == ("4.00", b"invalid rh")
+
+    asyncio.run(main())
+    pub.close()
+
+
 def test_coap_client_observes_and_prints_notifications(gateway):
     t = f"coap/{uid('cliobs')}"
     pub = Client(gateway, version=V311).connect()
     # A retained message is the first notification: it tells when the observation is in place.
     pub.publish(t, b"first", qos=1, retain=True)
-    proc = subprocess.Popen(["stdbuf", "-oL", COAP_CLIENT, "-w", "-s", "6", "-B", "12", f"{gateway.coap}/ps/{t}"],
+    proc = subprocess.Popen(["stdbuf", "-oL", COAP_CLIENT, "-w", "-s", "8", "-B", "14", f"{gateway.coap}/ps/{t}"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
     lines: queue.Queue = queue.Queue()
 
@@ -750,7 +777,7 @@ def test_wrong_paths_and_methods(gateway):
 # Heartbeat
 
 def test_a_silent_observer_is_dropped_after_its_heartbeat(coap_gateway, raw):
-    gw = coap_gateway({"PORTICO_GATEWAY__COAP__HEARTBEAT": "1s"})
+    gw = coap_gateway({"PORTICO_GATEWAY__COAP__HEARTBEAT": "2s"})
     t = f"coap/{uid('hb')}"
     cid = uid("silent")
     events = mqtt_sub(gw, f"$SYS/brokers/+/gateway/coap/clients/{cid}/disconnected", qos=0)
@@ -761,7 +788,7 @@ def test_a_silent_observer_is_dropped_after_its_heartbeat(coap_gateway, raw):
         assert dotted(r["code"]) == "2.05"
         pub.publish(t, b"while alive", qos=0)
         assert peer.recv()["payload"] == b"while alive"
-        # Silence: 1.5 x 1 s later the gateway ends the client and its observation.
+        # Silence: 1.5 x 2 s later the gateway ends the client and its observation.
         event = json.loads(events.get(timeout=TIMEOUT).payload)
         assert (event["clientid"], event["reason"]) == (cid, "keepalive_timeout")
         pub.publish(t, b"too late", qos=0)
