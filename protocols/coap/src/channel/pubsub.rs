@@ -1,6 +1,12 @@
 //! `/ps/{topic}`: publish (POST, PUT), observe (GET + Observe 0) and unobserve (GET +
 //! Observe 1), and the notifications observations receive (gateway-semantics §2.5).
 //!
+//! The topic is the Uri-Path after `ps`, joined with `/` and then percent-decoded, as EMQX does
+//! (`emqx_http_lib:uri_decode`): well-behaved clients decode `%23` into the option already, but
+//! a client that copies its URI's path into the options as it is still reaches `#` (EMQX's
+//! documentation tells users to write wildcards so). A `%` without two hex digits after it is
+//! refused (EMQX's decoder fails on it), a trailing one is kept.
+//!
 //! An observation takes EMQX's subscription queries: `qos`, `nl` (No Local: 1 keeps the
 //! client's own publishes from it) and `rh` (Retain Handling: 0 sends the retained messages
 //! that match, 1 only for a new observation, 2 none). Without `rh` the retained messages are
@@ -76,8 +82,36 @@ impl Observations {
     }
 }
 
+/// `%XX` decoded as `emqx_http_lib:uri_decode` does; `None` for `%` followed by two bytes that
+/// are not hex digits, or a result that is not UTF-8.
+fn percent_decode(path: &str) -> Option<String> {
+    if !path.contains('%') {
+        return Some(path.to_owned());
+    }
+    let bytes = path.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes.get(i..i + 3) {
+            Some([b'%', hi, lo]) => {
+                let hex = |b: u8| char::from(b).to_digit(16);
+                decoded.push(u8::try_from(hex(*hi)? * 16 + hex(*lo)?).ok()?);
+                i += 3;
+            }
+            _ => {
+                decoded.push(bytes[i]);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(decoded).ok()
+}
+
 impl CoapChannel {
     pub(super) fn handle_pubsub(&mut self, request: Message, topic: String, now: Instant, out: &mut Out) {
+        let Some(topic) = percent_decode(&topic) else {
+            return self.refuse(&request, Code::BAD_REQUEST, "invalid topic", out);
+        };
         let query = Query::of(&request);
         if let TokenCheck::Refused = self.check_token(&request, &query, out) {
             return;

@@ -318,6 +318,27 @@ fn observe_takes_no_local_and_retain_handling_queries() {
 }
 
 #[test]
+fn topics_are_percent_decoded_as_emqx_does() {
+    // A client that copies `ps/t/%23` into Uri-Path as it is (EMQX's documentation writes
+    // wildcards so) observed the literal topic `t/%23` (interop-tests/test_coap.py).
+    let h = Harness::new();
+    let mut obs = h.observer(1, "t/%23", 1, &[]);
+    let mut dev = h.peer(2);
+    let post = dev
+        .request(Type::Con, Code::POST, "ps/t/a%2Fb%20c", &[])
+        .with_payload(&b"x"[..]);
+    assert_eq!(dev.ask(&post, h.t0).code, Code::CHANGED);
+    let sent = obs.deliver(h.t0);
+    assert_eq!(payload_of(&sent), [&b"x"[..]], "t/a/b c matches t/#");
+    for bad in ["ps/t/%zz", "ps/t/%ff", "ps/t/%23"] {
+        let post = dev.request(Type::Con, Code::POST, bad, &[]);
+        assert_eq!(dev.ask(&post, h.t0).code, Code::BAD_REQUEST, "{bad}");
+    }
+    let trailing = dev.request(Type::Con, Code::POST, "ps/t/100%", &[]);
+    assert_eq!(dev.ask(&trailing, h.t0).code, Code::CHANGED);
+}
+
+#[test]
 fn bad_requests_get_emqx_codes() {
     let h = Harness::new();
     let mut c = h.peer(1);
