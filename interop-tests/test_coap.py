@@ -519,6 +519,32 @@ def test_rst_to_a_notification_ends_the_observation(gateway, raw):
     pub.publish(f"{t}/b", b"control", qos=0)
     n = peer.recv()
     assert (n["token"], n["payload"]) == (b"B", b"control"), n
+    # Observing the same topic with a new token replaces the old token (Portico; EMQX keeps
+    # the first).
+    assert dotted(peer.ask(f"ps/{t}/b", int(GET), token=b"B2", observe=0)["code"]) == "2.05"
+    pub.publish(f"{t}/b", b"renewed", qos=1)
+    n = peer.recv()
+    assert (n["token"], n["payload"]) == (b"B2", b"renewed"), n
+    pub.close()
+
+
+def test_percent_encoded_wildcards_sent_as_they_are(gateway, raw):
+    """A client that copies its URI path into Uri-Path options without decoding it (EMQX's
+    documentation writes wildcards percent-encoded) still observes the wildcard: the gateway
+    decodes the topic as EMQX does."""
+    t = f"coap/{uid('pct')}"
+    pub = Client(gateway, version=V311).connect()
+    peer = raw()
+    r = peer.ask(f"ps/{t}/%2B/%23", int(GET), token=b"W", observe=0)
+    assert dotted(r["code"]) == "2.05"
+    r = peer.ask(f"ps/{t}/a%2Fb", int(POST), query=("qos=0",), payload=b"encoded slash", token=b"P")
+    assert dotted(r["code"]) == "2.04"
+    n = peer.recv()
+    assert (n["token"], n["payload"]) == (b"W", b"encoded slash")
+    pub.publish(f"{t}/x/y/z", b"from mqtt", qos=0)
+    assert peer.recv()["payload"] == b"from mqtt"
+    r = peer.ask(f"ps/{t}/%zz", int(POST), payload=b"bad", token=b"Z")
+    assert (dotted(r["code"]), r["payload"]) == ("4.00", b"invalid topic")
     pub.close()
 
 
