@@ -2,7 +2,9 @@
 `aiocoap` through its asyncio API, Debian libcoap's `coap-client-notls` on the command line, and
 raw datagrams for what no well-behaved client sends; paho-mqtt on the MQTT side of the same
 broker. Expected behaviour: gateway-semantics.md §2 and Portico's deliberate differences (PUT
-publishes like POST, `/.well-known/core` answers 2.05, a RST ends an observation)."""
+publishes like POST, `/.well-known/core` answers 2.05, a RST ends an observation, observing a
+topic again with a new token replaces the old token, an observation without `rh` gets the
+retained messages). Raw CoAP helpers: coapraw.py."""
 
 from __future__ import annotations
 
@@ -11,7 +13,6 @@ import contextlib
 import json
 import queue
 import socket
-import struct
 import subprocess
 import threading
 import time
@@ -22,7 +23,8 @@ from aiocoap import CON, DELETE, GET, NON, POST, PUT
 from aiocoap.numbers import Reliable, Unreliable
 
 from clients import V5, V311, Client, uid
-from test_auth import builtin_auth
+from coapraw import T_ACK, T_CON, T_NON, T_RST, RawPeer, coap_decode, coap_encode, dotted, request_options
+from test_auth import acl_env, builtin_auth
 from v5 import Client5
 
 pytestmark = pytest.mark.portico_only
@@ -36,109 +38,6 @@ def free_udp_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def dotted(code: int) -> str:
-    """A CoAP code as `c.dd`."""
-    code = int(code)
-    return f"{code >> 5}.{code & 31:02d}"
-
-
-# -- raw CoAP ---------------------------------------------------------------------------------------
-
-OPT_OBSERVE, OPT_URI_PATH, OPT_URI_QUERY = 6, 11, 15
-T_CON, T_NON, T_ACK, T_RST = 0, 1, 2, 3
-
-
-def _ext(n: int) -> tuple[int, bytes]:
-    if n < 13:
-        return n, b""
-    if n < 269:
-        return 13, bytes([n - 13])
-    return 14, struct.pack("!H", n - 269)
-
-
-def coap_encode(mtype: int, code: int, mid: int, token: bytes = b"", options=(), payload: bytes = b"") -> bytes:
-    """One CoAP message; `options` are (number, bytes) pairs, repeated ones kept in order."""
-    out = bytearray([0x40 | mtype << 4 | len(token), code]) + struct.pack("!H", mid) + token
-    last = 0
-    for number, value in sorted(options, key=lambda o: o[0]):
-        delta, delta_ext = _ext(number - last)
-        length, length_ext = _ext(len(value))
-        out += bytes([delta << 4 | length]) + delta_ext + length_ext + value
-        last = number
-    if payload:
-        out += b"\xff" + payload
-    return bytes(out)
-
-
-def coap_decode(data: bytes) -> dict:
-    tkl = data[0] & 0x0F
-    m = {"type": data[0] >> 4 & 3, "code": data[1], "mid": struct.unpack("!H", data[2:4])[0],
-         "token": data[4:4 + tkl], "options": [], "payload": b""}
-    pos, number = 4 + tkl, 0
-    while pos < len(data):
-        if data[pos] == 0xFF:
-            m["payload"] = data[pos + 1:]
-            break
-        delta, length = data[pos] >> 4, data[pos] & 0x0F
-        pos += 1
-        values = []
-        for nibble in (delta, length):
-            if nibble == 13:
-                values.append(data[pos] + 13)
-                pos += 1
-            elif nibble == 14:
-                values.append(struct.unpack("!H", data[pos:pos + 2])[0] + 269)
-                pos += 2
-            else:
-                values.append(nibble)
-        number += values[0]
-        m["options"].append((number, data[pos:pos + values[1]]))
-        pos += values[1]
-    return m
-
-
-def request_options(path: str, query: tuple[str, ...] = (), observe: int | None = None) -> list:
-    opts = [(OPT_URI_PATH, seg.encode()) for seg in path.split("/")]
-    opts += [(OPT_URI_QUERY, q.encode()) for q in query]
-    if observe is not None:
-        opts.append((OPT_OBSERVE, bytes([observe]) if observe else b""))
-    return opts
-
-
-class RawPeer:
-    """A UDP socket speaking CoAP by hand."""
-
-    def __init__(self, gw):
-        self.s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.s.bind(("127.0.0.1", 0))
-        self.s.connect(("127.0.0.1", gw.coap_port))
-        self.mid = 0x1000
-
-    def next_mid(self) -> int:
-        self.mid += 1
-        return self.mid
-
-    def send(self, datagram: bytes) -> None:
-        self.s.send(datagram)
-
-    def recv(self, timeout: float = TIMEOUT) -> dict:
-        self.s.settimeout(timeout)
-        try:
-            return coap_decode(self.s.recv(65536))
-        except socket.timeout:
-            raise AssertionError(f"no CoAP datagram within {timeout}s") from None
-
-    def ask(self, path: str, code: int = 2, query=(), payload=b"", mtype=T_CON, token=b"\x01", observe=None,
-            extra=()) -> dict:
-        """Sends a request and returns the datagram that answers it (same token)."""
-        mid = self.next_mid()
-        self.send(coap_encode(mtype, code, mid, token, request_options(path, query, observe) + list(extra), payload))
-        return self.recv()
-
-    def close(self) -> None:
-        self.s.close()
 
 
 # -- fixtures ---------------------------------------------------------------------------------------
@@ -672,6 +571,41 @@ def test_connectionless_requests_authenticate_with_builtin_users(coap_gateway, t
     assert sub.get().payload == b"alice"
     sub.expect_none(0.5)
     sub.close()
+
+
+def test_connection_mode_login_checks_builtin_users(coap_gateway, tmp_path):
+    gw = coap_gateway(builtin_auth(tmp_path, {"PORTICO_GATEWAY__COAP__CONNECTION_REQUIRED": "true"}))
+
+    async def main():
+        async with coap_context() as ctx:
+            base = f"{gw.coap}/mqtt/connection?clientid={uid('login')}"
+            r = await ask(ctx, POST, f"{base}&username=alice&password=nope")
+            # EMQX answers a failed login 4.00 (its documentation says 4.01).
+            assert (dotted(r.code), r.payload) == ("4.00", b"Login Failed: not_authorized")
+            r = await ask(ctx, POST, f"{base}&username=alice&password=wonderland")
+            assert dotted(r.code) == "2.01" and r.payload.isdigit()
+
+    asyncio.run(main())
+
+
+def test_authorization_denials_are_4_01(coap_gateway, tmp_path):
+    gw = coap_gateway(acl_env(tmp_path, '{deny, all, publish, ["coap/ro/#"]}.\n'
+                                        '{deny, all, subscribe, ["coap/wo/#"]}.\n{allow, all}.\n'))
+    watcher = mqtt_sub(gw, "coap/#")
+
+    async def main():
+        async with coap_context() as ctx:
+            r = await ask(ctx, POST, f"{gw.coap}/ps/coap/ro/x", b"denied")
+            assert (dotted(r.code), r.payload) == ("4.01", b"")
+            obs = Observer(ctx, f"{gw.coap}/ps/coap/wo/%23")
+            assert dotted((await obs.registered()).code) == "4.01"
+            r = await ask(ctx, POST, f"{gw.coap}/ps/coap/wo/x", b"allowed")
+            assert dotted(r.code) == "2.04"
+
+    asyncio.run(main())
+    m = watcher.get()
+    assert (m.topic, m.payload) == ("coap/wo/x", b"allowed"), "the denied publish went nowhere"
+    watcher.close()
 
 
 # ==================================================================================================
