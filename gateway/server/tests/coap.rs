@@ -201,7 +201,9 @@ async fn a_dtls_listener_without_a_certificate_or_psk_identities_is_refused_at_s
         support::data_dir_env(),
     ];
     let config = Config::load(None, env).expect("valid config");
-    let error = Server::start(&config).await.err().expect("refused");
+    let Err(error) = Server::start(&config).await else {
+        panic!("a DTLS listener without key material must be refused")
+    };
     let text = error.to_string();
     assert!(
         text.contains("gateway.coap.listeners.dtls.default.dtls_options"),

@@ -9,6 +9,13 @@
 //!   resent after `ACK_TIMEOUT × [1, ACK_RANDOM_FACTOR)`, doubling, `MAX_RETRANSMIT` times, then
 //!   given up. Later notifications, NON ones too, wait behind it in order (bounded; the oldest
 //!   is dropped), as EMQX does.
+//! - **Large notifications** (RFC 7959 §2.6): a notification over the block size goes out as
+//!   its first block, with an ETag and Size2; the layer keeps the body and serves the peer's GETs
+//!   for the next blocks ([`MessageLayer::take_block`]). Until the last block is fetched, the
+//!   first block is refused or given up, or the peer stays silent for `MAX_TRANSMIT_SPAN`,
+//!   nothing else goes out: follow-up GETs name only the resource, so one body at a time is the
+//!   only way each notification reaches its observer whole (a second body kept for the same
+//!   resource once answered the first one's follow-ups, and the peer assembled a mix).
 //! - **Message ids** of our messages come from a per-peer counter with a random start.
 //!
 //! Responses to requests are not queued here: a piggybacked ACK or a NON response goes out at
@@ -17,9 +24,12 @@
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use portico_core::channel::Outbox;
 
+use crate::block::{Block, block2_slice};
 use crate::message::{Message, Token, Type};
+use crate::options::number;
 use crate::settings::CoapSettings;
 
 /// Request message ids remembered per peer at most.
@@ -51,6 +61,32 @@ pub enum Settled {
     Unknown,
 }
 
+/// A large notification whose blocks the peer is fetching.
+#[derive(Debug)]
+struct Transfer {
+    /// The token of the notification (and so of its observation).
+    token: Token,
+    etag: [u8; 4],
+    body: Bytes,
+    /// The block size of the first block: follow-ups may ask for this size or less.
+    szx: u8,
+    /// When the peer is taken to have given up the rest.
+    deadline: Instant,
+}
+
+/// A block of a large notification, for the response to a follow-up GET.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlockReply {
+    /// The block's bytes.
+    pub payload: Bytes,
+    /// The Block2 option to send with it.
+    pub block: Block,
+    /// The whole body's size (Size2).
+    pub total: usize,
+    /// The body's ETag.
+    pub etag: [u8; 4],
+}
+
 #[derive(Debug)]
 struct InFlight {
     message: Message,
@@ -73,6 +109,12 @@ pub struct MessageLayer {
     max_retransmit: u32,
     exchange_lifetime: Duration,
     max_waiting: usize,
+    /// The largest block of a notification (`None`: block-wise transfers are off).
+    largest_block: Option<Block>,
+    transfer: Option<Transfer>,
+    next_etag: u32,
+    /// RFC 7252 `MAX_TRANSMIT_SPAN`: how long a transfer waits for the peer's next GET.
+    transfer_wait: Duration,
 }
 
 impl MessageLayer {
@@ -90,6 +132,14 @@ impl MessageLayer {
             max_retransmit: settings.max_retransmit,
             exchange_lifetime: settings.exchange_lifetime,
             max_waiting: settings.max_queued_notifications,
+            largest_block: Block::szx_for_size(settings.blockwise.max_block_size)
+                .filter(|_| settings.blockwise.enable)
+                .and_then(|szx| Block::new(0, false, szx).ok()),
+            transfer: None,
+            next_etag: rand::random(),
+            transfer_wait: settings.ack_timeout.mul_f64(
+                f64::from((1u32 << settings.max_retransmit.min(16)) - 1) * settings.ack_random_factor.max(1.0),
+            ),
         }
     }
 
@@ -127,6 +177,12 @@ impl MessageLayer {
         }
     }
 
+    /// Forgets every request's message id (the peer moved: its ids start afresh).
+    pub fn forget_requests(&mut self) {
+        self.seen.clear();
+        self.seen_order.clear();
+    }
+
     fn forget_expired(&mut self, now: Instant) {
         while let Some(&(id, expires)) = self.seen_order.front() {
             if expires > now {
@@ -138,10 +194,13 @@ impl MessageLayer {
     }
 
     /// Sends a notification (or any message of ours that is not a response): a CON goes out
-    /// when nothing of ours is in flight, else it waits; so does a NON behind a waiting CON.
-    /// Assigns the message id. Returns how many waiting messages were dropped to make room.
+    /// when nothing of ours is in flight, else it waits; so does a NON behind a waiting CON, and
+    /// anything while the peer fetches the blocks of a large notification. A notification over
+    /// the block size (or over the size its Block2 option asks for) goes out as its first
+    /// block. Assigns the message id. Returns how many waiting messages were dropped to make
+    /// room.
     pub fn send(&mut self, mut message: Message, now: Instant, out: &mut Outbox<Message>) -> usize {
-        if self.in_flight.is_some() || !self.waiting.is_empty() {
+        if self.busy() || !self.waiting.is_empty() {
             let mut dropped = 0;
             while self.waiting.len() >= self.max_waiting.max(1) {
                 self.waiting.pop_front();
@@ -155,7 +214,12 @@ impl MessageLayer {
         0
     }
 
-    fn transmit(&mut self, message: Message, now: Instant, out: &mut Outbox<Message>) {
+    fn busy(&self) -> bool {
+        self.in_flight.is_some() || self.transfer.is_some()
+    }
+
+    fn transmit(&mut self, mut message: Message, now: Instant, out: &mut Outbox<Message>) {
+        self.cut_first_block(&mut message, now);
         match message.mtype {
             Type::Con => {
                 let jitter = 1.0 + rand::random::<f64>() * (self.ack_random_factor - 1.0);
@@ -178,9 +242,80 @@ impl MessageLayer {
         }
     }
 
-    /// Sends what waits, in order, until a CON is in flight again.
+    /// A notification over its block size becomes its first block, and the transfer of the
+    /// rest starts; a Block2 option on a smaller one (the observer's preferred size) goes.
+    fn cut_first_block(&mut self, message: &mut Message, now: Instant) {
+        let asked = message.options.block2();
+        message.options.remove(number::BLOCK2);
+        let Some(largest) = self.largest_block else { return };
+        let block = asked.filter(|b| b.szx() < largest.szx()).unwrap_or(largest);
+        if message.payload.len() <= block.size() {
+            return;
+        }
+        let body = std::mem::take(&mut message.payload);
+        let Some((first, block)) = block2_slice(&body, Block::new(0, false, block.szx()).unwrap_or(largest)) else {
+            message.payload = body;
+            return;
+        };
+        self.next_etag = self.next_etag.wrapping_add(1);
+        let etag = self.next_etag.to_be_bytes();
+        message.options.set_etag(&etag);
+        message.options.set_block2(block);
+        message.options.set_size2(u32::try_from(body.len()).unwrap_or(u32::MAX));
+        message.payload = first;
+        self.transfer = Some(Transfer {
+            token: message.token,
+            etag,
+            body,
+            szx: block.szx(),
+            deadline: now + self.transfer_wait,
+        });
+    }
+
+    /// The token of the large notification whose blocks the peer is fetching.
+    pub fn transfer_token(&self) -> Option<Token> {
+        self.transfer.as_ref().map(|t| t.token)
+    }
+
+    /// Block `requested` of the large notification being fetched (a larger size than the
+    /// first block's is cut down to it). The transfer ends with its last block: then
+    /// [`flush`](Self::flush) lets what waits go. `None` past the end or with no transfer.
+    pub fn take_block(&mut self, requested: Block, now: Instant) -> Option<BlockReply> {
+        let transfer = self.transfer.as_mut()?;
+        let block = if requested.szx() > transfer.szx {
+            let num = requested.num() << (requested.szx() - transfer.szx);
+            Block::new(num, false, transfer.szx).ok()?
+        } else {
+            requested
+        };
+        let (payload, block) = block2_slice(&transfer.body, block)?;
+        let reply = BlockReply {
+            payload,
+            block,
+            total: transfer.body.len(),
+            etag: transfer.etag,
+        };
+        transfer.deadline = now + self.transfer_wait;
+        if !block.more() {
+            self.transfer = None;
+        }
+        Some(reply)
+    }
+
+    /// Sends what waits once nothing holds it back (after a transfer ended).
+    pub fn flush(&mut self, now: Instant, out: &mut Outbox<Message>) {
+        self.send_waiting(now, out);
+    }
+
+    fn end_transfer_of(&mut self, token: Token) {
+        if self.transfer.as_ref().is_some_and(|t| t.token == token) {
+            self.transfer = None;
+        }
+    }
+
+    /// Sends what waits, in order, until a CON is in flight or a transfer runs again.
     fn send_waiting(&mut self, now: Instant, out: &mut Outbox<Message>) {
-        while self.in_flight.is_none() {
+        while !self.busy() {
             let Some(mut message) = self.waiting.pop_front() else {
                 return;
             };
@@ -198,34 +333,57 @@ impl MessageLayer {
         {
             let token = flight.message.token;
             self.in_flight = None;
-            self.send_waiting(now, out);
-            return match message.mtype {
-                Type::Rst => Settled::Reset(token),
-                _ => Settled::Acked(token),
+            let settled = match message.mtype {
+                Type::Rst => {
+                    self.end_transfer_of(token);
+                    Settled::Reset(token)
+                }
+                _ => {
+                    // The peer has the first block of a large notification: its GETs follow.
+                    if let Some(transfer) = self.transfer.as_mut().filter(|t| t.token == token) {
+                        transfer.deadline = now + self.transfer_wait;
+                    }
+                    Settled::Acked(token)
+                }
             };
+            self.send_waiting(now, out);
+            return settled;
         }
         if message.mtype == Type::Rst
             && let Some(&(_, token)) = self.recent_non.iter().find(|(m, _)| *m == id)
         {
+            self.end_transfer_of(token);
+            self.send_waiting(now, out);
             return Settled::Reset(token);
         }
         Settled::Unknown
     }
 
-    /// When the CON in flight is due for a resend (or to be given up).
+    /// When the CON in flight is due for a resend (or to be given up), or a transfer for the
+    /// peer's next GET.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.in_flight.as_ref().map(|f| f.due)
+        let flight = self.in_flight.as_ref().map(|f| f.due);
+        let transfer = self.transfer.as_ref().map(|t| t.deadline);
+        flight.into_iter().chain(transfer).min()
     }
 
     /// Resends the CON in flight if it is due, or gives it up after `MAX_RETRANSMIT` resends
-    /// and returns it (the next waiting message goes out then).
+    /// and returns it (the next waiting message goes out then). Ends a transfer whose peer
+    /// stopped asking for blocks.
     pub fn on_timeout(&mut self, now: Instant, out: &mut Outbox<Message>) -> Option<Message> {
+        if self.transfer.as_ref().is_some_and(|t| t.deadline <= now) {
+            self.transfer = None;
+            self.send_waiting(now, out);
+        }
         let flight = self.in_flight.as_mut()?;
         if flight.due > now {
             return None;
         }
         if flight.resends >= self.max_retransmit {
             let given_up = self.in_flight.take().map(|f| f.message);
+            if let Some(message) = &given_up {
+                self.end_transfer_of(message.token);
+            }
             self.send_waiting(now, out);
             return given_up;
         }
@@ -241,9 +399,12 @@ impl MessageLayer {
         usize::from(self.in_flight.is_some()) + self.waiting.len()
     }
 
-    /// Drops everything of ours that was to be sent with `token` (an observation ended).
-    pub fn cancel(&mut self, token: Token) {
+    /// Drops everything of ours that was to be sent with `token`, and the transfer of its
+    /// large notification (an observation ended); what else waits goes when it can.
+    pub fn cancel(&mut self, token: Token, now: Instant, out: &mut Outbox<Message>) {
         self.waiting.retain(|m| m.token != token);
+        self.end_transfer_of(token);
+        self.send_waiting(now, out);
     }
 }
 
@@ -371,6 +532,75 @@ mod tests {
     }
 
     #[test]
+    fn a_large_notification_holds_the_rest_until_its_blocks_are_fetched_or_the_peer_stops() {
+        let settings = CoapSettings {
+            blockwise: crate::settings::Blockwise {
+                max_block_size: 16,
+                ..Default::default()
+            },
+            ..CoapSettings::default()
+        };
+        let mut l = MessageLayer::new(&settings);
+        let mut out = Outbox::new();
+        let now = Instant::now();
+        let large = |token| Message {
+            payload: Bytes::from(vec![token as u8; 40]),
+            ..notification(Type::Non, token)
+        };
+        l.send(large(1), now, &mut out);
+        l.send(notification(Type::Non, 2), now, &mut out);
+        let first = sent(&mut out);
+        let [first] = &first[..] else { panic!("{first:?}") };
+        assert_eq!(first.payload.len(), 16);
+        assert_eq!(first.options.block2().map(|b| (b.num(), b.more())), Some((0, true)));
+        assert_eq!(first.options.size2(), Some(40));
+        let etag = first.options.etag().cloned().expect("an ETag");
+        assert_eq!(l.transfer_token(), Some(Token::from_u64(1)));
+        // Asked in larger blocks than the first: cut to its size.
+        let second = l
+            .take_block(Block::new(0, false, 1).expect("block"), now)
+            .expect("block 0 of 32");
+        assert_eq!(
+            (second.block.num(), second.block.size(), second.payload.len()),
+            (0, 16, 16)
+        );
+        let last = l
+            .take_block(Block::new(2, false, 0).expect("block"), now)
+            .expect("block 2");
+        assert_eq!(
+            (last.payload.len(), last.block.more(), &last.etag[..]),
+            (8, false, &etag[..])
+        );
+        assert_eq!(l.transfer_token(), None, "the last block ends the transfer");
+        l.flush(now, &mut out);
+        assert_eq!(
+            sent(&mut out).iter().map(|m| m.token).collect::<Vec<_>>(),
+            [Token::from_u64(2)]
+        );
+        // A peer that fetches nothing holds the rest for MAX_TRANSMIT_SPAN (45 s) at most.
+        l.send(large(3), now, &mut out);
+        l.send(notification(Type::Non, 4), now, &mut out);
+        assert_eq!(sent(&mut out).len(), 1);
+        let deadline = l.poll_timeout().expect("a transfer deadline");
+        assert_eq!(deadline - now, Duration::from_secs(45));
+        assert_eq!(l.on_timeout(deadline, &mut out), None);
+        assert_eq!(
+            sent(&mut out).iter().map(|m| m.token).collect::<Vec<_>>(),
+            [Token::from_u64(4)]
+        );
+        // A RST to the first block ends its transfer at once.
+        l.send(large(5), now, &mut out);
+        l.send(notification(Type::Non, 6), now, &mut out);
+        let first = sent(&mut out);
+        let rst = Message::reset_for(first[0].message_id);
+        assert_eq!(l.settle(&rst, now, &mut out), Settled::Reset(Token::from_u64(5)));
+        assert_eq!(
+            sent(&mut out).iter().map(|m| m.token).collect::<Vec<_>>(),
+            [Token::from_u64(6)]
+        );
+    }
+
+    #[test]
     fn waiting_messages_are_bounded_oldest_dropped_and_cancellable() {
         let settings = CoapSettings {
             max_queued_notifications: 2,
@@ -383,7 +613,7 @@ mod tests {
         assert_eq!(l.send(notification(Type::Non, 2), now, &mut out), 0);
         assert_eq!(l.send(notification(Type::Non, 3), now, &mut out), 0);
         assert_eq!(l.send(notification(Type::Non, 4), now, &mut out), 1);
-        l.cancel(Token::from_u64(3));
+        l.cancel(Token::from_u64(3), now, &mut out);
         let first = sent(&mut out);
         let ack = Message::new(Type::Ack, Code::EMPTY, first[0].message_id);
         l.settle(&ack, now, &mut out);

@@ -1,7 +1,10 @@
 //! RFC 7959 block-wise transfers (gateway-semantics §2.7): Block1 uploads are reassembled before
 //! the request is served (2.31 Continue for each block but the last), and a response or
-//! notification over `max_block_size` goes out as its first Block2 block, the rest fetched by
-//! GET with Block2 from a copy kept for `exchange_lifetime`.
+//! notification over `max_block_size` (or over the size a Block2 option of the request or the
+//! observation's registration asks for, RFC 7959 §2.4) goes out as its first Block2 block, the
+//! rest fetched by GET with Block2. A response's body is kept for `exchange_lifetime`; a
+//! notification's is the message layer's, which sends nothing else until its blocks are
+//! fetched ([`crate::exchange`]).
 //!
 //! Per client at most [`MAX_UPLOADS`] uploads and [`MAX_DOWNLOADS`] bodies are kept; the
 //! oldest make room.
@@ -167,8 +170,8 @@ impl CoapChannel {
         }
     }
 
-    /// Serves a GET with Block2 NUM > 0 from a body kept for it; false if it is no such
-    /// request.
+    /// Serves a GET with Block2 NUM > 0 from the large notification being fetched or a body
+    /// kept for it; false if it is no such request.
     pub(super) fn serve_download(&mut self, request: &Message, now: Instant, out: &mut Out) -> bool {
         let Some(block) = request.options.block2().filter(|b| b.num() > 0) else {
             return false;
@@ -177,6 +180,27 @@ impl CoapChannel {
             return false;
         }
         let path = request.uri_path_joined().unwrap_or_default();
+        let fetching = self.layer.transfer_token().and_then(|t| self.observation_path(t));
+        if fetching == Some(path.as_str()) {
+            let Some(reply) = self.layer.take_block(block, now) else {
+                self.refuse(request, Code::REQUEST_ENTITY_INCOMPLETE, "no such block", out);
+                return true;
+            };
+            let mut response = Message::response_to(request, Code::CONTENT, self.layer.next_id());
+            response.options.set_etag(&reply.etag);
+            response.options.set_block2(reply.block);
+            response
+                .options
+                .set_size2(u32::try_from(reply.total).unwrap_or(u32::MAX));
+            let response = response.with_payload(reply.payload);
+            if request.mtype == crate::message::Type::Con {
+                self.layer.record_response(request.message_id, &response);
+            }
+            out.send(response);
+            // After its last block, what waited behind the notification goes.
+            self.layer.flush(now, out);
+            return true;
+        }
         let found = self
             .transfers
             .downloads
@@ -199,22 +223,22 @@ impl CoapChannel {
         true
     }
 
-    /// Puts `payload` into `response` to `request`, as its first block if it is too large.
-    pub(super) fn set_body(&mut self, response: &mut Message, request: &Message, payload: Bytes) {
-        let path = request.uri_path_joined().unwrap_or_default();
-        let now = self.now;
-        self.set_notification_body(response, &path, payload, now);
-    }
-
-    /// Puts `payload` into a message for `path`, as its first block if it is too large (the
+    /// Puts `payload` into `response` to `request`, as its first block if it is too large (the
     /// body is kept for the client's GETs of the next blocks).
-    pub(super) fn set_notification_body(&mut self, message: &mut Message, path: &str, payload: Bytes, now: Instant) {
+    pub(super) fn set_body(&mut self, message: &mut Message, request: &Message, payload: Bytes) {
         let blockwise = self.settings.blockwise;
-        if !blockwise.enable || payload.len() <= blockwise.max_block_size {
+        let largest = self.largest_block();
+        // A smaller size the request asks for (early negotiation, RFC 7959 §2.4).
+        let first = request
+            .options
+            .block2()
+            .filter(|b| b.szx() < largest.szx())
+            .and_then(|b| Block::new(0, false, b.szx()).ok())
+            .unwrap_or(largest);
+        if !blockwise.enable || payload.len() <= first.size() {
             message.payload = payload;
             return;
         }
-        let first = self.largest_block();
         let Some((slice, block)) = block2_slice(&payload, first) else {
             message.payload = payload;
             return;
@@ -224,7 +248,8 @@ impl CoapChannel {
             .options
             .set_size2(u32::try_from(payload.len()).unwrap_or(u32::MAX));
         message.payload = slice;
+        let path = request.uri_path_joined().unwrap_or_default();
         self.transfers
-            .keep_download(path, payload, now + blockwise.exchange_lifetime);
+            .keep_download(&path, payload, self.now + blockwise.exchange_lifetime);
     }
 }

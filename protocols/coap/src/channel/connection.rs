@@ -1,7 +1,16 @@
 //! Connection mode (`connection_required = true`; EMQX's `/mqtt/connection`,
 //! gateway-semantics §2.3): `POST` logs in and returns a token, `PUT` is a heartbeat, `DELETE`
 //! ends the connection; every other request carries `clientid` and `token`.
+//!
+//! The token, not the address, names the connection: a request with a connected client's id
+//! and token from another address moves that client's channel there ([`Tokens`], the
+//! frontend's `rebind_key`). EMQX keys connection-mode channels by client id the same way; a
+//! command-line client (a new source port per run, as in EMQX's own `coap-client` examples) or
+//! a NAT rebinding needs it. A wrong token moves nothing: the request opens a channel of its
+//! own and is refused there (4.01).
 
+use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError};
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -9,6 +18,39 @@ use portico_core::channel::CloseReason;
 
 use super::{CoapChannel, Out, Query};
 use crate::message::{Code, Message};
+
+/// The tokens of one frontend's connected clients, by client id: what a request from an
+/// unknown address must show to move a channel.
+#[derive(Debug, Default)]
+pub(super) struct Tokens(Mutex<HashMap<String, String>>);
+
+impl Tokens {
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, String>> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// `client_id` logged in with `token` (replacing a token of a connection it took over).
+    pub(super) fn insert(&self, client_id: &str, token: &str) {
+        self.map().insert(client_id.to_owned(), token.to_owned());
+    }
+
+    /// The connection of `client_id` with `token` ended (a newer one keeps its own token).
+    pub(super) fn remove(&self, client_id: &str, token: &str) {
+        let mut map = self.map();
+        if map.get(client_id).is_some_and(|t| t == token) {
+            map.remove(client_id);
+        }
+    }
+
+    /// Whether `token` is the one `client_id` is connected with.
+    pub(super) fn matches(&self, client_id: &str, token: &str) -> bool {
+        self.map().get(client_id).is_some_and(|t| t == token)
+    }
+
+    pub(super) fn is_empty(&self) -> bool {
+        self.map().is_empty()
+    }
+}
 
 /// Whether a request may go on in connection mode, or how it was refused.
 pub(super) enum TokenCheck {
@@ -68,8 +110,8 @@ impl CoapChannel {
         }
         // EMQX: a random integer 1..=4294967295 in decimal.
         let token = rand::random_range(1..=u32::MAX).to_string();
-        if let (Some(rebind), Some(client)) = (&self.rebind, &self.client) {
-            self.rebind_key = Some(rebind.key(&client.client_id, &token));
+        if let Some(client) = &self.client {
+            self.tokens.insert(&client.client_id, &token);
         }
         self.token = Some(token.clone());
         self.respond(&request, Code::CREATED, Bytes::from(token), out);

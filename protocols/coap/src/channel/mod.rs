@@ -52,20 +52,7 @@ pub const PROTOCOL: &str = "coap";
 pub struct CoapFrontend {
     ctx: Ctx,
     settings: Arc<CoapSettings>,
-    rebind: Arc<RebindKeys>,
-}
-
-/// Keys that let a connection-mode client's requests from a new address (NAT rebinding) find
-/// its channel: the client id with a keyed hash of its token, so that only the right token
-/// moves a channel and no token appears where keys are logged.
-#[derive(Debug, Default)]
-struct RebindKeys(std::collections::hash_map::RandomState);
-
-impl RebindKeys {
-    fn key(&self, client_id: &str, token: &str) -> String {
-        use std::hash::BuildHasher;
-        format!("{client_id}#{:016x}", self.0.hash_one(token))
-    }
+    tokens: Arc<connection::Tokens>,
 }
 
 impl CoapFrontend {
@@ -79,7 +66,7 @@ impl CoapFrontend {
         CoapFrontend {
             ctx,
             settings: Arc::new(settings),
-            rebind: Arc::default(),
+            tokens: Arc::default(),
         }
     }
 }
@@ -104,21 +91,23 @@ impl DatagramFrontend for CoapFrontend {
         }
     }
 
-    /// A connection-mode request with the `clientid` and `token` of a logged-in client
-    /// (EMQX's token takeover across UDP peers).
+    /// A request with the client id and token of a connected client (connection mode, see
+    /// `connection`): that client's channel moves to the request's address.
     fn rebind_key(&self, datagram: &[u8]) -> Option<String> {
-        if !self.settings.connection_required {
+        if self.tokens.is_empty() || !self.admits(datagram) {
             return None;
         }
         let request = codec::decode(Bytes::copy_from_slice(datagram)).ok()?;
         let query = Query::of(&request);
-        let (client_id, token) = (query.credentials.client_id?, query.token?);
-        Some(self.rebind.key(&client_id, &token))
+        let client_id = query.credentials.client_id?;
+        self.tokens
+            .matches(&client_id, query.token.as_deref()?)
+            .then_some(client_id)
     }
 
     fn new_peer(&self, conn: Arc<ConnHandle>, info: ConnInfo, now: Instant) -> CoapChannel {
         let mut channel = CoapChannel::new(self.ctx.clone(), self.settings.clone(), conn, info, now);
-        channel.rebind = Some(self.rebind.clone());
+        channel.tokens = self.tokens.clone();
         channel
     }
 }
@@ -139,6 +128,9 @@ struct Query {
     qos: Option<String>,
     retain: Option<String>,
     expiry: Option<String>,
+    /// Observe: MQTT's No Local (`nl`, 0 or 1) and Retain Handling (`rh`, 0..2).
+    nl: Option<String>,
+    rh: Option<String>,
 }
 
 impl Query {
@@ -155,6 +147,8 @@ impl Query {
                 "qos" | "q" => q.qos = value,
                 "retain" | "r" => q.retain = value,
                 "expiry" => q.expiry = value,
+                "nl" => q.nl = value,
+                "rh" => q.rh = value,
                 _ => {}
             }
         }
@@ -201,9 +195,8 @@ pub struct CoapChannel {
     session: Option<Arc<Session>>,
     /// Connection mode: the token `POST /mqtt/connection` returned.
     token: Option<String>,
-    /// How requests from a new address find this channel, once logged in.
-    rebind: Option<Arc<RebindKeys>>,
-    rebind_key: Option<String>,
+    /// The frontend's tokens of connected clients (this one's while it is connected).
+    tokens: Arc<connection::Tokens>,
     observations: pubsub::Observations,
     transfers: blockwise::Transfers,
     held: Option<Box<Held>>,
@@ -233,8 +226,7 @@ impl CoapChannel {
             credentials: None,
             session: None,
             token: None,
-            rebind: None,
-            rebind_key: None,
+            tokens: Arc::default(),
             observations: pubsub::Observations::default(),
             transfers: blockwise::Transfers::default(),
             held: None,
@@ -328,7 +320,7 @@ impl CoapChannel {
         match self.layer.settle(message, now, out) {
             Settled::Acked(_) | Settled::Unknown => {}
             // RFC 7641 §3.6: a RST to a notification ends that observation (EMQX keeps it).
-            Settled::Reset(token) => self.end_observation_by_token(token),
+            Settled::Reset(token) => self.end_observation_by_token(token, now, out),
         }
     }
 
@@ -529,6 +521,9 @@ impl CoapChannel {
 
     /// Gives the session back to the broker (its subscriptions end with it).
     fn release_session(&mut self, now: Instant) {
+        if let (Some(token), Some(client)) = (&self.token, &self.client) {
+            self.tokens.remove(&client.client_id, token);
+        }
         let Some(session) = self.session.take() else { return };
         if let Some(client) = &self.client {
             let at = now_millis();
@@ -656,17 +651,21 @@ impl DatagramChannel for CoapChannel {
         self.held.is_none()
     }
 
+    /// A connected client (connection mode): requests with its id and token from another
+    /// address are its own (see `connection`).
     fn client_key(&self) -> Option<&str> {
-        self.rebind_key.as_deref()
+        self.token.as_ref()?;
+        self.client.as_ref().map(|c| &*c.client_id)
     }
 
-    /// Only the logged-in client's own client id and token name this channel's key.
     fn accepts_rebind(&self) -> bool {
-        self.rebind_key.is_some() && !self.closing
+        self.token.is_some() && !self.closing
     }
 
     fn rebound(&mut self, addr: SocketAddr) {
         tracing::debug!(old = %self.peer, new = %addr, "CoAP client moved to a new address");
         self.peer = addr;
+        // Message ids are an endpoint's own: the new address's are no duplicates of the old's.
+        self.layer.forget_requests();
     }
 }

@@ -1,5 +1,18 @@
 //! `/ps/{topic}`: publish (POST, PUT), observe (GET + Observe 0) and unobserve (GET +
 //! Observe 1), and the notifications observations receive (gateway-semantics §2.5).
+//!
+//! The topic is the Uri-Path after `ps`, joined with `/` and then percent-decoded, as EMQX does
+//! (`emqx_http_lib:uri_decode`): well-behaved clients decode `%23` into the option already, but
+//! a client that copies its URI's path into the options as it is still reaches `#` (EMQX's
+//! documentation tells users to write wildcards so). A `%` without two hex digits after it is
+//! refused (EMQX's decoder fails on it), a trailing one is kept.
+//!
+//! An observation takes EMQX's subscription queries: `qos`, `nl` (No Local: 1 keeps the
+//! client's own publishes from it) and `rh` (Retain Handling: 0 sends the retained messages
+//! that match, 1 only for a new observation, 2 none). Without `rh` the retained messages are
+//! sent, the current state of the resource as RFC 7641 has it; EMQX's default (`rh` 1 with
+//! its subscriptions never new, and no retained messages at all in connectionless mode) sends
+//! none.
 
 use std::time::Instant;
 
@@ -14,6 +27,7 @@ use portico_core::topic::{SubscriptionTopic, TopicName};
 
 use super::connection::TokenCheck;
 use super::{CoapChannel, Out, Query};
+use crate::block::Block;
 use crate::message::{Code, Message, Token, Type};
 use crate::observe;
 use crate::settings::{NotifyType, QosPolicy};
@@ -28,6 +42,9 @@ struct Observation {
     path: String,
     /// The MQTT 5 subscription identifier that marks this observation's deliveries.
     id: u32,
+    /// The block size the registration asked for with Block2 (RFC 7959 §2.4, early
+    /// negotiation), for notifications too large for one message.
+    block: Option<Block>,
 }
 
 /// A client's observations, and the Observe sequence of its notifications.
@@ -39,15 +56,19 @@ pub(super) struct Observations {
 }
 
 impl Observations {
+    /// The Observe value of the next registration answer or notification: 2, 3, … (0 and 1
+    /// mean register and deregister in requests; skipping them keeps values plainly
+    /// increasing), wrapping to 2 after 2^24 − 1, which RFC 7641 §3.4 still orders as newer.
+    /// Every value is newer than the one before: a client drops a notification whose value
+    /// is not (the first notification once had the registration answer's value, and aiocoap
+    /// discarded it).
     fn next_sequence(&mut self) -> u32 {
-        // 24 bits, never 0 or 1 after the first (they mean register/deregister in requests,
-        // which does not matter in responses, but keeps values plainly increasing).
-        self.sequence = if self.sequence >= observe::MAX_SEQUENCE {
+        self.sequence = if self.sequence < 2 || self.sequence >= observe::MAX_SEQUENCE {
             2
         } else {
             self.sequence + 1
         };
-        self.sequence.max(2)
+        self.sequence
     }
 
     fn next_id(&mut self) -> u32 {
@@ -61,8 +82,36 @@ impl Observations {
     }
 }
 
+/// `%XX` decoded as `emqx_http_lib:uri_decode` does; `None` for `%` followed by two bytes that
+/// are not hex digits, or a result that is not UTF-8.
+fn percent_decode(path: &str) -> Option<String> {
+    if !path.contains('%') {
+        return Some(path.to_owned());
+    }
+    let bytes = path.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes.get(i..i + 3) {
+            Some([b'%', hi, lo]) => {
+                let hex = |b: u8| char::from(b).to_digit(16);
+                decoded.push(u8::try_from(hex(*hi)? * 16 + hex(*lo)?).ok()?);
+                i += 3;
+            }
+            _ => {
+                decoded.push(bytes[i]);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(decoded).ok()
+}
+
 impl CoapChannel {
     pub(super) fn handle_pubsub(&mut self, request: Message, topic: String, now: Instant, out: &mut Out) {
+        let Some(topic) = percent_decode(&topic) else {
+            return self.refuse(&request, Code::BAD_REQUEST, "invalid topic", out);
+        };
         let query = Query::of(&request);
         if let TokenCheck::Refused = self.check_token(&request, &query, out) {
             return;
@@ -78,7 +127,7 @@ impl CoapChannel {
             Code::POST | Code::PUT => self.publish(request, &topic, &query, now, out),
             Code::GET => match request.options.observe() {
                 Some(observe::REGISTER) => self.observe(request, &topic, &query, now, out),
-                Some(observe::DEREGISTER) => self.unobserve(request, &topic, out),
+                Some(observe::DEREGISTER) => self.unobserve(request, &topic, now, out),
                 _ => self.refuse(&request, Code::BAD_REQUEST, "invalid observe value", out),
             },
             _ => self.refuse(&request, Code::METHOD_NOT_ALLOWED, "Method Not Allowed", out),
@@ -149,6 +198,17 @@ impl CoapChannel {
         let Ok(qos) = self.qos_of(&request, query.qos.as_deref(), self.settings.subscribe_qos) else {
             return self.refuse(&request, Code::BAD_REQUEST, "invalid qos", out);
         };
+        let no_local = match query.nl.as_deref() {
+            None | Some("0") => false,
+            Some("1") => true,
+            Some(_) => return self.refuse(&request, Code::BAD_REQUEST, "invalid nl", out),
+        };
+        let retained = match query.rh.as_deref() {
+            None | Some("0") => RetainedOnSubscribe::Send,
+            Some("1") => RetainedOnSubscribe::SendIfNew,
+            Some("2") => RetainedOnSubscribe::DoNotSend,
+            Some(_) => return self.refuse(&request, Code::BAD_REQUEST, "invalid rh", out),
+        };
         let Ok(parsed) = SubscriptionTopic::parse(ByteString::from(self.mount(topic))) else {
             return self.refuse(&request, Code::BAD_REQUEST, "invalid topic", out);
         };
@@ -167,15 +227,21 @@ impl CoapChannel {
         }
         let Some(session) = self.session.clone() else { return };
         let path = request.uri_path_joined().unwrap_or_default();
+        let block = request
+            .options
+            .block2()
+            .and_then(|b| Block::new(0, false, b.szx()).ok());
         // The same filter observed again: the newest token wins (a client that lost its old
         // one re-registers; EMQX keeps the first and the new token never hears anything).
         let id = match existing {
             Some(i) => {
                 let old = &mut self.observations.list[i];
-                self.layer.cancel(old.token);
-                old.token = request.token;
+                let old_token = std::mem::replace(&mut old.token, request.token);
                 old.path = path;
-                old.id
+                old.block = block;
+                let id = old.id;
+                self.layer.cancel(old_token, now, out);
+                id
             }
             None => {
                 let id = self.observations.next_id();
@@ -184,17 +250,18 @@ impl CoapChannel {
                     token: request.token,
                     path,
                     id,
+                    block,
                 });
                 id
             }
         };
         let options = SubOptions {
             qos,
-            no_local: false,
+            no_local,
             retain_as_published: false,
             subscription_id: id,
         };
-        self.ctx.subscribe(&session, parsed, options, RetainedOnSubscribe::Send);
+        self.ctx.subscribe(&session, parsed, options, retained);
         let mut response = self.response(&request, Code::CONTENT, Bytes::new());
         response.options.set_observe(self.observations.next_sequence());
         if request.mtype == Type::Con {
@@ -204,27 +271,34 @@ impl CoapChannel {
         self.deliver_queued(now, out);
     }
 
-    fn unobserve(&mut self, request: Message, topic: &str, out: &mut Out) {
+    fn unobserve(&mut self, request: Message, topic: &str, now: Instant, out: &mut Out) {
         let filter = match SubscriptionTopic::parse(ByteString::from(self.mount(topic))) {
             Ok(parsed) => ByteString::from(parsed.filter.as_str()),
             Err(_) => return self.refuse(&request, Code::BAD_REQUEST, "invalid topic", out),
         };
-        self.end_observation(|o| o.filter == filter);
+        self.end_observation(|o| o.filter == filter, now, out);
         // 2.07: not a standard code, but what EMQX answers (clients see a success class).
         self.respond(&request, Code::NO_CONTENT_EMQX, Bytes::new(), out);
     }
 
     /// Ends the observation under `token` (a RST to one of its notifications).
-    pub(super) fn end_observation_by_token(&mut self, token: Token) {
-        self.end_observation(|o| o.token == token);
+    pub(super) fn end_observation_by_token(&mut self, token: Token, now: Instant, out: &mut Out) {
+        self.end_observation(|o| o.token == token, now, out);
     }
 
-    fn end_observation(&mut self, which: impl Fn(&Observation) -> bool) {
+    /// The path of the observation under `token` (where the GETs for the blocks of its large
+    /// notifications ask).
+    pub(super) fn observation_path(&self, token: Token) -> Option<&str> {
+        let observation = self.observations.list.iter().find(|o| o.token == token)?;
+        Some(&observation.path)
+    }
+
+    fn end_observation(&mut self, which: impl Fn(&Observation) -> bool, now: Instant, out: &mut Out) {
         let Some(i) = self.observations.list.iter().position(which) else {
             return;
         };
         let observation = self.observations.list.swap_remove(i);
-        self.layer.cancel(observation.token);
+        self.layer.cancel(observation.token, now, out);
         if let Some(session) = &self.session {
             self.ctx.unsubscribe(session, &observation.filter);
         }
@@ -252,13 +326,16 @@ impl CoapChannel {
                 let Some(observation) = self.observations.list.iter().find(|o| o.id == id) else {
                     continue;
                 };
-                let (token, path) = (observation.token, observation.path.clone());
                 let mut notification = Message {
-                    token,
+                    token: observation.token,
+                    payload: delivery.message.payload.clone(),
                     ..Message::new(if confirmable { Type::Con } else { Type::Non }, Code::CONTENT, 0)
                 };
+                if let Some(block) = observation.block {
+                    // The size the observer asked for; the message layer cuts large bodies.
+                    notification.options.set_block2(block);
+                }
                 notification.options.set_observe(self.observations.next_sequence());
-                self.set_notification_body(&mut notification, &path, delivery.message.payload.clone(), now);
                 dropped += self.layer.send(notification, now, out) as u64;
                 sent += 1;
             }
