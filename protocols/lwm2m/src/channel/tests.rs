@@ -508,3 +508,89 @@ fn bad_input_unknown_msgtype_unknown_object_oversized_and_timeouts() {
     assert_eq!(got[0].1["msgType"], "coap_timeout");
     assert_eq!(got[0].1["reqID"], 3);
 }
+
+#[test]
+fn separate_responses_resets_and_the_other_commands() {
+    let h = Harness::new();
+    let mut d = h.device(1);
+    let reg = d.request(
+        Code::POST,
+        &["rd"],
+        &["ep=alt", "lt=60", "lwm2m=1.1"],
+        b"</lwm2m>;rt=\"oma.lwm2m\",</lwm2m/3/0>",
+    );
+    assert_eq!(d.ask(&reg, h.t0).code, Code::CREATED);
+    let _ = h.received();
+    let cmd = |msg: Json| h.command("lwm2m/alt/dn/x", msg, None);
+    // discover: GET Accept 40 under the alternate path; an empty ACK, then a CON response.
+    cmd(serde_json::json!({"reqID": 1, "msgType": "discover", "data": {"path": "/3/0"}}));
+    let get = d.one_request(h.t0);
+    assert_eq!(path_of(&get), "/lwm2m/3/0");
+    assert_eq!(get.options.accept(), Some(40));
+    assert!(d.send(&Message::ack_for(&get), h.t0).is_empty());
+    let mut late = Message::new(Type::Con, Code::CONTENT, 4242);
+    late.token = get.token;
+    let late = late.with_payload(&b"</3/0/0>,</3/0/1>"[..]);
+    assert_eq!(
+        d.send(&late, h.t0),
+        [Sent::M(Message::ack_for(&late))],
+        "the CON response is ACKed"
+    );
+    let got = h.received();
+    assert_eq!(got[0].1["msgType"], "ack");
+    assert_eq!(got[1].1["data"]["content"], serde_json::json!(["</3/0/0>", "</3/0/1>"]));
+    // write-attr, create, delete, then a RST.
+    cmd(serde_json::json!({"msgType": "write-attr", "data": {"path": "/3/0/9", "pmin": "1", "pmax": "5", "gt": null}}));
+    cmd(
+        serde_json::json!({"msgType": "create", "data": {"basePath": "/3303", "content": [{"path": "/0/5750", "type": "String", "value": "t"}]}}),
+    );
+    cmd(serde_json::json!({"msgType": "delete", "data": {"path": "/3303/0"}}));
+    cmd(serde_json::json!({"reqID": 5, "msgType": "read", "data": {"path": "/3/0/0"}}));
+    let put = d.one_request(h.t0);
+    let queries: Vec<_> = put.options.uri_query().map(|q| q.expect("utf-8").to_owned()).collect();
+    assert_eq!(
+        (put.code, queries),
+        (Code::PUT, vec!["pmin=1".to_owned(), "pmax=5".to_owned()])
+    );
+    let [Sent::M(post)] = &d.send(&piggybacked(&put, Code::CHANGED, None, vec![]), h.t0)[..] else {
+        panic!("create next")
+    };
+    assert_eq!((post.code, path_of(post)), (Code::POST, "/lwm2m/3303".to_owned()));
+    assert_eq!(post.options.content_format(), Some(11542));
+    let [Sent::M(delete)] = &d.send(&piggybacked(post, Code::CREATED, None, vec![]), h.t0)[..] else {
+        panic!("delete next")
+    };
+    assert_eq!(delete.code, Code::DELETE);
+    let [Sent::M(read)] = &d.send(&piggybacked(delete, Code::DELETED, None, vec![]), h.t0)[..] else {
+        panic!("read next")
+    };
+    d.send(&Message::reset_for(read.message_id), h.t0);
+    let got = h.received();
+    let codes: Vec<_> = got.iter().map(|(_, j)| j["data"]["codeMsg"].clone()).collect();
+    assert_eq!(
+        codes[..3],
+        [Json::from("changed"), Json::from("created"), Json::from("deleted")]
+    );
+    assert_eq!(
+        (got[3].1["msgType"].as_str(), got[3].1["reqID"].as_i64()),
+        (Some("coap_reset"), Some(5))
+    );
+}
+
+#[test]
+fn a_denied_device_gets_4_00_and_no_session() {
+    struct Deny;
+    impl portico_core::auth::Authenticator for Deny {
+        fn authenticate(&self, _: &ClientInfo, _: Option<&[u8]>) -> Verdict<AuthResult> {
+            Verdict::Ready(AuthResult::Deny(portico_core::auth::Refusal::NotAuthorized))
+        }
+    }
+    let h = Harness::new();
+    h.broker.set_authenticator(Arc::new(Deny));
+    let mut d = h.device(1);
+    let reg = d.request(Code::POST, &["rd"], &["ep=x", "lt=60", "lwm2m=1"], b"</3/0>");
+    let response = d.ask(&reg, h.t0);
+    assert_eq!(response.code, Code::BAD_REQUEST);
+    assert_eq!(&response.payload[..], b"Login Failed: not_authorized");
+    assert!(d.channel.session.is_none());
+}
