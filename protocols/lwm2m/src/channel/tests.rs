@@ -594,3 +594,31 @@ fn a_denied_device_gets_4_00_and_no_session() {
     assert_eq!(&response.payload[..], b"Login Failed: not_authorized");
     assert!(d.channel.session.is_none());
 }
+
+#[test]
+fn a_registration_waits_for_a_late_authentication_answer() {
+    #[derive(Default)]
+    struct Later(parking_lot::Mutex<Vec<portico_core::verdict::Resolver<AuthResult>>>);
+    impl portico_core::auth::Authenticator for Later {
+        fn authenticate(&self, _: &ClientInfo, _: Option<&[u8]>) -> Verdict<AuthResult> {
+            let (pending, resolver) = portico_core::verdict::pending_pair();
+            self.0.lock().push(resolver);
+            Verdict::Pending(pending)
+        }
+    }
+    let h = Harness::new();
+    let later = Arc::new(Later::default());
+    h.broker.set_authenticator(later.clone());
+    let mut d = h.device(1);
+    let reg = d.request(Code::POST, &["rd"], &["ep=slow", "lt=60", "lwm2m=1"], b"</3/0>");
+    assert_eq!(d.send(&reg, h.t0), [], "held");
+    assert!(!d.channel.accepts_input());
+    later.0.lock().pop().expect("asked").resolve(AuthResult::ALLOW);
+    let sent = d.deliver(h.t0);
+    let [Sent::M(created)] = &sent[..] else {
+        panic!("{sent:?}")
+    };
+    assert_eq!((created.code, created.token), (Code::CREATED, reg.token));
+    assert!(d.channel.accepts_input());
+    assert_eq!(h.received()[0].1["msgType"], "register");
+}
