@@ -1,4 +1,4 @@
-//! LwM2M for Portico: the data layer the LwM2M gateway builds on.
+//! LwM2M for Portico: the data layer and the LwM2M gateway channel.
 //!
 //! - [`path`]: [`Path`], `/o`, `/o/i`, `/o/i/r`, `/o/i/r/ri`;
 //! - [`value`]: [`ResourceType`], [`Value`], [`Item`], [`Record`], and the JSON forms of
@@ -17,9 +17,10 @@
 //! never a panic, and nothing is allocated beyond what the input's own size accounts for.
 //! `docs/conformance/lwm2m.md` lists the rules and every difference from EMQX.
 //!
-//! Not here: the CoAP side (registration interface, commands, observations); that is the
-//! gateway channel's job, on `portico-coap`.
+//! - [`channel`]: the LwM2M gateway channel on `portico-coap`'s codec and message layer
+//!   (registration interface, MQTT commands and replies, observations, queue mode).
 
+pub mod channel;
 pub mod content;
 pub mod error;
 pub mod fuzzing;

@@ -43,8 +43,8 @@ pub use auth_jwt::JwksConfig;
 pub use auth_scram::{ScramAlgorithmName, ScramConfig};
 pub use error::{ConfigError, ConfigErrors, Source};
 pub use gateway::{
-    CoapConfig, DtlsListenerConfig, DtlsOptions, GatewayConfig, MqttSnConfig, NotifyType, PskConfig, QosPolicy,
-    UdpListenerConfig,
+    CoapConfig, DtlsListenerConfig, DtlsOptions, GatewayConfig, Lwm2mConfig, MqttSnConfig, NotifyType, PskConfig,
+    QosPolicy, UdpListenerConfig,
 };
 pub use types::{
     AutoSubscribe, AutoSubscribeConfig, Config, ConsoleLogConfig, DelayedConfig, DurableConfig, ListenersConfig,

@@ -1,4 +1,4 @@
-//! The gateways over UDP and DTLS (MQTT-SN and CoAP): one datagram driver task per enabled
+//! The gateways over UDP and DTLS (MQTT-SN, CoAP and LwM2M): one datagram driver task per enabled
 //! listener (a DTLS listener wraps the gateway's frontend in `portico_transport::dtls`), and
 //! with MQTT-SN's `broadcast` an ADVERTISE task per UDP listener ([`advertise`]). They are
 //! started with the server and stopped with it; a reload leaves them as they are.
@@ -15,6 +15,8 @@ use portico_coap::settings::{Blockwise, CoapSettings};
 use portico_core::Broker;
 use portico_core::auth::ListenerAuthn;
 use portico_core::datagram::DatagramFrontend;
+use portico_lwm2m::Registry;
+use portico_lwm2m::channel::{Lwm2mFrontend, Lwm2mSettings};
 use portico_mqttsn::channel::MqttSnFrontend;
 use portico_mqttsn::registry::Predefined;
 use portico_mqttsn::settings::MqttSnSettings;
@@ -40,7 +42,7 @@ struct Start<'a> {
 }
 
 /// Binds and serves every enabled gateway listener; returns `(name, address)` of each
-/// (`mqttsn:udp:<name>`, `coap:udp:<name>`).
+/// (`mqttsn:udp:<name>`, `coap:udp:<name>`, `lwm2m:udp:<name>`, `*:dtls:<name>`).
 pub(crate) async fn start(
     config: &Config,
     broker: &Broker,
@@ -71,6 +73,9 @@ pub(crate) async fn start(
     }
     if config.gateway.coap.enable {
         start_coap(config, &mut start).await?;
+    }
+    if config.gateway.lwm2m.enable {
+        start_lwm2m(config, &mut start).await?;
     }
     Ok(start.addrs)
 }
@@ -127,6 +132,43 @@ async fn start_coap(config: &Config, start: &mut Start<'_>) -> Result<(), StartE
             coap_settings(config, dtls.listener.enable_authn),
         ));
         let frontend = dtls_frontend(start, &format!("gateway.coap.listeners.dtls.{name}"), dtls, inner)?;
+        serve(start, full_name, socket, &dtls.listener, frontend)?;
+    }
+    Ok(())
+}
+
+async fn start_lwm2m(config: &Config, start: &mut Start<'_>) -> Result<(), StartError> {
+    let lw = &config.gateway.lwm2m;
+    // EMQX refuses to load the gateway without object definitions.
+    let registry = Registry::load_dir(&lw.xml_dir).map_err(|e| StartError::Invalid {
+        key: "gateway.lwm2m.xml_dir".to_owned(),
+        why: format!("{}: {e}", lw.xml_dir.display()),
+    })?;
+    tracing::info!(objects = registry.len(), dir = %lw.xml_dir.display(), "LwM2M object definitions loaded");
+    let registry = Arc::new(registry);
+    let settings = |enable_authn| Lwm2mSettings {
+        registry: registry.clone(),
+        lifetime_min: lw.lifetime_min,
+        lifetime_max: lw.lifetime_max,
+        qmode_time_window: lw.qmode_time_window,
+        auto_observe: lw.auto_observe.clone(),
+        update_msg_publish_condition: lw.update_msg_publish_condition,
+        translators: lw.translators.clone(),
+        mountpoint: lw.mountpoint.clone(),
+        enable_authn,
+        ..Lwm2mSettings::default()
+    };
+    for (name, listener) in lw.udp.iter().filter(|(_, l)| l.enable) {
+        let full_name = format!("lwm2m:udp:{name}");
+        let socket = bind(&full_name, listener, false).await?;
+        let frontend = Arc::new(Lwm2mFrontend::new(start.broker, settings(listener.enable_authn)));
+        serve(start, full_name, socket, listener, frontend)?;
+    }
+    for (name, dtls) in lw.dtls.iter().filter(|(_, l)| l.listener.enable) {
+        let full_name = format!("lwm2m:dtls:{name}");
+        let socket = bind(&full_name, &dtls.listener, false).await?;
+        let inner = Arc::new(Lwm2mFrontend::new(start.broker, settings(dtls.listener.enable_authn)));
+        let frontend = dtls_frontend(start, &format!("gateway.lwm2m.listeners.dtls.{name}"), dtls, inner)?;
         serve(start, full_name, socket, &dtls.listener, frontend)?;
     }
     Ok(())

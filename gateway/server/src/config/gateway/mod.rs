@@ -1,12 +1,15 @@
-//! `gateway.*`: the non-MQTT frontends, in EMQX 5's shape: `gateway.mqttsn` and `gateway.coap`.
+//! `gateway.*`: the non-MQTT frontends, in EMQX 5's shape: `gateway.mqttsn`, `gateway.coap`
+//! and `gateway.lwm2m`.
 
 mod coap;
 mod dtls;
+mod lwm2m;
 mod mqttsn;
 
 pub use coap::{CoapConfig, NotifyType, QosPolicy};
 pub(crate) use dtls::psk_authentication;
 pub use dtls::{DtlsListenerConfig, DtlsOptions, PskConfig};
+pub use lwm2m::Lwm2mConfig;
 pub use mqttsn::MqttSnConfig;
 
 use std::net::{Ipv4Addr, SocketAddr};
@@ -25,6 +28,8 @@ pub struct GatewayConfig {
     pub mqttsn: MqttSnConfig,
     /// `gateway.coap`.
     pub coap: CoapConfig,
+    /// `gateway.lwm2m`.
+    pub lwm2m: Lwm2mConfig,
 }
 
 /// A UDP listener of a gateway.
@@ -66,8 +71,9 @@ impl UdpListenerConfig {
 pub(super) fn gateway(mut s: Section<'_>, ctx: &mut Ctx<'_>) -> GatewayConfig {
     let mqttsn = mqttsn::mqttsn(s.section(ctx, "mqttsn"), ctx);
     let coap = coap::coap(s.section(ctx, "coap"), ctx);
+    let lwm2m = lwm2m::lwm2m(s.section(ctx, "lwm2m"), ctx);
     s.finish(ctx);
-    GatewayConfig { mqttsn, coap }
+    GatewayConfig { mqttsn, coap, lwm2m }
 }
 
 /// `listeners.udp.<name>` of a gateway, over `d`.

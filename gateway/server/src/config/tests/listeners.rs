@@ -563,3 +563,51 @@ mtu = 100
         assert!(text.contains(key), "{key} in {text}");
     }
 }
+
+#[test]
+fn lwm2m_gateway_settings_and_refusals() {
+    use portico_lwm2m::channel::{AutoObserve, UpdatePublish};
+    let config = Config::load(None, vars(&[])).unwrap();
+    let lw = &config.gateway.lwm2m;
+    assert!(!lw.enable, "off by default, as EMQX's gateways");
+    assert_eq!(lw.xml_dir, std::path::PathBuf::from("lwm2m-xml"));
+    assert_eq!(lw.lifetime_max, Duration::from_secs(86_400));
+    assert_eq!(lw.qmode_time_window, Duration::from_secs(22));
+    assert_eq!(lw.mountpoint, "lwm2m/${endpoint_name}/");
+    assert_eq!(lw.translators.command.topic, "dn/#");
+    assert_eq!(lw.translators.register.topic, "up/resp");
+    assert_eq!(lw.translators.update.topic, "up/update");
+    assert_eq!(lw.udp["default"].bind, addr("0.0.0.0:5783"));
+    let file = r#"
+[gateway.lwm2m]
+enable = true
+xml_dir = "/etc/lwm2m"
+auto_observe = "/3/0, /3303/0"
+update_msg_publish_condition = "contains_object_list"
+translators = { notify = { topic = "up/n", qos = 1 } }
+[gateway.lwm2m.listeners.udp.default]
+bind = "127.0.0.1:15783"
+"#;
+    let config = load_str("lwm2m", file, &[]).unwrap();
+    let lw = &config.gateway.lwm2m;
+    assert!(lw.enable);
+    assert_eq!(
+        lw.auto_observe,
+        AutoObserve::Paths(vec!["/3/0".into(), "/3303/0".into()])
+    );
+    assert_eq!(lw.update_msg_publish_condition, UpdatePublish::ContainsObjectList);
+    assert_eq!(lw.translators.notify.topic, "up/n");
+    assert_eq!(lw.translators.notify.qos, portico_core::QoS::AtLeastOnce);
+    assert_eq!(lw.translators.response.topic, "up/resp", "the default");
+    assert_eq!(lw.udp["default"].bind, addr("127.0.0.1:15783"));
+    let bad = r#"
+[gateway.lwm2m]
+auto_observe = "/x"
+update_msg_publish_condition = "never"
+translators = { command = { qos = 3 } }
+"#;
+    let text = errors_of(load_str("lwm2m-bad", bad, &[])).to_string();
+    assert!(text.contains("gateway.lwm2m.auto_observe"), "{text}");
+    assert!(text.contains("gateway.lwm2m.update_msg_publish_condition"), "{text}");
+    assert!(text.contains("gateway.lwm2m.translators.command.qos"), "{text}");
+}

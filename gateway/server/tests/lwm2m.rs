@@ -1,0 +1,125 @@
+//! The LwM2M gateway in the real server: a device on a UDP socket in the test (CoAP by hand),
+//! an MQTT application on the same broker. Interop with third-party clients (libcoap,
+//! emqxlwm2m) is for `interop-tests/`.
+
+use std::net::SocketAddr;
+
+use bytes::{Bytes, BytesMut};
+use portico::Server;
+use portico::config::Config;
+use portico_coap::{Code, Message, Token, Type};
+use portico_mqtt::{ProtocolVersion, ReasonCode};
+use tokio::net::{TcpStream, UdpSocket};
+use tokio::time::timeout;
+
+mod support;
+
+use support::{Client, WAIT};
+
+fn env(xml_dir: &str) -> Vec<(String, String)> {
+    vec![
+        (
+            "PORTICO_LISTENERS__TCP__DEFAULT__BIND".to_owned(),
+            "127.0.0.1:0".to_owned(),
+        ),
+        ("PORTICO_LISTENERS__WS__DEFAULT__ENABLE".to_owned(), "false".to_owned()),
+        ("PORTICO_GATEWAY__LWM2M__ENABLE".to_owned(), "true".to_owned()),
+        ("PORTICO_GATEWAY__LWM2M__XML_DIR".to_owned(), xml_dir.to_owned()),
+        (
+            "PORTICO_GATEWAY__LWM2M__LISTENERS__UDP__DEFAULT__BIND".to_owned(),
+            "127.0.0.1:0".to_owned(),
+        ),
+        support::data_dir_env(),
+    ]
+}
+
+const XML_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../lwm2m-xml");
+
+async fn send(socket: &UdpSocket, message: &Message) {
+    let mut buf = BytesMut::new();
+    portico_coap::encode(message, &mut buf).expect("encodes");
+    socket.send(&buf).await.expect("send");
+}
+
+async fn recv(socket: &UdpSocket) -> Message {
+    let mut buf = vec![0u8; 65_536];
+    let n = timeout(WAIT, socket.recv(&mut buf))
+        .await
+        .expect("a message in time")
+        .expect("recv");
+    buf.truncate(n);
+    portico_coap::decode(Bytes::from(buf)).expect("a valid CoAP message")
+}
+
+fn json_of(payload: &[u8]) -> serde_json::Value {
+    serde_json::from_slice(payload).expect("JSON")
+}
+
+#[tokio::test]
+async fn a_device_registers_and_an_mqtt_read_command_is_answered() {
+    let config = Config::load(None, env(XML_DIR)).expect("valid test config");
+    let server = Server::start(&config).await.expect("server starts");
+    let stream = TcpStream::connect(support::addr(&server, "tcp:default"))
+        .await
+        .expect("connect");
+    let mut app = Client::new(Box::new(stream), ProtocolVersion::V3_1_1);
+    assert_eq!(app.connect("app", None).await, Some(ReasonCode::Success));
+    app.subscribe("lwm2m/+/up/#").await;
+
+    let device = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+    let gateway: SocketAddr = support::addr(&server, "lwm2m:udp:default");
+    device.connect(gateway).await.expect("connect");
+    let mut register = Message::new(Type::Con, Code::POST, 1);
+    register.token = Token::from_u64(1);
+    register.options.push_uri_path("rd");
+    for q in ["ep=dev-udp", "lt=300", "lwm2m=1.1", "b=U"] {
+        register.options.push_uri_query(q);
+    }
+    send(&device, &register.with_payload(&b"</3/0>,</3303/0>"[..])).await;
+    let created = recv(&device).await;
+    assert_eq!((created.mtype, created.code), (Type::Ack, Code::CREATED));
+    let event = app.expect_publish().await;
+    assert_eq!(&*event.topic, "lwm2m/dev-udp/up/resp");
+    assert_eq!(json_of(&event.payload)["msgType"], "register");
+
+    app.publish(
+        "lwm2m/dev-udp/dn/x",
+        br#"{"reqID":42,"msgType":"read","data":{"path":"/3/0/0"}}"#,
+    )
+    .await;
+    let get = recv(&device).await;
+    assert_eq!((get.mtype, get.code), (Type::Con, Code::GET));
+    assert!(!get.token.is_empty());
+    let path: Vec<_> = get.options.uri_path().map(|s| s.expect("utf-8").to_owned()).collect();
+    assert_eq!(path, ["3", "0", "0"]);
+    let mut content = Message::response_to(&get, Code::CONTENT, 0);
+    content.options.set_content_format(11542);
+    // Resource 0 (Manufacturer), 3 bytes: "EMQ".
+    send(&device, &content.with_payload(&b"\xC3\x00EMQ"[..])).await;
+    let reply = app.expect_publish().await;
+    assert_eq!(&*reply.topic, "lwm2m/dev-udp/up/resp");
+    assert_eq!(
+        json_of(&reply.payload),
+        serde_json::json!({"reqID": 42, "msgType": "read", "data": {
+            "reqPath": "/3/0/0", "code": "2.05", "codeMsg": "content",
+            "content": [{"path": "/3/0/0", "value": "EMQ"}]}})
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_gateway_does_not_start_without_object_definitions() {
+    let empty = tempfile_dir();
+    let config = Config::load(None, env(&empty)).expect("valid test config");
+    let Err(error) = Server::start(&config).await else {
+        panic!("the gateway started without object definitions")
+    };
+    assert!(error.to_string().contains("gateway.lwm2m.xml_dir"), "{error}");
+    let _ = std::fs::remove_dir_all(&empty);
+}
+
+fn tempfile_dir() -> String {
+    let dir = std::env::temp_dir().join(format!("portico-lwm2m-empty-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir.display().to_string()
+}
