@@ -25,6 +25,7 @@ use anyhow::{Result, bail};
 use portico_mqtt::{ProtocolVersion, QoS};
 use rand::Rng;
 
+pub use pubsub::dtls::Psk;
 pub use report::{Latency, Report};
 pub use transport::{TlsTrust, Transport, TransportConfig};
 
@@ -42,6 +43,17 @@ pub enum PubProtocol {
     /// CoAP (RFC 7252) over UDP to the broker's CoAP gateway: `POST /ps/{topic}` (QoS 0: NON,
     /// QoS 1: CON).
     Coap,
+}
+
+impl Config {
+    /// What the publishers speak, as the report names it: [`PubProtocol::name`], `coap-dtls`
+    /// for CoAP over DTLS.
+    pub fn pub_protocol_label(&self) -> &'static str {
+        match (self.pub_protocol, &self.coap_psk) {
+            (PubProtocol::Coap, Some(_)) => "coap-dtls",
+            (protocol, _) => protocol.name(),
+        }
+    }
 }
 
 impl PubProtocol {
@@ -132,6 +144,8 @@ pub struct Config {
     pub sn_addr: Option<SocketAddr>,
     /// The broker's CoAP gateway (UDP), for [`PubProtocol::Coap`] publishers.
     pub coap_addr: Option<SocketAddr>,
+    /// CoAP publishers speak DTLS 1.2 with this pre-shared key (`--coap-dtls`).
+    pub coap_psk: Option<Psk>,
 }
 
 impl Config {
@@ -163,6 +177,7 @@ impl Config {
             pub_protocol: PubProtocol::Mqtt,
             sn_addr: None,
             coap_addr: None,
+            coap_psk: None,
         }
     }
 
@@ -230,6 +245,9 @@ impl Config {
         }
         if self.coap_addr.is_some() && self.pub_protocol != PubProtocol::Coap {
             bail!("--coap-port applies to --pub-protocol coap only");
+        }
+        if self.coap_psk.is_some() && self.pub_protocol != PubProtocol::Coap {
+            bail!("--coap-dtls applies to --pub-protocol coap only");
         }
         let (gateway, flag, max_payload, what) = match self.pub_protocol {
             PubProtocol::Mqtt => return Ok(()),

@@ -121,6 +121,18 @@ struct Cli {
     /// UDP port of the broker's CoAP gateway (--pub-protocol coap).
     #[arg(long)]
     coap_port: Option<u16>,
+    /// CoAP publishers speak DTLS 1.2 (PSK, TLS_PSK_WITH_AES_128_CCM_8) to --coap-port, a CoAP
+    /// DTLS listener: each completes a handshake before publishing (10 s at most), then sends
+    /// its requests as DTLS records. Needs --psk-identity and --psk-key.
+    #[arg(long, requires_all = ["psk_identity", "psk_key"])]
+    coap_dtls: bool,
+    /// PSK identity of every --coap-dtls publisher.
+    #[arg(long, requires = "coap_dtls")]
+    psk_identity: Option<String>,
+    /// Pre-shared key of --psk-identity, as text: its bytes are the key (as in an EMQX
+    /// psk_authentication file's `identity:secret` line).
+    #[arg(long, requires = "coap_dtls")]
+    psk_key: Option<String>,
     /// p2p/fanout/fanin: subscribers keep persistent sessions (3.1.1 clean session off; 5.0
     /// Session Expiry Interval 3600 s), so a durable broker writes what it queues for them.
     #[arg(long)]
@@ -242,6 +254,12 @@ fn config(cli: &Cli) -> Result<Config> {
     cfg.pub_protocol = cli.pub_protocol;
     cfg.sn_addr = cli.sn_port.map(|port| SocketAddr::new(addr.ip(), port));
     cfg.coap_addr = cli.coap_port.map(|port| SocketAddr::new(addr.ip(), port));
+    if let (true, Some(identity), Some(key)) = (cli.coap_dtls, &cli.psk_identity, &cli.psk_key) {
+        cfg.coap_psk = Some(portico_bench::Psk {
+            identity: identity.clone(),
+            key: key.as_bytes().to_vec(),
+        });
+    }
     cfg.validate()?;
     Ok(cfg)
 }
@@ -317,6 +335,9 @@ fn real_main(cli: &Cli) -> Result<ExitCode> {
     }
     let publishers = match (cfg.pub_protocol, cfg.sn_addr, cfg.coap_addr) {
         (PubProtocol::MqttSn, Some(gw), _) => format!("; publishers MQTT-SN to {gw} over UDP"),
+        (PubProtocol::Coap, _, Some(gw)) if cfg.coap_psk.is_some() => {
+            format!("; publishers CoAP to {gw} over DTLS (PSK)")
+        }
         (PubProtocol::Coap, _, Some(gw)) => format!("; publishers CoAP to {gw} over UDP"),
         _ => String::new(),
     };
@@ -443,6 +464,16 @@ mod tests {
             let e = err(&with(&["--size", "70000"]));
             assert!(e.contains(&format!("too large for {what}")), "{e}");
         }
+        let dtls = ["p2p", "--pub-protocol", "coap", "--coap-port", "5684", "--coap-dtls"];
+        let cfg = parse(&[&dtls[..], &["--psk-identity", "dev1", "--psk-key", "secret1"]].concat())?;
+        let psk = cfg.coap_psk.clone().unwrap_or_else(|| panic!("no PSK"));
+        assert_eq!((psk.identity.as_str(), psk.key.as_slice()), ("dev1", &b"secret1"[..]));
+        assert_eq!(cfg.pub_protocol_label(), "coap-dtls");
+        assert!(!format!("{psk:?}").contains("secret1"), "the key is never shown");
+        assert!(err(&dtls).contains("--psk-identity"));
+        assert!(err(&["p2p", "--psk-identity", "dev1", "--psk-key", "k"]).contains("--coap-dtls"));
+        let e = err(&["p2p", "--coap-dtls", "--psk-identity", "dev1", "--psk-key", "k"]);
+        assert!(e.contains("--coap-dtls applies to --pub-protocol coap only"), "{e}");
         Ok(())
     }
 }

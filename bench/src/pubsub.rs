@@ -4,6 +4,7 @@
 
 pub(crate) mod coap;
 mod datagram;
+pub(crate) mod dtls;
 mod pacing;
 pub(crate) mod sn;
 
@@ -157,8 +158,9 @@ fn connect_publisher(
         (PubProtocol::MqttSn, None, _) => bail!("MQTT-SN publishers need the gateway's address (--sn-port)"),
         (PubProtocol::Coap, _, Some(gateway)) => {
             let (id, topic, qos, size) = (cfg.client_id("coappub", i), topic.to_owned(), cfg.qos, cfg.size);
+            let psk = cfg.coap_psk.clone();
             tokio::spawn(async move {
-                coap::connect(gateway, source, &id, &role, (&topic, qos, size))
+                coap::connect(gateway, source, &id, &role, (&topic, qos, size), psk.as_ref())
                     .await
                     .map(PubConn::Coap)
             })
@@ -366,7 +368,7 @@ fn build_report(cfg: &Config, topo: &Topology, shared: &Shared, tl: Timeline) ->
         connect_failures: None,
         connect_rate_per_s: None,
         rss_per_conn_bytes: None,
-        pub_protocol: cfg.pub_protocol.name().to_owned(),
+        pub_protocol: cfg.pub_protocol_label().to_owned(),
         retransmits: (cfg.pub_protocol != PubProtocol::Mqtt).then(|| shared.retransmits.load(Ordering::Relaxed)),
     })
 }

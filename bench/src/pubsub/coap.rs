@@ -11,7 +11,10 @@
 //!   at most `MAX_RETRANSMIT` times (RFC 7252 §4.2, §4.8; counted in the report's
 //!   `retransmits`). As with MQTT-SN, a publisher's rate is bounded by the round trip.
 //!
-//! The datagram path is a [`Link`] (plain UDP; a DTLS variant goes there), the publishing loop
+//! With `--coap-dtls`, every publisher first completes a DTLS 1.2 PSK handshake (see
+//! [`super::dtls`]) and the same datagrams travel as DTLS application records.
+//!
+//! The datagram path is a [`Link`] (plain UDP or DTLS), the publishing loop
 //! [`super::datagram`]'s. Before publishing, every publisher asks `GET /.well-known/core` (a
 //! CON), so that a gateway that is not there is a clear error before the run starts.
 
@@ -27,6 +30,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::Shared;
 use super::datagram::{self, Link, Params, Protocol};
+use super::dtls::Psk;
 use crate::payload::{HEADER_LEN, Header};
 
 /// Largest UDP payload over IPv4.
@@ -52,8 +56,8 @@ pub(super) struct CoapConn {
     post: CoapPost,
 }
 
-/// Opens a UDP socket (bound to `source`, if given) to `gateway`, checks that a CoAP server
-/// answers there, and prepares the POST of `topic` at `qos` with `size`-byte payloads. `role`
+/// Opens a UDP socket (bound to `source`, if given) to `gateway`, with `psk` handshakes DTLS
+/// over it, checks that a CoAP server answers there, and prepares the POST of `topic` at `qos` with `size`-byte payloads. `role`
 /// (e.g. "publisher 3") names the client in errors.
 pub(super) async fn connect(
     gateway: SocketAddr,
@@ -61,11 +65,13 @@ pub(super) async fn connect(
     client_id: &str,
     role: &str,
     target: (&str, QoS, usize),
+    psk: Option<&Psk>,
 ) -> Result<CoapConn> {
     let (topic, qos, size) = target;
     let name = format!("CoAP {role} ({client_id})");
     let post = CoapPost::new(topic, client_id, qos, size).map_err(|e| anyhow!("{name}: {e:#}"))?;
-    let mut link = Link::open(gateway, source, "CoAP", name).await?;
+    let protocol = if psk.is_some() { "CoAP over DTLS" } else { "CoAP" };
+    let mut link = Link::open(gateway, source, protocol, name, psk).await?;
     let mut id = post.message_id;
     let mut discover = Message::new(Type::Con, Code::GET, id);
     discover.token = Token::from_u64(rand::random());
@@ -400,7 +406,7 @@ mod tests {
     #[tokio::test]
     async fn refusals_are_clear_errors() -> Result<()> {
         let gateway = fake_gateway(Code::UNAUTHORIZED, "not authorized").await?;
-        let conn = connect(gateway, None, "c1", "publisher 0", ("t/0", QoS::AtLeastOnce, 64)).await?;
+        let conn = connect(gateway, None, "c1", "publisher 0", ("t/0", QoS::AtLeastOnce, 64), None).await?;
         let mut proto = CoapProtocol {
             name: conn.link.name.clone(),
             post: conn.post,
@@ -429,7 +435,7 @@ mod tests {
 
         // Nobody there: an ICMP port unreachable is a clear error.
         let unused = UdpSocket::bind("127.0.0.1:0").await?.local_addr()?;
-        let e = connect(unused, None, "c2", "publisher 1", ("t/1", QoS::AtMostOnce, 64))
+        let e = connect(unused, None, "c2", "publisher 1", ("t/1", QoS::AtMostOnce, 64), None)
             .await
             .err()
             .map(|e| format!("{e:#}"))

@@ -19,13 +19,15 @@ use tokio::net::UdpSocket;
 use tokio_util::sync::CancellationToken;
 
 use super::Shared;
+use super::dtls::{Psk, Session, SessionError};
 use super::pacing::{Pacing, SEQ_LIMIT, Timeline};
 use crate::payload::{Header, from_ns, now_ns};
 use crate::schedule::Schedule;
 
 /// QoS 0: messages sent back to back before looking at what the gateway sent.
 const MAX_BURST: usize = 64;
-/// Largest datagram a gateway's answer may be (answers to publishers are small).
+/// Largest datagram a gateway's answer may be, a DTLS record's header and tag included (answers
+/// to publishers are small).
 const RECV_BUF: usize = 2048;
 
 /// One publisher's datagram path to the gateway: a UDP socket connected to it.
@@ -42,15 +44,19 @@ pub(super) struct Link {
     /// What should listen at `peer` (`MQTT-SN`, `CoAP`), for error messages.
     protocol: &'static str,
     rbuf: Vec<u8>,
+    /// The DTLS association, if the link is secured (`--coap-dtls`).
+    dtls: Option<Box<Session>>,
 }
 
 impl Link {
-    /// A new UDP socket (bound to `source`, if given) that talks to `peer` only.
+    /// A new UDP socket (bound to `source`, if given) that talks to `peer` only; with `psk`, a
+    /// DTLS association with `peer` over it (the handshake done before this returns).
     pub(super) async fn open(
         peer: SocketAddr,
         source: Option<IpAddr>,
         protocol: &'static str,
         name: String,
+        psk: Option<&Psk>,
     ) -> Result<Link> {
         let local = source.unwrap_or(if peer.is_ipv4() {
             IpAddr::V4(Ipv4Addr::UNSPECIFIED)
@@ -64,13 +70,22 @@ impl Link {
             .connect(peer)
             .await
             .with_context(|| format!("{name}: cannot address {peer}"))?;
-        Ok(Link {
+        let mut link = Link {
             socket,
             peer,
             name,
             protocol,
             rbuf: vec![0; RECV_BUF],
-        })
+            dtls: None,
+        };
+        if let Some(psk) = psk {
+            // Not `link.io_error`: a `&Link` held across the handshake's awaits would need the
+            // (not `Sync`) DTLS session to be `Sync`.
+            let io_error = |e, what: &str| io_error(&link.name, protocol, peer, e, what);
+            let session = Session::handshake(&link.socket, peer, psk, &link.name, io_error).await?;
+            link.dtls = Some(Box::new(session));
+        }
+        Ok(link)
     }
 
     /// The gateway's address.
@@ -78,15 +93,24 @@ impl Link {
         self.peer
     }
 
-    pub(super) async fn send(&self, datagram: &[u8]) -> Result<()> {
+    /// Sends one datagram (over DTLS: one application record).
+    pub(super) async fn send(&mut self, datagram: &[u8]) -> Result<()> {
+        if let Some(dtls) = self.dtls.as_mut() {
+            let sent = dtls.send(&self.socket, datagram).await;
+            return sent.map_err(|e| self.session_error(e, "send"));
+        }
         match self.socket.send(datagram).await {
             Ok(_) => Ok(()),
             Err(e) => Err(self.io_error(e, "send")),
         }
     }
 
-    /// Receives one datagram.
+    /// Receives one datagram (over DTLS: one application record's data).
     pub(super) async fn recv(&mut self) -> Result<Bytes> {
+        if let Some(dtls) = self.dtls.as_mut() {
+            let received = dtls.recv(&self.socket, &mut self.rbuf).await;
+            return received.map_err(|e| self.session_error(e, "receive"));
+        }
         match self.socket.recv(&mut self.rbuf).await {
             Ok(n) => Ok(Bytes::copy_from_slice(&self.rbuf[..n])),
             Err(e) => Err(self.io_error(e, "receive")),
@@ -95,6 +119,10 @@ impl Link {
 
     /// A datagram that already arrived, without waiting.
     pub(super) fn try_recv(&mut self) -> Result<Option<Bytes>> {
+        if let Some(dtls) = self.dtls.as_mut() {
+            let received = dtls.try_recv(&self.socket, &mut self.rbuf);
+            return received.map_err(|e| self.session_error(e, "receive"));
+        }
         match self.socket.try_recv(&mut self.rbuf) {
             Ok(n) => Ok(Some(Bytes::copy_from_slice(&self.rbuf[..n]))),
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(None),
@@ -102,17 +130,24 @@ impl Link {
         }
     }
 
-    fn io_error(&self, e: std::io::Error, what: &str) -> anyhow::Error {
-        if e.kind() == std::io::ErrorKind::ConnectionRefused {
-            anyhow!(
-                "{}: nothing listens for {} at {} (UDP port unreachable)",
-                self.name,
-                self.protocol,
-                self.peer
-            )
-        } else {
-            anyhow!("{}: UDP {what} failed: {e}", self.name)
+    fn session_error(&self, e: SessionError, what: &str) -> anyhow::Error {
+        match e {
+            SessionError::Io(e) => self.io_error(e, what),
+            SessionError::Dtls(e) => anyhow!("{}: DTLS {what} with {} failed: {e:#}", self.name, self.peer),
         }
+    }
+
+    fn io_error(&self, e: std::io::Error, what: &str) -> anyhow::Error {
+        io_error(&self.name, self.protocol, self.peer, e, what)
+    }
+}
+
+/// A socket error of client `name` talking `protocol` to `peer` as an error message.
+fn io_error(name: &str, protocol: &str, peer: SocketAddr, e: std::io::Error, what: &str) -> anyhow::Error {
+    if e.kind() == std::io::ErrorKind::ConnectionRefused {
+        anyhow!("{name}: nothing listens for {protocol} at {peer} (UDP port unreachable)")
+    } else {
+        anyhow!("{name}: UDP {what} failed: {e}")
     }
 }
 

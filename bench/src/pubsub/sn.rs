@@ -54,7 +54,7 @@ pub(super) async fn connect(
     topic: &str,
 ) -> Result<SnConn> {
     let name = format!("MQTT-SN {role} ({client_id})");
-    let link = Link::open(gateway, source, "MQTT-SN", name).await?;
+    let link = Link::open(gateway, source, "MQTT-SN", name, None).await?;
     let mut conn = SnConn { link, topic_id: 0 };
     let connect = Packet::Connect {
         flags: Flags {
@@ -107,7 +107,7 @@ fn decode(name: &str, datagram: Bytes) -> Result<Packet> {
 }
 
 impl SnConn {
-    async fn send(&self, packet: &Packet) -> Result<()> {
+    async fn send(&mut self, packet: &Packet) -> Result<()> {
         let mut buf = BytesMut::new();
         portico_mqttsn::encode(packet, &mut buf)
             .map_err(|e| anyhow!("{}: cannot encode {}: {e}", self.link.name, packet.name()))?;
