@@ -528,22 +528,36 @@ def test_connection_mode_with_coap_client_processes(coap_gateway):
     sub = mqtt_sub(gw, t)
     cid = uid("clidev")
     base = f"{gw.coap}/mqtt/connection"
-    token = coap_client("-m", "post", f"{base}?clientid={cid}&username=admin&password=public").stdout.strip()
+    used: set[int] = set()
+
+    def new_port() -> list[str]:
+        # Each run from a port no earlier run of this test had: the OS may hand a just-freed
+        # port out again, and a request from the wrong-token run's address goes to that
+        # address's channel, not to the client it names.
+        while True:
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+                probe.bind(("127.0.0.1", 0))
+                port = probe.getsockname()[1]
+            if port not in used:
+                used.add(port)
+                return ["-p", str(port)]
+
+    token = coap_client(*new_port(), "-m", "post", f"{base}?clientid={cid}&username=admin&password=public").stdout.strip()
     assert token.decode().isdigit(), token
     tok = token.decode()
-    coap_client("-m", "post", "-e", "from a new port", f"{gw.coap}/ps/{t}?clientid={cid}&token={tok}&qos=1")
+    coap_client(*new_port(), "-m", "post", "-e", "from a new port", f"{gw.coap}/ps/{t}?clientid={cid}&token={tok}&qos=1")
     assert sub.get().payload == b"from a new port"
-    coap_client("-m", "put", f"{base}?clientid={cid}&token={tok}")
+    coap_client(*new_port(), "-m", "put", f"{base}?clientid={cid}&token={tok}")
     # A wrong token does not move the connection.
-    bad = coap_client("-m", "post", "-e", "wrong", f"{gw.coap}/ps/{t}?clientid={cid}&token=1{tok}")
+    bad = coap_client(*new_port(), "-m", "post", "-e", "wrong", f"{gw.coap}/ps/{t}?clientid={cid}&token=1{tok}")
     assert b"4.01 Invalid token or clientid in connection mode" in bad.stdout + bad.stderr, bad
-    coap_client("-m", "post", "-e", "still here", f"{gw.coap}/ps/{t}?clientid={cid}&token={tok}")
+    coap_client(*new_port(), "-m", "post", "-e", "still here", f"{gw.coap}/ps/{t}?clientid={cid}&token={tok}")
     assert sub.get().payload == b"still here"
     # An observation from yet another run: the retained message shows it is in place.
     sub.publish(f"{t}/obs", b"retained", qos=1, retain=True)
-    seen = coap_client("-w", "-s", "2", f"{gw.coap}/ps/{t}/obs?clientid={cid}&token={tok}")
+    seen = coap_client(*new_port(), "-w", "-s", "2", f"{gw.coap}/ps/{t}/obs?clientid={cid}&token={tok}")
     assert seen.stdout.split() == [b"retained"], seen
-    coap_client("-m", "delete", f"{base}?clientid={cid}&token={tok}")
+    coap_client(*new_port(), "-m", "delete", f"{base}?clientid={cid}&token={tok}")
     sub.expect_none(0.5)
     sub.close()
 
