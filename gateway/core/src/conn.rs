@@ -22,6 +22,16 @@ pub enum KickReason {
 }
 
 impl KickReason {
+    /// EMQX's name for it as a disconnect reason (`$SYS` disconnected events).
+    pub fn event_name(self) -> &'static str {
+        match self {
+            KickReason::TakenOver => "takenover",
+            KickReason::Discarded => "discarded",
+            KickReason::Administrative => "kicked",
+            KickReason::ServerShutdown => "shutdown",
+        }
+    }
+
     fn from_u8(value: u8) -> Option<KickReason> {
         match value {
             1 => Some(KickReason::TakenOver),

@@ -632,12 +632,7 @@ impl DatagramChannel for CoapChannel {
         if self.closing {
             return;
         }
-        self.close_name = match reason {
-            KickReason::TakenOver => "takenover",
-            KickReason::Discarded => "discarded",
-            KickReason::Administrative => "kicked",
-            KickReason::ServerShutdown => "shutdown",
-        };
+        self.close_name = reason.event_name();
         self.close(CloseReason::Kicked(reason), out);
         self.release_if_closing(now);
     }

@@ -449,12 +449,7 @@ impl DatagramChannel for Lwm2mChannel {
         if self.closing {
             return;
         }
-        self.close_name = match reason {
-            KickReason::TakenOver => "takenover",
-            KickReason::Discarded => "discarded",
-            KickReason::Administrative => "kicked",
-            KickReason::ServerShutdown => "shutdown",
-        };
+        self.close_name = reason.event_name();
         self.close(CloseReason::Kicked(reason), out);
         self.release_if_closing(now);
     }

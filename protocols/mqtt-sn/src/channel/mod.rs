@@ -710,12 +710,7 @@ impl DatagramChannel for MqttSnChannel {
         if matches!(self.phase, Phase::Connected | Phase::Awake) {
             out.send(Packet::Disconnect(None));
         }
-        self.close_name = match reason {
-            KickReason::TakenOver => "takenover",
-            KickReason::Discarded => "discarded",
-            KickReason::Administrative => "kicked",
-            KickReason::ServerShutdown => "shutdown",
-        };
+        self.close_name = reason.event_name();
         self.close(CloseReason::Kicked(reason), out);
         self.release_if_closing(now);
     }
