@@ -182,12 +182,22 @@ impl Journal {
         }
     }
 
-    /// Commits what is pending and stops the writer. Appends after this are kept in memory
-    /// only.
+    /// Commits what is pending, stops the writer and closes the store ([`Store::close`]).
+    /// Appends after this are kept in memory only. Returns false, leaving the store open, if
+    /// the writer did not finish within `timeout` (a failing store it is still retrying).
     pub fn stop(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
         let done = self.flush(timeout);
         self.pending.lock().stopping = true;
         self.ready.notify_one();
+        // The writer may be between commits: wait for it to leave before the store closes.
+        while !self.stopped.load(Ordering::Acquire) {
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        self.store.close();
         done
     }
 

@@ -264,4 +264,8 @@ pub trait Store: Send + Sync + 'static {
     fn load(&self) -> Result<Recovered, StoreError>;
     /// Every (key, value) of a key space.
     fn kv_scan(&self, space: &str) -> Result<Vec<(Bytes, Bytes)>, StoreError>;
+    /// Lets go of the underlying files once the journal has written its last commit, so that
+    /// a new store can open them at once (a restart in the same process) even while other
+    /// parts still hold this one. Later calls fail. Does nothing by default.
+    fn close(&self) {}
 }

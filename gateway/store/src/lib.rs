@@ -39,6 +39,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::Bytes;
 use parking_lot::{Mutex, RwLock};
@@ -73,6 +74,8 @@ pub struct RedbStore {
     /// How many `session_msgs` entries reference each message body (ids with none are absent).
     /// Also serialises commits and loads.
     refs: Mutex<HashMap<u128, u32>>,
+    /// Set by [`Store::close`]: the file is not opened again.
+    closed: AtomicBool,
 }
 
 impl fmt::Debug for RedbStore {
@@ -105,6 +108,7 @@ impl RedbStore {
             db: RwLock::new(Some(db)),
             path,
             refs: Mutex::new(refs),
+            closed: AtomicBool::new(false),
         })
     }
 
@@ -117,7 +121,7 @@ impl RedbStore {
             }
         }
         let mut db = self.db.write();
-        if db.is_none() {
+        if db.is_none() && !self.closed.load(Ordering::Acquire) {
             let reopened = open_database(&self.path)?;
             // What a failed commit left on disk is what counts: recount the references.
             *self.refs.lock() = load::count_references(&reopened, &self.path)?;
@@ -240,6 +244,12 @@ impl Store for RedbStore {
 
     fn load(&self) -> Result<Recovered, StoreError> {
         load::load(self)
+    }
+
+    fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        // Dropping the database releases redb's lock on the file.
+        *self.db.write() = None;
     }
 
     fn kv_scan(&self, space: &str) -> Result<Vec<(Bytes, Bytes)>, StoreError> {
