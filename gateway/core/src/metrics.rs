@@ -112,3 +112,36 @@ impl Metrics {
         counter.fetch_add(1, Ordering::Relaxed);
     }
 }
+
+/// Counters kept outside [`Metrics`], by a part of the server that owns them (a DTLS
+/// listener's handshake counters): the broker reads every registered source with its own
+/// counters (`Broker::add_metrics_source`, `Broker::metrics_snapshot`), so `$SYS` and the
+/// management plane see one list.
+pub trait MetricsSource: Send + Sync + 'static {
+    /// `(metric name, value)` now. Several sources may report the same name (one per
+    /// listener): the broker adds them up.
+    fn counters(&self) -> Vec<(&'static str, u64)>;
+}
+
+/// Adds `more` into `into`, summing values of a name already there.
+pub(crate) fn merge(into: &mut Vec<(&'static str, u64)>, more: impl IntoIterator<Item = (&'static str, u64)>) {
+    for (name, value) in more {
+        match into.iter_mut().find(|(n, _)| *n == name) {
+            Some((_, total)) => *total += value,
+            None => into.push((name, value)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn merged_sources_add_up_by_name() {
+        let mut all = vec![("a", 1)];
+        merge(&mut all, [("b", 2), ("a", 3)]);
+        merge(&mut all, [("b", 5)]);
+        assert_eq!(all, [("a", 4), ("b", 7)]);
+    }
+}

@@ -115,17 +115,7 @@ impl Shared {
             let version = env!("CARGO_PKG_VERSION");
             messages.extend(topics.tick_info(version, "Portico", &[topics.node()]));
             messages.extend(topics.stats(&self.stats()));
-            let mut metrics = self.metrics.snapshot();
-            if let Some(journal) = &self.journal {
-                let stats = journal.stats();
-                metrics.extend([
-                    ("store.commits", stats.commits.load(Ordering::Relaxed)),
-                    ("store.ops", stats.ops.load(Ordering::Relaxed)),
-                    ("store.failures", stats.failures.load(Ordering::Relaxed)),
-                    ("store.pending_ops", stats.pending.load(Ordering::Relaxed)),
-                ]);
-            }
-            messages.extend(topics.metrics(&metrics));
+            messages.extend(topics.metrics(&self.metrics_snapshot()));
         }
         if heartbeat_due {
             messages.extend(topics.heartbeat(now.saturating_duration_since(self.epoch), now_millis()));
@@ -133,6 +123,24 @@ impl Shared {
         for message in messages {
             self.publish_sys_message(message);
         }
+    }
+
+    /// See [`Broker::metrics_snapshot`](super::Broker::metrics_snapshot).
+    pub(super) fn metrics_snapshot(&self) -> Vec<(&'static str, u64)> {
+        let mut metrics = self.metrics.snapshot();
+        if let Some(journal) = &self.journal {
+            let stats = journal.stats();
+            metrics.extend([
+                ("store.commits", stats.commits.load(Ordering::Relaxed)),
+                ("store.ops", stats.ops.load(Ordering::Relaxed)),
+                ("store.failures", stats.failures.load(Ordering::Relaxed)),
+                ("store.pending_ops", stats.pending.load(Ordering::Relaxed)),
+            ]);
+        }
+        for source in self.metrics_sources.read().iter() {
+            crate::metrics::merge(&mut metrics, source.counters());
+        }
+        metrics
     }
 
     /// Current statistics with their highest values so far (EMQX `stats` names).

@@ -19,7 +19,7 @@ use crate::ctx::{Ctx, FrontendInfo};
 use crate::delayed::DelayedQueue;
 use crate::journal::Journal;
 use crate::message::Message;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, MetricsSource};
 use crate::rewrite::Rewriter;
 use crate::router::{Router, ShareKey, SharedStrategy};
 use crate::session::{Session, SessionLimits, SubOptions};
@@ -245,6 +245,8 @@ pub(crate) struct Shared {
     /// store, which opens with the broker.
     pub(crate) enhanced_auth: RwLock<Vec<Arc<dyn EnhancedAuth>>>,
     pub(crate) metrics: Metrics,
+    /// Counters other parts of the server keep (see [`MetricsSource`]).
+    metrics_sources: RwLock<Vec<Arc<dyn MetricsSource>>>,
     epoch: Instant,
     next_sweep: Mutex<Instant>,
     delayed: Mutex<DelayedQueue>,
@@ -328,6 +330,7 @@ impl Broker {
             authz_epoch: std::sync::atomic::AtomicU64::new(0),
             enhanced_auth: RwLock::new(enhanced_auth),
             metrics: Metrics::default(),
+            metrics_sources: RwLock::default(),
             epoch: now,
             next_sweep: Mutex::new(now),
             delayed: Mutex::new(DelayedQueue::new(delayed_max)),
@@ -384,6 +387,17 @@ impl Broker {
     /// Broker-wide counters.
     pub fn metrics(&self) -> &Metrics {
         &self.shared.metrics
+    }
+
+    /// Adds counters kept elsewhere to [`Broker::metrics_snapshot`] (and so to `$SYS`).
+    pub fn add_metrics_source(&self, source: Arc<dyn MetricsSource>) {
+        self.shared.metrics_sources.write().push(source);
+    }
+
+    /// Every counter by its EMQX-style name: the broker's own, the durable store's and those
+    /// of every [`MetricsSource`] (summed by name).
+    pub fn metrics_snapshot(&self) -> Vec<(&'static str, u64)> {
+        self.shared.metrics_snapshot()
     }
 
     /// Milliseconds from the broker's start to `instant` (the clock of connection deadlines).
