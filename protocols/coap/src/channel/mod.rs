@@ -514,6 +514,21 @@ impl CoapChannel {
         }
     }
 
+    /// Connection mode: a channel whose requests were all refused (no login, none pending)
+    /// holds nothing worth keeping, so it ends after answering. Kept, it would catch the next
+    /// request from its address — a client that logged in elsewhere and now sends from a port
+    /// the OS handed out again — and refuse it instead of moving that client here.
+    fn close_if_stranger(&mut self, out: &mut Out) {
+        let stranger = self.settings.connection_required
+            && self.client.is_none()
+            && self.held.is_none()
+            && !self.closing
+            && self.transfers.next_expiry().is_none();
+        if stranger {
+            self.close(CloseReason::NotAuthorized, out);
+        }
+    }
+
     fn close(&mut self, reason: CloseReason, out: &mut Out) {
         self.closing = true;
         out.close(reason);
@@ -571,6 +586,7 @@ impl DatagramChannel for CoapChannel {
             Ok(message) => {
                 self.last_heard = now;
                 self.handle_message(message, now, out);
+                self.close_if_stranger(out);
             }
             Err(error) => {
                 Metrics::inc(&self.ctx.metrics().packets_malformed);
