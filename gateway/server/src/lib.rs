@@ -24,6 +24,7 @@ use portico_core::{Broker, BrokerConfig, Extensions, QoS};
 use portico_mqtt::{MqttSettings, ReasonCode};
 use portico_store::RedbStore;
 use portico_transport::BindError;
+use portico_transport::dtls::PskTable;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -76,6 +77,8 @@ pub struct Server {
     listener_addrs: Vec<(String, SocketAddr)>,
     /// The UDP gateway listeners (not changed by reloads).
     gateway_addrs: Vec<(String, SocketAddr)>,
+    /// The built-in PSK database (`psk_authentication.enable`).
+    psk: Option<Arc<PskTable>>,
     /// The configuration running now (for reloads).
     config: Config,
     shutdown: CancellationToken,
@@ -96,7 +99,8 @@ impl Server {
         let shutdown = CancellationToken::new();
         let tasks = TaskTracker::new();
         let listeners = Listeners::start(config, &broker, &shutdown, &tasks)?;
-        let gateway_addrs = gateways::start(config, &broker, &shutdown, &tasks).await?;
+        let gateways = gateways::start(config, &broker, &shutdown, &tasks).await?;
+        let gateway_addrs = gateways.addrs;
 
         let ticker = broker.clone();
         let stop_ticking = shutdown.clone();
@@ -116,6 +120,7 @@ impl Server {
         Ok(Server {
             broker,
             gateway_addrs,
+            psk: gateways.psk,
             listener_addrs,
             listeners,
             config: config.clone(),
@@ -147,6 +152,13 @@ impl Server {
         self.config.listeners = config.listeners.clone();
         self.config.mqtt = config.mqtt.clone();
         Ok(report)
+    }
+
+    /// The built-in PSK database of the DTLS listeners, when `psk_authentication` is
+    /// enabled: identities added or removed here take effect at the next handshake and are
+    /// kept in the durable store.
+    pub fn psk_table(&self) -> Option<&Arc<PskTable>> {
+        self.psk.as_ref()
     }
 
     /// The broker.

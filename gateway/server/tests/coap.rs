@@ -210,3 +210,41 @@ async fn a_dtls_listener_without_a_certificate_or_psk_identities_is_refused_at_s
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn psk_identities_live_in_the_durable_store_and_dtls_counters_in_the_metrics() {
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("psk-db-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("dir");
+    let init_file = dir.join("psk.txt");
+    std::fs::write(&init_file, "dev1:secret1\n").expect("psk file");
+    let data_dir = dir.join("data").display().to_string();
+    let init = init_file.display().to_string();
+    let dtls = [
+        ("PORTICO_PSK_AUTHENTICATION__ENABLE", "true"),
+        ("PORTICO_NODE__DATA_DIR", data_dir.as_str()),
+        ("PORTICO_GATEWAY__COAP__LISTENERS__DTLS__DEFAULT__BIND", "127.0.0.1:0"),
+    ];
+    let mut first = dtls.to_vec();
+    first.push(("PORTICO_PSK_AUTHENTICATION__INIT_FILE", init.as_str()));
+    let server = start(&first).await;
+    let table = server.psk_table().expect("the PSK database").clone();
+    assert_eq!(table.identities(), ["dev1"]);
+    table.insert("added-at-run-time", b"k2").expect("valid identity");
+    let names: Vec<&str> = server.broker().metrics_snapshot().iter().map(|(n, _)| *n).collect();
+    for name in [
+        "dtls.handshakes.completed",
+        "dtls.handshakes.failed",
+        "dtls.records.dropped",
+    ] {
+        assert!(names.contains(&name), "{name} in {names:?}");
+    }
+    server.shutdown().await;
+
+    // The same data directory, in the same process, without the file: both identities are
+    // still there (and the store opens at once: shutdown let go of the file).
+    let server = start(&dtls).await;
+    let table = server.psk_table().expect("the PSK database");
+    assert_eq!(table.identities(), ["added-at-run-time", "dev1"]);
+    server.shutdown().await;
+}

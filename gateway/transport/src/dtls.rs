@@ -13,6 +13,7 @@
 //! - [`settings`]: [`DtlsSettings`] (PSK store, certificate, client verification, suites,
 //!   handshake timeout, MTU) and the engine configuration built from them.
 //! - [`psk`]: the [`PskStore`] trait and [`PskFile`] (EMQX `psk_authentication.init_file`).
+//! - [`psk_table`]: [`PskTable`], the built-in PSK database (memory and the durable store).
 //! - `channel`: [`DtlsChannel`].
 //! - `record`: a look at record headers (what [`DtlsFrontend::admits`] checks).
 //!
@@ -80,14 +81,17 @@ use std::time::Instant;
 use portico_core::channel::ConnInfo;
 use portico_core::conn::ConnHandle;
 use portico_core::datagram::DatagramFrontend;
+use portico_core::metrics::MetricsSource;
 
 mod channel;
 pub mod psk;
+pub mod psk_table;
 pub(crate) mod record;
 pub mod settings;
 
 pub use channel::DtlsChannel;
 pub use psk::{PskFile, PskFileError, PskStore};
+pub use psk_table::{PskError, PskImport, PskTable};
 pub use record::is_client_hello;
 pub use settings::{DtlsSettings, is_supported_cipher, supported_cipher_names};
 
@@ -136,6 +140,21 @@ impl DtlsStats {
             handshakes_restarted: self.handshakes_restarted.load(Ordering::Relaxed),
             records_dropped: self.records_dropped.load(Ordering::Relaxed),
         }
+    }
+}
+
+/// The counters under Portico's names, summed over every DTLS listener by the broker
+/// (`$SYS/brokers/{node}/metrics/dtls/...`).
+impl MetricsSource for DtlsStats {
+    fn counters(&self) -> Vec<(&'static str, u64)> {
+        let now = self.snapshot();
+        vec![
+            ("dtls.handshakes.completed", now.handshakes_completed),
+            ("dtls.handshakes.failed", now.handshakes_failed),
+            ("dtls.handshakes.timeout", now.handshake_timeouts),
+            ("dtls.handshakes.restarted", now.handshakes_restarted),
+            ("dtls.records.dropped", now.records_dropped),
+        ]
     }
 }
 

@@ -22,7 +22,7 @@ use portico_mqttsn::registry::Predefined;
 use portico_mqttsn::settings::MqttSnSettings;
 use portico_transport::BindError;
 use portico_transport::datagram::{DatagramSettings, serve_datagrams};
-use portico_transport::dtls::{DtlsFrontend, PskFile, PskStore};
+use portico_transport::dtls::{DtlsFrontend, PskFile, PskStore, PskTable};
 use portico_transport::rate_limit::RateLimit;
 use tokio::net::UdpSocket;
 use tokio_util::sync::CancellationToken;
@@ -41,29 +41,30 @@ struct Start<'a> {
     addrs: Vec<(String, SocketAddr)>,
 }
 
-/// Binds and serves every enabled gateway listener; returns `(name, address)` of each
-/// (`mqttsn:udp:<name>`, `coap:udp:<name>`, `lwm2m:udp:<name>`, `*:dtls:<name>`).
+/// What the gateways started: the listeners' addresses and the PSK database.
+pub(crate) struct Started {
+    /// `(name, address)` of each listener (`mqttsn:udp:<name>`, `coap:udp:<name>`,
+    /// `lwm2m:udp:<name>`, `*:dtls:<name>`).
+    pub(crate) addrs: Vec<(String, SocketAddr)>,
+    /// `psk_authentication`'s identities, when enabled.
+    pub(crate) psk: Option<Arc<PskTable>>,
+}
+
+/// Binds and serves every enabled gateway listener.
 pub(crate) async fn start(
     config: &Config,
     broker: &Broker,
     shutdown: &CancellationToken,
     tasks: &TaskTracker,
-) -> Result<Vec<(String, SocketAddr)>, StartError> {
-    let psk = match &config.psk_authentication {
-        c if c.enable => {
-            let path = c.init_file.as_deref().unwrap_or(std::path::Path::new(""));
-            let file = PskFile::load(path, &c.separator).map_err(|e| StartError::Invalid {
-                key: "psk_authentication.init_file".to_owned(),
-                why: e.to_string(),
-            })?;
-            tracing::info!(identities = file.len(), path = %path.display(), "PSK identities loaded");
-            Some(Arc::new(file) as Arc<dyn PskStore>)
-        }
-        _ => None,
+) -> Result<Started, StartError> {
+    let psk = if config.psk_authentication.enable {
+        Some(Arc::new(psk_table(config, broker)?))
+    } else {
+        None
     };
     let mut start = Start {
         broker,
-        psk,
+        psk: psk.clone().map(|table| table as Arc<dyn PskStore>),
         shutdown,
         tasks,
         addrs: Vec::new(),
@@ -77,7 +78,40 @@ pub(crate) async fn start(
     if config.gateway.lwm2m.enable {
         start_lwm2m(config, &mut start).await?;
     }
-    Ok(start.addrs)
+    Ok(Started {
+        addrs: start.addrs,
+        psk,
+    })
+}
+
+/// The built-in PSK database, with `psk_authentication.init_file` imported into it (EMQX:
+/// the file's keys win; identities added at run time stay).
+fn psk_table(config: &Config, broker: &Broker) -> Result<PskTable, StartError> {
+    let c = &config.psk_authentication;
+    let table = PskTable::open(broker.journal().cloned())?;
+    if let Some(path) = &c.init_file {
+        let invalid = |why: String| StartError::Invalid {
+            key: "psk_authentication.init_file".to_owned(),
+            why,
+        };
+        let file = PskFile::load(path, &c.separator).map_err(|e| invalid(e.to_string()))?;
+        let report = table
+            .import(&file)
+            .map_err(|e| invalid(format!("{}: {e}", path.display())))?;
+        tracing::info!(
+            path = %path.display(),
+            added = report.added,
+            replaced = report.replaced,
+            unchanged = report.unchanged,
+            "PSK identities imported"
+        );
+    }
+    if table.is_empty() {
+        tracing::warn!("psk_authentication is enabled but no PSK identity is known: PSK handshakes will fail");
+    } else {
+        tracing::info!(identities = table.len(), "PSK identities loaded");
+    }
+    Ok(table)
 }
 
 async fn start_mqttsn(config: &Config, start: &mut Start<'_>) -> Result<(), StartError> {
@@ -225,12 +259,12 @@ fn dtls_frontend<F: DatagramFrontend>(
     inner: Arc<F>,
 ) -> Result<Arc<DtlsFrontend<F>>, StartError> {
     let settings = dtls.dtls_options.settings(start.psk.clone());
-    DtlsFrontend::new(inner, &settings)
-        .map(Arc::new)
-        .map_err(|e| StartError::Invalid {
-            key: format!("{key}.dtls_options.{}", e.field),
-            why: e.why,
-        })
+    let frontend = DtlsFrontend::new(inner, &settings).map_err(|e| StartError::Invalid {
+        key: format!("{key}.dtls_options.{}", e.field),
+        why: e.why,
+    })?;
+    start.broker.add_metrics_source(frontend.stats().clone());
+    Ok(Arc::new(frontend))
 }
 
 async fn bind(name: &str, listener: &UdpListenerConfig, broadcast: bool) -> Result<Arc<UdpSocket>, StartError> {

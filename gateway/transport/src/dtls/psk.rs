@@ -141,6 +141,11 @@ impl PskFile {
         }
     }
 
+    /// Every `(identity, key)`, in no particular order.
+    pub fn entries(&self) -> impl Iterator<Item = (&str, &[u8])> {
+        self.keys.iter().map(|(identity, key)| (&**identity, &**key))
+    }
+
     /// Number of identities.
     pub fn len(&self) -> usize {
         self.keys.len()

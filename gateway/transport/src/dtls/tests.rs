@@ -17,6 +17,8 @@ use crate::fuzzing::dtls::{IDENTITY, KEY, Pair, psk_client, psk_frontend};
 mod network;
 #[path = "tests/openssl.rs"]
 mod openssl;
+#[path = "tests/psk_table.rs"]
+mod psk_table;
 #[path = "tests/settings.rs"]
 mod settings;
 

@@ -83,6 +83,7 @@ pub struct PskConfig {
     /// Serve PSK clients on DTLS listeners.
     pub enable: bool,
     /// One `identity<separator>secret` per line; the secret's bytes are the key (EMQX).
+    /// Imported into the built-in PSK database at every start (the file's keys win).
     pub init_file: Option<PathBuf>,
     /// Between identity and secret.
     pub separator: String,
@@ -111,13 +112,6 @@ pub(crate) fn psk_authentication(mut s: Section<'_>, ctx: &mut Ctx<'_>) -> PskCo
             Ok(separator)
         }),
     };
-    if out.enable && out.init_file.is_none() {
-        ctx.invalid(
-            &s.key("init_file"),
-            "\"\"".to_owned(),
-            "required with enable = true: the file of identity:secret lines",
-        );
-    }
     s.finish(ctx);
     out
 }
