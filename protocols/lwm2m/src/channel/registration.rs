@@ -279,6 +279,9 @@ impl Lwm2mChannel {
         };
         tracing::debug!(endpoint = %record.endpoint, old = %record.peer, new = %self.peer, "LwM2M registration resumed");
         let reg = Registration::of_record(&record);
+        // Claimed before the session opens, so that a live old channel learns it was taken
+        // over (not discarded) and leaves the registration alone when it closes.
+        self.registrations.claim(location, &self.conn);
         self.mountpoint = record.mountpoint;
         self.open(client, &reg, now);
         self.reg = Some(reg);

@@ -283,13 +283,7 @@ impl Registrations {
         };
         let previous = table.insert(record.endpoint.clone(), entry);
         drop(table);
-        if let Some((id, old)) = previous.and_then(|p| p.owner)
-            && id != owner.id()
-            && let Some(old) = old.upgrade()
-        {
-            tracing::info!(endpoint = %record.endpoint, peer = %record.peer, "LwM2M endpoint registered from another address; the old registration is taken over");
-            old.kick(KickReason::TakenOver);
-        }
+        take_over(&record.endpoint, previous.and_then(|p| p.owner), owner);
         if let Some(journal) = &self.journal {
             journal.submit(StoreOp::KvPut {
                 space: SPACE,
@@ -298,6 +292,15 @@ impl Registrations {
             });
         }
         Ok(())
+    }
+
+    /// Makes `owner` serve the registration at `location`, kicking the channel that did.
+    pub(super) fn claim(&self, location: &str, owner: &Arc<ConnHandle>) {
+        let mut table = self.table.lock();
+        let Some(entry) = table.get_mut(location) else { return };
+        let previous = entry.owner.replace((owner.id(), Arc::downgrade(owner)));
+        drop(table);
+        take_over(location, previous, owner);
     }
 
     /// The record at `location` if its lifetime is not over (an expired one is dropped).
@@ -358,5 +361,20 @@ impl Registrations {
                 key: Bytes::from(location.to_owned()),
             });
         }
+    }
+}
+
+/// Kicks the channel that served a registration `owner` now serves (the broker's session
+/// takeover would not reach it when the client id changed).
+fn take_over(location: &str, previous: Option<(ConnId, Weak<ConnHandle>)>, owner: &Arc<ConnHandle>) {
+    if let Some((id, old)) = previous
+        && id != owner.id()
+        && let Some(old) = old.upgrade()
+    {
+        tracing::info!(
+            location,
+            "LwM2M registration moved to another address; the old channel is taken over"
+        );
+        old.kick(KickReason::TakenOver);
     }
 }
