@@ -43,6 +43,7 @@ use portico_core::datagram::{DatagramChannel, DatagramFrontend};
 use portico_core::message::{Message as MqttMessage, Origin, now_millis};
 use portico_core::metrics::Metrics;
 use portico_core::session::Session;
+use portico_core::store::Ticket;
 use portico_core::sys::DisconnectedEvent;
 use portico_core::topic::TopicName;
 use portico_core::verdict::Verdict;
@@ -170,6 +171,9 @@ pub struct Lwm2mChannel {
     downlink: downlink::Downlink,
     uplinks: VecDeque<PendingUplink>,
     command_subscription: Option<PendingSubscription>,
+    /// Register/update answers waiting for the registration's record to be on disk (`sync`
+    /// durability), with the journal ticket each waits for.
+    held_responses: VecDeque<(Ticket, Message)>,
     /// Whether the close ends the registration (de-register, lifetime, kick) or leaves it in
     /// the table for the device to come back to (shutdown, the transport dropped us).
     forget: bool,
@@ -206,6 +210,7 @@ impl Lwm2mChannel {
             downlink: downlink::Downlink::default(),
             uplinks: VecDeque::new(),
             command_subscription: None,
+            held_responses: VecDeque::new(),
             forget: false,
             last_heard: now,
             connected_at_ms: 0,
@@ -221,6 +226,42 @@ impl Lwm2mChannel {
             self.layer.record_response(request.message_id, &response);
         }
         out.send(response);
+    }
+
+    /// Answers `request` once what this call wrote to the store is durable (at once in
+    /// `batch` mode or without a store): a device told it is registered stays registered
+    /// across a crash. Later held answers stay behind earlier ones.
+    fn respond_durable(&mut self, request: &Message, response: Message, out: &mut Out) {
+        if request.mtype == Type::Con {
+            self.layer.record_response(request.message_id, &response);
+        }
+        let ticket = self.ctx.take_ticket();
+        if self.held_responses.is_empty() && self.ctx.is_durable(ticket) {
+            return out.send(response);
+        }
+        let last = self.held_responses.back().map_or(Ticket::NONE, |(t, _)| *t);
+        if ticket > last {
+            self.ctx.notify_when_durable(ticket, &self.conn);
+        }
+        self.held_responses.push_back((ticket.max(last), response));
+    }
+
+    fn release_durable(&mut self, out: &mut Out) {
+        while let Some((ticket, _)) = self.held_responses.front() {
+            if !self.ctx.is_durable(*ticket) {
+                return;
+            }
+            if let Some((_, response)) = self.held_responses.pop_front() {
+                out.send(response);
+            }
+        }
+    }
+
+    /// Forgets the journal tickets the last call collected: nothing else the gateway sends
+    /// waits for the store (an uplink's CoAP ACK went before it was published), and a ticket
+    /// left on this thread would hold up another channel's acknowledgement.
+    fn drop_tickets(&self) {
+        let _ = self.ctx.take_ticket();
     }
 
     fn reply(&mut self, request: &Message, code: Code, why: &str, out: &mut Out) {
@@ -469,17 +510,20 @@ impl DatagramChannel for Lwm2mChannel {
                 }
             }
         }
+        self.drop_tickets();
         self.release_if_closing(now);
     }
 
     fn handle_deliver(&mut self, now: Instant, out: &mut Out) {
         let _ = self.conn.take_clear_authz_cache();
+        self.release_durable(out);
         if self.held.is_some() {
             self.resume_held(now, out);
         }
         self.release_uplinks(now);
         self.resume_command_subscription(now);
         self.take_commands(now, out);
+        self.drop_tickets();
         self.release_if_closing(now);
     }
 
@@ -492,9 +536,11 @@ impl DatagramChannel for Lwm2mChannel {
             self.close_name = "lifetime_expired";
             self.forget = true;
             self.close(CloseReason::KeepAliveTimeout, out);
+            self.drop_tickets();
             return self.release_if_closing(now);
         }
         self.downlink_timeout(now, out);
+        self.drop_tickets();
     }
 
     fn poll_timeout(&self) -> Option<Instant> {
@@ -520,11 +566,13 @@ impl DatagramChannel for Lwm2mChannel {
         self.forget = reason != KickReason::ServerShutdown;
         self.close(CloseReason::Kicked(reason), out);
         self.release_if_closing(now);
+        self.drop_tickets();
     }
 
     fn handle_closed(&mut self, now: Instant) {
         self.closing = true;
         self.release_session(now);
+        self.drop_tickets();
     }
 
     fn accepts_input(&self) -> bool {

@@ -219,6 +219,9 @@ impl Registrations {
                     if !table.is_empty() {
                         tracing::info!(count = table.len(), "LwM2M registrations restored");
                     }
+                    // Nothing waits for those deletes; the ticket must not hold up whatever
+                    // this thread acknowledges next.
+                    let _ = portico_core::journal::take_ticket();
                 }
                 Err(error) => tracing::error!(%error, "cannot read the stored LwM2M registrations"),
             }

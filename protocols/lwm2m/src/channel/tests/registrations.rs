@@ -57,10 +57,15 @@ impl KvStore {
     }
 }
 
+/// A broker on `store` in `batch` mode (answers go at once; `sync` has its own test).
 fn durable_broker(store: &Arc<KvStore>) -> Broker {
+    broker_in(store, DurabilityMode::Batch)
+}
+
+fn broker_in(store: &Arc<KvStore>, durability: DurabilityMode) -> Broker {
     let extensions = Extensions {
         store: Some(store.clone()),
-        durability: DurabilityMode::Sync,
+        durability,
         ..Extensions::default()
     };
     Broker::with_extensions(BrokerConfig::default(), extensions).expect("the broker starts")
@@ -377,4 +382,23 @@ fn a_denied_pending_command_subscription_is_not_made() {
     assert_eq!(d.deliver(h.t0), []);
     read_command(&h, "nope", 1);
     assert_eq!(d.deliver(h.t0), [], "no subscription, no command");
+}
+
+#[test]
+fn in_sync_mode_the_answer_waits_for_the_record_on_disk() {
+    let store = Arc::new(KvStore::default());
+    let h = Harness::on(broker_in(&store, DurabilityMode::Sync), settings());
+    let mut d = h.device(1);
+    let reg = d.request(Code::POST, &["rd"], &["ep=synced", "lt=60", "lwm2m=1"], b"</3/0>");
+    let mut sent = d.send(&reg, h.t0);
+    if sent.is_empty() {
+        // Held until the writer commits; it signals the channel then.
+        flush(&h);
+        sent = d.deliver(h.t0);
+    }
+    let [Sent::M(created)] = &sent[..] else {
+        panic!("{sent:?}")
+    };
+    assert_eq!(created.code, Code::CREATED);
+    assert!(store.record("synced").is_some(), "on disk before the answer");
 }
