@@ -43,7 +43,6 @@ use portico_core::datagram::{DatagramChannel, DatagramFrontend};
 use portico_core::message::{Message as MqttMessage, Origin, now_millis};
 use portico_core::metrics::Metrics;
 use portico_core::session::Session;
-use portico_core::store::Ticket;
 use portico_core::sys::DisconnectedEvent;
 use portico_core::topic::TopicName;
 use portico_core::verdict::Verdict;
@@ -171,9 +170,6 @@ pub struct Lwm2mChannel {
     downlink: downlink::Downlink,
     uplinks: VecDeque<PendingUplink>,
     command_subscription: Option<PendingSubscription>,
-    /// Register/update answers waiting for the registration's record to be on disk (`sync`
-    /// durability), with the journal ticket each waits for.
-    held_responses: VecDeque<(Ticket, Message)>,
     /// Whether the close ends the registration (de-register, lifetime, kick) or leaves it in
     /// the table for the device to come back to (shutdown, the transport dropped us).
     forget: bool,
@@ -210,7 +206,6 @@ impl Lwm2mChannel {
             downlink: downlink::Downlink::default(),
             uplinks: VecDeque::new(),
             command_subscription: None,
-            held_responses: VecDeque::new(),
             forget: false,
             last_heard: now,
             connected_at_ms: 0,
@@ -228,38 +223,12 @@ impl Lwm2mChannel {
         out.send(response);
     }
 
-    /// Answers `request` once what this call wrote to the store is durable (at once in
-    /// `batch` mode or without a store): a device told it is registered stays registered
-    /// across a crash. Later held answers stay behind earlier ones.
-    fn respond_durable(&mut self, request: &Message, response: Message, out: &mut Out) {
-        if request.mtype == Type::Con {
-            self.layer.record_response(request.message_id, &response);
-        }
-        let ticket = self.ctx.take_ticket();
-        if self.held_responses.is_empty() && self.ctx.is_durable(ticket) {
-            return out.send(response);
-        }
-        let last = self.held_responses.back().map_or(Ticket::NONE, |(t, _)| *t);
-        if ticket > last {
-            self.ctx.notify_when_durable(ticket, &self.conn);
-        }
-        self.held_responses.push_back((ticket.max(last), response));
-    }
-
-    fn release_durable(&mut self, out: &mut Out) {
-        while let Some((ticket, _)) = self.held_responses.front() {
-            if !self.ctx.is_durable(*ticket) {
-                return;
-            }
-            if let Some((_, response)) = self.held_responses.pop_front() {
-                out.send(response);
-            }
-        }
-    }
-
-    /// Forgets the journal tickets the last call collected: nothing else the gateway sends
-    /// waits for the store (an uplink's CoAP ACK went before it was published), and a ticket
-    /// left on this thread would hold up another channel's acknowledgement.
+    /// Forgets the journal tickets the last call collected: nothing the gateway sends waits for
+    /// the store, and a ticket left on this thread would hold up another channel's
+    /// acknowledgement. (A register/update answer does not wait for its record: should a crash
+    /// lose the record, the device's next update gets 4.04 and it registers again, which is
+    /// what a restart without kept registrations costs anyway. Holding the answer would also
+    /// let commands and auto-observe requests reach the device before it.)
     fn drop_tickets(&self) {
         let _ = self.ctx.take_ticket();
     }
@@ -516,7 +485,6 @@ impl DatagramChannel for Lwm2mChannel {
 
     fn handle_deliver(&mut self, now: Instant, out: &mut Out) {
         let _ = self.conn.take_clear_authz_cache();
-        self.release_durable(out);
         if self.held.is_some() {
             self.resume_held(now, out);
         }

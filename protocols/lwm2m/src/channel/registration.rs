@@ -177,8 +177,7 @@ impl Lwm2mChannel {
             }
             let data = merged.event_data();
             self.reg = Some(merged);
-            let changed = Message::response_to(&request, Code::CHANGED, self.layer.next_id());
-            self.respond_durable(&request, changed, out);
+            self.reply(&request, Code::CHANGED, "", out);
             let translator = self.settings.translators.register.clone();
             self.publish_uplink(&translator, event("register", data), now);
             return;
@@ -212,7 +211,7 @@ impl Lwm2mChannel {
         let mut response = Message::response_to(&request, Code::CREATED, self.layer.next_id());
         response.options.push_location_path("rd");
         response.options.push_location_path(&endpoint);
-        self.respond_durable(&request, response, out);
+        self.respond(&request, response, out);
         let translator = self.settings.translators.register.clone();
         self.publish_uplink(&translator, event("register", data), now);
         self.auto_observe(now, out);
@@ -421,8 +420,7 @@ impl Lwm2mChannel {
         }
         let data = merged.event_data();
         self.reg = Some(merged);
-        let changed = Message::response_to(&request, Code::CHANGED, self.layer.next_id());
-        self.respond_durable(&request, changed, out);
+        self.reply(&request, Code::CHANGED, "", out);
         if has_list || self.settings.update_msg_publish_condition == UpdatePublish::Always {
             let translator = self.settings.translators.update.clone();
             self.publish_uplink(&translator, event("update", data), now);
