@@ -267,6 +267,13 @@ impl Lwm2mChannel {
             self.reply(request, Code::NOT_FOUND, "Not Found: PSK identity changed", out);
             return false;
         }
+        // A record kept from before the binding was configured must meet it too.
+        if self.settings.psk_identity_as_endpoint
+            && record.psk_identity.as_ref().is_some_and(|id| *id != record.endpoint)
+        {
+            self.reply(request, Code::NOT_FOUND, "Not Found: ep is not the PSK identity", out);
+            return false;
+        }
         let client = ClientInfo::new(
             ByteString::from(record.client_id.clone()),
             record.username.clone().map(ByteString::from),

@@ -396,3 +396,18 @@ fn in_sync_mode_the_answer_does_not_wait_and_leaves_no_ticket_behind() {
     flush(&h);
     assert!(store.record("synced").is_some());
 }
+
+#[test]
+fn a_channel_dropped_by_its_transport_leaves_the_registration_for_the_device() {
+    let store = Arc::new(KvStore::default());
+    let h = Harness::on(durable_broker(&store), settings());
+    let mut d = h.device_with(1, Some("dtls-dev"));
+    let reg = d.request(Code::POST, &["rd"], &["ep=dtls-dev", "lt=60", "lwm2m=1"], b"</3/0>");
+    assert_eq!(d.ask(&reg, h.t0).code, Code::CREATED);
+    // The DTLS session ended (close_notify, an alert): no kick, no de-registration.
+    d.channel.handle_closed(h.t0);
+    flush(&h);
+    assert!(store.record("dtls-dev").is_some());
+    let mut back = h.device_with(2, Some("dtls-dev"));
+    assert_eq!(back.update("dtls-dev", &[], h.t0).code, Code::CHANGED);
+}
