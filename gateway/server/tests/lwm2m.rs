@@ -107,6 +107,124 @@ async fn a_device_registers_and_an_mqtt_read_command_is_answered() {
     server.shutdown().await;
 }
 
+fn request(code: Code, id: u16, path: &[&str], query: &[&str], payload: &'static [u8]) -> Message {
+    let mut m = Message::new(Type::Con, code, id);
+    m.token = Token::from_u64(u64::from(id));
+    for segment in path {
+        m.options.push_uri_path(segment);
+    }
+    for q in query {
+        m.options.push_uri_query(q);
+    }
+    m.with_payload(payload)
+}
+
+async fn mqtt_app(server: &Server) -> Client {
+    let stream = TcpStream::connect(support::addr(server, "tcp:default"))
+        .await
+        .expect("connect");
+    let mut app = Client::new(Box::new(stream), ProtocolVersion::V3_1_1);
+    assert_eq!(app.connect("app", None).await, Some(ReasonCode::Success));
+    app.subscribe("lwm2m/+/up/#").await;
+    app
+}
+
+/// Starts a server on the data directory a server of this process just shut down: the old
+/// store's file is released when its writer thread ends, which may be a moment later.
+async fn start_again(config: &Config) -> Server {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        match Server::start(config).await {
+            Ok(server) => return server,
+            Err(error) if error.to_string().contains("in use") && tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            Err(error) => panic!("the server does not start again: {error}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_registration_outlives_a_restart() {
+    // One data directory for both runs.
+    let config = Config::load(None, env(XML_DIR)).expect("valid test config");
+    let server = Server::start(&config).await.expect("server starts");
+    let mut app = mqtt_app(&server).await;
+    let device = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+    device
+        .connect(support::addr(&server, "lwm2m:udp:default"))
+        .await
+        .expect("connect");
+    let register = request(
+        Code::POST,
+        1,
+        &["rd"],
+        &["ep=dev-durable", "lt=300", "lwm2m=1.1"],
+        b"</3/0>,</3303/0>",
+    );
+    send(&device, &register).await;
+    assert_eq!(recv(&device).await.code, Code::CREATED);
+    assert_eq!(json_of(&app.expect_publish().await.payload)["msgType"], "register");
+    server.shutdown().await;
+
+    let server = start_again(&config).await;
+    let mut app = mqtt_app(&server).await;
+    // A new gateway port, and a new device port too (as after a NAT rebinding).
+    let device = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+    device
+        .connect(support::addr(&server, "lwm2m:udp:default"))
+        .await
+        .expect("connect");
+    send(&device, &request(Code::POST, 2, &["rd", "dev-durable"], &[], b"")).await;
+    let changed = recv(&device).await;
+    assert_eq!((changed.mtype, changed.code), (Type::Ack, Code::CHANGED), "{changed:?}");
+    let update = app.expect_publish().await;
+    assert_eq!(&*update.topic, "lwm2m/dev-durable/up/update");
+    let update = json_of(&update.payload);
+    assert_eq!(update["msgType"], "update");
+    assert_eq!(update["data"]["objectList"], serde_json::json!(["/3/0", "/3303/0"]));
+
+    app.publish(
+        "lwm2m/dev-durable/dn/x",
+        br#"{"reqID":7,"msgType":"read","data":{"path":"/3/0/0"}}"#,
+    )
+    .await;
+    let get = recv(&device).await;
+    assert_eq!((get.mtype, get.code), (Type::Con, Code::GET));
+    let mut content = Message::response_to(&get, Code::CONTENT, 0);
+    content.options.set_content_format(11542);
+    send(&device, &content.with_payload(&b"\xC3\x00EMQ"[..])).await;
+    let reply = json_of(&app.expect_publish().await.payload);
+    assert_eq!(
+        (reply["reqID"].as_i64(), reply["data"]["code"].as_str()),
+        (Some(7), Some("2.05"))
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn registrations_over_the_limit_get_5_03() {
+    let mut env = env(XML_DIR);
+    env.push(("PORTICO_GATEWAY__LWM2M__MAX_REGISTRATIONS".to_owned(), "1".to_owned()));
+    let config = Config::load(None, env).expect("valid test config");
+    assert_eq!(config.gateway.lwm2m.max_registrations, 1);
+    let server = Server::start(&config).await.expect("server starts");
+    let gateway = support::addr(&server, "lwm2m:udp:default");
+    let mut codes = Vec::new();
+    for (id, ep) in [(1, "ep=first"), (2, "ep=second")] {
+        let device = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+        device.connect(gateway).await.expect("connect");
+        send(
+            &device,
+            &request(Code::POST, id, &["rd"], &[ep, "lt=60", "lwm2m=1"], b"</3/0>"),
+        )
+        .await;
+        codes.push(recv(&device).await.code);
+    }
+    assert_eq!(codes, [Code::CREATED, Code::SERVICE_UNAVAILABLE]);
+    server.shutdown().await;
+}
+
 #[tokio::test]
 async fn the_gateway_does_not_start_without_object_definitions() {
     let empty = tempfile_dir();

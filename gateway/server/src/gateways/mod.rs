@@ -16,7 +16,7 @@ use portico_core::Broker;
 use portico_core::auth::ListenerAuthn;
 use portico_core::datagram::DatagramFrontend;
 use portico_lwm2m::Registry;
-use portico_lwm2m::channel::{Lwm2mFrontend, Lwm2mSettings};
+use portico_lwm2m::channel::{Lwm2mFrontend, Lwm2mSettings, Registrations};
 use portico_mqttsn::channel::MqttSnFrontend;
 use portico_mqttsn::registry::Predefined;
 use portico_mqttsn::settings::MqttSnSettings;
@@ -190,18 +190,26 @@ async fn start_lwm2m(config: &Config, start: &mut Start<'_>) -> Result<(), Start
         translators: lw.translators.clone(),
         mountpoint: lw.mountpoint.clone(),
         enable_authn,
+        max_registrations: lw.max_registrations,
+        psk_identity_as_endpoint: lw.psk_identity_as_endpoint,
         ..Lwm2mSettings::default()
     };
+    // One table for every listener: an endpoint is registered once per gateway, and the limit
+    // counts them all. Restored from the store here, before any listener serves.
+    let broker = start.broker;
+    let registrations = Registrations::load(broker.journal().cloned(), lw.max_registrations);
+    let frontend =
+        |enable_authn| Lwm2mFrontend::with_registrations(broker, settings(enable_authn), registrations.clone());
     for (name, listener) in lw.udp.iter().filter(|(_, l)| l.enable) {
         let full_name = format!("lwm2m:udp:{name}");
         let socket = bind(&full_name, listener, false).await?;
-        let frontend = Arc::new(Lwm2mFrontend::new(start.broker, settings(listener.enable_authn)));
+        let frontend = Arc::new(frontend(listener.enable_authn));
         serve(start, full_name, socket, listener, frontend)?;
     }
     for (name, dtls) in lw.dtls.iter().filter(|(_, l)| l.listener.enable) {
         let full_name = format!("lwm2m:dtls:{name}");
         let socket = bind(&full_name, &dtls.listener, false).await?;
-        let inner = Arc::new(Lwm2mFrontend::new(start.broker, settings(dtls.listener.enable_authn)));
+        let inner = Arc::new(frontend(dtls.listener.enable_authn));
         let frontend = dtls_frontend(start, &format!("gateway.lwm2m.listeners.dtls.{name}"), dtls, inner)?;
         serve(start, full_name, socket, &dtls.listener, frontend)?;
     }

@@ -4,7 +4,10 @@
 //! # Layout
 //! - this file: the frontend, the channel, message dispatch, authentication, uplink
 //!   publishing (with authorization), the lifetime timer and close;
-//! - `registration`: the registration interface (`/rd`: register, update, de-register);
+//! - `registration`: the registration interface (`/rd`: register, update, de-register), and
+//!   the rebuilding of a channel from a kept registration;
+//! - `registrations`: [`Registrations`], the gateway's table of registrations by location,
+//!   kept in the durable store;
 //! - `downlink`: commands from MQTT, the FIFO with one request in flight, queue mode,
 //!   responses, observations and notifications;
 //! - `command`: command JSON → CoAP request and CoAP response → reply JSON (pure);
@@ -17,6 +20,7 @@
 pub mod command;
 mod downlink;
 mod registration;
+mod registrations;
 mod settings;
 #[cfg(test)]
 mod tests;
@@ -46,23 +50,37 @@ use portico_core::{Broker, Ctx};
 use serde_json::{Map, Value as Json};
 
 pub use command::{Kind, code_name};
-pub use settings::{AutoObserve, Lwm2mSettings, Translator, Translators, UpdatePublish};
+pub use registrations::{MAX_RECORD, Registrations, SPACE as REGISTRATIONS_SPACE};
+pub use settings::{AutoObserve, DEFAULT_MAX_REGISTRATIONS, Lwm2mSettings, Translator, Translators, UpdatePublish};
 
 type Out = Outbox<Message>;
 
 /// The protocol name in events and `ClientInfo`.
 pub const PROTOCOL: &str = "lwm2m";
 
-/// The LwM2M frontend: one channel per device address.
+/// The LwM2M frontend: one channel per device address, and the registrations they share.
 #[derive(Debug)]
 pub struct Lwm2mFrontend {
     ctx: Ctx,
     settings: Arc<Lwm2mSettings>,
+    registrations: Arc<Registrations>,
 }
 
 impl Lwm2mFrontend {
-    /// A frontend on `broker` with `settings`.
+    /// A frontend on `broker` with `settings`, with a table of its own
+    /// (`settings.max_registrations`; restored from the broker's store if it has one).
     pub fn new(broker: &Broker, settings: Lwm2mSettings) -> Lwm2mFrontend {
+        let registrations = Registrations::load(broker.journal().cloned(), settings.max_registrations);
+        Lwm2mFrontend::with_registrations(broker, settings, registrations)
+    }
+
+    /// A frontend sharing `registrations` with the gateway's other listeners: an endpoint is
+    /// registered once per gateway, whichever listener it came through.
+    pub fn with_registrations(
+        broker: &Broker,
+        settings: Lwm2mSettings,
+        registrations: Arc<Registrations>,
+    ) -> Lwm2mFrontend {
         let ctx = broker.ctx(FrontendInfo {
             name: PROTOCOL,
             mountpoint: ByteString::from(settings.mountpoint.clone()),
@@ -71,7 +89,13 @@ impl Lwm2mFrontend {
         Lwm2mFrontend {
             ctx,
             settings: Arc::new(settings),
+            registrations,
         }
+    }
+
+    /// The registrations table.
+    pub fn registrations(&self) -> &Arc<Registrations> {
+        &self.registrations
     }
 }
 
@@ -91,7 +115,14 @@ impl DatagramFrontend for Lwm2mFrontend {
     }
 
     fn new_peer(&self, conn: Arc<ConnHandle>, info: ConnInfo, now: Instant) -> Lwm2mChannel {
-        Lwm2mChannel::new(self.ctx.clone(), self.settings.clone(), conn, info, now)
+        Lwm2mChannel::new(
+            self.ctx.clone(),
+            self.settings.clone(),
+            self.registrations.clone(),
+            conn,
+            info,
+            now,
+        )
     }
 }
 
@@ -109,14 +140,24 @@ struct PendingUplink {
     message: MqttMessage,
 }
 
+/// The command subscription, while its authorization is pending.
+#[derive(Debug)]
+struct PendingSubscription {
+    pending: Pending<bool>,
+    filter: String,
+}
+
 /// One device's LwM2M state.
 #[derive(Debug)]
 pub struct Lwm2mChannel {
     ctx: Ctx,
     settings: Arc<Lwm2mSettings>,
+    registrations: Arc<Registrations>,
     conn: Arc<ConnHandle>,
     peer: SocketAddr,
     sockport: u16,
+    /// The DTLS PSK identity the device's handshake proved, if any.
+    psk_identity: Option<Arc<str>>,
     layer: MessageLayer,
     closing: bool,
     client: Option<ClientInfo>,
@@ -128,19 +169,32 @@ pub struct Lwm2mChannel {
     answer: Option<AuthResult>,
     downlink: downlink::Downlink,
     uplinks: VecDeque<PendingUplink>,
+    command_subscription: Option<PendingSubscription>,
+    /// Whether the close ends the registration (de-register, lifetime, kick) or leaves it in
+    /// the table for the device to come back to (shutdown, the transport dropped us).
+    forget: bool,
     last_heard: Instant,
     connected_at_ms: u64,
     close_name: &'static str,
 }
 
 impl Lwm2mChannel {
-    fn new(ctx: Ctx, settings: Arc<Lwm2mSettings>, conn: Arc<ConnHandle>, info: ConnInfo, now: Instant) -> Self {
+    fn new(
+        ctx: Ctx,
+        settings: Arc<Lwm2mSettings>,
+        registrations: Arc<Registrations>,
+        conn: Arc<ConnHandle>,
+        info: ConnInfo,
+        now: Instant,
+    ) -> Self {
         Lwm2mChannel {
             layer: MessageLayer::new(&settings.coap),
             peer: info.peer,
             sockport: info.local.port(),
+            psk_identity: info.psk_identity,
             ctx,
             settings,
+            registrations,
             conn,
             closing: false,
             client: None,
@@ -151,6 +205,8 @@ impl Lwm2mChannel {
             answer: None,
             downlink: downlink::Downlink::default(),
             uplinks: VecDeque::new(),
+            command_subscription: None,
+            forget: false,
             last_heard: now,
             connected_at_ms: 0,
             close_name: "normal",
@@ -165,6 +221,16 @@ impl Lwm2mChannel {
             self.layer.record_response(request.message_id, &response);
         }
         out.send(response);
+    }
+
+    /// Forgets the journal tickets the last call collected: nothing the gateway sends waits for
+    /// the store, and a ticket left on this thread would hold up another channel's
+    /// acknowledgement. (A register/update answer does not wait for its record: should a crash
+    /// lose the record, the device's next update gets 4.04 and it registers again, which is
+    /// what a restart without kept registrations costs anyway. Holding the answer would also
+    /// let commands and auto-observe requests reach the device before it.)
+    fn drop_tickets(&self) {
+        let _ = self.ctx.take_ticket();
     }
 
     fn reply(&mut self, request: &Message, code: Code, why: &str, out: &mut Out) {
@@ -222,12 +288,13 @@ impl Lwm2mChannel {
     // ------------------------------------------------------------------ authentication
 
     /// Authenticates the registering device: `Some(client)` when allowed, `None` when refused
-    /// (answered) or held for the answer.
+    /// (answered with `refused`) or held for the answer.
     fn authenticate(
         &mut self,
         request: &Message,
         client: ClientInfo,
         password: Option<&str>,
+        refused: (Code, &str),
         out: &mut Out,
     ) -> Option<ClientInfo> {
         let result = match self.answer.take() {
@@ -253,7 +320,7 @@ impl Lwm2mChannel {
             }
             AuthResult::Deny(refusal) => {
                 tracing::debug!(peer = %self.peer, ?refusal, "LwM2M device not authenticated");
-                self.reply(request, Code::BAD_REQUEST, "Login Failed: not_authorized", out);
+                self.reply(request, refused.0, refused.1, out);
                 None
             }
         }
@@ -351,6 +418,13 @@ impl Lwm2mChannel {
 
     fn release_session(&mut self, now: Instant) {
         let Some(session) = self.session.take() else { return };
+        if let Some(reg) = &self.reg {
+            if self.forget {
+                self.registrations.remove(&reg.endpoint, self.conn.id());
+            } else {
+                self.registrations.release(&reg.endpoint, self.conn.id());
+            }
+        }
         if let Some(client) = &self.client {
             let at = now_millis();
             self.ctx.sys_disconnected(&DisconnectedEvent {
@@ -405,6 +479,7 @@ impl DatagramChannel for Lwm2mChannel {
                 }
             }
         }
+        self.drop_tickets();
         self.release_if_closing(now);
     }
 
@@ -414,7 +489,9 @@ impl DatagramChannel for Lwm2mChannel {
             self.resume_held(now, out);
         }
         self.release_uplinks(now);
+        self.resume_command_subscription(now);
         self.take_commands(now, out);
+        self.drop_tickets();
         self.release_if_closing(now);
     }
 
@@ -425,10 +502,13 @@ impl DatagramChannel for Lwm2mChannel {
         if self.deadline() <= now {
             tracing::debug!(peer = %self.peer, "LwM2M lifetime expired; closing");
             self.close_name = "lifetime_expired";
+            self.forget = true;
             self.close(CloseReason::KeepAliveTimeout, out);
+            self.drop_tickets();
             return self.release_if_closing(now);
         }
         self.downlink_timeout(now, out);
+        self.drop_tickets();
     }
 
     fn poll_timeout(&self) -> Option<Instant> {
@@ -450,13 +530,17 @@ impl DatagramChannel for Lwm2mChannel {
             return;
         }
         self.close_name = reason.event_name();
+        // A registration outlives a shutdown (kept in the store); any other kick ends it.
+        self.forget = reason != KickReason::ServerShutdown;
         self.close(CloseReason::Kicked(reason), out);
         self.release_if_closing(now);
+        self.drop_tickets();
     }
 
     fn handle_closed(&mut self, now: Instant) {
         self.closing = true;
         self.release_session(now);
+        self.drop_tickets();
     }
 
     fn accepts_input(&self) -> bool {

@@ -1,5 +1,13 @@
 //! The registration interface (gateway-semantics §3.2, §3.4): `POST /rd` registers,
 //! `POST /rd/{ep}` updates, `DELETE /rd/{ep}` de-registers.
+//!
+//! Every registration is also kept in the gateway's [`Registrations`](super::Registrations)
+//! table (and store). An update reaching a channel without a registration (the device's
+//! address changed, or the gateway restarted) rebuilds the channel from the kept record:
+//! the record must be within its lifetime, the connection must show the PSK identity the
+//! registration was made with (none for none), and the authentication chain is run again
+//! with the stored client id and user name, the new address and no password (none is
+//! stored). Any failure is 4.04, which makes the device register again.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -9,19 +17,24 @@ use portico_coap::message::{Code, Message};
 use portico_core::auth::{Action, ClientInfo};
 use portico_core::broker::RetainedOnSubscribe;
 use portico_core::channel::CloseReason;
-use portico_core::message::now_millis;
+use portico_core::message::now_millis as wall_ms;
 use portico_core::session::SubOptions;
 use portico_core::sys::ConnectedEvent;
 use portico_core::topic::SubscriptionTopic;
 use portico_core::verdict::Verdict;
 use serde_json::{Map, Value as Json};
 
+use super::registrations::{Record, Refused};
 use super::settings::UpdatePublish;
-use super::{Lwm2mChannel, Out, PROTOCOL};
+use super::{Lwm2mChannel, Out, PROTOCOL, PendingSubscription};
 use crate::link::ObjectLinks;
 
 /// Query keys never published in register/update events (EMQX's sensitive keys).
 const SENSITIVE: [&str; 6] = ["password", "secret", "private_key", "access_token", "token", "passwd"];
+
+fn sensitive(key: &str) -> bool {
+    SENSITIVE.contains(&key.to_ascii_lowercase().as_str())
+}
 
 /// What a device registered with, merged with its updates.
 #[derive(Debug, Clone)]
@@ -49,7 +62,7 @@ impl Registration {
     fn event_data(&self) -> Map<String, Json> {
         let mut data = Map::new();
         for (key, value) in &self.query {
-            if SENSITIVE.contains(&key.to_ascii_lowercase().as_str()) {
+            if sensitive(key) {
                 continue;
             }
             data.insert(key.clone(), Json::String(value.clone()));
@@ -65,6 +78,18 @@ impl Registration {
         data
     }
 
+    /// The registration of a kept record.
+    fn of_record(record: &Record) -> Registration {
+        Registration {
+            endpoint: record.endpoint.clone(),
+            query: record.query.clone(),
+            lifetime: Duration::from_secs(record.lifetime_secs),
+            alternate_path: record.alternate_path.clone(),
+            object_list: record.object_list.clone(),
+            queue_mode: record.queue_mode,
+        }
+    }
+
     fn set_mode(&mut self) {
         let b = self.query.get("b").map(String::as_str);
         let apn = self.query.get("apn").map(String::as_str);
@@ -75,6 +100,8 @@ impl Registration {
             );
     }
 }
+
+const TOO_MANY: &str = "Service Unavailable: too many registrations";
 
 fn query_of(request: &Message) -> BTreeMap<String, String> {
     request
@@ -125,6 +152,12 @@ impl Lwm2mChannel {
             queue_mode: false,
         };
         reg.set_mode();
+        if self.settings.psk_identity_as_endpoint
+            && let Some(identity) = &self.psk_identity
+            && **identity != *endpoint
+        {
+            return self.reply(&request, Code::FORBIDDEN, "Forbidden: ep is not the PSK identity", out);
+        }
         if let Some(old) = &self.reg {
             if old.endpoint != endpoint {
                 return self.reply(&request, Code::BAD_REQUEST, "Bad Request: channel has registered", out);
@@ -136,12 +169,22 @@ impl Lwm2mChannel {
             merged.alternate_path = reg.alternate_path;
             merged.object_list = reg.object_list;
             merged.set_mode();
+            let Some(record) = self.client.as_ref().map(|c| self.record_of(&merged, c)) else {
+                return;
+            };
+            if !self.keep(&request, record, out) {
+                return;
+            }
             let data = merged.event_data();
             self.reg = Some(merged);
             self.reply(&request, Code::CHANGED, "", out);
             let translator = self.settings.translators.register.clone();
             self.publish_uplink(&translator, event("register", data), now);
             return;
+        }
+        // Refused before the authentication backends are asked, which a flood would load.
+        if !self.registrations.has_room_for(&endpoint) {
+            return self.reply(&request, Code::SERVICE_UNAVAILABLE, TOO_MANY, out);
         }
         let client_id = reg.query.get("device_id").cloned().unwrap_or_else(|| endpoint.clone());
         let username = reg.query.get("imei").cloned().unwrap_or_else(|| endpoint.clone());
@@ -152,10 +195,15 @@ impl Lwm2mChannel {
             self.peer,
             PROTOCOL,
         );
-        let Some(client) = self.authenticate(&request, client, password.as_deref(), out) else {
+        let refusal = (Code::BAD_REQUEST, "Login Failed: not_authorized");
+        let Some(client) = self.authenticate(&request, client, password.as_deref(), refusal, out) else {
             return;
         };
         self.mountpoint = self.mount_template(&reg, &client);
+        // Kept before the session opens: a refusal leaves nothing to undo.
+        if !self.keep(&request, self.record_of(&reg, &client), out) {
+            return;
+        }
         self.open(client, &reg, now);
         let data = reg.event_data();
         self.reg = Some(reg);
@@ -167,6 +215,85 @@ impl Lwm2mChannel {
         let translator = self.settings.translators.register.clone();
         self.publish_uplink(&translator, event("register", data), now);
         self.auto_observe(now, out);
+    }
+
+    /// What is kept of `reg`, made by `client` through this channel.
+    fn record_of(&self, reg: &Registration, client: &ClientInfo) -> Record {
+        Record {
+            endpoint: reg.endpoint.clone(),
+            mountpoint: self.mountpoint.clone(),
+            query: reg
+                .query
+                .iter()
+                .filter(|(k, _)| !sensitive(k))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            lifetime_secs: reg.lifetime.as_secs(),
+            alternate_path: reg.alternate_path.clone(),
+            object_list: reg.object_list.clone(),
+            queue_mode: reg.queue_mode,
+            client_id: client.client_id.to_string(),
+            username: client.username.as_ref().map(ToString::to_string),
+            psk_identity: self.psk_identity.as_deref().map(str::to_owned),
+            peer: self.peer,
+            seen_ms: wall_ms(),
+        }
+    }
+
+    /// Writes `record` to the table and store, as served by this channel; answers and returns
+    /// false when it is refused (the table is full, the record too large).
+    fn keep(&mut self, request: &Message, record: Record, out: &mut Out) -> bool {
+        match self.registrations.put(&record, &self.conn) {
+            Ok(()) => true,
+            Err(Refused::Full) => {
+                self.reply(request, Code::SERVICE_UNAVAILABLE, TOO_MANY, out);
+                false
+            }
+            Err(Refused::TooLarge) => {
+                self.reply(request, Code::REQUEST_ENTITY_TOO_LARGE, "registration too large", out);
+                false
+            }
+        }
+    }
+
+    /// Rebuilds this channel from the registration kept at `location` (see the module docs);
+    /// true when done, false when answered (4.04) or held for the authentication answer.
+    fn resume(&mut self, request: &Message, location: &str, now: Instant, out: &mut Out) -> bool {
+        let Some(record) = self.registrations.get(location) else {
+            self.reply(request, Code::NOT_FOUND, "", out);
+            return false;
+        };
+        if record.psk_identity.as_deref() != self.psk_identity.as_deref() {
+            self.reply(request, Code::NOT_FOUND, "Not Found: PSK identity changed", out);
+            return false;
+        }
+        // A record kept from before the binding was configured must meet it too.
+        if self.settings.psk_identity_as_endpoint
+            && record.psk_identity.as_ref().is_some_and(|id| *id != record.endpoint)
+        {
+            self.reply(request, Code::NOT_FOUND, "Not Found: ep is not the PSK identity", out);
+            return false;
+        }
+        let client = ClientInfo::new(
+            ByteString::from(record.client_id.clone()),
+            record.username.clone().map(ByteString::from),
+            self.peer,
+            PROTOCOL,
+        );
+        let refusal = (Code::NOT_FOUND, "Not Found: not_authorized");
+        let Some(client) = self.authenticate(request, client, None, refusal, out) else {
+            return false;
+        };
+        tracing::debug!(endpoint = %record.endpoint, old = %record.peer, new = %self.peer, "LwM2M registration resumed");
+        let reg = Registration::of_record(&record);
+        // Claimed before the session opens, so that a live old channel learns it was taken
+        // over (not discarded) and leaves the registration alone when it closes.
+        self.registrations.claim(location, &self.conn);
+        self.mountpoint = record.mountpoint;
+        self.open(client, &reg, now);
+        self.reg = Some(reg);
+        self.subscribe_commands();
+        true
     }
 
     fn mount_template(&self, reg: &Registration, client: &ClientInfo) -> String {
@@ -181,7 +308,7 @@ impl Lwm2mChannel {
     fn open(&mut self, client: ClientInfo, reg: &Registration, now: Instant) {
         let opened = self.ctx.open_session(&client.client_id, true, 0, &self.conn, None);
         self.session = Some(opened.session);
-        self.connected_at_ms = now_millis();
+        self.connected_at_ms = wall_ms();
         self.last_heard = now;
         self.ctx.sys_connected(&ConnectedEvent {
             client_id: client.client_id.to_string(),
@@ -200,28 +327,48 @@ impl Lwm2mChannel {
         self.client = Some(client);
     }
 
-    /// Subscribes the session to the mounted command topic (authorization checked; a pending
-    /// answer is treated as a denial and logged).
-    fn subscribe_commands(&mut self) {
-        let (Some(client), Some(session)) = (&self.client, &self.session) else {
+    /// Subscribes the session to the mounted command topic if authorized. A pending answer
+    /// (an HTTP backend, say) is awaited without holding anything up: the subscription is made
+    /// when it comes ([`resume_command_subscription`](Self::resume_command_subscription)).
+    pub(super) fn subscribe_commands(&mut self) {
+        let Some(client) = &self.client else { return };
+        let filter = format!("{}{}", self.mountpoint, self.settings.translators.command.topic);
+        match self.ctx.authorize(client, Action::Subscribe, &filter) {
+            Verdict::Ready(allowed) => self.subscribe_if(allowed, filter),
+            Verdict::Pending(pending) => {
+                pending.watch(&self.conn);
+                // A later registration's question replaces an earlier one still unanswered.
+                self.command_subscription = Some(PendingSubscription { pending, filter });
+            }
+        }
+    }
+
+    /// Makes the command subscription whose authorization just came in.
+    pub(super) fn resume_command_subscription(&mut self, now: Instant) {
+        let Some(waiting) = &self.command_subscription else {
             return;
         };
-        let translator = &self.settings.translators.command;
-        let filter = format!("{}{}", self.mountpoint, translator.topic);
-        let allowed = match self.ctx.authorize(client, Action::Subscribe, &filter) {
-            Verdict::Ready(allowed) => allowed,
-            Verdict::Pending(_) => {
-                tracing::warn!(
-                    filter,
-                    "LwM2M command subscription: asynchronous authorization is not supported; not subscribed"
-                );
-                false
-            }
+        let Some(answer) = waiting.pending.poll(&self.conn) else {
+            return;
         };
+        let Some(waiting) = self.command_subscription.take() else {
+            return;
+        };
+        let allowed = self
+            .ctx
+            .authorization_answered(answer, None, Action::Subscribe, &waiting.filter, now);
+        if !self.closing {
+            self.subscribe_if(allowed, waiting.filter);
+        }
+    }
+
+    fn subscribe_if(&mut self, allowed: bool, filter: String) {
+        let Some(session) = &self.session else { return };
         if !allowed {
             tracing::info!(filter, "LwM2M command subscription not authorized");
             return;
         }
+        let translator = &self.settings.translators.command;
         let Ok(parsed) = SubscriptionTopic::parse(ByteString::from(filter.clone())) else {
             tracing::warn!(filter, "LwM2M command topic is not a valid filter");
             return;
@@ -236,9 +383,9 @@ impl Lwm2mChannel {
     }
 
     pub(super) fn update(&mut self, request: Message, location: &str, now: Instant, out: &mut Out) {
-        let Some(reg) = self.reg.as_ref().filter(|r| r.endpoint == location).cloned() else {
+        if self.reg.as_ref().is_some_and(|r| r.endpoint != location) {
             return self.reply(&request, Code::NOT_FOUND, "", out);
-        };
+        }
         let query = query_of(&request);
         if let Some(lt) = query.get("lt")
             && self.lifetime_of(lt).is_none()
@@ -256,7 +403,12 @@ impl Lwm2mChannel {
                 }
             }
         };
-        let mut merged = reg;
+        if self.reg.is_none() && !self.resume(&request, location, now, out) {
+            return;
+        }
+        let Some(mut merged) = self.reg.clone() else {
+            return self.reply(&request, Code::NOT_FOUND, "", out);
+        };
         let has_list = links.is_some();
         if let Some(lt) = query.get("lt").and_then(|lt| self.lifetime_of(lt)) {
             merged.lifetime = lt;
@@ -267,6 +419,12 @@ impl Lwm2mChannel {
             merged.object_list = links.object_list();
         }
         merged.set_mode();
+        let Some(record) = self.client.as_ref().map(|c| self.record_of(&merged, c)) else {
+            return;
+        };
+        if !self.keep(&request, record, out) {
+            return;
+        }
         let data = merged.event_data();
         self.reg = Some(merged);
         self.reply(&request, Code::CHANGED, "", out);
@@ -282,6 +440,7 @@ impl Lwm2mChannel {
         }
         self.reply(&request, Code::DELETED, "", out);
         self.close_name = "normal";
+        self.forget = true;
         self.close(CloseReason::ClientDisconnect, out);
     }
 }

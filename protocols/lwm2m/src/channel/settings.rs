@@ -10,6 +10,11 @@ use portico_core::auth::ListenerAuthn;
 
 use crate::registry::Registry;
 
+/// The default of [`Lwm2mSettings::max_registrations`]: a bound on the gateway's memory under a
+/// registration flood (a registration costs a channel, a session and a table entry, about
+/// 2 KiB), well above one node's expected fleet.
+pub const DEFAULT_MAX_REGISTRATIONS: usize = 100_000;
+
 /// One MQTT topic of the gateway, under the mountpoint, with its QoS.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Translator {
@@ -101,6 +106,15 @@ pub struct Lwm2mSettings {
     pub max_queued_commands: usize,
     /// Largest CoAP payload accepted from a device (registration, responses).
     pub max_payload: usize,
+    /// Most registrations at once (a new endpoint over it is refused with 5.03). Used by
+    /// [`Lwm2mFrontend::new`](super::Lwm2mFrontend::new); a table shared by several listeners
+    /// ([`Lwm2mFrontend::with_registrations`](super::Lwm2mFrontend::with_registrations)) has
+    /// its own.
+    pub max_registrations: usize,
+    /// On a connection with a DTLS PSK identity, a registration must name that identity as its
+    /// endpoint (`ep`), else 4.03: a device cannot register as another device whose key it
+    /// does not hold.
+    pub psk_identity_as_endpoint: bool,
     /// CoAP transmission parameters (ACK_TIMEOUT, MAX_RETRANSMIT, EXCHANGE_LIFETIME).
     pub coap: CoapSettings,
 }
@@ -119,6 +133,8 @@ impl Default for Lwm2mSettings {
             enable_authn: ListenerAuthn::Enabled,
             max_queued_commands: 100,
             max_payload: 64 * 1024,
+            max_registrations: DEFAULT_MAX_REGISTRATIONS,
+            psk_identity_as_endpoint: false,
             coap: CoapSettings::default(),
         }
     }

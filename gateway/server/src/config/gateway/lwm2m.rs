@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use portico_core::QoS;
-use portico_lwm2m::channel::{AutoObserve, Translator, Translators, UpdatePublish};
+use portico_lwm2m::channel::{AutoObserve, DEFAULT_MAX_REGISTRATIONS, Translator, Translators, UpdatePublish};
 use toml::Value;
 
 use super::super::schema::{Ctx, Section};
@@ -35,6 +35,10 @@ pub struct Lwm2mConfig {
     pub translators: Translators,
     /// Topic prefix, with `${endpoint_name}`, `${clientid}`, `${username}`, `${peerhost}`.
     pub mountpoint: String,
+    /// Most endpoints registered at once, over all the gateway's listeners (not in EMQX).
+    pub max_registrations: usize,
+    /// On DTLS PSK connections, `ep` must be the PSK identity (not in EMQX).
+    pub psk_identity_as_endpoint: bool,
     /// `listeners.udp.<name>`.
     pub udp: BTreeMap<String, UdpListenerConfig>,
     /// `listeners.dtls.<name>` (none by default: they need a certificate or PSK identities).
@@ -53,6 +57,8 @@ impl Default for Lwm2mConfig {
             update_msg_publish_condition: UpdatePublish::Always,
             translators: Translators::default(),
             mountpoint: "lwm2m/${endpoint_name}/".to_owned(),
+            max_registrations: DEFAULT_MAX_REGISTRATIONS,
+            psk_identity_as_endpoint: false,
             udp: BTreeMap::from([("default".to_owned(), UdpListenerConfig::on_port(5783))]),
             dtls: BTreeMap::new(),
         }
@@ -121,6 +127,13 @@ pub(super) fn lwm2m(mut s: Section<'_>, ctx: &mut Ctx<'_>) -> Lwm2mConfig {
         update_publish,
     );
     let mountpoint = s.field(ctx, "mountpoint", d.mountpoint.clone(), value::string);
+    let max_registrations = s.field(ctx, "max_registrations", d.max_registrations, value::count_or_infinity);
+    let psk_identity_as_endpoint = s.field(
+        ctx,
+        "psk_identity_as_endpoint",
+        d.psk_identity_as_endpoint,
+        value::boolean,
+    );
     s.field(ctx, "enable_stats", true, value::boolean);
     let translators = {
         let dt = d.translators.clone();
@@ -154,6 +167,8 @@ pub(super) fn lwm2m(mut s: Section<'_>, ctx: &mut Ctx<'_>) -> Lwm2mConfig {
         update_msg_publish_condition,
         translators,
         mountpoint,
+        max_registrations,
+        psk_identity_as_endpoint,
         udp,
         dtls,
     }

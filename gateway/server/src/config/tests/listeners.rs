@@ -581,10 +581,14 @@ fn lwm2m_gateway_settings_and_refusals() {
     assert_eq!(lw.translators.register.topic, "up/resp");
     assert_eq!(lw.translators.update.topic, "up/update");
     assert_eq!(lw.udp["default"].bind, addr("0.0.0.0:5783"));
+    assert_eq!(lw.max_registrations, portico_lwm2m::channel::DEFAULT_MAX_REGISTRATIONS);
+    assert!(!lw.psk_identity_as_endpoint);
     let file = r#"
 [gateway.lwm2m]
 enable = true
 xml_dir = "/etc/lwm2m"
+max_registrations = "infinity"
+psk_identity_as_endpoint = true
 auto_observe = "/3/0, /3303/0"
 update_msg_publish_condition = "contains_object_list"
 translators = { notify = { topic = "up/n", qos = 1 } }
@@ -603,13 +607,17 @@ bind = "127.0.0.1:15783"
     assert_eq!(lw.translators.notify.qos, portico_core::QoS::AtLeastOnce);
     assert_eq!(lw.translators.response.topic, "up/resp", "the default");
     assert_eq!(lw.udp["default"].bind, addr("127.0.0.1:15783"));
+    assert_eq!(lw.max_registrations, usize::MAX);
+    assert!(lw.psk_identity_as_endpoint);
     let bad = r#"
 [gateway.lwm2m]
+max_registrations = 0
 auto_observe = "/x"
 update_msg_publish_condition = "never"
 translators = { command = { qos = 3 } }
 "#;
     let text = errors_of(load_str("lwm2m-bad", bad, &[])).to_string();
+    assert!(text.contains("gateway.lwm2m.max_registrations"), "{text}");
     assert!(text.contains("gateway.lwm2m.auto_observe"), "{text}");
     assert!(text.contains("gateway.lwm2m.update_msg_publish_condition"), "{text}");
     assert!(text.contains("gateway.lwm2m.translators.command.qos"), "{text}");

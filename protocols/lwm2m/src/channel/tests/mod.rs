@@ -1,5 +1,9 @@
 //! Sans-I/O LwM2M channel tests: a real broker, a fake clock, a small LwM2M device (objects 3
-//! and 3303) on the CoAP codec, and an MQTT application session.
+//! and 3303) on the CoAP codec, and an MQTT application session. This file holds the harness
+//! and the protocol tests; `registrations` the kept registrations (store, rebuild, takeover,
+//! limits, PSK binding, the command subscription's authorization).
+
+mod registrations;
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
@@ -38,7 +42,11 @@ impl Harness {
     }
 
     fn with(settings: Lwm2mSettings) -> Harness {
-        let broker = Broker::new(BrokerConfig::default());
+        Harness::on(Broker::new(BrokerConfig::default()), settings)
+    }
+
+    /// A harness on `broker` (one with a store, say).
+    fn on(broker: Broker, settings: Lwm2mSettings) -> Harness {
         let frontend = Lwm2mFrontend::new(&broker, settings);
         let app_ctx = broker.ctx(FrontendInfo {
             name: "mqtt",
@@ -68,11 +76,17 @@ impl Harness {
     }
 
     fn device(&self, port: u16) -> Device {
+        self.device_with(port, None)
+    }
+
+    /// A device on a connection that proved `psk_identity` (DTLS PSK).
+    fn device_with(&self, port: u16, psk_identity: Option<&str>) -> Device {
         let conn = self.broker.register_connection();
-        let info = ConnInfo::new(
+        let mut info = ConnInfo::new(
             SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
             SocketAddr::from((Ipv4Addr::LOCALHOST, 5783)),
         );
+        info.psk_identity = psk_identity.map(Arc::from);
         Device {
             channel: self.frontend.new_peer(conn.clone(), info, self.t0),
             conn,
