@@ -129,21 +129,6 @@ async fn mqtt_app(server: &Server) -> Client {
     app
 }
 
-/// Starts a server on the data directory a server of this process just shut down: the old
-/// store's file is released when its writer thread ends, which may be a moment later.
-async fn start_again(config: &Config) -> Server {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        match Server::start(config).await {
-            Ok(server) => return server,
-            Err(error) if error.to_string().contains("in use") && tokio::time::Instant::now() < deadline => {
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-            }
-            Err(error) => panic!("the server does not start again: {error}"),
-        }
-    }
-}
-
 #[tokio::test]
 async fn a_registration_outlives_a_restart() {
     // One data directory for both runs.
@@ -167,7 +152,8 @@ async fn a_registration_outlives_a_restart() {
     assert_eq!(json_of(&app.expect_publish().await.payload)["msgType"], "register");
     server.shutdown().await;
 
-    let server = start_again(&config).await;
+    // Shutdown closed the store: the same data directory opens again at once.
+    let server = Server::start(&config).await.expect("server starts again");
     let mut app = mqtt_app(&server).await;
     // A new gateway port, and a new device port too (as after a NAT rebinding).
     let device = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
