@@ -114,6 +114,22 @@ impl DatagramFrontend for Lwm2mFrontend {
         }
     }
 
+    /// An update (`POST /rd/{ep}`) from a new address names the endpoint whose live channel
+    /// it belongs to: the driver moves that channel here (a NAT rebinding), keeping its
+    /// queued commands and observations. Without a live channel the update opens a new one,
+    /// which rebuilds the registration from the table (see `registrations`).
+    fn rebind_key(&self, datagram: &[u8]) -> Option<String> {
+        if !self.admits(datagram) || datagram[1] != Code::POST.0 {
+            return None;
+        }
+        let request = codec::decode(Bytes::copy_from_slice(datagram)).ok()?;
+        let mut path = request.options.uri_path();
+        match (path.next(), path.next(), path.next()) {
+            (Some(Ok("rd")), Some(Ok(endpoint)), None) => Some(endpoint.to_owned()),
+            _ => None,
+        }
+    }
+
     fn new_peer(&self, conn: Arc<ConnHandle>, info: ConnInfo, now: Instant) -> Lwm2mChannel {
         Lwm2mChannel::new(
             self.ctx.clone(),
@@ -545,5 +561,21 @@ impl DatagramChannel for Lwm2mChannel {
 
     fn accepts_input(&self) -> bool {
         self.held.is_none()
+    }
+
+    /// A registered device is known by its endpoint name (its registration's location).
+    fn client_key(&self) -> Option<&str> {
+        self.reg.as_ref().map(|reg| reg.endpoint.as_str())
+    }
+
+    fn accepts_rebind(&self) -> bool {
+        self.reg.is_some() && !self.closing
+    }
+
+    fn rebound(&mut self, addr: SocketAddr) {
+        tracing::debug!(old = %self.peer, new = %addr, "LwM2M device moved to a new address");
+        self.peer = addr;
+        // Message ids are an endpoint's own: the new address's are no duplicates of the old's.
+        self.layer.forget_requests();
     }
 }

@@ -411,3 +411,36 @@ fn a_channel_dropped_by_its_transport_leaves_the_registration_for_the_device() {
     let mut back = h.device_with(2, Some("dtls-dev"));
     assert_eq!(back.update("dtls-dev", &[], h.t0).code, Code::CHANGED);
 }
+
+#[test]
+fn a_sleeping_device_behind_a_new_nat_port_keeps_its_held_commands() {
+    // The driver moves the live channel (rebind) instead of rebuilding one: what it held for
+    // the sleeping device goes out after the update from the new port.
+    let h = Harness::new();
+    let mut d = h.registered(1, "napper", &["b=UQ"]);
+    let later = h.t0 + Duration::from_secs(30);
+    read_command(&h, "napper", 1);
+    assert!(d.deliver(later).is_empty(), "held: the device sleeps");
+    let update = d.request(Code::POST, &["rd", "napper"], &[], b"");
+    let datagram = codec::encode_to_bytes(&update).expect("encodes");
+    assert_eq!(h.frontend.rebind_key(&datagram), Some("napper".to_owned()));
+    assert_eq!(d.channel.client_key(), Some("napper"));
+    assert!(d.channel.accepts_rebind());
+    let elsewhere = d.request(Code::POST, &["rd", "napper", "x"], &[], b"");
+    assert_eq!(
+        h.frontend
+            .rebind_key(&codec::encode_to_bytes(&elsewhere).expect("encodes")),
+        None,
+        "only an update names an endpoint"
+    );
+    d.channel.rebound(SocketAddr::from((Ipv4Addr::LOCALHOST, 2)));
+    let sent = d.send(&update, later);
+    let [Sent::M(changed), Sent::M(get)] = &sent[..] else {
+        panic!("the update's reply, then the held command: {sent:?}")
+    };
+    assert_eq!(changed.code, Code::CHANGED);
+    assert_eq!(path_of(get), "/3/0/0");
+    let update_event = h.received();
+    assert_eq!(update_event.len(), 1, "{update_event:?}");
+    assert_eq!(update_event[0].0, "lwm2m/napper/up/update");
+}
