@@ -144,6 +144,8 @@ struct Device {
     socket: UdpSocket,
     handler: Handler,
     location: Option<String>,
+    /// The location before a reboot's registration.
+    previous_location: Option<String>,
     next_message_id: u16,
     pending: Vec<Pending>,
     next_update: Option<Instant>,
@@ -255,14 +257,21 @@ impl Device {
     async fn on_response(&mut self, purpose: Purpose, response: &Message, now: Instant) {
         let code = code_text(response.code);
         match purpose {
-            Purpose::Register if response.code == Code::CREATED => {
+            // A registration from an address the gateway already has registered (after a
+            // reboot here) is answered 2.04 without a location, as EMQX does: the location
+            // stays the one it gave before.
+            Purpose::Register if response.code == Code::CREATED || response.code == Code::CHANGED => {
                 let location: String = response
                     .options
                     .location_path()
                     .filter_map(Result::ok)
                     .map(|s| format!("/{s}"))
                     .collect();
-                println!("registered {location}");
+                let location = match (location.is_empty(), self.previous_location.take()) {
+                    (true, Some(previous)) => previous,
+                    _ => location,
+                };
+                println!("registered {location} ({code})");
                 self.location = Some(location);
                 self.schedule_update(now);
             }
@@ -384,7 +393,7 @@ impl Device {
             Effect::Reboot => {
                 println!("rebooting");
                 self.handler = Handler::new(now.into_std(), self.args.v1_1);
-                self.location = None;
+                self.previous_location = self.location.take();
                 self.register(now).await;
             }
         }
@@ -522,6 +531,7 @@ async fn run(args: Args) -> std::io::Result<ExitCode> {
         args,
         socket,
         location: None,
+        previous_location: None,
         next_message_id: rand::random(),
         pending: Vec::new(),
         next_update: None,
@@ -584,7 +594,11 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(args)) {
+    let result = runtime.block_on(run(args));
+    // Stdin is read on a blocking thread that never returns while stdin stays open: do not
+    // wait for it.
+    runtime.shutdown_background();
+    match result {
         Ok(code) => code,
         Err(e) => {
             eprintln!("lwm2m-device: {e}");
