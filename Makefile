@@ -47,6 +47,8 @@ interop:
 		echo "$(CARGO) build --release -p portico"; \
 		$(CARGO) build --release -p portico; \
 	fi
+	@# test_lwm2m.py's test device (found under CARGO_TARGET_DIR, or next to INTEROP_PORTICO_BIN).
+	$(CARGO) build --release -p portico-lwm2m --example lwm2m-device
 	$(VENV_PY) -m pytest interop-tests -q -p no:cacheprovider --timeout=$(PYTEST_TIMEOUT) $(PYTEST_ARGS)
 
 # Side-by-side benchmark against Mosquitto and rumqttd (builds, installs the peers, ~30-40 min).

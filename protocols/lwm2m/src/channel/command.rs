@@ -109,7 +109,7 @@ pub fn parse(payload: &[u8], alternate_path: &str) -> Result<Option<Command>, Re
     let Some(kind) = original.get("msgType").and_then(Json::as_str).and_then(Kind::parse) else {
         return Err(refuse("unknown msgType".to_owned()));
     };
-    let path = Path::parse(&req_path).map_err(|e| refuse(format!("path {req_path:?}: {e}")))?;
+    let path = Path::parse(&command_path(&req_path)).map_err(|e| refuse(format!("path {req_path:?}: {e}")))?;
     let hex = original.get("encoding").and_then(Json::as_str) == Some("hex");
     let (code, observe_value) = match kind {
         Kind::Read | Kind::Discover => (Code::GET, None),
@@ -188,6 +188,18 @@ pub fn parse(payload: &[u8], alternate_path: &str) -> Result<Option<Command>, Re
         path,
         request,
     }))
+}
+
+/// A command's `path` or `basePath` in the data layer's strict form: the leading `/` is
+/// optional and one trailing `/` is dropped. emqxlwm2m writes a batch with `"basePath":
+/// "3/0/"`, which EMQX takes; `reqPath` still echoes the text as sent.
+fn command_path(text: &str) -> String {
+    let trimmed = text.strip_suffix('/').filter(|t| !t.is_empty()).unwrap_or(text);
+    if trimmed.starts_with('/') {
+        trimmed.to_owned()
+    } else {
+        format!("/{trimmed}")
+    }
 }
 
 /// One write/create value: `{"path","type","value"}`, the path relative to `base` when given.
@@ -317,4 +329,52 @@ pub fn response_data(command: &Command, response: &Message, registry: &Registry)
     let mut data = result_data(&command.req_path, code);
     data.insert("content".to_owned(), content);
     data
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parsed(json: Json) -> Command {
+        match parse(json.to_string().as_bytes(), "/") {
+            Ok(Some(command)) => command,
+            other => panic!("{json}: {other:?}"),
+        }
+    }
+
+    fn uri_path(m: &Message) -> Vec<&str> {
+        m.options.uri_path().map(|s| s.unwrap_or("?")).collect()
+    }
+
+    #[test]
+    fn emqxlwm2m_batch_base_path_without_leading_and_with_trailing_slash() {
+        // What emqxlwm2m 0.6.0 publishes for a write of two resources.
+        let c = parsed(serde_json::json!({"reqID": 1, "msgType": "write", "data": {
+            "basePath": "3/0/", "content": [
+                {"path": "14", "type": "String", "value": "+04:00"},
+                {"path": "15", "type": "String", "value": "Asia/Dubai"}]}}));
+        assert_eq!((c.path.to_string(), c.req_path.as_str()), ("/3/0".to_owned(), "3/0/"));
+        assert_eq!((c.request.code, uri_path(&c.request)), (Code::POST, vec!["3", "0"]));
+        let ids: Vec<u16> = match crate::tlv::decode(&c.request.payload) {
+            Ok(crate::tlv::TlvPayload::Resources(resources)) => resources.iter().map(|r| r.id()).collect(),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(ids, [14, 15]);
+        // A single path may drop its leading slash too; a bare "/" or "//" stays invalid.
+        assert_eq!(
+            parsed(serde_json::json!({"msgType": "read", "data": {"path": "3/0/1"}}))
+                .path
+                .to_string(),
+            "/3/0/1"
+        );
+        for bad in ["/", "//", "/3//", ""] {
+            let refused = parse(
+                serde_json::json!({"msgType": "read", "data": {"path": bad}})
+                    .to_string()
+                    .as_bytes(),
+                "/",
+            );
+            assert!(refused.is_err(), "{bad:?}");
+        }
+    }
 }
