@@ -145,6 +145,11 @@ impl Lwm2mChannel {
         }
     }
 
+    /// Forgets every observation (the device re-registered: it has none any more).
+    pub(super) fn forget_observations(&mut self) {
+        self.downlink.observations.clear();
+    }
+
     fn take_outstanding(&mut self, token: Token) -> Option<Command> {
         match &self.downlink.outstanding {
             Some(o) if o.token == token => self.downlink.outstanding.take().map(|o| o.command),

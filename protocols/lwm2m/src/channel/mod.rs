@@ -28,7 +28,7 @@ mod tests;
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use bytestring::ByteString;
@@ -421,8 +421,12 @@ impl Lwm2mChannel {
 
     fn deadline(&self) -> Instant {
         match &self.reg {
-            // Every message from the device restarts the lifetime (EMQX).
-            Some(reg) => self.last_heard + reg.lifetime,
+            // Every message from the device restarts the lifetime (EMQX). Checked: a lifetime
+            // no clock can reach (a stored record from elsewhere) means no deadline soon.
+            Some(reg) => self
+                .last_heard
+                .checked_add(reg.lifetime)
+                .unwrap_or(self.last_heard + Duration::from_secs(u64::from(u32::MAX))),
             None => self.last_heard + self.settings.coap.idle_timeout,
         }
     }

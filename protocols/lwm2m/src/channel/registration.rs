@@ -119,10 +119,12 @@ fn event(msg_type: &str, data: Map<String, Json>) -> Map<String, Json> {
 }
 
 impl Lwm2mChannel {
+    /// `lt` in seconds; 0 means `lifetime_max` (EMQX). The Lifetime resource (1/x/1) is a
+    /// 32-bit value, so a longer one is refused like any other invalid query.
     fn lifetime_of(&self, lt: &str) -> Option<Duration> {
-        match lt.parse::<u64>().ok()? {
+        match lt.parse::<u32>().ok()? {
             0 => Some(self.settings.lifetime_max),
-            seconds => Some(Duration::from_secs(seconds)),
+            seconds => Some(Duration::from_secs(u64::from(seconds))),
         }
     }
 
@@ -162,7 +164,11 @@ impl Lwm2mChannel {
             if old.endpoint != endpoint {
                 return self.reply(&request, Code::BAD_REQUEST, "Bad Request: channel has registered", out);
             }
-            // Re-registration: the merged info, 2.04 and a register event (EMQX).
+            // Re-registration (a device that rebooted, in practice): the merged info, a
+            // register event, and — unlike EMQX's 2.04 without a location — the 2.01 Created
+            // with the location the Register operation answers (Core §6.2.1), which a strict
+            // client needs. The device's observations died with its reboot: ours are dropped
+            // and `auto_observe` runs again.
             let mut merged = old.clone();
             merged.query.extend(reg.query);
             merged.lifetime = reg.lifetime;
@@ -177,9 +183,11 @@ impl Lwm2mChannel {
             }
             let data = merged.event_data();
             self.reg = Some(merged);
-            self.reply(&request, Code::CHANGED, "", out);
+            self.created(&request, &endpoint, out);
             let translator = self.settings.translators.register.clone();
             self.publish_uplink(&translator, event("register", data), now);
+            self.forget_observations();
+            self.auto_observe(now, out);
             return;
         }
         // Refused before the authentication backends are asked, which a flood would load.
@@ -208,13 +216,18 @@ impl Lwm2mChannel {
         let data = reg.event_data();
         self.reg = Some(reg);
         self.subscribe_commands();
-        let mut response = Message::response_to(&request, Code::CREATED, self.layer.next_id());
-        response.options.push_location_path("rd");
-        response.options.push_location_path(&endpoint);
-        self.respond(&request, response, out);
+        self.created(&request, &endpoint, out);
         let translator = self.settings.translators.register.clone();
         self.publish_uplink(&translator, event("register", data), now);
         self.auto_observe(now, out);
+    }
+
+    /// 2.01 Created with the registration's location, `/rd/{ep}`.
+    fn created(&mut self, request: &Message, endpoint: &str, out: &mut Out) {
+        let mut response = Message::response_to(request, Code::CREATED, self.layer.next_id());
+        response.options.push_location_path("rd");
+        response.options.push_location_path(endpoint);
+        self.respond(request, response, out);
     }
 
     /// What is kept of `reg`, made by `client` through this channel.

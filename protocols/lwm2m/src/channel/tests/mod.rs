@@ -282,6 +282,9 @@ fn bad_registrations_get_4_00() {
         (&["ep=x", "lwm2m=1.0"][..], b"</3/0>"),
         (&["ep=x", "lt=60", "lwm2m=1.0.2"][..], b"</3/0>"),
         (&["ep=x", "lt=60", "lwm2m=1.1"][..], b"</3/0>,<bad"),
+        // The Lifetime resource is 32 bits; a longer one once overflowed the deadline.
+        (&["ep=x", "lt=4294967296", "lwm2m=1.1"][..], b"</3/0>"),
+        (&["ep=x", "lt=9223372036854775807", "lwm2m=1.1"][..], b"</3/0>"),
     ] {
         let r = d.request(Code::POST, &["rd"], query, payload);
         assert_eq!(d.ask(&r, h.t0).code, Code::BAD_REQUEST, "{query:?}");
@@ -418,6 +421,23 @@ fn update_and_deregister() {
         matches!(&sent[..], [Sent::M(m), Sent::Close] if m.code == Code::DELETED),
         "{sent:?}"
     );
+}
+
+#[test]
+fn a_device_that_registers_again_gets_2_01_with_its_location() {
+    // A rebooted device registers again from the same address: Register's answer, not EMQX's
+    // 2.04 without a location.
+    let h = Harness::new();
+    let mut d = h.registered(1, "dev1", &[]);
+    let again = d.request(Code::POST, &["rd"], &["ep=dev1", "lt=90", "lwm2m=1.0"], b"</3/0>");
+    let created = d.ask(&again, h.t0);
+    assert_eq!(created.code, Code::CREATED);
+    let location: Vec<&str> = created.options.location_path().map(|s| s.expect("UTF-8")).collect();
+    assert_eq!(location, ["rd", "dev1"]);
+    let got = h.received();
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0].1["msgType"], "register");
+    assert_eq!(got[0].1["data"]["lt"], 90);
 }
 
 #[test]
