@@ -12,6 +12,10 @@
 //!   most `max_held` datagrams wait while a channel waits for an answer (authentication). UDP
 //!   sends never wait: a reply the socket buffer has no room for is dropped and counted, and the
 //!   protocols' own retransmission covers it.
+//! - **One peer's bug is that peer's**: every peer shares this task, so a panic in one channel
+//!   would end the listener for all of them. Each call into a channel runs under
+//!   `catch_unwind`; a channel that panics is logged and dropped (its connection unregistered,
+//!   its session closed as far as it can be), and the others go on.
 
 use std::collections::{HashMap, VecDeque};
 use std::io;
@@ -215,7 +219,10 @@ impl<F: DatagramFrontend> Driver<F> {
             return;
         }
         if peer.held.is_empty() && peer.channel.accepts_input() {
-            peer.channel.handle_datagram(datagram, now, &mut self.out);
+            let (channel, out) = (&mut peer.channel, &mut self.out);
+            if !survives(peer.addr, || channel.handle_datagram(datagram, now, out)) {
+                return self.drop_panicked(slot, now);
+            }
         } else if peer.held.len() < self.settings.max_held {
             peer.held.push_back(datagram);
         } else {
@@ -275,23 +282,37 @@ impl<F: DatagramFrontend> Driver<F> {
         // Register again before reading the signals: one raised after this wakes us again, one
         // raised before is seen below.
         peer.conn.register(&peer.waker);
-        if !peer.kick_seen
-            && let Some(reason) = peer.conn.kicked()
-        {
-            peer.kick_seen = true;
-            peer.channel.handle_kick(reason, now, &mut self.out);
-        }
-        if !self.out.is_closing() && peer.conn.take_deliver() {
-            peer.channel.handle_deliver(now, &mut self.out);
-        }
-        if !self.out.is_closing() && peer.channel.poll_timeout().is_some_and(|d| d <= now) {
-            peer.channel.handle_timeout(now, &mut self.out);
-        }
-        while !self.out.is_closing() && peer.channel.accepts_input() {
-            let Some(datagram) = peer.held.pop_front() else { break };
-            peer.channel.handle_datagram(datagram, now, &mut self.out);
+        let addr = peer.addr;
+        let out = &mut self.out;
+        let served = survives(addr, || {
+            if !peer.kick_seen
+                && let Some(reason) = peer.conn.kicked()
+            {
+                peer.kick_seen = true;
+                peer.channel.handle_kick(reason, now, out);
+            }
+            if !out.is_closing() && peer.conn.take_deliver() {
+                peer.channel.handle_deliver(now, out);
+            }
+            if !out.is_closing() && peer.channel.poll_timeout().is_some_and(|d| d <= now) {
+                peer.channel.handle_timeout(now, out);
+            }
+            while !out.is_closing() && peer.channel.accepts_input() {
+                let Some(datagram) = peer.held.pop_front() else { break };
+                peer.channel.handle_datagram(datagram, now, out);
+            }
+        });
+        if !served {
+            return self.drop_panicked(slot, now);
         }
         self.finish(socket, slot, now);
+    }
+
+    /// Drops a peer whose channel panicked: what it had queued to send is discarded (it may be
+    /// half made), and the rest of its removal is as for any close.
+    fn drop_panicked(&mut self, slot: usize, now: Instant) {
+        self.out.clear();
+        self.remove(slot, now);
     }
 
     /// Sends what the channel answered; removes the peer if it closed, or files its next
@@ -365,7 +386,8 @@ impl<F: DatagramFrontend> Driver<F> {
         let Some(mut peer) = self.peers.get_mut(slot).and_then(Option::take) else {
             return;
         };
-        peer.channel.handle_closed(now);
+        let channel = &mut peer.channel;
+        survives(peer.addr, || channel.handle_closed(now));
         self.broker.unregister_connection(peer.conn.id());
         self.by_addr.remove(&peer.addr);
         if let Some(key) = &peer.key
@@ -408,6 +430,19 @@ impl<F: DatagramFrontend> Driver<F> {
             self.finish(socket, slot, now);
         }
     }
+}
+
+/// Runs a channel call; false if it panicked (logged with the peer; the panic hook has printed
+/// the message and location already).
+fn survives(peer: SocketAddr, call: impl FnOnce()) -> bool {
+    // AssertUnwindSafe: after a panic the peer's channel is only asked to close (guarded too)
+    // and the broker state a channel touches is behind locks that do not poison (parking_lot)
+    // or atomics, each left consistent by its own operation.
+    let survived = std::panic::catch_unwind(std::panic::AssertUnwindSafe(call)).is_ok();
+    if !survived {
+        tracing::error!(%peer, "a datagram channel panicked; the peer is dropped, the listener goes on");
+    }
+    survived
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@ use super::*;
 
 /// Echoes datagrams, with commands: `close` ends the channel, `wait` stops taking input until
 /// the next delivery signal (as a pending authentication would), `timer` asks for a timeout in
-/// 50 ms. Every call is reported back to the peer.
+/// 50 ms, `panic` panics. Every call is reported back to the peer.
 struct Script {
     waiting: bool,
     deadline: Option<Instant>,
@@ -30,6 +30,7 @@ impl DatagramChannel for Script {
             b"close" => out.close(CloseReason::ClientDisconnect),
             b"wait" => self.waiting = true,
             b"timer" => self.deadline = Some(now + Duration::from_millis(50)),
+            b"panic" => panic!("a scripted channel bug"),
             _ => {}
         }
         out.send(datagram);
@@ -293,4 +294,23 @@ async fn shutdown_kicks_every_peer() {
     rig.task.await.expect("join").expect("served");
     assert_eq!(rig.closed.lock().len(), 1);
     assert_eq!(rig.broker.connection_count(), 0);
+}
+
+#[tokio::test]
+async fn a_panicking_channel_is_dropped_and_the_listener_serves_the_others() {
+    let rig = rig(DatagramSettings::default()).await;
+    let (buggy, other) = (client(&rig).await, client(&rig).await);
+    other.send(b"hello").await.expect("send");
+    assert_eq!(recv(&other).await, b"hello");
+    buggy.send(b"panic").await.expect("send");
+    nothing(&buggy).await;
+    // The buggy peer was closed and unregistered; the other one and new ones are served.
+    let buggy_addr = buggy.local_addr().expect("addr");
+    assert!(rig.closed.lock().contains(&buggy_addr), "handle_closed ran");
+    other.send(b"still here").await.expect("send");
+    assert_eq!(recv(&other).await, b"still here");
+    buggy.send(b"again").await.expect("send");
+    assert_eq!(recv(&buggy).await, b"again", "a new channel for the address");
+    assert!(!rig.task.is_finished());
+    rig.shutdown.cancel();
 }
