@@ -37,12 +37,25 @@ struct Observation {
     last: Option<(u32, Instant)>,
 }
 
+/// A fire-and-forget command (`mheaders.ttl = 0`) sent as a NON request: its response, if one
+/// comes within the exchange lifetime, is published like any other.
+#[derive(Debug)]
+struct Unawaited {
+    command: Command,
+    token: Token,
+    until: Instant,
+}
+
+/// Most fire-and-forget commands whose responses are still awaited (the oldest is forgotten).
+const MAX_UNAWAITED: usize = 16;
+
 /// One device's downlink state.
 #[derive(Debug, Default)]
 pub(super) struct Downlink {
     queue: VecDeque<Queued>,
     outstanding: Option<Outstanding>,
     observations: Vec<Observation>,
+    unawaited: VecDeque<Unawaited>,
 }
 
 impl Downlink {
@@ -84,6 +97,10 @@ impl Lwm2mChannel {
                     continue;
                 }
             };
+            if fire_and_forget(&command.original) {
+                self.send_unawaited(command, now, out);
+                continue;
+            }
             let expires = message.properties.message_expiry_interval.map(|seconds| {
                 let age = now_millis_since(message.timestamp_ms);
                 now + Duration::from_secs(u64::from(seconds)).saturating_sub(age)
@@ -91,6 +108,29 @@ impl Lwm2mChannel {
             self.enqueue(command, expires, now);
         }
         self.pump(now, out);
+    }
+
+    /// `mheaders.ttl = 0` (EMQX: no timeout control, not queued): the request goes out at
+    /// once as a NON, ahead of the queue and even to a sleeping queue-mode device; nothing is
+    /// retransmitted and no `coap_timeout` is reported. EMQX sends a CON outside its one-at-a-
+    /// time window; a NON is the CoAP way of not waiting for an acknowledgement, and keeps the
+    /// message layer's NSTART = 1 for the commands that are awaited.
+    fn send_unawaited(&mut self, mut command: Command, now: Instant, out: &mut Out) {
+        let token = command::random_token();
+        command.request.token = token;
+        command.request.mtype = Type::Non;
+        command.request.message_id = self.layer.next_id();
+        out.send(command.request.clone());
+        let unawaited = &mut self.downlink.unawaited;
+        unawaited.retain(|u| u.until > now);
+        if unawaited.len() >= MAX_UNAWAITED {
+            unawaited.pop_front();
+        }
+        unawaited.push_back(Unawaited {
+            command,
+            token,
+            until: now + self.settings.coap.exchange_lifetime,
+        });
     }
 
     fn enqueue(&mut self, command: Command, expires: Option<Instant>, now: Instant) {
@@ -162,6 +202,11 @@ impl Lwm2mChannel {
         let Some(command) = self.take_outstanding(token) else {
             return;
         };
+        self.answered(command, token, response, now, out);
+    }
+
+    /// The response to `command`, sent with `token`: published, an observation recorded.
+    fn answered(&mut self, command: Command, token: Token, response: Message, now: Instant, out: &mut Out) {
         let data = command::response_data(&command, &response, &self.settings.registry);
         match command.kind {
             Kind::Observe => {
@@ -226,7 +271,12 @@ impl Lwm2mChannel {
         let token = message.token;
         let separate = self.downlink.outstanding.as_ref().is_some_and(|o| o.token == token);
         let observed = self.downlink.observations.iter().position(|o| o.token == token);
-        if !separate && observed.is_none() {
+        let unawaited = self
+            .downlink
+            .unawaited
+            .iter()
+            .position(|u| u.token == token && u.until > now);
+        if !separate && observed.is_none() && unawaited.is_none() {
             // Not ours: reject a CON (RFC 7252 §4.2), ignore a NON.
             if message.mtype == Type::Con {
                 let reset = Message::reset_for(message.message_id);
@@ -242,6 +292,12 @@ impl Lwm2mChannel {
         }
         if separate {
             return self.on_reply(token, message, now, out);
+        }
+        if let Some(i) = unawaited
+            && observed.is_none()
+            && let Some(u) = self.downlink.unawaited.remove(i)
+        {
+            return self.answered(u.command, token, message, now, out);
         }
         if let Some(i) = observed {
             self.notify(i, message, now);
@@ -334,6 +390,15 @@ impl Lwm2mChannel {
             }
         }
         self.pump(now, out);
+    }
+}
+
+/// `mheaders.ttl` is 0 (a number or a numeric string, as EMQX's JSON decoding gives either).
+fn fire_and_forget(original: &Map<String, Json>) -> bool {
+    match original.get("mheaders").and_then(|h| h.get("ttl")) {
+        Some(Json::Number(n)) => n.as_u64() == Some(0),
+        Some(Json::String(s)) => s.trim() == "0",
+        _ => false,
     }
 }
 

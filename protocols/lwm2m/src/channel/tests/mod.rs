@@ -424,6 +424,55 @@ fn update_and_deregister() {
 }
 
 #[test]
+fn a_fire_and_forget_command_goes_at_once_as_non_and_its_answer_is_published() {
+    // A queue-mode device that sleeps, a command held for it: `mheaders.ttl = 0` is not held.
+    let h = Harness::new();
+    let mut d = h.registered(1, "dev1", &["b=UQ"]);
+    let later = h.t0 + Duration::from_secs(30);
+    h.command(
+        "lwm2m/dev1/dn/a",
+        serde_json::json!({"reqID": 1, "msgType": "read", "data": {"path": "/3/0/0"}}),
+        None,
+    );
+    assert!(d.deliver(later).is_empty(), "held: the device sleeps");
+    h.command(
+        "lwm2m/dev1/dn/a",
+        serde_json::json!({"reqID": 2, "msgType": "execute", "data": {"path": "/3/0/4"}, "mheaders": {"ttl": 0}}),
+        None,
+    );
+    let sent = d.deliver(later);
+    let [Sent::M(post)] = &sent[..] else {
+        panic!("the fire-and-forget command at once: {sent:?}")
+    };
+    assert_eq!(
+        (post.mtype, post.code, path_of(post)),
+        (Type::Non, Code::POST, "/3/0/4".to_owned())
+    );
+    assert!(!post.token.is_empty());
+    // Its NON answer is published like any other; the held read stays held.
+    let mut answer = Message::new(Type::Non, Code::CHANGED, 7);
+    answer.token = post.token;
+    // No ACK for a NON; the device is heard, so the held read goes now.
+    let sent = d.send(&answer, later);
+    let [Sent::M(get)] = &sent[..] else {
+        panic!("the held read, now the device is awake: {sent:?}")
+    };
+    assert_eq!(
+        (get.mtype, get.code, path_of(get)),
+        (Type::Con, Code::GET, "/3/0/0".to_owned())
+    );
+    let got = h.received();
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0].1["reqID"], 2);
+    assert_eq!(
+        got[0].1["mheaders"],
+        serde_json::json!({"ttl": 0}),
+        "echoed like any key"
+    );
+    assert_eq!(got[0].1["data"]["code"], "2.04");
+}
+
+#[test]
 fn a_device_that_registers_again_gets_2_01_with_its_location() {
     // A rebooted device registers again from the same address: Register's answer, not EMQX's
     // 2.04 without a location.
