@@ -245,6 +245,11 @@ impl MessageLayer {
     /// A notification over its block size becomes its first block, and the transfer of the
     /// rest starts; a Block2 option on a smaller one (the observer's preferred size) goes.
     fn cut_first_block(&mut self, message: &mut Message, now: Instant) {
+        // A request's Block2 is the block it asks for (the LwM2M gateway fetching a device's
+        // large answer), not a size preference: it goes out as it is.
+        if message.is_request() {
+            return;
+        }
         let asked = message.options.block2();
         message.options.remove(number::BLOCK2);
         let Some(largest) = self.largest_block else { return };

@@ -4,6 +4,8 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
+use bytes::BytesMut;
+use portico_coap::block::Block;
 use portico_coap::message::{Code, Message, Token, Type};
 use portico_coap::observe;
 use serde_json::{Map, Value as Json};
@@ -27,6 +29,18 @@ struct Outstanding {
     token: Token,
     /// Set once an empty ACK came: the separate response is awaited until then.
     separate_until: Option<Instant>,
+    /// A response coming in Block2 blocks (RFC 7959 §2.4): the body so far.
+    blocks: Option<BytesMut>,
+}
+
+/// What a response block means for the command in flight.
+enum BlockStep {
+    /// The whole response (unblocked, or its last block with the body assembled).
+    Complete(Message),
+    /// The next block was asked for.
+    Asked,
+    /// The transfer cannot go on: answered with this code.
+    Failed(Code),
 }
 
 #[derive(Debug)]
@@ -181,6 +195,7 @@ impl Lwm2mChannel {
                 command,
                 token,
                 separate_until: None,
+                blocks: None,
             });
         }
     }
@@ -199,10 +214,64 @@ impl Lwm2mChannel {
 
     /// A piggybacked or separate response to the request in flight.
     pub(super) fn on_reply(&mut self, token: Token, response: Message, now: Instant, out: &mut Out) {
+        if self.downlink.outstanding.as_ref().is_none_or(|o| o.token != token) {
+            return;
+        }
+        let response = match self.next_block(response, now, out) {
+            BlockStep::Asked => return,
+            BlockStep::Complete(response) => response,
+            BlockStep::Failed(code) => {
+                let Some(command) = self.take_outstanding(token) else {
+                    return;
+                };
+                let data = command::result_data(&command.req_path, code);
+                self.publish_response(&command.original, None, Some(data), now);
+                return self.pump(now, out);
+            }
+        };
         let Some(command) = self.take_outstanding(token) else {
             return;
         };
         self.answered(command, token, response, now, out);
+    }
+
+    /// A device answering with Block2 (a large read): the gateway asks for each next block
+    /// with the same token, and the reply goes up once the body is whole. A block out of
+    /// order gets 4.08 (Request Entity Incomplete), a body over the CoAP `max_body_size` 4.13.
+    fn next_block(&mut self, mut response: Message, now: Instant, out: &mut Out) -> BlockStep {
+        let max_body = self.settings.coap.blockwise.max_body_size;
+        let Some(outstanding) = self.downlink.outstanding.as_mut() else {
+            return BlockStep::Failed(Code::INTERNAL_SERVER_ERROR);
+        };
+        let Some(block) = response.options.block2().filter(|_| response.code.is_success()) else {
+            return BlockStep::Complete(response);
+        };
+        let so_far = outstanding.blocks.as_ref().map_or(0, BytesMut::len);
+        if block.num() as usize * block.size() != so_far {
+            return BlockStep::Failed(Code::REQUEST_ENTITY_INCOMPLETE);
+        }
+        if so_far + response.payload.len() > max_body {
+            return BlockStep::Failed(Code::REQUEST_ENTITY_TOO_LARGE);
+        }
+        if !block.more() {
+            if let Some(mut body) = outstanding.blocks.take() {
+                body.extend_from_slice(&response.payload);
+                response.payload = body.freeze();
+            }
+            return BlockStep::Complete(response);
+        }
+        let Ok(next) = Block::new(block.num() + 1, false, block.szx()) else {
+            return BlockStep::Failed(Code::REQUEST_ENTITY_TOO_LARGE);
+        };
+        outstanding
+            .blocks
+            .get_or_insert_with(BytesMut::new)
+            .extend_from_slice(&response.payload);
+        outstanding.separate_until = None;
+        let mut request = outstanding.command.request.clone();
+        request.options.set_block2(next);
+        self.layer.send(request, now, out);
+        BlockStep::Asked
     }
 
     /// The response to `command`, sent with `token`: published, an observation recorded.

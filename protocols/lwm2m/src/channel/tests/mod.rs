@@ -424,6 +424,59 @@ fn update_and_deregister() {
 }
 
 #[test]
+fn a_large_read_answered_in_block2_blocks_comes_up_whole() {
+    use portico_coap::block::Block;
+    let h = Harness::new();
+    let mut d = h.registered(1, "dev1", &[]);
+    let read = |id: i64| serde_json::json!({"reqID": id, "msgType": "read", "data": {"path": "/3/0/0"}});
+    h.command("lwm2m/dev1/dn/cmd", read(1), None);
+    let get = d.one_request(h.t0);
+    let name: Vec<u8> = (0..40u8).map(|i| b'a' + i % 26).collect();
+    let block = |request: &Message, num: u32, more: bool| {
+        let start = num as usize * 16;
+        let chunk = name[start..(start + 16).min(name.len())].to_vec();
+        let mut r = piggybacked(request, Code::CONTENT, Some(0), chunk);
+        r.options.set_block2(Block::new(num, more, 0).expect("block"));
+        r
+    };
+    let mut request = get.clone();
+    for num in 0..2 {
+        let sent = d.send(&block(&request, num, true), h.t0);
+        let [Sent::M(next)] = &sent[..] else {
+            panic!("the next block is asked for: {sent:?}")
+        };
+        assert_eq!(next.token, get.token, "one token for the whole transfer");
+        assert_eq!(
+            next.options.block2(),
+            Some(Block::new(num + 1, false, 0).expect("block"))
+        );
+        assert_eq!(path_of(next), "/3/0/0");
+        request = next.clone();
+    }
+    assert!(h.received().is_empty(), "nothing until the body is whole");
+    d.send(&block(&request, 2, false), h.t0);
+    let got = h.received();
+    assert_eq!(
+        got[0].1["data"]["content"],
+        serde_json::json!([{"path": "/3/0/0", "value": String::from_utf8(name.clone()).expect("text")}])
+    );
+    // A block out of order: 4.08, and the next command goes.
+    h.command("lwm2m/dev1/dn/cmd", read(2), None);
+    h.command("lwm2m/dev1/dn/cmd", read(3), None);
+    let get = d.one_request(h.t0);
+    let sent = d.send(&block(&get, 1, true), h.t0);
+    assert!(
+        matches!(&sent[..], [Sent::M(next)] if next.token != get.token),
+        "{sent:?}"
+    );
+    let got = h.received();
+    assert_eq!(
+        (got[0].1["reqID"].clone(), got[0].1["data"]["code"].clone()),
+        (2.into(), "4.08".into())
+    );
+}
+
+#[test]
 fn a_fire_and_forget_command_goes_at_once_as_non_and_its_answer_is_published() {
     // A queue-mode device that sleeps, a command held for it: `mheaders.ttl = 0` is not held.
     let h = Harness::new();
