@@ -4,7 +4,8 @@
 Each table row is one resource: id, name, operations, instances (S/M), mandatory (M/O), type,
 range, units, and a one-line description of our own. The facts (ids, names, operations, types,
 multiplicity, ranges, units) are those of the LwM2M Core specification's object tables and the
-OMA LwM2M object registry; the wording is ours. Run it from anywhere: it writes next to itself.
+OMA LwM2M object registry; the wording is ours. Every row was checked against public copies of the
+registry files on 2026-11-23 (README.md says which). Run it from anywhere: it writes next to itself.
 """
 
 import os
@@ -76,10 +77,10 @@ OBJECTS = [
         (4, "Reboot", "E", "S", "M", "", "", "", "Reboots the device."),
         (5, "Factory Reset", "E", "S", "O", "", "", "", "Restores the factory configuration."),
         (6, "Available Power Sources", "R", "M", "O", "Integer", "0..7", "", "0 DC, 1 internal battery, 2 external battery, 3 fuel cell, 4 PoE, 5 USB, 6 AC, 7 solar."),
-        (7, "Power Source Voltage", "R", "M", "O", "Integer", "", "mV", "Voltage of each power source."),
-        (8, "Power Source Current", "R", "M", "O", "Integer", "", "mA", "Current of each power source."),
+        (7, "Power Source Voltage", "R", "M", "O", "Integer", "", "", "Voltage of each power source, in mV."),
+        (8, "Power Source Current", "R", "M", "O", "Integer", "", "", "Current of each power source, in mA."),
         (9, "Battery Level", "R", "S", "O", "Integer", "0..100", "/100", "Internal battery level in percent."),
-        (10, "Memory Free", "R", "S", "O", "Integer", "", "KiB", "Free storage in kilobytes."),
+        (10, "Memory Free", "R", "S", "O", "Integer", "", "", "Free storage, in kilobytes of 1000 bytes."),
         (11, "Error Code", "R", "M", "M", "Integer", "0..32", "", "Current error codes; 0 is no error."),
         (12, "Reset Error Code", "E", "S", "O", "", "", "", "Clears the error codes."),
         (13, "Current Time", "RW", "S", "O", "Time", "", "", "Device clock, Unix time."),
@@ -90,14 +91,14 @@ OBJECTS = [
         (18, "Hardware Version", "R", "S", "O", "String", "", "", "Hardware version."),
         (19, "Software Version", "R", "S", "O", "String", "", "", "Software version (besides the firmware)."),
         (20, "Battery Status", "R", "S", "O", "Integer", "0..6", "", "0 normal, 1 charging, 2 charge complete, 3 damaged, 4 low, 5 not installed, 6 unknown."),
-        (21, "Memory Total", "R", "S", "O", "Integer", "", "KiB", "Total storage in kilobytes."),
+        (21, "Memory Total", "R", "S", "O", "Integer", "", "", "Total storage, in kilobytes of 1000 bytes."),
         (22, "ExtDevInfo", "R", "M", "O", "Objlnk", "", "", "Objects with more information about the host device."),
     ]),
     (4, "Connectivity Monitoring", "urn:oma:lwm2m:oma:4:1.3", "1.1", "1.3", "Single", "Optional",
      "The network connection the device uses.", [
         (0, "Network Bearer", "R", "S", "M", "Integer", "0..50", "", "Bearer in use (cellular 0..20, wireless 21..40, wireline 41..50)."),
         (1, "Available Network Bearer", "R", "M", "M", "Integer", "0..50", "", "Bearers the device can use."),
-        (2, "Radio Signal Strength", "R", "S", "M", "Integer", "", "dBm", "Average received signal strength."),
+        (2, "Radio Signal Strength", "R", "S", "M", "Integer", "", "", "Average received signal strength, in dBm."),
         (3, "Link Quality", "R", "S", "O", "Integer", "", "", "Received link quality."),
         (4, "IP Addresses", "R", "M", "M", "String", "", "", "IP addresses of the connectivity interface."),
         (5, "Router IP Addresses", "R", "M", "O", "String", "", "", "IP addresses of the next-hop routers."),
@@ -113,12 +114,12 @@ OBJECTS = [
     (5, "Firmware Update", "urn:oma:lwm2m:oma:5:1.2", "1.1", "1.2", "Single", "Optional",
      "Firmware package delivery and installation.", [
         (0, "Package", "W", "S", "M", "Opaque", "", "", "The firmware package, pushed."),
-        (1, "Package URI", "RW", "S", "M", "String", "0..255 bytes", "", "Where the client downloads the package from."),
+        (1, "Package URI", "RW", "S", "M", "String", "0..255", "", "Where the client downloads the package from."),
         (2, "Update", "E", "S", "M", "", "", "", "Installs the downloaded package."),
         (3, "State", "R", "S", "M", "Integer", "0..3", "", "0 idle, 1 downloading, 2 downloaded, 3 updating."),
         (5, "Update Result", "R", "S", "M", "Integer", "0..11", "", "Outcome of the last download or update."),
-        (6, "PkgName", "R", "S", "O", "String", "0..255 bytes", "", "Package name."),
-        (7, "PkgVersion", "R", "S", "O", "String", "0..255 bytes", "", "Package version."),
+        (6, "PkgName", "R", "S", "O", "String", "0..255", "", "Package name."),
+        (7, "PkgVersion", "R", "S", "O", "String", "0..255", "", "Package version."),
         (8, "Firmware Update Protocol Support", "R", "M", "O", "Integer", "0..5", "", "Download protocols the client supports."),
         (9, "Firmware Update Delivery Method", "R", "S", "M", "Integer", "0..2", "", "0 pull, 1 push, 2 both."),
         (10, "Cancel", "E", "S", "O", "", "", "", "Cancels the download or update."),
