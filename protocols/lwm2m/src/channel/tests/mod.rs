@@ -124,6 +124,20 @@ impl Harness {
         self.app_ctx.publish(m, self.t0).expect("published");
     }
 
+    /// A queue-mode device registered as `ep` on port 1, asleep 30 s later with a read of
+    /// /3/0/0 (`reqID` 1, `expiry` seconds) held for it; that later time.
+    fn asleep_with_a_held_read(&self, ep: &str, expiry: Option<u32>) -> (Device, Instant) {
+        let mut d = self.registered(1, ep, &["b=UQ"]);
+        let later = self.t0 + Duration::from_secs(30);
+        self.command(
+            &format!("lwm2m/{ep}/dn/a"),
+            serde_json::json!({"reqID": 1, "msgType": "read", "data": {"path": "/3/0/0"}}),
+            expiry,
+        );
+        assert!(d.deliver(later).is_empty(), "held: the device sleeps");
+        (d, later)
+    }
+
     /// A device registered as `ep` (objects 3 and 3303), its register event consumed.
     fn registered(&self, port: u16, ep: &str, extra: &[&str]) -> Device {
         let mut d = self.device(port);
@@ -480,14 +494,7 @@ fn a_large_read_answered_in_block2_blocks_comes_up_whole() {
 fn a_fire_and_forget_command_goes_at_once_as_non_and_its_answer_is_published() {
     // A queue-mode device that sleeps, a command held for it: `mheaders.ttl = 0` is not held.
     let h = Harness::new();
-    let mut d = h.registered(1, "dev1", &["b=UQ"]);
-    let later = h.t0 + Duration::from_secs(30);
-    h.command(
-        "lwm2m/dev1/dn/a",
-        serde_json::json!({"reqID": 1, "msgType": "read", "data": {"path": "/3/0/0"}}),
-        None,
-    );
-    assert!(d.deliver(later).is_empty(), "held: the device sleeps");
+    let (mut d, later) = h.asleep_with_a_held_read("dev1", None);
     h.command(
         "lwm2m/dev1/dn/a",
         serde_json::json!({"reqID": 2, "msgType": "execute", "data": {"path": "/3/0/4"}, "mheaders": {"ttl": 0}}),
@@ -556,19 +563,13 @@ fn lifetime_expiry_closes_and_every_message_resets_it() {
 #[test]
 fn queue_mode_holds_commands_until_the_device_is_heard_and_they_expire() {
     let h = Harness::new();
-    let mut d = h.registered(1, "dev1", &["b=UQ"]);
-    let later = h.t0 + Duration::from_secs(30);
-    h.command(
-        "lwm2m/dev1/dn/a",
-        serde_json::json!({"reqID": 1, "msgType": "read", "data": {"path": "/3/0/0"}}),
-        Some(100),
-    );
+    let (mut d, later) = h.asleep_with_a_held_read("dev1", Some(100));
     h.command(
         "lwm2m/dev1/dn/a",
         serde_json::json!({"reqID": 2, "msgType": "read", "data": {"path": "/3/0/1"}}),
         Some(10),
     );
-    assert!(d.deliver(later).is_empty(), "held: the device sleeps");
+    assert!(d.deliver(later).is_empty(), "held too");
     // Heard 15 s later: the 10 s command has expired meanwhile, the 100 s one has not.
     let later = later + Duration::from_secs(15);
     let update = d.request(Code::POST, &["rd", "dev1"], &[], b"");

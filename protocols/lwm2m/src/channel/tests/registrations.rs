@@ -417,10 +417,7 @@ fn a_sleeping_device_behind_a_new_nat_port_keeps_its_held_commands() {
     // The driver moves the live channel (rebind) instead of rebuilding one: what it held for
     // the sleeping device goes out after the update from the new port.
     let h = Harness::new();
-    let mut d = h.registered(1, "napper", &["b=UQ"]);
-    let later = h.t0 + Duration::from_secs(30);
-    read_command(&h, "napper", 1);
-    assert!(d.deliver(later).is_empty(), "held: the device sleeps");
+    let (mut d, later) = h.asleep_with_a_held_read("napper", None);
     let update = d.request(Code::POST, &["rd", "napper"], &[], b"");
     let datagram = codec::encode_to_bytes(&update).expect("encodes");
     assert_eq!(h.frontend.rebind_key(&datagram), Some("napper".to_owned()));
