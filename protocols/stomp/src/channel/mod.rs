@@ -401,6 +401,11 @@ impl Channel for StompChannel {
     }
 
     fn handle_deliver(&mut self, now: Instant, out: &mut Out) {
+        if self.phase == Phase::Closing {
+            // A frame still held for an answer is not replayed after a kick or an error.
+            self.waiting = None;
+            return;
+        }
         if self.conn.take_clear_authz_cache() {
             self.authz_cache = None;
         }
