@@ -58,7 +58,10 @@ pub(super) fn decode(src: &mut BytesMut, limits: &Limits, version: Version) -> R
             }
         }
         lines += 1;
-        if lines > limits.max_headers {
+        // One line more than the limit may be the `content-length` (framing, not a header: a
+        // frame we encode with `max_headers` headers and a body must decode); the check below
+        // makes sure it was.
+        if lines > limits.max_headers + 1 {
             return Err(DecodeError::TooManyHeaders {
                 max: limits.max_headers,
             });
@@ -85,10 +88,16 @@ pub(super) fn decode(src: &mut BytesMut, limits: &Limits, version: Version) -> R
         if name.len() + value.len() > limits.max_header_length {
             return Err(too_long(name.as_bytes(), limits.max_header_length));
         }
+        let framing = name == "content-length" && content_length.is_none();
+        if lines - usize::from(content_length.is_some() || framing) > limits.max_headers {
+            return Err(DecodeError::TooManyHeaders {
+                max: limits.max_headers,
+            });
+        }
         if name == "content-length" {
             // The first one counts; later ones are dropped with it. [STOMP 1.2 §Repeated
             // Header Entries]
-            if content_length.is_none() {
+            if framing {
                 let length = parse_length(&value)?;
                 if length > limits.max_body_length {
                     return Err(DecodeError::BodyTooLong {

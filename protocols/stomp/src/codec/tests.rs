@@ -186,6 +186,19 @@ fn limits_are_enforced_with_their_key() {
     assert_eq!(err, DecodeError::TooManyHeaders { max: 2 });
     assert!(err.to_string().contains("gateway.stomp.frame.max_headers"));
 
+    // content-length is framing, not one of the headers counted (found by the fuzzer: a frame
+    // with max_headers headers and a body re-encoded into one the limit refused).
+    let frame = decode_all(
+        &mut StompCodec::with_version(limits, Version::V1_2),
+        b"SEND\na:1\ncontent-length:1\nb:2\n\nx\0",
+    )
+    .expect("two headers and content-length");
+    assert_eq!(frame[0].headers.len(), 2);
+    let mut c = StompCodec::with_version(limits, Version::V1_2);
+    let err =
+        decode_all(&mut c, b"SEND\ncontent-length:0\ncontent-length:0\na:1\nb:2\n\n\0").expect_err("a repeat counts");
+    assert_eq!(err, DecodeError::TooManyHeaders { max: 2 });
+
     let mut c = StompCodec::with_version(limits, Version::V1_2);
     let err = decode_all(&mut c, b"SEND\nname:12345678901234\n\n\0").expect_err("too long");
     assert!(matches!(&err, DecodeError::HeaderTooLong { name, max: 16 } if name == "name"));
