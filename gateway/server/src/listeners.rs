@@ -203,7 +203,7 @@ fn local_addr(settings: &ListenerSettings, socket: &tokio::net::TcpListener) -> 
 
 /// How long a `ws` client may take over its HTTP upgrade (`ws` listeners have no
 /// `ssl_options.handshake_timeout`; this is that key's default). Plain TCP has no handshake.
-const WS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(15);
+pub(crate) const WS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// The transport's WebSocket settings from a listener's `websocket` keys. The subprotocols are
 /// MQTT's, from the config: the transport itself is protocol-agnostic.
@@ -237,7 +237,7 @@ fn tls_source(name: &str, kind: &str, listener: &str, opts: &SslOptions) -> Resu
         })
 }
 
-fn listener(
+pub(crate) fn listener(
     kind: &str,
     name: &str,
     listener: &TcpListenerConfig,

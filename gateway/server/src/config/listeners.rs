@@ -134,7 +134,7 @@ fn rate(v: &Value) -> Result<RateLimit, String> {
 }
 
 /// The keys every stream listener has. Leaves the section open for the kind's own keys.
-fn common(s: &mut Section<'_>, ctx: &mut Ctx<'_>, d: &TcpListenerConfig) -> TcpListenerConfig {
+pub(super) fn common(s: &mut Section<'_>, ctx: &mut Ctx<'_>, d: &TcpListenerConfig) -> TcpListenerConfig {
     let enable = s.field(ctx, "enable", d.enable, value::boolean);
     let bind = s.field(ctx, "bind", d.bind, value::bind);
     let max_connections = s.field(ctx, "max_connections", d.max_connections, value::count_or_infinity);

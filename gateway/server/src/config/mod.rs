@@ -44,7 +44,7 @@ pub use auth_scram::{ScramAlgorithmName, ScramConfig};
 pub use error::{ConfigError, ConfigErrors, Source};
 pub use gateway::{
     CoapConfig, DtlsListenerConfig, DtlsOptions, GatewayConfig, Lwm2mConfig, MqttSnConfig, NotifyType, PskConfig,
-    QosPolicy, UdpListenerConfig,
+    QosPolicy, StompConfig, UdpListenerConfig,
 };
 pub use types::{
     AutoSubscribe, AutoSubscribeConfig, Config, ConsoleLogConfig, DelayedConfig, DurableConfig, ListenersConfig,

@@ -1,5 +1,6 @@
-//! The gateways over UDP and DTLS (MQTT-SN, CoAP and LwM2M): one datagram driver task per enabled
-//! listener (a DTLS listener wraps the gateway's frontend in `portico_transport::dtls`), and
+//! The gateways: over UDP and DTLS (MQTT-SN, CoAP and LwM2M) one datagram driver task per enabled
+//! listener; over TCP (STOMP) one stream listener per enabled listener, run by the same driver
+//! as MQTT's (a DTLS listener wraps the gateway's frontend in `portico_transport::dtls`), and
 //! with MQTT-SN's `broadcast` an ADVERTISE task per UDP listener ([`advertise`]). They are
 //! started with the server and stopped with it; a reload leaves them as they are.
 
@@ -20,6 +21,7 @@ use portico_lwm2m::channel::{Lwm2mFrontend, Lwm2mSettings, Registrations};
 use portico_mqttsn::channel::MqttSnFrontend;
 use portico_mqttsn::registry::Predefined;
 use portico_mqttsn::settings::MqttSnSettings;
+use portico_stomp::{Limits, StompFrontend, StompSettings};
 use portico_transport::BindError;
 use portico_transport::datagram::{DatagramSettings, serve_datagrams};
 use portico_transport::dtls::{DtlsFrontend, PskFile, PskStore, PskTable};
@@ -77,6 +79,9 @@ pub(crate) async fn start(
     }
     if config.gateway.lwm2m.enable {
         start_lwm2m(config, &mut start).await?;
+    }
+    if config.gateway.stomp.enable {
+        start_stomp(config, &mut start)?;
     }
     Ok(Started {
         addrs: start.addrs,
@@ -212,6 +217,61 @@ async fn start_lwm2m(config: &Config, start: &mut Start<'_>) -> Result<(), Start
         let inner = Arc::new(frontend(dtls.listener.enable_authn));
         let frontend = dtls_frontend(start, &format!("gateway.lwm2m.listeners.dtls.{name}"), dtls, inner)?;
         serve(start, full_name, socket, &dtls.listener, frontend)?;
+    }
+    Ok(())
+}
+
+/// Binds and serves every enabled `gateway.stomp.listeners.tcp.<name>` (`stomp:tcp:<name>`).
+fn start_stomp(config: &Config, start: &mut Start<'_>) -> Result<(), StartError> {
+    let stomp = &config.gateway.stomp;
+    for (name, listener) in stomp.tcp.iter().filter(|(_, l)| l.enable) {
+        let full_name = format!("stomp:tcp:{name}");
+        let settings = crate::listeners::listener(
+            "stomp:tcp",
+            name,
+            listener,
+            portico_transport::Transport::Tcp,
+            crate::listeners::WS_HANDSHAKE_TIMEOUT,
+        );
+        let socket = portico_transport::bind(&settings)?;
+        let addr = socket.local_addr().map_err(|source| BindError {
+            name: full_name.clone(),
+            bind: listener.bind,
+            source,
+        })?;
+        let mountpoint = if listener.mountpoint.is_empty() {
+            stomp.mountpoint.clone()
+        } else {
+            listener.mountpoint.clone()
+        };
+        let frontend = Arc::new(StompFrontend::new(
+            start.broker,
+            StompSettings {
+                limits: Limits {
+                    max_headers: stomp.max_headers,
+                    max_header_length: stomp.max_headers_length,
+                    max_body_length: stomp.max_body_length,
+                },
+                mountpoint,
+                enable_authn: listener.enable_authn,
+                idle_timeout: stomp.idle_timeout,
+                max_subscriptions: stomp.max_subscriptions,
+                max_inflight: stomp.max_inflight,
+                max_transactions: stomp.max_transactions,
+                max_transaction_frames: stomp.max_transaction_frames,
+                max_topic_levels: config.mqtt.max_topic_levels,
+                ..StompSettings::default()
+            },
+        ));
+        start.tasks.spawn(portico_transport::serve(
+            socket,
+            settings,
+            frontend,
+            start.broker.clone(),
+            start.shutdown.child_token(),
+            start.tasks.clone(),
+        ));
+        start.addrs.push((full_name, addr));
     }
     Ok(())
 }

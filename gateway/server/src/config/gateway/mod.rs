@@ -1,16 +1,18 @@
-//! `gateway.*`: the non-MQTT frontends, in EMQX 5's shape: `gateway.mqttsn`, `gateway.coap`
-//! and `gateway.lwm2m`.
+//! `gateway.*`: the non-MQTT frontends, in EMQX 5's shape: `gateway.mqttsn`, `gateway.coap`,
+//! `gateway.lwm2m` and `gateway.stomp`.
 
 mod coap;
 mod dtls;
 mod lwm2m;
 mod mqttsn;
+mod stomp;
 
 pub use coap::{CoapConfig, NotifyType, QosPolicy};
 pub(crate) use dtls::psk_authentication;
 pub use dtls::{DtlsListenerConfig, DtlsOptions, PskConfig};
 pub use lwm2m::Lwm2mConfig;
 pub use mqttsn::MqttSnConfig;
+pub use stomp::StompConfig;
 
 use std::net::{Ipv4Addr, SocketAddr};
 
@@ -30,6 +32,8 @@ pub struct GatewayConfig {
     pub coap: CoapConfig,
     /// `gateway.lwm2m`.
     pub lwm2m: Lwm2mConfig,
+    /// `gateway.stomp`.
+    pub stomp: StompConfig,
 }
 
 /// A UDP listener of a gateway.
@@ -72,8 +76,14 @@ pub(super) fn gateway(mut s: Section<'_>, ctx: &mut Ctx<'_>) -> GatewayConfig {
     let mqttsn = mqttsn::mqttsn(s.section(ctx, "mqttsn"), ctx);
     let coap = coap::coap(s.section(ctx, "coap"), ctx);
     let lwm2m = lwm2m::lwm2m(s.section(ctx, "lwm2m"), ctx);
+    let stomp = stomp::stomp(s.section(ctx, "stomp"), ctx);
     s.finish(ctx);
-    GatewayConfig { mqttsn, coap, lwm2m }
+    GatewayConfig {
+        mqttsn,
+        coap,
+        lwm2m,
+        stomp,
+    }
 }
 
 /// `listeners.udp.<name>` of a gateway, over `d`.

@@ -622,3 +622,39 @@ translators = { command = { qos = 3 } }
     assert!(text.contains("gateway.lwm2m.update_msg_publish_condition"), "{text}");
     assert!(text.contains("gateway.lwm2m.translators.command.qos"), "{text}");
 }
+
+#[test]
+fn stomp_gateway_settings_and_refusals() {
+    let config = Config::load(None, vars(&[])).unwrap();
+    let stomp = &config.gateway.stomp;
+    assert!(!stomp.enable, "off by default, as EMQX's gateways");
+    assert_eq!(stomp.tcp["default"].bind, addr("0.0.0.0:61613"));
+    assert_eq!(
+        (stomp.max_headers, stomp.max_headers_length, stomp.max_body_length),
+        (10, 1024, 65536)
+    );
+    let file = r#"
+[gateway.stomp]
+enable = true
+mountpoint = "stomp/"
+frame = { max_headers = 20, max_body_length = 8192 }
+[gateway.stomp.listeners.tcp.default]
+bind = "127.0.0.1:61614"
+enable_authn = false
+"#;
+    let config = load_str("stomp", file, &[]).unwrap();
+    let stomp = &config.gateway.stomp;
+    assert!(stomp.enable);
+    assert_eq!(stomp.mountpoint, "stomp/");
+    assert_eq!((stomp.max_headers, stomp.max_body_length), (20, 8192));
+    assert_eq!(stomp.tcp["default"].bind, addr("127.0.0.1:61614"));
+
+    let bad = r#"
+[gateway.stomp.frame]
+max_headers = 0
+max_header_length = 10
+"#;
+    let text = errors_of(load_str("stomp-bad", bad, &[])).to_string();
+    assert!(text.contains("gateway.stomp.frame.max_headers"), "{text}");
+    assert!(text.contains("gateway.stomp.frame.max_header_length"), "{text}");
+}

@@ -1,0 +1,109 @@
+//! `gateway.stomp`: the STOMP 1.0/1.1/1.2 gateway over TCP.
+
+use std::collections::BTreeMap;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use super::super::schema::{Ctx, Section};
+use super::super::types::TcpListenerConfig;
+use super::super::value;
+
+/// `gateway.stomp` (off unless enabled, as EMQX's gateways).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StompConfig {
+    /// Run the gateway.
+    pub enable: bool,
+    /// Topic prefix of every STOMP client's destinations.
+    pub mountpoint: String,
+    /// How long a new connection may take to send CONNECT.
+    pub idle_timeout: Duration,
+    /// `frame.max_headers`: header lines per frame at most.
+    pub max_headers: usize,
+    /// `frame.max_headers_length`: bytes of name plus value per header at most.
+    pub max_headers_length: usize,
+    /// `frame.max_body_length`: body bytes per frame at most.
+    pub max_body_length: usize,
+    /// Subscriptions per connection at most (Portico's; EMQX has no bound).
+    pub max_subscriptions: usize,
+    /// MESSAGEs of client-ack subscriptions awaiting ACK at most (Portico's, as `max_inflight`).
+    pub max_inflight: usize,
+    /// Open transactions per connection at most (Portico's).
+    pub max_transactions: usize,
+    /// Frames one transaction may buffer at most (Portico's).
+    pub max_transaction_frames: usize,
+    /// `listeners.tcp.<name>`.
+    pub tcp: BTreeMap<String, TcpListenerConfig>,
+}
+
+/// The default STOMP listener: EMQX's port 61613.
+fn tcp_default() -> TcpListenerConfig {
+    TcpListenerConfig {
+        bind: SocketAddr::from((Ipv4Addr::UNSPECIFIED, 61613)),
+        ..TcpListenerConfig::default()
+    }
+}
+
+impl Default for StompConfig {
+    fn default() -> Self {
+        StompConfig {
+            enable: false,
+            mountpoint: String::new(),
+            idle_timeout: Duration::from_secs(30),
+            max_headers: 10,
+            max_headers_length: 1024,
+            max_body_length: 65536,
+            max_subscriptions: 100,
+            max_inflight: 32,
+            max_transactions: 16,
+            max_transaction_frames: 1000,
+            tcp: BTreeMap::from([("default".to_owned(), tcp_default())]),
+        }
+    }
+}
+
+pub(super) fn stomp(mut s: Section<'_>, ctx: &mut Ctx<'_>) -> StompConfig {
+    let d = StompConfig::default();
+    let enable = s.field(ctx, "enable", d.enable, value::boolean);
+    let mountpoint = s.field(ctx, "mountpoint", d.mountpoint.clone(), value::string);
+    let idle_timeout = s.field(ctx, "idle_timeout", d.idle_timeout, value::positive_duration);
+    let max_subscriptions = s.field(ctx, "max_subscriptions", d.max_subscriptions, |v| {
+        value::int_in(v, 1, 100_000)
+    });
+    let max_inflight = s.field(ctx, "max_inflight", d.max_inflight, |v| value::int_in(v, 1, 65_535));
+    let max_transactions = s.field(ctx, "max_transactions", d.max_transactions, |v| {
+        value::int_in(v, 1, 1024)
+    });
+    let max_transaction_frames = s.field(ctx, "max_transaction_frames", d.max_transaction_frames, |v| {
+        value::int_in(v, 1, 100_000)
+    });
+    let mut frame = s.section(ctx, "frame");
+    let max_headers = frame.field(ctx, "max_headers", d.max_headers, |v| value::int_in(v, 1, 1000));
+    let max_headers_length = frame.field(ctx, "max_headers_length", d.max_headers_length, |v| {
+        value::int_in(v, 16, 1024 * 1024)
+    });
+    let max_body_length = frame.field(ctx, "max_body_length", d.max_body_length, |v| {
+        value::int_in(v, 0, 64 * 1024 * 1024)
+    });
+    frame.finish(ctx);
+    let mut listeners = s.section(ctx, "listeners");
+    let tcp = super::super::listeners::named(&mut listeners, ctx, "tcp", d.tcp, |mut l, ctx| {
+        let out = super::super::listeners::common(&mut l, ctx, &tcp_default());
+        l.finish(ctx);
+        out
+    });
+    listeners.finish(ctx);
+    s.finish(ctx);
+    StompConfig {
+        enable,
+        mountpoint,
+        idle_timeout,
+        max_headers,
+        max_headers_length,
+        max_body_length,
+        max_subscriptions,
+        max_inflight,
+        max_transactions,
+        max_transaction_frames,
+        tcp,
+    }
+}

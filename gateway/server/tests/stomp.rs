@@ -1,0 +1,190 @@
+//! The STOMP gateway in the real server over TCP: frames written by hand from a socket in the
+//! test, MQTT clients on the same broker. Interop with third-party STOMP clients lives in
+//! `interop-tests/`.
+
+use bytes::BytesMut;
+use portico::Server;
+use portico::config::Config;
+use portico_core::channel::Codec;
+use portico_mqtt::{ProtocolVersion, QoS, ReasonCode};
+use portico_stomp::{Command, Frame, Limits, StompCodec, Version};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::timeout;
+
+mod support;
+
+use support::{Client, WAIT};
+
+async fn start() -> Server {
+    let env = vec![
+        (
+            "PORTICO_LISTENERS__TCP__DEFAULT__BIND".to_owned(),
+            "127.0.0.1:0".to_owned(),
+        ),
+        ("PORTICO_LISTENERS__WS__DEFAULT__ENABLE".to_owned(), "false".to_owned()),
+        ("PORTICO_GATEWAY__STOMP__ENABLE".to_owned(), "true".to_owned()),
+        (
+            "PORTICO_GATEWAY__STOMP__LISTENERS__TCP__DEFAULT__BIND".to_owned(),
+            "127.0.0.1:0".to_owned(),
+        ),
+        support::data_dir_env(),
+    ];
+    let config = Config::load(None, env).expect("valid test config");
+    Server::start(&config).await.expect("server starts")
+}
+
+/// A STOMP client: raw frames out, frames decoded by our codec in.
+struct Stomp {
+    stream: TcpStream,
+    buf: BytesMut,
+    codec: StompCodec,
+}
+
+impl Stomp {
+    async fn connect(server: &Server) -> Stomp {
+        let stream = TcpStream::connect(support::addr(server, "stomp:tcp:default"))
+            .await
+            .expect("connect");
+        let mut stomp = Stomp {
+            stream,
+            buf: BytesMut::new(),
+            codec: StompCodec::with_version(Limits::default(), Version::V1_2),
+        };
+        stomp.send("CONNECT\naccept-version:1.2\nhost:portico\n\n\0").await;
+        let connected = stomp.recv().await.expect("CONNECTED");
+        assert_eq!(connected.command, Command::Connected, "{connected:?}");
+        assert_eq!(connected.header("version"), Some("1.2"));
+        stomp
+    }
+
+    async fn send(&mut self, wire: &str) {
+        self.stream.write_all(wire.as_bytes()).await.expect("write");
+    }
+
+    /// The next frame other than a heart-beat; `None` once the server closed.
+    async fn recv(&mut self) -> Option<Frame> {
+        loop {
+            match self.codec.decode(&mut self.buf).expect("valid frames") {
+                Some(frame) if frame.command == Command::HeartBeat => continue,
+                Some(frame) => return Some(frame),
+                None => {}
+            }
+            let n = timeout(WAIT, self.stream.read_buf(&mut self.buf))
+                .await
+                .expect("server answers in time")
+                .ok()?;
+            if n == 0 {
+                return None;
+            }
+        }
+    }
+
+    async fn expect(&mut self, command: Command) -> Frame {
+        let frame = self
+            .recv()
+            .await
+            .unwrap_or_else(|| panic!("expected {command:?}, got a close"));
+        assert_eq!(frame.command, command, "{frame:?}");
+        frame
+    }
+}
+
+async fn mqtt(server: &Server, id: &str, version: ProtocolVersion) -> Client {
+    let stream = TcpStream::connect(support::addr(server, "tcp:default"))
+        .await
+        .expect("connect");
+    let mut client = Client::new(Box::new(stream), version);
+    assert_eq!(client.connect(id, None).await, Some(ReasonCode::Success));
+    client
+}
+
+#[tokio::test]
+async fn stomp_send_reaches_an_mqtt_subscriber_with_user_properties() {
+    let server = start().await;
+    let mut backend = mqtt(&server, "backend", ProtocolVersion::V5).await;
+    backend.subscribe_with("orders/#", QoS::AtLeastOnce).await;
+    let mut web = Stomp::connect(&server).await;
+    web.send("SEND\ndestination:orders/42\ncontent-type:application/json\nx-tenant:acme\nreceipt:r1\n\n{\"qty\":1}\0")
+        .await;
+    let receipt = web.expect(Command::Receipt).await;
+    assert_eq!(receipt.header("receipt-id"), Some("r1"));
+    let publish = backend.expect_publish().await;
+    assert_eq!(&*publish.topic, "orders/42");
+    assert_eq!(&publish.payload[..], b"{\"qty\":1}");
+    assert_eq!(publish.properties.content_type.as_deref(), Some("application/json"));
+    let props: Vec<(&str, &str)> = publish
+        .properties
+        .user_properties
+        .iter()
+        .map(|(k, v)| (&**k, &**v))
+        .collect();
+    assert_eq!(props, [("x-tenant", "acme")]);
+}
+
+#[tokio::test]
+async fn mqtt_publish_reaches_a_stomp_wildcard_subscription() {
+    let server = start().await;
+    let mut web = Stomp::connect(&server).await;
+    web.send("SUBSCRIBE\nid:s1\ndestination:sensors/+/temp\nreceipt:sub\n\n\0")
+        .await;
+    web.expect(Command::Receipt).await;
+    let mut device = mqtt(&server, "device", ProtocolVersion::V3_1_1).await;
+    device.publish("sensors/7/temp", b"21.5").await;
+    let message = web.expect(Command::Message).await;
+    assert_eq!(message.header("subscription"), Some("s1"));
+    assert_eq!(message.header("destination"), Some("sensors/7/temp"));
+    assert_eq!(&message.body[..], b"21.5");
+}
+
+#[tokio::test]
+async fn client_ack_nack_redelivers() {
+    let server = start().await;
+    let mut worker = Stomp::connect(&server).await;
+    worker
+        .send("SUBSCRIBE\nid:0\ndestination:jobs/#\nack:client-individual\nreceipt:s\n\n\0")
+        .await;
+    worker.expect(Command::Receipt).await;
+    let mut producer = mqtt(&server, "producer", ProtocolVersion::V3_1_1).await;
+    producer.publish("jobs/1", b"resize").await;
+    let first = worker.expect(Command::Message).await;
+    let ack = first
+        .header("ack")
+        .expect("client-individual MESSAGEs carry ack")
+        .to_owned();
+    worker.send(&format!("NACK\nid:{ack}\n\n\0")).await;
+    let again = worker.expect(Command::Message).await;
+    assert_eq!(&again.body[..], b"resize");
+    assert_eq!(again.header("redelivered"), Some("true"));
+    let ack = again.header("ack").expect("ack").to_owned();
+    worker.send(&format!("ACK\nid:{ack}\nreceipt:done\n\n\0")).await;
+    let receipt = worker.expect(Command::Receipt).await;
+    assert_eq!(receipt.header("receipt-id"), Some("done"));
+    worker.send("DISCONNECT\nreceipt:bye\n\n\0").await;
+    assert_eq!(worker.expect(Command::Receipt).await.header("receipt-id"), Some("bye"));
+    assert!(worker.recv().await.is_none(), "closed after DISCONNECT");
+}
+
+#[tokio::test]
+async fn bad_frames_get_an_error_then_a_close() {
+    let server = start().await;
+    // Before CONNECT.
+    let stream = TcpStream::connect(support::addr(&server, "stomp:tcp:default"))
+        .await
+        .expect("connect");
+    let mut early = Stomp {
+        stream,
+        buf: BytesMut::new(),
+        codec: StompCodec::new(Limits::default()),
+    };
+    early.send("SEND\ndestination:a\n\nx\0").await;
+    let error = early.expect(Command::Error).await;
+    assert_eq!(error.header("message"), Some("Not connected"));
+    assert!(early.recv().await.is_none());
+    // A body over frame.max_body_length.
+    let mut client = Stomp::connect(&server).await;
+    client.send("SEND\ndestination:a\ncontent-length:70000\n\n").await;
+    let error = client.expect(Command::Error).await;
+    assert!(String::from_utf8_lossy(&error.body).contains("max_body_length"));
+    assert!(client.recv().await.is_none());
+}
