@@ -17,8 +17,9 @@ use super::{Lwm2mChannel, Out};
 /// Objects `auto_observe = true` leaves alone (EMQX).
 const NOT_AUTO_OBSERVED: [u16; 9] = [0, 1, 2, 4, 5, 6, 7, 9, 15];
 
+/// A command waiting to be sent, with the time its MQTT message expires.
 #[derive(Debug)]
-struct Queued {
+pub(super) struct Queued {
     command: Command,
     expires: Option<Instant>,
 }
@@ -84,6 +85,11 @@ impl Lwm2mChannel {
     pub(super) fn take_commands(&mut self, now: Instant, out: &mut Out) {
         let Some(session) = self.session.clone() else { return };
         let Some(reg) = self.reg.clone() else { return };
+        // Commands the registration's previous channel had not sent come first: they are
+        // older than anything the session holds now.
+        for queued in self.registrations.take_handed_over(&reg.endpoint) {
+            self.enqueue(queued.command, queued.expires, now);
+        }
         let mut commands = Vec::new();
         {
             let mut state = session.lock();
@@ -198,6 +204,16 @@ impl Lwm2mChannel {
                 blocks: None,
             });
         }
+    }
+
+    /// Every command not yet answered, the one in flight first (it is sent again by whoever
+    /// takes them: a channel that takes this registration over, see `Registrations`).
+    pub(super) fn take_unanswered(&mut self) -> Vec<Queued> {
+        let in_flight = self.downlink.outstanding.take().map(|o| Queued {
+            command: o.command,
+            expires: None,
+        });
+        in_flight.into_iter().chain(self.downlink.queue.drain(..)).collect()
     }
 
     /// Forgets every observation (the device re-registered: it has none any more).

@@ -189,6 +189,8 @@ pub struct Lwm2mChannel {
     /// Whether the close ends the registration (de-register, lifetime, kick) or leaves it in
     /// the table for the device to come back to (shutdown, the transport dropped us).
     forget: bool,
+    /// Kicked because another channel serves the registration now (it gets our commands).
+    taken_over: bool,
     last_heard: Instant,
     connected_at_ms: u64,
     close_name: &'static str,
@@ -223,6 +225,7 @@ impl Lwm2mChannel {
             uplinks: VecDeque::new(),
             command_subscription: None,
             forget: false,
+            taken_over: false,
             last_heard: now,
             connected_at_ms: 0,
             close_name: "normal",
@@ -438,7 +441,15 @@ impl Lwm2mChannel {
 
     fn release_session(&mut self, now: Instant) {
         let Some(session) = self.session.take() else { return };
-        if let Some(reg) = &self.reg {
+        if let Some(reg) = self.reg.clone() {
+            // The registration lives on elsewhere (taken over) or later (transport gone): the
+            // commands not yet sent go with it, not with this channel.
+            if !self.forget || self.taken_over {
+                let unanswered = self.take_unanswered();
+                let max = self.settings.max_queued_commands;
+                self.registrations
+                    .hand_over(&reg.endpoint, self.conn.id(), unanswered, max);
+            }
             if self.forget {
                 self.registrations.remove(&reg.endpoint, self.conn.id());
             } else {
@@ -552,6 +563,7 @@ impl DatagramChannel for Lwm2mChannel {
         self.close_name = reason.event_name();
         // A registration outlives a shutdown (kept in the store); any other kick ends it.
         self.forget = reason != KickReason::ServerShutdown;
+        self.taken_over = reason == KickReason::TakenOver;
         self.close(CloseReason::Kicked(reason), out);
         self.release_if_closing(now);
         self.drop_tickets();

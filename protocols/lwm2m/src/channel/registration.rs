@@ -306,6 +306,10 @@ impl Lwm2mChannel {
         self.open(client, &reg, now);
         self.reg = Some(reg);
         self.subscribe_commands();
+        // Commands the previous channel handed over wait in the table: fetched on the next
+        // delivery round, after this update's 2.04 has gone.
+        self.conn.signal_deliver();
+        self.conn.wake();
         true
     }
 

@@ -32,6 +32,8 @@ use portico_core::message::now_millis;
 use portico_core::store::StoreOp;
 use serde_json::{Map, Value as Json};
 
+use super::downlink::Queued;
+
 /// Key space of registrations in the durable store.
 pub const SPACE: &str = "lwm2m.registrations";
 
@@ -155,6 +157,9 @@ struct Entry {
     /// The channel serving it; `None` after a restart until the device is heard again, or
     /// after its channel went away without ending the registration (a DTLS session closed).
     owner: Option<(ConnId, Weak<ConnHandle>)>,
+    /// Commands a channel that no longer serves the registration had not sent, for the one
+    /// that does (or will, once the device is heard).
+    handed_over: Vec<Queued>,
 }
 
 impl Entry {
@@ -208,6 +213,7 @@ impl Registrations {
                                         value,
                                         expires_ms,
                                         owner: None,
+                                        handed_over: Vec::new(),
                                     },
                                 );
                             }
@@ -279,10 +285,16 @@ impl Registrations {
         if !table.contains_key(&record.endpoint) && table.len() >= self.max && self.sweep(&mut table) >= self.max {
             return Err(Refused::Full);
         }
+        // Commands handed over stay with the endpoint whatever re-registers it.
+        let handed_over = table
+            .get_mut(&record.endpoint)
+            .map(|old| std::mem::take(&mut old.handed_over))
+            .unwrap_or_default();
         let entry = Entry {
             value: value.clone(),
             expires_ms: record.expires_ms(),
             owner: Some((owner.id(), Arc::downgrade(owner))),
+            handed_over,
         };
         let previous = table.insert(record.endpoint.clone(), entry);
         drop(table);
@@ -304,6 +316,47 @@ impl Registrations {
         let previous = entry.owner.replace((owner.id(), Arc::downgrade(owner)));
         drop(table);
         take_over(location, previous, owner);
+    }
+
+    /// Keeps the unsent commands of `from`, a channel leaving the registration at `location`
+    /// while the registration lives on (taken over, or its DTLS session gone), for the channel
+    /// that serves it next, which is signalled if it is already there. At most `max` are
+    /// kept, the oldest first; without a registration they are dropped with it.
+    pub(super) fn hand_over(&self, location: &str, from: ConnId, commands: Vec<Queued>, max: usize) {
+        if commands.is_empty() {
+            return;
+        }
+        let mut table = self.table.lock();
+        let Some(entry) = table.get_mut(location) else { return };
+        let room = max.saturating_sub(entry.handed_over.len());
+        let dropped = commands.len().saturating_sub(room);
+        entry.handed_over.extend(commands.into_iter().take(room));
+        let successor = entry
+            .owner
+            .as_ref()
+            .filter(|(id, _)| *id != from)
+            .and_then(|(_, conn)| conn.upgrade());
+        drop(table);
+        if dropped > 0 {
+            tracing::info!(
+                location,
+                dropped,
+                "LwM2M commands over the queue bound dropped at a hand-over"
+            );
+        }
+        if let Some(conn) = successor {
+            conn.signal_deliver();
+            conn.wake();
+        }
+    }
+
+    /// The commands handed over for the registration at `location`.
+    pub(super) fn take_handed_over(&self, location: &str) -> Vec<Queued> {
+        let mut table = self.table.lock();
+        table
+            .get_mut(location)
+            .map(|entry| std::mem::take(&mut entry.handed_over))
+            .unwrap_or_default()
     }
 
     /// The record at `location` if its lifetime is not over (an expired one is dropped).

@@ -441,3 +441,44 @@ fn a_sleeping_device_behind_a_new_nat_port_keeps_its_held_commands() {
     assert_eq!(update_event.len(), 1, "{update_event:?}");
     assert_eq!(update_event[0].0, "lwm2m/napper/up/update");
 }
+
+#[test]
+fn commands_held_by_a_taken_over_channel_go_to_its_successor() {
+    // A DTLS device handshakes again from a new address (its channel cannot be moved): the
+    // rebuilt channel gets what the old one held for the sleeping device.
+    let h = Harness::new();
+    let (mut old, later) = h.asleep_with_a_held_read("sleeper", None);
+    let mut new = h.device(2);
+    assert_eq!(new.update("sleeper", &[], later).code, Code::CHANGED);
+    assert_eq!(old.conn.kicked(), Some(KickReason::TakenOver));
+    assert_eq!(old.kick(KickReason::TakenOver, later), [Sent::Close]);
+    let sent = new.deliver(later);
+    let [Sent::M(get)] = &sent[..] else {
+        panic!("the handed-over read: {sent:?}")
+    };
+    assert_eq!((get.code, path_of(get)), (Code::GET, "/3/0/0".to_owned()));
+    let reply = piggybacked(get, Code::CONTENT, Some(0), b"EMQ".to_vec());
+    assert!(new.send(&reply, later).is_empty());
+    let got = h.received();
+    let resp: Vec<_> = got.iter().filter(|(t, _)| t.ends_with("up/resp")).collect();
+    assert_eq!(resp.len(), 1, "{got:?}");
+    assert_eq!(
+        (resp[0].1["reqID"].clone(), resp[0].1["data"]["code"].clone()),
+        (1.into(), "2.05".into())
+    );
+}
+
+#[test]
+fn commands_of_a_channel_whose_transport_went_away_wait_for_the_rebuild() {
+    // The old channel closes first (its DTLS session timed out), then the device comes back.
+    let h = Harness::new();
+    let (mut old, later) = h.asleep_with_a_held_read("dozer", None);
+    old.channel.handle_closed(later);
+    let mut new = h.device(2);
+    assert_eq!(new.update("dozer", &[], later).code, Code::CHANGED);
+    let sent = new.deliver(later);
+    assert!(
+        matches!(&sent[..], [Sent::M(get)] if path_of(get) == "/3/0/0"),
+        "the read the old channel held: {sent:?}"
+    );
+}
