@@ -219,6 +219,8 @@ fn ws_settings(opts: &WebsocketOptions) -> Arc<WsSettings> {
         proxy_address_header: header(&opts.proxy_address_header),
         proxy_port_header: header(&opts.proxy_port_header),
         max_frame_size: opts.max_frame_size.map(|n| usize::try_from(n).unwrap_or(usize::MAX)),
+        // MQTT is binary only (EMQX closes on a text frame).
+        accept_text: false,
     })
 }
 
