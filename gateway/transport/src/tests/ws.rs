@@ -174,8 +174,14 @@ async fn text_frames_are_bytes_when_the_listener_accepts_them() {
     let (mut server, _) = server.unwrap();
     let (mut client, _) = client.unwrap();
     // Text and binary frames make one byte stream, a frame split across both.
-    client.send(Message::Text("SEND\ndestination:a\n".into())).await.unwrap();
-    client.send(Message::Binary(Bytes::from_static(b"\nhi\0"))).await.unwrap();
+    client
+        .send(Message::Text("SEND\ndestination:a\n".into()))
+        .await
+        .unwrap();
+    client
+        .send(Message::Binary(Bytes::from_static(b"\nhi\0")))
+        .await
+        .unwrap();
     let expected = b"SEND\ndestination:a\n\nhi\0";
     assert_eq!(read_n(&mut server, expected.len()).await, expected);
     // Replies are binary frames.
