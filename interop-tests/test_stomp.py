@@ -3,8 +3,11 @@ WebSocket with `websocket-client`), paho-mqtt on the MQTT side of the same broke
 sockets for the malformed input no real client sends."""
 
 import queue
+import shutil
 import socket
+import subprocess
 import time
+from pathlib import Path
 
 import pytest
 import stomp
@@ -458,3 +461,40 @@ def test_mqtt_publish_reaches_a_stomp_wildcard_subscription(gateway, stomps, ver
         ]
     finally:
         device.close()
+
+
+STOMPJS = Path(__file__).resolve().parent / "stompjs"
+
+
+@pytest.mark.skipif(not (STOMPJS / "node_modules" / "@stomp" / "stompjs").is_dir() or not shutil.which("node"),
+                    reason="@stomp/stompjs not installed (scripts/install-test-deps.sh)")
+def test_stomp_over_websocket_with_stompjs(gateway):
+    """@stomp/stompjs, the browser library, on Node's WebSocket: text frames, the v1x.stomp
+    subprotocols, heart-beats, client-individual ACK, a SEND with a receipt."""
+    prefix = topic_prefix()
+    mqtt = Client(gateway, version=V311).connect()
+    proc = None
+    try:
+        mqtt.subscribe(f"{prefix}/up", qos=1)
+        proc = subprocess.Popen(
+            ["node", "--experimental-websocket", "--no-warnings", "client.mjs",
+             f"ws://127.0.0.1:{gateway.stomp_ws_port}/stomp", f"{prefix}/down/#", f"{prefix}/up"],
+            cwd=STOMPJS, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )
+        lines = []
+        for line in proc.stdout:
+            lines.append(line)
+            if '"subscribed"' in line:
+                break
+        assert any('"connected"' in line and '"1.2"' in line for line in lines), lines
+        mqtt.publish(f"{prefix}/down/a/b", b"to stompjs", qos=1)
+        out, _ = proc.communicate(timeout=30)
+        lines += out.splitlines()
+        assert proc.returncode == 0, lines
+        assert any('"to stompjs"' in line for line in lines), lines
+        assert mqtt.get().payload == b"from stompjs"
+    finally:
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        mqtt.close()
