@@ -62,4 +62,18 @@ then
     echo "install-test-deps: installing Python requirements"
     "$VENV/bin/python" -m pip install -q --disable-pip-version-check -r "$REQ"
 fi
+# --- Node: @stomp/stompjs for test_stomp.py (skipped there when absent) ----------------------
+# The browser STOMP library on Node 20's WebSocket (--experimental-websocket). Reinstalled when
+# the pinned version in package.json differs from the installed one.
+STOMPJS="$ROOT/interop-tests/stompjs"
+if command -v npm >/dev/null 2>&1; then
+    want="$(node -p "require('$STOMPJS/package.json').dependencies['@stomp/stompjs']")"
+    have="$(node -p "try { require('$STOMPJS/node_modules/@stomp/stompjs/package.json').version } catch (e) { '' }")"
+    if [ "$want" != "$have" ]; then
+        echo "install-test-deps: installing @stomp/stompjs $want"
+        (cd "$STOMPJS" && npm ci --no-audit --no-fund -q)
+    fi
+else
+    echo "install-test-deps: npm not found; test_stomp.py's stompjs test will be skipped"
+fi
 echo "install-test-deps: ok"

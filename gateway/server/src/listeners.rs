@@ -206,8 +206,9 @@ fn local_addr(settings: &ListenerSettings, socket: &tokio::net::TcpListener) -> 
 pub(crate) const WS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// The transport's WebSocket settings from a listener's `websocket` keys. The subprotocols are
-/// MQTT's, from the config: the transport itself is protocol-agnostic.
-fn ws_settings(opts: &WebsocketOptions) -> Arc<WsSettings> {
+/// the frontend's, from the config: the transport itself is protocol-agnostic. `accept_text`:
+/// text frames are data (STOMP) rather than refused with 1003 (MQTT, as EMQX).
+pub(crate) fn ws_settings(opts: &WebsocketOptions, accept_text: bool) -> Arc<WsSettings> {
     let header = |name: &str| (!name.is_empty()).then(|| name.to_owned());
     Arc::new(WsSettings {
         path: opts.mqtt_path.clone(),
@@ -219,11 +220,17 @@ fn ws_settings(opts: &WebsocketOptions) -> Arc<WsSettings> {
         proxy_address_header: header(&opts.proxy_address_header),
         proxy_port_header: header(&opts.proxy_port_header),
         max_frame_size: opts.max_frame_size.map(|n| usize::try_from(n).unwrap_or(usize::MAX)),
+        accept_text,
     })
 }
 
 /// The TLS config source of listener `name` (`ssl:default`).
-fn tls_source(name: &str, kind: &str, listener: &str, opts: &SslOptions) -> Result<Arc<TlsSource>, StartError> {
+pub(crate) fn tls_source(
+    name: &str,
+    kind: &str,
+    listener: &str,
+    opts: &SslOptions,
+) -> Result<Arc<TlsSource>, StartError> {
     let key = format!("listeners.{kind}.{listener}.ssl_options");
     let settings = opts.tls_settings().ok_or_else(|| StartError::Invalid {
         key: key.clone(),
@@ -293,13 +300,13 @@ fn listener_specs(config: &Config) -> Result<Vec<Spec>, StartError> {
         push(settings, &c.listener, Source::Ssl(c.clone()));
     }
     for (name, c) in l.ws.iter().filter(|(_, c)| c.listener.enable) {
-        let transport = Transport::Ws(ws_settings(&c.websocket));
+        let transport = Transport::Ws(ws_settings(&c.websocket, false));
         let settings = listener("ws", name, &c.listener, transport, WS_HANDSHAKE_TIMEOUT);
         push(settings, &c.listener, Source::Ws(c.clone()));
     }
     for (name, c) in l.wss.iter().filter(|(_, c)| c.listener.enable) {
         let tls = tls_source(&format!("wss:{name}"), "wss", name, &c.ssl_options)?;
-        let transport = Transport::Wss(tls, ws_settings(&c.websocket));
+        let transport = Transport::Wss(tls, ws_settings(&c.websocket, false));
         let timeout = c.ssl_options.handshake_timeout;
         let settings = listener("wss", name, &c.listener, transport, timeout);
         push(settings, &c.listener, Source::Wss(c.clone()));

@@ -28,6 +28,10 @@ async fn start() -> Server {
             "PORTICO_GATEWAY__STOMP__LISTENERS__TCP__DEFAULT__BIND".to_owned(),
             "127.0.0.1:0".to_owned(),
         ),
+        (
+            "PORTICO_GATEWAY__STOMP__LISTENERS__WS__DEFAULT__BIND".to_owned(),
+            "127.0.0.1:0".to_owned(),
+        ),
         support::data_dir_env(),
     ];
     let config = Config::load(None, env).expect("valid test config");
@@ -187,4 +191,72 @@ async fn bad_frames_get_an_error_then_a_close() {
     let error = client.expect(Command::Error).await;
     assert!(String::from_utf8_lossy(&error.body).contains("max_body_length"));
     assert!(client.recv().await.is_none());
+}
+
+/// STOMP over WebSocket as a browser speaks it: subprotocols offered, frames sent as text
+/// messages; the gateway's answers come as binary messages holding whole frames or parts.
+#[tokio::test]
+async fn stomp_over_websocket_with_text_frames() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    use tokio_tungstenite::tungstenite::http::HeaderValue;
+
+    let server = start().await;
+    let addr = support::addr(&server, "stomp:ws:default");
+    let mut request = format!("ws://{addr}/stomp").into_client_request().expect("request");
+    request.headers_mut().insert(
+        "sec-websocket-protocol",
+        HeaderValue::from_static("v10.stomp, v11.stomp, v12.stomp"),
+    );
+    let stream = TcpStream::connect(addr).await.expect("connect");
+    let (mut ws, response) = tokio_tungstenite::client_async(request, stream).await.expect("upgrade");
+    // The first offered that the listener supports (EMQX's rule); the version itself is
+    // negotiated by CONNECT's accept-version, as stomp.js expects.
+    assert_eq!(response.headers()["sec-websocket-protocol"], "v10.stomp");
+    let mut device = mqtt(&server, "device", ProtocolVersion::V3_1_1).await;
+
+    let mut codec = StompCodec::new(Limits::default());
+    let mut buf = BytesMut::new();
+    let mut next = async |ws: &mut tokio_tungstenite::WebSocketStream<TcpStream>| loop {
+        if let Some(frame) = codec.decode(&mut buf).expect("valid frames")
+            && frame.command != Command::HeartBeat
+        {
+            return frame;
+        }
+        match timeout(WAIT, ws.next()).await.expect("in time") {
+            Some(Ok(Message::Binary(data))) => buf.extend_from_slice(&data),
+            other => panic!("expected a binary message, got {other:?}"),
+        }
+    };
+    let text = |s: &str| Message::Text(s.into());
+    ws.send(text("CONNECT\naccept-version:1.1,1.2\nhost:portico\n\n\0"))
+        .await
+        .expect("send");
+    let connected = next(&mut ws).await;
+    assert_eq!(connected.command, Command::Connected, "{connected:?}");
+    assert_eq!(connected.header("version"), Some("1.2"));
+    ws.send(text("SUBSCRIBE\nid:s\ndestination:room/+\nreceipt:r\n\n\0"))
+        .await
+        .expect("send");
+    assert_eq!(next(&mut ws).await.command, Command::Receipt);
+    device.publish("room/1", b"hello").await;
+    let message = next(&mut ws).await;
+    assert_eq!(message.command, Command::Message);
+    assert_eq!(&message.body[..], b"hello");
+    // Two frames in one text message, as some clients batch them.
+    ws.send(text(
+        "SEND\ndestination:room/2\n\nhi\0SEND\ndestination:room/3\nreceipt:x\n\nyo\0",
+    ))
+    .await
+    .expect("send");
+    let bodies: Vec<_> = [next(&mut ws).await, next(&mut ws).await, next(&mut ws).await]
+        .into_iter()
+        .map(|f| (f.command, f.body))
+        .collect();
+    assert!(
+        bodies.contains(&(Command::Message, b"hi".to_vec().into())),
+        "{bodies:?}"
+    );
+    assert!(bodies.contains(&(Command::Receipt, Default::default())), "{bodies:?}");
 }

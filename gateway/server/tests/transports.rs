@@ -305,3 +305,51 @@ async fn one_publish_over_three_frames_and_two_packets_in_one_frame() {
     }
     server.shutdown().await;
 }
+
+/// STOMP over TLS: `gateway.stomp.listeners.ssl` takes MQTT's `ssl_options` and serves the
+/// same STOMP frontend over the TLS stream.
+#[tokio::test]
+async fn stomp_over_tls() {
+    let pki = Pki::new("e2e-stomp-tls");
+    let ssl = "PORTICO_GATEWAY__STOMP__LISTENERS__SSL__DEFAULT";
+    let server = start(
+        &pki,
+        &[
+            ("PORTICO_GATEWAY__STOMP__ENABLE", "true".to_owned()),
+            (
+                "PORTICO_GATEWAY__STOMP__LISTENERS__TCP__DEFAULT__BIND",
+                "127.0.0.1:0".to_owned(),
+            ),
+            (&format!("{ssl}__BIND"), "127.0.0.1:0".to_owned()),
+            (
+                &format!("{ssl}__SSL_OPTIONS__CERTFILE"),
+                pki.server_cert.display().to_string(),
+            ),
+            (
+                &format!("{ssl}__SSL_OPTIONS__KEYFILE"),
+                pki.server_key.display().to_string(),
+            ),
+        ],
+    )
+    .await;
+    let mut stream = tls(&server, "stomp:ssl:default", &pki, None)
+        .await
+        .expect("TLS handshake");
+    stream
+        .write_all(b"CONNECT\naccept-version:1.2\nhost:portico\n\n\0")
+        .await
+        .expect("write");
+    let mut got = Vec::new();
+    while !got.contains(&0) {
+        let mut buf = [0u8; 512];
+        let n = timeout(WAIT, stream.read(&mut buf))
+            .await
+            .expect("in time")
+            .expect("read");
+        assert!(n > 0, "closed: {}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&buf[..n]);
+    }
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.starts_with("CONNECTED\n"), "{text}");
+    assert!(text.contains("\nversion:1.2\n"), "{text}");
+}

@@ -73,6 +73,7 @@ pub fn check_ws_accept(data: &[u8]) {
             proxy_address_header: Some("x-forwarded-for".to_owned()),
             proxy_port_header: Some("x-forwarded-port".to_owned()),
             max_frame_size: Some(64 * 1024),
+            accept_text: false,
         };
         let client_side = async {
             // The server may answer at any point; drain its bytes while sending ours.

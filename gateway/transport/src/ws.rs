@@ -5,7 +5,11 @@
 //!
 //! The byte stream view makes framing free: one packet may span several frames and one frame
 //! may carry several packets, because the codec only sees bytes. Text frames are refused
-//! (close code 1003); pings are answered by tungstenite; a close frame ends the stream.
+//! (close code 1003) unless the listener's [`WsSettings::accept_text`] is on: MQTT is binary
+//! and EMQX closes on text, but STOMP is text and browser clients send it in text frames, whose
+//! UTF-8 bytes then join the stream like a binary frame's. Pings are answered by tungstenite; a
+//! close frame ends the stream. Writes are always binary frames (text frames would require
+//! every write to end on a UTF-8 boundary, and STOMP bodies may be binary).
 //!
 //! Memory per idle connection: tungstenite's read buffer ([`READ_BUFFER_SIZE`], allocated
 //! eagerly) plus its write buffer, which keeps the capacity of the largest frame written; writes
@@ -56,6 +60,8 @@ pub struct WsSettings {
     /// Largest incoming frame payload; `None` keeps tungstenite's guard (16 MiB frames, 64 MiB
     /// messages).
     pub max_frame_size: Option<usize>,
+    /// Take text frames as bytes of the stream (STOMP); off: close with 1003 (MQTT).
+    pub accept_text: bool,
 }
 
 impl WsSettings {
@@ -314,7 +320,7 @@ where
     };
     let result = tokio_tungstenite::accept_hdr_async_with_config(stream, callback, Some(settings.config())).await;
     match (result, outcome) {
-        (Ok(ws), Ok(upgrade)) => Ok((WsStream::new(ws), upgrade)),
+        (Ok(ws), Ok(upgrade)) => Ok((WsStream::new(ws).accepting_text(settings.accept_text), upgrade)),
         (Err(_), Err((status, why))) if status != 0 => Err(UpgradeError::Refused { status, why }),
         (Err(error), _) => Err(UpgradeError::Handshake(error)),
         // tungstenite accepted although the callback refused: cannot happen; refuse anyway.
@@ -330,6 +336,8 @@ pub struct WsStream<S> {
     pending: Bytes,
     /// A close frame to send before reporting end of stream (after a text frame).
     refusing: Option<CloseFrame>,
+    /// Text frames are data (see [`WsSettings::accept_text`]).
+    accept_text: bool,
     eof: bool,
 }
 
@@ -351,8 +359,15 @@ where
             inner,
             pending: Bytes::new(),
             refusing: None,
+            accept_text: false,
             eof: false,
         }
+    }
+
+    /// Takes text frames as data (on) or closes with 1003 on the first one (off, the default).
+    pub fn accepting_text(mut self, accept: bool) -> WsStream<S> {
+        self.accept_text = accept;
+        self
     }
 
     /// Sends the pending refusal close frame; Ready once it is written (or cannot be).
@@ -410,6 +425,8 @@ where
             match ready!(Pin::new(&mut this.inner).poll_next(cx)) {
                 None => this.eof = true,
                 Some(Ok(Message::Binary(data))) => this.pending = data,
+                // `Utf8Bytes` converts into the `Bytes` it wraps: no copy.
+                Some(Ok(Message::Text(text))) if this.accept_text => this.pending = Bytes::from(text),
                 Some(Ok(Message::Text(_))) => {
                     tracing::debug!("text frame on a binary-only WebSocket; closing with 1003");
                     this.refusing = Some(CloseFrame {

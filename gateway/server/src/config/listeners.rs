@@ -300,7 +300,7 @@ impl SslOptions {
     }
 }
 
-fn ssl_options(mut s: Section<'_>, ctx: &mut Ctx<'_>, enabled: bool) -> SslOptions {
+pub(super) fn ssl_options(mut s: Section<'_>, ctx: &mut Ctx<'_>, enabled: bool) -> SslOptions {
     let d = SslOptions::default();
     let out = SslOptions {
         certfile: s.field(ctx, "certfile", d.certfile, optional_path),
@@ -411,10 +411,21 @@ fn frame_size(v: &Value) -> Result<Option<u64>, String> {
     }
 }
 
-fn websocket(mut s: Section<'_>, ctx: &mut Ctx<'_>) -> WebsocketOptions {
-    let d = WebsocketOptions::default();
+fn websocket(s: Section<'_>, ctx: &mut Ctx<'_>) -> WebsocketOptions {
+    websocket_with(s, ctx, WebsocketOptions::default(), "mqtt_path")
+}
+
+/// `websocket.*` with a frontend's defaults. `path_key` names the URL path key: MQTT's
+/// listeners say `mqtt_path` (EMQX's core listeners), gateways say `path` (EMQX's gateway
+/// WebSocket options); the value lands in `mqtt_path` either way.
+pub(super) fn websocket_with(
+    mut s: Section<'_>,
+    ctx: &mut Ctx<'_>,
+    d: WebsocketOptions,
+    path_key: &'static str,
+) -> WebsocketOptions {
     let out = WebsocketOptions {
-        mqtt_path: s.field(ctx, "mqtt_path", d.mqtt_path, mqtt_path),
+        mqtt_path: s.field(ctx, path_key, d.mqtt_path, mqtt_path),
         fail_if_no_subprotocol: s.field(ctx, "fail_if_no_subprotocol", d.fail_if_no_subprotocol, value::boolean),
         supported_subprotocols: s.field(ctx, "supported_subprotocols", d.supported_subprotocols, subprotocols),
         check_origin_enable: s.field(ctx, "check_origin_enable", d.check_origin_enable, value::boolean),

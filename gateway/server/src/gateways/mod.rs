@@ -8,6 +8,7 @@ mod advertise;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use bytestring::ByteString;
@@ -31,7 +32,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::StartError;
-use crate::config::{Config, DtlsListenerConfig, UdpListenerConfig};
+use crate::config::{Config, DtlsListenerConfig, TcpListenerConfig, UdpListenerConfig};
 
 /// What every gateway listener is started with.
 struct Start<'a> {
@@ -221,18 +222,38 @@ async fn start_lwm2m(config: &Config, start: &mut Start<'_>) -> Result<(), Start
     Ok(())
 }
 
-/// Binds and serves every enabled `gateway.stomp.listeners.tcp.<name>` (`stomp:tcp:<name>`).
+/// Binds and serves every enabled `gateway.stomp.listeners.{tcp,ssl,ws}.<name>`
+/// (`stomp:tcp:<name>`, `stomp:ssl:<name>`, `stomp:ws:<name>`): one stream listener each, the
+/// same frontend over a plain, TLS or WebSocket stream.
 fn start_stomp(config: &Config, start: &mut Start<'_>) -> Result<(), StartError> {
+    use portico_transport::Transport;
+
+    use crate::listeners::{WS_HANDSHAKE_TIMEOUT, tls_source, ws_settings};
+
     let stomp = &config.gateway.stomp;
-    for (name, listener) in stomp.tcp.iter().filter(|(_, l)| l.enable) {
-        let full_name = format!("stomp:tcp:{name}");
-        let settings = crate::listeners::listener(
-            "stomp:tcp",
-            name,
-            listener,
-            portico_transport::Transport::Tcp,
-            crate::listeners::WS_HANDSHAKE_TIMEOUT,
-        );
+    let mut specs: Vec<(&str, &String, &TcpListenerConfig, Transport, Duration)> = Vec::new();
+    for (name, l) in stomp.tcp.iter().filter(|(_, l)| l.enable) {
+        specs.push(("tcp", name, l, Transport::Tcp, WS_HANDSHAKE_TIMEOUT));
+    }
+    for (name, l) in stomp.ssl.iter().filter(|(_, l)| l.listener.enable) {
+        let tls = tls_source(&format!("stomp:ssl:{name}"), "ssl", name, &l.ssl_options).map_err(|e| match e {
+            StartError::Invalid { key, why } => StartError::Invalid {
+                key: format!("gateway.stomp.{key}"),
+                why,
+            },
+            other => other,
+        })?;
+        let timeout = l.ssl_options.handshake_timeout;
+        specs.push(("ssl", name, &l.listener, Transport::Tls(tls), timeout));
+    }
+    for (name, l) in stomp.ws.iter().filter(|(_, l)| l.listener.enable) {
+        // Browser clients send STOMP in text frames.
+        let transport = Transport::Ws(ws_settings(&l.websocket, true));
+        specs.push(("ws", name, &l.listener, transport, WS_HANDSHAKE_TIMEOUT));
+    }
+    for (kind, name, listener, transport, timeout) in specs {
+        let full_name = format!("stomp:{kind}:{name}");
+        let settings = crate::listeners::listener(&format!("stomp:{kind}"), name, listener, transport, timeout);
         let socket = portico_transport::bind(&settings)?;
         let addr = socket.local_addr().map_err(|source| BindError {
             name: full_name.clone(),

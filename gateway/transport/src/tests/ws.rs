@@ -19,6 +19,7 @@ fn settings() -> WsSettings {
         proxy_address_header: Some("x-forwarded-for".to_owned()),
         proxy_port_header: Some("x-forwarded-port".to_owned()),
         max_frame_size: None,
+        accept_text: false,
     }
 }
 
@@ -158,6 +159,37 @@ async fn text_frames_close_with_1003() {
     match client.next().await {
         Some(Ok(Message::Close(Some(frame)))) => assert_eq!(frame.code, CloseCode::Unsupported),
         other => panic!("expected close 1003, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn text_frames_are_bytes_when_the_listener_accepts_them() {
+    let stomp = WsSettings {
+        path: "/stomp".to_owned(),
+        subprotocols: vec!["v12.stomp".to_owned()],
+        accept_text: true,
+        ..settings()
+    };
+    let (server, client) = handshake(&stomp, "/stomp", &[("sec-websocket-protocol", "v12.stomp")]).await;
+    let (mut server, _) = server.unwrap();
+    let (mut client, _) = client.unwrap();
+    // Text and binary frames make one byte stream, a frame split across both.
+    client
+        .send(Message::Text("SEND\ndestination:a\n".into()))
+        .await
+        .unwrap();
+    client
+        .send(Message::Binary(Bytes::from_static(b"\nhi\0")))
+        .await
+        .unwrap();
+    let expected = b"SEND\ndestination:a\n\nhi\0";
+    assert_eq!(read_n(&mut server, expected.len()).await, expected);
+    // Replies are binary frames.
+    server.write_all(b"RECEIPT\n\n\0").await.unwrap();
+    server.flush().await.unwrap();
+    match client.next().await {
+        Some(Ok(Message::Binary(data))) => assert_eq!(&data[..], b"RECEIPT\n\n\0"),
+        other => panic!("expected a binary frame, got {other:?}"),
     }
 }
 

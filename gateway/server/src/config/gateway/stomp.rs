@@ -1,11 +1,11 @@
-//! `gateway.stomp`: the STOMP 1.0/1.1/1.2 gateway over TCP.
+//! `gateway.stomp`: the STOMP 1.0/1.1/1.2 gateway over TCP, TLS and WebSocket.
 
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use super::super::schema::{Ctx, Section};
-use super::super::types::TcpListenerConfig;
+use super::super::types::{SslListenerConfig, SslOptions, TcpListenerConfig, WebsocketOptions, WsListenerConfig};
 use super::super::value;
 
 /// `gateway.stomp` (off unless enabled, as EMQX's gateways).
@@ -33,6 +33,10 @@ pub struct StompConfig {
     pub max_transaction_frames: usize,
     /// `listeners.tcp.<name>`.
     pub tcp: BTreeMap<String, TcpListenerConfig>,
+    /// `listeners.ssl.<name>`: STOMP over TLS, MQTT's `ssl_options`.
+    pub ssl: BTreeMap<String, SslListenerConfig>,
+    /// `listeners.ws.<name>`: STOMP over WebSocket (`websocket.path`, not `mqtt_path`).
+    pub ws: BTreeMap<String, WsListenerConfig>,
 }
 
 /// The default STOMP listener: EMQX's port 61613.
@@ -41,6 +45,50 @@ fn tcp_default() -> TcpListenerConfig {
         bind: SocketAddr::from((Ipv4Addr::UNSPECIFIED, 61613)),
         ..TcpListenerConfig::default()
     }
+}
+
+/// A named `listeners.ssl.<name>`: enabled, on 61614, the port of EMQX's STOMP ssl example.
+fn ssl_named() -> SslListenerConfig {
+    SslListenerConfig {
+        listener: TcpListenerConfig {
+            bind: SocketAddr::from((Ipv4Addr::UNSPECIFIED, 61614)),
+            ..TcpListenerConfig::default()
+        },
+        ssl_options: SslOptions::default(),
+    }
+}
+
+/// The WebSocket defaults of a STOMP listener: path `/stomp`; the subprotocols of the STOMP
+/// over WebSocket convention (stomp.js offers `v10.stomp, v11.stomp, v12.stomp`) and plain
+/// `stomp`; a client offering none is still accepted (EMQX's gateway WebSocket default), since
+/// several STOMP clients send no `Sec-WebSocket-Protocol` at all.
+fn ws_options() -> WebsocketOptions {
+    WebsocketOptions {
+        mqtt_path: "/stomp".to_owned(),
+        fail_if_no_subprotocol: false,
+        supported_subprotocols: ["v12.stomp", "v11.stomp", "v10.stomp", "stomp"]
+            .map(str::to_owned)
+            .to_vec(),
+        ..WebsocketOptions::default()
+    }
+}
+
+/// A named `listeners.ws.<name>`: enabled, on 61615 (EMQX has no STOMP WebSocket listener;
+/// 61613 is its tcp one and 61614 its ssl one, so the next port).
+fn ws_named() -> WsListenerConfig {
+    WsListenerConfig {
+        listener: TcpListenerConfig {
+            bind: SocketAddr::from((Ipv4Addr::UNSPECIFIED, 61615)),
+            ..TcpListenerConfig::default()
+        },
+        websocket: ws_options(),
+    }
+}
+
+/// A built-in `default` listener that stays off until the operator names it.
+fn off<T>(mut config: T, listener: impl Fn(&mut T) -> &mut TcpListenerConfig) -> BTreeMap<String, T> {
+    listener(&mut config).enable = false;
+    BTreeMap::from([("default".to_owned(), config)])
 }
 
 impl Default for StompConfig {
@@ -57,6 +105,8 @@ impl Default for StompConfig {
             max_transactions: 16,
             max_transaction_frames: 1000,
             tcp: BTreeMap::from([("default".to_owned(), tcp_default())]),
+            ssl: off(ssl_named(), |c| &mut c.listener),
+            ws: off(ws_named(), |c| &mut c.listener),
         }
     }
 }
@@ -91,6 +141,19 @@ pub(super) fn stomp(mut s: Section<'_>, ctx: &mut Ctx<'_>) -> StompConfig {
         l.finish(ctx);
         out
     });
+    let ssl = super::super::listeners::named(&mut listeners, ctx, "ssl", d.ssl, |mut l, ctx| {
+        let listener = super::super::listeners::common(&mut l, ctx, &ssl_named().listener);
+        let opts = l.section(ctx, "ssl_options");
+        let ssl_options = super::super::listeners::ssl_options(opts, ctx, listener.enable);
+        l.finish(ctx);
+        SslListenerConfig { listener, ssl_options }
+    });
+    let ws = super::super::listeners::named(&mut listeners, ctx, "ws", d.ws, |mut l, ctx| {
+        let listener = super::super::listeners::common(&mut l, ctx, &ws_named().listener);
+        let websocket = super::super::listeners::websocket_with(l.section(ctx, "websocket"), ctx, ws_options(), "path");
+        l.finish(ctx);
+        WsListenerConfig { listener, websocket }
+    });
     listeners.finish(ctx);
     s.finish(ctx);
     StompConfig {
@@ -105,5 +168,7 @@ pub(super) fn stomp(mut s: Section<'_>, ctx: &mut Ctx<'_>) -> StompConfig {
         max_transactions,
         max_transaction_frames,
         tcp,
+        ssl,
+        ws,
     }
 }

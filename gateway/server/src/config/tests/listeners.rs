@@ -648,6 +648,44 @@ enable_authn = false
     assert_eq!(stomp.mountpoint, "stomp/");
     assert_eq!((stomp.max_headers, stomp.max_body_length), (20, 8192));
     assert_eq!(stomp.tcp["default"].bind, addr("127.0.0.1:61614"));
+    assert!(!stomp.ws["default"].listener.enable, "WebSocket off until named");
+    assert!(!stomp.ssl["default"].listener.enable, "TLS off until named");
+
+    let file = r#"
+[gateway.stomp.listeners.ws.web]
+bind = "127.0.0.1:61615"
+websocket = { path = "/ws", supported_subprotocols = ["v12.stomp"] }
+"#;
+    let config = load_str("stomp-ws", file, &[]).unwrap();
+    let web = &config.gateway.stomp.ws["web"];
+    assert!(web.listener.enable);
+    assert_eq!(web.websocket.mqtt_path, "/ws");
+    assert_eq!(web.websocket.supported_subprotocols, ["v12.stomp"]);
+    assert!(!web.websocket.fail_if_no_subprotocol, "stomp.py sends no subprotocol");
+    let defaults = load_str("stomp-ws-defaults", "[gateway.stomp.listeners.ws.default]\n", &[]).unwrap();
+    let ws = &defaults.gateway.stomp.ws["default"];
+    assert_eq!(ws.listener.bind, addr("0.0.0.0:61615"));
+    assert_eq!(ws.websocket.mqtt_path, "/stomp");
+    let text = errors_of(load_str(
+        "stomp-ws-bad",
+        "[gateway.stomp.listeners.ws.default.websocket]\nmqtt_path = \"/x\"\n",
+        &[],
+    ))
+    .to_string();
+    assert!(
+        text.contains("gateway.stomp.listeners.ws.default.websocket.mqtt_path"),
+        "{text}"
+    );
+    let text = errors_of(load_str(
+        "stomp-ssl-bad",
+        "[gateway.stomp.listeners.ssl.default]\nbind = \"127.0.0.1:61614\"\n",
+        &[],
+    ))
+    .to_string();
+    assert!(
+        text.contains("gateway.stomp.listeners.ssl.default.ssl_options"),
+        "{text}"
+    );
 
     let bad = r#"
 [gateway.stomp.frame]
