@@ -1,6 +1,6 @@
-"""What the gateway publish-cost runners (mqttsn_cost.py, coap_cost.py) share: broker CPU per
-message of publishers through one of Portico's UDP gateways against MQTT publishers, both
-delivering to MQTT subscribers, at QoS 0 and 1.
+"""What the gateway publish-cost runners (mqttsn_cost.py, coap_cost.py, stomp_cost.py) share:
+broker CPU per message of publishers through one of Portico's gateways (UDP, or TCP for STOMP)
+against MQTT publishers, both delivering to MQTT subscribers, at QoS 0 and 1.
 
 p2p: N publishers, each to its own topic, one MQTT subscriber per topic, open loop at a fixed
 total rate (the same for both paths). Every run gets a fresh broker (pinned to CPU 0, the
@@ -43,7 +43,7 @@ TARGET_RATIO = 1.5  # docs/performance.md: gateway publish CPU per message <= 1.
 
 @dataclass(frozen=True)
 class Gateway:
-    """One UDP gateway under test and how the report speaks of it."""
+    """One gateway under test and how the report speaks of it."""
 
     key: str  # `--pub-protocol` value and the path's name in the raw JSON: "mqtt-sn", "coap"
     label: str  # "MQTT-SN", "CoAP"
@@ -51,7 +51,7 @@ class Gateway:
     env: str  # the gateway's config prefix: "PORTICO_GATEWAY__MQTTSN__"
     port_flag: str  # generator flag of the gateway's port: "--sn-port"
     placeholder: str  # what the port shows as in the report: "$SN_PORT"
-    probe: bytes  # a datagram the gateway answers once it is up
+    probe: bytes  # a datagram (TCP: the first bytes sent) the gateway answers once it is up
     answered: Callable[[bytes], bool]  # is this the answer to `probe`?
     probe_name: str  # what `probe` is, for errors: "SEARCHGW"
     title: str  # section title
@@ -63,6 +63,8 @@ class Gateway:
     gen_args: tuple[str, ...] = ()  # more generator flags for the gateway path
     psk: str = ""  # a line of the broker's PSK file ("identity:secret"), for a DTLS listener
     script: str = ""  # the runner, when not <tag>_cost.py
+    tcp: bool = False  # a TCP gateway (STOMP): probed over a connection; no retransmit/UDP-drop columns
+    bye: bytes = b""  # TCP: sent after the probe's answer, before closing (e.g. a DISCONNECT)
 
 
 def script(gw: Gateway) -> str:
@@ -78,7 +80,7 @@ def end_marker(gw: Gateway) -> str:
 
 
 class GatewayPortico(B.Portico):
-    """brokers.Portico with a UDP gateway on a loopback port, no per-peer rate limit."""
+    """brokers.Portico with a gateway on a loopback port, no per-peer rate limit."""
 
     def __init__(self, gw: Gateway, port: int, gw_port: int, binary: Path):
         super().__init__(port, binary, REPO)
@@ -92,7 +94,8 @@ class GatewayPortico(B.Portico):
         env.update({
             pre + "ENABLE": "true",
             listener + "BIND": f"127.0.0.1:{self.gw_port}",
-            # The default, stated: a limit would drop datagrams and look like broker loss.
+            # The default, stated: a limit would drop datagrams (or, over TCP, stall the
+            # publishers) and look like broker loss.
             listener + "MESSAGES_RATE": "infinity",
         })
         if self.gw.psk:
@@ -112,6 +115,9 @@ class GatewayPortico(B.Portico):
 
 def wait_gateway(gw: Gateway, port: int, proc, timeout: float = 15.0) -> None:
     """Waits until the gateway answers its probe."""
+    if gw.tcp:
+        wait_tcp_gateway(gw, port, proc, timeout)
+        return
     deadline = time.monotonic() + timeout
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.settimeout(0.2)
@@ -125,6 +131,26 @@ def wait_gateway(gw: Gateway, port: int, proc, timeout: float = 15.0) -> None:
             except OSError:  # timeout, or ICMP port unreachable
                 time.sleep(0.05)
     raise RunFailed(f"no answer to {gw.probe_name} from the {gw.label} gateway on UDP 127.0.0.1:{port} "
+                    f"after {timeout:.0f} s")
+
+
+def wait_tcp_gateway(gw: Gateway, port: int, proc, timeout: float) -> None:
+    """Waits until a connection to the gateway answers its probe (then sends `gw.bye`)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RunFailed(f"broker exited with status {proc.returncode} before its {gw.label} gateway answered")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1.0) as s:
+                s.sendall(gw.probe)
+                if gw.answered(s.recv(4096)):
+                    if gw.bye:
+                        s.sendall(gw.bye)
+                    return
+        except OSError:  # refused (not listening yet), or no answer
+            pass
+        time.sleep(0.05)
+    raise RunFailed(f"no answer to {gw.probe_name} from the {gw.label} gateway on TCP 127.0.0.1:{port} "
                     f"after {timeout:.0f} s")
 
 
@@ -162,7 +188,7 @@ def display(cmd: list[str], ctx) -> str:
 def run_one(ctx, path: str, qos: int, rnd: int) -> dict:
     port = next(ctx.ports)
     broker = GatewayPortico(ctx.gw, port, port + 1, ctx.portico)
-    next(ctx.ports)  # the UDP port
+    next(ctx.ports)  # the gateway's port
     rec = {"path": path, "qos": qos, "round": rnd, "status": "ok",
            "started": dt.datetime.now().isoformat(timespec="seconds")}
     workdir = ctx.tmp / f"{path}-qos{qos}-{rnd}"
@@ -204,15 +230,16 @@ def run_one(ctx, path: str, qos: int, rnd: int) -> dict:
     return rec
 
 
-def brief(rec: dict) -> str:
+def brief(rec: dict, gw: Gateway | None = None) -> str:
     if rec["status"] != "ok":
         return f"FAILED: {rec.get('error')}"
     g = rec["gen"]
     lat = g.get("latency_us") or {}
+    udp = "" if gw is not None and gw.tcp else (f", retransmits {g.get('retransmits')}, "
+                                     f"UDP receive-buffer drops {rec.get('udp_rcvbuf_errors')}")
     return (f"{g.get('throughput_received_per_s') or 0:,.0f} msg/s, {rec['cpu_us_per_msg']:.2f} µs CPU/msg "
             f"({rec['broker_cpu_util']:.0%} of a core), lost {g.get('lost')}, p50 {lat.get('p50')} "
-            f"p99 {lat.get('p99')} µs, retransmits {g.get('retransmits')}, "
-            f"UDP receive-buffer drops {rec.get('udp_rcvbuf_errors')}")
+            f"p99 {lat.get('p99')} µs{udp}")
 
 
 # ---------------------------------------------------------------- summary
@@ -260,18 +287,24 @@ def tables(runs, gw: Gateway, args) -> tuple[str, dict]:
         L.append(f"| median | {spread([r['cpu_us_per_msg'] for r in mqtt.values()], '.2f')} | "
                  f"{spread([r['cpu_us_per_msg'] for r in other.values()], '.2f')} | "
                  + (f"**{spread(rat.values(), '.2f')}**" if rat else "—") + " |")
-        L += ["", "| path | received msg/s | delivered | lost | p50 µs | p99 µs | broker CPU (of one core) "
-              "| retransmits | UDP receive-buffer drops |", "|---|---|---|---|---|---|---|---|---|"]
+        if gw.tcp:
+            L += ["", "| path | received msg/s | delivered | lost | p50 µs | p99 µs | broker CPU (of one core) |",
+                  "|---|---|---|---|---|---|---|"]
+        else:
+            L += ["", "| path | received msg/s | delivered | lost | p50 µs | p99 µs | broker CPU (of one core) "
+                  "| retransmits | UDP receive-buffer drops |", "|---|---|---|---|---|---|---|---|---|"]
         for path, label in paths(gw):
             rs = list(ok_runs(runs, path, qos).values())
             g = [r["gen"] for r in rs]
             lat = [x.get("latency_us") or {} for x in g]
             retr = spread([x.get("retransmits") for x in g], ",.0f") if path == gw.key else "—"
-            L.append(f"| {label} | {spread([x.get('throughput_received_per_s') for x in g], ',.0f')} | "
-                     f"{spread([x.get('received') for x in g], ',.0f')} | {spread([x.get('lost') for x in g], ',.0f')} | "
-                     f"{spread([x.get('p50') for x in lat], ',.0f')} | {spread([x.get('p99') for x in lat], ',.0f')} | "
-                     f"{spread([r.get('broker_cpu_util') for r in rs], '.0%')} | {retr} | "
-                     f"{spread([r.get('udp_rcvbuf_errors') for r in rs], ',.0f')} |")
+            row = (f"| {label} | {spread([x.get('throughput_received_per_s') for x in g], ',.0f')} | "
+                   f"{spread([x.get('received') for x in g], ',.0f')} | {spread([x.get('lost') for x in g], ',.0f')} | "
+                   f"{spread([x.get('p50') for x in lat], ',.0f')} | {spread([x.get('p99') for x in lat], ',.0f')} | "
+                   f"{spread([r.get('broker_cpu_util') for r in rs], '.0%')} |")
+            if not gw.tcp:
+                row += f" {retr} | {spread([r.get('udp_rcvbuf_errors') for r in rs], ',.0f')} |"
+            L.append(row)
         L.append("")
     return "\n".join(L), verdict
 
@@ -379,7 +412,7 @@ def main(gw: Gateway, doc: str, base_port: int, variants: dict[str, tuple[Gatewa
                     log(f"round {rnd + 1}/{args.runs} QoS {qos} {label} ...")
                     rec = run_one(ctx, path, qos, rnd)
                     runs.append(rec)
-                    log(f"  {brief(rec)}")
+                    log(f"  {brief(rec, gw)}")
                     save_raw()
     except KeyboardInterrupt:
         ctx_info["notes"].append(f"interrupted (Ctrl-C) after {len(runs)} runs; the tables hold only those.")

@@ -43,6 +43,9 @@ pub enum PubProtocol {
     /// CoAP (RFC 7252) over UDP to the broker's CoAP gateway: `POST /ps/{topic}` (QoS 0: NON,
     /// QoS 1: CON).
     Coap,
+    /// STOMP 1.2 over TCP to the broker's STOMP gateway: SEND to the topic (QoS 0: no receipts;
+    /// QoS 1: a receipt per SEND, at most `--inflight` outstanding).
+    Stomp,
 }
 
 impl Config {
@@ -63,6 +66,7 @@ impl PubProtocol {
             PubProtocol::Mqtt => "mqtt",
             PubProtocol::MqttSn => "mqtt-sn",
             PubProtocol::Coap => "coap",
+            PubProtocol::Stomp => "stomp",
         }
     }
 }
@@ -146,6 +150,8 @@ pub struct Config {
     pub coap_addr: Option<SocketAddr>,
     /// CoAP publishers speak DTLS 1.2 with this pre-shared key (`--coap-dtls`).
     pub coap_psk: Option<Psk>,
+    /// The broker's STOMP gateway (TCP), for [`PubProtocol::Stomp`] publishers.
+    pub stomp_addr: Option<SocketAddr>,
 }
 
 impl Config {
@@ -178,6 +184,7 @@ impl Config {
             sn_addr: None,
             coap_addr: None,
             coap_psk: None,
+            stomp_addr: None,
         }
     }
 
@@ -238,7 +245,7 @@ impl Config {
         Ok(())
     }
 
-    /// The datagram publishers' limits, and their gateway addresses given for them only.
+    /// The gateway publishers' limits, and their gateway addresses given for them only.
     fn validate_pub_protocol(&self) -> Result<()> {
         if self.sn_addr.is_some() && self.pub_protocol != PubProtocol::MqttSn {
             bail!("--sn-port applies to --pub-protocol mqtt-sn only");
@@ -249,24 +256,46 @@ impl Config {
         if self.coap_psk.is_some() && self.pub_protocol != PubProtocol::Coap {
             bail!("--coap-dtls applies to --pub-protocol coap only");
         }
-        let (gateway, flag, max_payload, what) = match self.pub_protocol {
+        if self.stomp_addr.is_some() && self.pub_protocol != PubProtocol::Stomp {
+            bail!("--stomp-port applies to --pub-protocol stomp only");
+        }
+        let (gateway, flag, max_payload, what, listener) = match self.pub_protocol {
             PubProtocol::Mqtt => return Ok(()),
-            PubProtocol::MqttSn => (self.sn_addr, "--sn-port", pubsub::sn::MAX_PAYLOAD, "an MQTT-SN PUBLISH"),
-            PubProtocol::Coap => (self.coap_addr, "--coap-port", pubsub::coap::MAX_PAYLOAD, "a CoAP POST"),
+            PubProtocol::MqttSn => (
+                self.sn_addr,
+                "--sn-port",
+                pubsub::sn::MAX_PAYLOAD,
+                "an MQTT-SN PUBLISH in one datagram",
+                "UDP",
+            ),
+            PubProtocol::Coap => (
+                self.coap_addr,
+                "--coap-port",
+                pubsub::coap::MAX_PAYLOAD,
+                "a CoAP POST in one datagram",
+                "UDP",
+            ),
+            PubProtocol::Stomp => (
+                self.stomp_addr,
+                "--stomp-port",
+                pubsub::stomp::MAX_PAYLOAD,
+                "a STOMP SEND here",
+                "TCP",
+            ),
         };
         let name = self.pub_protocol.name();
         if self.scenario == Scenario::Conns {
             bail!("--pub-protocol {name} applies to p2p, fanout and fanin (conns has no publishers)");
         }
         if gateway.is_none() {
-            bail!("--pub-protocol {name} needs {flag} (the broker's gateway, UDP)");
+            bail!("--pub-protocol {name} needs {flag} (the broker's gateway, {listener})");
         }
         if self.qos == QoS::ExactlyOnce {
             bail!("--pub-protocol {name} publishes at QoS 0 or 1 only");
         }
         if self.size > max_payload {
             bail!(
-                "--size {} is too large for {what} in one datagram (at most {max_payload} bytes of data)",
+                "--size {} is too large for {what} (at most {max_payload} bytes of data)",
                 self.size
             );
         }

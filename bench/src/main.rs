@@ -110,9 +110,11 @@ struct Cli {
     password: Option<String>,
     /// What the publishers speak: mqtt; mqtt-sn (MQTT-SN 1.2 over UDP to the broker's MQTT-SN
     /// gateway at --host:--sn-port); or coap (CoAP over UDP to the broker's CoAP gateway at
-    /// --host:--coap-port, connectionless: POST /ps/{topic}, NON at QoS 0, CON at QoS 1). The
-    /// last two: QoS 0 or 1, one QoS 1 message in flight per publisher. Subscribers always speak
-    /// MQTT.
+    /// --host:--coap-port, connectionless: POST /ps/{topic}, NON at QoS 0, CON at QoS 1), those
+    /// two with one QoS 1 message in flight per publisher; or stomp (STOMP 1.2 over TCP to the
+    /// broker's STOMP gateway at --host:--stomp-port: SEND to the topic, QoS 0 without receipts,
+    /// QoS 1 with a receipt per SEND, at most --inflight outstanding). Gateways: QoS 0 or 1.
+    /// Subscribers always speak MQTT.
     #[arg(long, value_enum, default_value_t = PubProtocol::Mqtt)]
     pub_protocol: PubProtocol,
     /// UDP port of the broker's MQTT-SN gateway (--pub-protocol mqtt-sn).
@@ -121,6 +123,9 @@ struct Cli {
     /// UDP port of the broker's CoAP gateway (--pub-protocol coap).
     #[arg(long)]
     coap_port: Option<u16>,
+    /// TCP port of the broker's STOMP gateway (--pub-protocol stomp).
+    #[arg(long)]
+    stomp_port: Option<u16>,
     /// CoAP publishers speak DTLS 1.2 (PSK, TLS_PSK_WITH_AES_128_CCM_8) to --coap-port, a CoAP
     /// DTLS listener: each completes a handshake before publishing (10 s at most), then sends
     /// its requests as DTLS records. Needs --psk-identity and --psk-key.
@@ -254,6 +259,7 @@ fn config(cli: &Cli) -> Result<Config> {
     cfg.pub_protocol = cli.pub_protocol;
     cfg.sn_addr = cli.sn_port.map(|port| SocketAddr::new(addr.ip(), port));
     cfg.coap_addr = cli.coap_port.map(|port| SocketAddr::new(addr.ip(), port));
+    cfg.stomp_addr = cli.stomp_port.map(|port| SocketAddr::new(addr.ip(), port));
     if let (true, Some(identity), Some(key)) = (cli.coap_dtls, &cli.psk_identity, &cli.psk_key) {
         cfg.coap_psk = Some(portico_bench::Psk {
             identity: identity.clone(),
@@ -339,6 +345,10 @@ fn real_main(cli: &Cli) -> Result<ExitCode> {
             format!("; publishers CoAP to {gw} over DTLS (PSK)")
         }
         (PubProtocol::Coap, _, Some(gw)) => format!("; publishers CoAP to {gw} over UDP"),
+        (PubProtocol::Stomp, ..) => cfg
+            .stomp_addr
+            .map(|gw| format!("; publishers STOMP to {gw} over TCP"))
+            .unwrap_or_default(),
         _ => String::new(),
     };
     eprintln!(
@@ -431,12 +441,13 @@ mod tests {
     }
 
     #[test]
-    fn datagram_publisher_options() -> Result<()> {
+    fn gateway_publisher_options() -> Result<()> {
         assert_eq!(parse(&["p2p"])?.pub_protocol, PubProtocol::Mqtt);
         let gateway = Some(SocketAddr::from(([127, 0, 0, 1], 1884)));
         for (protocol, flag, other_flag, what) in [
             (PubProtocol::MqttSn, "--sn-port", "--coap-port", "an MQTT-SN PUBLISH"),
-            (PubProtocol::Coap, "--coap-port", "--sn-port", "a CoAP POST"),
+            (PubProtocol::Coap, "--coap-port", "--stomp-port", "a CoAP POST"),
+            (PubProtocol::Stomp, "--stomp-port", "--sn-port", "a STOMP SEND"),
         ] {
             let name = protocol.name();
             let base = ["p2p", "--pub-protocol", name, flag, "1884"];
@@ -444,10 +455,11 @@ mod tests {
             let cfg = parse(&with(&["--qos", "1"]))?;
             assert_eq!(cfg.pub_protocol, protocol);
             let want = match protocol {
-                PubProtocol::MqttSn => (gateway, None),
-                _ => (None, gateway),
+                PubProtocol::MqttSn => (gateway, None, None),
+                PubProtocol::Coap => (None, gateway, None),
+                _ => (None, None, gateway),
             };
-            assert_eq!((cfg.sn_addr, cfg.coap_addr), want);
+            assert_eq!((cfg.sn_addr, cfg.coap_addr, cfg.stomp_addr), want);
             let e = err(&["p2p", "--pub-protocol", name]);
             assert!(e.contains(&format!("--pub-protocol {name} needs {flag}")), "{e}");
             let e = err(&with(&["--qos", "2"]));
@@ -461,7 +473,12 @@ mod tests {
             );
             let e = err(&with(&[other_flag, "1885"]));
             assert!(e.contains(&format!("{other_flag} applies to")), "{e}");
-            let e = err(&with(&["--size", "70000"]));
+            let big = if protocol == PubProtocol::Stomp {
+                "70000000"
+            } else {
+                "70000"
+            };
+            let e = err(&with(&["--size", big]));
             assert!(e.contains(&format!("too large for {what}")), "{e}");
         }
         let dtls = ["p2p", "--pub-protocol", "coap", "--coap-port", "5684", "--coap-dtls"];

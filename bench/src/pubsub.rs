@@ -1,12 +1,13 @@
 //! The publish/subscribe scenarios: p2p, fanout and fanin. Publishers speak MQTT (here),
-//! MQTT-SN (`sn`) or CoAP (`coap`), the last two over [`datagram`]; subscribers always speak
-//! MQTT.
+//! MQTT-SN (`sn`) or CoAP (`coap`), those two over [`datagram`], or STOMP over TCP (`stomp`);
+//! subscribers always speak MQTT.
 
 pub(crate) mod coap;
 mod datagram;
 pub(crate) mod dtls;
 mod pacing;
 pub(crate) mod sn;
+pub(crate) mod stomp;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -138,10 +139,11 @@ enum PubConn {
     Mqtt(Conn),
     Sn(sn::SnConn),
     Coap(coap::CoapConn),
+    Stomp(stomp::StompConn),
 }
 
 /// Starts connecting publisher `i` (MQTT: CONNECT; MQTT-SN: CONNECT and REGISTER of its topic;
-/// CoAP: a discovery request).
+/// CoAP: a discovery request; STOMP: CONNECT).
 fn connect_publisher(
     cfg: &Config,
     dialer: Arc<Dialer>,
@@ -150,6 +152,17 @@ fn connect_publisher(
     topic: &str,
 ) -> Result<JoinHandle<Result<PubConn>>> {
     let role = format!("publisher {i}");
+    if cfg.pub_protocol == PubProtocol::Stomp {
+        let Some(gateway) = cfg.stomp_addr else {
+            bail!("STOMP publishers need the gateway's address (--stomp-port)")
+        };
+        let (id, topic) = (cfg.client_id("stomppub", i), topic.to_owned());
+        return Ok(tokio::spawn(async move {
+            stomp::connect(gateway, source, &id, &role, &topic)
+                .await
+                .map(PubConn::Stomp)
+        }));
+    }
     Ok(match (cfg.pub_protocol, cfg.sn_addr, cfg.coap_addr) {
         (PubProtocol::MqttSn, Some(gateway), _) => {
             let (id, topic) = (cfg.client_id("snpub", i), topic.to_owned());
@@ -166,7 +179,7 @@ fn connect_publisher(
             })
         }
         (PubProtocol::Coap, _, None) => bail!("CoAP publishers need the gateway's address (--coap-port)"),
-        (PubProtocol::Mqtt, ..) => {
+        (PubProtocol::Mqtt | PubProtocol::Stomp, ..) => {
             let (id, version) = (cfg.client_id("pub", i), cfg.version);
             tokio::spawn(async move {
                 client::connect(&dialer, source, version, &id, &role, client::SessionKind::Clean)
@@ -270,6 +283,18 @@ pub(crate) async fn run(cfg: &Config) -> Result<Report> {
             }
             PubConn::Sn(conn) => spawn_client(&abort, sn::publisher(conn, datagram_params, shared, abort.clone())),
             PubConn::Coap(conn) => spawn_client(&abort, coap::publisher(conn, datagram_params, shared, abort.clone())),
+            PubConn::Stomp(conn) => {
+                let params = stomp::Params {
+                    idx: i,
+                    qos,
+                    size: cfg.size,
+                    window: usize::from(cfg.inflight),
+                    schedule,
+                    tl,
+                    drain: cfg.drain,
+                };
+                spawn_client(&abort, stomp::publisher(conn, params, shared, abort.clone()))
+            }
         };
         pub_tasks.push(task);
     }
@@ -369,7 +394,8 @@ fn build_report(cfg: &Config, topo: &Topology, shared: &Shared, tl: Timeline) ->
         connect_rate_per_s: None,
         rss_per_conn_bytes: None,
         pub_protocol: cfg.pub_protocol_label().to_owned(),
-        retransmits: (cfg.pub_protocol != PubProtocol::Mqtt).then(|| shared.retransmits.load(Ordering::Relaxed)),
+        retransmits: matches!(cfg.pub_protocol, PubProtocol::MqttSn | PubProtocol::Coap)
+            .then(|| shared.retransmits.load(Ordering::Relaxed)),
     })
 }
 

@@ -166,9 +166,9 @@ async fn connection_refused_is_a_clear_error() -> Result<()> {
     Ok(())
 }
 
-/// A broker with a UDP gateway (`MQTTSN` or `COAP`) on a loopback port: `(server, MQTT
-/// listener, gateway)`.
-async fn start_gateway_broker(gateway: &str) -> Result<(portico::Server, SocketAddr, SocketAddr)> {
+/// A broker with a gateway (`MQTTSN`, `COAP` over `UDP`; `STOMP` over `TCP`) on a loopback port:
+/// `(server, MQTT listener, gateway)`.
+async fn start_gateway_broker(gateway: &str, listener: &str) -> Result<(portico::Server, SocketAddr, SocketAddr)> {
     let config = portico::config::Config::load(
         None,
         [
@@ -176,7 +176,7 @@ async fn start_gateway_broker(gateway: &str) -> Result<(portico::Server, SocketA
             ("PORTICO_LISTENERS__WS__DEFAULT__ENABLE".into(), "false".into()),
             (format!("PORTICO_GATEWAY__{gateway}__ENABLE"), "true".into()),
             (
-                format!("PORTICO_GATEWAY__{gateway}__LISTENERS__UDP__DEFAULT__BIND"),
+                format!("PORTICO_GATEWAY__{gateway}__LISTENERS__{listener}__DEFAULT__BIND"),
                 "127.0.0.1:0".into(),
             ),
             data_dir_env(),
@@ -194,9 +194,9 @@ async fn start_gateway_broker(gateway: &str) -> Result<(portico::Server, SocketA
             .map(|l| l.1)
             .ok_or_else(|| anyhow!("no listener {name} in {:?}", server.listeners()))
     };
-    let udp = format!("{}:udp:default", gateway.to_lowercase());
-    let (tcp, udp) = (addr_of("tcp:default")?, addr_of(&udp)?);
-    Ok((server, tcp, udp))
+    let gw = format!("{}:{}:default", gateway.to_lowercase(), listener.to_lowercase());
+    let (tcp, gw) = (addr_of("tcp:default")?, addr_of(&gw)?);
+    Ok((server, tcp, gw))
 }
 
 /// Publishers over UDP through a gateway (`protocol`, at `gateway`) to MQTT subscribers: open
@@ -233,7 +233,7 @@ async fn datagram_publishers(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mqtt_sn_publishers() -> Result<()> {
-    let (server, tcp, sn) = start_gateway_broker("MQTTSN").await?;
+    let (server, tcp, sn) = start_gateway_broker("MQTTSN", "UDP").await?;
     datagram_publishers(PubProtocol::MqttSn, tcp, sn, |c, a| c.sn_addr = Some(a)).await?;
     server.shutdown().await;
     Ok(())
@@ -243,7 +243,7 @@ async fn mqtt_sn_publishers() -> Result<()> {
 /// broker's CoAP gateway to MQTT subscribers; then a gateway that is not there is a clear error.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn coap_publishers() -> Result<()> {
-    let (server, tcp, coap) = start_gateway_broker("COAP").await?;
+    let (server, tcp, coap) = start_gateway_broker("COAP", "UDP").await?;
     datagram_publishers(PubProtocol::Coap, tcp, coap, |c, a| c.coap_addr = Some(a)).await?;
     // Nothing listens on this UDP port once the socket is dropped.
     let unused = std::net::UdpSocket::bind("127.0.0.1:0")?.local_addr()?;
@@ -257,6 +257,47 @@ async fn coap_publishers() -> Result<()> {
         .unwrap_or_default();
     assert!(err.contains("CoAP publisher 0 (bench-"), "{err}");
     assert!(err.contains(&format!("nothing listens for CoAP at {unused}")), "{err}");
+    server.shutdown().await;
+    Ok(())
+}
+
+/// STOMP publishers (SEND over TCP; QoS 1 asks a receipt per SEND) through the broker's STOMP
+/// gateway to MQTT subscribers: open loop at QoS 0 and 1, a closed loop at QoS 1 (the receipt
+/// window full); QoS 1 loses nothing and, over TCP, delivers nothing twice. Then a gateway that
+/// is not there is a clear error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stomp_publishers() -> Result<()> {
+    let (server, tcp, stomp) = start_gateway_broker("STOMP", "TCP").await?;
+    for (qos, rate) in [
+        (QoS::AtMostOnce, Some(2000)),
+        (QoS::AtLeastOnce, Some(2000)),
+        (QoS::AtLeastOnce, None),
+    ] {
+        let mut cfg = short(Scenario::P2p, tcp, qos);
+        (cfg.publishers, cfg.subscribers) = (3, 3);
+        cfg.pub_protocol = PubProtocol::Stomp;
+        cfg.stomp_addr = Some(stomp);
+        cfg.rate = rate;
+        let r = portico_bench::run(&cfg).await?;
+        check_sane(&r, qos == QoS::AtLeastOnce, true);
+        assert_eq!(r.pub_protocol, "stomp");
+        assert_eq!(r.retransmits, None, "{r:?}");
+    }
+    // Nothing listens on this TCP port once the listener is dropped.
+    let unused = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
+    let mut cfg = short(Scenario::P2p, tcp, QoS::AtLeastOnce);
+    cfg.pub_protocol = PubProtocol::Stomp;
+    cfg.stomp_addr = Some(unused);
+    let err = portico_bench::run(&cfg)
+        .await
+        .err()
+        .map(|e| format!("{e:#}"))
+        .unwrap_or_default();
+    assert!(err.contains("STOMP publisher 0 (bench-"), "{err}");
+    assert!(
+        err.contains(&format!("TCP connect to the STOMP gateway at {unused} failed")),
+        "{err}"
+    );
     server.shutdown().await;
     Ok(())
 }
