@@ -415,3 +415,112 @@ async fn the_first_password_is_generated_never_public() {
     assert_unauthorized(&login(api, "admin", PASSWORD).await);
     server.shutdown().await;
 }
+
+/// The `portico` binary with its stdout and stderr captured, the HTTP API on `api_port`.
+struct Captured {
+    child: std::process::Child,
+    output: std::sync::mpsc::Receiver<String>,
+    lines: Vec<String>,
+}
+
+impl Captured {
+    fn start(data_dir: &std::path::Path, api_port: u16) -> Captured {
+        use std::io::BufRead as _;
+        use std::process::{Command, Stdio};
+        let mut child = Command::new(env!("CARGO_BIN_EXE_portico"))
+            .arg("start")
+            .env_clear()
+            .env("PORTICO_LISTENERS__TCP__DEFAULT__BIND", "127.0.0.1:0")
+            .env("PORTICO_LISTENERS__WS__DEFAULT__ENABLE", "false")
+            .env(
+                "PORTICO_DASHBOARD__LISTENERS__HTTP__BIND",
+                format!("127.0.0.1:{api_port}"),
+            )
+            .env("PORTICO_NODE__DATA_DIR", data_dir)
+            // Everything the log would say, to check the password is not in it.
+            .env("PORTICO_LOG__CONSOLE__LEVEL", "debug")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the portico binary starts");
+        let (tx, output) = std::sync::mpsc::channel();
+        let stdout = child.stdout.take().expect("stdout");
+        let stderr = child.stderr.take().expect("stderr");
+        let out_tx = tx.clone();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = out_tx.send(line);
+            }
+        });
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", api_port)).is_err() {
+            assert!(std::time::Instant::now() < deadline, "the API did not open in time");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        Captured {
+            child,
+            output,
+            lines: Vec::new(),
+        }
+    }
+
+    fn drain(&mut self) {
+        while let Ok(line) = self.output.try_recv() {
+            self.lines.push(line);
+        }
+    }
+
+    /// SIGTERM, wait for the exit, then everything the process wrote.
+    fn stop(mut self) -> Vec<String> {
+        let _ = std::process::Command::new("kill")
+            .arg(self.child.id().to_string())
+            .status();
+        let _ = self.child.wait();
+        while let Ok(line) = self.output.recv_timeout(std::time::Duration::from_secs(2)) {
+            self.lines.push(line);
+        }
+        std::mem::take(&mut self.lines)
+    }
+}
+
+impl Drop for Captured {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_one_time_password_is_printed_once_and_works() {
+    let dir = support::process::fresh_dir("api-first-password");
+    let port = support::process::free_port();
+    let api: SocketAddr = ([127, 0, 0, 1], port).into();
+    let mut first = Captured::start(&dir, port);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let password = loop {
+        first.drain();
+        if let Some(line) = first.lines.iter().find(|l| l.contains("one-time password: ")) {
+            break line.rsplit(' ').next().expect("password").to_owned();
+        }
+        assert!(std::time::Instant::now() < deadline, "no one-time password printed");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    assert!(password.len() >= 16, "{password}");
+    assert_eq!(login(api, "admin", &password).await.status, 200);
+    let output = first.stop();
+    let mentions = output.iter().filter(|l| l.contains(&password)).count();
+    assert_eq!(mentions, 1, "printed once, never logged: {output:#?}");
+
+    let second = Captured::start(&dir, port);
+    assert_eq!(login(api, "admin", &password).await.status, 200, "kept across restarts");
+    let output = second.stop();
+    assert!(output.iter().all(|l| !l.contains(&password)), "never printed again");
+    assert!(output.iter().all(|l| !l.contains("one-time password")));
+}
