@@ -38,6 +38,33 @@ impl Default for DashboardConfig {
 /// Shortest `default_password` accepted: a short one would be guessed.
 const MIN_PASSWORD_LEN: usize = 8;
 
+/// `default_password`, reported without its value when it is refused: a config error must not
+/// print a secret.
+fn default_password(s: &mut Section<'_>, ctx: &mut Ctx<'_>) -> Option<Secret> {
+    // Never fails, so that the generic error path (which shows the value) is not taken.
+    let raw: Option<Option<String>> = s.field(ctx, "default_password", None, |v| {
+        Ok(Some(v.as_str().map(str::to_owned)))
+    });
+    let key = s.key("default_password");
+    match raw? {
+        None => {
+            ctx.invalid(&key, "<redacted>".to_owned(), "expected a string");
+            None
+        }
+        // Empty means "not set", as an unset environment variable would.
+        Some(password) if password.is_empty() => None,
+        Some(password) if password.chars().count() < MIN_PASSWORD_LEN => {
+            ctx.invalid(
+                &key,
+                "<redacted>".to_owned(),
+                format!("must have at least {MIN_PASSWORD_LEN} characters"),
+            );
+            None
+        }
+        Some(password) => Some(Secret(password.into_bytes())),
+    }
+}
+
 pub(super) fn dashboard(mut s: Section<'_>, ctx: &mut Ctx<'_>) -> DashboardConfig {
     let d = DashboardConfig::default();
     let mut listeners = s.section(ctx, "listeners");
@@ -50,15 +77,7 @@ pub(super) fn dashboard(mut s: Section<'_>, ctx: &mut Ctx<'_>) -> DashboardConfi
         http_enable,
         http_bind,
         default_username: s.field(ctx, "default_username", d.default_username, value::non_empty_string),
-        default_password: s.field(ctx, "default_password", None, |v| {
-            let password = value::string(v)?;
-            match password.len() {
-                // Empty means "not set", as an unset environment variable would.
-                0 => Ok(None),
-                n if n < MIN_PASSWORD_LEN => Err(format!("must have at least {MIN_PASSWORD_LEN} characters")),
-                _ => Ok(Some(Secret(password.into_bytes()))),
-            }
-        }),
+        default_password: default_password(&mut s, ctx),
         token_expired_time: s.field(
             ctx,
             "token_expired_time",
