@@ -524,3 +524,56 @@ async fn the_one_time_password_is_printed_once_and_works() {
     assert!(output.iter().all(|l| !l.contains(&password)), "never printed again");
     assert!(output.iter().all(|l| !l.contains("one-time password")));
 }
+
+#[tokio::test]
+async fn a_disconnected_persistent_session_is_listed_and_can_be_kicked() {
+    use bytestring::ByteString;
+    use portico_mqtt::Connect;
+    let (server, api) = start_with_password().await;
+    let token = token(api).await;
+    let auth = Auth::Bearer(&token);
+    let stream = TcpStream::connect(addr(&server, "tcp:default")).await.expect("connect");
+    let mut client = Client::new(Box::new(stream), ProtocolVersion::V3_1_1);
+    client
+        .send(&Packet::Connect(Box::new(Connect {
+            protocol: ProtocolVersion::V3_1_1,
+            clean_start: false,
+            keep_alive: 60,
+            client_id: ByteString::from_static("keeper"),
+            will: None,
+            username: None,
+            password: None,
+            properties: Default::default(),
+        })))
+        .await;
+    assert!(matches!(client.recv().await, Some(Packet::ConnAck(_))));
+    client.subscribe("kept/#").await;
+    drop(client);
+    let deadline = std::time::Instant::now() + support::WAIT;
+    loop {
+        let listed = get(api, "/api/v5/clients?conn_state=disconnected", auth).await.json();
+        if listed["meta"]["count"] == 1 {
+            assert_eq!(listed["data"][0]["clientid"], "keeper");
+            assert_eq!(listed["data"][0]["connected"], false);
+            assert!(listed["data"][0]["disconnected_at"].is_string());
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the session is not listed as disconnected"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let subs = get(api, "/api/v5/subscriptions?topic=kept/%23", auth).await.json();
+    assert_eq!(subs["meta"]["count"], 1, "{subs}");
+    assert_eq!(
+        request(api, "DELETE", "/api/v5/clients/keeper", auth, None)
+            .await
+            .status,
+        204
+    );
+    assert_eq!(get(api, "/api/v5/clients/keeper", auth).await.status, 404);
+    let subs = get(api, "/api/v5/subscriptions", auth).await.json();
+    assert_eq!(subs["meta"]["count"], 0, "the session's subscriptions ended with it");
+    server.shutdown().await;
+}
