@@ -96,6 +96,8 @@ class Broker:
                 # side here, so give each its own loopback port.
                 "PORTICO_LISTENERS__WS__DEFAULT__BIND": f"{self.host}:{self.ws_port}",
                 "PORTICO_NODE__DATA_DIR": str(self.data_dir),
+                # The HTTP API listens on 0.0.0.0:18083 by default; these tests do not use it.
+                "PORTICO_DASHBOARD__LISTENERS__HTTP__ENABLE": "false",
                 "PORTICO_LOG__CONSOLE__LEVEL": "info",
             }
         )

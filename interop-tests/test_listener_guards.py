@@ -213,7 +213,7 @@ def test_sighup_applies_listener_changes_and_keeps_connections(tmp_path):
     binary = binary if binary.is_absolute() else REPO_ROOT / binary
     first, second = free_port(), free_port()
     config = tmp_path / "portico.toml"
-    base = f'[node]\ndata_dir = "{tmp_path / "data"}"\n[listeners.ws.default]\nenable = false\n'
+    base = f'[node]\ndata_dir = "{tmp_path / "data"}"\n[listeners.ws.default]\nenable = false\n[dashboard.listeners.http]\nenable = false\n'
     config.write_text(base + f'[listeners.tcp.default]\nbind = "127.0.0.1:{first}"\n')
     env = {k: v for k, v in os.environ.items() if not k.startswith("PORTICO_")}
     log = open(tmp_path / "broker.log", "wb")

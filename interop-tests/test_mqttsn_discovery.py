@@ -65,6 +65,7 @@ def gateway_in_namespace(namespaces, tmp_path):
         "PORTICO_LISTENERS__TCP__DEFAULT__BIND": "127.0.0.1:1883",
         "PORTICO_LISTENERS__WS__DEFAULT__BIND": "127.0.0.1:8083",
         "PORTICO_NODE__DATA_DIR": str(tmp_path / "data"),
+        "PORTICO_DASHBOARD__LISTENERS__HTTP__ENABLE": "false",
         "PORTICO_GATEWAY__MQTTSN__ENABLE": "true",
         "PORTICO_GATEWAY__MQTTSN__GATEWAY_ID": str(GATEWAY_ID),
         "PORTICO_GATEWAY__MQTTSN__BROADCAST": "true",

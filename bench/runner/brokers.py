@@ -239,6 +239,8 @@ class Portico(Broker):
             {
                 "PORTICO_LISTENERS__TCP__DEFAULT__BIND": f"127.0.0.1:{self.port}",
                 "PORTICO_LISTENERS__WS__DEFAULT__ENABLE": "false",
+                # The HTTP API would take 0.0.0.0:18083, which EMQX uses too when run side by side.
+                "PORTICO_DASHBOARD__LISTENERS__HTTP__ENABLE": "false",
                 "PORTICO_SYS_TOPICS__SYS_MSG_INTERVAL": "disabled",
                 "PORTICO_SYS_TOPICS__SYS_HEARTBEAT_INTERVAL": "disabled",
             }

@@ -31,6 +31,7 @@ async fn start_broker() -> Result<(portico::Server, SocketAddr)> {
             ("PORTICO_LISTENERS__WS__DEFAULT__ENABLE".into(), "false".into()),
             ("PORTICO_MQTT__MAX_MQUEUE_LEN".into(), "infinity".into()),
             data_dir_env(),
+            ("PORTICO_DASHBOARD__LISTENERS__HTTP__ENABLE".into(), "false".into()),
         ],
     )
     .map_err(|e| anyhow!("config: {e:?}"))?;
@@ -180,6 +181,7 @@ async fn start_gateway_broker(gateway: &str, listener: &str) -> Result<(portico:
                 "127.0.0.1:0".into(),
             ),
             data_dir_env(),
+            ("PORTICO_DASHBOARD__LISTENERS__HTTP__ENABLE".into(), "false".into()),
         ],
     )
     .map_err(|e| anyhow!("config: {e:?}"))?;
@@ -327,6 +329,7 @@ async fn coap_dtls_publishers() -> Result<()> {
                 psk_file.display().to_string(),
             ),
             data_dir_env(),
+            ("PORTICO_DASHBOARD__LISTENERS__HTTP__ENABLE".into(), "false".into()),
         ],
     )
     .map_err(|e| anyhow!("config: {e:?}"))?;
@@ -382,6 +385,7 @@ async fn start_transport_broker(pki: &pki::Pki) -> Result<(portico::Server, Vec<
         ("PORTICO_LISTENERS__WS__DEFAULT__BIND".into(), "127.0.0.1:0".into()),
         ("PORTICO_MQTT__MAX_MQUEUE_LEN".into(), "infinity".into()),
         data_dir_env(),
+        ("PORTICO_DASHBOARD__LISTENERS__HTTP__ENABLE".into(), "false".into()),
     ];
     for kind in ["SSL", "WSS"] {
         let key = |k: &str| format!("PORTICO_LISTENERS__{kind}__DEFAULT__{k}");

@@ -208,10 +208,21 @@ impl BuiltinDb {
         algorithm: HashAlgorithm,
         user_id_type: UserIdType,
     ) -> Result<BuiltinDb, OpenError> {
+        BuiltinDb::open_in(KV_SPACE, journal, algorithm, user_id_type)
+    }
+
+    /// [`open`](Self::open) with the users kept in key space `space`: another user database
+    /// of the same shape, such as the dashboard's users.
+    pub fn open_in(
+        space: &'static str,
+        journal: Option<Arc<Journal>>,
+        algorithm: HashAlgorithm,
+        user_id_type: UserIdType,
+    ) -> Result<BuiltinDb, OpenError> {
         algorithm.validate()?;
         let mut users = BTreeMap::new();
         if let Some(journal) = &journal {
-            for (key, value) in journal.store().kv_scan(KV_SPACE)? {
+            for (key, value) in journal.store().kv_scan(space)? {
                 let record = decode(&key, &value)?;
                 users.insert(record.user_id.clone(), record);
             }
@@ -219,7 +230,7 @@ impl BuiltinDb {
         Ok(BuiltinDb {
             algorithm,
             user_id_type,
-            users: UserTable::new(KV_SPACE, journal, users),
+            users: UserTable::new(space, journal, users),
         })
     }
 
@@ -335,6 +346,22 @@ impl BuiltinDb {
         } else {
             bad
         }
+    }
+
+    /// Whether `password` is `user_id`'s. An unknown user costs a verification too, so that
+    /// the time taken does not tell which user ids exist.
+    pub fn verify_password(&self, user_id: &str, password: &[u8]) -> bool {
+        let stored = self
+            .users
+            .read()
+            .get(user_id)
+            .map(|record| (record.password_hash.clone(), record.salt.clone()));
+        let Some((password_hash, salt)) = stored else {
+            // Hashing costs what verifying does (same algorithm and parameters).
+            let _ = self.algorithm.hash_new(password);
+            return false;
+        };
+        password.len() <= MAX_PASSWORD_LEN && self.algorithm.verify(password, salt.as_bytes(), &password_hash)
     }
 
     /// [`check`](Self::check), with the slow hashes (pbkdf2, bcrypt, argon2) verified on the

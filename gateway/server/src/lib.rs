@@ -59,6 +59,9 @@ pub enum StartError {
     /// lose what it promised to keep.
     #[error("durable store: {0}")]
     Store(#[from] StoreError),
+    /// The HTTP API (`dashboard.*`) could not start.
+    #[error(transparent)]
+    Api(#[from] portico_api::StartError),
     /// A configured feature is not available in this build.
     #[error("{key}: {why}")]
     Unsupported {
@@ -75,7 +78,7 @@ pub struct Server {
     broker: Broker,
     listeners: Listeners,
     listener_addrs: Vec<(String, SocketAddr)>,
-    /// The UDP gateway listeners (not changed by reloads).
+    /// The UDP gateway listeners and the HTTP API's (not changed by reloads).
     gateway_addrs: Vec<(String, SocketAddr)>,
     /// The built-in PSK database (`psk_authentication.enable`).
     psk: Option<Arc<PskTable>>,
@@ -100,7 +103,11 @@ impl Server {
         let tasks = TaskTracker::new();
         let listeners = Listeners::start(config, &broker, &shutdown, &tasks)?;
         let gateways = gateways::start(config, &broker, &shutdown, &tasks).await?;
-        let gateway_addrs = gateways.addrs;
+        let mut gateway_addrs = gateways.addrs;
+        if config.dashboard.http_enable {
+            let addr = portico_api::start(&api_settings(config), &broker, &shutdown, &tasks).await?;
+            gateway_addrs.push(("dashboard:http".to_owned(), addr));
+        }
 
         let ticker = broker.clone();
         let stop_ticking = shutdown.clone();
@@ -130,7 +137,8 @@ impl Server {
     }
 
     /// `(listener name, bound address)` of every listener: `tcp:<name>`, `ssl:<name>`,
-    /// `ws:<name>`, `wss:<name>`, in that order, then the gateways' (`mqttsn:udp:<name>`).
+    /// `ws:<name>`, `wss:<name>`, in that order, then the gateways' (`mqttsn:udp:<name>`), then
+    /// the HTTP API's (`dashboard:http`).
     pub fn listeners(&self) -> &[(String, SocketAddr)] {
         &self.listener_addrs
     }
@@ -207,6 +215,17 @@ fn open_store(config: &Config) -> Result<Extensions, StartError> {
         extensions.store = Some(Arc::new(store));
     }
     Ok(extensions)
+}
+
+/// The HTTP API's settings from `dashboard.*`.
+fn api_settings(config: &Config) -> portico_api::ApiSettings {
+    let dashboard = &config.dashboard;
+    portico_api::ApiSettings {
+        bind: dashboard.http_bind,
+        default_username: dashboard.default_username.clone(),
+        default_password: dashboard.default_password.as_ref().map(|s| s.0.clone()),
+        token_ttl: dashboard.token_expired_time,
+    }
 }
 
 fn node_id(name: &str) -> u16 {

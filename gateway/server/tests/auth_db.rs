@@ -139,6 +139,7 @@ node.data_dir = "{data_dir}"
 mqtt.allow_anonymous = false
 listeners.tcp.default.bind = "127.0.0.1:0"
 listeners.ws.default.bind = "127.0.0.1:0"
+dashboard.listeners.http.enable = false
 
 [[authentication]]
 mechanism = "password_based"

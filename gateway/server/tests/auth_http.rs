@@ -99,7 +99,7 @@ async fn start(web: SocketAddr) -> Server {
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
-    .chain([support::data_dir_env()])
+    .chain([support::data_dir_env(), support::no_dashboard()])
     .collect();
     let config = Config::load(None, env).expect("valid test config");
     Server::start(&config).await.expect("server starts")

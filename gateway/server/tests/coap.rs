@@ -30,6 +30,7 @@ async fn start(extra: &[(&str, &str)]) -> Server {
             "127.0.0.1:0".to_owned(),
         ),
         support::data_dir_env(),
+        support::no_dashboard(),
     ];
     env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     let config = Config::load(None, env).expect("valid test config");
@@ -199,6 +200,7 @@ async fn a_dtls_listener_without_a_certificate_or_psk_identities_is_refused_at_s
             "127.0.0.1:0".to_owned(),
         ),
         support::data_dir_env(),
+        support::no_dashboard(),
     ];
     let config = Config::load(None, env).expect("valid config");
     let Err(error) = Server::start(&config).await else {

@@ -24,6 +24,7 @@ async fn start(guarded: &[(&str, &str)]) -> Server {
         ("PORTICO_LISTENERS__TCP__GUARDED__BIND".into(), "127.0.0.1:0".into()),
         ("PORTICO_LISTENERS__WS__DEFAULT__ENABLE".into(), "false".into()),
         support::data_dir_env(),
+        support::no_dashboard(),
     ];
     for (key, value) in guarded {
         env.push((format!("PORTICO_LISTENERS__TCP__GUARDED__{key}"), (*value).to_owned()));
@@ -228,6 +229,7 @@ fn config(pairs: &[(&str, String)]) -> Config {
     let mut env: Vec<(String, String)> = vec![
         ("PORTICO_LISTENERS__WS__DEFAULT__ENABLE".into(), "false".into()),
         support::data_dir_env(),
+        support::no_dashboard(),
     ];
     env.extend(pairs.iter().map(|(k, v)| ((*k).to_owned(), v.clone())));
     Config::load(None, env).expect("valid test config")

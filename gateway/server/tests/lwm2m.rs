@@ -30,6 +30,7 @@ fn env(xml_dir: &str) -> Vec<(String, String)> {
             "127.0.0.1:0".to_owned(),
         ),
         support::data_dir_env(),
+        support::no_dashboard(),
     ]
 }
 

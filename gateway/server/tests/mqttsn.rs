@@ -31,6 +31,7 @@ async fn start(extra: &[(&str, &str)]) -> Server {
             "127.0.0.1:0".to_owned(),
         ),
         support::data_dir_env(),
+        support::no_dashboard(),
     ];
     env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     let config = Config::load(None, env).expect("valid test config");

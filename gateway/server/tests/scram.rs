@@ -50,6 +50,7 @@ async fn start(dir: &std::path::Path) -> Server {
             "127.0.0.1:0".to_owned(),
         ),
         ("PORTICO_MQTT__ALLOW_ANONYMOUS".to_owned(), "false".to_owned()),
+        support::no_dashboard(),
         (
             "PORTICO_NODE__DATA_DIR".to_owned(),
             dir.join("data").display().to_string(),

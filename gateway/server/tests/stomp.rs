@@ -33,6 +33,7 @@ async fn start() -> Server {
             "127.0.0.1:0".to_owned(),
         ),
         support::data_dir_env(),
+        support::no_dashboard(),
     ];
     let config = Config::load(None, env).expect("valid test config");
     Server::start(&config).await.expect("server starts")

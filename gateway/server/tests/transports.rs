@@ -38,6 +38,7 @@ async fn start(pki: &Pki, extra: &[(&str, String)]) -> Server {
         ("PORTICO_LISTENERS__WS__DEFAULT__BIND".into(), "127.0.0.1:0".into()),
         ("PORTICO_MQTT__PEER_CERT_AS_USERNAME".into(), "cn".into()),
         support::data_dir_env(),
+        support::no_dashboard(),
     ];
     for kind in ["SSL", "WSS"] {
         env.push((format!("PORTICO_LISTENERS__{kind}__DEFAULT__ENABLE"), "true".into()));

@@ -144,7 +144,7 @@ impl Shared {
     }
 
     /// Current statistics with their highest values so far (EMQX `stats` names).
-    fn stats(&self) -> Vec<(&'static str, u64)> {
+    pub(super) fn stats(&self) -> Vec<(&'static str, u64)> {
         let current = [
             ("connections", self.conns.lock().len() as u64),
             ("sessions", self.sessions.lock().len() as u64),
@@ -181,6 +181,7 @@ impl Shared {
 
     /// `$SYS/brokers/{node}/clients/{id}/connected`, if enabled.
     pub(crate) fn sys_connected(&self, event: &ConnectedEvent) {
+        self.remember_client(event);
         if self.config.sys.client_connected
             && let Some(message) = self.sys_topics.as_ref().and_then(|t| t.client_connected(event))
         {

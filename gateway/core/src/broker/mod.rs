@@ -27,12 +27,14 @@ use crate::store::{DurabilityMode, Recovered, Store, StoreError};
 use crate::sys::SysTopics;
 use crate::wake;
 
+mod admin;
 mod features;
 mod restore;
 mod retained;
 mod routing;
 mod sessions;
 
+pub use admin::ClientSnapshot;
 pub use features::{PublishError, Published};
 
 /// Broker-wide settings (the protocol-neutral part of the configuration).
@@ -229,6 +231,8 @@ pub(crate) struct Shared {
     retained: RwLock<retained::RetainedMap>,
     sessions: Mutex<HashMap<ByteString, Arc<Session>>>,
     conns: Mutex<HashMap<ConnId, Arc<ConnHandle>>>,
+    /// What each client's last CONNECT said, for the management plane (see `admin.rs`).
+    client_info: Mutex<HashMap<ByteString, Arc<crate::sys::ConnectedEvent>>>,
     delayed_wills: Mutex<Vec<DelayedWill>>,
     /// The durable store's journal; `None` in memory mode.
     pub(crate) journal: Option<Arc<Journal>>,
@@ -321,6 +325,7 @@ impl Broker {
             retained: RwLock::new(retained::RetainedMap::default()),
             sessions: Mutex::new(HashMap::new()),
             conns: Mutex::new(HashMap::new()),
+            client_info: Mutex::new(HashMap::new()),
             delayed_wills: Mutex::new(Vec::new()),
             banned: Banned::load(journal.clone()),
             flapping,

@@ -88,6 +88,7 @@ impl Shared {
         }
         self.redispatch(session, unacked);
         Metrics::inc(&self.metrics.session_terminated);
+        self.forget_client(session.client_id());
         let due: Vec<DelayedWill> = {
             let mut wills = self.delayed_wills.lock();
             let (due, keep) = std::mem::take(&mut *wills)

@@ -18,6 +18,7 @@ mod auth_http;
 mod auth_jwt;
 mod auth_scram;
 mod authz_builtin;
+mod dashboard;
 mod env;
 mod error;
 mod gateway;
@@ -41,6 +42,7 @@ pub use auth::{
 pub use auth_db::DbKind;
 pub use auth_jwt::JwksConfig;
 pub use auth_scram::{ScramAlgorithmName, ScramConfig};
+pub use dashboard::DashboardConfig;
 pub use error::{ConfigError, ConfigErrors, Source};
 pub use gateway::{
     CoapConfig, DtlsListenerConfig, DtlsOptions, GatewayConfig, Lwm2mConfig, MqttSnConfig, NotifyType, PskConfig,

@@ -300,6 +300,7 @@ pub(crate) fn build(root: &Table, origins: &Origins, errors: &mut Vec<ConfigErro
     let banned = super::auth::banned(top.section(&mut ctx, "banned"), &mut ctx);
     let gateway = super::gateway::gateway(top.section(&mut ctx, "gateway"), &mut ctx);
     let psk_authentication = super::gateway::psk_authentication(top.section(&mut ctx, "psk_authentication"), &mut ctx);
+    let dashboard = super::dashboard::dashboard(top.section(&mut ctx, "dashboard"), &mut ctx);
     top.finish(&mut ctx);
     Config {
         node,
@@ -318,6 +319,7 @@ pub(crate) fn build(root: &Table, origins: &Origins, errors: &mut Vec<ConfigErro
         banned,
         gateway,
         psk_authentication,
+        dashboard,
     }
 }
 

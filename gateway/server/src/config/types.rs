@@ -36,6 +36,8 @@ pub struct Config {
     pub gateway: super::gateway::GatewayConfig,
     /// `psk_authentication`: PSK identities of DTLS listeners.
     pub psk_authentication: super::gateway::PskConfig,
+    /// `dashboard`: the HTTP API listener and its first admin.
+    pub dashboard: super::dashboard::DashboardConfig,
 }
 
 /// `durable_sessions.*`: how persistent sessions, retained and delayed messages are kept.

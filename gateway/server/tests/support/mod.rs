@@ -19,6 +19,7 @@ use tokio::time::timeout;
 /// How long a test waits for the server.
 pub const WAIT: Duration = Duration::from_secs(5);
 
+pub mod http;
 pub mod process;
 
 /// A fresh, empty data directory for one server (the durable store's file lives there), as
@@ -29,6 +30,15 @@ pub fn data_dir_env() -> (String, String) {
     let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("data-{}-{n}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     ("PORTICO_NODE__DATA_DIR".to_owned(), dir.display().to_string())
+}
+
+/// Turns the HTTP API listener off (its default port is fixed and on every interface): for
+/// the tests that do not exercise it.
+pub fn no_dashboard() -> (String, String) {
+    (
+        "PORTICO_DASHBOARD__LISTENERS__HTTP__ENABLE".to_owned(),
+        "false".to_owned(),
+    )
 }
 
 /// A byte stream a client can run over.

@@ -28,6 +28,7 @@ impl Broker {
             .env_clear()
             .env("PORTICO_LISTENERS__TCP__DEFAULT__BIND", addr.to_string())
             .env("PORTICO_LISTENERS__WS__DEFAULT__ENABLE", "false")
+            .env("PORTICO_DASHBOARD__LISTENERS__HTTP__ENABLE", "false")
             .env("PORTICO_NODE__DATA_DIR", data_dir)
             .env("PORTICO_DURABLE_SESSIONS__MODE", mode)
             .env("PORTICO_LOG__CONSOLE__LEVEL", "warning")

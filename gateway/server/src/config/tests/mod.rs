@@ -515,6 +515,7 @@ fn suggestions_and_rendering() {
 
 mod auth_db;
 mod auth_http;
+mod dashboard;
 mod features;
 mod listeners;
 #[path = "../../../../transport/src/tests/pki.rs"]

@@ -1,0 +1,77 @@
+//! Error responses in EMQX 5's shape: an HTTP status and `{"code": "...", "message": "..."}`.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+/// An error answer.
+#[derive(Debug)]
+pub(crate) struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+impl ApiError {
+    pub(crate) fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// Every authentication failure gets this one answer, whatever was wrong (no token, a
+    /// bad or expired one, an unknown key, a wrong secret or password): telling them apart
+    /// would help a guesser.
+    pub(crate) fn unauthorized() -> ApiError {
+        ApiError::new(StatusCode::UNAUTHORIZED, "BAD_USERNAME_OR_PWD", "authentication failed")
+    }
+
+    /// A valid principal asking for something its kind may not do.
+    pub(crate) fn forbidden(message: &str) -> ApiError {
+        ApiError::new(StatusCode::FORBIDDEN, "FORBIDDEN", message)
+    }
+
+    pub(crate) fn bad_request(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, "BAD_REQUEST", message)
+    }
+
+    pub(crate) fn not_found(code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::NOT_FOUND, code, message)
+    }
+
+    /// The same error, saying which element of a list it is about.
+    pub(crate) fn at_index(mut self, index: usize) -> ApiError {
+        self.message = format!("[{index}] {}", self.message);
+        self
+    }
+
+    pub(crate) fn internal(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_ERROR", message)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, Json(json!({"code": self.code, "message": self.message}))).into_response()
+    }
+}
+
+/// A JSON body that does not parse becomes EMQX's 400 `BAD_REQUEST` instead of axum's text.
+pub(crate) fn json_rejection(rejection: axum::extract::rejection::JsonRejection) -> ApiError {
+    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        return ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "BAD_REQUEST",
+            format!("request body larger than {} bytes", crate::MAX_BODY_BYTES),
+        );
+    }
+    ApiError::bad_request(rejection.body_text())
+}
+
+/// Same for a query string.
+pub(crate) fn query_rejection(rejection: axum::extract::rejection::QueryRejection) -> ApiError {
+    ApiError::bad_request(rejection.body_text())
+}

@@ -1,0 +1,72 @@
+//! `GET /api/v5/prometheus/stats` and `/metrics`: the Prometheus text exposition format
+//! (version 0.0.4) with EMQX's names: `emqx_` + the metric or stat name with `.` turned into
+//! `_` (`messages.received` → `emqx_messages_received`, `connections.count` →
+//! `emqx_connections_count`). Counters are `counter`s, stats `gauge`s. Unauthenticated, as
+//! EMQX's is by default (`prometheus.enable_basic_auth = false`), so that a scraper needs no
+//! credentials; it shows counts, never client data.
+
+use std::fmt::Write as _;
+
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+
+/// The exposition format's content type.
+const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// `emqx_` + `name` with every character a metric name may not hold turned into `_`.
+pub(crate) fn metric_name(name: &str) -> String {
+    let mut out = String::with_capacity(name.len() + 5);
+    out.push_str("emqx_");
+    out.extend(
+        name.chars()
+            .map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' }),
+    );
+    out
+}
+
+/// The whole exposition text.
+pub(crate) fn render(stats: &[(&'static str, u64)], metrics: &[(&'static str, u64)]) -> String {
+    let mut out = String::with_capacity(64 * (stats.len() + metrics.len()));
+    let mut seen = std::collections::HashSet::new();
+    for (kind, rows) in [("gauge", stats), ("counter", metrics)] {
+        for (name, value) in rows {
+            let name = metric_name(name);
+            // One family per name: a name met twice would make the text invalid.
+            if !seen.insert(name.clone()) {
+                continue;
+            }
+            let _ = writeln!(out, "# TYPE {name} {kind}");
+            let _ = writeln!(out, "{name} {value}");
+        }
+    }
+    out
+}
+
+/// `GET /api/v5/prometheus/stats`, `GET /metrics`.
+pub(crate) async fn stats(State(state): State<crate::State>) -> impl IntoResponse {
+    let text = render(&state.broker.stats(), &state.broker.metrics_snapshot());
+    ([(header::CONTENT_TYPE, CONTENT_TYPE)], text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emqx_names_and_types() {
+        let text = render(
+            &[("connections.count", 3), ("connections.max", 5)],
+            &[("messages.received", 7), ("messages.dropped.no_subscribers", 1)],
+        );
+        assert!(text.contains("# TYPE emqx_connections_count gauge\nemqx_connections_count 3\n"));
+        assert!(text.contains("# TYPE emqx_messages_received counter\nemqx_messages_received 7\n"));
+        assert!(text.contains("emqx_messages_dropped_no_subscribers 1\n"));
+    }
+
+    #[test]
+    fn a_repeated_name_is_written_once() {
+        let text = render(&[("a.b", 1)], &[("a_b", 2)]);
+        assert_eq!(text.matches("# TYPE emqx_a_b").count(), 1);
+    }
+}

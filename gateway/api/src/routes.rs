@@ -1,0 +1,186 @@
+//! The route table. The router and the OpenAPI document are both built from [`TABLE`], so the
+//! document cannot list a route that is not served or miss one that is.
+
+use std::collections::BTreeMap;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::{MethodRouter, delete, get, post, put};
+use serde_json::{Map, Value, json};
+
+use crate::access;
+use crate::error::ApiError;
+use crate::handlers::{clients, nodes, prometheus, publish};
+use crate::keys;
+
+/// One route as documented.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RouteDoc {
+    /// HTTP method, upper case.
+    pub method: &'static str,
+    /// Path, with `{name}` parameters (the syntax axum and OpenAPI share).
+    pub path: &'static str,
+    /// OpenAPI tag (endpoint family).
+    pub tag: &'static str,
+    /// One line of what it does.
+    pub summary: &'static str,
+    /// True when a token or API key is required.
+    pub auth: bool,
+}
+
+type Handler = fn() -> MethodRouter<crate::State>;
+
+const fn doc(
+    method: &'static str,
+    path: &'static str,
+    tag: &'static str,
+    summary: &'static str,
+    auth: bool,
+) -> RouteDoc {
+    RouteDoc {
+        method,
+        path,
+        tag,
+        summary,
+        auth,
+    }
+}
+
+#[rustfmt::skip]
+const TABLE: &[(RouteDoc, Handler)] = &[
+    (doc("POST", "/api/v5/login", "dashboard", "Log in: user name and password for a bearer token", false), || post(access::login)),
+    (doc("POST", "/api/v5/logout", "dashboard", "End the session of the calling token", true), || post(access::logout)),
+    (doc("POST", "/api/v5/users/{username}/change_pwd", "dashboard", "Change one's own password", true), || post(access::change_password)),
+    (doc("GET", "/api/v5/api_key", "api_key", "List API keys", true), || get(keys::list)),
+    (doc("POST", "/api/v5/api_key", "api_key", "Create an API key (the answer holds its secret)", true), || post(keys::create)),
+    (doc("GET", "/api/v5/api_key/{name}", "api_key", "An API key", true), || get(keys::get)),
+    (doc("PUT", "/api/v5/api_key/{name}", "api_key", "Change an API key's description or enable flag", true), || put(keys::update)),
+    (doc("DELETE", "/api/v5/api_key/{name}", "api_key", "Delete an API key", true), || delete(keys::delete)),
+    (doc("GET", "/api/v5/nodes", "nodes", "The nodes", true), || get(nodes::list)),
+    (doc("GET", "/api/v5/nodes/{node}", "nodes", "One node", true), || get(nodes::get)),
+    (doc("GET", "/api/v5/stats", "metrics", "Statistics (current and highest values)", true), || get(nodes::stats)),
+    (doc("GET", "/api/v5/metrics", "metrics", "Counters, by EMQX name", true), || get(nodes::metrics)),
+    (doc("GET", "/api/v5/clients", "clients", "Clients, paged and filtered", true), || get(clients::list)),
+    (doc("GET", "/api/v5/clients/{clientid}", "clients", "One client", true), || get(clients::get)),
+    (doc("DELETE", "/api/v5/clients/{clientid}", "clients", "Kick a client: close its connection, end its session", true), || delete(clients::kick)),
+    (doc("GET", "/api/v5/clients/{clientid}/subscriptions", "clients", "A client's subscriptions", true), || get(clients::subscriptions_of)),
+    (doc("GET", "/api/v5/subscriptions", "subscriptions", "Subscriptions, paged and filtered", true), || get(clients::list_all)),
+    (doc("POST", "/api/v5/publish", "publish", "Publish a message", true), || post(publish::publish)),
+    (doc("POST", "/api/v5/publish/bulk", "publish", "Publish several messages", true), || post(publish::publish_bulk)),
+    (doc("GET", "/api/v5/prometheus/stats", "metrics", "Prometheus text exposition", false), || get(prometheus::stats)),
+    (doc("GET", "/metrics", "metrics", "Prometheus text exposition (alias)", false), || get(prometheus::stats)),
+    (doc("GET", "/api-docs", "docs", "This OpenAPI document", false), || get(api_docs)),
+    (doc("GET", "/api-docs/swagger.json", "docs", "This OpenAPI document (EMQX's path)", false), || get(api_docs)),
+];
+
+/// Every route served.
+pub fn routes() -> impl Iterator<Item = &'static RouteDoc> {
+    TABLE.iter().map(|(doc, _)| doc)
+}
+
+pub(crate) fn router(state: crate::State) -> Router {
+    let mut public: BTreeMap<&str, MethodRouter<crate::State>> = BTreeMap::new();
+    let mut protected: BTreeMap<&str, MethodRouter<crate::State>> = BTreeMap::new();
+    for (doc, handler) in TABLE {
+        let side = if doc.auth { &mut protected } else { &mut public };
+        let route = match side.remove(doc.path) {
+            Some(existing) => existing.merge(handler()),
+            None => handler(),
+        };
+        side.insert(doc.path, route);
+    }
+    let mut open = Router::new();
+    for (path, route) in public {
+        open = open.route(path, route);
+    }
+    let mut closed = Router::new();
+    for (path, route) in protected {
+        closed = closed.route(path, route);
+    }
+    let closed = closed.route_layer(axum::middleware::from_fn_with_state(
+        state.clone(),
+        access::require_auth,
+    ));
+    open.merge(closed)
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(crate::MAX_BODY_BYTES))
+        .with_state(state)
+}
+
+async fn not_found() -> impl IntoResponse {
+    ApiError::not_found("NOT_FOUND", "no such path")
+}
+
+async fn api_docs() -> impl IntoResponse {
+    (StatusCode::OK, axum::Json(openapi()))
+}
+
+/// The OpenAPI 3.0 document of every route in the table.
+pub fn openapi() -> Value {
+    let mut paths: BTreeMap<&str, Map<String, Value>> = BTreeMap::new();
+    for doc in routes() {
+        let parameters: Vec<Value> = doc
+            .path
+            .split('/')
+            .filter_map(|segment| segment.strip_prefix('{')?.strip_suffix('}'))
+            .map(|name| json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}}))
+            .collect();
+        let mut operation = json!({
+            "summary": doc.summary,
+            "tags": [doc.tag],
+            "parameters": parameters,
+            "responses": {
+                "200": {"description": "success"},
+                "400": {"description": "bad request: {code, message}"},
+                "404": {"description": "not found: {code, message}"},
+            },
+        });
+        if doc.auth {
+            operation["security"] = json!([{"bearerAuth": []}, {"basicAuth": []}]);
+            operation["responses"]["401"] = json!({"description": "authentication failed"});
+        } else {
+            operation["security"] = json!([]);
+        }
+        paths
+            .entry(doc.path)
+            .or_default()
+            .insert(doc.method.to_ascii_lowercase(), operation);
+    }
+    json!({
+        "openapi": "3.0.3",
+        "info": {"title": "Portico HTTP API", "version": env!("CARGO_PKG_VERSION")},
+        "paths": paths,
+        "components": {"securitySchemes": {
+            "bearerAuth": {"type": "http", "scheme": "bearer"},
+            "basicAuth": {"type": "http", "scheme": "basic"},
+        }},
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_route_is_documented_once() {
+        let doc = openapi();
+        let mut seen = std::collections::HashSet::new();
+        for route in routes() {
+            assert!(seen.insert((route.method, route.path)), "duplicate route {route:?}");
+            let operation = &doc["paths"][route.path][route.method.to_ascii_lowercase()];
+            assert!(
+                operation.is_object(),
+                "{} {} missing from the document",
+                route.method,
+                route.path
+            );
+        }
+        let documented: usize = doc["paths"]
+            .as_object()
+            .map(|p| p.values().map(|m| m.as_object().map_or(0, |m| m.len())).sum())
+            .unwrap_or(0);
+        assert_eq!(documented, seen.len());
+    }
+}
