@@ -135,6 +135,13 @@ impl StompChannel {
             connected_at_ms: self.connected_at_ms,
             ts_ms: self.connected_at_ms,
         });
+        // EMQX's placeholders; filled once, the client's identity does not change.
+        self.mountpoint = self
+            .settings
+            .mountpoint
+            .replace("${clientid}", &client.client_id)
+            .replace("${username}", client.username.as_deref().unwrap_or(""))
+            .replace("${peerhost}", &self.peer.ip().to_string());
         self.client = Some(client);
     }
 

@@ -136,6 +136,8 @@ pub struct StompChannel {
     connected_at_ms: u64,
     /// Why the connection is closing, in EMQX's words (for the disconnected event).
     close_name: Option<&'static str>,
+    /// `mountpoint` with this client's placeholders filled in (at CONNECT).
+    mountpoint: String,
 }
 
 impl StompChannel {
@@ -164,6 +166,7 @@ impl StompChannel {
             waiting: None,
             answered: None,
             authz_cache: None,
+            mountpoint: String::new(),
             connected_at_ms: 0,
             close_name: None,
         }

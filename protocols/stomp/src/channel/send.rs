@@ -164,7 +164,7 @@ impl StompChannel {
 
     /// This client's destination under the mountpoint, as a topic name.
     pub(super) fn mount(&self, destination: &str) -> Option<TopicName> {
-        let name = TopicName::new(format!("{}{destination}", self.settings.mountpoint)).ok()?;
+        let name = TopicName::new(format!("{}{destination}", self.mountpoint)).ok()?;
         let levels = name.bytes().filter(|&b| b == b'/').count() + 1;
         (levels <= self.settings.max_topic_levels).then_some(name)
     }

@@ -174,7 +174,7 @@ impl StompChannel {
     /// The mountpoint applied to a filter, keeping a `$share/{group}/` or `$queue/` prefix in
     /// front.
     fn mount_filter(&self, filter: &str) -> ByteString {
-        let mountpoint = &self.settings.mountpoint;
+        let mountpoint = &self.mountpoint;
         if mountpoint.is_empty() {
             return ByteString::from(filter);
         }
@@ -316,7 +316,7 @@ impl StompChannel {
     ) -> Frame {
         let message = &delivery.message;
         let topic = message.topic.as_str();
-        let destination = topic.strip_prefix(self.settings.mountpoint.as_str()).unwrap_or(topic);
+        let destination = topic.strip_prefix(self.mountpoint.as_str()).unwrap_or(topic);
         let message_id = message_id.to_string();
         let mut frame = Frame::new(Command::Message)
             .with("subscription", &subscription.id)

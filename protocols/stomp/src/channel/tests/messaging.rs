@@ -116,6 +116,25 @@ fn overlapping_subscriptions_each_get_a_message() {
 }
 
 #[test]
+fn mountpoint_placeholders_are_the_clients_own() {
+    let h = Harness::with(StompSettings {
+        mountpoint: "site/${username}/".to_owned(),
+        ..StompSettings::default()
+    });
+    let session = observer(&h, "site/#");
+    let mut c = h.client();
+    let got = c.input("CONNECT\naccept-version:1.2\nlogin:bob\n\n\0", 0);
+    assert_eq!(got[0].frame().command, Command::Connected, "{got:?}");
+    c.input("SEND\ndestination:a\n\nx\0", 1);
+    let topic = session
+        .lock()
+        .queue
+        .front()
+        .map(|d| d.message.topic.as_str().to_owned());
+    assert_eq!(topic.as_deref(), Some("site/bob/a"));
+}
+
+#[test]
 fn mountpoint_is_added_and_removed() {
     let h = Harness::with(StompSettings {
         mountpoint: "stomp/".to_owned(),
