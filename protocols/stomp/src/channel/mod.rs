@@ -204,6 +204,20 @@ impl StompChannel {
     /// Sends ERROR (`message` header, `content-type: text/plain`, `receipt-id` when the failed
     /// frame asked for a receipt, and `body` explaining), then closes: the server must close
     /// after an ERROR. [STOMP 1.2 §ERROR]
+    /// ERROR "Not authorized" for a SEND or SUBSCRIBE to `destination` the ACL denies, then
+    /// close.
+    fn not_authorized(&mut self, destination: &str, failed: &Frame, now: Instant, out: &mut Out) {
+        let why = format!("Insufficient permissions for {destination}");
+        self.error(
+            "Not authorized",
+            why,
+            Some(failed),
+            CloseReason::NotAuthorized,
+            now,
+            out,
+        );
+    }
+
     fn error(
         &mut self,
         message: &str,

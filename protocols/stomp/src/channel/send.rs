@@ -8,7 +8,6 @@ use std::time::Instant;
 
 use bytestring::ByteString;
 use portico_core::auth::{Action, AuthResult, Pending, Verdict};
-use portico_core::channel::CloseReason;
 use portico_core::message::{Message, MessageProperties, Origin};
 use portico_core::topic::TopicName;
 use portico_core::{MessageId, QoS};
@@ -191,17 +190,7 @@ impl StompChannel {
         }
         match self.check_authz(Action::Publish, topic.as_str(), now) {
             Authz::Allowed => {}
-            Authz::Denied => {
-                let why = format!("Insufficient permissions for {destination}");
-                return self.error(
-                    "Not authorized",
-                    why,
-                    Some(&frame),
-                    CloseReason::NotAuthorized,
-                    now,
-                    out,
-                );
-            }
+            Authz::Denied => return self.not_authorized(destination, &frame, now, out),
             Authz::Pending(pending) => {
                 let topic = topic.as_str().to_owned();
                 return self.hold(frame, Action::Publish, &topic, pending);

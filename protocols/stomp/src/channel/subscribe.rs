@@ -7,7 +7,6 @@ use bytestring::ByteString;
 use portico_core::QoS;
 use portico_core::auth::Action;
 use portico_core::broker::RetainedOnSubscribe;
-use portico_core::channel::CloseReason;
 use portico_core::message::now_millis;
 use portico_core::session::{Delivery, InflightEntry, InflightState, SubOptions};
 use portico_core::sys::{SubscribedEvent, UnsubscribedEvent};
@@ -112,17 +111,7 @@ impl StompChannel {
         };
         match self.check_authz(Action::Subscribe, topic.filter.as_str(), now) {
             Authz::Allowed => {}
-            Authz::Denied => {
-                let why = format!("Insufficient permissions for {destination}");
-                return self.error(
-                    "Not authorized",
-                    why,
-                    Some(&frame),
-                    CloseReason::NotAuthorized,
-                    now,
-                    out,
-                );
-            }
+            Authz::Denied => return self.not_authorized(destination, &frame, now, out),
             Authz::Pending(pending) => {
                 let filter = topic.filter.as_str().to_owned();
                 return self.hold(frame, Action::Subscribe, &filter, pending);
