@@ -190,23 +190,7 @@ impl Dialer {
     /// `name` prefixes errors.
     pub async fn connect(&self, source: Option<IpAddr>, name: &str) -> Result<Stream> {
         let addr = self.addr;
-        let socket = if addr.is_ipv4() {
-            TcpSocket::new_v4()
-        } else {
-            TcpSocket::new_v6()
-        }
-        .with_context(|| format!("{name}: cannot create a socket (out of file descriptors?)"))?;
-        if let Some(ip) = source {
-            socket
-                .bind(SocketAddr::new(ip, 0))
-                .with_context(|| format!("{name}: cannot bind to source address {ip}"))?;
-        }
-        let tcp = socket
-            .connect(addr)
-            .await
-            .with_context(|| format!("{name}: TCP connect to {addr} failed"))?;
-        tcp.set_nodelay(true)
-            .with_context(|| format!("{name}: set TCP_NODELAY"))?;
+        let tcp = connect_tcp(addr, source, name, "").await?;
         Ok(match (self.transport, &self.tls) {
             (Transport::Tcp, _) => Stream::Tcp(tcp),
             (Transport::Ws, _) => Stream::Ws(Box::new(self.upgrade(tcp, name).await?)),
@@ -427,6 +411,29 @@ async fn ws_read<S: AsyncRead + AsyncWrite + Unpin>(
             Some(Err(e)) => return Err(io::Error::other(e)),
         }
     }
+}
+
+/// A TCP connection to `addr` (from `source`, if given) with `TCP_NODELAY`; `name` prefixes
+/// errors, `what` names the peer in them. Shared by the MQTT and the STOMP publishers.
+pub async fn connect_tcp(addr: SocketAddr, source: Option<IpAddr>, name: &str, what: &str) -> Result<TcpStream> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()
+    } else {
+        TcpSocket::new_v6()
+    }
+    .with_context(|| format!("{name}: cannot create a socket (out of file descriptors?)"))?;
+    if let Some(ip) = source {
+        socket
+            .bind(SocketAddr::new(ip, 0))
+            .with_context(|| format!("{name}: cannot bind to source address {ip}"))?;
+    }
+    let tcp = socket
+        .connect(addr)
+        .await
+        .with_context(|| format!("{name}: TCP connect to {what}{addr} failed"))?;
+    tcp.set_nodelay(true)
+        .with_context(|| format!("{name}: set TCP_NODELAY"))?;
+    Ok(tcp)
 }
 
 #[cfg(test)]

@@ -23,7 +23,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use bytes::{Buf, BufMut, BytesMut};
 use portico_mqtt::QoS;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpSocket, TcpStream};
+use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
 use super::pacing::{Pacing, SEQ_LIMIT, Timeline, wait_until};
@@ -245,24 +245,7 @@ pub(super) async fn connect(
 }
 
 async fn connect_inner(gateway: SocketAddr, source: Option<IpAddr>, name: String, topic: &str) -> Result<StompConn> {
-    let socket = if gateway.is_ipv4() {
-        TcpSocket::new_v4()
-    } else {
-        TcpSocket::new_v6()
-    }
-    .with_context(|| format!("{name}: cannot create a socket (out of file descriptors?)"))?;
-    if let Some(ip) = source {
-        socket
-            .bind(SocketAddr::new(ip, 0))
-            .with_context(|| format!("{name}: cannot bind to source address {ip}"))?;
-    }
-    let stream = socket
-        .connect(gateway)
-        .await
-        .with_context(|| format!("{name}: TCP connect to the STOMP gateway at {gateway} failed"))?;
-    stream
-        .set_nodelay(true)
-        .with_context(|| format!("{name}: set TCP_NODELAY"))?;
+    let stream = crate::transport::connect_tcp(gateway, source, &name, "the STOMP gateway at ").await?;
     let mut conn = StompConn {
         stream,
         rbuf: BytesMut::with_capacity(READ_CHUNK),
