@@ -13,6 +13,14 @@
 mod blockwise;
 mod connection;
 mod pubsub;
+/// Encodes `frame` for a datagram driver (the CoAP and LwM2M channels send CoAP messages).
+pub fn encode_frame(frame: &Message, dst: &mut BytesMut) -> Result<(), EncodeError> {
+    codec::encode(frame, dst).map_err(|_| EncodeError {
+        frame: "CoAP message",
+        why: "an option value is longer than CoAP allows",
+    })
+}
+
 #[cfg(test)]
 mod tests;
 
@@ -571,10 +579,7 @@ impl DatagramChannel for CoapChannel {
     type Frame = Message;
 
     fn encode(&self, frame: &Message, dst: &mut BytesMut) -> Result<(), EncodeError> {
-        codec::encode(frame, dst).map_err(|_| EncodeError {
-            frame: "CoAP message",
-            why: "an option value is longer than CoAP allows",
-        })
+        encode_frame(frame, dst)
     }
 
     fn handle_datagram(&mut self, datagram: Bytes, now: Instant, out: &mut Out) {

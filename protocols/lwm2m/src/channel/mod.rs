@@ -487,10 +487,7 @@ impl DatagramChannel for Lwm2mChannel {
     type Frame = Message;
 
     fn encode(&self, frame: &Message, dst: &mut BytesMut) -> Result<(), EncodeError> {
-        codec::encode(frame, dst).map_err(|_| EncodeError {
-            frame: "CoAP message",
-            why: "an option value is longer than CoAP allows",
-        })
+        portico_coap::channel::encode_frame(frame, dst)
     }
 
     fn handle_datagram(&mut self, datagram: Bytes, now: Instant, out: &mut Out) {
