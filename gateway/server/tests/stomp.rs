@@ -17,6 +17,11 @@ mod support;
 use support::{Client, WAIT};
 
 async fn start() -> Server {
+    start_on(support::data_dir_env()).await
+}
+
+/// A server keeping its durable store in `data_dir` (a `PORTICO_NODE__DATA_DIR` entry).
+async fn start_on(data_dir: (String, String)) -> Server {
     let env = vec![
         (
             "PORTICO_LISTENERS__TCP__DEFAULT__BIND".to_owned(),
@@ -32,7 +37,7 @@ async fn start() -> Server {
             "PORTICO_GATEWAY__STOMP__LISTENERS__WS__DEFAULT__BIND".to_owned(),
             "127.0.0.1:0".to_owned(),
         ),
-        support::data_dir_env(),
+        data_dir,
         support::no_dashboard(),
     ];
     let config = Config::load(None, env).expect("valid test config");
@@ -48,6 +53,11 @@ struct Stomp {
 
 impl Stomp {
     async fn connect(server: &Server) -> Stomp {
+        Stomp::connect_with(server, "").await
+    }
+
+    /// Connects with `headers` (lines ending in `\n`) added to the CONNECT frame.
+    async fn connect_with(server: &Server, headers: &str) -> Stomp {
         let stream = TcpStream::connect(support::addr(server, "stomp:tcp:default"))
             .await
             .expect("connect");
@@ -56,7 +66,9 @@ impl Stomp {
             buf: BytesMut::new(),
             codec: StompCodec::with_version(Limits::default(), Version::V1_2),
         };
-        stomp.send("CONNECT\naccept-version:1.2\nhost:portico\n\n\0").await;
+        stomp
+            .send(&format!("CONNECT\naccept-version:1.2\nhost:portico\n{headers}\n\0"))
+            .await;
         let connected = stomp.recv().await.expect("CONNECTED");
         assert_eq!(connected.command, Command::Connected, "{connected:?}");
         assert_eq!(connected.header("version"), Some("1.2"));
@@ -168,6 +180,49 @@ async fn client_ack_nack_redelivers() {
     worker.send("DISCONNECT\nreceipt:bye\n\n\0").await;
     assert_eq!(worker.expect(Command::Receipt).await.header("receipt-id"), Some("bye"));
     assert!(worker.recv().await.is_none(), "closed after DISCONNECT");
+}
+
+/// A durable subscriber (`client-id`) keeps its subscription and its un-ACKed message across
+/// a server restart, and gets what was published while it was away.
+#[tokio::test]
+async fn a_durable_subscriber_loses_nothing_across_a_restart() {
+    let data_dir = support::data_dir_env();
+    let server = start_on(data_dir.clone()).await;
+    let mut worker = Stomp::connect_with(&server, "client-id:durable-worker\n").await;
+    worker
+        .send("SUBSCRIBE\nid:w\ndestination:jobs/+\nack:client-individual\nreceipt:s\n\n\0")
+        .await;
+    worker.expect(Command::Receipt).await;
+    let mut producer = mqtt(&server, "producer", ProtocolVersion::V3_1_1).await;
+    producer.publish_acked("jobs/1", b"unacked", 1).await;
+    let first = worker.expect(Command::Message).await;
+    assert_eq!(&first.body[..], b"unacked");
+    drop(worker);
+    drop(producer);
+    server.shutdown().await;
+
+    let server = start_on(data_dir).await;
+    let mut producer = mqtt(&server, "producer", ProtocolVersion::V3_1_1).await;
+    producer.publish_acked("jobs/2", b"while away", 1).await;
+    let mut worker = Stomp::connect_with(&server, "client-id:durable-worker\n").await;
+    let mut bodies = Vec::new();
+    for _ in 0..2 {
+        let message = worker.expect(Command::Message).await;
+        assert_eq!(message.header("subscription"), Some("w"));
+        let ack = message.header("ack").expect("client-individual").to_owned();
+        worker.send(&format!("ACK\nid:{ack}\n\n\0")).await;
+        bodies.push(String::from_utf8_lossy(&message.body).into_owned());
+    }
+    assert_eq!(bodies, ["unacked", "while away"]);
+    // Declaring the subscription again, as clients do, is no error.
+    worker
+        .send("SUBSCRIBE\nid:w\ndestination:jobs/+\nack:client-individual\nreceipt:again\n\n\0")
+        .await;
+    assert_eq!(
+        worker.expect(Command::Receipt).await.header("receipt-id"),
+        Some("again")
+    );
+    server.shutdown().await;
 }
 
 #[tokio::test]

@@ -95,12 +95,21 @@ async fn tls(server: &Server, listener: &str, pki: &Pki, cert: Option<&ClientCer
 }
 
 async fn websocket<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(stream: S, url: &str) -> Box<dyn Io> {
+    websocket_speaking(stream, url, "mqtt").await
+}
+
+/// A WebSocket client offering the subprotocol `protocol`, as a byte stream.
+async fn websocket_speaking<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
+    stream: S,
+    url: &str,
+    protocol: &'static str,
+) -> Box<dyn Io> {
     let mut request = url.into_client_request().expect("request");
     request
         .headers_mut()
-        .insert("sec-websocket-protocol", HeaderValue::from_static("mqtt"));
+        .insert("sec-websocket-protocol", HeaderValue::from_static(protocol));
     let (ws, response) = tokio_tungstenite::client_async(request, stream).await.expect("upgrade");
-    assert_eq!(response.headers()["sec-websocket-protocol"], "mqtt");
+    assert_eq!(response.headers()["sec-websocket-protocol"], protocol);
     Box::new(WsStream::new(ws))
 }
 
@@ -307,50 +316,57 @@ async fn one_publish_over_three_frames_and_two_packets_in_one_frame() {
     server.shutdown().await;
 }
 
-/// STOMP over TLS: `gateway.stomp.listeners.ssl` takes MQTT's `ssl_options` and serves the
-/// same STOMP frontend over the TLS stream.
+/// STOMP over TLS and over WebSocket over TLS: `gateway.stomp.listeners.ssl` and `.wss` take
+/// MQTT's `ssl_options` and serve the same STOMP frontend over the TLS stream.
 #[tokio::test]
-async fn stomp_over_tls() {
+async fn stomp_over_tls_and_wss() {
     let pki = Pki::new("e2e-stomp-tls");
-    let ssl = "PORTICO_GATEWAY__STOMP__LISTENERS__SSL__DEFAULT";
-    let server = start(
-        &pki,
-        &[
-            ("PORTICO_GATEWAY__STOMP__ENABLE", "true".to_owned()),
-            (
-                "PORTICO_GATEWAY__STOMP__LISTENERS__TCP__DEFAULT__BIND",
-                "127.0.0.1:0".to_owned(),
-            ),
-            (&format!("{ssl}__BIND"), "127.0.0.1:0".to_owned()),
-            (
-                &format!("{ssl}__SSL_OPTIONS__CERTFILE"),
-                pki.server_cert.display().to_string(),
-            ),
-            (
-                &format!("{ssl}__SSL_OPTIONS__KEYFILE"),
-                pki.server_key.display().to_string(),
-            ),
-        ],
-    )
-    .await;
-    let mut stream = tls(&server, "stomp:ssl:default", &pki, None)
+    let cert = pki.server_cert.display().to_string();
+    let key = pki.server_key.display().to_string();
+    let mut env = vec![
+        ("PORTICO_GATEWAY__STOMP__ENABLE".to_owned(), "true".to_owned()),
+        (
+            "PORTICO_GATEWAY__STOMP__LISTENERS__TCP__DEFAULT__BIND".to_owned(),
+            "127.0.0.1:0".to_owned(),
+        ),
+    ];
+    for kind in ["SSL", "WSS"] {
+        let prefix = format!("PORTICO_GATEWAY__STOMP__LISTENERS__{kind}__DEFAULT");
+        env.push((format!("{prefix}__BIND"), "127.0.0.1:0".to_owned()));
+        env.push((format!("{prefix}__SSL_OPTIONS__CERTFILE"), cert.clone()));
+        env.push((format!("{prefix}__SSL_OPTIONS__KEYFILE"), key.clone()));
+    }
+    let env: Vec<(&str, String)> = env.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+    let server = start(&pki, &env).await;
+
+    let tls_stream = tls(&server, "stomp:ssl:default", &pki, None)
         .await
         .expect("TLS handshake");
-    stream
-        .write_all(b"CONNECT\naccept-version:1.2\nhost:portico\n\n\0")
-        .await
-        .expect("write");
-    let mut got = Vec::new();
-    while !got.contains(&0) {
-        let mut buf = [0u8; 512];
-        let n = timeout(WAIT, stream.read(&mut buf))
+    let wss_addr = addr(&server, "stomp:wss:default");
+    let tcp = TcpStream::connect(wss_addr).await.expect("connect");
+    let name = ServerName::try_from("localhost").expect("name");
+    let wss_tls = tls_connector(&pki, None).connect(name, tcp).await.expect("TLS");
+    let url = format!("wss://localhost:{}/stomp", wss_addr.port());
+    let wss_stream = websocket_speaking(wss_tls, &url, "v12.stomp").await;
+    for mut stream in [tls_stream, wss_stream] {
+        stream
+            .write_all(b"CONNECT\naccept-version:1.2\nhost:portico\n\n\0")
             .await
-            .expect("in time")
-            .expect("read");
-        assert!(n > 0, "closed: {}", String::from_utf8_lossy(&got));
-        got.extend_from_slice(&buf[..n]);
+            .expect("write");
+        stream.flush().await.expect("flush");
+        let mut got = Vec::new();
+        while !got.contains(&0) {
+            let mut buf = [0u8; 512];
+            let n = timeout(WAIT, stream.read(&mut buf))
+                .await
+                .expect("in time")
+                .expect("read");
+            assert!(n > 0, "closed: {}", String::from_utf8_lossy(&got));
+            got.extend_from_slice(&buf[..n]);
+        }
+        let text = String::from_utf8_lossy(&got);
+        assert!(text.starts_with("CONNECTED\n"), "{text}");
+        assert!(text.contains("\nversion:1.2\n"), "{text}");
     }
-    let text = String::from_utf8_lossy(&got);
-    assert!(text.starts_with("CONNECTED\n"), "{text}");
-    assert!(text.contains("\nversion:1.2\n"), "{text}");
+    server.shutdown().await;
 }

@@ -6,7 +6,7 @@
 //!   per-version header escaping and the frame limits ([`Limits`]).
 //! - [`error`]: [`DecodeError`], one variant per way a frame can be refused.
 //! - [`channel`]: the sans-I/O connection state machine on top of `portico-core`'s `Ctx`.
-//! - [`settings`]: what a listener configures.
+//! - [`settings`]: what a listener configures; [`template`]: `clientinfo_override` templates.
 //!
 //! The STOMP specifications are cited as `[STOMP 1.2 §Frames and Headers]` and so on; the
 //! conformance notes are in `docs/conformance/stomp.md`.
@@ -18,9 +18,11 @@ pub mod frame;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod settings;
+pub mod template;
 
-pub use channel::{StompChannel, StompFrontend};
+pub use channel::{DurableSubscriptions, StompChannel, StompFrontend};
 pub use codec::{Limits, StompCodec};
 pub use error::DecodeError;
 pub use frame::{Command, Frame, Version};
 pub use settings::StompSettings;
+pub use template::Template;

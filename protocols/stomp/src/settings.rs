@@ -5,6 +5,7 @@ use std::time::Duration;
 use portico_core::auth::ListenerAuthn;
 
 use crate::codec::Limits;
+use crate::template::Template;
 
 /// The settings one STOMP listener's channels share.
 #[derive(Debug, Clone, PartialEq)]
@@ -35,6 +36,17 @@ pub struct StompSettings {
     pub max_transaction_bytes: usize,
     /// Topic levels at most (`mqtt.max_topic_levels`).
     pub max_topic_levels: usize,
+    /// Bytes of a client-chosen client id at most (`mqtt.max_clientid_len`).
+    pub max_clientid_len: usize,
+    /// Seconds the session of a client that names itself outlives its connection
+    /// (`session_expiry_interval`); 0 ends it with the connection.
+    pub session_expiry_interval: u32,
+    /// `clientinfo_override.username` (default `${Packet.headers.login}`).
+    pub username: Template,
+    /// `clientinfo_override.password` (default `${Packet.headers.passcode}`).
+    pub password: Template,
+    /// `clientinfo_override.clientid`; empty: the CONNECT's `client-id` header, else random.
+    pub clientid: Template,
 }
 
 impl Default for StompSettings {
@@ -52,6 +64,11 @@ impl Default for StompSettings {
             max_transaction_frames: 1000,
             max_transaction_bytes: 1024 * 1024,
             max_topic_levels: 128,
+            max_clientid_len: 65535,
+            session_expiry_interval: 2 * 60 * 60,
+            username: Template::header("login"),
+            password: Template::header("passcode"),
+            clientid: Template::empty(),
         }
     }
 }

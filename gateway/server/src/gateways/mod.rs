@@ -22,7 +22,7 @@ use portico_lwm2m::channel::{Lwm2mFrontend, Lwm2mSettings, Registrations};
 use portico_mqttsn::channel::MqttSnFrontend;
 use portico_mqttsn::registry::Predefined;
 use portico_mqttsn::settings::MqttSnSettings;
-use portico_stomp::{Limits, StompFrontend, StompSettings};
+use portico_stomp::{DurableSubscriptions, Limits, StompFrontend, StompSettings, Template};
 use portico_transport::BindError;
 use portico_transport::datagram::{DatagramSettings, serve_datagrams};
 use portico_transport::dtls::{DtlsFrontend, PskFile, PskStore, PskTable};
@@ -222,27 +222,28 @@ async fn start_lwm2m(config: &Config, start: &mut Start<'_>) -> Result<(), Start
     Ok(())
 }
 
-/// Binds and serves every enabled `gateway.stomp.listeners.{tcp,ssl,ws}.<name>`
-/// (`stomp:tcp:<name>`, `stomp:ssl:<name>`, `stomp:ws:<name>`): one stream listener each, the
-/// same frontend over a plain, TLS or WebSocket stream.
+/// Binds and serves every enabled `gateway.stomp.listeners.{tcp,ssl,ws,wss}.<name>`
+/// (`stomp:tcp:<name>`, ...): one stream listener each, the same frontend over a plain, TLS,
+/// WebSocket or WebSocket-over-TLS stream, all sharing one table of durable clients.
 fn start_stomp(config: &Config, start: &mut Start<'_>) -> Result<(), StartError> {
     use portico_transport::Transport;
 
     use crate::listeners::{WS_HANDSHAKE_TIMEOUT, tls_source, ws_settings};
 
     let stomp = &config.gateway.stomp;
+    let invalid = |e| match e {
+        StartError::Invalid { key, why } => StartError::Invalid {
+            key: format!("gateway.stomp.{key}"),
+            why,
+        },
+        other => other,
+    };
     let mut specs: Vec<(&str, &String, &TcpListenerConfig, Transport, Duration)> = Vec::new();
     for (name, l) in stomp.tcp.iter().filter(|(_, l)| l.enable) {
         specs.push(("tcp", name, l, Transport::Tcp, WS_HANDSHAKE_TIMEOUT));
     }
     for (name, l) in stomp.ssl.iter().filter(|(_, l)| l.listener.enable) {
-        let tls = tls_source(&format!("stomp:ssl:{name}"), "ssl", name, &l.ssl_options).map_err(|e| match e {
-            StartError::Invalid { key, why } => StartError::Invalid {
-                key: format!("gateway.stomp.{key}"),
-                why,
-            },
-            other => other,
-        })?;
+        let tls = tls_source(&format!("stomp:ssl:{name}"), "ssl", name, &l.ssl_options).map_err(invalid)?;
         let timeout = l.ssl_options.handshake_timeout;
         specs.push(("ssl", name, &l.listener, Transport::Tls(tls), timeout));
     }
@@ -251,6 +252,23 @@ fn start_stomp(config: &Config, start: &mut Start<'_>) -> Result<(), StartError>
         let transport = Transport::Ws(ws_settings(&l.websocket, true));
         specs.push(("ws", name, &l.listener, transport, WS_HANDSHAKE_TIMEOUT));
     }
+    for (name, l) in stomp.wss.iter().filter(|(_, l)| l.listener.enable) {
+        let tls = tls_source(&format!("stomp:wss:{name}"), "wss", name, &l.ssl_options).map_err(invalid)?;
+        let transport = Transport::Wss(tls, ws_settings(&l.websocket, true));
+        let timeout = l.ssl_options.handshake_timeout;
+        specs.push(("wss", name, &l.listener, transport, timeout));
+    }
+    // The templates were checked when the configuration was read.
+    let template = |key: &str, text: &str| {
+        Template::parse(text).map_err(|why| StartError::Invalid {
+            key: format!("gateway.stomp.clientinfo_override.{key}"),
+            why,
+        })
+    };
+    let username = template("username", &stomp.override_username)?;
+    let password = template("password", &stomp.override_password)?;
+    let clientid = template("clientid", &stomp.override_clientid)?;
+    let durable = DurableSubscriptions::load(start.broker);
     for (kind, name, listener, transport, timeout) in specs {
         let full_name = format!("stomp:{kind}:{name}");
         let settings = crate::listeners::listener(&format!("stomp:{kind}"), name, listener, transport, timeout);
@@ -265,7 +283,7 @@ fn start_stomp(config: &Config, start: &mut Start<'_>) -> Result<(), StartError>
         } else {
             listener.mountpoint.clone()
         };
-        let frontend = Arc::new(StompFrontend::new(
+        let frontend = Arc::new(StompFrontend::with_durable(
             start.broker,
             StompSettings {
                 limits: Limits {
@@ -281,8 +299,14 @@ fn start_stomp(config: &Config, start: &mut Start<'_>) -> Result<(), StartError>
                 max_transactions: stomp.max_transactions,
                 max_transaction_frames: stomp.max_transaction_frames,
                 max_topic_levels: config.mqtt.max_topic_levels,
+                max_clientid_len: config.mqtt.max_clientid_len,
+                session_expiry_interval: u32::try_from(stomp.session_expiry_interval.as_secs()).unwrap_or(u32::MAX),
+                username: username.clone(),
+                password: password.clone(),
+                clientid: clientid.clone(),
                 ..StompSettings::default()
             },
+            durable.clone(),
         ));
         start.tasks.spawn(portico_transport::serve(
             socket,

@@ -153,6 +153,24 @@ impl Client {
         .await;
     }
 
+    /// Publishes at QoS 1 with packet id `packet_id` and waits for the PUBACK.
+    pub async fn publish_acked(&mut self, topic: &str, payload: &'static [u8], packet_id: u16) {
+        self.send(&Packet::Publish(Publish {
+            dup: false,
+            qos: QoS::AtLeastOnce,
+            retain: false,
+            topic: ByteString::from(topic.to_owned()),
+            packet_id: PacketId::new(packet_id),
+            payload: Bytes::from_static(payload),
+            properties: Default::default(),
+        }))
+        .await;
+        match self.recv().await {
+            Some(Packet::PubAck(ack)) => assert_eq!(ack.packet_id.get(), packet_id),
+            other => panic!("expected PUBACK, got {other:?}"),
+        }
+    }
+
     pub async fn expect_publish(&mut self) -> Publish {
         match self.recv().await {
             Some(Packet::Publish(p)) => p,

@@ -22,6 +22,8 @@ pub(super) struct AcceptedConnect {
     version: Version,
     /// The client's `heart-beat` (cx, cy) in milliseconds.
     heart_beat: (u32, u32),
+    /// The client id came from the client (it can come back to its session).
+    named: bool,
 }
 
 impl StompChannel {
@@ -51,22 +53,41 @@ impl StompChannel {
                 return self.violation("Invalid heart-beat header", why, &frame, now, out);
             }
         };
-        // The client id is random, as in EMQX: STOMP has no client identifier.
-        let client_id = ByteString::from(format!("{:016x}", rand::random::<u64>()));
+        // EMQX's `clientinfo_override`: the credentials are templates over the headers
+        // (`login` and `passcode` by default); the client id is random unless the client names
+        // itself (ActiveMQ's `client-id` header) or the operator's template does.
+        let named_id = if self.settings.clientid.is_empty() {
+            frame.header("client-id").filter(|id| !id.is_empty()).map(str::to_owned)
+        } else {
+            self.settings.clientid.render(&frame)
+        };
+        if let Some(id) = &named_id
+            && id.len() > self.settings.max_clientid_len
+        {
+            let why = format!(
+                "client id of {} bytes; mqtt.max_clientid_len is {}",
+                id.len(),
+                self.settings.max_clientid_len
+            );
+            return self.violation("Invalid client-id", why, &frame, now, out);
+        }
+        let named = named_id.is_some();
+        let client_id = ByteString::from(named_id.unwrap_or_else(|| format!("{:016x}", rand::random::<u64>())));
         let client = ClientInfo {
             client_id,
-            username: frame.header("login").map(ByteString::from),
+            username: self.settings.username.render(&frame).map(ByteString::from),
             peer: self.peer,
             protocol: PROTOCOL,
             superuser: false,
             cert: None,
             acl: None,
         };
-        let password = frame.header("passcode").map(|p| p.as_bytes().to_vec());
+        let password = self.settings.password.render(&frame).map(String::into_bytes);
         let accepted = AcceptedConnect {
             client,
             version,
             heart_beat,
+            named,
         };
         match self.ctx.authenticate(&accepted.client, password.as_deref()) {
             Verdict::Ready(result) => self.authenticated(accepted, result, now, out),
@@ -87,6 +108,7 @@ impl StompChannel {
             mut client,
             version,
             heart_beat: (cx, cy),
+            named,
         } = accepted;
         match result {
             AuthResult::Allow { superuser, acl } => {
@@ -107,7 +129,16 @@ impl StompChannel {
         self.send_interval = (sx > 0).then(|| Duration::from_millis(u64::from(sx)));
         self.recv_timeout = (sy > 0).then(|| Duration::from_millis(2 * u64::from(sy)));
 
-        let opened = self.ctx.open_session(&client.client_id, true, 0, &self.conn, None);
+        // A client that named itself keeps its session for `session_expiry_interval`.
+        let expiry = if named {
+            self.settings.session_expiry_interval
+        } else {
+            0
+        };
+        self.persistent = expiry > 0;
+        let opened = self
+            .ctx
+            .open_session(&client.client_id, !self.persistent, expiry, &self.conn, None);
         self.session = Some(opened.session);
         self.phase = Phase::Connected;
         self.connect_deadline = None;
@@ -118,7 +149,7 @@ impl StompChannel {
             .with("server", SERVER)
             .with("session", &*client.client_id);
         self.send(connected, now, out);
-        tracing::debug!(peer = %self.peer, client_id = %client.client_id, version = version.as_str(), "STOMP client connected");
+        tracing::debug!(peer = %self.peer, client_id = %client.client_id, version = version.as_str(), present = opened.present, "STOMP client connected");
 
         self.connected_at_ms = now_millis();
         self.ctx.sys_connected(&ConnectedEvent {
@@ -130,8 +161,8 @@ impl StompChannel {
             proto_name: "STOMP".to_owned(),
             proto_ver: proto_ver(version),
             keepalive: u16::try_from(sy / 1000).unwrap_or(u16::MAX),
-            clean_start: true,
-            expiry_interval_secs: 0,
+            clean_start: !self.persistent,
+            expiry_interval_secs: expiry,
             connected_at_ms: self.connected_at_ms,
             ts_ms: self.connected_at_ms,
         });
@@ -142,7 +173,14 @@ impl StompChannel {
             .replace("${clientid}", &client.client_id)
             .replace("${username}", client.username.as_deref().unwrap_or(""))
             .replace("${peerhost}", &self.peer.ip().to_string());
+        let client_id = client.client_id.clone();
         self.client = Some(client);
+        if opened.present {
+            self.resume(now, out);
+        } else if named {
+            // Whatever was kept belonged to a session that has expired.
+            self.durable.remove(&client_id);
+        }
     }
 
     pub(super) fn handle_disconnect(&mut self, frame: Frame, now: Instant, out: &mut Out) {

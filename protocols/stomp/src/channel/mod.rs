@@ -6,11 +6,17 @@
 //! - `connect`: CONNECT/STOMP, authentication (possibly answered later) and DISCONNECT;
 //! - `send`: SEND, the authorization of SEND and SUBSCRIBE (possibly answered later), and
 //!   transactions (BEGIN, COMMIT, ABORT);
-//! - `subscribe`: SUBSCRIBE, UNSUBSCRIBE, MESSAGE delivery, ACK and NACK.
+//! - `subscribe`: SUBSCRIBE, UNSUBSCRIBE, MESSAGE delivery, ACK and NACK;
+//! - `resume`: a durable client's subscriptions and un-ACKed MESSAGEs taken up again;
+//! - `durable`: the table of durable clients' STOMP subscriptions.
 //!
 //! # Model
-//! A STOMP connection is a broker session with expiry 0 (STOMP has no persistent sessions;
-//! the client id is random, as in EMQX). Each SUBSCRIBE becomes a session subscription that
+//! A STOMP connection is a broker session. Its client id is random (as in EMQX) and the
+//! session ends with the connection, unless the client names itself (a `client-id` header,
+//! ActiveMQ's, or a `clientinfo_override.clientid` template): then the session outlives the
+//! connection for `session_expiry_interval`, and a client that connects again with the same
+//! id gets its subscriptions back and its un-ACKed MESSAGEs again, marked redelivered, with
+//! what was published meanwhile. Each SUBSCRIBE becomes a session subscription that
 //! carries a per-connection numeric subscription identifier, so a delivery names the STOMP
 //! subscriptions it matched whatever the wildcards: messages are matched by filter, not by
 //! EMQX's exact-topic lookup (`docs/conformance/stomp.md`). `auto` subscriptions are QoS 0;
@@ -19,6 +25,8 @@
 //! gives shared-subscription messages to another member of the group.
 
 mod connect;
+mod durable;
+mod resume;
 mod send;
 mod subscribe;
 #[cfg(test)]
@@ -44,6 +52,8 @@ use crate::error::DecodeError;
 use crate::frame::{Command, Frame, Version};
 use crate::settings::StompSettings;
 
+pub use durable::DurableSubscriptions;
+
 type Out = Outbox<Frame>;
 
 /// The protocol name in events, `ClientInfo` and message origins (EMQX's gateway name).
@@ -54,11 +64,22 @@ pub const PROTOCOL: &str = "stomp";
 pub struct StompFrontend {
     ctx: Ctx,
     settings: Arc<StompSettings>,
+    durable: Arc<DurableSubscriptions>,
 }
 
 impl StompFrontend {
-    /// A frontend on `broker` with `settings` (one per listener).
+    /// A frontend on `broker` with `settings`, with a table of durable clients of its own.
     pub fn new(broker: &portico_core::Broker, settings: StompSettings) -> StompFrontend {
+        StompFrontend::with_durable(broker, settings, DurableSubscriptions::load(broker))
+    }
+
+    /// A frontend on `broker` with `settings` (one per listener) sharing `durable` with the
+    /// gateway's other listeners, so that a client may come back through any of them.
+    pub fn with_durable(
+        broker: &portico_core::Broker,
+        settings: StompSettings,
+        durable: Arc<DurableSubscriptions>,
+    ) -> StompFrontend {
         let ctx = broker.ctx(FrontendInfo {
             name: PROTOCOL,
             mountpoint: ByteString::from(settings.mountpoint.clone()),
@@ -67,6 +88,7 @@ impl StompFrontend {
         StompFrontend {
             ctx,
             settings: Arc::new(settings),
+            durable,
         }
     }
 }
@@ -81,7 +103,14 @@ impl StreamFrontend for StompFrontend {
     fn new_connection(&self, conn: Arc<ConnHandle>, info: ConnInfo, now: Instant) -> (StompChannel, StompCodec) {
         let codec = StompCodec::new(self.settings.limits);
         (
-            StompChannel::new(self.ctx.clone(), self.settings.clone(), conn, info, now),
+            StompChannel::new(
+                self.ctx.clone(),
+                self.settings.clone(),
+                self.durable.clone(),
+                conn,
+                info,
+                now,
+            ),
             codec,
         )
     }
@@ -105,6 +134,10 @@ enum Phase {
 pub struct StompChannel {
     ctx: Ctx,
     settings: Arc<StompSettings>,
+    durable: Arc<DurableSubscriptions>,
+    /// The client named itself and its session outlives the connection: its subscriptions
+    /// are kept in `durable`.
+    persistent: bool,
     conn: Arc<ConnHandle>,
     peer: SocketAddr,
     sockport: u16,
@@ -142,11 +175,20 @@ pub struct StompChannel {
 
 impl StompChannel {
     /// A channel for a connection accepted from `info.peer` at `now`.
-    pub fn new(ctx: Ctx, settings: Arc<StompSettings>, conn: Arc<ConnHandle>, info: ConnInfo, now: Instant) -> Self {
+    pub fn new(
+        ctx: Ctx,
+        settings: Arc<StompSettings>,
+        durable: Arc<DurableSubscriptions>,
+        conn: Arc<ConnHandle>,
+        info: ConnInfo,
+        now: Instant,
+    ) -> Self {
         StompChannel {
             connect_deadline: Some(now + settings.idle_timeout),
             ctx,
             settings,
+            durable,
+            persistent: false,
             conn,
             peer: info.peer,
             sockport: info.local.port(),
@@ -271,18 +313,23 @@ impl StompChannel {
         out.close(reason);
     }
 
-    /// Ends the session as soon as the channel decided to close. Un-ACKed MESSAGEs of shared
-    /// subscriptions go to another member of their group (the core's redispatch); those of
-    /// ordinary subscriptions end with the subscription, as with an MQTT clean session, and
-    /// are counted as dropped. Runs once.
+    /// Unbinds the session as soon as the channel decided to close. A durable client's session
+    /// stays with its un-ACKed MESSAGEs for the next connection. Otherwise un-ACKed MESSAGEs
+    /// of shared subscriptions go to another member of their group (the core's redispatch);
+    /// those of ordinary subscriptions end with the subscription, as with an MQTT clean
+    /// session, and are counted as dropped. Runs once.
     fn release_session(&mut self, now: Instant) {
         let Some(session) = self.session.take() else { return };
-        let lost = session
-            .lock()
-            .inflight
-            .iter()
-            .filter(|e| matches!(&e.state, InflightState::AwaitingAck(d) if d.shared.is_none()))
-            .count();
+        let lost = if self.persistent {
+            0
+        } else {
+            session
+                .lock()
+                .inflight
+                .iter()
+                .filter(|e| matches!(&e.state, InflightState::AwaitingAck(d) if d.shared.is_none()))
+                .count()
+        };
         self.ctx
             .metrics()
             .messages_dropped

@@ -8,10 +8,11 @@ use portico_core::QoS;
 use portico_core::auth::Action;
 use portico_core::broker::RetainedOnSubscribe;
 use portico_core::message::now_millis;
-use portico_core::session::{Delivery, InflightEntry, InflightState, SubOptions};
+use portico_core::session::{Delivery, InflightEntry, InflightState, SessionState, SubOptions};
 use portico_core::sys::{SubscribedEvent, UnsubscribedEvent};
 use portico_core::topic::SubscriptionTopic;
 
+use super::durable::Stored;
 use super::send::Authz;
 use super::{Out, PROTOCOL, StompChannel};
 use crate::frame::{Command, Frame, Version};
@@ -30,23 +31,27 @@ pub(super) enum AckMode {
 /// One STOMP subscription of this connection.
 #[derive(Debug)]
 pub(super) struct Subscription {
-    id: String,
-    destination: String,
+    pub(super) id: String,
+    pub(super) destination: String,
     /// The subscription identifier it carries in the broker: deliveries name it.
-    key: u32,
+    pub(super) key: u32,
     /// The session's key of the subscription (the mounted filter).
-    filter: ByteString,
-    ack: AckMode,
+    pub(super) filter: ByteString,
+    pub(super) ack: AckMode,
+    /// Taken up from a durable client's earlier connection and not declared again on this
+    /// one: a SUBSCRIBE to its destination (or with its id) takes it over instead of being a
+    /// duplicate.
+    pub(super) restored: bool,
 }
 
 /// A MESSAGE of a client-ack subscription awaiting ACK or NACK; the delivery itself waits in
 /// the session's inflight window under `packet_id`.
 #[derive(Debug)]
 pub(super) struct Unacked {
-    message_id: u64,
-    key: u32,
-    packet_id: u16,
-    redeliveries: u32,
+    pub(super) message_id: u64,
+    pub(super) key: u32,
+    pub(super) packet_id: u16,
+    pub(super) redeliveries: u32,
 }
 
 /// MESSAGE headers the server sets; a sender's header of the same name is not restored over
@@ -87,6 +92,21 @@ impl StompChannel {
                 return self.violation("Invalid ack mode", why, &frame, now, out);
             }
         };
+        if let Some(index) = self
+            .subscriptions
+            .iter()
+            .position(|s| s.restored && (s.id == id || s.destination == destination))
+        {
+            let taken_elsewhere = self.subscriptions.iter().any(|s| s.id == id && !s.restored);
+            if self.subscriptions[index].destination == destination && !taken_elsewhere {
+                let id = id.to_owned();
+                return self.declare_again(index, id, ack, &frame, now, out);
+            }
+            if self.subscriptions[index].id == id {
+                // The same id for another destination: the old subscription is replaced.
+                self.drop_subscription(index);
+            }
+        }
         if self.subscriptions.iter().any(|s| s.id == id) {
             let why = format!("subscription id {id:?} is in use on this connection");
             return self.violation("Duplicate subscription id", why, &frame, now, out);
@@ -156,8 +176,64 @@ impl StompChannel {
             key,
             filter,
             ack,
+            restored: false,
         });
+        self.save_subscriptions();
         self.receipt(&frame, now, out);
+    }
+
+    /// A SUBSCRIBE to the destination of a restored subscription: the client declares again
+    /// what it subscribed to before (STOMP clients subscribe after every CONNECT). The
+    /// subscription keeps its queue and un-ACKed MESSAGEs and takes the new id and ack mode.
+    fn declare_again(&mut self, index: usize, id: String, ack: AckMode, frame: &Frame, now: Instant, out: &mut Out) {
+        let qos = |ack: AckMode| {
+            if ack == AckMode::Auto {
+                QoS::AtMostOnce
+            } else {
+                QoS::AtLeastOnce
+            }
+        };
+        let subscription = &mut self.subscriptions[index];
+        let old_qos = qos(subscription.ack);
+        subscription.id = id;
+        subscription.ack = ack;
+        subscription.restored = false;
+        let (filter, key) = (subscription.filter.clone(), subscription.key);
+        if qos(ack) != old_qos
+            && let Some(session) = self.session.clone()
+            && let Ok(topic) = SubscriptionTopic::parse(filter)
+        {
+            let options = SubOptions {
+                qos: qos(ack),
+                no_local: false,
+                retain_as_published: false,
+                subscription_id: key,
+            };
+            self.ctx
+                .subscribe(&session, topic, options, RetainedOnSubscribe::DoNotSend);
+        }
+        self.save_subscriptions();
+        self.receipt(frame, now, out);
+        self.deliver_queued(now, out);
+    }
+
+    /// Keeps a durable client's subscriptions for its next connection.
+    pub(super) fn save_subscriptions(&self) {
+        let (true, Some(client)) = (self.persistent, &self.client) else {
+            return;
+        };
+        let stored: Vec<Stored> = self
+            .subscriptions
+            .iter()
+            .map(|s| Stored {
+                id: s.id.clone(),
+                destination: s.destination.clone(),
+                filter: s.filter.to_string(),
+                ack: s.ack,
+                key: s.key,
+            })
+            .collect();
+        self.durable.put(&client.client_id, &stored);
     }
 
     /// The mountpoint applied to a filter, keeping a `$share/{group}/` or `$queue/` prefix in
@@ -189,40 +265,46 @@ impl StompChannel {
         };
         // An unknown id is not an error (as EMQX): the subscription is gone either way.
         if let Some(index) = found {
-            let subscription = self.subscriptions.remove(index);
-            if let Some(session) = self.session.clone() {
-                self.ctx.unsubscribe(&session, &subscription.filter);
-                // Its un-ACKed messages can no longer be acknowledged.
-                let mut state = session.lock();
-                let mut dropped = 0u64;
-                self.unacked.retain(|u| {
-                    if u.key != subscription.key {
-                        return true;
-                    }
-                    if let Some(i) = state.inflight_position(u.packet_id) {
-                        state.complete_inflight(i);
-                    }
-                    dropped += 1;
-                    false
-                });
-                drop(state);
-                self.ctx
-                    .metrics()
-                    .messages_dropped
-                    .fetch_add(dropped, Ordering::Relaxed);
-            }
-            if let Some(client) = &self.client {
-                self.ctx.sys_unsubscribed(&UnsubscribedEvent {
-                    client_id: client.client_id.to_string(),
-                    username: client.username.as_ref().map(|u| u.to_string()),
-                    protocol: PROTOCOL,
-                    topic: subscription.destination,
-                    ts_ms: now_millis(),
-                });
-            }
+            self.drop_subscription(index);
+            self.save_subscriptions();
         }
         self.receipt(&frame, now, out);
         self.deliver_queued(now, out);
+    }
+
+    /// Ends the subscription at `index`: out of the session, its un-ACKed MESSAGEs dropped
+    /// (they can no longer be acknowledged; counted).
+    pub(super) fn drop_subscription(&mut self, index: usize) {
+        let subscription = self.subscriptions.remove(index);
+        if let Some(session) = self.session.clone() {
+            self.ctx.unsubscribe(&session, &subscription.filter);
+            let mut state = session.lock();
+            let mut dropped = 0u64;
+            self.unacked.retain(|u| {
+                if u.key != subscription.key {
+                    return true;
+                }
+                if let Some(i) = state.inflight_position(u.packet_id) {
+                    complete_unacked(&mut state, i);
+                }
+                dropped += 1;
+                false
+            });
+            drop(state);
+            self.ctx
+                .metrics()
+                .messages_dropped
+                .fetch_add(dropped, Ordering::Relaxed);
+        }
+        if let Some(client) = &self.client {
+            self.ctx.sys_unsubscribed(&UnsubscribedEvent {
+                client_id: client.client_id.to_string(),
+                username: client.username.as_ref().map(|u| u.to_string()),
+                protocol: PROTOCOL,
+                topic: subscription.destination,
+                ts_ms: now_millis(),
+            });
+        }
     }
 
     /// Moves queued deliveries onto the wire: one MESSAGE per matching subscription, within the
@@ -268,9 +350,15 @@ impl StompChannel {
                             dropped += 1;
                             continue;
                         };
+                        // Each client-ack subscription's copy names that subscription alone, so
+                        // that a resumed connection knows whose ACK it awaits.
+                        let copy = Delivery {
+                            subscription_ids: vec![subscription.key],
+                            ..delivery.clone()
+                        };
                         state.inflight.push_back(InflightEntry {
                             packet_id,
-                            state: InflightState::AwaitingAck(delivery.clone()),
+                            state: InflightState::AwaitingAck(copy),
                             sent_at: now,
                         });
                         self.unacked.push_back(Unacked {
@@ -296,7 +384,7 @@ impl StompChannel {
     }
 
     /// The MESSAGE frame of `delivery` for `subscription`.
-    fn message_frame(
+    pub(super) fn message_frame(
         &self,
         delivery: &Delivery,
         subscription: &Subscription,
@@ -405,7 +493,7 @@ impl StompChannel {
                 };
                 let give_up = entry.redeliveries >= self.settings.max_redeliveries;
                 if !nack || give_up {
-                    state.complete_inflight(i);
+                    complete_unacked(&mut state, i);
                     dropped += u64::from(nack);
                     continue;
                 }
@@ -432,5 +520,26 @@ impl StompChannel {
             self.send(frame, now, out);
         }
         self.deliver_queued(now, out);
+    }
+}
+
+/// Ends the inflight exchange at `index`. A message delivered to two client-ack subscriptions
+/// of the session is stored once and held by two inflight entries: it leaves the store only
+/// with the last of them.
+pub(super) fn complete_unacked(state: &mut SessionState, index: usize) {
+    let seq = match state.inflight.get(index).map(|e| &e.state) {
+        Some(InflightState::AwaitingAck(delivery)) => delivery.seq,
+        _ => 0,
+    };
+    let shared = seq != 0
+        && state
+            .inflight
+            .iter()
+            .enumerate()
+            .any(|(i, e)| i != index && matches!(&e.state, InflightState::AwaitingAck(d) if d.seq == seq));
+    if shared {
+        state.inflight.remove(index);
+    } else {
+        state.complete_inflight(index);
     }
 }

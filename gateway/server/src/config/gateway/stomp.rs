@@ -5,7 +5,9 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use super::super::schema::{Ctx, Section};
-use super::super::types::{SslListenerConfig, SslOptions, TcpListenerConfig, WebsocketOptions, WsListenerConfig};
+use super::super::types::{
+    SslListenerConfig, SslOptions, TcpListenerConfig, WebsocketOptions, WsListenerConfig, WssListenerConfig,
+};
 use super::super::value;
 
 /// `gateway.stomp` (off unless enabled, as EMQX's gateways).
@@ -29,6 +31,17 @@ pub struct StompConfig {
     pub max_inflight: usize,
     /// Open transactions per connection at most (Portico's).
     pub max_transactions: usize,
+    /// How long the session of a client that names itself (a `client-id` header or a
+    /// `clientinfo_override.clientid` template) outlives its connection; 0 ends it with the
+    /// connection (Portico's; the default is MQTT's `session_expiry_interval`, 2 h).
+    pub session_expiry_interval: Duration,
+    /// `clientinfo_override.username`: template of the user name (`${Packet.headers.login}`).
+    pub override_username: String,
+    /// `clientinfo_override.password`: template of the password (`${Packet.headers.passcode}`).
+    pub override_password: String,
+    /// `clientinfo_override.clientid`: template of the client id; empty = the CONNECT's
+    /// `client-id` header, else random.
+    pub override_clientid: String,
     /// Frames one transaction may buffer at most (Portico's).
     pub max_transaction_frames: usize,
     /// `listeners.tcp.<name>`.
@@ -37,6 +50,8 @@ pub struct StompConfig {
     pub ssl: BTreeMap<String, SslListenerConfig>,
     /// `listeners.ws.<name>`: STOMP over WebSocket (`websocket.path`, not `mqtt_path`).
     pub ws: BTreeMap<String, WsListenerConfig>,
+    /// `listeners.wss.<name>`: STOMP over WebSocket over TLS.
+    pub wss: BTreeMap<String, WssListenerConfig>,
 }
 
 /// The default STOMP listener: EMQX's port 61613.
@@ -85,6 +100,19 @@ fn ws_named() -> WsListenerConfig {
     }
 }
 
+/// A named `listeners.wss.<name>`: enabled, on 61616 (the port after the ws one).
+fn wss_named() -> WssListenerConfig {
+    let ws = ws_named();
+    WssListenerConfig {
+        listener: TcpListenerConfig {
+            bind: SocketAddr::from((Ipv4Addr::UNSPECIFIED, 61616)),
+            ..ws.listener
+        },
+        ssl_options: SslOptions::default(),
+        websocket: ws.websocket,
+    }
+}
+
 /// A built-in `default` listener that stays off until the operator names it.
 fn off<T>(mut config: T, listener: impl Fn(&mut T) -> &mut TcpListenerConfig) -> BTreeMap<String, T> {
     listener(&mut config).enable = false;
@@ -104,9 +132,14 @@ impl Default for StompConfig {
             max_inflight: 32,
             max_transactions: 16,
             max_transaction_frames: 1000,
+            session_expiry_interval: Duration::from_secs(2 * 60 * 60),
+            override_username: "${Packet.headers.login}".to_owned(),
+            override_password: "${Packet.headers.passcode}".to_owned(),
+            override_clientid: String::new(),
             tcp: BTreeMap::from([("default".to_owned(), tcp_default())]),
             ssl: off(ssl_named(), |c| &mut c.listener),
             ws: off(ws_named(), |c| &mut c.listener),
+            wss: off(wss_named(), |c| &mut c.listener),
         }
     }
 }
@@ -126,6 +159,22 @@ pub(super) fn stomp(mut s: Section<'_>, ctx: &mut Ctx<'_>) -> StompConfig {
     let max_transaction_frames = s.field(ctx, "max_transaction_frames", d.max_transaction_frames, |v| {
         value::int_in(v, 1, 100_000)
     });
+    let session_expiry_interval = s.field(
+        ctx,
+        "session_expiry_interval",
+        d.session_expiry_interval,
+        value::duration,
+    );
+    let mut over = s.section(ctx, "clientinfo_override");
+    let template = |v: &toml::Value| {
+        let text = value::string(v)?;
+        portico_stomp::Template::parse(&text)?;
+        Ok(text)
+    };
+    let override_username = over.field(ctx, "username", d.override_username.clone(), template);
+    let override_password = over.field(ctx, "password", d.override_password.clone(), template);
+    let override_clientid = over.field(ctx, "clientid", d.override_clientid.clone(), template);
+    over.finish(ctx);
     let mut frame = s.section(ctx, "frame");
     let max_headers = frame.field(ctx, "max_headers", d.max_headers, |v| value::int_in(v, 1, 1000));
     let max_headers_length = frame.field(ctx, "max_headers_length", d.max_headers_length, |v| {
@@ -154,6 +203,20 @@ pub(super) fn stomp(mut s: Section<'_>, ctx: &mut Ctx<'_>) -> StompConfig {
         l.finish(ctx);
         WsListenerConfig { listener, websocket }
     });
+    let wss = super::super::listeners::named(&mut listeners, ctx, "wss", d.wss, |mut l, ctx| {
+        let named = wss_named();
+        let listener = super::super::listeners::common(&mut l, ctx, &named.listener);
+        let opts = l.section(ctx, "ssl_options");
+        let ssl_options = super::super::listeners::ssl_options(opts, ctx, listener.enable);
+        let websocket =
+            super::super::listeners::websocket_with(l.section(ctx, "websocket"), ctx, named.websocket, "path");
+        l.finish(ctx);
+        WssListenerConfig {
+            listener,
+            ssl_options,
+            websocket,
+        }
+    });
     listeners.finish(ctx);
     s.finish(ctx);
     StompConfig {
@@ -167,8 +230,13 @@ pub(super) fn stomp(mut s: Section<'_>, ctx: &mut Ctx<'_>) -> StompConfig {
         max_inflight,
         max_transactions,
         max_transaction_frames,
+        session_expiry_interval,
+        override_username,
+        override_password,
+        override_clientid,
         tcp,
         ssl,
         ws,
+        wss,
     }
 }

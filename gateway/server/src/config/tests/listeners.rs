@@ -696,3 +696,53 @@ max_header_length = 10
     assert!(text.contains("gateway.stomp.frame.max_headers"), "{text}");
     assert!(text.contains("gateway.stomp.frame.max_header_length"), "{text}");
 }
+
+#[test]
+fn stomp_durable_sessions_templates_and_wss() {
+    let config = load_str("stomp-defaults", "", &[]).unwrap();
+    let stomp = &config.gateway.stomp;
+    assert_eq!(stomp.session_expiry_interval, Duration::from_secs(7200));
+    assert_eq!(stomp.override_username, "${Packet.headers.login}");
+    assert_eq!(stomp.override_clientid, "");
+    assert!(
+        !stomp.wss["default"].listener.enable,
+        "WebSocket over TLS off until named"
+    );
+
+    let pki = Pki::new("cfg-stomp-wss");
+    let file = format!(
+        "[gateway.stomp]\nsession_expiry_interval = \"10m\"\n\
+         clientinfo_override = {{ clientid = \"site-${{Packet.headers.device}}\", username = \"fixed\" }}\n\
+         [gateway.stomp.listeners.wss.secure]\nssl_options = {{ certfile = {:?}, keyfile = {:?} }}\n",
+        pki.server_cert.display().to_string(),
+        pki.server_key.display().to_string(),
+    );
+    let config = load_str("stomp-durable", &file, &[]).unwrap();
+    let stomp = &config.gateway.stomp;
+    assert_eq!(stomp.session_expiry_interval, Duration::from_secs(600));
+    assert_eq!(stomp.override_clientid, "site-${Packet.headers.device}");
+    assert_eq!(stomp.override_username, "fixed");
+    let secure = &stomp.wss["secure"];
+    assert_eq!(secure.listener.bind, addr("0.0.0.0:61616"));
+    assert_eq!(secure.websocket.mqtt_path, "/stomp");
+
+    let bad = r#"
+[gateway.stomp.clientinfo_override]
+clientid = "${ClientInfo.clientid}"
+password = "${Packet.headers.passcode"
+"#;
+    let text = errors_of(load_str("stomp-override-bad", bad, &[])).to_string();
+    assert!(text.contains("gateway.stomp.clientinfo_override.clientid"), "{text}");
+    assert!(text.contains("gateway.stomp.clientinfo_override.password"), "{text}");
+    assert!(text.contains("unclosed placeholder"), "{text}");
+    let text = errors_of(load_str(
+        "stomp-wss-bad",
+        "[gateway.stomp.listeners.wss.default]\nbind = \"127.0.0.1:61616\"\n",
+        &[],
+    ))
+    .to_string();
+    assert!(
+        text.contains("gateway.stomp.listeners.wss.default.ssl_options"),
+        "{text}"
+    );
+}

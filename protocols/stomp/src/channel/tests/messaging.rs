@@ -25,15 +25,6 @@ fn observer(h: &Harness, filter: &str) -> Arc<Session> {
     opened.session
 }
 
-fn messages(got: &[Got]) -> Vec<&Frame> {
-    got.iter()
-        .filter_map(|g| match g {
-            Got::F(f) if f.command == Command::Message => Some(f),
-            _ => None,
-        })
-        .collect()
-}
-
 #[test]
 fn send_publishes_with_headers_as_user_properties() {
     let h = Harness::new();

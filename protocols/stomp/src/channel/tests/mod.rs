@@ -2,6 +2,7 @@
 //! both ways as the driver would.
 
 mod bad_input;
+mod durable;
 mod messaging;
 
 use std::net::{Ipv4Addr, SocketAddr};
@@ -171,6 +172,16 @@ impl Client {
         }
         got
     }
+}
+
+/// The MESSAGE frames among `got`.
+fn messages(got: &[Got]) -> Vec<&Frame> {
+    got.iter()
+        .filter_map(|g| match g {
+            Got::F(f) if f.command == Command::Message => Some(f),
+            _ => None,
+        })
+        .collect()
 }
 
 /// Asserts an ERROR frame whose `message` header is `message`, followed by a close.
