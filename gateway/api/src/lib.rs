@@ -11,6 +11,7 @@
 //! touches the publish path except to publish what an operator asks for.
 
 mod access;
+pub mod control;
 mod error;
 mod handlers;
 mod keys;
@@ -26,6 +27,7 @@ use portico_core::Broker;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+pub use control::{BoxFuture, Control, ControlError, GatewayInfo, GatewayStatus, ListenerInfo};
 pub use routes::{RouteDoc, openapi, routes};
 
 /// Largest request body accepted, in bytes: enough for a bulk publish of a few large payloads,
@@ -82,15 +84,18 @@ pub(crate) struct AppState {
     pub(crate) users: Arc<BuiltinDb>,
     pub(crate) tokens: access::Tokens,
     pub(crate) keys: keys::ApiKeys,
+    pub(crate) control: Arc<dyn Control>,
 }
 
 pub(crate) type State = Arc<AppState>;
 
 /// Binds `settings.bind` and serves the API until `shutdown` is cancelled (in-flight requests
-/// finish; the serving task is tracked by `tasks`). Returns the bound address.
+/// finish; the serving task is tracked by `tasks`). `control` is the server's side of the
+/// gateway, listener and PSK endpoints. Returns the bound address.
 pub async fn start(
     settings: &ApiSettings,
     broker: &Broker,
+    control: Arc<dyn Control>,
     shutdown: &CancellationToken,
     tasks: &TaskTracker,
 ) -> Result<SocketAddr, StartError> {
@@ -103,6 +108,7 @@ pub async fn start(
         users: Arc::new(users),
         tokens: access::Tokens::new(settings.token_ttl),
         keys,
+        control,
     });
     let listener = tokio::net::TcpListener::bind(settings.bind)
         .await

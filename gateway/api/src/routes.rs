@@ -12,7 +12,7 @@ use serde_json::{Map, Value, json};
 
 use crate::access;
 use crate::error::ApiError;
-use crate::handlers::{clients, nodes, prometheus, publish};
+use crate::handlers::{clients, gateways, nodes, prometheus, publish};
 use crate::keys;
 
 /// One route as documented.
@@ -69,6 +69,18 @@ const TABLE: &[(RouteDoc, Handler)] = &[
     (doc("GET", "/api/v5/subscriptions", "subscriptions", "Subscriptions, paged and filtered", true), || get(clients::list_all)),
     (doc("POST", "/api/v5/publish", "publish", "Publish a message", true), || post(publish::publish)),
     (doc("POST", "/api/v5/publish/bulk", "publish", "Publish several messages", true), || post(publish::publish_bulk)),
+    (doc("GET", "/api/v5/gateways", "gateways", "The gateways, running or stopped", true), || get(gateways::list)),
+    (doc("GET", "/api/v5/gateways/{name}", "gateways", "One gateway", true), || get(gateways::get)),
+    (doc("PUT", "/api/v5/gateways/{name}/enable/{enable}", "gateways", "Start (true) or stop (false) a gateway", true), || put(gateways::enable)),
+    (doc("GET", "/api/v5/gateways/{name}/listeners", "gateways", "A gateway's listeners", true), || get(gateways::listeners_of)),
+    (doc("GET", "/api/v5/gateways/{name}/clients", "gateways", "A gateway's clients, paged and filtered", true), || get(gateways::clients_of)),
+    (doc("GET", "/api/v5/gateways/{name}/clients/{clientid}", "gateways", "One client of a gateway", true), || get(gateways::client)),
+    (doc("DELETE", "/api/v5/gateways/{name}/clients/{clientid}", "gateways", "Kick a client of a gateway", true), || delete(gateways::kick)),
+    (doc("GET", "/api/v5/listeners", "listeners", "Every listener, MQTT's and the gateways'", true), || get(gateways::all_listeners)),
+    (doc("POST", "/api/v5/listeners/{id}/{action}", "listeners", "Start, stop or restart an MQTT listener", true), || post(gateways::listener_action)),
+    (doc("GET", "/api/v5/psk", "psk", "The built-in PSK database's identities", true), || get(gateways::psk_list)),
+    (doc("POST", "/api/v5/psk", "psk", "Add or replace a PSK identity", true), || post(gateways::psk_put)),
+    (doc("DELETE", "/api/v5/psk/{identity}", "psk", "Remove a PSK identity", true), || delete(gateways::psk_delete)),
     (doc("GET", "/api/v5/prometheus/stats", "metrics", "Prometheus text exposition", false), || get(prometheus::stats)),
     (doc("GET", "/metrics", "metrics", "Prometheus text exposition (alias)", false), || get(prometheus::stats)),
     (doc("GET", "/api-docs", "docs", "This OpenAPI document", false), || get(api_docs)),

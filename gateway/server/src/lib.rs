@@ -4,6 +4,7 @@
 
 mod auth;
 pub mod config;
+mod control;
 mod gateways;
 mod listeners;
 
@@ -30,7 +31,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::{Config, MqttConfig, RewriteAction, SharedStrategy};
-use crate::listeners::Listeners;
+use crate::control::ServerControl;
 
 /// How often the broker's housekeeping runs (connection deadlines, session expiry, wills).
 const TICK: Duration = Duration::from_millis(250);
@@ -76,14 +77,8 @@ pub enum StartError {
 #[derive(Debug)]
 pub struct Server {
     broker: Broker,
-    listeners: Listeners,
-    listener_addrs: Vec<(String, SocketAddr)>,
-    /// The UDP gateway listeners and the HTTP API's (not changed by reloads).
-    gateway_addrs: Vec<(String, SocketAddr)>,
-    /// The built-in PSK database (`psk_authentication.enable`).
-    psk: Option<Arc<PskTable>>,
-    /// The configuration running now (for reloads).
-    config: Config,
+    /// The listeners and gateways, and what changes them at run time.
+    control: Arc<ServerControl>,
     shutdown: CancellationToken,
     tasks: TaskTracker,
 }
@@ -101,13 +96,15 @@ impl Server {
         auth::install(&broker, config)?;
         let shutdown = CancellationToken::new();
         let tasks = TaskTracker::new();
-        let listeners = Listeners::start(config, &broker, &shutdown, &tasks)?;
-        let gateways = gateways::start(config, &broker, &shutdown, &tasks).await?;
-        let mut gateway_addrs = gateways.addrs;
-        if config.dashboard.http_enable {
-            let addr = portico_api::start(&api_settings(config), &broker, &shutdown, &tasks).await?;
-            gateway_addrs.push(("dashboard:http".to_owned(), addr));
-        }
+        let started = Self::start_serving(config, &broker, &shutdown, &tasks).await;
+        let control = match started {
+            Ok(control) => control,
+            Err(error) => {
+                // What did start stops again.
+                shutdown.cancel();
+                return Err(error);
+            }
+        };
 
         let ticker = broker.clone();
         let stop_ticking = shutdown.clone();
@@ -122,25 +119,35 @@ impl Server {
             }
         });
 
-        let mut listener_addrs = listeners.addrs();
-        listener_addrs.extend(gateway_addrs.iter().cloned());
         Ok(Server {
             broker,
-            gateway_addrs,
-            psk: gateways.psk,
-            listener_addrs,
-            listeners,
-            config: config.clone(),
+            control,
             shutdown,
             tasks,
         })
     }
 
-    /// `(listener name, bound address)` of every listener: `tcp:<name>`, `ssl:<name>`,
-    /// `ws:<name>`, `wss:<name>`, in that order, then the gateways' (`mqttsn:udp:<name>`), then
-    /// the HTTP API's (`dashboard:http`).
-    pub fn listeners(&self) -> &[(String, SocketAddr)] {
-        &self.listener_addrs
+    /// The listeners, the gateways and the HTTP API.
+    async fn start_serving(
+        config: &Config,
+        broker: &Broker,
+        shutdown: &CancellationToken,
+        tasks: &TaskTracker,
+    ) -> Result<Arc<ServerControl>, StartError> {
+        let control = ServerControl::start(config, broker, shutdown, tasks).await?;
+        if config.dashboard.http_enable {
+            let api_control: Arc<dyn portico_api::Control> = control.clone();
+            let addr = portico_api::start(&api_settings(config), broker, api_control, shutdown, tasks).await?;
+            control.add_fixed("dashboard:http", addr).await;
+        }
+        Ok(control)
+    }
+
+    /// `(listener name, bound address)` of every running listener: `tcp:<name>`, `ssl:<name>`,
+    /// `ws:<name>`, `wss:<name>`, then the gateways' (`mqttsn:udp:<name>`), then the HTTP
+    /// API's (`dashboard:http`).
+    pub fn listeners(&self) -> Vec<(String, SocketAddr)> {
+        self.control.addrs()
     }
 
     /// Applies a new configuration's listener settings (and `mqtt` settings, to new
@@ -148,25 +155,14 @@ impl Server {
     /// connections are kept. Other sections take effect only at the next start; a warning says
     /// so when they differ.
     pub async fn reload(&mut self, config: &Config) -> Result<ReloadReport, StartError> {
-        let report = self.listeners.reload(config).await?;
-        self.listener_addrs = self.listeners.addrs();
-        self.listener_addrs.extend(self.gateway_addrs.iter().cloned());
-        let mut rest = config.clone();
-        rest.listeners = self.config.listeners.clone();
-        rest.mqtt = self.config.mqtt.clone();
-        if rest != self.config {
-            tracing::warn!("only listener and mqtt settings are applied on reload; restart for the other changes");
-        }
-        self.config.listeners = config.listeners.clone();
-        self.config.mqtt = config.mqtt.clone();
-        Ok(report)
+        self.control.reload(config).await
     }
 
     /// The built-in PSK database of the DTLS listeners, when `psk_authentication` is
     /// enabled: identities added or removed here take effect at the next handshake and are
     /// kept in the durable store.
     pub fn psk_table(&self) -> Option<&Arc<PskTable>> {
-        self.psk.as_ref()
+        self.control.psk()
     }
 
     /// The broker.

@@ -5,7 +5,8 @@
 //! built from) with what it runs: a listener that is new is started, one that is gone is
 //! stopped, one that changed is stopped and started again. Stopping a listener only stops
 //! accepting: its open connections carry on with the settings they started with, so a reload
-//! drops nobody.
+//! drops nobody. A listener the operator stopped (through the API) stays stopped across
+//! reloads until started again.
 
 use portico_core::auth::ListenerAuthn;
 use std::net::SocketAddr;
@@ -75,6 +76,8 @@ pub struct ReloadReport {
 #[derive(Debug)]
 pub(crate) struct Listeners {
     running: Vec<Running>,
+    /// Listeners the operator stopped: not started by reloads.
+    held: std::collections::BTreeSet<String>,
     broker: Broker,
     shutdown: CancellationToken,
     tasks: TaskTracker,
@@ -97,6 +100,7 @@ impl Listeners {
         }
         let mut listeners = Listeners {
             running: Vec::new(),
+            held: std::collections::BTreeSet::new(),
             broker: broker.clone(),
             shutdown: shutdown.clone(),
             tasks: tasks.clone(),
@@ -107,15 +111,11 @@ impl Listeners {
         Ok(listeners)
     }
 
-    /// `(name, bound address)` of every running listener, in configuration order.
-    pub(crate) fn addrs(&self) -> Vec<(String, SocketAddr)> {
-        self.running.iter().map(|r| (r.name.clone(), r.addr)).collect()
-    }
-
     /// Applies the listener part of `config`; see the module docs. A configuration whose TLS
     /// files cannot be read is refused as a whole (nothing changes).
     pub(crate) async fn reload(&mut self, config: &Config) -> Result<ReloadReport, StartError> {
-        let specs = listener_specs(config)?;
+        let mut specs = listener_specs(config)?;
+        specs.retain(|s| !self.held.contains(&s.settings.name));
         let mut report = ReloadReport::default();
         let mut keep = Vec::new();
         for running in std::mem::take(&mut self.running) {
@@ -156,6 +156,49 @@ impl Listeners {
             }
         }
         Ok(report)
+    }
+
+    /// `(id, kind, name, bind)` of every listener `config` enables, and whether it runs (with
+    /// its actual address when it does).
+    pub(crate) fn describe(&self, config: &Config) -> Vec<(String, String, String, SocketAddr, bool)> {
+        let specs = listener_specs(config).unwrap_or_default();
+        specs
+            .iter()
+            .map(|spec| {
+                let id = spec.settings.name.clone();
+                let (kind, name) = id.split_once(':').unwrap_or((&id, ""));
+                let running = self.running.iter().find(|r| r.name == id);
+                let bind = running.map_or(spec.settings.bind, |r| r.addr);
+                (id.clone(), kind.to_owned(), name.to_owned(), bind, running.is_some())
+            })
+            .collect()
+    }
+
+    /// Stops listener `id` (`tcp:default`) until [`Listeners::start_one`]: false when it is
+    /// not running.
+    pub(crate) async fn stop_one(&mut self, id: &str) -> bool {
+        let Some(index) = self.running.iter().position(|r| r.name == id) else {
+            return false;
+        };
+        self.held.insert(id.to_owned());
+        stop(self.running.remove(index)).await;
+        true
+    }
+
+    /// Starts listener `id` as `config` describes it. `Ok(false)` when `config` has no such
+    /// enabled listener; running already is fine.
+    pub(crate) fn start_one(&mut self, config: &Config, id: &str) -> Result<bool, StartError> {
+        if self.running.iter().any(|r| r.name == id) {
+            return Ok(true);
+        }
+        let Some(spec) = listener_specs(config)?.into_iter().find(|s| s.settings.name == id) else {
+            return Ok(false);
+        };
+        let socket = bind(&spec.settings)?;
+        let addr = local_addr(&spec.settings, &socket)?;
+        self.held.remove(id);
+        self.launch(spec, socket, addr);
+        Ok(true)
     }
 
     fn launch(&mut self, spec: Spec, socket: tokio::net::TcpListener, addr: SocketAddr) {

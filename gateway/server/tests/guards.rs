@@ -267,7 +267,7 @@ async fn reload_starts_stops_and_restarts_listeners_without_dropping_connections
     assert_eq!(report.stopped, ["tcp:guarded"]);
     assert_eq!(report.started, ["tcp:extra"]);
     assert!(report.failed.is_empty(), "{:?}", report.failed);
-    let names: Vec<&str> = server.listeners().iter().map(|(n, _)| n.as_str()).collect();
+    let names: Vec<String> = server.listeners().into_iter().map(|(n, _)| n).collect();
     assert_eq!(names, ["tcp:default", "tcp:extra"]);
 
     // The restarted listener accepts on the same port, the new one accepts, the removed one

@@ -124,7 +124,7 @@ async fn tcp_client(server: &Server, id: &str) -> Client {
 async fn listeners_are_named_like_emqx() {
     let pki = Pki::new("e2e-names");
     let server = start(&pki, &[]).await;
-    let names: Vec<&str> = server.listeners().iter().map(|(n, _)| n.as_str()).collect();
+    let names: Vec<String> = server.listeners().into_iter().map(|(n, _)| n).collect();
     assert_eq!(names, ["tcp:default", "ssl:default", "ws:default", "wss:default"]);
     server.shutdown().await;
 }

@@ -20,8 +20,8 @@ use crate::paging::Page;
 /// `GET /api/v5/clients` query: paging and the filters that map onto what the broker knows.
 #[derive(Deserialize)]
 pub(crate) struct ClientQuery {
-    page: Option<usize>,
-    limit: Option<usize>,
+    pub(crate) page: Option<usize>,
+    pub(crate) limit: Option<usize>,
     clientid: Option<String>,
     username: Option<String>,
     ip_address: Option<String>,
@@ -34,7 +34,7 @@ pub(crate) struct ClientQuery {
 }
 
 impl ClientQuery {
-    fn matches(&self, client: &ClientSnapshot) -> bool {
+    pub(crate) fn matches(&self, client: &ClientSnapshot) -> bool {
         let info = client.info.as_deref();
         let username = info.and_then(|i| i.username.as_deref());
         let exact = |want: &Option<String>, have: Option<&str>| want.as_deref().is_none_or(|w| have == Some(w));
@@ -67,17 +67,20 @@ impl ClientQuery {
     }
 }
 
-fn check_conn_state(query: &ClientQuery) -> Result<(), ApiError> {
-    match query.conn_state.as_deref() {
-        None | Some("connected") | Some("disconnected") => Ok(()),
-        Some(other) => Err(ApiError::bad_request(format!(
-            "conn_state: expected connected or disconnected, got {other}"
-        ))),
+impl ClientQuery {
+    /// Refuses filter values that can match nothing by mistake.
+    pub(crate) fn check(&self) -> Result<(), ApiError> {
+        match self.conn_state.as_deref() {
+            None | Some("connected") | Some("disconnected") => Ok(()),
+            Some(other) => Err(ApiError::bad_request(format!(
+                "conn_state: expected connected or disconnected, got {other}"
+            ))),
+        }
     }
 }
 
 /// A client in EMQX 5's shape; what Portico does not track is left out (see `docs/api.md`).
-fn render(node: &str, client: &ClientSnapshot) -> Value {
+pub(crate) fn render(node: &str, client: &ClientSnapshot) -> Value {
     let info = client.info.as_deref();
     let now = now_millis();
     let connected_at = info.map(|i| format_rfc3339_utc(i.connected_at_ms));
@@ -118,7 +121,7 @@ pub(crate) async fn list(
 ) -> Result<Json<Value>, ApiError> {
     let Query(query) = query.map_err(query_rejection)?;
     let page = Page::new(query.page, query.limit)?;
-    check_conn_state(&query)?;
+    query.check()?;
     let node = state.broker.node_name();
     let clients = state.broker.clients();
     Ok(Json(page.collect(clients.iter().filter(|c| query.matches(c)), |c| {
@@ -126,7 +129,7 @@ pub(crate) async fn list(
     })))
 }
 
-fn client_not_found() -> ApiError {
+pub(crate) fn client_not_found() -> ApiError {
     ApiError::not_found("CLIENTID_NOT_FOUND", "client id not found")
 }
 

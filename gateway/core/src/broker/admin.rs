@@ -119,6 +119,31 @@ impl Broker {
         Some(subscriptions)
     }
 
+    /// Closes the connection of every connected client of `protocol` (a frontend's name), as a
+    /// server shutdown does: persistent sessions stay for their clients to come back. Returns
+    /// how many connections were asked to close. Used when a gateway is stopped.
+    pub fn disconnect_protocol(&self, protocol: &str) -> usize {
+        let shared = &self.shared;
+        let sessions: Vec<Arc<Session>> = shared.sessions.lock().values().cloned().collect();
+        let mut closed = 0;
+        for session in sessions {
+            let of_protocol = shared
+                .client_info
+                .lock()
+                .get(session.client_id())
+                .is_some_and(|info| info.protocol == protocol);
+            if !of_protocol {
+                continue;
+            }
+            let conn = session.lock().conn.clone();
+            if let Some(conn) = conn {
+                conn.kick(KickReason::ServerShutdown);
+                closed += 1;
+            }
+        }
+        closed
+    }
+
     /// Kicks a client as EMQX does: its connection is closed and its session ends (a
     /// persistent session is not kept). False when there is no such session.
     pub fn kick_client(&self, client_id: &str) -> bool {

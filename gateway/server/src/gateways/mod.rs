@@ -1,8 +1,9 @@
 //! The gateways: over UDP and DTLS (MQTT-SN, CoAP and LwM2M) one datagram driver task per enabled
 //! listener; over TCP (STOMP) one stream listener per enabled listener, run by the same driver
 //! as MQTT's (a DTLS listener wraps the gateway's frontend in `portico_transport::dtls`), and
-//! with MQTT-SN's `broadcast` an ADVERTISE task per UDP listener ([`advertise`]). They are
-//! started with the server and stopped with it; a reload leaves them as they are.
+//! with MQTT-SN's `broadcast` an ADVERTISE task per UDP listener ([`advertise`]). Each gateway
+//! is started and stopped as a whole ([`start_one`] with its own stop token), with the server
+//! or at run time through the API (`crate::control`); a reload leaves them as they are.
 
 mod advertise;
 
@@ -44,50 +45,92 @@ struct Start<'a> {
     addrs: Vec<(String, SocketAddr)>,
 }
 
-/// What the gateways started: the listeners' addresses and the PSK database.
-pub(crate) struct Started {
-    /// `(name, address)` of each listener (`mqttsn:udp:<name>`, `coap:udp:<name>`,
-    /// `lwm2m:udp:<name>`, `*:dtls:<name>`).
-    pub(crate) addrs: Vec<(String, SocketAddr)>,
-    /// `psk_authentication`'s identities, when enabled.
-    pub(crate) psk: Option<Arc<PskTable>>,
+/// The gateways Portico has, by name (also their clients' protocol name), in start order.
+pub(crate) const NAMES: [&str; 4] = ["mqttsn", "coap", "lwm2m", "stomp"];
+
+/// True when `config` enables gateway `name`.
+pub(crate) fn enabled(config: &Config, name: &str) -> bool {
+    let g = &config.gateway;
+    match name {
+        "mqttsn" => g.mqttsn.enable,
+        "coap" => g.coap.enable,
+        "lwm2m" => g.lwm2m.enable,
+        "stomp" => g.stomp.enable,
+        _ => false,
+    }
 }
 
-/// Binds and serves every enabled gateway listener.
-pub(crate) async fn start(
+/// `(id, kind, name, bind)` of every enabled listener of gateway `name` in `config`, running or
+/// not (`stomp:tcp:default`).
+pub(crate) fn configured_listeners(config: &Config, name: &str) -> Vec<(String, &'static str, String, SocketAddr)> {
+    let g = &config.gateway;
+    let mut out = Vec::new();
+    let mut push = |kind: &'static str, listener: &str, enable: bool, bind: SocketAddr| {
+        if enable {
+            out.push((format!("{name}:{kind}:{listener}"), kind, listener.to_owned(), bind));
+        }
+    };
+    let (udp, dtls) = match name {
+        "mqttsn" => (&g.mqttsn.udp, &g.mqttsn.dtls),
+        "coap" => (&g.coap.udp, &g.coap.dtls),
+        "lwm2m" => (&g.lwm2m.udp, &g.lwm2m.dtls),
+        "stomp" => {
+            let s = &g.stomp;
+            s.tcp.iter().for_each(|(n, l)| push("tcp", n, l.enable, l.bind));
+            s.ssl
+                .iter()
+                .for_each(|(n, l)| push("ssl", n, l.listener.enable, l.listener.bind));
+            s.ws.iter()
+                .for_each(|(n, l)| push("ws", n, l.listener.enable, l.listener.bind));
+            s.wss
+                .iter()
+                .for_each(|(n, l)| push("wss", n, l.listener.enable, l.listener.bind));
+            return out;
+        }
+        _ => return out,
+    };
+    udp.iter().for_each(|(n, l)| push("udp", n, l.enable, l.bind));
+    dtls.iter()
+        .for_each(|(n, l)| push("dtls", n, l.listener.enable, l.listener.bind));
+    out
+}
+
+/// The built-in PSK database when `psk_authentication` is enabled, with its `init_file`
+/// imported; loaded once, shared by every DTLS listener and by the API.
+pub(crate) fn load_psk(config: &Config, broker: &Broker) -> Result<Option<Arc<PskTable>>, StartError> {
+    if config.psk_authentication.enable {
+        Ok(Some(Arc::new(psk_table(config, broker)?)))
+    } else {
+        Ok(None)
+    }
+}
+
+/// Binds and serves every enabled listener of gateway `name` until `shutdown` is cancelled;
+/// returns their `(id, address)`. A listener that cannot bind fails the start; the ones
+/// already serving stop with `shutdown`.
+pub(crate) async fn start_one(
+    name: &str,
     config: &Config,
     broker: &Broker,
+    psk: Option<&Arc<PskTable>>,
     shutdown: &CancellationToken,
     tasks: &TaskTracker,
-) -> Result<Started, StartError> {
-    let psk = if config.psk_authentication.enable {
-        Some(Arc::new(psk_table(config, broker)?))
-    } else {
-        None
-    };
+) -> Result<Vec<(String, SocketAddr)>, StartError> {
     let mut start = Start {
         broker,
-        psk: psk.clone().map(|table| table as Arc<dyn PskStore>),
+        psk: psk.cloned().map(|table| table as Arc<dyn PskStore>),
         shutdown,
         tasks,
         addrs: Vec::new(),
     };
-    if config.gateway.mqttsn.enable {
-        start_mqttsn(config, &mut start).await?;
+    match name {
+        "mqttsn" => start_mqttsn(config, &mut start).await?,
+        "coap" => start_coap(config, &mut start).await?,
+        "lwm2m" => start_lwm2m(config, &mut start).await?,
+        "stomp" => start_stomp(config, &mut start)?,
+        _ => {}
     }
-    if config.gateway.coap.enable {
-        start_coap(config, &mut start).await?;
-    }
-    if config.gateway.lwm2m.enable {
-        start_lwm2m(config, &mut start).await?;
-    }
-    if config.gateway.stomp.enable {
-        start_stomp(config, &mut start)?;
-    }
-    Ok(Started {
-        addrs: start.addrs,
-        psk,
-    })
+    Ok(start.addrs)
 }
 
 /// The built-in PSK database, with `psk_authentication.init_file` imported into it (EMQX:

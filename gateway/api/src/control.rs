@@ -1,0 +1,99 @@
+//! What the API asks of the server that runs it: the gateways and listeners, started and
+//! stopped at run time, and the built-in PSK database. The server implements [`Control`]; the
+//! API crate does not depend on the server (the server depends on it).
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+
+/// A boxed future, so that [`Control`] can be used as a trait object.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// One listener, MQTT's or a gateway's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenerInfo {
+    /// EMQX's listener id: `tcp:default` for MQTT, `stomp:tcp:default` for a gateway.
+    pub id: String,
+    /// `tcp`, `ssl`, `ws`, `wss`, `udp` or `dtls`.
+    pub kind: String,
+    /// The listener's name (`default`).
+    pub name: String,
+    /// The address it is bound to when running (the actual port), else the configured one.
+    pub bind: SocketAddr,
+    /// True while it accepts.
+    pub running: bool,
+}
+
+/// Whether a gateway runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GatewayStatus {
+    /// Its listeners run.
+    Running,
+    /// Configured off, or disabled at run time.
+    Stopped,
+}
+
+impl GatewayStatus {
+    /// EMQX's word.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GatewayStatus::Running => "running",
+            GatewayStatus::Stopped => "stopped",
+        }
+    }
+}
+
+/// One gateway.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GatewayInfo {
+    /// `mqttsn`, `coap`, `lwm2m` or `stomp` (also the protocol name of its clients).
+    pub name: &'static str,
+    /// Whether it runs.
+    pub status: GatewayStatus,
+    /// Its configured listeners (the enabled ones), running or not.
+    pub listeners: Vec<ListenerInfo>,
+    /// Wall-clock milliseconds of its last start, while running.
+    pub started_at_ms: Option<u64>,
+    /// Wall-clock milliseconds of its last stop, once stopped at run time.
+    pub stopped_at_ms: Option<u64>,
+}
+
+/// Why a control action failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ControlError {
+    /// No such gateway or listener (404).
+    #[error("{0}")]
+    NotFound(String),
+    /// The request cannot be honoured as asked (400), e.g. a PSK identity out of bounds.
+    #[error("{0}")]
+    Invalid(String),
+    /// The action was tried and failed, e.g. a port already in use (500 with the reason).
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// The server's side of the management plane. See the module docs.
+pub trait Control: Send + Sync + 'static {
+    /// Every gateway Portico has, running or not.
+    fn gateways(&self) -> Vec<GatewayInfo>;
+
+    /// Starts (`enable`) or stops a gateway. Stopping closes its listeners and disconnects its
+    /// clients (their persistent sessions stay); starting binds its enabled listeners.
+    fn set_gateway_enabled<'a>(&'a self, name: &'a str, enable: bool) -> BoxFuture<'a, Result<(), ControlError>>;
+
+    /// The MQTT listeners (the gateways' are in [`Control::gateways`]).
+    fn listeners(&self) -> Vec<ListenerInfo>;
+
+    /// Starts or stops the MQTT listener `id` (`tcp:default`). Stopping only stops accepting:
+    /// open connections carry on.
+    fn set_listener_running<'a>(&'a self, id: &'a str, running: bool) -> BoxFuture<'a, Result<(), ControlError>>;
+
+    /// The identities of the built-in PSK database; `None` when `psk_authentication` is off.
+    fn psk_identities(&self) -> Option<Vec<String>>;
+
+    /// Adds or replaces a PSK identity (kept in the durable store).
+    fn psk_put(&self, identity: &str, key: &[u8]) -> Result<(), ControlError>;
+
+    /// Removes a PSK identity; false when it was not there.
+    fn psk_remove(&self, identity: &str) -> Result<bool, ControlError>;
+}

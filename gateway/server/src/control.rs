@@ -1,0 +1,310 @@
+//! What changes while the server runs: reloads, MQTT listeners stopped and started one by one,
+//! gateways stopped and started, PSK identities. The HTTP API acts through this module's
+//! [`portico_api::Control`] implementation; [`crate::Server`] through its own methods.
+//!
+//! Changes are serialized by one async lock (a listener stop waits for its socket to close).
+//! Readers never wait on it: every change ends by rewriting a [`View`] that listings read.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use portico_api::{BoxFuture, Control, ControlError, GatewayInfo, GatewayStatus, ListenerInfo};
+use portico_core::Broker;
+use portico_core::message::now_millis;
+use portico_transport::dtls::PskTable;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::StartError;
+use crate::config::Config;
+use crate::gateways;
+use crate::listeners::{Listeners, ReloadReport};
+
+/// A gateway that runs: its stop token and listeners.
+struct RunningGateway {
+    stop: CancellationToken,
+    addrs: Vec<(String, SocketAddr)>,
+    started_at_ms: u64,
+}
+
+/// What changes, behind the async lock.
+struct State {
+    config: Config,
+    listeners: Listeners,
+    gateways: BTreeMap<&'static str, RunningGateway>,
+    /// When each gateway stopped at run time.
+    stopped_at_ms: BTreeMap<&'static str, u64>,
+    /// Addresses that never change at run time (the HTTP API's).
+    fixed: Vec<(String, SocketAddr)>,
+}
+
+/// What listings read.
+#[derive(Default)]
+struct View {
+    addrs: Vec<(String, SocketAddr)>,
+    gateways: Vec<GatewayInfo>,
+    listeners: Vec<ListenerInfo>,
+}
+
+/// See the module docs.
+pub(crate) struct ServerControl {
+    broker: Broker,
+    shutdown: CancellationToken,
+    tasks: TaskTracker,
+    psk: Option<Arc<PskTable>>,
+    state: tokio::sync::Mutex<State>,
+    view: Mutex<View>,
+}
+
+impl std::fmt::Debug for ServerControl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerControl")
+            .field("addrs", &self.view.lock().addrs)
+            .finish()
+    }
+}
+
+impl ServerControl {
+    /// Starts the MQTT listeners and the enabled gateways of `config`. Nothing serves if any
+    /// of them cannot start (those already started stop with `shutdown`).
+    pub(crate) async fn start(
+        config: &Config,
+        broker: &Broker,
+        shutdown: &CancellationToken,
+        tasks: &TaskTracker,
+    ) -> Result<Arc<ServerControl>, StartError> {
+        let listeners = Listeners::start(config, broker, shutdown, tasks)?;
+        let psk = gateways::load_psk(config, broker)?;
+        let mut running = BTreeMap::new();
+        for name in gateways::NAMES {
+            if gateways::enabled(config, name) {
+                let stop = shutdown.child_token();
+                let addrs = gateways::start_one(name, config, broker, psk.as_ref(), &stop, tasks).await?;
+                running.insert(
+                    name,
+                    RunningGateway {
+                        stop,
+                        addrs,
+                        started_at_ms: now_millis(),
+                    },
+                );
+            }
+        }
+        let state = State {
+            config: config.clone(),
+            listeners,
+            gateways: running,
+            stopped_at_ms: BTreeMap::new(),
+            fixed: Vec::new(),
+        };
+        let control = ServerControl {
+            broker: broker.clone(),
+            shutdown: shutdown.clone(),
+            tasks: tasks.clone(),
+            psk,
+            view: Mutex::new(View::default()),
+            state: tokio::sync::Mutex::new(state),
+        };
+        control.refresh(&*control.state.lock().await);
+        Ok(Arc::new(control))
+    }
+
+    /// Adds a listener address that does not change at run time (the HTTP API's).
+    pub(crate) async fn add_fixed(&self, name: &str, addr: SocketAddr) {
+        let mut state = self.state.lock().await;
+        state.fixed.push((name.to_owned(), addr));
+        self.refresh(&state);
+    }
+
+    /// Every listener's `(name, address)`: MQTT's, then the gateways', then the fixed ones.
+    pub(crate) fn addrs(&self) -> Vec<(String, SocketAddr)> {
+        self.view.lock().addrs.clone()
+    }
+
+    /// The PSK database, when `psk_authentication` is on.
+    pub(crate) fn psk(&self) -> Option<&Arc<PskTable>> {
+        self.psk.as_ref()
+    }
+
+    /// Applies a new configuration's listener and `mqtt` settings (see [`Listeners::reload`]);
+    /// the rest takes effect at the next start (a warning says so when it differs).
+    pub(crate) async fn reload(&self, config: &Config) -> Result<ReloadReport, StartError> {
+        let mut state = self.state.lock().await;
+        let report = state.listeners.reload(config).await?;
+        let mut rest = config.clone();
+        rest.listeners = state.config.listeners.clone();
+        rest.mqtt = state.config.mqtt.clone();
+        if rest != state.config {
+            tracing::warn!("only listener and mqtt settings are applied on reload; restart for the other changes");
+        }
+        state.config.listeners = config.listeners.clone();
+        state.config.mqtt = config.mqtt.clone();
+        self.refresh(&state);
+        Ok(report)
+    }
+
+    async fn switch_gateway(&self, name: &str, enable: bool) -> Result<(), ControlError> {
+        let Some(name) = gateways::NAMES.iter().copied().find(|n| *n == name) else {
+            return Err(ControlError::NotFound(format!("no gateway named {name:?}")));
+        };
+        let mut state = self.state.lock().await;
+        match (enable, state.gateways.contains_key(name)) {
+            (true, false) => {
+                let stop = self.shutdown.child_token();
+                let started =
+                    gateways::start_one(name, &state.config, &self.broker, self.psk.as_ref(), &stop, &self.tasks).await;
+                match started {
+                    Ok(addrs) => {
+                        state.gateways.insert(
+                            name,
+                            RunningGateway {
+                                stop,
+                                addrs,
+                                started_at_ms: now_millis(),
+                            },
+                        );
+                        state.stopped_at_ms.remove(name);
+                        tracing::info!(gateway = name, "gateway started");
+                    }
+                    Err(error) => {
+                        stop.cancel();
+                        return Err(ControlError::Failed(format!("gateway {name}: {error}")));
+                    }
+                }
+            }
+            (false, true) => {
+                if let Some(running) = state.gateways.remove(name) {
+                    running.stop.cancel();
+                }
+                let closed = self.broker.disconnect_protocol(name);
+                state.stopped_at_ms.insert(name, now_millis());
+                tracing::info!(gateway = name, disconnected = closed, "gateway stopped");
+            }
+            // Already as asked.
+            _ => {}
+        }
+        self.refresh(&state);
+        Ok(())
+    }
+
+    async fn switch_listener(&self, id: &str, running: bool) -> Result<(), ControlError> {
+        let mut state = self.state.lock().await;
+        let state = &mut *state;
+        let known = state.listeners.describe(&state.config).iter().any(|l| l.0 == id);
+        if !known {
+            return Err(ControlError::NotFound(format!(
+                "no enabled MQTT listener {id:?} (a gateway's listeners follow their gateway)"
+            )));
+        }
+        if running {
+            state
+                .listeners
+                .start_one(&state.config, id)
+                .map_err(|error| ControlError::Failed(error.to_string()))?;
+        } else {
+            state.listeners.stop_one(id).await;
+        }
+        tracing::info!(listener = id, running, "listener switched");
+        self.refresh(state);
+        Ok(())
+    }
+
+    /// Rewrites the view from `state`.
+    fn refresh(&self, state: &State) {
+        let described = state.listeners.describe(&state.config);
+        let listeners: Vec<ListenerInfo> = described
+            .into_iter()
+            .map(|(id, kind, name, bind, running)| ListenerInfo {
+                id,
+                kind,
+                name,
+                bind,
+                running,
+            })
+            .collect();
+        let mut addrs: Vec<(String, SocketAddr)> = listeners
+            .iter()
+            .filter(|l| l.running)
+            .map(|l| (l.id.clone(), l.bind))
+            .collect();
+        let mut infos = Vec::new();
+        for name in gateways::NAMES {
+            let running = state.gateways.get(name);
+            let listeners = gateways::configured_listeners(&state.config, name)
+                .into_iter()
+                .map(|(id, kind, listener, bind)| {
+                    let bound = running.and_then(|r| r.addrs.iter().find(|(n, _)| *n == id).map(|(_, a)| *a));
+                    ListenerInfo {
+                        id,
+                        kind: kind.to_owned(),
+                        name: listener,
+                        bind: bound.unwrap_or(bind),
+                        running: bound.is_some(),
+                    }
+                })
+                .collect();
+            if let Some(running) = running {
+                addrs.extend(running.addrs.iter().cloned());
+            }
+            infos.push(GatewayInfo {
+                name,
+                status: if running.is_some() {
+                    GatewayStatus::Running
+                } else {
+                    GatewayStatus::Stopped
+                },
+                listeners,
+                started_at_ms: running.map(|r| r.started_at_ms),
+                stopped_at_ms: state.stopped_at_ms.get(name).copied(),
+            });
+        }
+        addrs.extend(state.fixed.iter().cloned());
+        *self.view.lock() = View {
+            addrs,
+            gateways: infos,
+            listeners,
+        };
+    }
+}
+
+impl Control for ServerControl {
+    fn gateways(&self) -> Vec<GatewayInfo> {
+        self.view.lock().gateways.clone()
+    }
+
+    fn set_gateway_enabled<'a>(&'a self, name: &'a str, enable: bool) -> BoxFuture<'a, Result<(), ControlError>> {
+        Box::pin(self.switch_gateway(name, enable))
+    }
+
+    fn listeners(&self) -> Vec<ListenerInfo> {
+        self.view.lock().listeners.clone()
+    }
+
+    fn set_listener_running<'a>(&'a self, id: &'a str, running: bool) -> BoxFuture<'a, Result<(), ControlError>> {
+        Box::pin(self.switch_listener(id, running))
+    }
+
+    fn psk_identities(&self) -> Option<Vec<String>> {
+        self.psk.as_ref().map(|table| table.identities())
+    }
+
+    fn psk_put(&self, identity: &str, key: &[u8]) -> Result<(), ControlError> {
+        let table = self
+            .psk
+            .as_ref()
+            .ok_or_else(|| ControlError::NotFound("psk_authentication is not enabled".to_owned()))?;
+        table
+            .insert(identity, key)
+            .map_err(|error| ControlError::Invalid(error.to_string()))
+    }
+
+    fn psk_remove(&self, identity: &str) -> Result<bool, ControlError> {
+        let table = self
+            .psk
+            .as_ref()
+            .ok_or_else(|| ControlError::NotFound("psk_authentication is not enabled".to_owned()))?;
+        Ok(table.remove(identity))
+    }
+}

@@ -1,0 +1,267 @@
+//! The HTTP API's gateway, listener and PSK endpoints against a real server on loopback: a
+//! STOMP client listed, kicked and disconnected when its gateway stops, the gateway started
+//! again, an MQTT listener stopped and started, PSK identities added and removed.
+
+mod support;
+
+use std::net::SocketAddr;
+
+use portico::Server;
+use portico::config::Config;
+use portico_mqtt::{ProtocolVersion, ReasonCode};
+use serde_json::{Value, json};
+use support::http::{Auth, Response, request};
+use support::{Client, WAIT, addr};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+const PASSWORD: &str = "test-password-1";
+
+async fn start() -> (Server, SocketAddr, String) {
+    let env: Vec<(String, String)> = [
+        ("PORTICO_LISTENERS__TCP__DEFAULT__BIND", "127.0.0.1:0"),
+        ("PORTICO_LISTENERS__WS__DEFAULT__ENABLE", "false"),
+        ("PORTICO_DASHBOARD__LISTENERS__HTTP__BIND", "127.0.0.1:0"),
+        ("PORTICO_DASHBOARD__DEFAULT_PASSWORD", PASSWORD),
+        ("PORTICO_GATEWAY__STOMP__ENABLE", "true"),
+        ("PORTICO_GATEWAY__STOMP__LISTENERS__TCP__DEFAULT__BIND", "127.0.0.1:0"),
+        ("PORTICO_PSK_AUTHENTICATION__ENABLE", "true"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .chain([support::data_dir_env()])
+    .collect();
+    let config = Config::load(None, env).expect("valid test config");
+    let server = Server::start(&config).await.expect("server starts");
+    let api = addr(&server, "dashboard:http");
+    let login = call(
+        api,
+        "POST",
+        "/api/v5/login",
+        Auth::None,
+        Some(json!({"username": "admin", "password": PASSWORD})),
+    )
+    .await;
+    assert_eq!(login.status, 200, "{}", login.text());
+    let token = login.json()["token"].as_str().expect("token").to_owned();
+    (server, api, token)
+}
+
+async fn call(api: SocketAddr, method: &str, path: &str, auth: Auth<'_>, body: Option<Value>) -> Response {
+    let body = body.map(|b| serde_json::to_vec(&b).expect("JSON"));
+    request(api, method, path, auth, body.as_deref()).await
+}
+
+/// A STOMP 1.2 client connected to `at`; returns its stream and client id.
+async fn stomp(at: SocketAddr) -> (TcpStream, String) {
+    let mut stream = TcpStream::connect(at).await.expect("connect");
+    stream
+        .write_all(b"CONNECT\naccept-version:1.2\nhost:h\n\n\0")
+        .await
+        .expect("write");
+    let text = read_frame(&mut stream).await;
+    assert!(text.starts_with("CONNECTED\n"), "{text}");
+    let session = text
+        .lines()
+        .find_map(|l| l.strip_prefix("session:"))
+        .expect("session header")
+        .to_owned();
+    (stream, session)
+}
+
+/// Bytes up to the next NUL (one frame), or what came before the close.
+async fn read_frame(stream: &mut TcpStream) -> String {
+    let mut got = Vec::new();
+    while !got.contains(&0) {
+        let mut buf = [0u8; 512];
+        let n = tokio::time::timeout(WAIT, stream.read(&mut buf))
+            .await
+            .expect("in time")
+            .unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        got.extend_from_slice(&buf[..n]);
+    }
+    String::from_utf8_lossy(&got).into_owned()
+}
+
+fn gateway<'a>(list: &'a Value, name: &str) -> &'a Value {
+    list.as_array()
+        .and_then(|a| a.iter().find(|g| g["name"] == name))
+        .unwrap_or_else(|| panic!("no gateway {name} in {list}"))
+}
+
+#[tokio::test]
+async fn gateways_are_listed_stopped_and_started_with_their_clients() {
+    let (server, api, token) = start().await;
+    let auth = Auth::Bearer(&token);
+    let list = call(api, "GET", "/api/v5/gateways", auth, None).await.json();
+    assert_eq!(list.as_array().map(Vec::len), Some(4), "{list}");
+    assert_eq!(gateway(&list, "stomp")["status"], "running");
+    assert_eq!(gateway(&list, "coap")["status"], "stopped");
+    let running = call(api, "GET", "/api/v5/gateways?status=running", auth, None)
+        .await
+        .json();
+    assert_eq!(running.as_array().map(Vec::len), Some(1), "{running}");
+    let bad = call(api, "GET", "/api/v5/gateways?status=asleep", auth, None).await;
+    assert_eq!(bad.status, 400, "{}", bad.text());
+
+    let stomp_addr = addr(&server, "stomp:tcp:default");
+    let (mut web, client_id) = stomp(stomp_addr).await;
+    let one = call(api, "GET", "/api/v5/gateways/stomp", auth, None).await.json();
+    assert_eq!(one["current_connections"], 1, "{one}");
+    assert_eq!(one["listeners"][0]["id"], "stomp:tcp:default");
+    assert_eq!(one["listeners"][0]["bind"], stomp_addr.to_string());
+    assert_eq!(one["listeners"][0]["running"], true);
+    let clients = call(api, "GET", "/api/v5/gateways/stomp/clients", auth, None)
+        .await
+        .json();
+    assert_eq!(clients["data"][0]["clientid"], client_id.as_str(), "{clients}");
+    assert_eq!(clients["meta"]["count"], 1);
+    let path = format!("/api/v5/gateways/stomp/clients/{client_id}");
+    assert_eq!(call(api, "GET", &path, auth, None).await.json()["proto_name"], "STOMP");
+    // A STOMP client is not a CoAP one.
+    let other = call(
+        api,
+        "GET",
+        &format!("/api/v5/gateways/coap/clients/{client_id}"),
+        auth,
+        None,
+    )
+    .await;
+    assert_eq!(other.status, 404, "{}", other.text());
+
+    // Stopping the gateway closes its listener and its clients' connections.
+    let off = call(api, "PUT", "/api/v5/gateways/stomp/enable/false", auth, None).await;
+    assert_eq!(off.status, 204, "{}", off.text());
+    let closing = read_frame(&mut web).await;
+    assert!(closing.starts_with("ERROR\n") || closing.is_empty(), "{closing}");
+    assert!(TcpStream::connect(stomp_addr).await.is_err(), "listener closed");
+    let stopped = call(api, "GET", "/api/v5/gateways/stomp", auth, None).await.json();
+    assert_eq!(stopped["status"], "stopped", "{stopped}");
+    assert!(stopped["stopped_at"].is_string());
+    assert_eq!(stopped["listeners"][0]["running"], false);
+
+    // Started again: a listener (on a new port here, the test binds port 0) serves again.
+    let on = call(api, "PUT", "/api/v5/gateways/stomp/enable/true", auth, None).await;
+    assert_eq!(on.status, 204, "{}", on.text());
+    let (_web, again) = stomp(addr(&server, "stomp:tcp:default")).await;
+    let kick = call(
+        api,
+        "DELETE",
+        &format!("/api/v5/gateways/stomp/clients/{again}"),
+        auth,
+        None,
+    )
+    .await;
+    assert_eq!(kick.status, 204, "{}", kick.text());
+
+    for (path, status) in [
+        ("/api/v5/gateways/nope/enable/true", 404),
+        ("/api/v5/gateways/stomp/enable/maybe", 400),
+    ] {
+        let answer = call(api, "PUT", path, auth, None).await;
+        assert_eq!(answer.status, status, "{path}: {}", answer.text());
+    }
+    assert_eq!(call(api, "GET", "/api/v5/gateways/nope", auth, None).await.status, 404);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_mqtt_listener_is_stopped_and_started() {
+    let (server, api, token) = start().await;
+    let auth = Auth::Bearer(&token);
+    let listeners = call(api, "GET", "/api/v5/listeners", auth, None).await.json();
+    let ids: Vec<&str> = listeners
+        .as_array()
+        .expect("array")
+        .iter()
+        .filter_map(|l| l["id"].as_str())
+        .collect();
+    assert!(
+        ids.contains(&"tcp:default") && ids.contains(&"stomp:tcp:default"),
+        "{ids:?}"
+    );
+
+    let before = addr(&server, "tcp:default");
+    let stop = call(api, "POST", "/api/v5/listeners/tcp:default/stop", auth, None).await;
+    assert_eq!(stop.status, 200, "{}", stop.text());
+    assert!(TcpStream::connect(before).await.is_err(), "no longer accepting");
+    let listed = call(api, "GET", "/api/v5/listeners", auth, None).await.json();
+    let tcp = listed
+        .as_array()
+        .and_then(|a| a.iter().find(|l| l["id"] == "tcp:default"))
+        .expect("still listed");
+    assert_eq!(tcp["running"], false);
+
+    let start = call(api, "POST", "/api/v5/listeners/tcp:default/start", auth, None).await;
+    assert_eq!(start.status, 200, "{}", start.text());
+    let stream = TcpStream::connect(addr(&server, "tcp:default"))
+        .await
+        .expect("accepting again");
+    let mut client = Client::new(Box::new(stream), ProtocolVersion::V5);
+    assert_eq!(client.connect("after-restart", None).await, Some(ReasonCode::Success));
+    let restart = call(api, "POST", "/api/v5/listeners/tcp:default/restart", auth, None).await;
+    assert_eq!(restart.status, 200, "{}", restart.text());
+
+    for (path, status) in [
+        ("/api/v5/listeners/tcp:nope/stop", 404),
+        ("/api/v5/listeners/stomp:tcp:default/stop", 404),
+        ("/api/v5/listeners/tcp:default/pause", 400),
+    ] {
+        let answer = call(api, "POST", path, auth, None).await;
+        assert_eq!(answer.status, status, "{path}: {}", answer.text());
+    }
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn psk_identities_are_added_listed_and_removed() {
+    let (server, api, token) = start().await;
+    let auth = Auth::Bearer(&token);
+    let add = call(
+        api,
+        "POST",
+        "/api/v5/psk",
+        auth,
+        Some(json!({"identity": "device-1", "key": "secret-key"})),
+    )
+    .await;
+    assert_eq!(add.status, 201, "{}", add.text());
+    let table = server.psk_table().expect("psk_authentication is on");
+    assert_eq!(table.identities(), ["device-1"]);
+    let listed = call(api, "GET", "/api/v5/psk", auth, None).await;
+    assert_eq!(listed.json(), json!([{"identity": "device-1"}]));
+    assert!(!listed.text().contains("secret-key"), "keys are never shown");
+
+    let bad = call(
+        api,
+        "POST",
+        "/api/v5/psk",
+        auth,
+        Some(json!({"identity": "", "key": "k"})),
+    )
+    .await;
+    assert_eq!(bad.status, 400, "{}", bad.text());
+    let unknown_field = call(
+        api,
+        "POST",
+        "/api/v5/psk",
+        auth,
+        Some(json!({"identity": "a", "key": "k", "x": 1})),
+    )
+    .await;
+    assert_eq!(unknown_field.status, 400, "{}", unknown_field.text());
+
+    assert_eq!(
+        call(api, "DELETE", "/api/v5/psk/device-1", auth, None).await.status,
+        204
+    );
+    assert_eq!(
+        call(api, "DELETE", "/api/v5/psk/device-1", auth, None).await.status,
+        404
+    );
+    assert!(table.identities().is_empty());
+    server.shutdown().await;
+}
