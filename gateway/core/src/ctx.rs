@@ -11,6 +11,7 @@ use crate::auth::{
 use crate::autosub::AutoSubscribeRule;
 use crate::broker::{PublishError, Published, RetainedOnSubscribe, Shared, Will};
 use crate::conn::{ConnHandle, ConnId};
+use crate::hooks::Hooks;
 use crate::message::Message;
 use crate::metrics::Metrics;
 use crate::session::{Session, SubOptions};
@@ -370,22 +371,24 @@ impl Ctx {
             .collect()
     }
 
-    /// Publishes the `$SYS` client-connected event (if enabled).
+    /// Publishes the `$SYS` client-connected event (if enabled) and fires `client.connected`.
     pub fn sys_connected(&self, event: &ConnectedEvent) {
         self.shared.sys_connected(event);
     }
 
-    /// Publishes the `$SYS` client-disconnected event (if enabled).
+    /// Publishes the `$SYS` client-disconnected event (if enabled) and fires
+    /// `client.disconnected`.
     pub fn sys_disconnected(&self, event: &DisconnectedEvent) {
         self.shared.sys_disconnected(event);
     }
 
-    /// Publishes the `$SYS` client-subscribed event (if enabled).
+    /// Publishes the `$SYS` client-subscribed event (if enabled) and fires `session.subscribed`.
     pub fn sys_subscribed(&self, event: &SubscribedEvent) {
         self.shared.sys_subscribed(event);
     }
 
-    /// Publishes the `$SYS` client-unsubscribed event (if enabled).
+    /// Publishes the `$SYS` client-unsubscribed event (if enabled) and fires
+    /// `session.unsubscribed`.
     pub fn sys_unsubscribed(&self, event: &UnsubscribedEvent) {
         self.shared.sys_unsubscribed(event);
     }
@@ -411,6 +414,19 @@ impl Ctx {
     /// Broker-wide counters.
     pub fn metrics(&self) -> &Metrics {
         &self.shared.metrics
+    }
+
+    /// The hook points, for the events a channel fires itself (`client.connect`,
+    /// `client.connack`, `client.subscribe`, `message.delivered`, ...). Ask
+    /// [`Hooks::wants`] before building an event, or use [`Hooks::emit_with`].
+    pub fn hooks(&self) -> &Hooks {
+        &self.shared.hooks
+    }
+
+    /// The username `client_id` connected with, while its session lives (the publisher's
+    /// username of message events).
+    pub fn username_of(&self, client_id: &str) -> Option<ByteString> {
+        self.shared.username_of(client_id)
     }
 
     /// Milliseconds from the broker's start to `instant`: the clock of

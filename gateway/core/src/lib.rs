@@ -18,6 +18,8 @@
 //! - [`store`]: the persistence seam (ops, records, the `Store` trait); [`journal`]: the
 //!   ordered op stream and its group-committing writer thread.
 //! - [`metrics`]: the broker-wide counters.
+//! - [`hooks`]: the hook points (EMQX event names) extensions observe through
+//!   [`hooks::EventListener`].
 //!
 //! And [`wake`]: deferred, batched wake-ups of subscriber connections.
 
@@ -30,6 +32,7 @@ pub mod conn;
 pub mod ctx;
 pub mod datagram;
 pub mod delayed;
+pub mod hooks;
 pub mod journal;
 pub mod message;
 pub mod metrics;

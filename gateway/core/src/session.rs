@@ -17,6 +17,7 @@ use bytestring::ByteString;
 use parking_lot::{Mutex, MutexGuard};
 
 use crate::conn::ConnHandle;
+use crate::hooks::DropReason;
 use crate::journal::Journal;
 use crate::message::{Message, QoS, now_millis};
 use crate::router::ShareKey;
@@ -230,11 +231,13 @@ impl Session {
         if state.conn.is_none() && delivery.qos == QoS::AtMostOnce && !state.limits.mqueue_store_qos0 {
             state.dropped += 1;
             return DeliverOutcome {
-                dropped: true,
+                dropped: Some((delivery.message, DropReason::Qos0Offline)),
                 congested: false,
             };
         }
-        let dropped = state.enqueue(delivery);
+        let dropped = state
+            .enqueue_evicting(delivery)
+            .map(|evicted| (evicted.message, DropReason::QueueFull));
         // Publishers pause for a connected subscriber that is draining, not for one found
         // stuck (its queue then drops its oldest messages instead).
         let congested = state.queue.len() >= state.high_water() && state.conn.is_some() && !state.stuck;
@@ -270,10 +273,10 @@ impl Session {
 }
 
 /// What a delivery did to the session.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub(crate) struct DeliverOutcome {
-    /// A message was dropped (this one, or the oldest to make room).
-    pub(crate) dropped: bool,
+    /// The message dropped (this one, or the oldest to make room), and why.
+    pub(crate) dropped: Option<(Arc<Message>, DropReason)>,
     /// The connected subscriber's queue is above its high-water mark.
     pub(crate) congested: bool,
 }
@@ -282,8 +285,13 @@ impl SessionState {
     /// Appends to the queue, dropping the oldest message (QoS 0 first) when it is full.
     /// Returns true if a message was dropped.
     pub fn enqueue(&mut self, delivery: Delivery) -> bool {
+        self.enqueue_evicting(delivery).is_some()
+    }
+
+    /// [`enqueue`](Self::enqueue), returning the delivery dropped to make room, if any.
+    pub(crate) fn enqueue_evicting(&mut self, delivery: Delivery) -> Option<Delivery> {
         let max = self.limits.max_mqueue_len;
-        let mut dropped_one = false;
+        let mut dropped_one = None;
         if max > 0 && self.queue.len() >= max {
             let victim = if self.queued_qos0 > 0 {
                 self.queue.iter().position(|d| d.qos == QoS::AtMostOnce)
@@ -297,8 +305,8 @@ impl SessionState {
                     self.queued_qos0 -= 1;
                 }
                 self.dropped += 1;
-                dropped_one = true;
                 self.forget(&dropped);
+                dropped_one = Some(dropped);
             }
         }
         if delivery.qos == QoS::AtMostOnce {
@@ -666,7 +674,7 @@ mod tests {
         let session = Session::new("c".into(), 60, limits);
         let first = session.deliver(delivery(1, QoS::AtMostOnce));
         let second = session.deliver(delivery(2, QoS::AtLeastOnce));
-        assert!(first.dropped && !second.dropped);
+        assert!(first.dropped.is_some() && second.dropped.is_none());
         let state = session.lock();
         assert_eq!(payloads(&state), vec![2]);
         assert_eq!(state.dropped, 1);

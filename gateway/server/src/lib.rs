@@ -26,6 +26,7 @@ use portico_mqtt::{MqttSettings, ReasonCode};
 use portico_store::RedbStore;
 use portico_transport::BindError;
 use portico_transport::dtls::PskTable;
+use portico_webhook::Webhook;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -38,6 +39,9 @@ const TICK: Duration = Duration::from_millis(250);
 
 /// How long shutdown waits for connections to say goodbye before giving up on them.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// How long shutdown gives the webhook to POST the events still queued.
+const WEBHOOK_DRAIN_GRACE: Duration = Duration::from_secs(5);
 
 /// How long shutdown waits for the durable store to write what is pending.
 const STORE_CLOSE_GRACE: Duration = Duration::from_secs(10);
@@ -63,6 +67,9 @@ pub enum StartError {
     /// The HTTP API (`dashboard.*`) could not start.
     #[error(transparent)]
     Api(#[from] portico_api::StartError),
+    /// The webhook (`webhook.*`) could not start.
+    #[error(transparent)]
+    Webhook(#[from] portico_webhook::WebhookError),
     /// A configured feature is not available in this build.
     #[error("{key}: {why}")]
     Unsupported {
@@ -79,6 +86,8 @@ pub struct Server {
     broker: Broker,
     /// The listeners and gateways, and what changes them at run time.
     control: Arc<ServerControl>,
+    /// The webhook, when `webhook.enable`.
+    webhook: Option<Webhook>,
     shutdown: CancellationToken,
     tasks: TaskTracker,
 }
@@ -94,6 +103,12 @@ impl Server {
         }
         let broker = Broker::with_extensions(broker_config(config)?, open_store(config)?)?;
         auth::install(&broker, config)?;
+        // Before the listeners, so that no client's events are missed.
+        let webhook = if config.webhook.enable {
+            Some(Webhook::start(config.webhook.settings.clone(), &broker)?)
+        } else {
+            None
+        };
         let shutdown = CancellationToken::new();
         let tasks = TaskTracker::new();
         let started = Self::start_serving(config, &broker, &shutdown, &tasks).await;
@@ -122,6 +137,7 @@ impl Server {
         Ok(Server {
             broker,
             control,
+            webhook,
             shutdown,
             tasks,
         })
@@ -181,6 +197,10 @@ impl Server {
                 remaining = self.tasks.len(),
                 "connections still open after the shutdown grace period"
             );
+        }
+        // After the connections, so that their `client.disconnected` events are sent too.
+        if let Some(webhook) = self.webhook {
+            webhook.stop(WEBHOOK_DRAIN_GRACE).await;
         }
         let broker = self.broker.clone();
         let written = tokio::task::spawn_blocking(move || broker.close_store(STORE_CLOSE_GRACE))

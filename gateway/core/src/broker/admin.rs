@@ -48,6 +48,12 @@ impl Shared {
         self.client_info.lock().insert(key, Arc::new(event.clone()));
     }
 
+    /// The username `client_id` last connected with, while its session lives (for events).
+    pub(crate) fn username_of(&self, client_id: &str) -> Option<ByteString> {
+        let info = self.client_info.lock().get(client_id).cloned()?;
+        info.username.as_deref().map(ByteString::from)
+    }
+
     pub(super) fn forget_client(&self, client_id: &str) {
         self.client_info.lock().remove(client_id);
     }
@@ -163,7 +169,7 @@ impl Broker {
             None => {
                 sessions.remove(client_id);
                 drop(sessions);
-                shared.end_session(&session);
+                shared.end_session(&session, "kicked");
             }
         }
         true

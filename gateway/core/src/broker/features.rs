@@ -1,5 +1,5 @@
-//! EMQX broker features on top of routing: delayed publish, `$SYS` topics, topic rewrite and
-//! auto-subscribe.
+//! EMQX broker features on top of routing: delayed publish, `$SYS` topics (whose client
+//! events also fire the matching hooks, see [`crate::hooks`]), topic rewrite and auto-subscribe.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use super::{Shared, SysSettings};
 use crate::delayed::{self, DelayedError};
+use crate::hooks::{Event, EventKind};
 use crate::message::{Message, Origin, QoS, now_millis};
 use crate::store::StoreOp;
 use crate::sys::{ConnectedEvent, DisconnectedEvent, SubscribedEvent, SysMessage, UnsubscribedEvent};
@@ -182,6 +183,9 @@ impl Shared {
     /// `$SYS/brokers/{node}/clients/{id}/connected`, if enabled.
     pub(crate) fn sys_connected(&self, event: &ConnectedEvent) {
         self.remember_client(event);
+        self.hooks.emit_with(EventKind::ClientConnected, || {
+            Event::ClientConnected(Arc::new(event.clone()))
+        });
         if self.config.sys.client_connected
             && let Some(message) = self.sys_topics.as_ref().and_then(|t| t.client_connected(event))
         {
@@ -191,6 +195,9 @@ impl Shared {
 
     /// `$SYS/brokers/{node}/clients/{id}/disconnected`, if enabled.
     pub(crate) fn sys_disconnected(&self, event: &DisconnectedEvent) {
+        self.hooks.emit_with(EventKind::ClientDisconnected, || {
+            Event::ClientDisconnected(Arc::new(event.clone()))
+        });
         if self.config.sys.client_disconnected
             && let Some(message) = self.sys_topics.as_ref().and_then(|t| t.client_disconnected(event))
         {
@@ -200,6 +207,9 @@ impl Shared {
 
     /// `$SYS/brokers/{node}/clients/{id}/subscribed`, if enabled.
     pub(crate) fn sys_subscribed(&self, event: &SubscribedEvent) {
+        self.hooks.emit_with(EventKind::SessionSubscribed, || {
+            Event::SessionSubscribed(Arc::new(event.clone()))
+        });
         if self.config.sys.client_subscribed
             && let Some(message) = self.sys_topics.as_ref().and_then(|t| t.client_subscribed(event))
         {
@@ -209,6 +219,9 @@ impl Shared {
 
     /// `$SYS/brokers/{node}/clients/{id}/unsubscribed`, if enabled.
     pub(crate) fn sys_unsubscribed(&self, event: &UnsubscribedEvent) {
+        self.hooks.emit_with(EventKind::SessionUnsubscribed, || {
+            Event::SessionUnsubscribed(Arc::new(event.clone()))
+        });
         if self.config.sys.client_unsubscribed
             && let Some(message) = self.sys_topics.as_ref().and_then(|t| t.client_unsubscribed(event))
         {

@@ -17,6 +17,7 @@ use crate::banned::{Banned, Flapping, FlappingSettings};
 use crate::conn::{ConnHandle, ConnId, KickReason};
 use crate::ctx::{Ctx, FrontendInfo};
 use crate::delayed::DelayedQueue;
+use crate::hooks::{EventListener, Hooks};
 use crate::journal::Journal;
 use crate::message::Message;
 use crate::metrics::{Metrics, MetricsSource};
@@ -249,6 +250,8 @@ pub(crate) struct Shared {
     /// store, which opens with the broker.
     pub(crate) enhanced_auth: RwLock<Vec<Arc<dyn EnhancedAuth>>>,
     pub(crate) metrics: Metrics,
+    /// Event listeners (webhook, rule engine): see [`crate::hooks`].
+    pub(crate) hooks: Hooks,
     /// Counters other parts of the server keep (see [`MetricsSource`]).
     metrics_sources: RwLock<Vec<Arc<dyn MetricsSource>>>,
     epoch: Instant,
@@ -335,6 +338,7 @@ impl Broker {
             authz_epoch: std::sync::atomic::AtomicU64::new(0),
             enhanced_auth: RwLock::new(enhanced_auth),
             metrics: Metrics::default(),
+            hooks: Hooks::default(),
             metrics_sources: RwLock::default(),
             epoch: now,
             next_sweep: Mutex::new(now),
@@ -397,6 +401,17 @@ impl Broker {
     /// Adds counters kept elsewhere to [`Broker::metrics_snapshot`] (and so to `$SYS`).
     pub fn add_metrics_source(&self, source: Arc<dyn MetricsSource>) {
         self.shared.metrics_sources.write().push(source);
+    }
+
+    /// Registers an extension's listener for the broker's events (see [`crate::hooks`]).
+    pub fn add_event_listener(&self, listener: Arc<dyn EventListener>) {
+        self.shared.hooks.add(listener);
+    }
+
+    /// Unregisters a listener added with [`add_event_listener`](Broker::add_event_listener);
+    /// false when it was not registered.
+    pub fn remove_event_listener(&self, listener: &Arc<dyn EventListener>) -> bool {
+        self.shared.hooks.remove(listener)
     }
 
     /// Every counter by its EMQX-style name: the broker's own, the durable store's and those

@@ -8,6 +8,7 @@ use smallvec::SmallVec;
 
 use super::features::SYS_PROTOCOL;
 use super::{PublishError, Published, RetainedOnSubscribe, Shared, SharedPick};
+use crate::hooks::{DropReason, Event, EventKind};
 use crate::message::Message;
 use crate::metrics::Metrics;
 use crate::router::{ShareKey, SubEntry};
@@ -46,14 +47,32 @@ impl Shared {
     pub(crate) fn dispatch(&self, message: Message) -> usize {
         Metrics::inc(&self.metrics.messages_received);
         let message = Arc::new(message);
+        if self.hooks.wants(EventKind::MessagePublish) && message.from.protocol != SYS_PROTOCOL {
+            self.hooks.emit(&Event::MessagePublish {
+                from_username: self.username_of(&message.from.client_id),
+                message: message.clone(),
+            });
+        }
         if message.retain {
             self.retain(&message);
         }
         let matched = self.route(&message);
         if matched == 0 {
             Metrics::inc(&self.metrics.messages_dropped_no_subscribers);
+            self.hook_dropped(&message, DropReason::NoSubscribers);
         }
         matched
+    }
+
+    /// Fires `message.dropped` (not for the broker's own `$SYS` messages).
+    pub(super) fn hook_dropped(&self, message: &Arc<Message>, reason: DropReason) {
+        if self.hooks.wants(EventKind::MessageDropped) && message.from.protocol != SYS_PROTOCOL {
+            self.hooks.emit(&Event::MessageDropped {
+                from_username: self.username_of(&message.from.client_id),
+                message: message.clone(),
+                reason,
+            });
+        }
     }
 
     pub(super) fn retain(&self, message: &Arc<Message>) {
@@ -211,8 +230,9 @@ impl Shared {
             shared,
             seq: 0,
         });
-        if outcome.dropped {
+        if let Some((dropped, reason)) = outcome.dropped {
             Metrics::inc(&self.metrics.messages_dropped);
+            self.hook_dropped(&dropped, reason);
         }
         if outcome.congested {
             wake::congested(session);
@@ -240,6 +260,7 @@ impl Shared {
                 None => {
                     tracing::debug!(group = %key.group, filter = %key.filter, "no other group member; message dropped");
                     Metrics::inc(&self.metrics.messages_dropped);
+                    self.hook_dropped(message, DropReason::NoGroupMember);
                 }
             }
         }
@@ -307,8 +328,9 @@ impl Shared {
                     shared: None,
                     seq: 0,
                 };
-                if session.deliver(delivery).dropped {
+                if let Some((dropped, reason)) = session.deliver(delivery).dropped {
                     Metrics::inc(&self.metrics.messages_dropped);
+                    self.hook_dropped(&dropped, reason);
                 }
             }
         }

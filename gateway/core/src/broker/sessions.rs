@@ -7,6 +7,7 @@ use bytestring::ByteString;
 
 use super::{DelayedWill, Shared, Will};
 use crate::conn::{ConnHandle, ConnId, KickReason};
+use crate::hooks::{ClientRef, Event, EventKind};
 use crate::metrics::Metrics;
 use crate::session::{Session, SessionState};
 use crate::store::{SessionRecord, StoreOp, StoredWill};
@@ -50,7 +51,7 @@ impl Shared {
             }
             drop(state);
             sessions.remove(client_id);
-            self.end_session(&existing);
+            self.end_session(&existing, "discarded");
         }
         let session = Session::new(client_id.clone(), expiry_interval, self.config.session_limits);
         {
@@ -67,8 +68,8 @@ impl Shared {
     }
 
     /// Removes the session's routes and record, and publishes a will still waiting for it
-    /// ("the Session ends" before the will delay).
-    pub(super) fn end_session(&self, session: &Arc<Session>) {
+    /// ("the Session ends" before the will delay). `reason` is the `session.terminated` reason.
+    pub(super) fn end_session(&self, session: &Arc<Session>, reason: &'static str) {
         let (filters, unacked) = {
             let mut state = session.lock();
             if state.is_persisted() {
@@ -88,6 +89,15 @@ impl Shared {
         }
         self.redispatch(session, unacked);
         Metrics::inc(&self.metrics.session_terminated);
+        self.hooks
+            .emit_with(EventKind::SessionTerminated, || Event::SessionTerminated {
+                client: ClientRef {
+                    client_id: session.client_id().clone(),
+                    username: self.username_of(session.client_id()),
+                },
+                reason,
+                ts_ms: now_ms(),
+            });
         self.forget_client(session.client_id());
         let due: Vec<DelayedWill> = {
             let mut wills = self.delayed_wills.lock();
@@ -128,7 +138,7 @@ impl Shared {
         }
         drop(sessions);
         if ends_now {
-            self.end_session(session);
+            self.end_session(session, "normal");
         }
         if let Some(will) = will {
             // [MQTT-3.1.3-9] the will waits for its delay, but not past the end of the session;
@@ -232,7 +242,7 @@ impl Shared {
         };
         for session in expired {
             tracing::debug!(client_id = %session.client_id(), "session expired");
-            self.end_session(&session);
+            self.end_session(&session, "expired");
         }
     }
 

@@ -26,6 +26,7 @@ mod listeners;
 mod schema;
 mod types;
 mod value;
+mod webhook;
 
 #[cfg(test)]
 mod tests;
@@ -54,6 +55,7 @@ pub use types::{
     SharedStrategy, SslListenerConfig, SslOptions, SysEventMessages, SysTopicsConfig, TcpListenerConfig, Verify,
     WebsocketOptions, WsListenerConfig, WssListenerConfig,
 };
+pub use webhook::WebhookConfig;
 
 /// Environment variable the binary reads the config file path from; never treated as a key.
 pub const CONFIG_PATH_ENV: &str = "PORTICO_CONFIG";

@@ -301,6 +301,7 @@ pub(crate) fn build(root: &Table, origins: &Origins, errors: &mut Vec<ConfigErro
     let gateway = super::gateway::gateway(top.section(&mut ctx, "gateway"), &mut ctx);
     let psk_authentication = super::gateway::psk_authentication(top.section(&mut ctx, "psk_authentication"), &mut ctx);
     let dashboard = super::dashboard::dashboard(top.section(&mut ctx, "dashboard"), &mut ctx);
+    let webhook = super::webhook::webhook(top.section(&mut ctx, "webhook"), &mut ctx);
     top.finish(&mut ctx);
     Config {
         node,
@@ -320,6 +321,7 @@ pub(crate) fn build(root: &Table, origins: &Origins, errors: &mut Vec<ConfigErro
         gateway,
         psk_authentication,
         dashboard,
+        webhook,
     }
 }
 

@@ -38,6 +38,8 @@ pub struct Config {
     pub psk_authentication: super::gateway::PskConfig,
     /// `dashboard`: the HTTP API listener and its first admin.
     pub dashboard: super::dashboard::DashboardConfig,
+    /// `webhook`: POST events to a web service; off by default.
+    pub webhook: super::webhook::WebhookConfig,
 }
 
 /// `durable_sessions.*`: how persistent sessions, retained and delayed messages are kept.

@@ -1,6 +1,7 @@
 //! CONNECT, MQTT 5 enhanced authentication (AUTH) and DISCONNECT.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytestring::ByteString;
@@ -8,6 +9,7 @@ use portico_core::Message;
 use portico_core::auth::{AuthExchange, AuthResult, AuthStep, ClientInfo, Refusal, Verdict};
 use portico_core::broker::Will;
 use portico_core::channel::CloseReason;
+use portico_core::hooks::{ConnectInfo, Event, EventKind};
 use portico_core::message::{Origin, now_millis};
 use portico_core::sys::ConnectedEvent;
 
@@ -62,6 +64,7 @@ impl MqttChannel {
     /// Refuses a CONNECT with `reason` (mapped to a 3.x return code when needed) and closes.
     pub(super) fn refuse_connect(&mut self, reason: ReasonCode, why: &str, out: &mut Out) {
         tracing::debug!(peer = %self.peer, ?reason, why, "CONNECT refused");
+        self.hook_connack(connack_result(reason));
         out.send(Packet::ConnAck(ConnAck {
             session_present: false,
             reason_code: reason,
@@ -78,8 +81,33 @@ impl MqttChannel {
         self.close(close, out);
     }
 
+    /// Fires `client.connack` for the CONNECT that `client.connect` reported.
+    fn hook_connack(&mut self, result: &'static str) {
+        if let Some(info) = self.hook_connect.take() {
+            self.ctx
+                .hooks()
+                .emit_with(EventKind::ClientConnack, || Event::ClientConnack { info, result });
+        }
+    }
+
     pub(super) fn handle_connect(&mut self, connect: Connect, now: Instant, out: &mut Out) {
         self.version = connect.protocol;
+        let hooks = self.ctx.hooks();
+        if hooks.wants(EventKind::ClientConnect) || hooks.wants(EventKind::ClientConnack) {
+            let info = Arc::new(ConnectInfo {
+                client_id: connect.client_id.clone(),
+                username: connect.username.clone(),
+                protocol: "mqtt",
+                peer: Some(self.peer),
+                proto_name: super::proto_name(connect.protocol),
+                proto_ver: connect.protocol as u8,
+                keepalive: connect.keep_alive,
+                clean_start: connect.clean_start,
+                ts_ms: now_millis(),
+            });
+            hooks.emit_with(EventKind::ClientConnect, || Event::ClientConnect(info.clone()));
+            self.hook_connect = Some(info);
+        }
         let accepted = match self.accept_connect(connect) {
             Ok(accepted) => accepted,
             Err((reason, why)) => return self.refuse_connect(reason, why, out),
@@ -381,6 +409,7 @@ impl MqttChannel {
                 props.authentication_data = data;
             }
         }
+        self.hook_connack("success");
         // [MQTT-3.2.2-2] Session Present is 0 whenever the client asked for a clean start.
         // Held until a persistent session's record is on disk (sync mode).
         self.send_durable(
@@ -483,4 +512,33 @@ fn client_mountpoint(template: &str, client: &ClientInfo) -> Option<Box<str>> {
         mountpoint = mountpoint.replace("${username}", username);
     }
     Some(mountpoint.into_boxed_str())
+}
+
+/// EMQX's name of a CONNACK reason code (`emqx_reason_codes:name/1`), the `conn_ack` of the
+/// `client.connack` event.
+fn connack_result(reason: ReasonCode) -> &'static str {
+    match reason {
+        ReasonCode::Success => "success",
+        ReasonCode::MalformedPacket => "malformed_packet",
+        ReasonCode::ProtocolError => "protocol_error",
+        ReasonCode::ImplementationSpecificError => "implementation_specific_error",
+        ReasonCode::UnsupportedProtocolVersion => "unsupported_protocol_version",
+        ReasonCode::ClientIdentifierNotValid => "client_identifier_not_valid",
+        ReasonCode::BadUserNameOrPassword => "bad_username_or_password",
+        ReasonCode::NotAuthorized => "not_authorized",
+        ReasonCode::ServerUnavailable => "server_unavailable",
+        ReasonCode::ServerBusy => "server_busy",
+        ReasonCode::Banned => "banned",
+        ReasonCode::BadAuthenticationMethod => "bad_authentication_method",
+        ReasonCode::TopicNameInvalid => "topic_name_invalid",
+        ReasonCode::PacketTooLarge => "packet_too_large",
+        ReasonCode::QuotaExceeded => "quota_exceeded",
+        ReasonCode::PayloadFormatInvalid => "payload_format_invalid",
+        ReasonCode::RetainNotSupported => "retain_not_supported",
+        ReasonCode::QoSNotSupported => "qos_not_supported",
+        ReasonCode::UseAnotherServer => "use_another_server",
+        ReasonCode::ServerMoved => "server_moved",
+        ReasonCode::ConnectionRateExceeded => "connection_rate_exceeded",
+        _ => "unspecified_error",
+    }
 }

@@ -25,6 +25,7 @@ use portico_core::broker::Will;
 use portico_core::channel::{Channel, CloseReason, ConnInfo, Outbox, PeerCert, StreamFrontend};
 use portico_core::conn::{ConnHandle, KickReason};
 use portico_core::ctx::FrontendInfo;
+use portico_core::hooks::{ClientRef, ConnectInfo};
 use portico_core::message::now_millis;
 use portico_core::metrics::Metrics;
 use portico_core::session::Session;
@@ -159,6 +160,9 @@ pub struct MqttChannel {
     auth: Option<Box<connect::AuthState>>,
     /// When CONNACK was sent (milliseconds since the Unix epoch), for events.
     connected_at_ms: u64,
+    /// What the CONNECT said, kept from `client.connect` to `client.connack` while a listener
+    /// wants them (see [`portico_core::hooks`]).
+    hook_connect: Option<Arc<ConnectInfo>>,
     /// Why the connection is closing, in EMQX's words (`normal`, `keepalive_timeout`, ...).
     close_reason: Option<CloseName>,
     /// CONNECT carried Session Expiry Interval 0 (DISCONNECT may not raise it: [MQTT-3.14.2-2]).
@@ -203,6 +207,7 @@ impl MqttChannel {
             retry_deadline: None,
             connect_expiry_zero: true,
             connected_at_ms: 0,
+            hook_connect: None,
             close_reason: None,
             auth: None,
             held: None,
@@ -316,6 +321,16 @@ impl MqttChannel {
         if self.phase == Phase::Closing {
             self.release_session(now);
         }
+    }
+}
+
+impl MqttChannel {
+    /// The connected client as hook events name it.
+    fn client_ref(&self) -> Option<ClientRef> {
+        self.client.as_ref().map(|client| ClientRef {
+            client_id: client.client_id.clone(),
+            username: client.username.clone(),
+        })
     }
 }
 

@@ -1,11 +1,13 @@
 //! PUBLISH in both directions and the QoS 1/2 acknowledgement flows.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use bytestring::ByteString;
 use portico_core::auth::{Action, DenyAction};
 use portico_core::broker::{PublishError, Published};
 use portico_core::delayed::DELAYED_PREFIX;
+use portico_core::hooks::{Event, EventKind};
 use portico_core::message::{Message, Origin, now_millis};
 use portico_core::metrics::Metrics;
 use portico_core::session::{Delivery, InflightEntry, InflightState, SessionState};
@@ -229,14 +231,21 @@ impl MqttChannel {
         match state.inflight_position(pid) {
             Some(index) if matches!(&state.inflight[index].state, InflightState::AwaitingAck(d) if d.qos == QoS::AtLeastOnce) =>
             {
-                state.complete_inflight(index);
+                let entry = state.complete_inflight(index);
+                drop(state);
+                if let Some(InflightEntry {
+                    state: InflightState::AwaitingAck(delivery),
+                    ..
+                }) = entry
+                {
+                    self.hook_message(EventKind::MessageAcked, delivery.message);
+                }
             }
             _ => {
                 tracing::debug!(pid, "PUBACK for no QoS 1 message in flight; ignored");
                 return;
             }
         }
-        drop(state);
         self.after_ack(now, out);
     }
 
@@ -265,8 +274,16 @@ impl MqttChannel {
             drop(state);
             return self.after_ack(now, out);
         }
+        // EMQX reports `message.acked` for QoS 2 at PUBREC, while the message is still known.
+        let acked = match &state.inflight[index].state {
+            InflightState::AwaitingAck(delivery) => Some(delivery.message.clone()),
+            InflightState::AwaitingComp { .. } => None,
+        };
         state.release_inflight(index, now);
         drop(state);
+        if let Some(message) = acked {
+            self.hook_message(EventKind::MessageAcked, message);
+        }
         self.send_durable(Packet::PubRel(PubResponse::new(pid)), out);
     }
 
@@ -304,6 +321,30 @@ impl MqttChannel {
         self.after_ack(now, out);
     }
 
+    /// Fires `message.delivered` or `message.acked` for `message` and this client, if wanted.
+    /// Called without the session lock held.
+    fn hook_message(&self, kind: EventKind, message: Arc<Message>) {
+        let hooks = self.ctx.hooks();
+        if !hooks.wants(kind) {
+            return;
+        }
+        let Some(client) = self.client_ref() else { return };
+        let from_username = self.ctx.username_of(&message.from.client_id);
+        hooks.emit(&if kind == EventKind::MessageAcked {
+            Event::MessageAcked {
+                client,
+                message,
+                from_username,
+            }
+        } else {
+            Event::MessageDelivered {
+                client,
+                message,
+                from_username,
+            }
+        });
+    }
+
     /// A window slot freed up: send more from the queue and move the retry deadline.
     fn after_ack(&mut self, now: Instant, out: &mut Out) {
         self.deliver_queued(now, out);
@@ -321,6 +362,10 @@ impl MqttChannel {
         }
         let mut sent = 0u64;
         let mut dropped = 0u64;
+        // `message.delivered`, fired once the session lock is released; empty (no allocation)
+        // unless a listener wants them.
+        let hook_delivered = self.ctx.hooks().wants(EventKind::MessageDelivered);
+        let mut delivered: Vec<Arc<Message>> = Vec::new();
         while let Some(front) = state.queue.front() {
             let qos = front.qos;
             if qos != QoS::AtMostOnce && state.inflight.len() >= usize::from(self.inflight_window) {
@@ -342,6 +387,9 @@ impl MqttChannel {
                 continue;
             };
             state.record_sent(&delivery, packet_id.map(PacketId::get));
+            if hook_delivered {
+                delivered.push(delivery.message.clone());
+            }
             if let Some(id) = packet_id {
                 state.inflight.push_back(InflightEntry {
                     packet_id: id.get(),
@@ -358,6 +406,9 @@ impl MqttChannel {
         }
         state.dropped += dropped;
         drop(state);
+        for message in delivered {
+            self.hook_message(EventKind::MessageDelivered, message);
+        }
         let metrics = self.ctx.metrics();
         metrics
             .messages_sent

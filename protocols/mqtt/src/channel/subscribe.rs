@@ -5,6 +5,7 @@ use std::time::Instant;
 use bytestring::ByteString;
 use portico_core::auth::{Action, DenyAction};
 use portico_core::broker::RetainedOnSubscribe;
+use portico_core::hooks::{Event, EventKind};
 use portico_core::message::now_millis;
 use portico_core::session::SubOptions;
 use portico_core::sys::{SubscribedEvent, UnsubscribedEvent};
@@ -24,6 +25,19 @@ impl MqttChannel {
         // whole SUBSCRIBE is held and replayed with the answers.
         if self.authorize_filters(subscribe.filters.iter().map(|(filter, _)| filter.clone()), now) {
             return self.hold(Held::Packet(Box::new(Packet::Subscribe(subscribe))));
+        }
+        // Fired once the answers are in (a held SUBSCRIBE comes back through here), not
+        // before authorization as EMQX does: an observer cannot change the filters anyway.
+        if self.ctx.hooks().wants(EventKind::ClientSubscribe)
+            && let Some(client) = self.client_ref()
+        {
+            for (filter, options) in &subscribe.filters {
+                self.ctx.hooks().emit(&Event::ClientSubscribe {
+                    client: client.clone(),
+                    topic: filter.clone(),
+                    qos: options.qos,
+                });
+            }
         }
         let subscription_id = subscribe.properties.subscription_identifier.unwrap_or(0);
         let mut reason_codes = Vec::with_capacity(subscribe.filters.len());
@@ -146,6 +160,16 @@ impl MqttChannel {
 
     pub(super) fn handle_unsubscribe(&mut self, unsubscribe: Unsubscribe, out: &mut Out) {
         let Some(session) = self.session.clone() else { return };
+        if self.ctx.hooks().wants(EventKind::ClientUnsubscribe)
+            && let Some(client) = self.client_ref()
+        {
+            for filter in &unsubscribe.filters {
+                self.ctx.hooks().emit(&Event::ClientUnsubscribe {
+                    client: client.clone(),
+                    topic: filter.clone(),
+                });
+            }
+        }
         let reason_codes = unsubscribe
             .filters
             .iter()

@@ -520,3 +520,4 @@ mod features;
 mod listeners;
 #[path = "../../../../transport/src/tests/pki.rs"]
 mod pki;
+mod webhook;
