@@ -29,6 +29,7 @@ use crate::wake;
 
 mod admin;
 mod features;
+mod manage;
 mod restore;
 mod retained;
 mod routing;
@@ -36,6 +37,7 @@ mod sessions;
 
 pub use admin::ClientSnapshot;
 pub use features::{PublishError, Published};
+pub use manage::ManageError;
 
 /// Broker-wide settings (the protocol-neutral part of the configuration).
 #[derive(Debug, Clone)]

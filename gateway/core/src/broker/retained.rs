@@ -48,6 +48,11 @@ impl RetainedMap {
         Some(old)
     }
 
+    /// The message of `topic`.
+    pub(super) fn get(&self, topic: &str) -> Option<Arc<Message>> {
+        self.messages.get(topic).cloned()
+    }
+
     /// True if `topic` has a retained message.
     pub(super) fn contains(&self, topic: &str) -> bool {
         self.messages.contains_key(topic)
