@@ -16,6 +16,7 @@ mod handlers;
 mod keys;
 mod paging;
 mod routes;
+mod time;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -82,6 +83,8 @@ pub(crate) struct AppState {
     pub(crate) users: Arc<BuiltinDb>,
     pub(crate) tokens: access::Tokens,
     pub(crate) keys: keys::ApiKeys,
+    /// Descriptions of the dashboard users (`/users`).
+    pub(crate) descriptions: handlers::users::Descriptions,
 }
 
 pub(crate) type State = Arc<AppState>;
@@ -97,12 +100,14 @@ pub async fn start(
     let journal = broker.journal().cloned();
     let users = access::open_users(journal.clone())?;
     access::bootstrap_admin(&users, settings)?;
-    let keys = keys::ApiKeys::open(journal).map_err(StartError::Users)?;
+    let keys = keys::ApiKeys::open(journal.clone()).map_err(StartError::Users)?;
+    let descriptions = handlers::users::Descriptions::open(journal).map_err(StartError::Users)?;
     let state = Arc::new(AppState {
         broker: broker.clone(),
         users: Arc::new(users),
         tokens: access::Tokens::new(settings.token_ttl),
         keys,
+        descriptions,
     });
     let listener = tokio::net::TcpListener::bind(settings.bind)
         .await
