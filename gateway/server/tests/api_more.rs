@@ -261,10 +261,11 @@ async fn a_banned_client_is_refused_at_its_next_connect() {
         api,
         "/api/v5/banned",
         auth,
-        &json!({"as": "peerhost", "who": "192.0.2.0/24"}),
+        &json!({"as": "peerhost_net", "who": "192.0.2.0/24"}),
     )
     .await;
     assert_eq!(net.status, 200, "{}", net.text());
+    assert_eq!(net.json()["as"], "peerhost_net");
 
     let listed = get(api, "/api/v5/banned?limit=2", auth).await.json();
     assert_eq!(listed["meta"]["count"], 3, "{listed}");
@@ -275,6 +276,7 @@ async fn a_banned_client_is_refused_at_its_next_connect() {
         json!({"as": "ip", "who": "x"}),
         json!({"as": "clientid", "who": ""}),
         json!({"as": "peerhost", "who": "not-an-address"}),
+        json!({"as": "peerhost_net", "who": "192.0.2.1"}),
         json!({"as": "clientid", "who": "x", "until": "next tuesday"}),
         json!({"as": "clientid", "who": "x", "until": "2001-01-01T00:00:00Z"}),
         json!({"as": "clientid", "who": "x", "at": -5}),
@@ -295,7 +297,9 @@ async fn a_banned_client_is_refused_at_its_next_connect() {
         "BAD_REQUEST",
     );
     assert_eq!(
-        delete(api, "/api/v5/banned/peerhost/192.0.2.0%2F24", auth).await.status,
+        delete(api, "/api/v5/banned/peerhost_net/192.0.2.0%2F24", auth)
+            .await
+            .status,
         204
     );
     let _back = mqtt(&server, "naughty", Some("u-1")).await;

@@ -19,9 +19,21 @@ use crate::time::parse_time;
 /// Longest `who`, `by` and `reason` accepted.
 const MAX_FIELD_LEN: usize = 1024;
 
+/// EMQX's `as`: `peerhost_net` for a CIDR range, which the core keeps as a `peerhost` ban.
+fn kind_name(entry: &BanEntry) -> &'static str {
+    if entry.kind == BanKind::PeerHost && entry.who.contains('/') {
+        PEERHOST_NET
+    } else {
+        entry.kind.as_str()
+    }
+}
+
+/// EMQX's `as` for a CIDR range.
+const PEERHOST_NET: &str = "peerhost_net";
+
 fn render(entry: &BanEntry) -> Value {
     json!({
-        "as": entry.kind.as_str(),
+        "as": kind_name(entry),
         "who": entry.who,
         "by": entry.by,
         "reason": entry.reason,
@@ -30,9 +42,16 @@ fn render(entry: &BanEntry) -> Value {
     })
 }
 
+/// EMQX's `as`; `peerhost_net` is a `peerhost` ban whose `who` is a CIDR range.
 fn parse_kind(text: &str) -> Result<BanKind, ApiError> {
-    BanKind::parse(text)
-        .ok_or_else(|| ApiError::bad_request(format!("as: expected clientid, username or peerhost, got {text:?}")))
+    if text == PEERHOST_NET {
+        return Ok(BanKind::PeerHost);
+    }
+    BanKind::parse(text).ok_or_else(|| {
+        ApiError::bad_request(format!(
+            "as: expected clientid, username, peerhost or peerhost_net, got {text:?}"
+        ))
+    })
 }
 
 /// `GET /api/v5/banned` query.
@@ -50,7 +69,7 @@ pub(crate) async fn list(
     let Query(query) = query.map_err(query_rejection)?;
     let page = Page::new(query.page, query.limit)?;
     let mut bans = state.broker.banned().list();
-    bans.sort_by(|a, b| (a.kind.as_str(), &a.who).cmp(&(b.kind.as_str(), &b.who)));
+    bans.sort_by(|a, b| (kind_name(a), &a.who).cmp(&(kind_name(b), &b.who)));
     Ok(Json(page.collect(bans.iter(), render)))
 }
 
@@ -81,6 +100,11 @@ impl NewBan {
         let kind = parse_kind(&self.kind)?;
         if self.who.is_empty() {
             return Err(ApiError::bad_request("who: must not be empty"));
+        }
+        if self.kind == PEERHOST_NET && !self.who.contains('/') {
+            return Err(ApiError::bad_request(
+                "who: peerhost_net takes a CIDR range (10.0.0.0/8); use peerhost for one address",
+            ));
         }
         let by = self.by.unwrap_or_else(|| "mgmt_api".to_owned());
         let reason = self.reason.unwrap_or_default();
@@ -143,16 +167,13 @@ pub(crate) async fn create(
 /// `DELETE /api/v5/banned/{as}/{who}`.
 pub(crate) async fn delete(
     State(state): State<crate::State>,
-    Path((kind, who)): Path<(String, String)>,
+    Path((as_text, who)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    let kind = parse_kind(&kind)?;
+    let kind = parse_kind(&as_text)?;
     if state.broker.banned().remove(kind, &who) {
-        tracing::info!(kind = kind.as_str(), %who, "ban lifted through the API");
+        tracing::info!(kind = %as_text, %who, "ban lifted through the API");
         Ok(StatusCode::NO_CONTENT)
     } else {
-        Err(ApiError::not_found(
-            "NOT_FOUND",
-            format!("{}: {who} not found", kind.as_str()),
-        ))
+        Err(ApiError::not_found("NOT_FOUND", format!("{as_text}: {who} not found")))
     }
 }

@@ -30,8 +30,9 @@ const MAX_DESCRIPTION_LEN: usize = 1024;
 /// Most dashboard users: bounds memory, the store and the time a listing takes.
 const MAX_USERS: usize = 1024;
 
-/// Descriptions by user name, and the lock that makes "add" and "delete" (with their "exists"
-/// and "last user" checks) one step each.
+/// Descriptions by user name, and the lock that makes "describe" and "delete" (with their
+/// "exists" and "last user" checks) one step each, so that two users deleting each other at
+/// once cannot leave none.
 pub(crate) struct Descriptions {
     journal: Option<Arc<Journal>>,
     by_user: RwLock<BTreeMap<String, String>>,
@@ -160,8 +161,9 @@ pub(crate) async fn create(
     let worker = state.clone();
     let username = body.username.clone();
     // argon2 takes tens of milliseconds: off the async workers.
+    // Not under the `changes` lock: hashing is slow, and `add_user` refuses a taken name by
+    // itself.
     let added = tokio::task::spawn_blocking(move || {
-        let _changes = worker.descriptions.changes.lock();
         if worker.users.len() >= MAX_USERS {
             return Err(ApiError::bad_request(format!("at most {MAX_USERS} dashboard users")));
         }
