@@ -53,6 +53,16 @@ impl Broker {
         self.shared.clear_retained(ByteString::from(topic))
     }
 
+    /// Deletes every retained message clients published (the broker's own `$SYS` ones stay),
+    /// each as [`Broker::delete_retained`] does. Returns how many were deleted.
+    pub fn clear_retained(&self) -> usize {
+        let topics = self.shared.retained.read().client_topics();
+        topics
+            .into_iter()
+            .filter(|topic| self.shared.clear_retained(topic.clone()))
+            .count()
+    }
+
     /// The node's routes: every filter with at least one subscriber, once, sorted (a shared
     /// subscription's filter without its group).
     pub fn route_filters(&self) -> Vec<ByteString> {
@@ -140,6 +150,12 @@ mod tests {
         assert!(!broker.delete_retained("b/2"));
         assert!(broker.retained_message("b/2").is_none());
         assert_eq!(broker.retained_count(), 2);
+        let mut sys = retained("$SYS/brokers", b"node");
+        sys.from.protocol = super::super::features::SYS_PROTOCOL;
+        broker.publish(sys).expect("published");
+        assert_eq!(broker.clear_retained(), 2);
+        let left: Vec<String> = broker.retained_messages().iter().map(|m| m.topic.to_string()).collect();
+        assert_eq!(left, ["$SYS/brokers"], "the broker's own messages stay");
     }
 
     #[test]

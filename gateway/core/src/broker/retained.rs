@@ -73,6 +73,15 @@ impl RetainedMap {
         self.messages.iter()
     }
 
+    /// The topics of the entries stored for clients.
+    pub(super) fn client_topics(&self) -> Vec<ByteString> {
+        self.messages
+            .iter()
+            .filter(|(_, m)| !is_sys(m))
+            .map(|(topic, _)| topic.clone())
+            .collect()
+    }
+
     /// Every message.
     pub(super) fn values(&self) -> hash_map::Values<'_, ByteString, Arc<Message>> {
         self.messages.values()
