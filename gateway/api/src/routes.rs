@@ -78,6 +78,7 @@ const TABLE: &[(RouteDoc, Handler)] = &[
     (doc("GET", "/api/v5/topics", "topics", "Routes (subscribed topic filters), paged", true), || get(topics::list)),
     (doc("GET", "/api/v5/topics/{topic}", "topics", "One route (the filter URL-encoded)", true), || get(topics::get)),
     (doc("GET", "/api/v5/mqtt/retainer/messages", "retainer", "Retained messages, paged, optionally matching a topic filter", true), || get(retainer::list)),
+    (doc("DELETE", "/api/v5/mqtt/retainer/messages", "retainer", "Delete every retained message clients published", true), || delete(retainer::clear)),
     (doc("GET", "/api/v5/mqtt/retainer/message/{topic}", "retainer", "One retained message with its payload (the topic URL-encoded)", true), || get(retainer::get)),
     (doc("DELETE", "/api/v5/mqtt/retainer/message/{topic}", "retainer", "Delete a retained message", true), || delete(retainer::delete)),
     (doc("GET", "/api/v5/banned", "banned", "Bans in force, paged", true), || get(banned::list)),

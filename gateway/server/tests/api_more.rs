@@ -207,6 +207,9 @@ async fn retained_messages_are_listed_read_and_deleted_for_good() {
         get(api, "/api/v5/mqtt/retainer/message/gone%2Fb", auth).await.status,
         404
     );
+    assert_eq!(delete(api, "/api/v5/mqtt/retainer/messages", auth).await.status, 204);
+    let cleared = get(api, "/api/v5/mqtt/retainer/messages?topic=%23", auth).await.json();
+    assert_eq!(cleared["meta"]["count"], 0, "{cleared}");
     server.shutdown().await;
 }
 
@@ -271,6 +274,20 @@ async fn a_banned_client_is_refused_at_its_next_connect() {
     assert_eq!(listed["meta"]["count"], 3, "{listed}");
     assert_eq!(listed["meta"]["hasnext"], true);
     assert_eq!(listed["data"][0]["as"], "clientid");
+    let one = get(api, "/api/v5/banned?username=u-bad", auth).await.json();
+    assert_eq!(one["meta"]["count"], 1, "{one}");
+    assert_eq!(one["data"][0]["who"], "u-bad");
+    let like = get(api, "/api/v5/banned?like_peerhost_net=192.0", auth).await.json();
+    assert_eq!(like["data"][0]["who"], "192.0.2.0/24", "{like}");
+    assert_eq!(
+        get(api, "/api/v5/banned?like_clientid=zzz", auth).await.json()["meta"]["count"],
+        0
+    );
+    assert_error(
+        &get(api, "/api/v5/banned?clientid=a&username=b", auth).await,
+        400,
+        "BAD_REQUEST",
+    );
 
     for bad in [
         json!({"as": "ip", "who": "x"}),

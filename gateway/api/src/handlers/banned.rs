@@ -54,11 +54,56 @@ fn parse_kind(text: &str) -> Result<BanKind, ApiError> {
     })
 }
 
-/// `GET /api/v5/banned` query.
+/// `GET /api/v5/banned` query: paging and at most one filter, as EMQX (two filters of
+/// different kinds could only match nothing).
 #[derive(Deserialize)]
 pub(crate) struct BannedQuery {
     page: Option<usize>,
     limit: Option<usize>,
+    clientid: Option<String>,
+    username: Option<String>,
+    peerhost: Option<String>,
+    like_clientid: Option<String>,
+    like_username: Option<String>,
+    like_peerhost: Option<String>,
+    like_peerhost_net: Option<String>,
+}
+
+/// What a filter matches: the kind name (as listed), exact or substring, the text.
+type Filter<'a> = (&'static str, bool, &'a str);
+
+impl BannedQuery {
+    fn filter(&self) -> Result<Option<Filter<'_>>, ApiError> {
+        let all = [
+            ("clientid", false, &self.clientid),
+            ("username", false, &self.username),
+            ("peerhost", false, &self.peerhost),
+            ("clientid", true, &self.like_clientid),
+            ("username", true, &self.like_username),
+            ("peerhost", true, &self.like_peerhost),
+            (PEERHOST_NET, true, &self.like_peerhost_net),
+        ];
+        let mut set = all
+            .into_iter()
+            .filter_map(|(kind, like, value)| value.as_deref().map(|v| (kind, like, v)));
+        let first = set.next();
+        if set.next().is_some() {
+            return Err(ApiError::bad_request("too_many_filters: give at most one filter"));
+        }
+        Ok(first)
+    }
+}
+
+fn keep(filter: Option<Filter<'_>>, entry: &BanEntry) -> bool {
+    let Some((kind, like, text)) = filter else {
+        return true;
+    };
+    kind == kind_name(entry)
+        && if like {
+            entry.who.contains(text)
+        } else {
+            entry.who == text
+        }
 }
 
 /// `GET /api/v5/banned`: in force, ordered by kind then `who`.
@@ -68,7 +113,9 @@ pub(crate) async fn list(
 ) -> Result<Json<Value>, ApiError> {
     let Query(query) = query.map_err(query_rejection)?;
     let page = Page::new(query.page, query.limit)?;
+    let filter = query.filter()?;
     let mut bans = state.broker.banned().list();
+    bans.retain(|entry| keep(filter, entry));
     bans.sort_by(|a, b| (kind_name(a), &a.who).cmp(&(kind_name(b), &b.who)));
     Ok(Json(page.collect(bans.iter(), render)))
 }

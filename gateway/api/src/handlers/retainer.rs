@@ -58,6 +58,14 @@ pub(crate) async fn list(
     Ok(Json(page.collect(wanted, |m| summary(m))))
 }
 
+/// `DELETE /api/v5/mqtt/retainer/messages`: every retained message clients published (the
+/// broker's own `$SYS` ones are kept; it makes them again anyway).
+pub(crate) async fn clear(State(state): State<crate::State>) -> StatusCode {
+    let deleted = state.broker.clear_retained();
+    tracing::info!(deleted, "retained messages cleared through the API");
+    StatusCode::NO_CONTENT
+}
+
 fn not_found() -> ApiError {
     ApiError::not_found("NOT_FOUND", "no retained message on this topic")
 }
