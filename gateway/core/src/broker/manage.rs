@@ -9,6 +9,7 @@ use bytestring::ByteString;
 use super::{Broker, RetainedOnSubscribe};
 use crate::message::{Message, now_millis};
 use crate::session::{Session, SubOptions};
+use crate::sys::{SubscribedEvent, UnsubscribedEvent};
 use crate::topic::{SubscriptionTopic, TopicError};
 use crate::wake;
 
@@ -75,7 +76,8 @@ impl Broker {
 
     /// Subscribes the session of `client_id` to `filter` as if its client had sent SUBSCRIBE
     /// (no authorization, no mountpoint): matching retained messages are sent per `retained`,
-    /// and the subscription is kept in the store like a client's. Returns true if it replaced
+    /// the subscription is kept in the store like a client's, and the `$SYS` subscribed event
+    /// is published (if enabled). Returns true if it replaced
     /// an existing subscription's options.
     pub fn subscribe_client(
         &self,
@@ -87,16 +89,54 @@ impl Broker {
         let topic = SubscriptionTopic::parse(filter)?;
         let session = self.session(client_id).ok_or(ManageError::ClientNotFound)?;
         let existed = self.shared.subscribe(&session, topic, options, retained);
-        // Retained messages just queued: wake the client's connection.
+        if let Some((username, protocol)) = self.who(client_id) {
+            self.shared.sys_subscribed(&SubscribedEvent {
+                client_id: client_id.to_owned(),
+                username,
+                protocol,
+                topic: filter.to_owned(),
+                qos: options.qos,
+                retain_handling: match retained {
+                    RetainedOnSubscribe::Send => 0,
+                    RetainedOnSubscribe::SendIfNew => 1,
+                    RetainedOnSubscribe::DoNotSend => 2,
+                },
+                retain_as_published: options.retain_as_published,
+                no_local: options.no_local,
+                is_new: !existed,
+                subscription_id: None,
+                ts_ms: now_millis(),
+            });
+        }
+        // Retained messages (and the `$SYS` event) just queued: wake their connections.
         wake::flush();
         Ok(existed)
+    }
+
+    /// The user name and frontend of a client's last CONNECT: what a `$SYS` client event
+    /// needs. `None` for a session restored from the store that has not reconnected, whose
+    /// frontend is unknown (it gets no event).
+    fn who(&self, client_id: &str) -> Option<(Option<String>, &'static str)> {
+        let info = self.shared.client_info.lock().get(client_id).cloned()?;
+        Some((info.username.clone(), info.protocol))
     }
 
     /// Removes the subscription `filter` (as subscribed) of the session of `client_id`.
     /// Returns whether it existed; `None` when there is no such session.
     pub fn unsubscribe_client(&self, client_id: &str, filter: &str) -> Option<bool> {
         let session = self.session(client_id)?;
-        Some(self.shared.unsubscribe(&session, filter))
+        let existed = self.shared.unsubscribe(&session, filter);
+        if existed && let Some((username, protocol)) = self.who(client_id) {
+            self.shared.sys_unsubscribed(&UnsubscribedEvent {
+                client_id: client_id.to_owned(),
+                username,
+                protocol,
+                topic: filter.to_owned(),
+                ts_ms: now_millis(),
+            });
+            wake::flush();
+        }
+        Some(existed)
     }
 }
 
@@ -130,6 +170,20 @@ mod tests {
         });
         let conn = broker.register_connection();
         let opened = ctx.open_session(&ByteString::from(id), true, 0, &conn, None);
+        ctx.sys_connected(&crate::sys::ConnectedEvent {
+            client_id: id.to_owned(),
+            username: Some(format!("u-{id}")),
+            protocol: "mqtt",
+            peer: None,
+            sockport: 1883,
+            proto_name: "MQTT".to_owned(),
+            proto_ver: 5,
+            keepalive: 60,
+            clean_start: true,
+            expiry_interval_secs: 0,
+            connected_at_ms: now_millis(),
+            ts_ms: now_millis(),
+        });
         (ctx, opened.session)
     }
 
@@ -172,6 +226,45 @@ mod tests {
         broker.publish(old).expect("published");
         assert!(broker.retained_messages().is_empty());
         assert!(broker.retained_message("old").is_none());
+    }
+
+    #[test]
+    fn subscribe_on_behalf_publishes_the_sys_events() {
+        let broker = Broker::new(BrokerConfig {
+            sys: crate::broker::SysSettings {
+                client_subscribed: true,
+                client_unsubscribed: true,
+                ..crate::broker::SysSettings::default()
+            },
+            ..BrokerConfig::default()
+        });
+        let (_ctx, watcher) = connect(&broker, "watcher");
+        broker
+            .subscribe_client(
+                "watcher",
+                "$SYS/brokers/+/clients/+/+",
+                SubOptions::default(),
+                RetainedOnSubscribe::DoNotSend,
+            )
+            .expect("subscribed");
+        let (_ctx, _device) = connect(&broker, "device");
+        broker
+            .subscribe_client("device", "cmd/#", SubOptions::default(), RetainedOnSubscribe::Send)
+            .expect("subscribed");
+        assert_eq!(broker.unsubscribe_client("device", "cmd/#"), Some(true));
+        let mut state = watcher.lock();
+        let mut topics = Vec::new();
+        while let Some(delivery) = state.dequeue() {
+            topics.push(delivery.message.topic.to_string());
+        }
+        assert!(
+            topics.iter().any(|t| t.ends_with("/clients/device/subscribed")),
+            "{topics:?}"
+        );
+        assert!(
+            topics.iter().any(|t| t.ends_with("/clients/device/unsubscribed")),
+            "{topics:?}"
+        );
     }
 
     #[test]
