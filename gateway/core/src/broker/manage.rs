@@ -77,8 +77,8 @@ impl Broker {
     /// Subscribes the session of `client_id` to `filter` as if its client had sent SUBSCRIBE
     /// (no authorization, no mountpoint): matching retained messages are sent per `retained`,
     /// the subscription is kept in the store like a client's, and the `$SYS` subscribed event
-    /// is published (if enabled). Returns true if it replaced
-    /// an existing subscription's options.
+    /// is published (if enabled). Returns true if it replaced an existing subscription's
+    /// options.
     pub fn subscribe_client(
         &self,
         client_id: &str,
