@@ -253,7 +253,7 @@ pub(crate) struct ChangePassword {
 }
 
 /// Shortest new dashboard password.
-const MIN_PASSWORD_LEN: usize = 8;
+pub(crate) const MIN_PASSWORD_LEN: usize = 8;
 
 /// `POST /api/v5/users/{username}/change_pwd`: a user changes their own password; every token
 /// of the user ends.

@@ -17,6 +17,7 @@ mod handlers;
 mod keys;
 mod paging;
 mod routes;
+mod time;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -85,6 +86,8 @@ pub(crate) struct AppState {
     pub(crate) tokens: access::Tokens,
     pub(crate) keys: keys::ApiKeys,
     pub(crate) control: Arc<dyn Control>,
+    /// Descriptions of the dashboard users (`/users`).
+    pub(crate) descriptions: handlers::users::Descriptions,
 }
 
 pub(crate) type State = Arc<AppState>;
@@ -102,13 +105,15 @@ pub async fn start(
     let journal = broker.journal().cloned();
     let users = access::open_users(journal.clone())?;
     access::bootstrap_admin(&users, settings)?;
-    let keys = keys::ApiKeys::open(journal).map_err(StartError::Users)?;
+    let keys = keys::ApiKeys::open(journal.clone()).map_err(StartError::Users)?;
+    let descriptions = handlers::users::Descriptions::open(journal).map_err(StartError::Users)?;
     let state = Arc::new(AppState {
         broker: broker.clone(),
         users: Arc::new(users),
         tokens: access::Tokens::new(settings.token_ttl),
         keys,
         control,
+        descriptions,
     });
     let listener = tokio::net::TcpListener::bind(settings.bind)
         .await

@@ -12,7 +12,7 @@ use serde_json::{Map, Value, json};
 
 use crate::access;
 use crate::error::ApiError;
-use crate::handlers::{clients, gateways, nodes, prometheus, publish};
+use crate::handlers::{banned, clients, gateways, nodes, prometheus, publish, retainer, subscribe, topics, users};
 use crate::keys;
 
 /// One route as documented.
@@ -53,6 +53,10 @@ const TABLE: &[(RouteDoc, Handler)] = &[
     (doc("POST", "/api/v5/login", "dashboard", "Log in: user name and password for a bearer token", false), || post(access::login)),
     (doc("POST", "/api/v5/logout", "dashboard", "End the session of the calling token", true), || post(access::logout)),
     (doc("POST", "/api/v5/users/{username}/change_pwd", "dashboard", "Change one's own password", true), || post(access::change_password)),
+    (doc("GET", "/api/v5/users", "dashboard", "List dashboard users", true), || get(users::list)),
+    (doc("POST", "/api/v5/users", "dashboard", "Add a dashboard user", true), || post(users::create)),
+    (doc("PUT", "/api/v5/users/{username}", "dashboard", "Change a dashboard user's description", true), || put(users::update)),
+    (doc("DELETE", "/api/v5/users/{username}", "dashboard", "Delete a dashboard user (not oneself, not the last)", true), || delete(users::delete)),
     (doc("GET", "/api/v5/api_key", "api_key", "List API keys", true), || get(keys::list)),
     (doc("POST", "/api/v5/api_key", "api_key", "Create an API key (the answer holds its secret)", true), || post(keys::create)),
     (doc("GET", "/api/v5/api_key/{name}", "api_key", "An API key", true), || get(keys::get)),
@@ -66,7 +70,20 @@ const TABLE: &[(RouteDoc, Handler)] = &[
     (doc("GET", "/api/v5/clients/{clientid}", "clients", "One client", true), || get(clients::get)),
     (doc("DELETE", "/api/v5/clients/{clientid}", "clients", "Kick a client: close its connection, end its session", true), || delete(clients::kick)),
     (doc("GET", "/api/v5/clients/{clientid}/subscriptions", "clients", "A client's subscriptions", true), || get(clients::subscriptions_of)),
+    (doc("POST", "/api/v5/clients/{clientid}/subscribe", "clients", "Subscribe a client to a topic filter", true), || post(subscribe::subscribe)),
+    (doc("POST", "/api/v5/clients/{clientid}/subscribe/bulk", "clients", "Subscribe a client to several topic filters", true), || post(subscribe::subscribe_bulk)),
+    (doc("POST", "/api/v5/clients/{clientid}/unsubscribe", "clients", "Unsubscribe a client from a topic filter", true), || post(subscribe::unsubscribe)),
+    (doc("POST", "/api/v5/clients/{clientid}/unsubscribe/bulk", "clients", "Unsubscribe a client from several topic filters", true), || post(subscribe::unsubscribe_bulk)),
     (doc("GET", "/api/v5/subscriptions", "subscriptions", "Subscriptions, paged and filtered", true), || get(clients::list_all)),
+    (doc("GET", "/api/v5/topics", "topics", "Routes (subscribed topic filters), paged", true), || get(topics::list)),
+    (doc("GET", "/api/v5/topics/{topic}", "topics", "One route (the filter URL-encoded)", true), || get(topics::get)),
+    (doc("GET", "/api/v5/mqtt/retainer/messages", "retainer", "Retained messages, paged, optionally matching a topic filter", true), || get(retainer::list)),
+    (doc("DELETE", "/api/v5/mqtt/retainer/messages", "retainer", "Delete every retained message clients published", true), || delete(retainer::clear)),
+    (doc("GET", "/api/v5/mqtt/retainer/message/{topic}", "retainer", "One retained message with its payload (the topic URL-encoded)", true), || get(retainer::get)),
+    (doc("DELETE", "/api/v5/mqtt/retainer/message/{topic}", "retainer", "Delete a retained message", true), || delete(retainer::delete)),
+    (doc("GET", "/api/v5/banned", "banned", "Bans in force, paged", true), || get(banned::list)),
+    (doc("POST", "/api/v5/banned", "banned", "Ban a client id, user name or peer address", true), || post(banned::create)),
+    (doc("DELETE", "/api/v5/banned/{as}/{who}", "banned", "Lift a ban", true), || delete(banned::delete)),
     (doc("POST", "/api/v5/publish", "publish", "Publish a message", true), || post(publish::publish)),
     (doc("POST", "/api/v5/publish/bulk", "publish", "Publish several messages", true), || post(publish::publish_bulk)),
     (doc("GET", "/api/v5/gateways", "gateways", "The gateways, running or stopped", true), || get(gateways::list)),

@@ -118,6 +118,9 @@ pub enum BanError {
     /// Empty client id or user name.
     #[error("the banned {0} is empty")]
     Empty(&'static str),
+    /// [`Banned::create`]: a ban in force for the same `as` and `who` exists.
+    #[error("{} {:?} is already banned", .0.as_str(), .1)]
+    AlreadyExists(BanKind, String),
 }
 
 /// An IP network: address and prefix length.
@@ -214,6 +217,10 @@ impl Banned {
 
     fn insert(&self, entry: BanEntry) {
         let mut table = self.table.write();
+        self.insert_locked(&mut table, entry);
+    }
+
+    fn insert_locked(&self, table: &mut Table, entry: BanEntry) {
         if entry.kind == BanKind::PeerHost {
             let Some(cidr) = Cidr::parse(&entry.who) else { return };
             table.hosts.retain(|(_, e)| e.who != entry.who);
@@ -225,16 +232,16 @@ impl Banned {
             .store(table.exact.len() + table.hosts.len(), Ordering::Release);
     }
 
-    /// Adds (or replaces) a ban and keeps it in the store.
-    pub fn add(&self, entry: BanEntry) -> Result<(), BanError> {
+    fn validate(entry: &BanEntry) -> Result<(), BanError> {
         match entry.kind {
-            BanKind::PeerHost if Cidr::parse(&entry.who).is_none() => {
-                return Err(BanError::BadAddress(entry.who));
-            }
-            BanKind::ClientId if entry.who.is_empty() => return Err(BanError::Empty("client id")),
-            BanKind::Username if entry.who.is_empty() => return Err(BanError::Empty("user name")),
-            _ => {}
+            BanKind::PeerHost if Cidr::parse(&entry.who).is_none() => Err(BanError::BadAddress(entry.who.clone())),
+            BanKind::ClientId if entry.who.is_empty() => Err(BanError::Empty("client id")),
+            BanKind::Username if entry.who.is_empty() => Err(BanError::Empty("user name")),
+            _ => Ok(()),
         }
+    }
+
+    fn persist(&self, entry: &BanEntry) {
         if let Some(journal) = &self.journal {
             journal.submit(StoreOp::KvPut {
                 space: BANNED_SPACE,
@@ -242,8 +249,44 @@ impl Banned {
                 value: entry.encode(),
             });
         }
+    }
+
+    /// Adds (or replaces) a ban and keeps it in the store.
+    pub fn add(&self, entry: BanEntry) -> Result<(), BanError> {
+        Banned::validate(&entry)?;
+        self.persist(&entry);
         self.insert(entry);
         Ok(())
+    }
+
+    /// Adds a ban and keeps it in the store, unless one in force already names the same `as`
+    /// and `who` ([`BanError::AlreadyExists`]; an expired one is replaced).
+    pub fn create(&self, entry: BanEntry) -> Result<(), BanError> {
+        Banned::validate(&entry)?;
+        let mut table = self.table.write();
+        if Banned::find(&table, entry.kind, &entry.who).is_some_and(|e| !e.expired(now_millis())) {
+            return Err(BanError::AlreadyExists(entry.kind, entry.who));
+        }
+        // Under the table's lock, so that journal order is table order.
+        self.persist(&entry);
+        self.insert_locked(&mut table, entry);
+        Ok(())
+    }
+
+    fn find<'a>(table: &'a Table, kind: BanKind, who: &str) -> Option<&'a BanEntry> {
+        match kind {
+            BanKind::PeerHost => table.hosts.iter().map(|(_, e)| e).find(|e| e.who == who),
+            _ => table.exact.get(&(kind, who.to_owned())),
+        }
+    }
+
+    /// The ban in force for exactly this `as` and `who` (a CIDR is looked up as written, not
+    /// matched against addresses; see [`Banned::check`] for that).
+    pub fn get(&self, kind: BanKind, who: &str) -> Option<BanEntry> {
+        let table = self.table.read();
+        Banned::find(&table, kind, who)
+            .filter(|e| !e.expired(now_millis()))
+            .cloned()
     }
 
     /// Lifts a ban; true if there was one.
@@ -349,13 +392,7 @@ impl Banned {
             if entry.expired(now_ms) {
                 continue;
             }
-            let exists = {
-                let table = self.table.read();
-                match kind {
-                    BanKind::PeerHost => table.hosts.iter().any(|(_, e)| e.who == entry.who),
-                    _ => table.exact.contains_key(&(kind, entry.who.clone())),
-                }
-            };
+            let exists = Banned::find(&self.table.read(), kind, &entry.who).is_some();
             if !exists {
                 self.add(entry).map_err(|e| format!("line {line_no}: {e}"))?;
                 added += 1;
@@ -496,6 +533,42 @@ mod tests {
             at_ms: now_millis(),
             until_ms,
         }
+    }
+
+    #[test]
+    fn create_refuses_a_ban_in_force_and_get_finds_it() {
+        let banned = Banned::default();
+        banned.create(ban(BanKind::ClientId, "c1", None)).expect("new ban");
+        assert_eq!(
+            banned.create(ban(BanKind::ClientId, "c1", None)),
+            Err(BanError::AlreadyExists(BanKind::ClientId, "c1".to_owned()))
+        );
+        banned
+            .create(ban(BanKind::PeerHost, "10.0.0.0/8", None))
+            .expect("new ban");
+        assert!(matches!(
+            banned.create(ban(BanKind::PeerHost, "10.0.0.0/8", None)),
+            Err(BanError::AlreadyExists(..))
+        ));
+        assert_eq!(
+            banned.create(ban(BanKind::PeerHost, "not-an-ip", None)),
+            Err(BanError::BadAddress("not-an-ip".to_owned()))
+        );
+        assert_eq!(
+            banned.get(BanKind::ClientId, "c1").map(|e| e.who),
+            Some("c1".to_owned())
+        );
+        assert!(banned.get(BanKind::PeerHost, "10.0.0.0/8").is_some());
+        // A CIDR is looked up as written, not matched.
+        assert!(banned.get(BanKind::PeerHost, "10.1.2.3").is_none());
+        assert!(banned.get(BanKind::Username, "c1").is_none());
+        // An expired ban is not in force: it is not found and may be made again.
+        banned.add(ban(BanKind::Username, "old", Some(1))).expect("added");
+        assert!(banned.get(BanKind::Username, "old").is_none());
+        banned
+            .create(ban(BanKind::Username, "old", None))
+            .expect("replaces the expired one");
+        assert!(banned.get(BanKind::Username, "old").is_some());
     }
 
     #[test]

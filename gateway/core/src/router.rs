@@ -277,6 +277,28 @@ impl TrieNode {
         }
     }
 
+    /// Appends the filter of every subscribed node under this one (reached by `path`).
+    fn collect_filters<'a>(&'a self, path: &mut Vec<&'a str>, out: &mut Vec<ByteString>) {
+        if !self.here.is_empty() && !path.is_empty() {
+            out.push(ByteString::from(path.join("/")));
+        }
+        if !self.multi.is_empty() {
+            path.push("#");
+            out.push(ByteString::from(path.join("/")));
+            path.pop();
+        }
+        if let Some(single) = &self.single {
+            path.push("+");
+            single.collect_filters(path, out);
+            path.pop();
+        }
+        for (level, child) in &self.children {
+            path.push(level);
+            child.collect_filters(path, out);
+            path.pop();
+        }
+    }
+
     fn visit_matches(
         &self,
         levels: &[&str],
@@ -423,6 +445,18 @@ impl Router {
         subs.group(key)?.choose(&dispatch).cloned()
     }
 
+    /// Every filter with at least one subscriber, once (a shared group's filter without its
+    /// group), sorted: the routes of this node.
+    pub fn filters(&self) -> Vec<ByteString> {
+        let inner = self.inner.read();
+        let mut out: Vec<ByteString> = inner.exact.keys().cloned().collect();
+        let mut path = Vec::new();
+        inner.trie.collect_filters(&mut path, &mut out);
+        drop(inner);
+        out.sort();
+        out
+    }
+
     /// Number of (filter, subscriber) pairs.
     pub fn len(&self) -> usize {
         self.inner.read().filters
@@ -462,6 +496,34 @@ mod tests {
         });
         names.sort();
         names
+    }
+
+    #[test]
+    fn filters_lists_each_route_once() {
+        let router = Router::new(SharedStrategy::RoundRobin);
+        let (a, b) = (session("a"), session("b"));
+        for filter in [
+            "a/b",
+            "a/+",
+            "#",
+            "/#",
+            "a/+/c",
+            "+",
+            "x//y/#",
+            "$share/g/a/b",
+            "$queue/q/#",
+        ] {
+            sub(&router, filter, &a);
+        }
+        sub(&router, "a/b", &b);
+        sub(&router, "a/+/c", &b);
+        let filters: Vec<String> = router.filters().iter().map(|f| f.to_string()).collect();
+        assert_eq!(filters, ["#", "+", "/#", "a/+", "a/+/c", "a/b", "q/#", "x//y/#"]);
+        let topic = SubscriptionTopic::parse("a/+/c".to_string()).expect("valid");
+        router.unsubscribe(&topic, a.id());
+        assert!(router.filters().iter().any(|f| f == "a/+/c"), "b still subscribes");
+        router.unsubscribe(&topic, b.id());
+        assert!(!router.filters().iter().any(|f| f == "a/+/c"));
     }
 
     #[test]

@@ -1,7 +1,12 @@
 //! Request handlers, one module per endpoint family.
 
+pub(crate) mod banned;
 pub(crate) mod clients;
 pub(crate) mod gateways;
 pub(crate) mod nodes;
 pub(crate) mod prometheus;
 pub(crate) mod publish;
+pub(crate) mod retainer;
+pub(crate) mod subscribe;
+pub(crate) mod topics;
+pub(crate) mod users;

@@ -30,6 +30,7 @@ use crate::wake;
 
 mod admin;
 mod features;
+mod manage;
 mod restore;
 mod retained;
 mod routing;
@@ -37,6 +38,7 @@ mod sessions;
 
 pub use admin::ClientSnapshot;
 pub use features::{PublishError, Published};
+pub use manage::ManageError;
 
 /// Broker-wide settings (the protocol-neutral part of the configuration).
 #[derive(Debug, Clone)]

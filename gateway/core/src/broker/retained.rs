@@ -48,6 +48,11 @@ impl RetainedMap {
         Some(old)
     }
 
+    /// The message of `topic`.
+    pub(super) fn get(&self, topic: &str) -> Option<Arc<Message>> {
+        self.messages.get(topic).cloned()
+    }
+
     /// True if `topic` has a retained message.
     pub(super) fn contains(&self, topic: &str) -> bool {
         self.messages.contains_key(topic)
@@ -66,6 +71,15 @@ impl RetainedMap {
     /// Every (topic, message).
     pub(super) fn iter(&self) -> hash_map::Iter<'_, ByteString, Arc<Message>> {
         self.messages.iter()
+    }
+
+    /// The topics of the entries stored for clients.
+    pub(super) fn client_topics(&self) -> Vec<ByteString> {
+        self.messages
+            .iter()
+            .filter(|(_, m)| !is_sys(m))
+            .map(|(topic, _)| topic.clone())
+            .collect()
     }
 
     /// Every message.

@@ -83,11 +83,7 @@ impl Shared {
         let topic = message.topic.as_bytestring().clone();
         // [MQTT-3.3.1-6] an empty retained payload removes the retained message of the topic.
         if message.payload.is_empty() {
-            let mut retained = self.retained.write();
-            if retained.remove(&topic).is_some() {
-                // Under the map's lock, so that journal order is map order.
-                self.journal_op(StoreOp::RetainedDelete(topic));
-            }
+            self.clear_retained(topic);
             return;
         }
         if message.payload.len() > limits.max_payload_size {
@@ -112,6 +108,18 @@ impl Shared {
         if new {
             Metrics::inc(&self.metrics.messages_retained);
         }
+    }
+
+    /// Removes the retained message of `topic` and journals the removal (what a retained
+    /// publish with an empty payload does). True if there was one.
+    pub(super) fn clear_retained(&self, topic: ByteString) -> bool {
+        let mut retained = self.retained.write();
+        if retained.remove(&topic).is_none() {
+            return false;
+        }
+        // Under the map's lock, so that journal order is map order.
+        self.journal_op(StoreOp::RetainedDelete(topic));
+        true
     }
 
     /// True when a retained message has outlived its own Message Expiry Interval or, without
