@@ -96,4 +96,20 @@ pub trait Control: Send + Sync + 'static {
 
     /// Removes a PSK identity; false when it was not there.
     fn psk_remove(&self, identity: &str) -> Result<bool, ControlError>;
+
+    /// Sends an LwM2M command (the JSON of an MQTT downlink command) to the device whose client
+    /// id is `client_id`, through its channel.
+    fn lwm2m_command(
+        &self,
+        client_id: &str,
+        command: serde_json::Map<String, serde_json::Value>,
+    ) -> Result<(), ControlError>;
+
+    /// The last result of `action` on `path` for that device (`None`: no reply yet).
+    fn lwm2m_lookup(
+        &self,
+        client_id: &str,
+        path: &str,
+        action: &str,
+    ) -> Result<Option<serde_json::Value>, ControlError>;
 }

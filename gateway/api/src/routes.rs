@@ -12,7 +12,9 @@ use serde_json::{Map, Value, json};
 
 use crate::access;
 use crate::error::ApiError;
-use crate::handlers::{banned, clients, gateways, nodes, prometheus, publish, retainer, subscribe, topics, users};
+use crate::handlers::{
+    banned, clients, gateways, lwm2m, nodes, prometheus, publish, retainer, subscribe, topics, users,
+};
 use crate::keys;
 
 /// One route as documented.
@@ -93,6 +95,10 @@ const TABLE: &[(RouteDoc, Handler)] = &[
     (doc("GET", "/api/v5/gateways/{name}/clients", "gateways", "A gateway's clients, paged and filtered", true), || get(gateways::clients_of)),
     (doc("GET", "/api/v5/gateways/{name}/clients/{clientid}", "gateways", "One client of a gateway", true), || get(gateways::client)),
     (doc("DELETE", "/api/v5/gateways/{name}/clients/{clientid}", "gateways", "Kick a client of a gateway", true), || delete(gateways::kick)),
+    (doc("GET", "/api/v5/gateways/{name}/clients/{clientid}/lookup", "gateways", "LwM2M: the last result of a command on a path", true), || get(lwm2m::lookup)),
+    (doc("POST", "/api/v5/gateways/{name}/clients/{clientid}/read", "gateways", "LwM2M: read a path on the device", true), || post(lwm2m::read)),
+    (doc("POST", "/api/v5/gateways/{name}/clients/{clientid}/write", "gateways", "LwM2M: write a value to a path on the device", true), || post(lwm2m::write)),
+    (doc("POST", "/api/v5/gateways/{name}/clients/{clientid}/observe", "gateways", "LwM2M: start or stop observing a path", true), || post(lwm2m::observe)),
     (doc("GET", "/api/v5/listeners", "listeners", "Every listener, MQTT's and the gateways'", true), || get(gateways::all_listeners)),
     (doc("POST", "/api/v5/listeners/{id}/{action}", "listeners", "Start, stop or restart an MQTT listener", true), || post(gateways::listener_action)),
     (doc("GET", "/api/v5/psk", "psk", "The built-in PSK database's identities", true), || get(gateways::psk_list)),

@@ -13,7 +13,9 @@ use parking_lot::Mutex;
 use portico_api::{BoxFuture, Control, ControlError, GatewayInfo, GatewayStatus, ListenerInfo};
 use portico_core::Broker;
 use portico_core::message::now_millis;
+use portico_lwm2m::channel::{AdminError, Registrations};
 use portico_transport::dtls::PskTable;
+use serde_json::{Map, Value as Json};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -27,6 +29,19 @@ struct RunningGateway {
     stop: CancellationToken,
     addrs: Vec<(String, SocketAddr)>,
     started_at_ms: u64,
+}
+
+impl RunningGateway {
+    fn new(stop: CancellationToken, started: gateways::Started, lwm2m: &Mutex<Option<Arc<Registrations>>>) -> Self {
+        if started.lwm2m.is_some() {
+            *lwm2m.lock() = started.lwm2m;
+        }
+        RunningGateway {
+            stop,
+            addrs: started.addrs,
+            started_at_ms: now_millis(),
+        }
+    }
 }
 
 /// What changes, behind the async lock.
@@ -56,6 +71,8 @@ pub(crate) struct ServerControl {
     psk: Option<Arc<PskTable>>,
     state: tokio::sync::Mutex<State>,
     view: Mutex<View>,
+    /// The running LwM2M gateway's registrations (device commands from the API).
+    lwm2m: Mutex<Option<Arc<Registrations>>>,
 }
 
 impl std::fmt::Debug for ServerControl {
@@ -77,19 +94,13 @@ impl ServerControl {
     ) -> Result<Arc<ServerControl>, StartError> {
         let listeners = Listeners::start(config, broker, shutdown, tasks)?;
         let psk = gateways::load_psk(config, broker)?;
+        let lwm2m = Mutex::new(None);
         let mut running = BTreeMap::new();
         for name in gateways::NAMES {
             if gateways::enabled(config, name) {
                 let stop = shutdown.child_token();
-                let addrs = gateways::start_one(name, config, broker, psk.as_ref(), &stop, tasks).await?;
-                running.insert(
-                    name,
-                    RunningGateway {
-                        stop,
-                        addrs,
-                        started_at_ms: now_millis(),
-                    },
-                );
+                let started = gateways::start_one(name, config, broker, psk.as_ref(), &stop, tasks).await?;
+                running.insert(name, RunningGateway::new(stop, started, &lwm2m));
             }
         }
         let state = State {
@@ -106,6 +117,7 @@ impl ServerControl {
             psk,
             view: Mutex::new(View::default()),
             state: tokio::sync::Mutex::new(state),
+            lwm2m,
         };
         control.refresh(&*control.state.lock().await);
         Ok(Arc::new(control))
@@ -156,15 +168,10 @@ impl ServerControl {
                 let started =
                     gateways::start_one(name, &state.config, &self.broker, self.psk.as_ref(), &stop, &self.tasks).await;
                 match started {
-                    Ok(addrs) => {
-                        state.gateways.insert(
-                            name,
-                            RunningGateway {
-                                stop,
-                                addrs,
-                                started_at_ms: now_millis(),
-                            },
-                        );
+                    Ok(started) => {
+                        state
+                            .gateways
+                            .insert(name, RunningGateway::new(stop, started, &self.lwm2m));
                         state.stopped_at_ms.remove(name);
                         tracing::info!(gateway = name, "gateway started");
                     }
@@ -177,6 +184,9 @@ impl ServerControl {
             (false, true) => {
                 if let Some(running) = state.gateways.remove(name) {
                     running.stop.cancel();
+                }
+                if name == "lwm2m" {
+                    *self.lwm2m.lock() = None;
                 }
                 let closed = self.broker.disconnect_protocol(name);
                 state.stopped_at_ms.insert(name, now_millis());
@@ -269,6 +279,26 @@ impl ServerControl {
     }
 }
 
+impl ServerControl {
+    fn lwm2m_table(&self) -> Result<Arc<Registrations>, ControlError> {
+        self.lwm2m
+            .lock()
+            .clone()
+            .ok_or_else(|| ControlError::NotFound("the lwm2m gateway is not running".to_owned()))
+    }
+}
+
+fn admin_error(error: AdminError) -> ControlError {
+    match error {
+        AdminError::ClientNotFound => ControlError::NotFound("no LwM2M client with that client id".to_owned()),
+        AdminError::Invalid(why) => ControlError::Invalid(why),
+        AdminError::QueueFull => ControlError::Failed(format!(
+            "{} commands already wait for this device",
+            portico_lwm2m::channel::MAX_API_COMMANDS
+        )),
+    }
+}
+
 impl Control for ServerControl {
     fn gateways(&self) -> Vec<GatewayInfo> {
         self.view.lock().gateways.clone()
@@ -298,6 +328,16 @@ impl Control for ServerControl {
         table
             .insert(identity, key)
             .map_err(|error| ControlError::Invalid(error.to_string()))
+    }
+
+    fn lwm2m_command(&self, client_id: &str, command: Map<String, Json>) -> Result<(), ControlError> {
+        let registrations = self.lwm2m_table()?;
+        registrations.send_command(client_id, command).map_err(admin_error)
+    }
+
+    fn lwm2m_lookup(&self, client_id: &str, path: &str, action: &str) -> Result<Option<Json>, ControlError> {
+        let registrations = self.lwm2m_table()?;
+        registrations.last_result(client_id, path, action).map_err(admin_error)
     }
 
     fn psk_remove(&self, identity: &str) -> Result<bool, ControlError> {

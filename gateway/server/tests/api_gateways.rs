@@ -6,18 +6,24 @@ mod support;
 
 use std::net::SocketAddr;
 
+use bytes::{Bytes, BytesMut};
 use portico::Server;
 use portico::config::Config;
+use portico_coap::{Code, Message, Token, Type};
 use portico_mqtt::{ProtocolVersion, ReasonCode};
 use serde_json::{Value, json};
 use support::http::{Auth, Response, request};
 use support::{Client, WAIT, addr};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::net::{TcpStream, UdpSocket};
 
 const PASSWORD: &str = "test-password-1";
 
 async fn start() -> (Server, SocketAddr, String) {
+    start_with(&[]).await
+}
+
+async fn start_with(extra: &[(&str, &str)]) -> (Server, SocketAddr, String) {
     let env: Vec<(String, String)> = [
         ("PORTICO_LISTENERS__TCP__DEFAULT__BIND", "127.0.0.1:0"),
         ("PORTICO_LISTENERS__WS__DEFAULT__ENABLE", "false"),
@@ -28,6 +34,7 @@ async fn start() -> (Server, SocketAddr, String) {
         ("PORTICO_PSK_AUTHENTICATION__ENABLE", "true"),
     ]
     .iter()
+    .chain(extra)
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .chain([support::data_dir_env()])
     .collect();
@@ -263,5 +270,132 @@ async fn psk_identities_are_added_listed_and_removed() {
         404
     );
     assert!(table.identities().is_empty());
+    server.shutdown().await;
+}
+
+const XML_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../lwm2m-xml");
+
+async fn coap_send(socket: &UdpSocket, message: &Message) {
+    let mut buf = BytesMut::new();
+    portico_coap::encode(message, &mut buf).expect("encodes");
+    socket.send(&buf).await.expect("send");
+}
+
+async fn coap_recv(socket: &UdpSocket) -> Message {
+    let mut buf = vec![0u8; 65_536];
+    let n = tokio::time::timeout(WAIT, socket.recv(&mut buf))
+        .await
+        .expect("a message in time")
+        .expect("recv");
+    buf.truncate(n);
+    portico_coap::decode(Bytes::from(buf)).expect("a valid CoAP message")
+}
+
+#[tokio::test]
+async fn lwm2m_devices_are_read_written_observed_and_looked_up() {
+    let (server, api, token) = start_with(&[
+        ("PORTICO_GATEWAY__LWM2M__ENABLE", "true"),
+        ("PORTICO_GATEWAY__LWM2M__XML_DIR", XML_DIR),
+        ("PORTICO_GATEWAY__LWM2M__LISTENERS__UDP__DEFAULT__BIND", "127.0.0.1:0"),
+    ])
+    .await;
+    let auth = Auth::Bearer(&token);
+    let device = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+    device
+        .connect(addr(&server, "lwm2m:udp:default"))
+        .await
+        .expect("connect");
+    let mut register = Message::new(Type::Con, Code::POST, 1);
+    register.token = Token::from_u64(1);
+    register.options.push_uri_path("rd");
+    for q in ["ep=meter-1", "lt=300", "lwm2m=1.1", "b=U"] {
+        register.options.push_uri_query(q);
+    }
+    coap_send(&device, &register.with_payload(&b"</3/0>"[..])).await;
+    assert_eq!(coap_recv(&device).await.code, Code::CREATED);
+
+    let base = "/api/v5/gateways/lwm2m/clients/meter-1";
+    let lookup = format!("{base}/lookup?path=/3/0/0&action=read");
+    let before = call(api, "GET", &lookup, auth, None).await;
+    assert_eq!(before.status, 200, "{}", before.text());
+    assert_eq!(before.json()["code"], "6.01");
+    assert_eq!(before.json()["codeMsg"], "reply_not_received");
+
+    // read → the device gets a GET, answers, and the lookup shows the answer.
+    let read = call(api, "POST", &format!("{base}/read?path=/3/0/0"), auth, None).await;
+    assert_eq!(read.status, 204, "{}", read.text());
+    let get = coap_recv(&device).await;
+    assert_eq!(get.code, Code::GET);
+    let mut content = Message::response_to(&get, Code::CONTENT, 0);
+    content.options.set_content_format(11542);
+    coap_send(&device, &content.with_payload(&b"\xC3\x00EMQ"[..])).await;
+    let mut answered = Value::Null;
+    for _ in 0..50 {
+        answered = call(api, "GET", &lookup, auth, None).await.json();
+        if answered["code"] == "2.05" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        answered,
+        json!({"clientid": "meter-1", "path": "/3/0/0", "action": "read", "code": "2.05",
+               "codeMsg": "content", "content": [{"path": "/3/0/0", "value": "EMQ"}]})
+    );
+
+    // write → a PUT with the value; observe → a GET with Observe 0.
+    let write = call(
+        api,
+        "POST",
+        &format!("{base}/write?path=/3/0/14&type=String&value=%2B02"),
+        auth,
+        None,
+    )
+    .await;
+    assert_eq!(write.status, 204, "{}", write.text());
+    let put = coap_recv(&device).await;
+    assert_eq!(put.code, Code::PUT);
+    coap_send(&device, &Message::response_to(&put, Code::CHANGED, 0)).await;
+    let observe = call(
+        api,
+        "POST",
+        &format!("{base}/observe?path=/3/0/13&enable=true"),
+        auth,
+        None,
+    )
+    .await;
+    assert_eq!(observe.status, 204, "{}", observe.text());
+    let watch = coap_recv(&device).await;
+    assert_eq!((watch.code, watch.options.observe()), (Code::GET, Some(0)));
+
+    for (method, path, status) in [
+        ("POST", "/api/v5/gateways/lwm2m/clients/nobody/read?path=/3/0/0", 404),
+        ("POST", "/api/v5/gateways/lwm2m/clients/meter-1/read", 400),
+        (
+            "POST",
+            "/api/v5/gateways/lwm2m/clients/meter-1/write?path=/3/0/14&type=Colour&value=x",
+            400,
+        ),
+        (
+            "POST",
+            "/api/v5/gateways/lwm2m/clients/meter-1/observe?path=/3/0/13&enable=maybe",
+            400,
+        ),
+        ("POST", "/api/v5/gateways/lwm2m/clients/meter-1/read?path=/x", 400),
+        ("GET", "/api/v5/gateways/lwm2m/clients/meter-1/lookup?path=/3/0/0", 400),
+        ("POST", "/api/v5/gateways/stomp/clients/meter-1/read?path=/3/0/0", 404),
+    ] {
+        let answer = call(api, method, path, auth, None).await;
+        assert_eq!(answer.status, status, "{method} {path}: {}", answer.text());
+    }
+    let unknown = call(
+        api,
+        "POST",
+        "/api/v5/gateways/lwm2m/clients/nobody/read?path=/3/0/0",
+        auth,
+        None,
+    )
+    .await;
+    assert_eq!(unknown.json()["code"], "CLIENT_NOT_FOUND");
     server.shutdown().await;
 }

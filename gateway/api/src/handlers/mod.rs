@@ -3,6 +3,7 @@
 pub(crate) mod banned;
 pub(crate) mod clients;
 pub(crate) mod gateways;
+pub(crate) mod lwm2m;
 pub(crate) mod nodes;
 pub(crate) mod prometheus;
 pub(crate) mod publish;

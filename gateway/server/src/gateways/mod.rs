@@ -43,6 +43,16 @@ struct Start<'a> {
     shutdown: &'a CancellationToken,
     tasks: &'a TaskTracker,
     addrs: Vec<(String, SocketAddr)>,
+    /// The LwM2M gateway's registrations, once started.
+    lwm2m: Option<Arc<Registrations>>,
+}
+
+/// What a gateway's start gives the server.
+pub(crate) struct Started {
+    /// `(id, address)` of each listener.
+    pub(crate) addrs: Vec<(String, SocketAddr)>,
+    /// The LwM2M registrations table, for the API's device commands.
+    pub(crate) lwm2m: Option<Arc<Registrations>>,
 }
 
 /// The gateways Portico has, by name (also their clients' protocol name), in start order.
@@ -106,7 +116,7 @@ pub(crate) fn load_psk(config: &Config, broker: &Broker) -> Result<Option<Arc<Ps
 }
 
 /// Binds and serves every enabled listener of gateway `name` until `shutdown` is cancelled;
-/// returns their `(id, address)`. A listener that cannot bind fails the start; the ones
+/// returns their `(id, address)` (and LwM2M's registrations). A listener that cannot bind fails the start; the ones
 /// already serving stop with `shutdown`.
 pub(crate) async fn start_one(
     name: &str,
@@ -115,13 +125,14 @@ pub(crate) async fn start_one(
     psk: Option<&Arc<PskTable>>,
     shutdown: &CancellationToken,
     tasks: &TaskTracker,
-) -> Result<Vec<(String, SocketAddr)>, StartError> {
+) -> Result<Started, StartError> {
     let mut start = Start {
         broker,
         psk: psk.cloned().map(|table| table as Arc<dyn PskStore>),
         shutdown,
         tasks,
         addrs: Vec::new(),
+        lwm2m: None,
     };
     match name {
         "mqttsn" => start_mqttsn(config, &mut start).await?,
@@ -130,7 +141,10 @@ pub(crate) async fn start_one(
         "stomp" => start_stomp(config, &mut start)?,
         _ => {}
     }
-    Ok(start.addrs)
+    Ok(Started {
+        addrs: start.addrs,
+        lwm2m: start.lwm2m,
+    })
 }
 
 /// The built-in PSK database, with `psk_authentication.init_file` imported into it (EMQX:
@@ -247,6 +261,7 @@ async fn start_lwm2m(config: &Config, start: &mut Start<'_>) -> Result<(), Start
     // counts them all. Restored from the store here, before any listener serves.
     let broker = start.broker;
     let registrations = Registrations::load(broker.journal().cloned(), lw.max_registrations);
+    start.lwm2m = Some(registrations.clone());
     let frontend =
         |enable_authn| Lwm2mFrontend::with_registrations(broker, settings(enable_authn), registrations.clone());
     for (name, listener) in lw.udp.iter().filter(|(_, l)| l.enable) {

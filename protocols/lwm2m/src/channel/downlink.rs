@@ -24,6 +24,13 @@ pub(super) struct Queued {
     expires: Option<Instant>,
 }
 
+impl Queued {
+    /// `command`, to be sent before `expires` (if any).
+    pub(super) fn new(command: Command, expires: Option<Instant>) -> Queued {
+        Queued { command, expires }
+    }
+}
+
 #[derive(Debug)]
 struct Outstanding {
     command: Command,
@@ -305,6 +312,7 @@ impl Lwm2mChannel {
                         last: response.options.observe().map(|v| (v, now)),
                     });
                 }
+                self.record(&command.original, &data);
                 let mut json = command::uplink(&command.original, None, Some(data));
                 if let Some(seq) = seq {
                     json.insert("seqNum".to_owned(), Json::from(seq));
@@ -443,9 +451,36 @@ impl Lwm2mChannel {
         data: Option<Map<String, Json>>,
         now: Instant,
     ) {
+        if let Some(data) = &data {
+            self.record(original, data);
+        }
         let json = command::uplink(original, msg_type, data);
         let translator = self.settings.translators.response.clone();
         self.publish_uplink(&translator, json, now);
+    }
+
+    /// Keeps a command's result for the API's lookup: `code`, `codeMsg` and `content`, a
+    /// discovery's content described from the object definitions (EMQX's lookup format).
+    fn record(&self, original: &Map<String, Json>, data: &Map<String, Json>) {
+        let (Some(reg), Some(action)) = (&self.reg, original.get("msgType").and_then(Json::as_str)) else {
+            return;
+        };
+        let path = data.get("reqPath").and_then(Json::as_str).unwrap_or_default();
+        let mut result = Map::new();
+        for key in ["code", "codeMsg"] {
+            if let Some(value) = data.get(key) {
+                result.insert(key.to_owned(), value.clone());
+            }
+        }
+        if let Some(content) = data.get("content") {
+            let content = match (action, content) {
+                ("discover", Json::Array(links)) => super::admin::describe_links(links, &self.settings.registry),
+                _ => content.clone(),
+            };
+            result.insert("content".to_owned(), content);
+        }
+        self.registrations
+            .record_result(&reg.endpoint, action, path, Json::Object(result));
     }
 
     /// `auto_observe` after a registration (§3.7).

@@ -17,6 +17,7 @@
 //! [`portico_coap::exchange`]: commands are our CON requests there, and its ACK/RST matching
 //! settles them.
 
+mod admin;
 pub mod command;
 mod downlink;
 mod registration;
@@ -50,7 +51,7 @@ use portico_core::{Broker, Ctx};
 use serde_json::{Map, Value as Json};
 
 pub use command::{Kind, code_name};
-pub use registrations::{MAX_RECORD, Registrations, SPACE as REGISTRATIONS_SPACE};
+pub use registrations::{AdminError, MAX_API_COMMANDS, MAX_RECORD, Registrations, SPACE as REGISTRATIONS_SPACE};
 pub use settings::{AutoObserve, DEFAULT_MAX_REGISTRATIONS, Lwm2mSettings, Translator, Translators, UpdatePublish};
 
 type Out = Outbox<Message>;

@@ -32,6 +32,7 @@ use portico_core::message::now_millis;
 use portico_core::store::StoreOp;
 use serde_json::{Map, Value as Json};
 
+use super::command;
 use super::downlink::Queued;
 
 /// Key space of registrations in the durable store.
@@ -158,8 +159,35 @@ struct Entry {
     /// after its channel went away without ending the registration (a DTLS session closed).
     owner: Option<(ConnId, Weak<ConnHandle>)>,
     /// Commands a channel that no longer serves the registration had not sent, for the one
-    /// that does (or will, once the device is heard).
+    /// that does (or will, once the device is heard); and commands sent through the API.
     handed_over: Vec<Queued>,
+    /// The last result of each (action, path), newest last, for the API's lookup.
+    results: std::collections::VecDeque<Recorded>,
+}
+
+/// A command's result as the API's lookup shows it.
+#[derive(Debug, Clone)]
+struct Recorded {
+    action: String,
+    path: String,
+    result: Json,
+}
+
+/// Results kept per registration (EMQX keeps the last 100).
+const MAX_RESULTS: usize = 100;
+
+/// Commands the API may leave for a registration before its channel takes them.
+pub const MAX_API_COMMANDS: usize = 100;
+
+/// Why the API could not send a command or look a result up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AdminError {
+    /// No live registration has that client id.
+    ClientNotFound,
+    /// The command is not one the gateway can send; why.
+    Invalid(String),
+    /// [`MAX_API_COMMANDS`] commands wait already.
+    QueueFull,
 }
 
 impl Entry {
@@ -214,6 +242,7 @@ impl Registrations {
                                         expires_ms,
                                         owner: None,
                                         handed_over: Vec::new(),
+                                        results: Default::default(),
                                     },
                                 );
                             }
@@ -295,6 +324,7 @@ impl Registrations {
             expires_ms: record.expires_ms(),
             owner: Some((owner.id(), Arc::downgrade(owner))),
             handed_over,
+            results: Default::default(),
         };
         let previous = table.insert(record.endpoint.clone(), entry);
         drop(table);
@@ -408,6 +438,85 @@ impl Registrations {
         {
             entry.owner = None;
         }
+    }
+
+    /// The location of the live registration whose client id is `client_id`. A scan that
+    /// decodes each record: for the API, not for the message path.
+    fn find_client(&self, client_id: &str) -> Option<(String, Record)> {
+        let now_ms = now_millis();
+        let rows: Vec<(String, Bytes)> = self
+            .table
+            .lock()
+            .iter()
+            .filter(|(_, e)| e.owner_alive() || e.expires_ms > now_ms)
+            .map(|(location, e)| (location.clone(), e.value.clone()))
+            .collect();
+        rows.into_iter().find_map(|(location, value)| {
+            Record::decode(&value)
+                .ok()
+                .filter(|r| r.client_id == client_id)
+                .map(|r| (location, r))
+        })
+    }
+
+    /// Sends `command` (the JSON of an MQTT downlink command) to the device of `client_id`
+    /// through its channel, as if it came on the command topic: queued behind the channel's
+    /// commands, answered on the response topic and recorded for [`Registrations::last_result`].
+    /// A device with no channel now (asleep since a restart) gets it when it is heard.
+    pub fn send_command(&self, client_id: &str, command: Map<String, Json>) -> Result<(), AdminError> {
+        let (location, record) = self.find_client(client_id).ok_or(AdminError::ClientNotFound)?;
+        let payload = Json::Object(command).to_string();
+        let parsed = match command::parse(payload.as_bytes(), &record.alternate_path) {
+            Ok(Some(parsed)) => parsed,
+            Ok(None) => return Err(AdminError::Invalid("the command is not a JSON object".to_owned())),
+            Err(refused) => return Err(AdminError::Invalid(refused.why)),
+        };
+        let mut table = self.table.lock();
+        let Some(entry) = table.get_mut(&location) else {
+            return Err(AdminError::ClientNotFound);
+        };
+        if entry.handed_over.len() >= MAX_API_COMMANDS {
+            return Err(AdminError::QueueFull);
+        }
+        entry.handed_over.push(Queued::new(parsed, None));
+        let owner = entry.owner.as_ref().and_then(|(_, conn)| conn.upgrade());
+        drop(table);
+        if let Some(conn) = owner {
+            conn.signal_deliver();
+            conn.wake();
+        }
+        Ok(())
+    }
+
+    /// Remembers the result of an `action` on `path` for the registration at `location`
+    /// (replacing the last one of the same pair; at most [`MAX_RESULTS`]).
+    pub(super) fn record_result(&self, location: &str, action: &str, path: &str, result: Json) {
+        let mut table = self.table.lock();
+        let Some(entry) = table.get_mut(location) else { return };
+        entry.results.retain(|r| !(r.action == action && r.path == path));
+        if entry.results.len() >= MAX_RESULTS {
+            entry.results.pop_front();
+        }
+        entry.results.push_back(Recorded {
+            action: action.to_owned(),
+            path: path.to_owned(),
+            result,
+        });
+    }
+
+    /// The last recorded result of `action` on `path` for `client_id`'s device (`None`: no
+    /// reply yet).
+    pub fn last_result(&self, client_id: &str, path: &str, action: &str) -> Result<Option<Json>, AdminError> {
+        let (location, _) = self.find_client(client_id).ok_or(AdminError::ClientNotFound)?;
+        let table = self.table.lock();
+        Ok(table.get(&location).and_then(|entry| {
+            entry
+                .results
+                .iter()
+                .rev()
+                .find(|r| r.action == action && r.path == path)
+                .map(|r| r.result.clone())
+        }))
     }
 
     fn delete(&self, location: &str) {

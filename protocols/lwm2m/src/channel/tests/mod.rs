@@ -3,6 +3,7 @@
 //! and the protocol tests; `registrations` the kept registrations (store, rebuild, takeover,
 //! limits, PSK binding, the command subscription's authorization).
 
+mod admin;
 mod registrations;
 
 use std::net::{Ipv4Addr, SocketAddr};
