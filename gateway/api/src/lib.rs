@@ -18,6 +18,7 @@ mod keys;
 mod paging;
 mod routes;
 mod time;
+mod tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -30,6 +31,7 @@ use tokio_util::task::TaskTracker;
 
 pub use control::{BoxFuture, Control, ControlError, GatewayInfo, GatewayStatus, ListenerInfo};
 pub use routes::{RouteDoc, openapi, routes};
+pub use tls::HttpsSettings;
 
 /// Largest request body accepted, in bytes: enough for a bulk publish of a few large payloads,
 /// small enough that a client cannot make the node buffer much.
@@ -38,8 +40,10 @@ pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 /// The dashboard listener and access settings (EMQX `dashboard.*`).
 #[derive(Clone)]
 pub struct ApiSettings {
-    /// `dashboard.listeners.http.bind`.
-    pub bind: SocketAddr,
+    /// `dashboard.listeners.http.bind`, when that listener is enabled.
+    pub http: Option<SocketAddr>,
+    /// `dashboard.listeners.https`, when enabled.
+    pub https: Option<HttpsSettings>,
     /// `dashboard.default_username`: the first admin's name.
     pub default_username: String,
     /// `dashboard.default_password`: the first admin's password; `None` makes one up at the
@@ -52,7 +56,8 @@ pub struct ApiSettings {
 impl std::fmt::Debug for ApiSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ApiSettings")
-            .field("bind", &self.bind)
+            .field("http", &self.http)
+            .field("https", &self.https)
             .field("default_username", &self.default_username)
             .field(
                 "default_password",
@@ -66,9 +71,11 @@ impl std::fmt::Debug for ApiSettings {
 /// Why the API could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    /// The listener could not bind.
-    #[error("dashboard.listeners.http: cannot bind {addr}: {source}")]
+    /// A listener could not bind.
+    #[error("dashboard.listeners.{listener}: cannot bind {addr}: {source}")]
     Bind {
+        /// `http` or `https`.
+        listener: &'static str,
         /// The configured address.
         addr: SocketAddr,
         /// Why.
@@ -92,16 +99,17 @@ pub(crate) struct AppState {
 
 pub(crate) type State = Arc<AppState>;
 
-/// Binds `settings.bind` and serves the API until `shutdown` is cancelled (in-flight requests
+/// Binds the enabled listeners (`settings.http`, `settings.https`) and serves the API until `shutdown` is cancelled (in-flight requests
 /// finish; the serving task is tracked by `tasks`). `control` is the server's side of the
-/// gateway, listener and PSK endpoints. Returns the bound address.
+/// gateway, listener and PSK endpoints. Returns the bound addresses (`dashboard:http`,
+/// `dashboard:https`), one shared state behind both (a token from one works on the other).
 pub async fn start(
     settings: &ApiSettings,
     broker: &Broker,
     control: Arc<dyn Control>,
     shutdown: &CancellationToken,
     tasks: &TaskTracker,
-) -> Result<SocketAddr, StartError> {
+) -> Result<Vec<(&'static str, SocketAddr)>, StartError> {
     let journal = broker.journal().cloned();
     let users = access::open_users(journal.clone())?;
     access::bootstrap_admin(&users, settings)?;
@@ -115,26 +123,59 @@ pub async fn start(
         control,
         descriptions,
     });
-    let listener = tokio::net::TcpListener::bind(settings.bind)
-        .await
-        .map_err(|source| StartError::Bind {
-            addr: settings.bind,
-            source,
-        })?;
-    let addr = listener.local_addr().map_err(|source| StartError::Bind {
-        addr: settings.bind,
-        source,
-    })?;
     let app = routes::router(state);
-    let stop = shutdown.clone();
-    tasks.spawn(async move {
-        let served = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-            .with_graceful_shutdown(stop.cancelled_owned())
-            .await;
-        if let Err(error) = served {
-            tracing::error!(%error, "dashboard listener failed");
-        }
-    });
-    tracing::info!(%addr, "dashboard HTTP API listening");
-    Ok(addr)
+    let mut bound = Vec::new();
+    if let Some(bind) = settings.http {
+        let listener = bind_tcp("http", bind).await?;
+        let addr = local_addr("http", bind, &listener)?;
+        let (app, stop) = (app.clone(), shutdown.clone());
+        tasks.spawn(async move {
+            let served = axum::serve(listener, app)
+                .with_graceful_shutdown(stop.cancelled_owned())
+                .await;
+            if let Err(error) = served {
+                tracing::error!(%error, "dashboard http listener failed");
+            }
+        });
+        tracing::info!(%addr, "dashboard HTTP API listening");
+        bound.push(("dashboard:http", addr));
+    }
+    if let Some(https) = &settings.https {
+        let tcp = bind_tcp("https", https.bind).await?;
+        let addr = local_addr("https", https.bind, &tcp)?;
+        let listener =
+            tls::TlsListener::spawn(tcp, https, shutdown.clone(), tasks).map_err(|source| StartError::Bind {
+                listener: "https",
+                addr: https.bind,
+                source,
+            })?;
+        let stop = shutdown.clone();
+        tasks.spawn(async move {
+            let served = axum::serve(listener, app)
+                .with_graceful_shutdown(stop.cancelled_owned())
+                .await;
+            if let Err(error) = served {
+                tracing::error!(%error, "dashboard https listener failed");
+            }
+        });
+        tracing::info!(%addr, "dashboard HTTPS API listening");
+        bound.push(("dashboard:https", addr));
+    }
+    Ok(bound)
+}
+
+async fn bind_tcp(listener: &'static str, addr: SocketAddr) -> Result<tokio::net::TcpListener, StartError> {
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Bind { listener, addr, source })
+}
+
+fn local_addr(
+    listener: &'static str,
+    addr: SocketAddr,
+    socket: &tokio::net::TcpListener,
+) -> Result<SocketAddr, StartError> {
+    socket
+        .local_addr()
+        .map_err(|source| StartError::Bind { listener, addr, source })
 }

@@ -26,6 +26,7 @@ use portico_mqtt::{MqttSettings, ReasonCode};
 use portico_store::RedbStore;
 use portico_transport::BindError;
 use portico_transport::dtls::PskTable;
+use portico_transport::tls::TlsSource;
 use portico_webhook::Webhook;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
@@ -151,10 +152,12 @@ impl Server {
         tasks: &TaskTracker,
     ) -> Result<Arc<ServerControl>, StartError> {
         let control = ServerControl::start(config, broker, shutdown, tasks).await?;
-        if config.dashboard.http_enable {
+        let settings = api_settings(config)?;
+        if settings.http.is_some() || settings.https.is_some() {
             let api_control: Arc<dyn portico_api::Control> = control.clone();
-            let addr = portico_api::start(&api_settings(config), broker, api_control, shutdown, tasks).await?;
-            control.add_fixed("dashboard:http", addr).await;
+            for (name, addr) in portico_api::start(&settings, broker, api_control, shutdown, tasks).await? {
+                control.add_fixed(name, addr).await;
+            }
         }
         Ok(control)
     }
@@ -233,15 +236,35 @@ fn open_store(config: &Config) -> Result<Extensions, StartError> {
     Ok(extensions)
 }
 
-/// The HTTP API's settings from `dashboard.*`.
-fn api_settings(config: &Config) -> portico_api::ApiSettings {
+/// The HTTP API's settings from `dashboard.*`; the HTTPS certificate is read here.
+fn api_settings(config: &Config) -> Result<portico_api::ApiSettings, StartError> {
     let dashboard = &config.dashboard;
-    portico_api::ApiSettings {
-        bind: dashboard.http_bind,
+    let https = if dashboard.https_enable {
+        let opts = &dashboard.https_ssl_options;
+        let key = "dashboard.listeners.https.ssl_options";
+        let tls = opts.tls_settings().ok_or_else(|| StartError::Invalid {
+            key: key.to_owned(),
+            why: "certfile and keyfile are required".to_owned(),
+        })?;
+        let source = TlsSource::new("dashboard:https", tls).map_err(|error| StartError::Invalid {
+            key: format!("{key}.{}", error.field),
+            why: error.why,
+        })?;
+        Some(portico_api::HttpsSettings {
+            bind: dashboard.https_bind,
+            config: source.config(),
+            handshake_timeout: opts.handshake_timeout,
+        })
+    } else {
+        None
+    };
+    Ok(portico_api::ApiSettings {
+        http: dashboard.http_enable.then_some(dashboard.http_bind),
+        https,
         default_username: dashboard.default_username.clone(),
         default_password: dashboard.default_password.as_ref().map(|s| s.0.clone()),
         token_ttl: dashboard.token_expired_time,
-    }
+    })
 }
 
 fn node_id(name: &str) -> u16 {

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use super::auth::Secret;
 use super::schema::{Ctx, Section};
+use super::types::SslOptions;
 use super::value;
 
 /// `dashboard.*`.
@@ -14,6 +15,12 @@ pub struct DashboardConfig {
     pub http_enable: bool,
     /// `dashboard.listeners.http.bind`.
     pub http_bind: SocketAddr,
+    /// `dashboard.listeners.https.enable` (off: it needs a certificate).
+    pub https_enable: bool,
+    /// `dashboard.listeners.https.bind`.
+    pub https_bind: SocketAddr,
+    /// `dashboard.listeners.https.ssl_options`: MQTT's `ssl_options` keys.
+    pub https_ssl_options: SslOptions,
     /// `dashboard.default_username`: the admin created at the first start.
     pub default_username: String,
     /// `dashboard.default_password`: that admin's password; unset (the default) generates a
@@ -28,6 +35,9 @@ impl Default for DashboardConfig {
         DashboardConfig {
             http_enable: true,
             http_bind: SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 18083),
+            https_enable: false,
+            https_bind: SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 18084),
+            https_ssl_options: SslOptions::default(),
             default_username: "admin".to_owned(),
             default_password: None,
             token_expired_time: Duration::from_secs(60 * 60),
@@ -72,10 +82,18 @@ pub(super) fn dashboard(mut s: Section<'_>, ctx: &mut Ctx<'_>) -> DashboardConfi
     let http_enable = http.field(ctx, "enable", d.http_enable, value::boolean);
     let http_bind = http.field(ctx, "bind", d.http_bind, value::bind);
     http.finish(ctx);
+    let mut https = listeners.section(ctx, "https");
+    let https_enable = https.field(ctx, "enable", d.https_enable, value::boolean);
+    let https_bind = https.field(ctx, "bind", d.https_bind, value::bind);
+    let https_ssl_options = super::listeners::ssl_options(https.section(ctx, "ssl_options"), ctx, https_enable);
+    https.finish(ctx);
     listeners.finish(ctx);
     let out = DashboardConfig {
         http_enable,
         http_bind,
+        https_enable,
+        https_bind,
+        https_ssl_options,
         default_username: s.field(ctx, "default_username", d.default_username, value::non_empty_string),
         default_password: default_password(&mut s, ctx),
         token_expired_time: s.field(
