@@ -206,6 +206,10 @@ pub(crate) async fn login(
     body: Result<Json<LoginBody>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let Json(body) = body.map_err(json_rejection)?;
+    if let Err(remaining) = state.lockout.check(&body.username, Instant::now()) {
+        tracing::info!(user = %body.username, "dashboard login refused: locked");
+        return Err(ApiError::locked(remaining));
+    }
     let users = state.users.clone();
     let username = body.username.clone();
     // argon2 takes tens of milliseconds: off the async workers.
@@ -214,8 +218,12 @@ pub(crate) async fn login(
         .map_err(|e| ApiError::internal(format!("password check failed: {e}")))?;
     if !ok {
         tracing::info!(user = %body.username, "dashboard login refused");
+        if state.lockout.failed(&body.username, Instant::now()) {
+            tracing::warn!(user = %body.username, "dashboard logins for this user name locked after repeated failures");
+        }
         return Err(ApiError::unauthorized());
     }
+    state.lockout.succeeded(&body.username);
     let token = state.tokens.issue(&body.username);
     Ok(Json(json!({
         "token": token,

@@ -48,6 +48,16 @@ impl ApiError {
         self
     }
 
+    /// Logins for a user name locked after repeated failures (see `lockout`).
+    pub(crate) fn locked(remaining: std::time::Duration) -> ApiError {
+        let seconds = remaining.as_secs().max(1);
+        ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "LOGIN_LOCKED",
+            format!("too many failed logins for this user name; try again in {seconds} s"),
+        )
+    }
+
     pub(crate) fn internal(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_ERROR", message)
     }

@@ -15,6 +15,7 @@ pub mod control;
 mod error;
 mod handlers;
 mod keys;
+mod lockout;
 mod paging;
 mod routes;
 mod time;
@@ -30,6 +31,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use control::{BoxFuture, Control, ControlError, GatewayInfo, GatewayStatus, ListenerInfo};
+pub use lockout::LockoutSettings;
 pub use routes::{RouteDoc, openapi, routes};
 pub use tls::HttpsSettings;
 
@@ -51,6 +53,8 @@ pub struct ApiSettings {
     pub default_password: Option<Vec<u8>>,
     /// `dashboard.token_expired_time`: how long a login token is valid.
     pub token_ttl: Duration,
+    /// `dashboard.unsuccessful_login_*`: the login lockout.
+    pub lockout: LockoutSettings,
 }
 
 impl std::fmt::Debug for ApiSettings {
@@ -64,6 +68,7 @@ impl std::fmt::Debug for ApiSettings {
                 &self.default_password.as_ref().map(|_| "<redacted>"),
             )
             .field("token_ttl", &self.token_ttl)
+            .field("lockout", &self.lockout)
             .finish()
     }
 }
@@ -92,6 +97,7 @@ pub(crate) struct AppState {
     pub(crate) users: Arc<BuiltinDb>,
     pub(crate) tokens: access::Tokens,
     pub(crate) keys: keys::ApiKeys,
+    pub(crate) lockout: lockout::Lockout,
     pub(crate) control: Arc<dyn Control>,
     /// Descriptions of the dashboard users (`/users`).
     pub(crate) descriptions: handlers::users::Descriptions,
@@ -120,6 +126,7 @@ pub async fn start(
         users: Arc::new(users),
         tokens: access::Tokens::new(settings.token_ttl),
         keys,
+        lockout: lockout::Lockout::new(settings.lockout),
         control,
         descriptions,
     });

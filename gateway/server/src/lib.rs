@@ -264,6 +264,11 @@ fn api_settings(config: &Config) -> Result<portico_api::ApiSettings, StartError>
         default_username: dashboard.default_username.clone(),
         default_password: dashboard.default_password.as_ref().map(|s| s.0.clone()),
         token_ttl: dashboard.token_expired_time,
+        lockout: portico_api::LockoutSettings {
+            max_attempts: dashboard.unsuccessful_login_max_attempts,
+            interval: dashboard.unsuccessful_login_interval,
+            lock_duration: dashboard.unsuccessful_login_lock_duration,
+        },
     })
 }
 

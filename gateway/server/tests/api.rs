@@ -580,3 +580,24 @@ async fn a_disconnected_persistent_session_is_listed_and_can_be_kicked() {
     assert_eq!(subs["meta"]["count"], 0, "the session's subscriptions ended with it");
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn repeated_failed_logins_lock_the_user_name() {
+    let server = start(&[
+        ("PORTICO_DASHBOARD__DEFAULT_PASSWORD", PASSWORD),
+        ("PORTICO_DASHBOARD__UNSUCCESSFUL_LOGIN_MAX_ATTEMPTS", "2"),
+    ])
+    .await;
+    let api = addr(&server, "dashboard:http");
+    assert_unauthorized(&login(api, "admin", "wrong-password").await);
+    assert_unauthorized(&login(api, "admin", "wrong-password").await);
+    // Locked now: even the right password is refused, and the answer says why.
+    let locked = login(api, "admin", PASSWORD).await;
+    assert_eq!(locked.status, 429, "{}", locked.text());
+    assert_eq!(locked.json()["code"], "LOGIN_LOCKED");
+    // A name that does not exist locks the same way (no hint about which names are real).
+    login(api, "nobody", "x-password").await;
+    login(api, "nobody", "x-password").await;
+    assert_eq!(login(api, "nobody", "x-password").await.status, 429);
+    server.shutdown().await;
+}

@@ -28,6 +28,12 @@ pub struct DashboardConfig {
     pub default_password: Option<Secret>,
     /// `dashboard.token_expired_time`: lifetime of a login token.
     pub token_expired_time: Duration,
+    /// `dashboard.unsuccessful_login_max_attempts`: failed logins that lock a user name (0: no lockout).
+    pub unsuccessful_login_max_attempts: u32,
+    /// `dashboard.unsuccessful_login_interval`: the window those failures count in.
+    pub unsuccessful_login_interval: Duration,
+    /// `dashboard.unsuccessful_login_lock_duration`: how long the name stays locked.
+    pub unsuccessful_login_lock_duration: Duration,
 }
 
 impl Default for DashboardConfig {
@@ -41,6 +47,9 @@ impl Default for DashboardConfig {
             default_username: "admin".to_owned(),
             default_password: None,
             token_expired_time: Duration::from_secs(60 * 60),
+            unsuccessful_login_max_attempts: 5,
+            unsuccessful_login_interval: Duration::from_secs(300),
+            unsuccessful_login_lock_duration: Duration::from_secs(600),
         }
     }
 }
@@ -100,6 +109,24 @@ pub(super) fn dashboard(mut s: Section<'_>, ctx: &mut Ctx<'_>) -> DashboardConfi
             ctx,
             "token_expired_time",
             d.token_expired_time,
+            value::positive_duration,
+        ),
+        unsuccessful_login_max_attempts: s.field(
+            ctx,
+            "unsuccessful_login_max_attempts",
+            d.unsuccessful_login_max_attempts,
+            |v| value::int_in(v, 0, 1000),
+        ),
+        unsuccessful_login_interval: s.field(
+            ctx,
+            "unsuccessful_login_interval",
+            d.unsuccessful_login_interval,
+            value::positive_duration,
+        ),
+        unsuccessful_login_lock_duration: s.field(
+            ctx,
+            "unsuccessful_login_lock_duration",
+            d.unsuccessful_login_lock_duration,
             value::positive_duration,
         ),
     };
