@@ -13,7 +13,7 @@ use serde_json::{Map, Value, json};
 use crate::access;
 use crate::error::ApiError;
 use crate::handlers::{
-    banned, clients, gateways, lwm2m, nodes, prometheus, publish, retainer, subscribe, topics, users,
+    alarms, banned, clients, gateways, lwm2m, nodes, prometheus, publish, retainer, subscribe, topics, users,
 };
 use crate::keys;
 
@@ -86,6 +86,8 @@ const TABLE: &[(RouteDoc, Handler)] = &[
     (doc("GET", "/api/v5/banned", "banned", "Bans in force, paged", true), || get(banned::list)),
     (doc("POST", "/api/v5/banned", "banned", "Ban a client id, user name or peer address", true), || post(banned::create)),
     (doc("DELETE", "/api/v5/banned/{as}/{who}", "banned", "Lift a ban", true), || delete(banned::delete)),
+    (doc("GET", "/api/v5/alarms", "alarms", "Alarms, paged: activated=true the active ones, false the history", true), || get(alarms::list)),
+    (doc("DELETE", "/api/v5/alarms", "alarms", "Clear the history of deactivated alarms", true), || delete(alarms::clear)),
     (doc("POST", "/api/v5/publish", "publish", "Publish a message", true), || post(publish::publish)),
     (doc("POST", "/api/v5/publish/bulk", "publish", "Publish several messages", true), || post(publish::publish_bulk)),
     (doc("GET", "/api/v5/gateways", "gateways", "The gateways, running or stopped", true), || get(gateways::list)),

@@ -18,11 +18,13 @@
 //! - [`store`]: the persistence seam (ops, records, the `Store` trait); [`journal`]: the
 //!   ordered op stream and its group-committing writer thread.
 //! - [`metrics`]: the broker-wide counters.
+//! - [`alarms`]: the alarm registry (activate/deactivate, bounded history, `$SYS` messages).
 //! - [`hooks`]: the hook points (EMQX event names) extensions observe through
 //!   [`hooks::EventListener`].
 //!
 //! And [`wake`]: deferred, batched wake-ups of subscriber connections.
 
+pub mod alarms;
 pub mod auth;
 pub mod autosub;
 pub mod banned;

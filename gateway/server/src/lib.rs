@@ -7,6 +7,7 @@ pub mod config;
 mod control;
 mod gateways;
 mod listeners;
+mod sysmon;
 
 pub use listeners::ReloadReport;
 
@@ -14,6 +15,7 @@ use portico_core::auth::ListenerAuthn;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use portico_core::alarms::AlarmSettings;
 use portico_core::auth::AuthzSettings;
 use portico_core::autosub::AutoSubscribeRule;
 use portico_core::broker::{DelayedSettings, RetainerLimits, SysSettings};
@@ -102,7 +104,8 @@ impl Server {
                 why: "exclusive subscriptions are not implemented yet; set it to false",
             });
         }
-        let broker = Broker::with_extensions(broker_config(config)?, open_store(config)?)?;
+        let (extensions, store_file) = open_store(config)?;
+        let broker = Broker::with_extensions(broker_config(config)?, extensions)?;
         auth::install(&broker, config)?;
         // Before the listeners, so that no client's events are missed.
         let webhook = if config.webhook.enable {
@@ -121,6 +124,8 @@ impl Server {
                 return Err(error);
             }
         };
+
+        sysmon::start(config, &broker, store_file, &shutdown);
 
         let ticker = broker.clone();
         let stop_ticking = shutdown.clone();
@@ -215,14 +220,16 @@ impl Server {
     }
 }
 
-/// The extensions for `config`'s durability mode: the redb store under `node.data_dir`, or none.
-fn open_store(config: &Config) -> Result<Extensions, StartError> {
+/// The extensions for `config`'s durability mode: the redb store under `node.data_dir`, or none;
+/// with the store's file.
+fn open_store(config: &Config) -> Result<(Extensions, Option<std::path::PathBuf>), StartError> {
     let durable = &config.durable_sessions;
     let mut extensions = Extensions {
         durability: durable.mode,
         batch_window: durable.batch_window,
         ..Extensions::default()
     };
+    let mut store_file = None;
     if durable.mode != DurabilityMode::Memory {
         let mut store = RedbStore::open(&config.node.data_dir)?;
         // Reclaims the space of deleted records left behind by the last run; cheap when there
@@ -231,9 +238,10 @@ fn open_store(config: &Config) -> Result<Extensions, StartError> {
             tracing::warn!(%error, "durable store compaction failed; continuing");
         }
         tracing::info!(path = %store.path().display(), mode = durable.mode.as_str(), "durable store open");
+        store_file = Some(store.path().to_path_buf());
         extensions.store = Some(Arc::new(store));
     }
-    Ok(extensions)
+    Ok((extensions, store_file))
 }
 
 /// The HTTP API's settings from `dashboard.*`; the HTTPS certificate is read here.
@@ -354,6 +362,10 @@ fn broker_config(config: &Config) -> Result<BrokerConfig, StartError> {
             deny_action: config.authorization.deny_action,
         },
         flapping: config.flapping_detect,
+        alarm: AlarmSettings {
+            size_limit: config.alarm.size_limit,
+            validity_period: config.alarm.validity_period,
+        },
         ..BrokerConfig::default()
     })
 }

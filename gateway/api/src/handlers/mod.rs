@@ -1,5 +1,6 @@
 //! Request handlers, one module per endpoint family.
 
+pub(crate) mod alarms;
 pub(crate) mod banned;
 pub(crate) mod clients;
 pub(crate) mod gateways;

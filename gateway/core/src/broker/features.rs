@@ -180,6 +180,18 @@ impl Shared {
         ));
     }
 
+    /// `$SYS/brokers/{node}/alarms/activate` or `.../deactivate` for `alarm`.
+    pub(crate) fn sys_alarm(&self, alarm: &crate::alarms::Alarm) {
+        if let Some(message) = self
+            .sys_topics
+            .as_ref()
+            .and_then(|t| crate::alarms::sys_message(t, alarm))
+        {
+            self.publish_sys_message(message);
+            crate::wake::flush();
+        }
+    }
+
     /// `$SYS/brokers/{node}/clients/{id}/connected`, if enabled.
     pub(crate) fn sys_connected(&self, event: &ConnectedEvent) {
         self.remember_client(event);

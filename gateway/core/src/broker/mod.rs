@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use bytestring::ByteString;
 use parking_lot::{Mutex, RwLock};
 
+use crate::alarms::{AlarmRegistry, AlarmSettings, Alarms};
 use crate::auth::{AllowAll, Authenticator, Authorizer, AuthzSettings, EnhancedAuth};
 use crate::autosub::AutoSubscribeRule;
 use crate::banned::{Banned, Flapping, FlappingSettings};
@@ -70,6 +71,8 @@ pub struct BrokerConfig {
     pub authz: AuthzSettings,
     /// Flapping detection.
     pub flapping: FlappingSettings,
+    /// How many deactivated alarms are kept, and how long (EMQX `alarm.*`).
+    pub alarm: AlarmSettings,
 }
 
 /// Delayed publish settings (EMQX `delayed.*`).
@@ -162,6 +165,7 @@ impl Default for BrokerConfig {
             auto_subscribe: Vec::new(),
             authz: AuthzSettings::default(),
             flapping: FlappingSettings::default(),
+            alarm: AlarmSettings::default(),
         }
     }
 }
@@ -254,6 +258,8 @@ pub(crate) struct Shared {
     pub(crate) metrics: Metrics,
     /// Event listeners (webhook, rule engine): see [`crate::hooks`].
     pub(crate) hooks: Hooks,
+    /// Active alarms and their history (see [`crate::alarms`]).
+    alarms: AlarmRegistry,
     /// Counters other parts of the server keep (see [`MetricsSource`]).
     metrics_sources: RwLock<Vec<Arc<dyn MetricsSource>>>,
     epoch: Instant,
@@ -324,6 +330,7 @@ impl Broker {
             tracing::warn!(node = %config.node_name, "node name cannot form $SYS topics; $SYS is off");
         }
         let flapping = Flapping::new(config.flapping);
+        let alarms = AlarmRegistry::new(config.alarm);
         let shared = Arc::new(Shared {
             router: Router::new(config.shared_strategy),
             config,
@@ -341,6 +348,7 @@ impl Broker {
             enhanced_auth: RwLock::new(enhanced_auth),
             metrics: Metrics::default(),
             hooks: Hooks::default(),
+            alarms,
             metrics_sources: RwLock::default(),
             epoch: now,
             next_sweep: Mutex::new(now),
@@ -507,6 +515,15 @@ impl Broker {
     /// running ones finish with the method they started with).
     pub fn set_enhanced_auth(&self, methods: Vec<Arc<dyn EnhancedAuth>>) {
         *self.shared.enhanced_auth.write() = methods;
+    }
+
+    /// The alarms: activate and deactivate them (each change is logged and published on
+    /// `$SYS/brokers/{node}/alarms/...`), list them, clear their history.
+    pub fn alarms(&self) -> Alarms<'_> {
+        Alarms {
+            registry: &self.shared.alarms,
+            shared: &self.shared,
+        }
     }
 
     /// The banned list.

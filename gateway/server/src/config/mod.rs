@@ -24,6 +24,7 @@ mod error;
 mod gateway;
 mod listeners;
 mod schema;
+mod sysmon;
 mod types;
 mod value;
 mod webhook;
@@ -49,6 +50,7 @@ pub use gateway::{
     CoapConfig, DtlsListenerConfig, DtlsOptions, GatewayConfig, Lwm2mConfig, MqttSnConfig, NotifyType, PskConfig,
     QosPolicy, StompConfig, UdpListenerConfig,
 };
+pub use sysmon::{AlarmConfig, SysmonConfig, SysmonOsConfig};
 pub use types::{
     AutoSubscribe, AutoSubscribeConfig, Config, ConsoleLogConfig, DelayedConfig, DurableConfig, ListenersConfig,
     LogConfig, LogLevel, MqttConfig, NodeConfig, PeerCertAs, RetainerConfig, RewriteAction, RewriteRule,

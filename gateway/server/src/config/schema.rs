@@ -302,6 +302,8 @@ pub(crate) fn build(root: &Table, origins: &Origins, errors: &mut Vec<ConfigErro
     let psk_authentication = super::gateway::psk_authentication(top.section(&mut ctx, "psk_authentication"), &mut ctx);
     let dashboard = super::dashboard::dashboard(top.section(&mut ctx, "dashboard"), &mut ctx);
     let webhook = super::webhook::webhook(top.section(&mut ctx, "webhook"), &mut ctx);
+    let sysmon = super::sysmon::sysmon(top.section(&mut ctx, "sysmon"), &mut ctx);
+    let alarm = super::sysmon::alarm(top.section(&mut ctx, "alarm"), &mut ctx);
     top.finish(&mut ctx);
     Config {
         node,
@@ -322,6 +324,8 @@ pub(crate) fn build(root: &Table, origins: &Origins, errors: &mut Vec<ConfigErro
         psk_authentication,
         dashboard,
         webhook,
+        sysmon,
+        alarm,
     }
 }
 
@@ -644,7 +648,7 @@ fn auto_subscribe(mut s: Section<'_>, ctx: &mut Ctx<'_>) -> AutoSubscribeConfig 
 }
 
 /// A positive interval or `"disabled"` (`None`). Zero is refused: it would publish in a busy loop.
-fn interval_or_disabled(v: &Value) -> Result<Option<Duration>, String> {
+pub(super) fn interval_or_disabled(v: &Value) -> Result<Option<Duration>, String> {
     match v {
         Value::String(s) if s == "disabled" => Ok(None),
         _ => value::positive_duration(v)

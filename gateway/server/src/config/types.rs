@@ -40,6 +40,10 @@ pub struct Config {
     pub dashboard: super::dashboard::DashboardConfig,
     /// `webhook`: POST events to a web service; off by default.
     pub webhook: super::webhook::WebhookConfig,
+    /// `sysmon`: the operating-system monitor (CPU and memory alarms).
+    pub sysmon: super::sysmon::SysmonConfig,
+    /// `alarm`: alarm history and Portico's connection and store watermarks.
+    pub alarm: super::sysmon::AlarmConfig,
 }
 
 /// `durable_sessions.*`: how persistent sessions, retained and delayed messages are kept.

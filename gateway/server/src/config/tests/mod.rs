@@ -520,4 +520,5 @@ mod features;
 mod listeners;
 #[path = "../../../../transport/src/tests/pki.rs"]
 mod pki;
+mod sysmon;
 mod webhook;
