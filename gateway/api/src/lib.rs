@@ -5,7 +5,8 @@
 //! Access is closed by default: every `/api/v5` route except `login` needs a bearer token (from
 //! a dashboard user's login) or an API key (HTTP Basic, key and secret). The first admin's
 //! password comes from the configuration or is generated once and printed to stderr (see
-//! [`access::bootstrap_admin`]).
+//! [`access::bootstrap_admin`]). The same routes are served without credentials on the local
+//! control socket for `portico ctl` (see [`local`]): the filesystem authenticates there.
 //!
 //! The crate reads the broker through [`portico_core::Broker`]'s management accessors; it never
 //! touches the publish path except to publish what an operator asks for.
@@ -15,11 +16,13 @@ pub mod control;
 mod error;
 mod handlers;
 mod keys;
+pub mod local;
 mod paging;
 mod routes;
 mod time;
 
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -74,6 +77,14 @@ pub enum StartError {
         /// Why.
         source: std::io::Error,
     },
+    /// The local control socket (`node.ctl_socket`) could not be set up.
+    #[error("node.ctl_socket: {}: {why}", path.display())]
+    Local {
+        /// The socket's path.
+        path: PathBuf,
+        /// Why.
+        why: String,
+    },
     /// The dashboard users or API keys could not be read from the durable store.
     #[error("dashboard users: {0}")]
     Users(String),
@@ -92,9 +103,97 @@ pub(crate) struct AppState {
 
 pub(crate) type State = Arc<AppState>;
 
-/// Binds `settings.bind` and serves the API until `shutdown` is cancelled (in-flight requests
-/// finish; the serving task is tracked by `tasks`). `control` is the server's side of the
-/// gateway, listener and PSK endpoints. Returns the bound address.
+/// The API's state, opened once and served on the dashboard's TCP listener
+/// ([`Api::serve_http`]) and on the local control socket ([`Api::serve_local`]), which share
+/// it (users, keys and tokens are the same on both).
+pub struct Api {
+    state: State,
+    settings: ApiSettings,
+}
+
+impl std::fmt::Debug for Api {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Api")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Api {
+    /// Reads the dashboard users, API keys and user descriptions from the durable store.
+    /// `control` is the server's side of the gateway, listener and PSK endpoints.
+    pub fn open(settings: &ApiSettings, broker: &Broker, control: Arc<dyn Control>) -> Result<Api, StartError> {
+        let journal = broker.journal().cloned();
+        let users = access::open_users(journal.clone())?;
+        let keys = keys::ApiKeys::open(journal.clone()).map_err(StartError::Users)?;
+        let descriptions = handlers::users::Descriptions::open(journal).map_err(StartError::Users)?;
+        let state = Arc::new(AppState {
+            broker: broker.clone(),
+            users: Arc::new(users),
+            tokens: access::Tokens::new(settings.token_ttl),
+            keys,
+            control,
+            descriptions,
+        });
+        Ok(Api {
+            state,
+            settings: settings.clone(),
+        })
+    }
+
+    /// Creates the first admin if there is no dashboard user yet (see
+    /// [`access::bootstrap_admin`]), binds `settings.bind` and serves the API with token and
+    /// API-key authentication until `shutdown` is cancelled (in-flight requests finish; the
+    /// serving task is tracked by `tasks`). Returns the bound address.
+    pub async fn serve_http(
+        &self,
+        shutdown: &CancellationToken,
+        tasks: &TaskTracker,
+    ) -> Result<SocketAddr, StartError> {
+        access::bootstrap_admin(&self.state.users, &self.settings)?;
+        let bind = self.settings.bind;
+        let listener = tokio::net::TcpListener::bind(bind)
+            .await
+            .map_err(|source| StartError::Bind { addr: bind, source })?;
+        let addr = listener
+            .local_addr()
+            .map_err(|source| StartError::Bind { addr: bind, source })?;
+        let app = routes::router(self.state.clone(), routes::Access::Credentials);
+        let stop = shutdown.clone();
+        tasks.spawn(async move {
+            let served = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+                .with_graceful_shutdown(stop.cancelled_owned())
+                .await;
+            if let Err(error) = served {
+                tracing::error!(%error, "dashboard listener failed");
+            }
+        });
+        tracing::info!(%addr, "dashboard HTTP API listening");
+        Ok(addr)
+    }
+
+    /// Serves the same routes on the Unix domain socket `path` (mode 0600) for `portico ctl`,
+    /// without token or API-key checks: whoever can open the socket is the node's operator and
+    /// may do what an API key may. A stale socket left by a crashed run is replaced; the socket
+    /// is removed when `shutdown` is cancelled. See [`local`].
+    pub async fn serve_local(
+        &self,
+        path: &Path,
+        shutdown: &CancellationToken,
+        tasks: &TaskTracker,
+    ) -> Result<(), StartError> {
+        let socket = local::LocalSocket::bind(path).map_err(|why| StartError::Local {
+            path: path.to_owned(),
+            why,
+        })?;
+        let app = routes::router(self.state.clone(), routes::Access::Local);
+        socket.serve(app, shutdown.clone(), tasks);
+        tracing::info!(path = %path.display(), "local control socket listening");
+        Ok(())
+    }
+}
+
+/// Opens the API ([`Api::open`]) and serves it on `settings.bind` ([`Api::serve_http`]).
 pub async fn start(
     settings: &ApiSettings,
     broker: &Broker,
@@ -102,39 +201,5 @@ pub async fn start(
     shutdown: &CancellationToken,
     tasks: &TaskTracker,
 ) -> Result<SocketAddr, StartError> {
-    let journal = broker.journal().cloned();
-    let users = access::open_users(journal.clone())?;
-    access::bootstrap_admin(&users, settings)?;
-    let keys = keys::ApiKeys::open(journal.clone()).map_err(StartError::Users)?;
-    let descriptions = handlers::users::Descriptions::open(journal).map_err(StartError::Users)?;
-    let state = Arc::new(AppState {
-        broker: broker.clone(),
-        users: Arc::new(users),
-        tokens: access::Tokens::new(settings.token_ttl),
-        keys,
-        control,
-        descriptions,
-    });
-    let listener = tokio::net::TcpListener::bind(settings.bind)
-        .await
-        .map_err(|source| StartError::Bind {
-            addr: settings.bind,
-            source,
-        })?;
-    let addr = listener.local_addr().map_err(|source| StartError::Bind {
-        addr: settings.bind,
-        source,
-    })?;
-    let app = routes::router(state);
-    let stop = shutdown.clone();
-    tasks.spawn(async move {
-        let served = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-            .with_graceful_shutdown(stop.cancelled_owned())
-            .await;
-        if let Err(error) = served {
-            tracing::error!(%error, "dashboard listener failed");
-        }
-    });
-    tracing::info!(%addr, "dashboard HTTP API listening");
-    Ok(addr)
+    Api::open(settings, broker, control)?.serve_http(shutdown, tasks).await
 }
