@@ -151,10 +151,17 @@ impl Server {
         tasks: &TaskTracker,
     ) -> Result<Arc<ServerControl>, StartError> {
         let control = ServerControl::start(config, broker, shutdown, tasks).await?;
-        if config.dashboard.http_enable {
+        let ctl_socket = ctl_socket_path(config);
+        if config.dashboard.http_enable || ctl_socket.is_some() {
             let api_control: Arc<dyn portico_api::Control> = control.clone();
-            let addr = portico_api::start(&api_settings(config), broker, api_control, shutdown, tasks).await?;
-            control.add_fixed("dashboard:http", addr).await;
+            let api = portico_api::Api::open(&api_settings(config), broker, api_control)?;
+            if config.dashboard.http_enable {
+                let addr = api.serve_http(shutdown, tasks).await?;
+                control.add_fixed("dashboard:http", addr).await;
+            }
+            if let Some(path) = ctl_socket {
+                api.serve_local(&path, shutdown, tasks).await?;
+            }
         }
         Ok(control)
     }
@@ -231,6 +238,20 @@ fn open_store(config: &Config) -> Result<Extensions, StartError> {
         extensions.store = Some(Arc::new(store));
     }
     Ok(extensions)
+}
+
+/// Where the local control socket goes (`node.ctl_socket`), if anywhere. In memory mode
+/// nothing is written under `node.data_dir`, so a relative socket path is skipped (with a log
+/// line); an absolute one is still served.
+fn ctl_socket_path(config: &Config) -> Option<std::path::PathBuf> {
+    let socket = config.node.ctl_socket.as_ref()?;
+    if config.durable_sessions.mode == DurabilityMode::Memory && socket.is_relative() {
+        tracing::info!(
+            "memory mode: no local control socket under node.data_dir; set node.ctl_socket to an absolute path for `portico ctl`"
+        );
+        return None;
+    }
+    config.node.ctl_socket_path()
 }
 
 /// The HTTP API's settings from `dashboard.*`.
