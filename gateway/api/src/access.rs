@@ -47,6 +47,8 @@ pub(crate) enum Principal {
     User(String),
     /// An API key, by its name.
     ApiKey(String),
+    /// The operator on the local control socket (`portico ctl`): may do what an API key may.
+    Local,
 }
 
 pub(crate) fn open_users(journal: Option<Arc<Journal>>) -> Result<BuiltinDb, StartError> {
@@ -191,6 +193,9 @@ pub(crate) fn users_only(principal: &Principal) -> Result<&str, ApiError> {
     match principal {
         Principal::User(user) => Ok(user),
         Principal::ApiKey(_) => Err(ApiError::forbidden("API keys cannot manage users or API keys")),
+        Principal::Local => Err(ApiError::forbidden(
+            "the local control socket cannot manage users or API keys; log in over HTTP",
+        )),
     }
 }
 

@@ -5,7 +5,8 @@
 //! Access is closed by default: every `/api/v5` route except `login` needs a bearer token (from
 //! a dashboard user's login) or an API key (HTTP Basic, key and secret). The first admin's
 //! password comes from the configuration or is generated once and printed to stderr (see
-//! [`access::bootstrap_admin`]).
+//! [`access::bootstrap_admin`]). The same routes are served without credentials on the local
+//! control socket for `portico ctl` (see [`local`]): the filesystem authenticates there.
 //!
 //! The crate reads the broker through [`portico_core::Broker`]'s management accessors; it never
 //! touches the publish path except to publish what an operator asks for.
@@ -15,6 +16,7 @@ pub mod control;
 mod error;
 mod handlers;
 mod keys;
+pub mod local;
 mod lockout;
 mod paging;
 mod routes;
@@ -22,6 +24,7 @@ mod time;
 mod tls;
 
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -86,6 +89,14 @@ pub enum StartError {
         /// Why.
         source: std::io::Error,
     },
+    /// The local control socket (`node.ctl_socket`) could not be set up.
+    #[error("node.ctl_socket: {}: {why}", path.display())]
+    Local {
+        /// The socket's path.
+        path: PathBuf,
+        /// Why.
+        why: String,
+    },
     /// The dashboard users or API keys could not be read from the durable store.
     #[error("dashboard users: {0}")]
     Users(String),
@@ -105,10 +116,119 @@ pub(crate) struct AppState {
 
 pub(crate) type State = Arc<AppState>;
 
-/// Binds the enabled listeners (`settings.http`, `settings.https`) and serves the API until `shutdown` is cancelled (in-flight requests
-/// finish; the serving task is tracked by `tasks`). `control` is the server's side of the
-/// gateway, listener and PSK endpoints. Returns the bound addresses (`dashboard:http`,
-/// `dashboard:https`), one shared state behind both (a token from one works on the other).
+/// The API's state, opened once and served on the dashboard's TCP listener
+/// ([`Api::serve_http`]) and on the local control socket ([`Api::serve_local`]), which share
+/// it (users, keys and tokens are the same on both).
+pub struct Api {
+    state: State,
+    settings: ApiSettings,
+}
+
+impl std::fmt::Debug for Api {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Api")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Api {
+    /// Reads the dashboard users, API keys and user descriptions from the durable store.
+    /// `control` is the server's side of the gateway, listener and PSK endpoints.
+    pub fn open(settings: &ApiSettings, broker: &Broker, control: Arc<dyn Control>) -> Result<Api, StartError> {
+        let journal = broker.journal().cloned();
+        let users = access::open_users(journal.clone())?;
+        let keys = keys::ApiKeys::open(journal.clone()).map_err(StartError::Users)?;
+        let descriptions = handlers::users::Descriptions::open(journal).map_err(StartError::Users)?;
+        let state = Arc::new(AppState {
+            broker: broker.clone(),
+            users: Arc::new(users),
+            tokens: access::Tokens::new(settings.token_ttl),
+            keys,
+            lockout: lockout::Lockout::new(settings.lockout),
+            control,
+            descriptions,
+        });
+        Ok(Api {
+            state,
+            settings: settings.clone(),
+        })
+    }
+
+    /// Creates the first admin if there is no dashboard user yet (see
+    /// [`access::bootstrap_admin`]), binds the enabled TCP listeners (`settings.http`,
+    /// `settings.https`) and serves the API with token and API-key authentication until
+    /// `shutdown` is cancelled (in-flight requests finish; the serving tasks are tracked by
+    /// `tasks`). Returns the bound addresses (`dashboard:http`, `dashboard:https`).
+    pub async fn serve_http(
+        &self,
+        shutdown: &CancellationToken,
+        tasks: &TaskTracker,
+    ) -> Result<Vec<(&'static str, SocketAddr)>, StartError> {
+        access::bootstrap_admin(&self.state.users, &self.settings)?;
+        let app = routes::router(self.state.clone(), routes::Access::Credentials);
+        let mut bound = Vec::new();
+        if let Some(bind) = self.settings.http {
+            let listener = bind_tcp("http", bind).await?;
+            let addr = local_addr("http", bind, &listener)?;
+            let (app, stop) = (app.clone(), shutdown.clone());
+            tasks.spawn(async move {
+                let served = axum::serve(listener, app)
+                    .with_graceful_shutdown(stop.cancelled_owned())
+                    .await;
+                if let Err(error) = served {
+                    tracing::error!(%error, "dashboard http listener failed");
+                }
+            });
+            tracing::info!(%addr, "dashboard HTTP API listening");
+            bound.push(("dashboard:http", addr));
+        }
+        if let Some(https) = &self.settings.https {
+            let tcp = bind_tcp("https", https.bind).await?;
+            let addr = local_addr("https", https.bind, &tcp)?;
+            let listener =
+                tls::TlsListener::spawn(tcp, https, shutdown.clone(), tasks).map_err(|source| StartError::Bind {
+                    listener: "https",
+                    addr: https.bind,
+                    source,
+                })?;
+            let stop = shutdown.clone();
+            tasks.spawn(async move {
+                let served = axum::serve(listener, app)
+                    .with_graceful_shutdown(stop.cancelled_owned())
+                    .await;
+                if let Err(error) = served {
+                    tracing::error!(%error, "dashboard https listener failed");
+                }
+            });
+            tracing::info!(%addr, "dashboard HTTPS API listening");
+            bound.push(("dashboard:https", addr));
+        }
+        Ok(bound)
+    }
+
+    /// Serves the same routes on the Unix domain socket `path` (mode 0600) for `portico ctl`,
+    /// without token or API-key checks: whoever can open the socket is the node's operator and
+    /// may do what an API key may. A stale socket left by a crashed run is replaced; the socket
+    /// is removed when `shutdown` is cancelled. See [`local`].
+    pub async fn serve_local(
+        &self,
+        path: &Path,
+        shutdown: &CancellationToken,
+        tasks: &TaskTracker,
+    ) -> Result<(), StartError> {
+        let socket = local::LocalSocket::bind(path).map_err(|why| StartError::Local {
+            path: path.to_owned(),
+            why,
+        })?;
+        let app = routes::router(self.state.clone(), routes::Access::Local);
+        socket.serve(app, shutdown.clone(), tasks);
+        tracing::info!(path = %path.display(), "local control socket listening");
+        Ok(())
+    }
+}
+
+/// Opens the API ([`Api::open`]) and serves it on its TCP listeners ([`Api::serve_http`]).
 pub async fn start(
     settings: &ApiSettings,
     broker: &Broker,
@@ -116,59 +236,7 @@ pub async fn start(
     shutdown: &CancellationToken,
     tasks: &TaskTracker,
 ) -> Result<Vec<(&'static str, SocketAddr)>, StartError> {
-    let journal = broker.journal().cloned();
-    let users = access::open_users(journal.clone())?;
-    access::bootstrap_admin(&users, settings)?;
-    let keys = keys::ApiKeys::open(journal.clone()).map_err(StartError::Users)?;
-    let descriptions = handlers::users::Descriptions::open(journal).map_err(StartError::Users)?;
-    let state = Arc::new(AppState {
-        broker: broker.clone(),
-        users: Arc::new(users),
-        tokens: access::Tokens::new(settings.token_ttl),
-        keys,
-        lockout: lockout::Lockout::new(settings.lockout),
-        control,
-        descriptions,
-    });
-    let app = routes::router(state);
-    let mut bound = Vec::new();
-    if let Some(bind) = settings.http {
-        let listener = bind_tcp("http", bind).await?;
-        let addr = local_addr("http", bind, &listener)?;
-        let (app, stop) = (app.clone(), shutdown.clone());
-        tasks.spawn(async move {
-            let served = axum::serve(listener, app)
-                .with_graceful_shutdown(stop.cancelled_owned())
-                .await;
-            if let Err(error) = served {
-                tracing::error!(%error, "dashboard http listener failed");
-            }
-        });
-        tracing::info!(%addr, "dashboard HTTP API listening");
-        bound.push(("dashboard:http", addr));
-    }
-    if let Some(https) = &settings.https {
-        let tcp = bind_tcp("https", https.bind).await?;
-        let addr = local_addr("https", https.bind, &tcp)?;
-        let listener =
-            tls::TlsListener::spawn(tcp, https, shutdown.clone(), tasks).map_err(|source| StartError::Bind {
-                listener: "https",
-                addr: https.bind,
-                source,
-            })?;
-        let stop = shutdown.clone();
-        tasks.spawn(async move {
-            let served = axum::serve(listener, app)
-                .with_graceful_shutdown(stop.cancelled_owned())
-                .await;
-            if let Err(error) = served {
-                tracing::error!(%error, "dashboard https listener failed");
-            }
-        });
-        tracing::info!(%addr, "dashboard HTTPS API listening");
-        bound.push(("dashboard:https", addr));
-    }
-    Ok(bound)
+    Api::open(settings, broker, control)?.serve_http(shutdown, tasks).await
 }
 
 async fn bind_tcp(listener: &'static str, addr: SocketAddr) -> Result<tokio::net::TcpListener, StartError> {

@@ -117,7 +117,17 @@ pub fn routes() -> impl Iterator<Item = &'static RouteDoc> {
     TABLE.iter().map(|(doc, _)| doc)
 }
 
-pub(crate) fn router(state: crate::State) -> Router {
+/// How the routes that need credentials are guarded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Access {
+    /// A bearer token or an API key (the dashboard's TCP listener).
+    Credentials,
+    /// None: the local control socket, where the filesystem authenticates; requests act as
+    /// [`access::Principal::Local`].
+    Local,
+}
+
+pub(crate) fn router(state: crate::State, guard: Access) -> Router {
     let mut public: BTreeMap<&str, MethodRouter<crate::State>> = BTreeMap::new();
     let mut protected: BTreeMap<&str, MethodRouter<crate::State>> = BTreeMap::new();
     for (doc, handler) in TABLE {
@@ -136,10 +146,13 @@ pub(crate) fn router(state: crate::State) -> Router {
     for (path, route) in protected {
         closed = closed.route(path, route);
     }
-    let closed = closed.route_layer(axum::middleware::from_fn_with_state(
-        state.clone(),
-        access::require_auth,
-    ));
+    let closed = match guard {
+        Access::Credentials => closed.route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            access::require_auth,
+        )),
+        Access::Local => closed.route_layer(axum::Extension(access::Principal::Local)),
+    };
     open.merge(closed)
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(crate::MAX_BODY_BYTES))

@@ -158,10 +158,17 @@ impl Server {
     ) -> Result<Arc<ServerControl>, StartError> {
         let control = ServerControl::start(config, broker, shutdown, tasks).await?;
         let settings = api_settings(config)?;
-        if settings.http.is_some() || settings.https.is_some() {
+        let ctl_socket = ctl_socket_path(config);
+        if settings.http.is_some() || settings.https.is_some() || ctl_socket.is_some() {
             let api_control: Arc<dyn portico_api::Control> = control.clone();
-            for (name, addr) in portico_api::start(&settings, broker, api_control, shutdown, tasks).await? {
-                control.add_fixed(name, addr).await;
+            let api = portico_api::Api::open(&settings, broker, api_control)?;
+            if settings.http.is_some() || settings.https.is_some() {
+                for (name, addr) in api.serve_http(shutdown, tasks).await? {
+                    control.add_fixed(name, addr).await;
+                }
+            }
+            if let Some(path) = ctl_socket {
+                api.serve_local(&path, shutdown, tasks).await?;
             }
         }
         Ok(control)
@@ -242,6 +249,20 @@ fn open_store(config: &Config) -> Result<(Extensions, Option<std::path::PathBuf>
         extensions.store = Some(Arc::new(store));
     }
     Ok((extensions, store_file))
+}
+
+/// Where the local control socket goes (`node.ctl_socket`), if anywhere. In memory mode
+/// nothing is written under `node.data_dir`, so a relative socket path is skipped (with a log
+/// line); an absolute one is still served.
+fn ctl_socket_path(config: &Config) -> Option<std::path::PathBuf> {
+    let socket = config.node.ctl_socket.as_ref()?;
+    if config.durable_sessions.mode == DurabilityMode::Memory && socket.is_relative() {
+        tracing::info!(
+            "memory mode: no local control socket under node.data_dir; set node.ctl_socket to an absolute path for `portico ctl`"
+        );
+        return None;
+    }
+    config.node.ctl_socket_path()
 }
 
 /// The HTTP API's settings from `dashboard.*`; the HTTPS certificate is read here.

@@ -3,7 +3,10 @@
 //! `portico start [--config PATH]` runs in the foreground with the configuration file (default:
 //! embedded defaults, or `$PORTICO_CONFIG`) plus `PORTICO_*` environment overrides, logs to
 //! stderr, applies changed listener settings on SIGHUP, and shuts down cleanly on SIGINT or
-//! SIGTERM.
+//! SIGTERM. `portico ctl <command>` operates a running node over its local control socket (see
+//! `ctl.rs` and `docs/cli.md`).
+
+mod ctl;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -40,12 +43,15 @@ enum Command {
         #[arg(long)]
         memory: bool,
     },
+    /// Operate the running node over its local control socket (as `emqx ctl`).
+    Ctl(ctl::CtlArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Start { config, memory } => start(config, memory),
+        Command::Ctl(args) => ctl::run(args),
     }
 }
 

@@ -358,6 +358,28 @@ fn node_name(v: &Value) -> Result<String, String> {
     }
 }
 
+/// `node.ctl_socket`: `""` turns the socket off; otherwise a file name or path that fits in a
+/// Unix socket address.
+fn ctl_socket(v: &Value) -> Result<Option<PathBuf>, String> {
+    let path = value::string(v)?;
+    if path.is_empty() {
+        return Ok(None);
+    }
+    if path.ends_with('/') {
+        return Err("expected a file path, not a directory (or \"\" to turn the socket off)".to_owned());
+    }
+    if path.contains('\0') {
+        return Err("a path cannot contain a NUL byte".to_owned());
+    }
+    if path.len() > portico_api::local::MAX_SOCKET_PATH {
+        return Err(format!(
+            "longer than a Unix socket path may be ({} bytes)",
+            portico_api::local::MAX_SOCKET_PATH
+        ));
+    }
+    Ok(Some(PathBuf::from(path)))
+}
+
 fn node(mut s: Section<'_>, ctx: &mut Ctx<'_>) -> NodeConfig {
     let d = NodeConfig::default();
     let out = NodeConfig {
@@ -365,6 +387,7 @@ fn node(mut s: Section<'_>, ctx: &mut Ctx<'_>) -> NodeConfig {
         data_dir: s.field(ctx, "data_dir", d.data_dir, |v| {
             value::non_empty_string(v).map(PathBuf::from)
         }),
+        ctl_socket: s.field(ctx, "ctl_socket", d.ctl_socket, ctl_socket),
         cookie: s.field(ctx, "cookie", d.cookie, value::non_empty_string),
     };
     s.finish(ctx);

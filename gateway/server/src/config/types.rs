@@ -71,6 +71,9 @@ pub struct NodeConfig {
     pub name: String,
     /// Where the node keeps its state; relative paths are relative to the working directory.
     pub data_dir: PathBuf,
+    /// The local control socket for `portico ctl` (`node.ctl_socket`): relative paths are under
+    /// `data_dir`; `None` (configured as `""`) turns it off. See [`NodeConfig::ctl_socket_path`].
+    pub ctl_socket: Option<PathBuf>,
     /// Shared cluster secret. Redacted from `Debug` so that logging the config does not leak it.
     pub cookie: String,
 }
@@ -80,6 +83,7 @@ impl fmt::Debug for NodeConfig {
         f.debug_struct("NodeConfig")
             .field("name", &self.name)
             .field("data_dir", &self.data_dir)
+            .field("ctl_socket", &self.ctl_socket)
             .field("cookie", &"<redacted>")
             .finish()
     }
@@ -90,8 +94,17 @@ impl Default for NodeConfig {
         Self {
             name: "portico@127.0.0.1".to_owned(),
             data_dir: PathBuf::from("data"),
+            ctl_socket: Some(PathBuf::from("ctl.sock")),
             cookie: "portico-secret-cookie".to_owned(),
         }
+    }
+}
+
+impl NodeConfig {
+    /// Where the local control socket is: `ctl_socket` under `data_dir` (an absolute
+    /// `ctl_socket` as is), or `None` when it is turned off.
+    pub fn ctl_socket_path(&self) -> Option<PathBuf> {
+        self.ctl_socket.as_ref().map(|socket| self.data_dir.join(socket))
     }
 }
 

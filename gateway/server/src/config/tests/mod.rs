@@ -522,3 +522,22 @@ mod listeners;
 mod pki;
 mod sysmon;
 mod webhook;
+
+#[test]
+fn ctl_socket_is_under_data_dir_absolute_or_off() {
+    let config = Config::load(None, vars(&[])).unwrap();
+    assert_eq!(config.node.ctl_socket_path(), Some(PathBuf::from("data/ctl.sock")));
+    let config = Config::load(None, vars(&[("PORTICO_NODE__CTL_SOCKET", "/run/portico/ctl.sock")])).unwrap();
+    assert_eq!(
+        config.node.ctl_socket_path(),
+        Some(PathBuf::from("/run/portico/ctl.sock"))
+    );
+    let config = Config::load(None, vars(&[("PORTICO_NODE__CTL_SOCKET", "\"\"")])).unwrap();
+    assert_eq!(config.node.ctl_socket, None);
+    assert_eq!(config.node.ctl_socket_path(), None);
+    let errors = errors_of(Config::load(None, vars(&[("PORTICO_NODE__CTL_SOCKET", "sockets/")])));
+    assert!(errors.to_string().contains("node.ctl_socket"), "{errors}");
+    let long = "x".repeat(200);
+    let errors = errors_of(Config::load(None, vars(&[("PORTICO_NODE__CTL_SOCKET", &long)])));
+    assert!(errors.to_string().contains("Unix socket"), "{errors}");
+}
