@@ -28,7 +28,9 @@ use portico_core::Broker;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-pub use control::{BoxFuture, Control, ControlError, GatewayInfo, GatewayStatus, ListenerInfo};
+pub use control::{
+    AuthenticatorInfo, AuthzSourceInfo, BoxFuture, Control, ControlError, GatewayInfo, GatewayStatus, ListenerInfo,
+};
 pub use routes::{RouteDoc, openapi, routes};
 
 /// Largest request body accepted, in bytes: enough for a bulk publish of a few large payloads,

@@ -1,5 +1,7 @@
 //! Request handlers, one module per endpoint family.
 
+pub(crate) mod authn;
+pub(crate) mod authz;
 pub(crate) mod banned;
 pub(crate) mod clients;
 pub(crate) mod gateways;
