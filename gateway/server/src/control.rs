@@ -1,5 +1,6 @@
 //! What changes while the server runs: reloads, MQTT listeners stopped and started one by one,
-//! gateways stopped and started, PSK identities. The HTTP API acts through this module's
+//! gateways stopped and started, PSK identities, built-in authentication users and
+//! authorization rules (through the databases installed at start). The HTTP API acts through this module's
 //! [`portico_api::Control`] implementation; [`crate::Server`] through its own methods.
 //!
 //! Changes are serialized by one async lock (a listener stop waits for its socket to close).
@@ -10,7 +11,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use parking_lot::Mutex;
-use portico_api::{BoxFuture, Control, ControlError, GatewayInfo, GatewayStatus, ListenerInfo};
+use portico_api::{
+    AuthenticatorInfo, AuthzSourceInfo, BoxFuture, Control, ControlError, GatewayInfo, GatewayStatus, ListenerInfo,
+};
 use portico_core::Broker;
 use portico_core::message::now_millis;
 use portico_transport::dtls::PskTable;
@@ -18,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::StartError;
+use crate::auth::Installed;
 use crate::config::Config;
 use crate::gateways;
 use crate::listeners::{Listeners, ReloadReport};
@@ -54,6 +58,8 @@ pub(crate) struct ServerControl {
     shutdown: CancellationToken,
     tasks: TaskTracker,
     psk: Option<Arc<PskTable>>,
+    /// The authenticators and authorization sources installed at start.
+    auth: Installed,
     state: tokio::sync::Mutex<State>,
     view: Mutex<View>,
 }
@@ -72,6 +78,7 @@ impl ServerControl {
     pub(crate) async fn start(
         config: &Config,
         broker: &Broker,
+        auth: Installed,
         shutdown: &CancellationToken,
         tasks: &TaskTracker,
     ) -> Result<Arc<ServerControl>, StartError> {
@@ -104,6 +111,7 @@ impl ServerControl {
             shutdown: shutdown.clone(),
             tasks: tasks.clone(),
             psk,
+            auth,
             view: Mutex::new(View::default()),
             state: tokio::sync::Mutex::new(state),
         };
@@ -306,5 +314,13 @@ impl Control for ServerControl {
             .as_ref()
             .ok_or_else(|| ControlError::NotFound("psk_authentication is not enabled".to_owned()))?;
         Ok(table.remove(identity))
+    }
+
+    fn authenticators(&self) -> Vec<AuthenticatorInfo> {
+        self.auth.authenticators.clone()
+    }
+
+    fn authz_sources(&self) -> Vec<AuthzSourceInfo> {
+        self.auth.sources.clone()
     }
 }

@@ -102,7 +102,7 @@ impl Server {
             });
         }
         let broker = Broker::with_extensions(broker_config(config)?, open_store(config)?)?;
-        auth::install(&broker, config)?;
+        let installed = auth::install(&broker, config)?;
         // Before the listeners, so that no client's events are missed.
         let webhook = if config.webhook.enable {
             Some(Webhook::start(config.webhook.settings.clone(), &broker)?)
@@ -111,7 +111,7 @@ impl Server {
         };
         let shutdown = CancellationToken::new();
         let tasks = TaskTracker::new();
-        let started = Self::start_serving(config, &broker, &shutdown, &tasks).await;
+        let started = Self::start_serving(config, &broker, installed, &shutdown, &tasks).await;
         let control = match started {
             Ok(control) => control,
             Err(error) => {
@@ -143,14 +143,15 @@ impl Server {
         })
     }
 
-    /// The listeners, the gateways and the HTTP API.
+    /// The listeners, the gateways and the HTTP API (which manages what `installed` holds).
     async fn start_serving(
         config: &Config,
         broker: &Broker,
+        installed: auth::Installed,
         shutdown: &CancellationToken,
         tasks: &TaskTracker,
     ) -> Result<Arc<ServerControl>, StartError> {
-        let control = ServerControl::start(config, broker, shutdown, tasks).await?;
+        let control = ServerControl::start(config, broker, installed, shutdown, tasks).await?;
         if config.dashboard.http_enable {
             let api_control: Arc<dyn portico_api::Control> = control.clone();
             let addr = portico_api::start(&api_settings(config), broker, api_control, shutdown, tasks).await?;
