@@ -94,6 +94,16 @@ pub(crate) struct AppState {
 
 pub(crate) type State = Arc<AppState>;
 
+/// Drops the journal ticket a store write left in this thread. The journal hands each write's
+/// ticket to a thread-local that the next MQTT channel on the same thread takes as "wait for
+/// this before acknowledging"; a handler's write must not leave one behind, or a channel would
+/// wait for it (for ever, when it came from the journal of a server since stopped in the same
+/// process). Handlers that write call it after the write; the change is durable shortly after
+/// either way.
+pub(crate) fn forget_journal_ticket() {
+    let _ = portico_core::journal::take_ticket();
+}
+
 /// Binds `settings.bind` and serves the API until `shutdown` is cancelled (in-flight requests
 /// finish; the serving task is tracked by `tasks`). `control` is the server's side of the
 /// gateway, listener and PSK endpoints. Returns the bound address.

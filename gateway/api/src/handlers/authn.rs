@@ -68,9 +68,13 @@ fn render_user(user: &UserInfo) -> Value {
 
 /// Runs a hashing database call on the blocking pool.
 async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(|e| ApiError::internal(format!("password hashing failed: {e}")))
+    tokio::task::spawn_blocking(move || {
+        let out = work();
+        crate::forget_journal_ticket();
+        out
+    })
+    .await
+    .map_err(|e| ApiError::internal(format!("password hashing failed: {e}")))
 }
 
 /// `GET /api/v5/authentication`: the chain, in order.
@@ -194,7 +198,9 @@ pub(crate) async fn delete_user(
     Path((id, user_id)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     let db = users_of(&state, &id)?;
-    db.delete_user(&user_id).map_err(user_error)?;
+    let deleted = db.delete_user(&user_id);
+    crate::forget_journal_ticket();
+    deleted.map_err(user_error)?;
     tracing::info!(authenticator = %id, user_id = %user_id, "built-in user deleted");
     Ok(StatusCode::NO_CONTENT)
 }

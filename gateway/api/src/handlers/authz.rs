@@ -181,6 +181,7 @@ impl Kind {
 
 /// Drops every client's cached authorization results after a change.
 fn changed(state: &crate::State, what: &str) {
+    crate::forget_journal_ticket();
     state.broker.clear_authz_caches(None);
     tracing::info!(what, "built-in authorization rules changed");
 }
