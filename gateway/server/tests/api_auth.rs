@@ -559,3 +559,58 @@ async fn bad_input_is_a_400_and_unknown_authenticators_a_404() {
     assert_status(&api.get("/api/v5/authorization/sources/http").await, 404);
     server.shutdown().await;
 }
+
+/// POSTs `body` with its own content type (the shared client always says JSON).
+async fn post_typed(api: &Api, path: &str, content_type: &str, body: &str) -> (u16, Value) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = TcpStream::connect(api.addr).await.expect("connect to the API");
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nAuthorization: Bearer {}\r\n\
+         Content-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
+        api.addr,
+        api.token,
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await.expect("write");
+    stream.write_all(body.as_bytes()).await.expect("write");
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).await.expect("read");
+    let text = String::from_utf8_lossy(&answer);
+    let status = text[9..12].parse().expect("status");
+    let json = text
+        .find('{')
+        .and_then(|at| serde_json::from_str(text[at..].trim_end_matches(|c| c != '}')).ok())
+        .unwrap_or(Value::Null);
+    (status, json)
+}
+
+#[tokio::test]
+async fn users_import_from_csv() {
+    let dir = setup("csv");
+    let (server, addr, token) = start(&dir).await;
+    let api = Api { addr, token };
+    let (status, report) = post_typed(
+        &api,
+        &format!("{AUTHN}/import_users?type=plain"),
+        "text/csv",
+        "user_id,password,is_superuser\nerin,secret-erin,false\nfrank,secret-frank,true\n",
+    )
+    .await;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(report["success"], 2, "{report}");
+    assert_eq!(
+        connect_code(&server, "erin", "secret-erin").await,
+        Some(ReasonCode::Success)
+    );
+    let frank = api.get(&format!("{AUTHN}/users/frank")).await;
+    assert_eq!(frank.json(), json!({"user_id": "frank", "is_superuser": true}));
+    let (status, _) = post_typed(
+        &api,
+        &format!("{AUTHN}/import_users?type=plain"),
+        "text/csv",
+        "name\nx\n",
+    )
+    .await;
+    assert_eq!(status, 400);
+    server.shutdown().await;
+}
