@@ -1,10 +1,16 @@
 //! What the API asks of the server that runs it: the gateways and listeners, started and
-//! stopped at run time, and the built-in PSK database. The server implements [`Control`]; the
-//! API crate does not depend on the server (the server depends on it).
+//! stopped at run time, the built-in PSK database, and the configured authenticators and
+//! authorization sources (with the built-in user and rule databases). The server implements
+//! [`Control`]; the API crate does not depend on the server (the server depends on it).
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::Arc;
+
+use portico_auth::authz_db::AuthzDb;
+use portico_auth::builtin::BuiltinDb;
+use serde_json::{Map, Value};
 
 /// A boxed future, so that [`Control`] can be used as a trait object.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -56,6 +62,37 @@ pub struct GatewayInfo {
     pub started_at_ms: Option<u64>,
     /// Wall-clock milliseconds of its last stop, once stopped at run time.
     pub stopped_at_ms: Option<u64>,
+}
+
+/// One configured authenticator of the chain, as listed (never with a secret).
+#[derive(Debug, Clone)]
+pub struct AuthenticatorInfo {
+    /// EMQX's id: `<mechanism>:<backend>` (`password_based:built_in_database`), or the
+    /// mechanism alone when it has no backend (`jwt`).
+    pub id: String,
+    /// `password_based`, `jwt` or `scram`.
+    pub mechanism: &'static str,
+    /// `built_in_database`, `http`, `postgresql`, `mysql`, `redis`; `None` for `jwt`.
+    pub backend: Option<&'static str>,
+    /// Whether the chain consults it.
+    pub enable: bool,
+    /// Further settings that are not secret (`user_id_type`, `password_hash_algorithm`, ...).
+    pub settings: Map<String, Value>,
+    /// The user database, for a `password_based` `built_in_database` authenticator.
+    pub users: Option<Arc<BuiltinDb>>,
+}
+
+/// One configured authorization source, as listed (never with a secret).
+#[derive(Debug, Clone)]
+pub struct AuthzSourceInfo {
+    /// EMQX's `type`: `file`, `built_in_database`, `http`, `postgresql`, `mysql`, `redis`.
+    pub kind: &'static str,
+    /// Whether the chain consults it.
+    pub enable: bool,
+    /// Further settings that are not secret (`path`, `max_rules`, ...).
+    pub settings: Map<String, Value>,
+    /// The rule database, for the `built_in_database` source.
+    pub rules: Option<Arc<AuthzDb>>,
 }
 
 /// Why a control action failed.
@@ -112,4 +149,10 @@ pub trait Control: Send + Sync + 'static {
         path: &str,
         action: &str,
     ) -> Result<Option<serde_json::Value>, ControlError>;
+
+    /// The authentication chain, in order, disabled authenticators included.
+    fn authenticators(&self) -> Vec<AuthenticatorInfo>;
+
+    /// The authorization sources, in order.
+    fn authz_sources(&self) -> Vec<AuthzSourceInfo>;
 }

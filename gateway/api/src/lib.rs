@@ -33,7 +33,9 @@ use portico_core::Broker;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-pub use control::{BoxFuture, Control, ControlError, GatewayInfo, GatewayStatus, ListenerInfo};
+pub use control::{
+    AuthenticatorInfo, AuthzSourceInfo, BoxFuture, Control, ControlError, GatewayInfo, GatewayStatus, ListenerInfo,
+};
 pub use lockout::LockoutSettings;
 pub use routes::{RouteDoc, openapi, routes};
 pub use tls::HttpsSettings;
@@ -115,6 +117,16 @@ pub(crate) struct AppState {
 }
 
 pub(crate) type State = Arc<AppState>;
+
+/// Drops the journal ticket a store write left in this thread. The journal hands each write's
+/// ticket to a thread-local that the next MQTT channel on the same thread takes as "wait for
+/// this before acknowledging"; a handler's write must not leave one behind, or a channel would
+/// wait for it (for ever, when it came from the journal of a server since stopped in the same
+/// process). Handlers that write call it after the write; the change is durable shortly after
+/// either way.
+pub(crate) fn forget_journal_ticket() {
+    let _ = portico_core::journal::take_ticket();
+}
 
 /// The API's state, opened once and served on the dashboard's TCP listener
 /// ([`Api::serve_http`]) and on the local control socket ([`Api::serve_local`]), which share

@@ -13,7 +13,8 @@ use serde_json::{Map, Value, json};
 use crate::access;
 use crate::error::ApiError;
 use crate::handlers::{
-    alarms, banned, clients, gateways, lwm2m, nodes, prometheus, publish, retainer, subscribe, topics, users,
+    alarms, authn, authz, banned, clients, gateways, lwm2m, nodes, prometheus, publish, retainer, subscribe, topics,
+    users,
 };
 use crate::keys;
 
@@ -106,6 +107,29 @@ const TABLE: &[(RouteDoc, Handler)] = &[
     (doc("GET", "/api/v5/psk", "psk", "The built-in PSK database's identities", true), || get(gateways::psk_list)),
     (doc("POST", "/api/v5/psk", "psk", "Add or replace a PSK identity", true), || post(gateways::psk_put)),
     (doc("DELETE", "/api/v5/psk/{identity}", "psk", "Remove a PSK identity", true), || delete(gateways::psk_delete)),
+    (doc("GET", "/api/v5/authentication", "authentication", "The authentication chain (no secrets)", true), || get(authn::list)),
+    (doc("GET", "/api/v5/authentication/{id}", "authentication", "One authenticator (id URL-encoded, e.g. password_based%3Abuilt_in_database)", true), || get(authn::get)),
+    (doc("GET", "/api/v5/authentication/{id}/users", "authentication", "Users of a built-in database authenticator, paged", true), || get(authn::list_users)),
+    (doc("POST", "/api/v5/authentication/{id}/users", "authentication", "Add a user to a built-in database authenticator", true), || post(authn::create_user)),
+    (doc("GET", "/api/v5/authentication/{id}/users/{user_id}", "authentication", "One user", true), || get(authn::get_user)),
+    (doc("PUT", "/api/v5/authentication/{id}/users/{user_id}", "authentication", "Change a user's password or superuser flag", true), || put(authn::update_user)),
+    (doc("DELETE", "/api/v5/authentication/{id}/users/{user_id}", "authentication", "Delete a user", true), || delete(authn::delete_user)),
+    (doc("POST", "/api/v5/authentication/{id}/import_users", "authentication", "Import users (JSON array or CSV body, type=plain|hash)", true), || post(authn::import_users)),
+    (doc("GET", "/api/v5/authorization/sources", "authorization", "The authorization sources (no secrets)", true), || get(authz::list_sources)),
+    (doc("GET", "/api/v5/authorization/sources/{type}", "authorization", "One authorization source", true), || get(authz::get_source)),
+    (doc("GET", "/api/v5/authorization/sources/built_in_database/rules/users", "authorization", "Built-in rules per user name, paged", true), || get(authz::list_users)),
+    (doc("POST", "/api/v5/authorization/sources/built_in_database/rules/users", "authorization", "Add built-in rules for user names", true), || post(authz::add_users)),
+    (doc("GET", "/api/v5/authorization/sources/built_in_database/rules/users/{username}", "authorization", "One user name's rules", true), || get(authz::get_user)),
+    (doc("PUT", "/api/v5/authorization/sources/built_in_database/rules/users/{username}", "authorization", "Replace one user name's rules", true), || put(authz::put_user)),
+    (doc("DELETE", "/api/v5/authorization/sources/built_in_database/rules/users/{username}", "authorization", "Delete one user name's rules", true), || delete(authz::delete_user)),
+    (doc("GET", "/api/v5/authorization/sources/built_in_database/rules/clients", "authorization", "Built-in rules per client id, paged", true), || get(authz::list_clients)),
+    (doc("POST", "/api/v5/authorization/sources/built_in_database/rules/clients", "authorization", "Add built-in rules for client ids", true), || post(authz::add_clients)),
+    (doc("GET", "/api/v5/authorization/sources/built_in_database/rules/clients/{clientid}", "authorization", "One client id's rules", true), || get(authz::get_client)),
+    (doc("PUT", "/api/v5/authorization/sources/built_in_database/rules/clients/{clientid}", "authorization", "Replace one client id's rules", true), || put(authz::put_client)),
+    (doc("DELETE", "/api/v5/authorization/sources/built_in_database/rules/clients/{clientid}", "authorization", "Delete one client id's rules", true), || delete(authz::delete_client)),
+    (doc("GET", "/api/v5/authorization/sources/built_in_database/rules/all", "authorization", "The built-in rules for all clients", true), || get(authz::get_all)),
+    (doc("POST", "/api/v5/authorization/sources/built_in_database/rules/all", "authorization", "Replace the built-in rules for all clients", true), || post(authz::set_all)),
+    (doc("DELETE", "/api/v5/authorization/sources/built_in_database/rules/all", "authorization", "Delete the built-in rules for all clients", true), || delete(authz::delete_all)),
     (doc("GET", "/api/v5/prometheus/stats", "metrics", "Prometheus text exposition", false), || get(prometheus::stats)),
     (doc("GET", "/metrics", "metrics", "Prometheus text exposition (alias)", false), || get(prometheus::stats)),
     (doc("GET", "/api-docs", "docs", "This OpenAPI document", false), || get(api_docs)),

@@ -240,6 +240,38 @@ impl AuthzDb {
             .collect()
     }
 
+    /// Checks, without storing them, that `rules` could be [`set`](Self::set_rules) for `who`.
+    pub fn validate(&self, who: &Who, rules: &[RawRule]) -> Result<(), RuleError> {
+        check_who(who)?;
+        if rules.len() > self.max_rules {
+            return Err(RuleError::TooMany {
+                count: rules.len(),
+                max: self.max_rules,
+            });
+        }
+        compile(rules).map(|_| ())
+    }
+
+    /// The principals `keep` accepts, with their rules, in principal order: `limit` of them
+    /// after the first `skip`, and how many `keep` accepts in all.
+    pub fn list_where(
+        &self,
+        keep: impl Fn(&Who) -> bool,
+        skip: usize,
+        limit: usize,
+    ) -> (Vec<(Who, Vec<RawRule>)>, usize) {
+        let entries = self.entries.read();
+        let mut page = Vec::new();
+        let mut count = 0usize;
+        for (who, entry) in entries.iter().filter(|(who, _)| keep(who)) {
+            if count >= skip && page.len() < limit {
+                page.push((who.clone(), entry.raw.clone()));
+            }
+            count += 1;
+        }
+        (page, count)
+    }
+
     /// Removes every rule.
     pub fn purge(&self) {
         let whos: Vec<Who> = self.entries.read().keys().cloned().collect();

@@ -318,6 +318,36 @@ impl BuiltinDb {
         self.users.list(page, limit)
     }
 
+    /// Page `page` (from 1; 0 counts as 1) of `limit` users (clamped as in
+    /// [`list_users`](Self::list_users)) among those `keep` accepts (given the user id and
+    /// the superuser flag), in user id order; `count` is the number accepted.
+    pub fn list_users_where(&self, page: usize, limit: usize, keep: impl Fn(&str, bool) -> bool) -> UserPage {
+        let page = page.max(1);
+        let limit = limit.clamp(1, MAX_PAGE_LIMIT);
+        let skip = (page - 1).saturating_mul(limit);
+        let mut users = Vec::new();
+        let mut count = 0usize;
+        for record in self.users.read().values() {
+            if !keep(&record.user_id, record.is_superuser) {
+                continue;
+            }
+            if count >= skip && users.len() < limit {
+                users.push(UserInfo {
+                    user_id: record.user_id.clone(),
+                    is_superuser: record.is_superuser,
+                });
+            }
+            count += 1;
+        }
+        UserPage {
+            users,
+            page,
+            limit,
+            count,
+            has_next: count > skip.saturating_add(limit),
+        }
+    }
+
     /// Checks a client: no user id (no user name when users are user names) or an unknown user
     /// → [`AuthnVerdict::Ignore`]; a missing, too long or wrong password → `Deny(BadCredentials)`;
     /// the right one → `Allow` with the user's superuser flag.

@@ -175,3 +175,37 @@ fn scram_users_survive_a_restart() {
     assert_eq!(db.get_user("alice").map(|u| u.is_superuser), Some(true));
     journal.stop(TIMEOUT);
 }
+
+#[test]
+fn validate_and_filtered_listing() {
+    let db = AuthzDb::open(None, 2).expect("open");
+    let who = Who::Username("u".into());
+    assert!(db.validate(&who, &[allow(RuleAction::Publish, "a/#")]).is_ok());
+    assert!(matches!(
+        db.validate(&who, &vec![allow(RuleAction::Publish, "a/#"); 3]),
+        Err(RuleError::TooMany { count: 3, max: 2 })
+    ));
+    assert!(matches!(
+        db.validate(&who, &[allow(RuleAction::Publish, "a/#/b")]),
+        Err(RuleError::Invalid { index: 0, .. })
+    ));
+    assert!(matches!(
+        db.validate(&Who::ClientId(String::new()), &[]),
+        Err(RuleError::BadWho)
+    ));
+    assert!(db.get_rules(&who).is_none(), "validate stores nothing");
+
+    for name in ["ann", "bob", "dan"] {
+        db.set_rules(Who::Username(name.into()), vec![deny(RuleAction::All, "x")])
+            .expect("set");
+    }
+    db.set_rules(Who::ClientId("c1".into()), vec![deny(RuleAction::All, "x")])
+        .expect("set");
+    let users = |who: &Who| matches!(who, Who::Username(name) if name.contains('n'));
+    let (page, count) = db.list_where(users, 0, 10);
+    assert_eq!(count, 2);
+    assert_eq!(page[0].0, Who::Username("ann".into()));
+    assert_eq!(page[1].0, Who::Username("dan".into()));
+    let (page, count) = db.list_where(users, 1, 10);
+    assert_eq!((page.len(), count), (1, 2));
+}

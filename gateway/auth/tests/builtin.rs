@@ -310,3 +310,34 @@ fn invalid_algorithm_options_refuse_to_open() {
     );
     assert_eq!(UserIdType::default(), UserIdType::Username);
 }
+
+#[test]
+fn filtered_pages_count_only_the_users_kept() {
+    let db = db(
+        HashAlgorithm::Sha256 {
+            salt_position: SaltPosition::Prefix,
+        },
+        UserIdType::Username,
+    );
+    for (id, superuser) in [("alice", false), ("bob", true), ("carol", false), ("malice", true)] {
+        db.add_user(id, b"pw", superuser).expect("add");
+    }
+    let like = db.list_users_where(1, 10, |id, _| id.contains("lic"));
+    let ids: Vec<&str> = like.users.iter().map(|u| u.user_id.as_str()).collect();
+    assert_eq!(ids, ["alice", "malice"]);
+    assert_eq!(like.count, 2);
+    assert!(!like.has_next);
+    let supers = db.list_users_where(1, 1, |_, superuser| superuser);
+    assert_eq!(
+        supers.users,
+        [UserInfo {
+            user_id: "bob".into(),
+            is_superuser: true
+        }]
+    );
+    assert_eq!(supers.count, 2);
+    assert!(supers.has_next);
+    let second = db.list_users_where(2, 1, |_, superuser| superuser);
+    assert_eq!(second.users[0].user_id, "malice");
+    assert!(!second.has_next);
+}

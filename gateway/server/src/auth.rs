@@ -5,6 +5,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use portico_api::{AuthenticatorInfo, AuthzSourceInfo};
 use portico_auth::acl::AclFile;
 use portico_auth::authz_db::AuthzDb;
 use portico_auth::builtin::{BuiltinDb, ImportKind, UserIdType as DbUserIdType};
@@ -20,6 +21,7 @@ use portico_auth::template::{Template, Var};
 use portico_auth::{AuthnVerdict, AuthzVerdict};
 use portico_core::Broker;
 use portico_core::auth::{Action, AllowAll, ClientInfo, EnhancedAuth};
+use serde_json::{Map, Value, json};
 
 use crate::StartError;
 use crate::config::{
@@ -31,9 +33,18 @@ use crate::config::{
 /// says (e.g. the binary runs outside the source tree).
 const DEFAULT_ACL: &str = include_str!("../../../etc/acl.conf");
 
+/// What was installed, as the HTTP API lists and manages it: every authenticator (disabled ones
+/// too) and authorization source, with the built-in user and rule databases.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Installed {
+    pub(crate) authenticators: Vec<AuthenticatorInfo>,
+    pub(crate) sources: Vec<AuthzSourceInfo>,
+}
+
 /// Builds both chains from `config` and installs them in `broker`; also imports the banned
 /// list's bootstrap file.
-pub(crate) fn install(broker: &Broker, config: &Config) -> Result<(), StartError> {
+pub(crate) fn install(broker: &Broker, config: &Config) -> Result<Installed, StartError> {
+    let mut installed = Installed::default();
     if let Some(path) = &config.banned.bootstrap_file {
         let text = std::fs::read_to_string(path).map_err(|e| invalid("banned.bootstrap_file", path, e))?;
         let added = broker
@@ -46,10 +57,21 @@ pub(crate) fn install(broker: &Broker, config: &Config) -> Result<(), StartError
     let mut backends: Vec<Arc<dyn AuthnBackend>> = Vec::new();
     let mut enhanced: Vec<Arc<dyn EnhancedAuth>> = Vec::new();
     for (index, authenticator) in config.authentication.iter().enumerate() {
+        let key = |k: &str| format!("authentication[{index}].{k}");
+        let mut info = describe_authn(authenticator.enable, &authenticator.backend);
         if !authenticator.enable {
+            // A disabled built-in database still has its users, which the API manages.
+            if let AuthnBackendConfig::BuiltInDatabase {
+                user_id_type,
+                password_hash,
+                ..
+            } = &authenticator.backend
+            {
+                info.users = Some(Arc::new(open_builtin(broker, user_id_type, password_hash, &key)?));
+            }
+            installed.authenticators.push(info);
             continue;
         }
-        let key = |k: &str| format!("authentication[{index}].{k}");
         match &authenticator.backend {
             AuthnBackendConfig::BuiltInDatabase {
                 user_id_type,
@@ -57,20 +79,7 @@ pub(crate) fn install(broker: &Broker, config: &Config) -> Result<(), StartError
                 bootstrap_file,
                 bootstrap_type,
             } => {
-                let algorithm = algorithm(password_hash).map_err(|why| StartError::Invalid {
-                    key: key("password_hash_algorithm"),
-                    why,
-                })?;
-                let id_type = match user_id_type {
-                    UserIdType::Username => DbUserIdType::Username,
-                    UserIdType::ClientId => DbUserIdType::ClientId,
-                };
-                let db = BuiltinDb::open(broker.journal().cloned(), algorithm, id_type).map_err(|e| {
-                    StartError::Invalid {
-                        key: key("backend"),
-                        why: e.to_string(),
-                    }
-                })?;
+                let db = open_builtin(broker, user_id_type, password_hash, &key)?;
                 if let Some(path) = bootstrap_file {
                     let kind = match bootstrap_type {
                         BootstrapType::Plain => ImportKind::Plain,
@@ -90,7 +99,9 @@ pub(crate) fn install(broker: &Broker, config: &Config) -> Result<(), StartError
                         "built-in users bootstrapped"
                     );
                 }
-                backends.push(Arc::new(Builtin(Arc::new(db))));
+                let db = Arc::new(db);
+                info.users = Some(db.clone());
+                backends.push(Arc::new(Builtin(db)));
             }
             AuthnBackendConfig::Jwt {
                 from,
@@ -162,6 +173,7 @@ pub(crate) fn install(broker: &Broker, config: &Config) -> Result<(), StartError
                 backends.push(Arc::new(http));
             }
         }
+        installed.authenticators.push(info);
     }
     // Enhanced authentication runs beside the password chain: a CONNECT naming a method uses
     // it, one without uses the chain.
@@ -176,6 +188,7 @@ pub(crate) fn install(broker: &Broker, config: &Config) -> Result<(), StartError
     let authorization = &config.authorization;
     let mut sources: Vec<Arc<dyn AuthzSource>> = Vec::new();
     for (index, source) in authorization.sources.iter().enumerate() {
+        let mut info = describe_authz(source);
         match source {
             AuthzSourceConfig::File { path } => {
                 let rules = load_acl(path).map_err(|why| StartError::Invalid {
@@ -210,17 +223,142 @@ pub(crate) fn install(broker: &Broker, config: &Config) -> Result<(), StartError
                     why: e.to_string(),
                 })?;
                 tracing::info!(principals = db.list().len(), "built-in authorization rules loaded");
-                sources.push(Arc::new(RuleDb(Arc::new(db))));
+                let db = Arc::new(db);
+                info.rules = Some(db.clone());
+                sources.push(Arc::new(RuleDb(db)));
             }
         }
+        installed.sources.push(info);
     }
     if sources.is_empty() && authorization.no_match_allow {
         broker.set_authorizer(Arc::new(AllowAll));
     } else {
         broker.set_authorizer(Arc::new(AuthzChain::new(sources, authorization.no_match_allow)));
     }
-    Ok(())
+    Ok(installed)
 }
+
+/// Opens a built-in user database (its users are in the durable store).
+fn open_builtin(
+    broker: &Broker,
+    user_id_type: &UserIdType,
+    password_hash: &PasswordHashConfig,
+    key: &dyn Fn(&str) -> String,
+) -> Result<BuiltinDb, StartError> {
+    let algorithm = algorithm(password_hash).map_err(|why| StartError::Invalid {
+        key: key("password_hash_algorithm"),
+        why,
+    })?;
+    let id_type = match user_id_type {
+        UserIdType::Username => DbUserIdType::Username,
+        UserIdType::ClientId => DbUserIdType::ClientId,
+    };
+    BuiltinDb::open(broker.journal().cloned(), algorithm, id_type).map_err(|e| StartError::Invalid {
+        key: key("backend"),
+        why: e.to_string(),
+    })
+}
+
+fn db_name(kind: DbKind) -> &'static str {
+    match kind {
+        DbKind::Postgres => "postgresql",
+        DbKind::MySql => "mysql",
+        DbKind::Redis => "redis",
+    }
+}
+
+/// The settings of a database connection that are not secret (no password).
+fn db_settings(settings: &mut Map<String, Value>, connection: &DbConnection) {
+    settings.insert(
+        "server".to_owned(),
+        json!(format!("{}:{}", connection.host, connection.port)),
+    );
+    settings.insert("database".to_owned(), json!(connection.database));
+    if let Some(username) = &connection.username {
+        settings.insert("username".to_owned(), json!(username));
+    }
+}
+
+/// EMQX's id, mechanism and backend of an authenticator, and its settings that are not
+/// secret (no password, secret, key, header or URL, which may hold credentials).
+fn describe_authn(enable: bool, backend: &AuthnBackendConfig) -> AuthenticatorInfo {
+    let mut settings = Map::new();
+    let (mechanism, backend) = match backend {
+        AuthnBackendConfig::BuiltInDatabase {
+            user_id_type,
+            password_hash,
+            ..
+        } => {
+            let user_id_type = match user_id_type {
+                UserIdType::Username => "username",
+                UserIdType::ClientId => "clientid",
+            };
+            settings.insert("user_id_type".to_owned(), json!(user_id_type));
+            if let Ok(algorithm) = algorithm(password_hash) {
+                settings.insert("password_hash_algorithm".to_owned(), json!({"name": algorithm.name()}));
+            }
+            ("password_based", Some("built_in_database"))
+        }
+        AuthnBackendConfig::Jwt { from, .. } => {
+            let from = match from {
+                JwtFrom::Password => "password",
+                JwtFrom::Username => "username",
+            };
+            settings.insert("from".to_owned(), json!(from));
+            ("jwt", None)
+        }
+        AuthnBackendConfig::Scram(scram) => {
+            let algorithm = match scram.algorithm {
+                ScramAlgorithmName::Sha256 => "sha256",
+                ScramAlgorithmName::Sha512 => "sha512",
+            };
+            settings.insert("algorithm".to_owned(), json!(algorithm));
+            settings.insert("iteration_count".to_owned(), json!(scram.iteration_count));
+            ("scram", Some("built_in_database"))
+        }
+        AuthnBackendConfig::Database { kind, connection, .. } => {
+            db_settings(&mut settings, connection);
+            ("password_based", Some(db_name(*kind)))
+        }
+        AuthnBackendConfig::Http(_) => ("password_based", Some("http")),
+    };
+    AuthenticatorInfo {
+        id: backend.map_or_else(|| mechanism.to_owned(), |b| format!("{mechanism}:{b}")),
+        mechanism,
+        backend,
+        enable,
+        settings,
+        users: None,
+    }
+}
+
+/// EMQX's type of an authorization source and its settings that are not secret.
+fn describe_authz(source: &AuthzSourceConfig) -> AuthzSourceInfo {
+    let mut settings = Map::new();
+    let kind = match source {
+        AuthzSourceConfig::File { path } => {
+            settings.insert("path".to_owned(), json!(path.display().to_string()));
+            "file"
+        }
+        AuthzSourceConfig::Database { kind, connection, .. } => {
+            db_settings(&mut settings, connection);
+            db_name(*kind)
+        }
+        AuthzSourceConfig::Http(_) => "http",
+        AuthzSourceConfig::BuiltInDatabase { max_rules } => {
+            settings.insert("max_rules".to_owned(), json!(max_rules));
+            BUILT_IN_DATABASE
+        }
+    };
+    AuthzSourceInfo {
+        kind,
+        enable: true,
+        settings,
+        rules: None,
+    }
+}
+
+const BUILT_IN_DATABASE: &str = "built_in_database";
 
 fn invalid(key: &str, path: &Path, why: impl std::fmt::Display) -> StartError {
     StartError::Invalid {

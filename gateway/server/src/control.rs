@@ -1,5 +1,6 @@
 //! What changes while the server runs: reloads, MQTT listeners stopped and started one by one,
-//! gateways stopped and started, PSK identities. The HTTP API acts through this module's
+//! gateways stopped and started, PSK identities, built-in authentication users and
+//! authorization rules (through the databases installed at start). The HTTP API acts through this module's
 //! [`portico_api::Control`] implementation; [`crate::Server`] through its own methods.
 //!
 //! Changes are serialized by one async lock (a listener stop waits for its socket to close).
@@ -10,7 +11,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use parking_lot::Mutex;
-use portico_api::{BoxFuture, Control, ControlError, GatewayInfo, GatewayStatus, ListenerInfo};
+use portico_api::{
+    AuthenticatorInfo, AuthzSourceInfo, BoxFuture, Control, ControlError, GatewayInfo, GatewayStatus, ListenerInfo,
+};
 use portico_core::Broker;
 use portico_core::message::now_millis;
 use portico_lwm2m::channel::{AdminError, Registrations};
@@ -20,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::StartError;
+use crate::auth::Installed;
 use crate::config::Config;
 use crate::gateways;
 use crate::listeners::{Listeners, ReloadReport};
@@ -69,6 +73,8 @@ pub(crate) struct ServerControl {
     shutdown: CancellationToken,
     tasks: TaskTracker,
     psk: Option<Arc<PskTable>>,
+    /// The authenticators and authorization sources installed at start.
+    auth: Installed,
     state: tokio::sync::Mutex<State>,
     view: Mutex<View>,
     /// The running LwM2M gateway's registrations (device commands from the API).
@@ -89,6 +95,7 @@ impl ServerControl {
     pub(crate) async fn start(
         config: &Config,
         broker: &Broker,
+        auth: Installed,
         shutdown: &CancellationToken,
         tasks: &TaskTracker,
     ) -> Result<Arc<ServerControl>, StartError> {
@@ -115,6 +122,7 @@ impl ServerControl {
             shutdown: shutdown.clone(),
             tasks: tasks.clone(),
             psk,
+            auth,
             view: Mutex::new(View::default()),
             state: tokio::sync::Mutex::new(state),
             lwm2m,
@@ -346,5 +354,13 @@ impl Control for ServerControl {
             .as_ref()
             .ok_or_else(|| ControlError::NotFound("psk_authentication is not enabled".to_owned()))?;
         Ok(table.remove(identity))
+    }
+
+    fn authenticators(&self) -> Vec<AuthenticatorInfo> {
+        self.auth.authenticators.clone()
+    }
+
+    fn authz_sources(&self) -> Vec<AuthzSourceInfo> {
+        self.auth.sources.clone()
     }
 }

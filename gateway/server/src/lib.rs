@@ -106,7 +106,7 @@ impl Server {
         }
         let (extensions, store_file) = open_store(config)?;
         let broker = Broker::with_extensions(broker_config(config)?, extensions)?;
-        auth::install(&broker, config)?;
+        let installed = auth::install(&broker, config)?;
         // Before the listeners, so that no client's events are missed.
         let webhook = if config.webhook.enable {
             Some(Webhook::start(config.webhook.settings.clone(), &broker)?)
@@ -115,7 +115,7 @@ impl Server {
         };
         let shutdown = CancellationToken::new();
         let tasks = TaskTracker::new();
-        let started = Self::start_serving(config, &broker, &shutdown, &tasks).await;
+        let started = Self::start_serving(config, &broker, installed, &shutdown, &tasks).await;
         let control = match started {
             Ok(control) => control,
             Err(error) => {
@@ -149,14 +149,15 @@ impl Server {
         })
     }
 
-    /// The listeners, the gateways and the HTTP API.
+    /// The listeners, the gateways and the HTTP API (which manages what `installed` holds).
     async fn start_serving(
         config: &Config,
         broker: &Broker,
+        installed: auth::Installed,
         shutdown: &CancellationToken,
         tasks: &TaskTracker,
     ) -> Result<Arc<ServerControl>, StartError> {
-        let control = ServerControl::start(config, broker, shutdown, tasks).await?;
+        let control = ServerControl::start(config, broker, installed, shutdown, tasks).await?;
         let settings = api_settings(config)?;
         let ctl_socket = ctl_socket_path(config);
         if settings.http.is_some() || settings.https.is_some() || ctl_socket.is_some() {

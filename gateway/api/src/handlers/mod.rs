@@ -1,6 +1,8 @@
 //! Request handlers, one module per endpoint family.
 
 pub(crate) mod alarms;
+pub(crate) mod authn;
+pub(crate) mod authz;
 pub(crate) mod banned;
 pub(crate) mod clients;
 pub(crate) mod gateways;
