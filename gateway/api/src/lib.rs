@@ -120,10 +120,9 @@ pub(crate) type State = Arc<AppState>;
 
 /// Drops the journal ticket a store write left in this thread. The journal hands each write's
 /// ticket to a thread-local that the next MQTT channel on the same thread takes as "wait for
-/// this before acknowledging"; a handler's write must not leave one behind, or a channel would
-/// wait for it (for ever, when it came from the journal of a server since stopped in the same
-/// process). Handlers that write call it after the write; the change is durable shortly after
-/// either way.
+/// this before acknowledging"; a handler's write must not leave one behind, or an unrelated
+/// client's acknowledgement would wait for the operator's write. Handlers that write call it
+/// after the write; the change is durable shortly after either way.
 pub(crate) fn forget_journal_ticket() {
     let _ = portico_core::journal::take_ticket();
 }

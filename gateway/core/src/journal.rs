@@ -69,6 +69,11 @@ pub struct Journal {
     /// across two commits (a crash between them would deliver it twice or lose it).
     cut: RwLock<()>,
     durable: AtomicU64,
+    /// The last ticket this journal handed out. A ticket above it was not ours: the
+    /// thread-local [`take_ticket`] is shared by every journal in the process, so a thread
+    /// may carry a ticket from another one (a server stopped and started again in the same
+    /// process). Such a ticket is taken as durable rather than waited for, for ever.
+    issued: AtomicU64,
     waiters: Mutex<Vec<(u64, Arc<ConnHandle>)>>,
     flushed: Condvar,
     flush_lock: Mutex<()>,
@@ -97,6 +102,7 @@ impl Journal {
             ready: Condvar::new(),
             cut: RwLock::new(()),
             durable: AtomicU64::new(0),
+            issued: AtomicU64::new(0),
             waiters: Mutex::new(Vec::new()),
             flushed: Condvar::new(),
             flush_lock: Mutex::new(()),
@@ -131,6 +137,7 @@ impl Journal {
         pending.ops.push(op);
         pending.last += 1;
         let ticket = pending.last;
+        self.issued.store(ticket, Ordering::Release);
         let wake = std::mem::take(&mut pending.writer_idle);
         drop(pending);
         self.stats.pending.fetch_add(1, Ordering::Relaxed);
@@ -149,11 +156,24 @@ impl Journal {
     /// True when an acknowledgement that depends on `ticket` may go out now: always in batch
     /// mode, else once the ticket is on disk.
     pub fn is_durable(&self, ticket: Ticket) -> bool {
-        ticket.is_none() || self.mode != DurabilityMode::Sync || self.durable.load(Ordering::Acquire) >= ticket.0
+        ticket.is_none()
+            || self.mode != DurabilityMode::Sync
+            || self.durable.load(Ordering::Acquire) >= ticket.0
+            || self.foreign(ticket)
+    }
+
+    /// True for a ticket this journal never handed out (see `issued`).
+    fn foreign(&self, ticket: Ticket) -> bool {
+        ticket.0 > self.issued.load(Ordering::Acquire)
     }
 
     /// Signals `conn` (a delivery wake-up) once `ticket` is durable.
     pub fn notify_when_durable(&self, ticket: Ticket, conn: &Arc<ConnHandle>) {
+        if self.foreign(ticket) {
+            conn.signal_deliver();
+            conn.wake();
+            return;
+        }
         self.waiters.lock().push((ticket.0, conn.clone()));
         // The writer may have passed the ticket between the caller's check and the push.
         if self.durable.load(Ordering::Acquire) >= ticket.0 {
@@ -392,5 +412,25 @@ mod tests {
         assert!(journal.is_durable(ticket), "batch mode never holds acknowledgements");
         assert!(journal.flush(Duration::from_secs(5)));
         assert_eq!(store.commits.lock().iter().sum::<usize>(), 1);
+    }
+
+    #[test]
+    fn a_ticket_of_another_journal_is_not_waited_for() {
+        let old = Journal::start(Arc::new(Recording::default()), DurabilityMode::Sync, Duration::ZERO).expect("thread");
+        for n in 0..5 {
+            old.submit(op(n));
+        }
+        assert!(old.stop(Duration::from_secs(5)));
+        // The thread still carries the old journal's ticket when the new one starts.
+        let carried = take_ticket();
+        assert_eq!(carried, Ticket(5));
+        let new = Journal::start(Arc::new(Recording::default()), DurabilityMode::Sync, Duration::ZERO).expect("thread");
+        new.submit(op(1));
+        let _ = take_ticket();
+        assert!(new.is_durable(carried), "a ticket it never issued is not waited for");
+        let conn = ConnHandle::new(ConnId(2));
+        new.notify_when_durable(carried, &conn);
+        assert!(conn.take_deliver(), "and its waiter is signalled at once");
+        assert!(new.stop(Duration::from_secs(5)));
     }
 }
