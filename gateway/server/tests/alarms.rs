@@ -11,38 +11,18 @@ use portico::Server;
 use portico::config::Config;
 use portico_mqtt::{Packet, ProtocolVersion, ReasonCode};
 use serde_json::{Value, json};
-use support::http::{Auth, request};
+use support::http::{Auth, admin_token, api_env, request};
 use support::{Client, addr};
 use tokio::net::TcpStream;
 
-const PASSWORD: &str = "test-password-1";
-
 async fn start(extra: &[(&str, &str)]) -> (Server, SocketAddr) {
-    let mut env = vec![
-        (
-            "PORTICO_LISTENERS__TCP__DEFAULT__BIND".to_owned(),
-            "127.0.0.1:0".to_owned(),
-        ),
-        ("PORTICO_LISTENERS__WS__DEFAULT__ENABLE".to_owned(), "false".to_owned()),
-        (
-            "PORTICO_DASHBOARD__LISTENERS__HTTP__BIND".to_owned(),
-            "127.0.0.1:0".to_owned(),
-        ),
-        ("PORTICO_DASHBOARD__DEFAULT_PASSWORD".to_owned(), PASSWORD.to_owned()),
-        support::data_dir_env(),
-    ];
+    let mut env = api_env();
+    env.push(support::data_dir_env());
     env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     let config = Config::load(None, env).expect("valid test config");
     let server = Server::start(&config).await.expect("server starts");
     let api = addr(&server, "dashboard:http");
     (server, api)
-}
-
-async fn token(api: SocketAddr) -> String {
-    let body = serde_json::to_vec(&json!({"username": "admin", "password": PASSWORD})).expect("JSON");
-    let answer = request(api, "POST", "/api/v5/login", Auth::None, Some(&body)).await;
-    assert_eq!(answer.status, 200, "{}", answer.text());
-    answer.json()["token"].as_str().expect("token").to_owned()
 }
 
 async fn mqtt(server: &Server, id: &str) -> Client {
@@ -74,7 +54,7 @@ async fn too_many_connections_is_raised_published_listed_and_cleared() {
         ("PORTICO_SYSMON__OS__MEM_CHECK_INTERVAL", "disabled"),
     ])
     .await;
-    let token = token(api).await;
+    let token = admin_token(api).await;
     let mut watcher = mqtt(&server, "watcher").await;
     watcher.subscribe("$SYS/brokers/+/alarms/#").await;
     // One connection (the watcher) is not above the watermark.
@@ -140,7 +120,7 @@ async fn memory_and_store_watermarks_of_zero_raise_their_alarms() {
         ("PORTICO_ALARM__STORE_SIZE_HIGH_WATERMARK", "1"),
     ])
     .await;
-    let token = token(api).await;
+    let token = admin_token(api).await;
     let mut names = Vec::new();
     for _ in 0..50 {
         let listed = alarms(api, &token, "?activated=true").await;
@@ -194,7 +174,7 @@ async fn cpu_alarm_follows_both_watermarks() {
             }
         })
     };
-    let token = token(api).await;
+    let token = admin_token(api).await;
     let mut found = Value::Null;
     for _ in 0..50 {
         let listed = alarms(api, &token, "?activated=true").await;

@@ -16,11 +16,10 @@ use portico_mqtt::{
     Connect, Packet, PacketId, ProtocolVersion, Publish, QoS, ReasonCode, Subscribe, SubscriptionOptions,
 };
 use serde_json::{Value, json};
-use support::http::{Auth, Response, request};
+use support::http::{Auth, Response, admin_token, api_env, call};
 use support::{Client, addr};
 use tokio::net::TcpStream;
 
-const ADMIN_PASSWORD: &str = "test-password-1";
 const AUTHN: &str = "/api/v5/authentication/password_based%3Abuilt_in_database";
 const RULES: &str = "/api/v5/authorization/sources/built_in_database/rules";
 
@@ -42,45 +41,17 @@ fn setup(name: &str) -> PathBuf {
 }
 
 async fn start(dir: &Path) -> (Server, SocketAddr, String) {
-    let env = vec![
-        (
-            "PORTICO_LISTENERS__TCP__DEFAULT__BIND".to_owned(),
-            "127.0.0.1:0".to_owned(),
-        ),
-        ("PORTICO_LISTENERS__WS__DEFAULT__ENABLE".to_owned(), "false".to_owned()),
-        (
-            "PORTICO_DASHBOARD__LISTENERS__HTTP__BIND".to_owned(),
-            "127.0.0.1:0".to_owned(),
-        ),
-        (
-            "PORTICO_DASHBOARD__DEFAULT_PASSWORD".to_owned(),
-            ADMIN_PASSWORD.to_owned(),
-        ),
-        ("PORTICO_MQTT__ALLOW_ANONYMOUS".to_owned(), "false".to_owned()),
-        (
-            "PORTICO_NODE__DATA_DIR".to_owned(),
-            dir.join("data").display().to_string(),
-        ),
-    ];
+    let mut env = api_env();
+    env.push(("PORTICO_MQTT__ALLOW_ANONYMOUS".to_owned(), "false".to_owned()));
+    env.push((
+        "PORTICO_NODE__DATA_DIR".to_owned(),
+        dir.join("data").display().to_string(),
+    ));
     let config = Config::load(Some(&dir.join("portico.toml")), env).expect("valid test config");
     let server = Server::start(&config).await.expect("server starts");
     let api = addr(&server, "dashboard:http");
-    let login = call(
-        api,
-        "POST",
-        "/api/v5/login",
-        Auth::None,
-        Some(json!({"username": "admin", "password": ADMIN_PASSWORD})),
-    )
-    .await;
-    assert_eq!(login.status, 200, "{}", login.text());
-    let token = login.json()["token"].as_str().expect("token").to_owned();
+    let token = admin_token(api).await;
     (server, api, token)
-}
-
-async fn call(api: SocketAddr, method: &str, path: &str, auth: Auth<'_>, body: Option<Value>) -> Response {
-    let body = body.map(|b| serde_json::to_vec(&b).expect("JSON"));
-    request(api, method, path, auth, body.as_deref()).await
 }
 
 /// An API caller with a token.

@@ -12,51 +12,33 @@ use portico::config::Config;
 use portico_coap::{Code, Message, Token, Type};
 use portico_mqtt::{ProtocolVersion, ReasonCode};
 use serde_json::{Value, json};
-use support::http::{Auth, Response, request};
+use support::http::{Auth, admin_token, api_env, call};
 use support::{Client, WAIT, addr};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
-
-const PASSWORD: &str = "test-password-1";
 
 async fn start() -> (Server, SocketAddr, String) {
     start_with(&[]).await
 }
 
 async fn start_with(extra: &[(&str, &str)]) -> (Server, SocketAddr, String) {
-    let env: Vec<(String, String)> = [
-        ("PORTICO_LISTENERS__TCP__DEFAULT__BIND", "127.0.0.1:0"),
-        ("PORTICO_LISTENERS__WS__DEFAULT__ENABLE", "false"),
-        ("PORTICO_DASHBOARD__LISTENERS__HTTP__BIND", "127.0.0.1:0"),
-        ("PORTICO_DASHBOARD__DEFAULT_PASSWORD", PASSWORD),
-        ("PORTICO_GATEWAY__STOMP__ENABLE", "true"),
-        ("PORTICO_GATEWAY__STOMP__LISTENERS__TCP__DEFAULT__BIND", "127.0.0.1:0"),
-        ("PORTICO_PSK_AUTHENTICATION__ENABLE", "true"),
-    ]
-    .iter()
-    .chain(extra)
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .chain([support::data_dir_env()])
-    .collect();
+    let mut env = api_env();
+    env.extend(
+        [
+            ("PORTICO_GATEWAY__STOMP__ENABLE", "true"),
+            ("PORTICO_GATEWAY__STOMP__LISTENERS__TCP__DEFAULT__BIND", "127.0.0.1:0"),
+            ("PORTICO_PSK_AUTHENTICATION__ENABLE", "true"),
+        ]
+        .iter()
+        .chain(extra)
+        .map(|(k, v)| (k.to_string(), v.to_string())),
+    );
+    env.push(support::data_dir_env());
     let config = Config::load(None, env).expect("valid test config");
     let server = Server::start(&config).await.expect("server starts");
     let api = addr(&server, "dashboard:http");
-    let login = call(
-        api,
-        "POST",
-        "/api/v5/login",
-        Auth::None,
-        Some(json!({"username": "admin", "password": PASSWORD})),
-    )
-    .await;
-    assert_eq!(login.status, 200, "{}", login.text());
-    let token = login.json()["token"].as_str().expect("token").to_owned();
+    let token = admin_token(api).await;
     (server, api, token)
-}
-
-async fn call(api: SocketAddr, method: &str, path: &str, auth: Auth<'_>, body: Option<Value>) -> Response {
-    let body = body.map(|b| serde_json::to_vec(&b).expect("JSON"));
-    request(api, method, path, auth, body.as_deref()).await
 }
 
 /// A STOMP 1.2 client connected to `at`; returns its stream and client id.

@@ -13,29 +13,15 @@ use portico::Server;
 use portico::config::Config;
 use portico_mqtt::{Packet, ProtocolVersion, ReasonCode};
 use serde_json::Value;
-use support::http::{Auth, request};
+use support::http::{Auth, api_env, request};
 use support::{Client, addr};
 use tokio::net::TcpStream;
 
 /// A server with a fresh data directory; returns it with its control socket's path.
 async fn start() -> (Server, PathBuf) {
     let (key, data_dir) = support::data_dir_env();
-    let env = vec![
-        (
-            "PORTICO_LISTENERS__TCP__DEFAULT__BIND".to_owned(),
-            "127.0.0.1:0".to_owned(),
-        ),
-        ("PORTICO_LISTENERS__WS__DEFAULT__ENABLE".to_owned(), "false".to_owned()),
-        (
-            "PORTICO_DASHBOARD__LISTENERS__HTTP__BIND".to_owned(),
-            "127.0.0.1:0".to_owned(),
-        ),
-        (
-            "PORTICO_DASHBOARD__DEFAULT_PASSWORD".to_owned(),
-            "test-password-1".to_owned(),
-        ),
-        (key, data_dir.clone()),
-    ];
+    let mut env = api_env();
+    env.push((key, data_dir.clone()));
     let config = Config::load(None, env).expect("valid test config");
     let server = Server::start(&config).await.expect("server starts");
     (server, Path::new(&data_dir).join("ctl.sock"))

@@ -114,3 +114,41 @@ fn dechunk(mut data: &[u8]) -> Vec<u8> {
         data = &data[(size + 2).min(data.len())..];
     }
 }
+
+/// The admin password the API tests start their servers with.
+pub const ADMIN_PASSWORD: &str = "test-password-1";
+
+/// The environment of a test server with the MQTT listener and the HTTP API on loopback
+/// (port 0), no WebSocket listener, and the first admin's password set to [`ADMIN_PASSWORD`].
+/// The data directory is the caller's.
+pub fn api_env() -> Vec<(String, String)> {
+    [
+        ("PORTICO_LISTENERS__TCP__DEFAULT__BIND", "127.0.0.1:0"),
+        ("PORTICO_LISTENERS__WS__DEFAULT__ENABLE", "false"),
+        ("PORTICO_DASHBOARD__LISTENERS__HTTP__BIND", "127.0.0.1:0"),
+        ("PORTICO_DASHBOARD__DEFAULT_PASSWORD", ADMIN_PASSWORD),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
+}
+
+/// One request with an optional JSON body.
+pub async fn call(
+    api: SocketAddr,
+    method: &str,
+    path: &str,
+    auth: Auth<'_>,
+    body: Option<serde_json::Value>,
+) -> Response {
+    let body = body.map(|b| serde_json::to_vec(&b).expect("JSON"));
+    request(api, method, path, auth, body.as_deref()).await
+}
+
+/// Logs in as `admin` with [`ADMIN_PASSWORD`]; the bearer token.
+pub async fn admin_token(api: SocketAddr) -> String {
+    let body = serde_json::json!({"username": "admin", "password": ADMIN_PASSWORD});
+    let answer = call(api, "POST", "/api/v5/login", Auth::None, Some(body)).await;
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    answer.json()["token"].as_str().expect("token").to_owned()
+}
