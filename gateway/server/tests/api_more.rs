@@ -563,3 +563,26 @@ async fn a_retained_message_deleted_while_a_client_waits_is_not_redelivered() {
     assert_eq!(&early.expect_publish().await.topic[..], "state/window");
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn every_ban_is_lifted_and_authorization_caches_are_dropped() {
+    let (server, api) = start().await;
+    let token = token(api).await;
+    let auth = Auth::Bearer(&token);
+    for who in ["a", "b"] {
+        let ban = post(api, "/api/v5/banned", auth, &json!({"as": "clientid", "who": who})).await;
+        assert_eq!(ban.status, 200, "{}", ban.text());
+    }
+    assert_eq!(delete(api, "/api/v5/banned", auth).await.status, 204);
+    assert_eq!(get(api, "/api/v5/banned", auth).await.json()["meta"]["count"], 0);
+    let (_client, code) = connect(&server, "a", None).await;
+    assert_eq!(code, Some(ReasonCode::Success), "no longer banned");
+
+    let _mqtt = mqtt(&server, "cached", None).await;
+    let cache = "/api/v5/clients/cached/authorization/cache";
+    assert_eq!(delete(api, cache, auth).await.status, 204);
+    let unknown = delete(api, "/api/v5/clients/nobody/authorization/cache", auth).await;
+    assert_error(&unknown, 404, "CLIENTID_NOT_FOUND");
+    assert_eq!(delete(api, "/api/v5/authorization/cache", auth).await.status, 204);
+    server.shutdown().await;
+}

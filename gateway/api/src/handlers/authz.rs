@@ -438,3 +438,11 @@ pub(crate) async fn delete_all(State(state): State<crate::State>) -> Result<Stat
     changed(&state, "all");
     Ok(StatusCode::NO_CONTENT)
 }
+
+/// `DELETE /api/v5/authorization/cache`: every connected client's cached authorization results
+/// are dropped (each is checked again at its next PUBLISH or SUBSCRIBE).
+pub(crate) async fn clear_cache(State(state): State<crate::State>) -> StatusCode {
+    state.broker.clear_authz_caches(None);
+    tracing::info!("authorization caches cleared through the API");
+    StatusCode::NO_CONTENT
+}

@@ -224,3 +224,15 @@ pub(crate) async fn delete(
         Err(ApiError::not_found("NOT_FOUND", format!("{as_text}: {who} not found")))
     }
 }
+
+/// `DELETE /api/v5/banned`: lifts every ban (each lift is kept in the durable store).
+pub(crate) async fn clear(State(state): State<crate::State>) -> StatusCode {
+    let banned = state.broker.banned();
+    let mut lifted = 0usize;
+    for entry in banned.list() {
+        lifted += usize::from(banned.remove(entry.kind, &entry.who));
+    }
+    crate::forget_journal_ticket();
+    tracing::info!(lifted, "every ban lifted through the API");
+    StatusCode::NO_CONTENT
+}

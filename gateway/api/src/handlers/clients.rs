@@ -246,3 +246,17 @@ pub(crate) async fn list_all(
         render_subscription(node, &client_id, &filter, &options)
     })))
 }
+
+/// `DELETE /api/v5/clients/{clientid}/authorization/cache`: the client's cached authorization
+/// results are dropped, so its next PUBLISH or SUBSCRIBE is checked again. 404 when the client
+/// is not connected (a disconnected client has no cache).
+pub(crate) async fn clear_authz_cache(
+    State(state): State<crate::State>,
+    Path(client_id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    if state.broker.clear_authz_caches(Some(&client_id)) {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(client_not_found())
+    }
+}
