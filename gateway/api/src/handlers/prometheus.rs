@@ -11,6 +11,8 @@ use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
 
+use crate::control::GatewayStatus;
+
 /// The exposition format's content type.
 const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
@@ -43,9 +45,55 @@ pub(crate) fn render(stats: &[(&'static str, u64)], metrics: &[(&'static str, u6
     out
 }
 
+/// Portico's labelled gauges (no EMQX equivalent): per gateway, its state and connected
+/// clients; per listener, whether it accepts.
+pub(crate) fn render_labelled(gateways: &[(&str, bool, usize)], listeners: &[(String, bool)], out: &mut String) {
+    let _ = writeln!(out, "# TYPE portico_gateway_running gauge");
+    for (name, running, _) in gateways {
+        let _ = writeln!(
+            out,
+            "portico_gateway_running{{gateway=\"{name}\"}} {}",
+            u8::from(*running)
+        );
+    }
+    let _ = writeln!(out, "# TYPE portico_gateway_connections gauge");
+    for (name, _, connections) in gateways {
+        let _ = writeln!(out, "portico_gateway_connections{{gateway=\"{name}\"}} {connections}");
+    }
+    let _ = writeln!(out, "# TYPE portico_listener_running gauge");
+    for (id, running) in listeners {
+        // Listener ids are `kind:name` (config keys): no quote or backslash to escape.
+        let _ = writeln!(
+            out,
+            "portico_listener_running{{listener=\"{id}\"}} {}",
+            u8::from(*running)
+        );
+    }
+}
+
 /// `GET /api/v5/prometheus/stats`, `GET /metrics`.
 pub(crate) async fn stats(State(state): State<crate::State>) -> impl IntoResponse {
-    let text = render(&state.broker.stats(), &state.broker.metrics_snapshot());
+    let mut text = render(&state.broker.stats(), &state.broker.metrics_snapshot());
+    let clients = state.broker.clients();
+    let gateways = state.control.gateways();
+    let per_gateway: Vec<(&str, bool, usize)> = gateways
+        .iter()
+        .map(|g| {
+            let connected = clients
+                .iter()
+                .filter(|c| c.connected && c.info.as_ref().is_some_and(|i| i.protocol == g.name))
+                .count();
+            (g.name, g.status == GatewayStatus::Running, connected)
+        })
+        .collect();
+    let listeners: Vec<(String, bool)> = state
+        .control
+        .listeners()
+        .into_iter()
+        .chain(gateways.iter().flat_map(|g| g.listeners.clone()))
+        .map(|l| (l.id, l.running))
+        .collect();
+    render_labelled(&per_gateway, &listeners, &mut text);
     ([(header::CONTENT_TYPE, CONTENT_TYPE)], text)
 }
 
@@ -62,6 +110,33 @@ mod tests {
         assert!(text.contains("# TYPE emqx_connections_count gauge\nemqx_connections_count 3\n"));
         assert!(text.contains("# TYPE emqx_messages_received counter\nemqx_messages_received 7\n"));
         assert!(text.contains("emqx_messages_dropped_no_subscribers 1\n"));
+    }
+
+    #[test]
+    fn gateways_and_listeners_are_labelled_gauges() {
+        let mut text = String::new();
+        render_labelled(
+            &[("stomp", true, 2), ("coap", false, 0)],
+            &[
+                ("tcp:default".to_owned(), true),
+                ("stomp:tcp:default".to_owned(), false),
+            ],
+            &mut text,
+        );
+        assert!(
+            text.contains("portico_gateway_running{gateway=\"stomp\"} 1\n"),
+            "{text}"
+        );
+        assert!(text.contains("portico_gateway_running{gateway=\"coap\"} 0\n"), "{text}");
+        assert!(
+            text.contains("portico_gateway_connections{gateway=\"stomp\"} 2\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("portico_listener_running{listener=\"stomp:tcp:default\"} 0\n"),
+            "{text}"
+        );
+        assert_eq!(text.matches("# TYPE").count(), 3, "one family each");
     }
 
     #[test]
