@@ -31,6 +31,9 @@ cookie = "cookie-SECRET-1"
 [mqtt]
 max_packet_size = "2MB"
 
+[dashboard]
+token_expired_time = "30m"
+
 [[authentication]]
 mechanism = "jwt"
 from = "password"
@@ -92,6 +95,8 @@ async fn the_running_configuration_is_shown_without_secrets() {
     assert_eq!(json["listeners"]["tcp"]["default"]["bind"], "127.0.0.1:0");
     assert_eq!(json["node"]["cookie"], "******");
     assert_eq!(json["dashboard"]["default_password"], "******");
+    // Masked by name, not by a word anywhere in it.
+    assert_eq!(json["dashboard"]["token_expired_time"], "30m");
     assert_eq!(json["authentication"][0]["secret"], "******");
     assert_eq!(json["authentication"][1]["headers"]["authorization"], "******");
     assert_eq!(json["authentication"][1]["url"], "http://******@127.0.0.1:9/mqtt/auth");

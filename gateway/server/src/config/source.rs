@@ -114,22 +114,28 @@ impl ConfigSource {
     }
 }
 
-/// Whether a key's value is a secret: passwords (`password`, `default_password`, TLS key
-/// passwords), `secret` (JWT HMAC, API secrets), `node.cookie`, anything named like a key,
-/// token or credential, and `authorization` headers.
+/// Whether a key's value is a secret, by the last word of its name (words split on `_` and
+/// `-`): `password` (`default_password`, TLS `key_password`), `secret` (JWT HMAC, API
+/// secrets), `token`, `credential(s)`, `cookie` (`node.cookie`), `authorization`, `psk` and
+/// `key` (`private_key`; not `public_key`). So `token_expired_time` or
+/// `secret_base64_encoded` are shown.
 pub fn is_secret_key(key: &str) -> bool {
+    const SECRET_WORDS: [&str; 11] = [
+        "password",
+        "passwd",
+        "passphrase",
+        "secret",
+        "token",
+        "credential",
+        "credentials",
+        "cookie",
+        "authorization",
+        "psk",
+        "key",
+    ];
     let key = key.to_ascii_lowercase();
-    let key = key.as_str();
-    key.contains("password")
-        || key.contains("secret")
-        || key.contains("token")
-        || key.contains("credential")
-        || key.contains("cookie")
-        || key.contains("authorization")
-        || key == "key"
-        || key == "psk"
-        || key.ends_with("_key") && key != "public_key"
-        || key.ends_with("-key")
+    let last = key.rsplit(['_', '-']).next().unwrap_or_default();
+    SECRET_WORDS.contains(&last) && key != "public_key"
 }
 
 /// Masks secrets in place. Every value of a `headers` table is masked (headers carry
