@@ -109,6 +109,37 @@ pub enum ControlError {
     Failed(String),
 }
 
+/// What a configuration reload did, listener by listener (ids like `tcp:default`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReloadInfo {
+    /// Listeners that did not exist and now run.
+    pub started: Vec<String>,
+    /// Listeners whose settings changed: stopped and started again.
+    pub restarted: Vec<String>,
+    /// Listeners no longer configured (or disabled): stopped.
+    pub stopped: Vec<String>,
+    /// Listeners that could not be (re)started, with why.
+    pub failed: Vec<(String, String)>,
+}
+
+/// One problem of an invalid configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigProblem {
+    /// The dotted key (`mqtt.max_packet_size`), the environment variable, or the file.
+    pub key: String,
+    /// What is wrong, with where it came from.
+    pub reason: String,
+}
+
+/// Why a reload did not happen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReloadError {
+    /// The file or environment is invalid (400): nothing changed.
+    Invalid(Vec<ConfigProblem>),
+    /// It could not be applied (500 with the reason).
+    Failed(String),
+}
+
 /// The server's side of the management plane. See the module docs.
 pub trait Control: Send + Sync + 'static {
     /// Every gateway Portico has, running or not.
@@ -155,4 +186,11 @@ pub trait Control: Send + Sync + 'static {
 
     /// The authorization sources, in order.
     fn authz_sources(&self) -> Vec<AuthzSourceInfo>;
+
+    /// The running configuration as JSON (top-level keys as in the TOML file), every secret
+    /// replaced by `"******"`.
+    fn config_json(&self) -> Value;
+
+    /// Reads the configuration file and environment again and applies them, as SIGHUP does.
+    fn reload(&self) -> BoxFuture<'_, Result<ReloadInfo, ReloadError>>;
 }

@@ -34,7 +34,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use control::{
-    AuthenticatorInfo, AuthzSourceInfo, BoxFuture, Control, ControlError, GatewayInfo, GatewayStatus, ListenerInfo,
+    AuthenticatorInfo, AuthzSourceInfo, BoxFuture, ConfigProblem, Control, ControlError, GatewayInfo, GatewayStatus,
+    ListenerInfo, ReloadError, ReloadInfo,
 };
 pub use lockout::LockoutSettings;
 pub use routes::{RouteDoc, openapi, routes};

@@ -13,8 +13,8 @@ use serde_json::{Map, Value, json};
 use crate::access;
 use crate::error::ApiError;
 use crate::handlers::{
-    alarms, authn, authz, banned, clients, gateways, lwm2m, nodes, prometheus, publish, retainer, subscribe, topics,
-    users,
+    alarms, authn, authz, banned, clients, configs, gateways, lwm2m, nodes, prometheus, publish, retainer, subscribe,
+    topics, users,
 };
 use crate::keys;
 
@@ -105,6 +105,9 @@ const TABLE: &[(RouteDoc, Handler)] = &[
     (doc("POST", "/api/v5/gateways/{name}/clients/{clientid}/read", "gateways", "LwM2M: read a path on the device", true), || post(lwm2m::read)),
     (doc("POST", "/api/v5/gateways/{name}/clients/{clientid}/write", "gateways", "LwM2M: write a value to a path on the device", true), || post(lwm2m::write)),
     (doc("POST", "/api/v5/gateways/{name}/clients/{clientid}/observe", "gateways", "LwM2M: start or stop observing a path", true), || post(lwm2m::observe)),
+    (doc("GET", "/api/v5/configs", "configs", "The running configuration, secrets masked", true), || get(configs::all)),
+    (doc("GET", "/api/v5/configs/{section}", "configs", "One top-level section of the running configuration", true), || get(configs::section)),
+    (doc("POST", "/api/v5/configs/reload", "configs", "Read the configuration file and environment again (as SIGHUP)", true), || post(configs::reload)),
     (doc("GET", "/api/v5/listeners", "listeners", "Every listener, MQTT's and the gateways'", true), || get(gateways::all_listeners)),
     (doc("POST", "/api/v5/listeners/{id}/{action}", "listeners", "Start, stop or restart an MQTT listener", true), || post(gateways::listener_action)),
     (doc("GET", "/api/v5/psk", "psk", "The built-in PSK database's identities", true), || get(gateways::psk_list)),

@@ -12,7 +12,8 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 use portico_api::{
-    AuthenticatorInfo, AuthzSourceInfo, BoxFuture, Control, ControlError, GatewayInfo, GatewayStatus, ListenerInfo,
+    AuthenticatorInfo, AuthzSourceInfo, BoxFuture, ConfigProblem, Control, ControlError, GatewayInfo, GatewayStatus,
+    ListenerInfo, ReloadError, ReloadInfo,
 };
 use portico_core::Broker;
 use portico_core::message::now_millis;
@@ -24,7 +25,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::StartError;
 use crate::auth::Installed;
-use crate::config::Config;
+use crate::config::{Config, ConfigError, ConfigErrors};
 use crate::gateways;
 use crate::listeners::{Listeners, ReloadReport};
 
@@ -65,6 +66,8 @@ struct View {
     addrs: Vec<(String, SocketAddr)>,
     gateways: Vec<GatewayInfo>,
     listeners: Vec<ListenerInfo>,
+    /// The running configuration, secrets masked.
+    config: Json,
 }
 
 /// See the module docs.
@@ -161,8 +164,36 @@ impl ServerControl {
         }
         state.config.listeners = config.listeners.clone();
         state.config.mqtt = config.mqtt.clone();
+        state.config.source = config.source.clone();
         self.refresh(&state);
         Ok(report)
+    }
+
+    /// Reads the configuration's source (file, environment, `--memory`) again and applies it
+    /// as [`ServerControl::reload`] does: SIGHUP's path, for the API.
+    async fn reload_from_source(&self) -> Result<ReloadInfo, ReloadError> {
+        let source = self.state.lock().await.config.source.clone();
+        let config = source.load().map_err(|errors| {
+            tracing::error!("configuration not reloaded, it is invalid:\n{errors}");
+            ReloadError::Invalid(problems(&errors))
+        })?;
+        let report = self.reload(&config).await.map_err(|error| {
+            tracing::error!(%error, "configuration not reloaded");
+            ReloadError::Failed(error.to_string())
+        })?;
+        tracing::warn!(
+            started = ?report.started,
+            restarted = ?report.restarted,
+            stopped = ?report.stopped,
+            failed = ?report.failed,
+            "configuration reloaded (HTTP API)"
+        );
+        Ok(ReloadInfo {
+            started: report.started,
+            restarted: report.restarted,
+            stopped: report.stopped,
+            failed: report.failed,
+        })
     }
 
     async fn switch_gateway(&self, name: &str, enable: bool) -> Result<(), ControlError> {
@@ -283,6 +314,7 @@ impl ServerControl {
             addrs,
             gateways: infos,
             listeners,
+            config: state.config.source.to_masked_json(),
         };
     }
 }
@@ -305,6 +337,25 @@ fn admin_error(error: AdminError) -> ControlError {
             portico_lwm2m::channel::MAX_API_COMMANDS
         )),
     }
+}
+
+/// Each problem with the key it concerns: the dotted key, the variable, or the file.
+fn problems(errors: &ConfigErrors) -> Vec<ConfigProblem> {
+    errors
+        .errors()
+        .iter()
+        .map(|error| {
+            let key = match error {
+                ConfigError::Invalid { key, .. } => key.clone(),
+                ConfigError::EnvName { var, .. } => var.clone(),
+                ConfigError::Read { path, .. } | ConfigError::Syntax { path, .. } => path.display().to_string(),
+            };
+            ConfigProblem {
+                key,
+                reason: error.to_string(),
+            }
+        })
+        .collect()
 }
 
 impl Control for ServerControl {
@@ -362,5 +413,13 @@ impl Control for ServerControl {
 
     fn authz_sources(&self) -> Vec<AuthzSourceInfo> {
         self.auth.sources.clone()
+    }
+
+    fn config_json(&self) -> Json {
+        self.view.lock().config.clone()
+    }
+
+    fn reload(&self) -> BoxFuture<'_, Result<ReloadInfo, ReloadError>> {
+        Box::pin(self.reload_from_source())
     }
 }

@@ -13,7 +13,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use portico::Server;
-use portico::config::{CONFIG_PATH_ENV, Config, LOG_FILTER_ENV, process_env};
+use portico::config::{CONFIG_PATH_ENV, Config, ConfigSource, LOG_FILTER_ENV};
 
 // jemalloc handles tokio's 128-byte-aligned task and I/O allocations far better than glibc
 // (measured in docs/hot-path.md: ~0.5 KB less per idle connection).
@@ -107,11 +107,13 @@ fn init_logging(config: &Config) {
 /// environment are read again and their listener settings applied (see `Server::reload`).
 /// The configuration from the file and environment, with the command line's `--memory`.
 fn load_config(config_path: Option<&Path>, memory: bool) -> Result<Config, portico::config::ConfigErrors> {
-    let mut config = Config::load(config_path, process_env())?;
-    if memory {
-        config.durable_sessions.mode = portico_core::store::DurabilityMode::Memory;
-    }
-    Ok(config)
+    let source = ConfigSource {
+        path: config_path.map(Path::to_path_buf),
+        process_env: true,
+        memory,
+        ..ConfigSource::default()
+    };
+    source.load()
 }
 
 async fn serve_until_stopped(server: &mut Server, config_path: Option<&Path>, memory: bool) -> &'static str {

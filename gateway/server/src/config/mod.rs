@@ -24,6 +24,7 @@ mod error;
 mod gateway;
 mod listeners;
 mod schema;
+mod source;
 mod sysmon;
 mod types;
 mod value;
@@ -50,6 +51,7 @@ pub use gateway::{
     CoapConfig, DtlsListenerConfig, DtlsOptions, GatewayConfig, Lwm2mConfig, MqttSnConfig, NotifyType, PskConfig,
     QosPolicy, StompConfig, UdpListenerConfig,
 };
+pub use source::{ConfigSource, MASK, is_secret_key};
 pub use sysmon::{AlarmConfig, SysmonConfig, SysmonOsConfig};
 pub use types::{
     AutoSubscribe, AutoSubscribeConfig, Config, ConsoleLogConfig, DelayedConfig, DurableConfig, ListenersConfig,
@@ -88,12 +90,22 @@ impl Config {
         origins.file_keys = file_keys;
 
         let mut errors = Vec::new();
-        env::apply(&mut root, env, &mut origins.env, &mut errors);
+        let env: Vec<(String, String)> = env
+            .into_iter()
+            .filter(|(var, _)| env::key_parts(var).is_some())
+            .collect();
+        env::apply(&mut root, env.iter().cloned(), &mut origins.env, &mut errors);
         let empty = Table::new();
         // The root is always a table: env overrides cannot replace it (their paths are non-empty).
         let root_table = root.as_table().unwrap_or(&empty);
-        let config = schema::build(root_table, &origins, &mut errors);
+        let mut config = schema::build(root_table, &origins, &mut errors);
         if errors.is_empty() {
+            config.source = ConfigSource {
+                path: path.map(Path::to_path_buf),
+                env,
+                tree: root_table.clone(),
+                ..ConfigSource::default()
+            };
             Ok(config)
         } else {
             Err(ConfigErrors(errors))

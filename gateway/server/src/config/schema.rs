@@ -326,6 +326,7 @@ pub(crate) fn build(root: &Table, origins: &Origins, errors: &mut Vec<ConfigErro
         webhook,
         sysmon,
         alarm,
+        source: Default::default(),
     }
 }
 

@@ -44,6 +44,9 @@ pub struct Config {
     pub sysmon: super::sysmon::SysmonConfig,
     /// `alarm`: alarm history and Portico's connection and store watermarks.
     pub alarm: super::sysmon::AlarmConfig,
+    /// Where this came from, and the effective tree (shown by the HTTP API, read again by its
+    /// reload); ignored by `==`.
+    pub source: super::source::ConfigSource,
 }
 
 /// `durable_sessions.*`: how persistent sessions, retained and delayed messages are kept.
