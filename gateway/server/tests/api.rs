@@ -328,11 +328,32 @@ fn parse_prometheus(text: &str) -> std::collections::HashMap<String, f64> {
         if line.starts_with('#') || line.is_empty() {
             continue;
         }
-        let (name, value) = line.split_once(' ').expect("name value");
+        let (series, value) = line.rsplit_once(' ').expect("name value");
+        // `name` or `name{label="value",...}`.
+        let name = match series.split_once('{') {
+            None => series,
+            Some((name, labels)) => {
+                let labels = labels
+                    .strip_suffix('}')
+                    .unwrap_or_else(|| panic!("unclosed labels in {line}"));
+                for label in labels.split(',') {
+                    let (key, quoted) = label.split_once('=').unwrap_or_else(|| panic!("bad label in {line}"));
+                    assert!(valid_name(key), "bad label name in {line}");
+                    assert!(
+                        quoted.len() >= 2 && quoted.starts_with('"') && quoted.ends_with('"'),
+                        "unquoted label value in {line}"
+                    );
+                }
+                name
+            }
+        };
         assert!(valid_name(name), "bad sample name {name}");
         assert!(typed.contains(name), "sample {name} before its TYPE line");
         let value: f64 = value.parse().unwrap_or_else(|_| panic!("bad value in {line}"));
-        assert!(samples.insert(name.to_owned(), value).is_none(), "sample {name} twice");
+        assert!(
+            samples.insert(series.to_owned(), value).is_none(),
+            "sample {series} twice"
+        );
     }
     samples
 }
