@@ -44,6 +44,18 @@ fn checked_path(path: Option<String>) -> Result<String, ApiError> {
     }
 }
 
+/// The gateway checked, the query read and its `path` checked: what every handler here starts
+/// with.
+fn command_query(
+    name: &str,
+    query: Result<Query<CommandQuery>, QueryRejection>,
+) -> Result<(String, CommandQuery), ApiError> {
+    check_gateway(name)?;
+    let Query(mut query) = query.map_err(query_rejection)?;
+    let path = checked_path(query.path.take())?;
+    Ok((path, query))
+}
+
 /// Query of `read`, `write`, `observe` and `lookup`.
 #[derive(Deserialize)]
 pub(crate) struct CommandQuery {
@@ -70,9 +82,7 @@ pub(crate) async fn read(
     Path((name, client_id)): Path<(String, String)>,
     query: Result<Query<CommandQuery>, QueryRejection>,
 ) -> Result<StatusCode, ApiError> {
-    check_gateway(&name)?;
-    let Query(query) = query.map_err(query_rejection)?;
-    let path = checked_path(query.path)?;
+    let (path, _) = command_query(&name, query)?;
     send(&state, &client_id, "read", json!({"path": path})).await
 }
 
@@ -82,9 +92,7 @@ pub(crate) async fn write(
     Path((name, client_id)): Path<(String, String)>,
     query: Result<Query<CommandQuery>, QueryRejection>,
 ) -> Result<StatusCode, ApiError> {
-    check_gateway(&name)?;
-    let Query(query) = query.map_err(query_rejection)?;
-    let path = checked_path(query.path)?;
+    let (path, query) = command_query(&name, query)?;
     let data_type = query
         .data_type
         .ok_or_else(|| ApiError::bad_request("type is required"))?;
@@ -110,9 +118,7 @@ pub(crate) async fn observe(
     Path((name, client_id)): Path<(String, String)>,
     query: Result<Query<CommandQuery>, QueryRejection>,
 ) -> Result<StatusCode, ApiError> {
-    check_gateway(&name)?;
-    let Query(query) = query.map_err(query_rejection)?;
-    let path = checked_path(query.path)?;
+    let (path, query) = command_query(&name, query)?;
     let msg_type = match query.enable.as_deref() {
         Some("true" | "1") => "observe",
         Some("false" | "0") => "cancel-observe",
@@ -132,9 +138,7 @@ pub(crate) async fn lookup(
     Path((name, client_id)): Path<(String, String)>,
     query: Result<Query<CommandQuery>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    check_gateway(&name)?;
-    let Query(query) = query.map_err(query_rejection)?;
-    let path = checked_path(query.path)?;
+    let (path, query) = command_query(&name, query)?;
     let action = query
         .action
         .ok_or_else(|| ApiError::bad_request("action is required"))?;
