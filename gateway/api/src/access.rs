@@ -24,7 +24,7 @@ use rand::Rng as _;
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::error::{ApiError, json_rejection};
+use crate::error::{ApiError, Strict, json_rejection};
 use crate::{ApiSettings, StartError};
 
 /// The durable store's key space of dashboard users.
@@ -208,9 +208,9 @@ pub(crate) struct LoginBody {
 /// `POST /api/v5/login`.
 pub(crate) async fn login(
     State(state): State<crate::State>,
-    body: Result<Json<LoginBody>, JsonRejection>,
+    body: Result<Json<Strict<LoginBody>>, JsonRejection>,
 ) -> Result<Response, ApiError> {
-    let Json(body) = body.map_err(json_rejection)?;
+    let Json(Strict(body)) = body.map_err(json_rejection)?;
     if let Err(remaining) = state.lockout.check(&body.username, Instant::now()) {
         tracing::info!(user = %body.username, "dashboard login refused: locked");
         return Err(ApiError::locked(remaining));
@@ -274,13 +274,13 @@ pub(crate) async fn change_password(
     State(state): State<crate::State>,
     axum::extract::Path(username): axum::extract::Path<String>,
     axum::Extension(principal): axum::Extension<Principal>,
-    body: Result<Json<ChangePassword>, JsonRejection>,
+    body: Result<Json<Strict<ChangePassword>>, JsonRejection>,
 ) -> Result<StatusCode, ApiError> {
     let me = users_only(&principal)?;
     if me != username {
         return Err(ApiError::forbidden("a user can only change their own password"));
     }
-    let Json(body) = body.map_err(json_rejection)?;
+    let Json(Strict(body)) = body.map_err(json_rejection)?;
     if body.new_pwd.len() < MIN_PASSWORD_LEN {
         return Err(ApiError::bad_request(format!(
             "the new password must have at least {MIN_PASSWORD_LEN} characters"

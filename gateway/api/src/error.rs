@@ -85,3 +85,34 @@ pub(crate) fn json_rejection(rejection: axum::extract::rejection::JsonRejection)
 pub(crate) fn query_rejection(rejection: axum::extract::rejection::QueryRejection) -> ApiError {
     ApiError::bad_request(rejection.body_text())
 }
+
+/// A JSON object deserialized into `T`. serde's derived `Deserialize` of a struct also takes
+/// an array of its fields in order (`[null, null]` for a two-field body), which no client
+/// means and the OpenAPI document does not allow; every struct a body holds is read through
+/// this, which refuses anything but an object.
+pub(crate) struct Strict<T>(pub(crate) T);
+
+impl<'de, T: serde::de::DeserializeOwned> serde::Deserialize<'de> for Strict<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::Error as _;
+        let value = serde_json::Value::deserialize(deserializer)?;
+        if !value.is_object() {
+            return Err(D::Error::custom(format!("expected a JSON object, got {value}")));
+        }
+        // A deserializer of its own, so track the path within (`rules[0].permission`) as
+        // axum's `Json` does for the outer one.
+        serde_path_to_error::deserialize(value).map(Strict).map_err(|error| {
+            let path = error.path().to_string();
+            if path == "." {
+                D::Error::custom(error.into_inner())
+            } else {
+                D::Error::custom(format!("{path}: {}", error.into_inner()))
+            }
+        })
+    }
+}
+
+/// The structs of a list of [`Strict`] ones.
+pub(crate) fn strict_all<T>(items: Vec<Strict<T>>) -> Vec<T> {
+    items.into_iter().map(|Strict(item)| item).collect()
+}

@@ -24,7 +24,7 @@ use serde_json::{Value, json};
 use subtle::ConstantTimeEq;
 
 use crate::access::{Principal, users_only};
-use crate::error::{ApiError, json_rejection};
+use crate::error::{ApiError, Strict, json_rejection};
 
 /// The durable store's key space of API keys.
 pub(crate) const KEYS_SPACE: &str = "dashboard.api_keys";
@@ -146,8 +146,8 @@ fn check_expiry(expired_at: &Option<Value>) -> Result<(), ApiError> {
 }
 
 fn check_text(what: &str, text: &str, max: usize) -> Result<(), ApiError> {
-    if text.len() > max {
-        return Err(ApiError::bad_request(format!("{what}: longer than {max} bytes")));
+    if text.chars().count() > max {
+        return Err(ApiError::bad_request(format!("{what}: longer than {max} characters")));
     }
     Ok(())
 }
@@ -167,10 +167,10 @@ pub(crate) async fn list(
 pub(crate) async fn create(
     State(state): State<crate::State>,
     Extension(principal): Extension<Principal>,
-    body: Result<Json<NewKey>, JsonRejection>,
+    body: Result<Json<Strict<NewKey>>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     users_only(&principal)?;
-    let Json(body) = body.map_err(json_rejection)?;
+    let Json(Strict(body)) = body.map_err(json_rejection)?;
     if body.name.is_empty() || !body.name.chars().all(|c| c.is_ascii_alphanumeric() || "-_".contains(c)) {
         return Err(ApiError::bad_request(
             "name: letters, digits, '-' and '_' only, not empty",
@@ -195,10 +195,18 @@ pub(crate) async fn create(
     };
     let mut keys = state.keys.keys.write();
     if keys.contains_key(&body.name) {
-        return Err(ApiError::bad_request(format!("an API key named {} exists", body.name)));
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "ALREADY_EXISTS",
+            format!("an API key named {} exists", body.name),
+        ));
     }
     if keys.len() >= MAX_KEYS {
-        return Err(ApiError::bad_request(format!("at most {MAX_KEYS} API keys")));
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "LIMIT_REACHED",
+            format!("at most {MAX_KEYS} API keys"),
+        ));
     }
     state.keys.persist(&body.name, &record);
     let mut out = render(&body.name, &record);
@@ -224,10 +232,10 @@ pub(crate) async fn update(
     State(state): State<crate::State>,
     Extension(principal): Extension<Principal>,
     Path(name): Path<String>,
-    body: Result<Json<KeyUpdate>, JsonRejection>,
+    body: Result<Json<Strict<KeyUpdate>>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     users_only(&principal)?;
-    let Json(body) = body.map_err(json_rejection)?;
+    let Json(Strict(body)) = body.map_err(json_rejection)?;
     check_expiry(&body.expired_at)?;
     let mut keys = state.keys.keys.write();
     let record = keys.get_mut(&name).ok_or_else(not_found)?;

@@ -18,6 +18,7 @@ mod handlers;
 mod keys;
 pub mod local;
 mod lockout;
+mod openapi;
 mod paging;
 mod routes;
 mod time;
@@ -38,7 +39,8 @@ pub use control::{
     ListenerInfo, ReloadError, ReloadInfo,
 };
 pub use lockout::LockoutSettings;
-pub use routes::{RouteDoc, openapi, routes};
+pub use openapi::openapi;
+pub use routes::{RouteDoc, routes};
 pub use tls::HttpsSettings;
 
 /// Largest request body accepted, in bytes: enough for a bulk publish of a few large payloads,

@@ -10,6 +10,9 @@ pub(crate) const DEFAULT_LIMIT: usize = 100;
 /// Largest page size (EMQX's bound).
 pub(crate) const MAX_LIMIT: usize = 10_000;
 
+/// Largest page number (a bound the OpenAPI document can state; no list is that long).
+pub(crate) const MAX_PAGE: usize = u32::MAX as usize;
+
 /// A validated page request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Page {
@@ -22,8 +25,8 @@ impl Page {
     pub(crate) fn new(page: Option<usize>, limit: Option<usize>) -> Result<Page, ApiError> {
         let page = page.unwrap_or(1);
         let limit = limit.unwrap_or(DEFAULT_LIMIT);
-        if page == 0 {
-            return Err(ApiError::bad_request("page: must be at least 1"));
+        if page == 0 || page > MAX_PAGE {
+            return Err(ApiError::bad_request(format!("page: must be 1..={MAX_PAGE}")));
         }
         if limit == 0 || limit > MAX_LIMIT {
             return Err(ApiError::bad_request(format!("limit: must be 1..={MAX_LIMIT}")));

@@ -8,7 +8,6 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::{MethodRouter, delete, get, post, put};
-use serde_json::{Map, Value, json};
 
 use crate::access;
 use crate::error::ApiError;
@@ -194,49 +193,7 @@ async fn not_found() -> impl IntoResponse {
 }
 
 async fn api_docs() -> impl IntoResponse {
-    (StatusCode::OK, axum::Json(openapi()))
-}
-
-/// The OpenAPI 3.0 document of every route in the table.
-pub fn openapi() -> Value {
-    let mut paths: BTreeMap<&str, Map<String, Value>> = BTreeMap::new();
-    for doc in routes() {
-        let parameters: Vec<Value> = doc
-            .path
-            .split('/')
-            .filter_map(|segment| segment.strip_prefix('{')?.strip_suffix('}'))
-            .map(|name| json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}}))
-            .collect();
-        let mut operation = json!({
-            "summary": doc.summary,
-            "tags": [doc.tag],
-            "parameters": parameters,
-            "responses": {
-                "200": {"description": "success"},
-                "400": {"description": "bad request: {code, message}"},
-                "404": {"description": "not found: {code, message}"},
-            },
-        });
-        if doc.auth {
-            operation["security"] = json!([{"bearerAuth": []}, {"basicAuth": []}]);
-            operation["responses"]["401"] = json!({"description": "authentication failed"});
-        } else {
-            operation["security"] = json!([]);
-        }
-        paths
-            .entry(doc.path)
-            .or_default()
-            .insert(doc.method.to_ascii_lowercase(), operation);
-    }
-    json!({
-        "openapi": "3.0.3",
-        "info": {"title": "Portico HTTP API", "version": env!("CARGO_PKG_VERSION")},
-        "paths": paths,
-        "components": {"securitySchemes": {
-            "bearerAuth": {"type": "http", "scheme": "bearer"},
-            "basicAuth": {"type": "http", "scheme": "basic"},
-        }},
-    })
+    (StatusCode::OK, axum::Json(crate::openapi::openapi()))
 }
 
 #[cfg(test)]
@@ -245,7 +202,7 @@ mod tests {
 
     #[test]
     fn every_route_is_documented_once() {
-        let doc = openapi();
+        let doc = crate::openapi::openapi();
         let mut seen = std::collections::HashSet::new();
         for route in routes() {
             assert!(seen.insert((route.method, route.path)), "duplicate route {route:?}");

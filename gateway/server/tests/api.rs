@@ -285,6 +285,13 @@ async fn publish_reaches_an_mqtt_subscriber() {
     assert_eq!(nobody.json()["reason_code"], 16);
     let bad = post(api, "/api/v5/publish", auth, &json!({"topic": "a/+", "payload": "x"})).await;
     assert_eq!(bad.status, 400);
+    // A response topic is a topic name too, and a body is an object, not its fields in a list.
+    let bad = json!({"topic": "a", "properties": {"response_topic": "r/#"}});
+    let bad = post(api, "/api/v5/publish", auth, &bad).await;
+    assert_eq!(bad.status, 400, "{}", bad.text());
+    assert!(bad.text().contains("response_topic"), "{}", bad.text());
+    let positional = post(api, "/api/v5/publish", auth, &json!(["a", "x"])).await;
+    assert_eq!(positional.status, 400, "{}", positional.text());
 
     let bulk = json!([{"topic": "api/3", "payload": "a"}, {"topic": "api/4", "payload": "b"}]);
     let out = post(api, "/api/v5/publish/bulk", auth, &bulk).await;

@@ -18,7 +18,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::control::AuthenticatorInfo;
-use crate::error::{ApiError, json_rejection, query_rejection};
+use crate::error::{ApiError, Strict, json_rejection, query_rejection};
 use crate::paging::Page;
 
 /// EMQX's rendering of an authenticator: its settings plus `id`, `mechanism`, `backend`,
@@ -130,10 +130,10 @@ pub(crate) struct NewUser {
 pub(crate) async fn create_user(
     State(state): State<crate::State>,
     Path(id): Path<String>,
-    body: Result<Json<NewUser>, JsonRejection>,
+    body: Result<Json<Strict<NewUser>>, JsonRejection>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let db = users_of(&state, &id)?;
-    let Json(user) = body.map_err(json_rejection)?;
+    let Json(Strict(user)) = body.map_err(json_rejection)?;
     if user.password.is_empty() {
         return Err(ApiError::bad_request("password: must not be empty"));
     }
@@ -171,10 +171,10 @@ pub(crate) struct UserChange {
 pub(crate) async fn update_user(
     State(state): State<crate::State>,
     Path((id, user_id)): Path<(String, String)>,
-    body: Result<Json<UserChange>, JsonRejection>,
+    body: Result<Json<Strict<UserChange>>, JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let db = users_of(&state, &id)?;
-    let Json(change) = body.map_err(json_rejection)?;
+    let Json(Strict(change)) = body.map_err(json_rejection)?;
     if change.password.as_deref() == Some("") {
         return Err(ApiError::bad_request("password: must not be empty"));
     }

@@ -18,7 +18,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::control::AuthzSourceInfo;
-use crate::error::{ApiError, json_rejection, query_rejection};
+use crate::error::{ApiError, Strict, json_rejection, query_rejection, strict_all};
 use crate::paging::Page;
 
 /// The source type that keeps rules.
@@ -130,11 +130,11 @@ fn render_rules(rules: &[RawRule]) -> Vec<Value> {
     rules.iter().map(render_rule).collect()
 }
 
-fn into_raw(rules: Vec<RuleBody>) -> Result<Vec<RawRule>, ApiError> {
+fn into_raw(rules: Vec<Strict<RuleBody>>) -> Result<Vec<RawRule>, ApiError> {
     rules
         .into_iter()
         .enumerate()
-        .map(|(i, r)| {
+        .map(|(i, Strict(r))| {
             r.into_raw()
                 .map_err(|why| ApiError::bad_request(format!("rules[{i}]: {why}")))
         })
@@ -241,7 +241,7 @@ pub(crate) async fn list_clients(
 pub(crate) struct Principal {
     username: Option<String>,
     clientid: Option<String>,
-    rules: Vec<RuleBody>,
+    rules: Vec<Strict<RuleBody>>,
 }
 
 impl Principal {
@@ -258,10 +258,11 @@ impl Principal {
 async fn add_many(
     state: crate::State,
     kind: Kind,
-    body: Result<Json<Vec<Principal>>, JsonRejection>,
+    body: Result<Json<Vec<Strict<Principal>>>, JsonRejection>,
 ) -> Result<StatusCode, ApiError> {
     let db = rule_db(&state)?;
     let Json(principals) = body.map_err(json_rejection)?;
+    let principals = strict_all(principals);
     if principals.len() > MAX_BULK {
         return Err(ApiError::bad_request(format!("at most {MAX_BULK} entries at once")));
     }
@@ -303,7 +304,7 @@ async fn add_many(
 /// `POST /api/v5/authorization/sources/built_in_database/rules/users` → 204.
 pub(crate) async fn add_users(
     State(state): State<crate::State>,
-    body: Result<Json<Vec<Principal>>, JsonRejection>,
+    body: Result<Json<Vec<Strict<Principal>>>, JsonRejection>,
 ) -> Result<StatusCode, ApiError> {
     add_many(state, Kind::Users, body).await
 }
@@ -311,7 +312,7 @@ pub(crate) async fn add_users(
 /// `POST /api/v5/authorization/sources/built_in_database/rules/clients` → 204.
 pub(crate) async fn add_clients(
     State(state): State<crate::State>,
-    body: Result<Json<Vec<Principal>>, JsonRejection>,
+    body: Result<Json<Vec<Strict<Principal>>>, JsonRejection>,
 ) -> Result<StatusCode, ApiError> {
     add_many(state, Kind::Clients, body).await
 }
@@ -331,10 +332,10 @@ fn put_one(
     state: &crate::State,
     kind: Kind,
     name: String,
-    body: Result<Json<Principal>, JsonRejection>,
+    body: Result<Json<Strict<Principal>>, JsonRejection>,
 ) -> Result<StatusCode, ApiError> {
     let db = rule_db(state)?;
-    let Json(mut principal) = body.map_err(json_rejection)?;
+    let Json(Strict(mut principal)) = body.map_err(json_rejection)?;
     if let Some(given) = principal.name(kind)
         && given != name
     {
@@ -368,7 +369,7 @@ pub(crate) async fn get_user(
 pub(crate) async fn put_user(
     State(state): State<crate::State>,
     Path(name): Path<String>,
-    body: Result<Json<Principal>, JsonRejection>,
+    body: Result<Json<Strict<Principal>>, JsonRejection>,
 ) -> Result<StatusCode, ApiError> {
     put_one(&state, Kind::Users, name, body)
 }
@@ -393,7 +394,7 @@ pub(crate) async fn get_client(
 pub(crate) async fn put_client(
     State(state): State<crate::State>,
     Path(name): Path<String>,
-    body: Result<Json<Principal>, JsonRejection>,
+    body: Result<Json<Strict<Principal>>, JsonRejection>,
 ) -> Result<StatusCode, ApiError> {
     put_one(&state, Kind::Clients, name, body)
 }
@@ -416,16 +417,16 @@ pub(crate) async fn get_all(State(state): State<crate::State>) -> Result<Json<Va
 /// `POST .../rules/all` body.
 #[derive(Deserialize)]
 pub(crate) struct AllRules {
-    rules: Vec<RuleBody>,
+    rules: Vec<Strict<RuleBody>>,
 }
 
 /// `POST .../rules/all` with `{rules}`: replaces the rules for all clients → 204.
 pub(crate) async fn set_all(
     State(state): State<crate::State>,
-    body: Result<Json<AllRules>, JsonRejection>,
+    body: Result<Json<Strict<AllRules>>, JsonRejection>,
 ) -> Result<StatusCode, ApiError> {
     let db = rule_db(&state)?;
-    let Json(body) = body.map_err(json_rejection)?;
+    let Json(Strict(body)) = body.map_err(json_rejection)?;
     db.set_rules(Who::All, into_raw(body.rules)?).map_err(rule_error)?;
     changed(&state, "all");
     Ok(StatusCode::NO_CONTENT)

@@ -12,7 +12,7 @@ use portico_core::sys::format_rfc3339_utc;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::error::{ApiError, json_rejection, query_rejection};
+use crate::error::{ApiError, Strict, json_rejection, query_rejection};
 use crate::paging::Page;
 use crate::time::parse_time;
 
@@ -134,9 +134,9 @@ pub(crate) struct NewBan {
 }
 
 fn check_len(field: &str, value: &str) -> Result<(), ApiError> {
-    if value.len() > MAX_FIELD_LEN {
+    if value.chars().count() > MAX_FIELD_LEN {
         return Err(ApiError::bad_request(format!(
-            "{field}: longer than {MAX_FIELD_LEN} bytes"
+            "{field}: longer than {MAX_FIELD_LEN} characters"
         )));
     }
     Ok(())
@@ -190,9 +190,9 @@ impl NewBan {
 /// `POST /api/v5/banned`: 200 with the ban; 409 `ALREADY_EXISTS` when one is in force.
 pub(crate) async fn create(
     State(state): State<crate::State>,
-    body: Result<Json<NewBan>, JsonRejection>,
+    body: Result<Json<Strict<NewBan>>, JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let Json(body) = body.map_err(json_rejection)?;
+    let Json(Strict(body)) = body.map_err(json_rejection)?;
     let entry = body.into_entry()?;
     let answer = render(&entry);
     match state.broker.banned().create(entry) {

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use super::clients::{ClientQuery, client_not_found, render};
 use crate::control::{ControlError, GatewayInfo, GatewayStatus, ListenerInfo};
-use crate::error::{ApiError, json_rejection, query_rejection};
+use crate::error::{ApiError, Strict, json_rejection, query_rejection};
 use crate::paging::Page;
 
 impl From<ControlError> for ApiError {
@@ -242,9 +242,9 @@ pub(crate) struct PskBody {
 /// `POST /api/v5/psk`: add or replace an identity.
 pub(crate) async fn psk_put(
     State(state): State<crate::State>,
-    body: Result<Json<PskBody>, JsonRejection>,
+    body: Result<Json<Strict<PskBody>>, JsonRejection>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let Json(body) = body.map_err(json_rejection)?;
+    let Json(Strict(body)) = body.map_err(json_rejection)?;
     state.control.psk_identities().ok_or_else(psk_off)?;
     state.control.psk_put(&body.identity, body.key.as_bytes())?;
     tracing::info!(identity = %body.identity, "PSK identity set through the API");

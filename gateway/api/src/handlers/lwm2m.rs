@@ -12,7 +12,7 @@ use crate::control::ControlError;
 use crate::error::{ApiError, query_rejection};
 
 /// The value types `write` takes (EMQX's list).
-const DATA_TYPES: [&str; 7] = ["Integer", "Float", "Time", "String", "Boolean", "Opaque", "Objlnk"];
+pub(crate) const DATA_TYPES: [&str; 7] = ["Integer", "Float", "Time", "String", "Boolean", "Opaque", "Objlnk"];
 
 /// Only the `lwm2m` gateway has these endpoints; an unknown client is EMQX's `CLIENT_NOT_FOUND`.
 fn check_gateway(name: &str) -> Result<(), ApiError> {

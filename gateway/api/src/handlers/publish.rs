@@ -16,7 +16,7 @@ use portico_core::topic::TopicName;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use crate::error::{ApiError, json_rejection};
+use crate::error::{ApiError, Strict, json_rejection, strict_all};
 
 /// Most messages in one bulk request.
 const MAX_BULK: usize = 1000;
@@ -40,7 +40,7 @@ pub(crate) struct PublishBody {
     #[serde(default)]
     encoding: Option<String>,
     #[serde(default)]
-    properties: Option<PublishProperties>,
+    properties: Option<Strict<PublishProperties>>,
     /// EMQX 4 had it; accepted and ignored so that old scripts still work.
     #[serde(default)]
     #[allow(dead_code)]
@@ -82,7 +82,7 @@ fn message(node: u16, body: PublishBody) -> Result<Message, ApiError> {
         protocol: PROTOCOL,
     };
     let mut message = Message::new(node, topic, payload, qos, body.retain, from);
-    if let Some(properties) = body.properties {
+    if let Some(Strict(properties)) = body.properties {
         message.properties = properties_of(properties)?;
     }
     Ok(message)
@@ -99,6 +99,15 @@ fn properties_of(p: PublishProperties) -> Result<MessageProperties, ApiError> {
             ));
         }
     };
+    // MQTT 5 (3.3.2.3.5): a response topic is a topic name, wildcards not allowed.
+    let response_topic = match p.response_topic {
+        Some(topic) => {
+            TopicName::new(topic.as_str())
+                .map_err(|e| ApiError::bad_request(format!("properties.response_topic: {e}")))?;
+            Some(ByteString::from(topic))
+        }
+        None => None,
+    };
     let mut user_properties = Vec::with_capacity(p.user_properties.len());
     for (key, value) in p.user_properties {
         let value = match value {
@@ -111,7 +120,7 @@ fn properties_of(p: PublishProperties) -> Result<MessageProperties, ApiError> {
         payload_format_indicator,
         message_expiry_interval: p.message_expiry_interval,
         content_type: p.content_type.map(ByteString::from),
-        response_topic: p.response_topic.map(ByteString::from),
+        response_topic,
         correlation_data: p.correlation_data.map(|c| Bytes::from(c.into_bytes())),
         user_properties,
     })
@@ -136,9 +145,9 @@ fn publish_one(state: &crate::AppState, message: Message) -> (bool, Value) {
 /// `POST /api/v5/publish`.
 pub(crate) async fn publish(
     State(state): State<crate::State>,
-    body: Result<Json<PublishBody>, JsonRejection>,
+    body: Result<Json<Strict<PublishBody>>, JsonRejection>,
 ) -> Result<Response, ApiError> {
-    let Json(body) = body.map_err(json_rejection)?;
+    let Json(Strict(body)) = body.map_err(json_rejection)?;
     let message = message(state.broker.node_id(), body)?;
     let (routed, answer) = publish_one(&state, message);
     let status = if routed || answer.get("reason_code").is_none() {
@@ -154,9 +163,10 @@ pub(crate) async fn publish(
 /// `POST /api/v5/publish/bulk`: every message is checked before any is published.
 pub(crate) async fn publish_bulk(
     State(state): State<crate::State>,
-    body: Result<Json<Vec<PublishBody>>, JsonRejection>,
+    body: Result<Json<Vec<Strict<PublishBody>>>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let Json(bodies) = body.map_err(json_rejection)?;
+    let bodies = strict_all(bodies);
     if bodies.is_empty() || bodies.len() > MAX_BULK {
         return Err(ApiError::bad_request(format!("1..={MAX_BULK} messages per request")));
     }

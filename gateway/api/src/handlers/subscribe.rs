@@ -14,7 +14,7 @@ use portico_core::topic::SubscriptionTopic;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::error::{ApiError, json_rejection};
+use crate::error::{ApiError, Strict, json_rejection, strict_all};
 
 /// Most subscriptions in one bulk request.
 const MAX_BULK: usize = 1000;
@@ -107,9 +107,9 @@ fn subscribe_one(state: &crate::AppState, client_id: &str, sub: &Subscription) -
 pub(crate) async fn subscribe(
     State(state): State<crate::State>,
     Path(client_id): Path<String>,
-    body: Result<Json<SubscribeBody>, JsonRejection>,
+    body: Result<Json<Strict<SubscribeBody>>, JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let Json(body) = body.map_err(json_rejection)?;
+    let Json(Strict(body)) = body.map_err(json_rejection)?;
     let sub = body.check()?;
     let answer = subscribe_one(&state, &client_id, &sub)?;
     tracing::info!(%client_id, topic = %sub.topic, "subscribed through the API");
@@ -130,9 +130,10 @@ fn check_bulk_len(len: usize) -> Result<(), ApiError> {
 pub(crate) async fn subscribe_bulk(
     State(state): State<crate::State>,
     Path(client_id): Path<String>,
-    body: Result<Json<Vec<SubscribeBody>>, JsonRejection>,
+    body: Result<Json<Vec<Strict<SubscribeBody>>>, JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let Json(bodies) = body.map_err(json_rejection)?;
+    let bodies = strict_all(bodies);
     check_bulk_len(bodies.len())?;
     let subs = bodies
         .into_iter()
@@ -168,9 +169,9 @@ fn check_filter(topic: &str) -> Result<(), ApiError> {
 pub(crate) async fn unsubscribe(
     State(state): State<crate::State>,
     Path(client_id): Path<String>,
-    body: Result<Json<UnsubscribeBody>, JsonRejection>,
+    body: Result<Json<Strict<UnsubscribeBody>>, JsonRejection>,
 ) -> Result<StatusCode, ApiError> {
-    let Json(body) = body.map_err(json_rejection)?;
+    let Json(Strict(body)) = body.map_err(json_rejection)?;
     check_filter(&body.topic)?;
     state
         .broker
@@ -184,9 +185,10 @@ pub(crate) async fn unsubscribe(
 pub(crate) async fn unsubscribe_bulk(
     State(state): State<crate::State>,
     Path(client_id): Path<String>,
-    body: Result<Json<Vec<UnsubscribeBody>>, JsonRejection>,
+    body: Result<Json<Vec<Strict<UnsubscribeBody>>>, JsonRejection>,
 ) -> Result<StatusCode, ApiError> {
     let Json(bodies) = body.map_err(json_rejection)?;
+    let bodies = strict_all(bodies);
     check_bulk_len(bodies.len())?;
     for (i, body) in bodies.iter().enumerate() {
         check_filter(&body.topic).map_err(|e| e.at_index(i))?;

@@ -19,7 +19,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::access::{MIN_PASSWORD_LEN, Principal, users_only};
-use crate::error::{ApiError, json_rejection};
+use crate::error::{ApiError, Strict, json_rejection};
 
 /// The durable store's key space of dashboard user descriptions.
 pub(crate) const DESCRIPTIONS_SPACE: &str = "dashboard.user_descriptions";
@@ -142,10 +142,10 @@ pub(crate) struct NewUser {
 pub(crate) async fn create(
     State(state): State<crate::State>,
     Extension(principal): Extension<Principal>,
-    body: Result<Json<NewUser>, JsonRejection>,
+    body: Result<Json<Strict<NewUser>>, JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
     users_only(&principal)?;
-    let Json(body) = body.map_err(json_rejection)?;
+    let Json(Strict(body)) = body.map_err(json_rejection)?;
     if body.username.is_empty() {
         return Err(ApiError::bad_request("username: must not be empty"));
     }
@@ -201,10 +201,10 @@ pub(crate) async fn update(
     State(state): State<crate::State>,
     Extension(principal): Extension<Principal>,
     Path(username): Path<String>,
-    body: Result<Json<UserUpdate>, JsonRejection>,
+    body: Result<Json<Strict<UserUpdate>>, JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
     users_only(&principal)?;
-    let Json(body) = body.map_err(json_rejection)?;
+    let Json(Strict(body)) = body.map_err(json_rejection)?;
     check_description(&body.description)?;
     if body.role.as_deref().is_some_and(|r| r != "administrator") {
         return Err(ApiError::bad_request("role: only administrator is supported"));
