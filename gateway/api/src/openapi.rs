@@ -329,7 +329,7 @@ fn details(method: &str, path: &str) -> Details {
         ("DELETE", "/api/v5/banned/{as}/{who}") => {
             d.path = vec![(
                 "as",
-                json!({"type": "string", "enum": ["clientid", "username", "peerhost", "peerhost_net"]}),
+                json!({"type": "string", "enum": ["clientid", "username", "peerhost", "peerhost_net", "clientid_re", "username_re"]}),
             )];
             d.success = Some(NO_CONTENT);
         }

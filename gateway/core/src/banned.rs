@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use bytestring::ByteString;
 use parking_lot::{Mutex, RwLock};
+use regex::{Regex, RegexBuilder};
 
 use crate::auth::ClientInfo;
 use crate::journal::Journal;
@@ -35,6 +36,11 @@ pub enum BanKind {
     Username,
     /// A peer address: one IP (`10.0.0.7`) or a CIDR range (`10.0.0.0/8`).
     PeerHost,
+    /// A regular expression a client id matches (EMQX 5.4's `clientid_re`; unanchored, as
+    /// EMQX's `re:run`: anchor it with `^...$` to match the whole id).
+    ClientIdRe,
+    /// A regular expression a user name matches (`username_re`).
+    UsernameRe,
 }
 
 impl BanKind {
@@ -44,6 +50,8 @@ impl BanKind {
             BanKind::ClientId => "clientid",
             BanKind::Username => "username",
             BanKind::PeerHost => "peerhost",
+            BanKind::ClientIdRe => "clientid_re",
+            BanKind::UsernameRe => "username_re",
         }
     }
 
@@ -53,6 +61,8 @@ impl BanKind {
             "clientid" => Some(BanKind::ClientId),
             "username" => Some(BanKind::Username),
             "peerhost" => Some(BanKind::PeerHost),
+            "clientid_re" => Some(BanKind::ClientIdRe),
+            "username_re" => Some(BanKind::UsernameRe),
             _ => None,
         }
     }
@@ -118,6 +128,9 @@ pub enum BanError {
     /// Empty client id or user name.
     #[error("the banned {0} is empty")]
     Empty(&'static str),
+    /// `clientid_re`/`username_re`: not a regular expression, or one too big to compile.
+    #[error("not a usable regular expression: {0}")]
+    BadPattern(String),
     /// [`Banned::create`]: a ban in force for the same `as` and `who` exists.
     #[error("{} {:?} is already banned", .0.as_str(), .1)]
     AlreadyExists(BanKind, String),
@@ -172,6 +185,29 @@ fn prefix_eq(a: &[u8], b: &[u8], prefix: u8) -> bool {
 struct Table {
     exact: HashMap<(BanKind, String), BanEntry>,
     hosts: Vec<(Cidr, BanEntry)>,
+    /// `clientid_re` and `username_re` bans, tried in turn on every connect.
+    patterns: Vec<(Regex, BanEntry)>,
+}
+
+impl Table {
+    fn len(&self) -> usize {
+        self.exact.len() + self.hosts.len() + self.patterns.len()
+    }
+}
+
+/// Compiled size a ban's regular expression may take: a ban is tried on every connect, so a
+/// pattern that compiles into a huge automaton is refused rather than slowing every client.
+const PATTERN_SIZE_LIMIT: usize = 64 * 1024;
+
+fn compile(pattern: &str) -> Result<Regex, BanError> {
+    RegexBuilder::new(pattern)
+        .size_limit(PATTERN_SIZE_LIMIT)
+        .build()
+        .map_err(|error| BanError::BadPattern(error.to_string()))
+}
+
+fn is_pattern(kind: BanKind) -> bool {
+    matches!(kind, BanKind::ClientIdRe | BanKind::UsernameRe)
 }
 
 /// The banned list. See the module docs.
@@ -225,11 +261,16 @@ impl Banned {
             let Some(cidr) = Cidr::parse(&entry.who) else { return };
             table.hosts.retain(|(_, e)| e.who != entry.who);
             table.hosts.push((cidr, entry));
+        } else if is_pattern(entry.kind) {
+            let Ok(regex) = compile(&entry.who) else { return };
+            table
+                .patterns
+                .retain(|(_, e)| !(e.kind == entry.kind && e.who == entry.who));
+            table.patterns.push((regex, entry));
         } else {
             table.exact.insert((entry.kind, entry.who.clone()), entry);
         }
-        self.count
-            .store(table.exact.len() + table.hosts.len(), Ordering::Release);
+        self.count.store(table.len(), Ordering::Release);
     }
 
     fn validate(entry: &BanEntry) -> Result<(), BanError> {
@@ -237,6 +278,8 @@ impl Banned {
             BanKind::PeerHost if Cidr::parse(&entry.who).is_none() => Err(BanError::BadAddress(entry.who.clone())),
             BanKind::ClientId if entry.who.is_empty() => Err(BanError::Empty("client id")),
             BanKind::Username if entry.who.is_empty() => Err(BanError::Empty("user name")),
+            BanKind::ClientIdRe | BanKind::UsernameRe if entry.who.is_empty() => Err(BanError::Empty("pattern")),
+            BanKind::ClientIdRe | BanKind::UsernameRe => compile(&entry.who).map(drop),
             _ => Ok(()),
         }
     }
@@ -276,6 +319,11 @@ impl Banned {
     fn find<'a>(table: &'a Table, kind: BanKind, who: &str) -> Option<&'a BanEntry> {
         match kind {
             BanKind::PeerHost => table.hosts.iter().map(|(_, e)| e).find(|e| e.who == who),
+            BanKind::ClientIdRe | BanKind::UsernameRe => table
+                .patterns
+                .iter()
+                .map(|(_, e)| e)
+                .find(|e| e.kind == kind && e.who == who),
             _ => table.exact.get(&(kind, who.to_owned())),
         }
     }
@@ -296,11 +344,14 @@ impl Banned {
             let before = table.hosts.len();
             table.hosts.retain(|(_, e)| e.who != who);
             table.hosts.len() != before
+        } else if is_pattern(kind) {
+            let before = table.patterns.len();
+            table.patterns.retain(|(_, e)| !(e.kind == kind && e.who == who));
+            table.patterns.len() != before
         } else {
             table.exact.remove(&(kind, who.to_owned())).is_some()
         };
-        self.count
-            .store(table.exact.len() + table.hosts.len(), Ordering::Release);
+        self.count.store(table.len(), Ordering::Release);
         drop(table);
         if removed && let Some(journal) = &self.journal {
             journal.submit(StoreOp::KvDelete {
@@ -319,6 +370,7 @@ impl Banned {
             .exact
             .values()
             .chain(table.hosts.iter().map(|(_, e)| e))
+            .chain(table.patterns.iter().map(|(_, e)| e))
             .filter(|e| !e.expired(now_ms))
             .cloned()
             .collect()
@@ -341,10 +393,18 @@ impl Banned {
             .iter()
             .find(|(cidr, _)| cidr.contains(client.peer.ip()))
             .map(|(_, e)| e);
+        let by_pattern = table.patterns.iter().find_map(|(regex, e)| {
+            let subject = match e.kind {
+                BanKind::ClientIdRe => Some(&*client.client_id),
+                _ => client.username.as_deref(),
+            };
+            subject.filter(|s| regex.is_match(s)).map(|_| e)
+        });
         by_id
             .into_iter()
             .chain(by_user)
             .chain(by_host)
+            .chain(by_pattern)
             .find(|e| !e.expired(now_ms))
             .cloned()
     }
@@ -413,6 +473,7 @@ impl Banned {
                 .exact
                 .values()
                 .chain(table.hosts.iter().map(|(_, e)| e))
+                .chain(table.patterns.iter().map(|(_, e)| e))
                 .filter(|e| e.expired(now_ms))
                 .map(|e| (e.kind, e.who.clone()))
                 .collect()
@@ -590,6 +651,47 @@ mod tests {
         assert!(banned.check(&client("ok", Some("alice"), "10.0.0.1:1")).is_none());
         assert!(banned.remove(BanKind::ClientId, "bad"));
         assert!(banned.check(&client("bad", None, "10.0.0.1:1")).is_none());
+    }
+
+    #[test]
+    fn pattern_bans_match_client_ids_and_user_names() {
+        let banned = Banned::default();
+        banned
+            .add(ban(BanKind::ClientIdRe, "^sensor-[0-9]+$", None))
+            .expect("valid pattern");
+        banned
+            .add(ban(BanKind::UsernameRe, "guest", None))
+            .expect("valid pattern");
+        let hit = banned
+            .check(&client("sensor-42", None, "10.0.0.1:1"))
+            .expect("banned by pattern");
+        assert_eq!(hit.kind, BanKind::ClientIdRe);
+        assert!(banned.check(&client("sensor-42x", None, "10.0.0.1:1")).is_none());
+        assert!(
+            banned.check(&client("c", Some("a-guest-1"), "10.0.0.1:1")).is_some(),
+            "unanchored"
+        );
+        assert!(
+            banned.check(&client("c", None, "10.0.0.1:1")).is_none(),
+            "no user name, no match"
+        );
+        assert_eq!(banned.list().len(), 2);
+        assert!(banned.get(BanKind::ClientIdRe, "^sensor-[0-9]+$").is_some());
+        assert!(banned.remove(BanKind::ClientIdRe, "^sensor-[0-9]+$"));
+        assert!(banned.check(&client("sensor-42", None, "10.0.0.1:1")).is_none());
+        assert!(matches!(
+            banned.add(ban(BanKind::UsernameRe, "(", None)),
+            Err(BanError::BadPattern(_))
+        ));
+        let huge = "[a-z]{1000}".repeat(20);
+        assert!(matches!(
+            banned.add(ban(BanKind::ClientIdRe, &huge, None)),
+            Err(BanError::BadPattern(_))
+        ));
+        assert!(matches!(
+            banned.add(ban(BanKind::ClientIdRe, "", None)),
+            Err(BanError::Empty(_))
+        ));
     }
 
     #[test]

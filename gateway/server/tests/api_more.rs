@@ -248,6 +248,22 @@ async fn a_banned_client_is_refused_at_its_next_connect() {
     // Other clients are not affected.
     let _other = mqtt(&server, "nice", Some("u-1")).await;
 
+    // EMQX 5.4's regular-expression bans.
+    let pattern = json!({"as": "clientid_re", "who": "^bot-[0-9]+$"});
+    assert_eq!(post(api, "/api/v5/banned", auth, &pattern).await.status, 200);
+    let (_, refused) = connect(&server, "bot-7", None).await;
+    assert_eq!(refused, Some(ReasonCode::Banned));
+    let (_, allowed) = connect(&server, "bot-7b", None).await;
+    assert_eq!(allowed, Some(ReasonCode::Success));
+    let bad = json!({"as": "username_re", "who": "(unclosed"});
+    let bad = post(api, "/api/v5/banned", auth, &bad).await;
+    assert_error(&bad, 400, "BAD_REQUEST");
+    assert!(bad.text().contains("regular expression"), "{}", bad.text());
+    let lifted = delete(api, "/api/v5/banned/clientid_re/%5Ebot-%5B0-9%5D%2B%24", auth).await;
+    assert_eq!(lifted.status, 204, "{}", lifted.text());
+    let (_, allowed) = connect(&server, "bot-7", None).await;
+    assert_eq!(allowed, Some(ReasonCode::Success));
+
     let by_name = post(
         api,
         "/api/v5/banned",

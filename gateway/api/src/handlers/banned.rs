@@ -49,7 +49,7 @@ fn parse_kind(text: &str) -> Result<BanKind, ApiError> {
     }
     BanKind::parse(text).ok_or_else(|| {
         ApiError::bad_request(format!(
-            "as: expected clientid, username, peerhost or peerhost_net, got {text:?}"
+            "as: expected clientid, username, peerhost, peerhost_net, clientid_re or username_re, got {text:?}"
         ))
     })
 }
