@@ -79,6 +79,18 @@ pub enum Refusal {
     Unavailable,
 }
 
+impl Refusal {
+    /// EMQX's name of the refusal in `client.connack` events (the MQTT reason code's name).
+    pub fn connack_result(self) -> &'static str {
+        match self {
+            Refusal::BadCredentials => "bad_username_or_password",
+            Refusal::NotAuthorized => "not_authorized",
+            Refusal::Banned => "banned",
+            Refusal::Unavailable => "server_unavailable",
+        }
+    }
+}
+
 /// The verdict of authentication.
 #[derive(Debug, Clone)]
 pub enum AuthResult {

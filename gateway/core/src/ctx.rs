@@ -11,8 +11,8 @@ use crate::auth::{
 use crate::autosub::AutoSubscribeRule;
 use crate::broker::{PublishError, Published, RetainedOnSubscribe, Shared, Will};
 use crate::conn::{ConnHandle, ConnId};
-use crate::hooks::Hooks;
-use crate::message::Message;
+use crate::hooks::{ClientRef, ConnectInfo, Event, EventKind, Hooks};
+use crate::message::{Message, QoS};
 use crate::metrics::Metrics;
 use crate::session::{Session, SubOptions};
 use crate::store::Ticket;
@@ -421,6 +421,68 @@ impl Ctx {
     /// [`Hooks::wants`] before building an event, or use [`Hooks::emit_with`].
     pub fn hooks(&self) -> &Hooks {
         &self.shared.hooks
+    }
+
+    /// Fires `client.connect` for a frontend's connect request when some listener wants it
+    /// or `client.connack`; the record returned goes to [`Ctx::hook_connack`] once the
+    /// request is answered. `info` is built only then.
+    pub fn hook_connect(&self, info: impl FnOnce() -> ConnectInfo) -> Option<Arc<ConnectInfo>> {
+        let hooks = self.hooks();
+        if !hooks.wants(EventKind::ClientConnect) && !hooks.wants(EventKind::ClientConnack) {
+            return None;
+        }
+        let info = Arc::new(info());
+        hooks.emit_with(EventKind::ClientConnect, || Event::ClientConnect(info.clone()));
+        Some(info)
+    }
+
+    /// Fires `client.connack` for what [`Ctx::hook_connect`] reported: `result` is
+    /// `"success"` or EMQX's name of the refusal (`not_authorized`, ...).
+    pub fn hook_connack(&self, info: Option<Arc<ConnectInfo>>, result: &'static str) {
+        if let Some(info) = info {
+            self.hooks()
+                .emit_with(EventKind::ClientConnack, || Event::ClientConnack { info, result });
+        }
+    }
+
+    /// Fires `client.subscribe` (`qos: Some`) or `client.unsubscribe` (`None`) for one filter
+    /// as the client sent it.
+    pub fn hook_client_subscription(&self, client: impl FnOnce() -> ClientRef, topic: &str, qos: Option<QoS>) {
+        let kind = match qos {
+            Some(_) => EventKind::ClientSubscribe,
+            None => EventKind::ClientUnsubscribe,
+        };
+        self.hooks().emit_with(kind, || {
+            let client = client();
+            let topic = ByteString::from(topic);
+            match qos {
+                Some(qos) => Event::ClientSubscribe { client, topic, qos },
+                None => Event::ClientUnsubscribe { client, topic },
+            }
+        });
+    }
+
+    /// Fires `message.delivered` or `message.acked` (`kind`) for `message` sent to, or
+    /// acknowledged by, `client`.
+    pub fn hook_message(&self, kind: EventKind, client: impl FnOnce() -> ClientRef, message: &Arc<Message>) {
+        self.hooks().emit_with(kind, || {
+            let client = client();
+            let message = message.clone();
+            let from_username = self.username_of(&message.from.client_id);
+            if kind == EventKind::MessageAcked {
+                Event::MessageAcked {
+                    client,
+                    message,
+                    from_username,
+                }
+            } else {
+                Event::MessageDelivered {
+                    client,
+                    message,
+                    from_username,
+                }
+            }
+        });
     }
 
     /// The username `client_id` connected with, while its session lives (the publisher's

@@ -1,10 +1,12 @@
 //! CONNECT/STOMP → CONNECTED, and DISCONNECT.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytestring::ByteString;
 use portico_core::auth::{AuthResult, ClientInfo, Verdict};
 use portico_core::channel::CloseReason;
+use portico_core::hooks::ConnectInfo;
 use portico_core::message::now_millis;
 use portico_core::sys::ConnectedEvent;
 
@@ -24,6 +26,8 @@ pub(super) struct AcceptedConnect {
     heart_beat: (u32, u32),
     /// The client id came from the client (it can come back to its session).
     named: bool,
+    /// What `client.connect` reported, for `client.connack`.
+    hook: Option<Arc<ConnectInfo>>,
 }
 
 impl StompChannel {
@@ -83,11 +87,23 @@ impl StompChannel {
             acl: None,
         };
         let password = self.settings.password.render(&frame).map(String::into_bytes);
+        let hook = self.ctx.hook_connect(|| ConnectInfo {
+            client_id: client.client_id.clone(),
+            username: client.username.clone(),
+            protocol: PROTOCOL,
+            peer: Some(self.peer),
+            proto_name: "STOMP",
+            proto_ver: proto_ver(version),
+            keepalive: u16::try_from(heart_beat.0 / 1000).unwrap_or(u16::MAX),
+            clean_start: !named,
+            ts_ms: now_millis(),
+        });
         let accepted = AcceptedConnect {
             client,
             version,
             heart_beat,
             named,
+            hook,
         };
         match self.ctx.authenticate(&accepted.client, password.as_deref()) {
             Verdict::Ready(result) => self.authenticated(accepted, result, now, out),
@@ -109,13 +125,16 @@ impl StompChannel {
             version,
             heart_beat: (cx, cy),
             named,
+            hook,
         } = accepted;
         match result {
             AuthResult::Allow { superuser, acl } => {
                 client.superuser = superuser;
                 client.acl = acl;
+                self.ctx.hook_connack(hook, "success");
             }
             AuthResult::Deny(refusal) => {
+                self.ctx.hook_connack(hook, refusal.connack_result());
                 let body = format!("Login failed: {refusal:?}");
                 return self.error("Login failed", body, None, CloseReason::NotAuthorized, now, out);
             }

@@ -42,6 +42,7 @@ use portico_core::auth::{AuthzCache, ClientInfo};
 use portico_core::channel::{Channel, CloseReason, ConnInfo, Outbox, StreamFrontend};
 use portico_core::conn::{ConnHandle, KickReason};
 use portico_core::ctx::FrontendInfo;
+use portico_core::hooks::ClientRef;
 use portico_core::message::now_millis;
 use portico_core::metrics::Metrics;
 use portico_core::session::{InflightState, Session};
@@ -225,6 +226,14 @@ impl StompChannel {
     }
 
     /// The client id, once connected.
+    /// The client as hook events name it (empty before CONNECT: no event fires then).
+    fn client_ref(&self) -> ClientRef {
+        ClientRef {
+            client_id: self.client.as_ref().map(|c| c.client_id.clone()).unwrap_or_default(),
+            username: self.client.as_ref().and_then(|c| c.username.clone()),
+        }
+    }
+
     pub fn client_id(&self) -> Option<&str> {
         self.client.as_ref().map(|c| &*c.client_id)
     }

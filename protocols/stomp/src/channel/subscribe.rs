@@ -7,6 +7,7 @@ use bytestring::ByteString;
 use portico_core::QoS;
 use portico_core::auth::Action;
 use portico_core::broker::RetainedOnSubscribe;
+use portico_core::hooks::EventKind;
 use portico_core::message::now_millis;
 use portico_core::session::{Delivery, InflightEntry, InflightState, SessionState, SubOptions};
 use portico_core::sys::{SubscribedEvent, UnsubscribedEvent};
@@ -137,6 +138,14 @@ impl StompChannel {
                 return self.hold(frame, Action::Subscribe, &filter, pending);
             }
         }
+        // `client.subscribe` once allowed (a held SUBSCRIBE comes back through here), as MQTT's.
+        let qos = if ack == AckMode::Auto {
+            QoS::AtMostOnce
+        } else {
+            QoS::AtLeastOnce
+        };
+        self.ctx
+            .hook_client_subscription(|| self.client_ref(), destination, Some(qos));
         let Some(session) = self.session.clone() else { return };
         // Client-ack subscriptions take QoS 1 so that nothing is dropped as QoS 0 would be
         // under load; auto ones QoS 0, as EMQX.
@@ -265,6 +274,9 @@ impl StompChannel {
         };
         // An unknown id is not an error (as EMQX): the subscription is gone either way.
         if let Some(index) = found {
+            let destination = &self.subscriptions[index].destination;
+            self.ctx
+                .hook_client_subscription(|| self.client_ref(), destination, None);
             self.drop_subscription(index);
             self.save_subscriptions();
         }
@@ -313,6 +325,9 @@ impl StompChannel {
         let Some(session) = self.session.clone() else { return };
         let mut frames = Vec::new();
         let mut dropped = 0u64;
+        // `message.delivered`, fired once the session lock is released; empty unless wanted.
+        let hook_delivered = self.ctx.hooks().wants(EventKind::MessageDelivered);
+        let mut delivered = Vec::new();
         {
             let mut state = session.lock();
             // After a takeover the session belongs to another connection.
@@ -369,6 +384,9 @@ impl StompChannel {
                         });
                     }
                     frames.push(self.message_frame(&delivery, subscription, message_id, false));
+                    if hook_delivered {
+                        delivered.push(delivery.message.clone());
+                    }
                 }
                 if acked == 0 {
                     state.forget(&delivery);
@@ -378,6 +396,10 @@ impl StompChannel {
         let metrics = self.ctx.metrics();
         metrics.messages_sent.fetch_add(frames.len() as u64, Ordering::Relaxed);
         metrics.messages_dropped.fetch_add(dropped, Ordering::Relaxed);
+        for message in &delivered {
+            self.ctx
+                .hook_message(EventKind::MessageDelivered, || self.client_ref(), message);
+        }
         for frame in frames {
             self.send(frame, now, out);
         }
@@ -485,6 +507,8 @@ impl StompChannel {
         let Some(session) = self.session.clone() else { return };
         let mut frames = Vec::new();
         let mut dropped = 0u64;
+        let hook_acked = !nack && self.ctx.hooks().wants(EventKind::MessageAcked);
+        let mut acked = Vec::new();
         {
             let mut state = session.lock();
             for mut entry in taken {
@@ -492,6 +516,9 @@ impl StompChannel {
                     continue;
                 };
                 let give_up = entry.redeliveries >= self.settings.max_redeliveries;
+                if hook_acked && let InflightState::AwaitingAck(delivery) = &state.inflight[i].state {
+                    acked.push(delivery.message.clone());
+                }
                 if !nack || give_up {
                     complete_unacked(&mut state, i);
                     dropped += u64::from(nack);
@@ -516,6 +543,10 @@ impl StompChannel {
         let metrics = self.ctx.metrics();
         metrics.messages_sent.fetch_add(frames.len() as u64, Ordering::Relaxed);
         metrics.messages_dropped.fetch_add(dropped, Ordering::Relaxed);
+        for message in &acked {
+            self.ctx
+                .hook_message(EventKind::MessageAcked, || self.client_ref(), message);
+        }
         for frame in frames {
             self.send(frame, now, out);
         }

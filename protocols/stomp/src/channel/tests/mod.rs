@@ -3,6 +3,7 @@
 
 mod bad_input;
 mod durable;
+mod hooks;
 mod messaging;
 
 use std::net::{Ipv4Addr, SocketAddr};
