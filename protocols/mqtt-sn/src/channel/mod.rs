@@ -31,6 +31,7 @@ use portico_core::channel::{CloseReason, ConnInfo, EncodeError, Outbox};
 use portico_core::conn::{ConnHandle, KickReason};
 use portico_core::ctx::FrontendInfo;
 use portico_core::datagram::{DatagramChannel, DatagramFrontend};
+use portico_core::hooks::{ClientRef, ConnectInfo};
 use portico_core::message::{Message, Origin, now_millis};
 use portico_core::metrics::Metrics;
 use portico_core::session::Session;
@@ -136,6 +137,8 @@ struct PendingConnect {
     will_topic: Option<(Flags, ByteString)>,
     will: Option<Will>,
     auth: Option<Pending<AuthResult>>,
+    /// What `client.connect` reported, for `client.connack`.
+    hook: Option<Arc<ConnectInfo>>,
 }
 
 /// One peer's MQTT-SN state.
@@ -206,6 +209,14 @@ impl MqttSnChannel {
             register: None,
             retry_deadline: None,
             held: None,
+        }
+    }
+
+    /// The client as hook events name it (empty before CONNECT: no event fires then).
+    fn client_ref(&self) -> ClientRef {
+        ClientRef {
+            client_id: self.client.as_ref().map(|c| c.client_id.clone()).unwrap_or_default(),
+            username: self.client.as_ref().and_then(|c| c.username.clone()),
         }
     }
 
@@ -286,6 +297,17 @@ impl MqttSnChannel {
             client_id
         };
         let client = ClientInfo::new(client_id, self.settings.username.clone(), self.peer, PROTOCOL);
+        let hook = self.ctx.hook_connect(|| ConnectInfo {
+            client_id: client.client_id.clone(),
+            username: client.username.clone(),
+            protocol: PROTOCOL,
+            peer: Some(self.peer),
+            proto_name: "MQTT-SN",
+            proto_ver: 1,
+            keepalive: duration,
+            clean_start: flags.clean_session,
+            ts_ms: now_millis(),
+        });
         self.pending = Some(Box::new(PendingConnect {
             client,
             clean: flags.clean_session,
@@ -293,6 +315,7 @@ impl MqttSnChannel {
             will_topic: None,
             will: None,
             auth: None,
+            hook,
         }));
         if flags.will {
             self.phase = Phase::WillTopic;
@@ -378,14 +401,17 @@ impl MqttSnChannel {
             clean,
             duration,
             will,
+            hook,
             ..
         } = *pending;
         match result {
             AuthResult::Allow { superuser, acl } => {
                 client.superuser = superuser;
                 client.acl = acl;
+                self.ctx.hook_connack(hook, "success");
             }
             AuthResult::Deny(refusal) => {
+                self.ctx.hook_connack(hook, refusal.connack_result());
                 tracing::debug!(peer = %self.peer, client_id = %client.client_id, ?refusal, "MQTT-SN CONNECT refused");
                 out.send(Packet::ConnAck {
                     code: ReturnCode::NotAuthorized,

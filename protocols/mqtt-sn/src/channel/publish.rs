@@ -7,6 +7,7 @@ use bytestring::ByteString;
 use portico_core::QoS;
 use portico_core::auth::{Action, Pending, Verdict};
 use portico_core::channel::CloseReason;
+use portico_core::hooks::EventKind;
 use portico_core::metrics::Metrics;
 use portico_core::session::{Delivery, InflightEntry, InflightState, SessionState};
 
@@ -339,8 +340,16 @@ impl MqttSnChannel {
         if code != ReturnCode::Accepted {
             tracing::debug!(peer = %self.peer, msg_id, ?code, "PUBACK with an error; the message counts as delivered");
         }
+        let acked = match &state.inflight[index].state {
+            InflightState::AwaitingAck(delivery) => Some(delivery.message.clone()),
+            _ => None,
+        };
         state.complete_inflight(index);
         drop(state);
+        if let Some(message) = &acked {
+            self.ctx
+                .hook_message(EventKind::MessageAcked, || self.client_ref(), message);
+        }
         self.retry_deadline = None;
         self.deliver_queued(now, out);
     }
@@ -348,10 +357,19 @@ impl MqttSnChannel {
     pub(super) fn handle_pubrec(&mut self, msg_id: u16, now: Instant, out: &mut Out) {
         let Some(session) = self.session.clone() else { return };
         let mut state = session.lock();
+        let mut acked = None;
         if let Some(index) = state.inflight_position(msg_id) {
+            // `message.acked` at PUBREC for QoS 2, as EMQX.
+            if let InflightState::AwaitingAck(delivery) = &state.inflight[index].state {
+                acked = Some(delivery.message.clone());
+            }
             state.release_inflight(index, now);
         }
         drop(state);
+        if let Some(message) = &acked {
+            self.ctx
+                .hook_message(EventKind::MessageAcked, || self.client_ref(), message);
+        }
         out.send(Packet::PubRel { msg_id });
     }
 
@@ -459,6 +477,9 @@ impl MqttSnChannel {
             return;
         }
         let mut sent = 0u64;
+        // `message.delivered`, fired once the session lock is released; empty unless wanted.
+        let hook_delivered = self.ctx.hooks().wants(EventKind::MessageDelivered);
+        let mut delivered = Vec::new();
         while self.register.is_none() {
             let Some(front) = state.queue.front() else { break };
             let qos = front.qos;
@@ -485,6 +506,9 @@ impl MqttSnChannel {
                 }
                 Ok(Some(packet)) => {
                     let Some(delivery) = state.dequeue() else { break };
+                    if hook_delivered {
+                        delivered.push(delivery.message.clone());
+                    }
                     let id = (qos != QoS::AtMostOnce).then_some(msg_id);
                     state.record_sent(&delivery, id);
                     if let Some(id) = id {
@@ -505,6 +529,10 @@ impl MqttSnChannel {
             .metrics()
             .messages_sent
             .fetch_add(sent, std::sync::atomic::Ordering::Relaxed);
+        for message in &delivered {
+            self.ctx
+                .hook_message(EventKind::MessageDelivered, || self.client_ref(), message);
+        }
     }
 
     /// Sends the message in flight again (after a resume, a lost acknowledgement or a new

@@ -61,6 +61,9 @@ impl MqttSnChannel {
         if !allowed {
             return out.send(suback(0, ReturnCode::NotAuthorized));
         }
+        // `client.subscribe` once allowed (a held SUBSCRIBE comes back through here), as MQTT's.
+        self.ctx
+            .hook_client_subscription(|| self.client_ref(), &name, Some(qos));
         // The id the client will see messages under: a plain name is registered now, a
         // predefined id is itself, wildcards and short names get 0 (announced by REGISTER or
         // sent by name later).
@@ -93,6 +96,7 @@ impl MqttSnChannel {
     /// Always answered with UNSUBACK, known filter or not (EMQX).
     pub(super) fn handle_unsubscribe(&mut self, msg_id: u16, topic: SubTopic, out: &mut Out) {
         if let (Some(session), Ok(name)) = (self.session.clone(), sub_topic_name(self, &topic)) {
+            self.ctx.hook_client_subscription(|| self.client_ref(), &name, None);
             let filter = self.mount_filter(&name);
             self.ctx.unsubscribe(&session, &filter);
         }

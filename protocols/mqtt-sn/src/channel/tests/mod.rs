@@ -12,6 +12,8 @@ use super::*;
 use crate::packet::{SubTopic, TopicField, TopicIdType};
 use crate::registry::Predefined;
 
+mod hooks;
+
 struct Harness {
     broker: Broker,
     frontend: MqttSnFrontend,
