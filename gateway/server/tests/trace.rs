@@ -312,3 +312,97 @@ async fn traces_survive_a_restart() {
     assert_eq!(list[1]["status"], "stopped");
     node.server.shutdown().await;
 }
+
+/// Runs `portico ctl --socket <socket> <args>` off the runtime's threads (the server runs on
+/// the same runtime), without the test runner's `PORTICO_*` variables.
+async fn ctl(socket: &Path, args: &[&str]) -> std::process::Output {
+    let mut all = vec!["ctl".to_owned(), "--socket".to_owned(), socket.display().to_string()];
+    all.extend(args.iter().map(|a| (*a).to_owned()));
+    tokio::task::spawn_blocking(move || {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_portico"));
+        for (key, _) in std::env::vars_os() {
+            if key.to_string_lossy().starts_with("PORTICO_") {
+                command.env_remove(key);
+            }
+        }
+        command.args(&all).output().expect("the portico binary runs")
+    })
+    .await
+    .expect("command task")
+}
+
+/// Asserts success; stdout.
+fn ok(output: &std::process::Output) -> String {
+    assert!(
+        output.status.success(),
+        "exit {:?}\nstdout: {}\nstderr: {}",
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[tokio::test]
+async fn ctl_trace_start_list_log_stop_delete() {
+    let node = start_in(&support::data_dir_env()).await;
+    let socket = node.data_dir.join("ctl.sock");
+
+    let started = ok(&ctl(
+        &socket,
+        &["trace", "start", "client", "ctl-dev", "ctl-trace", "--duration", "5m"],
+    )
+    .await);
+    assert!(started.contains("trace ctl-trace started"), "{started}");
+    assert!(started.contains("clientid=ctl-dev, status=running"), "{started}");
+    let topic = ok(&ctl(&socket, &["trace", "start", "topic", "a/#", "by-topic"]).await);
+    assert!(topic.contains("topic=a/#"), "{topic}");
+
+    // A 5-minute trace ends about 5 minutes from now.
+    let list = node.list().await;
+    let entry = list.iter().find(|t| t["name"] == "ctl-trace").expect("listed");
+    assert_eq!(entry["type"], "clientid");
+    assert_ne!(entry["start_at"], entry["end_at"]);
+
+    let listed = ok(&ctl(&socket, &["trace", "list"]).await);
+    assert!(
+        listed.contains("Trace(ctl-trace, clientid=ctl-dev, status=running"),
+        "{listed}"
+    );
+    assert!(listed.contains("Trace(by-topic, topic=a/#, status=running"), "{listed}");
+
+    let _client = node.mqtt("ctl-dev").await;
+    let _ = node
+        .log_with("ctl-trace", &["[client.connected] clientid=ctl-dev"])
+        .await;
+    let log = ok(&ctl(&socket, &["trace", "log", "ctl-trace"]).await);
+    assert!(log.contains("[client.connected] clientid=ctl-dev"), "{log}");
+
+    let stopped = ok(&ctl(&socket, &["trace", "stop", "ctl-trace"]).await);
+    assert_eq!(stopped, "trace ctl-trace stopped\n");
+    let listed = ok(&ctl(&socket, &["trace", "list"]).await);
+    assert!(
+        listed.contains("Trace(ctl-trace, clientid=ctl-dev, status=stopped"),
+        "{listed}"
+    );
+
+    // Errors: the API's code and message, exit 1; bad usage, exit 2.
+    let duplicate = ctl(&socket, &["trace", "start", "topic", "a/#", "again"]).await;
+    assert_eq!(duplicate.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&duplicate.stderr).contains("DUPLICATE_CONDITION"));
+    let bad = ctl(&socket, &["trace", "start", "client", "x", "bad name"]).await;
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("BAD_REQUEST"));
+    let duration = ctl(&socket, &["trace", "start", "client", "x", "y", "--duration", "soon"]).await;
+    assert_eq!(duration.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&duration.stderr).contains("--duration"));
+    assert_eq!(ctl(&socket, &["trace", "start", "client"]).await.status.code(), Some(2));
+
+    let deleted = ok(&ctl(&socket, &["trace", "delete", "ctl-trace"]).await);
+    assert_eq!(deleted, "trace ctl-trace deleted\n");
+    assert!(!trace_file(&node.data_dir, "ctl-trace").exists());
+    let missing = ctl(&socket, &["trace", "stop", "ctl-trace"]).await;
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("NOT_FOUND"));
+    node.server.shutdown().await;
+}
