@@ -13,7 +13,8 @@
 //! the running traces (a string compare, a topic walk or a set lookup) and, if it matches,
 //! cloned into a bounded queue; when the queue is full the line is dropped and counted, the
 //! broker never waits. A writer thread formats and appends the lines; a file stops growing at
-//! `max_file_size` (further lines are counted as dropped).
+//! `max_file_size` (further lines are counted as dropped). The queue holds at most
+//! [`QUEUE_CAPACITY`] lines and 64 MiB of payloads.
 
 pub mod filter;
 pub mod format;
@@ -291,7 +292,7 @@ impl Tracer {
     pub fn start(settings: TraceSettings, broker: &Broker) -> Result<Tracer, TraceError> {
         let journal = broker.journal().cloned();
         let definitions = store::load(journal.as_ref()).map_err(TraceError::Io)?;
-        let (shared, queue) = Shared::new(settings.queue_capacity);
+        let (shared, queue) = Shared::new(settings.queue_capacity, writer::MAX_QUEUED_BYTES);
         let shared = Arc::new(shared);
         let listener: Arc<dyn EventListener> = Arc::new(writer::Listener(shared.clone()));
         let inner = Arc::new(Inner {
@@ -317,7 +318,8 @@ impl Tracer {
         let writer = std::thread::Builder::new()
             .name("portico-trace".to_owned())
             .spawn(move || {
-                writer::run(queue, max_size, || {
+                let shared = ticking.shared.clone();
+                writer::run(queue, &shared, max_size, || {
                     ticking.refresh();
                     !ticking.stopping.load(Ordering::Relaxed)
                 });
@@ -488,6 +490,14 @@ impl Tracer {
         {
             tracing::error!("the trace writer thread panicked");
         }
+    }
+}
+
+impl Drop for Tracer {
+    /// A tracer dropped without [`Tracer::shutdown`] still lets go of the broker and ends its
+    /// writer thread (within about a second), without waiting for it.
+    fn drop(&mut self) {
+        self.inner.stopping.store(true, Ordering::Relaxed);
     }
 }
 

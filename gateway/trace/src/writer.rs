@@ -26,6 +26,11 @@ use crate::format::{self, Formatter, PayloadEncode};
 const IDLE_WAIT: Duration = Duration::from_millis(250);
 /// How often the writer re-evaluates which traces run.
 const REFRESH_EVERY: Duration = Duration::from_secs(1);
+/// Most payload bytes the queued lines may hold alive at once: the line count alone would let
+/// large messages pin a lot of memory.
+pub(crate) const MAX_QUEUED_BYTES: u64 = 64 * 1024 * 1024;
+/// What a queued line is charged besides its payload.
+const ENTRY_COST: u64 = 256;
 
 /// A trace's file and counters, shared by the listener (matching), the writer (writing) and
 /// the API (sizes, reading, deleting).
@@ -127,6 +132,8 @@ pub(crate) struct Entry {
     trace: Arc<Active>,
     event: Event,
     ts_ms: u64,
+    /// What it is charged against [`MAX_QUEUED_BYTES`].
+    cost: u64,
 }
 
 /// What the listener reads on the hot path.
@@ -134,14 +141,19 @@ pub(crate) struct Shared {
     /// The running traces (replaced as a whole when the set changes).
     pub(crate) running: RwLock<Arc<[Arc<Active>]>>,
     queue: SyncSender<Entry>,
+    /// Bytes charged for the queued lines (see [`MAX_QUEUED_BYTES`]).
+    queued_bytes: AtomicU64,
+    max_queued_bytes: u64,
 }
 
 impl Shared {
-    pub(crate) fn new(capacity: usize) -> (Shared, Receiver<Entry>) {
+    pub(crate) fn new(capacity: usize, max_queued_bytes: u64) -> (Shared, Receiver<Entry>) {
         let (queue, rx) = std::sync::mpsc::sync_channel(capacity.max(1));
         let shared = Shared {
             running: RwLock::new(Arc::from(Vec::new())),
             queue,
+            queued_bytes: AtomicU64::new(0),
+            max_queued_bytes,
         };
         (shared, rx)
     }
@@ -153,14 +165,23 @@ impl Shared {
             if !trace.matcher.matches(event) {
                 continue;
             }
+            let cost = event.message().map_or(0, |m| m.payload.len() as u64) + ENTRY_COST;
+            // Charge first, so that the bound holds however many threads offer at once.
+            if self.queued_bytes.fetch_add(cost, Ordering::Relaxed) + cost > self.max_queued_bytes {
+                self.queued_bytes.fetch_sub(cost, Ordering::Relaxed);
+                trace.dropped.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
             let entry = Entry {
                 trace: trace.clone(),
                 event: event.clone(),
                 ts_ms: now_millis(),
+                cost,
             };
             match self.queue.try_send(entry) {
                 Ok(()) => {}
                 Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+                    self.queued_bytes.fetch_sub(cost, Ordering::Relaxed);
                     trace.dropped.fetch_add(1, Ordering::Relaxed);
                 }
             }
@@ -179,17 +200,21 @@ impl EventListener for Listener {
 
 /// The writer thread's loop: writes queued lines; calls `tick` about every second (and stops
 /// once it returns false, after writing what is queued).
-pub(crate) fn run(queue: Receiver<Entry>, max_size: u64, mut tick: impl FnMut() -> bool) {
+pub(crate) fn run(queue: Receiver<Entry>, shared: &Shared, max_size: u64, mut tick: impl FnMut() -> bool) {
+    let write = |entry: Entry, dirty: &mut Vec<Arc<Active>>| {
+        shared.queued_bytes.fetch_sub(entry.cost, Ordering::Relaxed);
+        write(entry, max_size, dirty);
+    };
     let mut dirty: Vec<Arc<Active>> = Vec::new();
     let mut last_tick = Instant::now();
     loop {
         match queue.recv_timeout(IDLE_WAIT) {
             Ok(entry) => {
-                write(entry, max_size, &mut dirty);
+                write(entry, &mut dirty);
                 // Take what else is waiting before flushing, so that bursts are written in
                 // few system calls.
                 while let Ok(entry) = queue.try_recv() {
-                    write(entry, max_size, &mut dirty);
+                    write(entry, &mut dirty);
                 }
                 flush(&mut dirty);
             }
@@ -200,7 +225,7 @@ pub(crate) fn run(queue: Receiver<Entry>, max_size: u64, mut tick: impl FnMut() 
             last_tick = Instant::now();
             if !tick() {
                 while let Ok(entry) = queue.try_recv() {
-                    write(entry, max_size, &mut dirty);
+                    write(entry, &mut dirty);
                 }
                 flush(&mut dirty);
                 break;
@@ -242,7 +267,7 @@ mod tests {
     #[test]
     fn a_full_queue_drops_and_counts_without_blocking() {
         let dir = tempfile::tempdir().unwrap();
-        let (shared, rx) = Shared::new(2);
+        let (shared, rx) = Shared::new(2, MAX_QUEUED_BYTES);
         let trace = active(dir.path(), "t");
         *shared.running.write() = Arc::from(vec![trace.clone()]);
         for _ in 0..5 {
@@ -252,7 +277,7 @@ mod tests {
         shared.offer(&publish("c2", "t/1", b"x"));
         assert_eq!(trace.dropped.load(Ordering::Relaxed), 3);
         let mut ticks = 0;
-        run(rx, 1 << 20, || {
+        run(rx, &shared, 1 << 20, || {
             ticks += 1;
             false
         });
@@ -260,6 +285,28 @@ mod tests {
         let text = std::fs::read_to_string(&trace.path).unwrap();
         assert_eq!(text.lines().count(), 2, "{text}");
         assert!(text.lines().all(|l| l.contains("[message.publish] clientid=c1")));
+    }
+
+    #[test]
+    fn queued_payload_bytes_are_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        // Room for two entries of a 1000-byte payload, not three.
+        let (shared, rx) = Shared::new(100, 2 * (1000 + ENTRY_COST) + 10);
+        let trace = active(dir.path(), "t");
+        *shared.running.write() = Arc::from(vec![trace.clone()]);
+        let big = publish("c1", "t/1", &[b'x'; 1000]);
+        for _ in 0..3 {
+            shared.offer(&big);
+        }
+        assert_eq!(trace.dropped.load(Ordering::Relaxed), 1);
+        // Once written, the bytes are free again.
+        run(rx, &shared, 1 << 20, || false);
+        assert_eq!(shared.queued_bytes.load(Ordering::Relaxed), 0);
+        assert_eq!(std::fs::read_to_string(&trace.path).unwrap().lines().count(), 2);
+        // With the writer gone the send fails: counted, and the charge given back.
+        shared.offer(&big);
+        assert_eq!(trace.dropped.load(Ordering::Relaxed), 2);
+        assert_eq!(shared.queued_bytes.load(Ordering::Relaxed), 0);
     }
 
     #[test]
