@@ -26,7 +26,7 @@ mod tls;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use portico_auth::builtin::BuiltinDb;
@@ -117,6 +117,8 @@ pub(crate) struct AppState {
     pub(crate) control: Arc<dyn Control>,
     /// Descriptions of the dashboard users (`/users`).
     pub(crate) descriptions: handlers::users::Descriptions,
+    /// The log trace (`/trace`), once the server hands it over ([`Api::set_trace`]).
+    pub(crate) trace: OnceLock<Arc<portico_trace::Tracer>>,
 }
 
 pub(crate) type State = Arc<AppState>;
@@ -162,11 +164,20 @@ impl Api {
             lockout: lockout::Lockout::new(settings.lockout),
             control,
             descriptions,
+            trace: OnceLock::new(),
         });
         Ok(Api {
             state,
             settings: settings.clone(),
         })
+    }
+
+    /// Hands the log trace engine to the `/trace` endpoints (before serving; a second call is
+    /// ignored). Without it they answer 503.
+    pub fn set_trace(&self, tracer: Arc<portico_trace::Tracer>) {
+        if self.state.trace.set(tracer).is_err() {
+            tracing::warn!("the API already has a trace engine; the second one is ignored");
+        }
     }
 
     /// Creates the first admin if there is no dashboard user yet (see

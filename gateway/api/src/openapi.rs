@@ -494,6 +494,41 @@ fn details(method: &str, path: &str) -> Details {
             | "/api/v5/authorization/sources/built_in_database/rules/clients/{clientid}"
             | "/api/v5/authorization/sources/built_in_database/rules/all",
         ) => d.success = Some(NO_CONTENT),
+        ("POST", "/api/v5/trace") => {
+            // One shape per type; times are left out (a generated time is likely past).
+            let shape = |kind: &str, value: Value| {
+                object(
+                    &["name", "type", kind],
+                    json!({
+                        "name": {"type": "string", "minLength": 1, "maxLength": 256, "pattern": "^[A-Za-z0-9_-]+$"},
+                        "type": {"type": "string", "enum": [kind]},
+                        kind: value,
+                        "payload_encode": nullable(json!({"type": "string", "enum": ["text", "hex", "hidden"]})),
+                        "formatter": nullable(json!({"type": "string", "enum": ["text", "json"]})),
+                    }),
+                )
+            };
+            d.body = Some(json!({"oneOf": [
+                shape("clientid", json!({"type": "string", "minLength": 1, "maxLength": 65535})),
+                shape("topic", topic_filter()),
+                shape("ip_address", json!({"type": "string", "format": "ipv4"})),
+            ]}));
+        }
+        ("DELETE", "/api/v5/trace" | "/api/v5/trace/{name}") => d.success = Some(NO_CONTENT),
+        ("GET", "/api/v5/trace/{name}/log") => {
+            d.query = vec![
+                (
+                    "bytes",
+                    json!({"type": "integer", "minimum": 0, "maximum": u64::MAX}),
+                    "At most this many bytes (≤ 1 MiB)",
+                ),
+                (
+                    "position",
+                    json!({"type": "integer", "minimum": 0, "maximum": u64::MAX}),
+                    "From this byte of the file",
+                ),
+            ];
+        }
         _ => {}
     }
     d
@@ -597,7 +632,8 @@ mod tests {
     use super::*;
 
     /// Routes that take no body although their method could carry one.
-    const BODYLESS: [&str; 7] = [
+    const BODYLESS: [&str; 8] = [
+        "/api/v5/trace/{name}/stop",
         "/api/v5/logout",
         "/api/v5/gateways/{name}/enable/{enable}",
         "/api/v5/configs/reload",

@@ -13,7 +13,7 @@ use crate::access;
 use crate::error::ApiError;
 use crate::handlers::{
     alarms, authn, authz, banned, clients, configs, gateways, lwm2m, nodes, prometheus, publish, retainer, subscribe,
-    topics, users,
+    topics, trace, users,
 };
 use crate::keys;
 
@@ -135,6 +135,13 @@ const TABLE: &[(RouteDoc, Handler)] = &[
     (doc("GET", "/api/v5/authorization/sources/built_in_database/rules/all", "authorization", "The built-in rules for all clients", true), || get(authz::get_all)),
     (doc("POST", "/api/v5/authorization/sources/built_in_database/rules/all", "authorization", "Replace the built-in rules for all clients", true), || post(authz::set_all)),
     (doc("DELETE", "/api/v5/authorization/sources/built_in_database/rules/all", "authorization", "Delete the built-in rules for all clients", true), || delete(authz::delete_all)),
+    (doc("GET", "/api/v5/trace", "trace", "Log traces, newest start first", true), || get(trace::list)),
+    (doc("POST", "/api/v5/trace", "trace", "Create a log trace of a client id, topic filter or IP address", true), || post(trace::create)),
+    (doc("DELETE", "/api/v5/trace", "trace", "Delete every log trace and its file", true), || delete(trace::clear)),
+    (doc("DELETE", "/api/v5/trace/{name}", "trace", "Delete a log trace and its file", true), || delete(trace::delete)),
+    (doc("PUT", "/api/v5/trace/{name}/stop", "trace", "Stop a log trace (its file stays)", true), || put(trace::stop)),
+    (doc("GET", "/api/v5/trace/{name}/download", "trace", "A log trace's file, as a plain-text attachment", true), || get(trace::download)),
+    (doc("GET", "/api/v5/trace/{name}/log", "trace", "Part of a log trace's file: bytes (at most 1 MiB) from position", true), || get(trace::log)),
     (doc("GET", "/api/v5/prometheus/stats", "metrics", "Prometheus text exposition", false), || get(prometheus::stats)),
     (doc("GET", "/metrics", "metrics", "Prometheus text exposition (alias)", false), || get(prometheus::stats)),
     (doc("GET", "/api-docs", "docs", "This OpenAPI document", false), || get(api_docs)),

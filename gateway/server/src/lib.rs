@@ -26,6 +26,7 @@ use portico_core::store::{DurabilityMode, StoreError};
 use portico_core::{Broker, BrokerConfig, Extensions, QoS};
 use portico_mqtt::{MqttSettings, ReasonCode};
 use portico_store::RedbStore;
+use portico_trace::{TraceSettings, Tracer};
 use portico_transport::BindError;
 use portico_transport::dtls::PskTable;
 use portico_transport::tls::TlsSource;
@@ -73,6 +74,9 @@ pub enum StartError {
     /// The webhook (`webhook.*`) could not start.
     #[error(transparent)]
     Webhook(#[from] portico_webhook::WebhookError),
+    /// The log trace (`trace.*`, stored trace definitions) could not start.
+    #[error("trace: {0}")]
+    Trace(#[from] portico_trace::TraceError),
     /// A configured feature is not available in this build.
     #[error("{key}: {why}")]
     Unsupported {
@@ -91,6 +95,8 @@ pub struct Server {
     control: Arc<ServerControl>,
     /// The webhook, when `webhook.enable`.
     webhook: Option<Webhook>,
+    /// The log trace (`/api/v5/trace`).
+    trace: Arc<Tracer>,
     shutdown: CancellationToken,
     tasks: TaskTracker,
 }
@@ -113,14 +119,16 @@ impl Server {
         } else {
             None
         };
+        let trace = Arc::new(Tracer::start(trace_settings(config), &broker)?);
         let shutdown = CancellationToken::new();
         let tasks = TaskTracker::new();
-        let started = Self::start_serving(config, &broker, installed, &shutdown, &tasks).await;
+        let started = Self::start_serving(config, &broker, installed, &trace, &shutdown, &tasks).await;
         let control = match started {
             Ok(control) => control,
             Err(error) => {
                 // What did start stops again.
                 shutdown.cancel();
+                stop_trace(trace).await;
                 return Err(error);
             }
         };
@@ -144,6 +152,7 @@ impl Server {
             broker,
             control,
             webhook,
+            trace,
             shutdown,
             tasks,
         })
@@ -154,6 +163,7 @@ impl Server {
         config: &Config,
         broker: &Broker,
         installed: auth::Installed,
+        trace: &Arc<Tracer>,
         shutdown: &CancellationToken,
         tasks: &TaskTracker,
     ) -> Result<Arc<ServerControl>, StartError> {
@@ -163,6 +173,7 @@ impl Server {
         if settings.http.is_some() || settings.https.is_some() || ctl_socket.is_some() {
             let api_control: Arc<dyn portico_api::Control> = control.clone();
             let api = portico_api::Api::open(&settings, broker, api_control)?;
+            api.set_trace(trace.clone());
             if settings.http.is_some() || settings.https.is_some() {
                 for (name, addr) in api.serve_http(shutdown, tasks).await? {
                     control.add_fixed(name, addr).await;
@@ -218,6 +229,7 @@ impl Server {
         if let Some(webhook) = self.webhook {
             webhook.stop(WEBHOOK_DRAIN_GRACE).await;
         }
+        stop_trace(self.trace).await;
         let broker = self.broker.clone();
         let written = tokio::task::spawn_blocking(move || broker.close_store(STORE_CLOSE_GRACE))
             .await
@@ -225,6 +237,21 @@ impl Server {
         if !written {
             tracing::error!("the durable store did not finish writing before shutdown");
         }
+    }
+}
+
+/// The log trace's settings: files under `node.data_dir/trace`, `trace.max_file_size`.
+fn trace_settings(config: &Config) -> TraceSettings {
+    TraceSettings {
+        max_file_size: config.trace.max_file_size,
+        ..TraceSettings::under(&config.node.data_dir)
+    }
+}
+
+/// Stops the trace writer (it writes what is queued first) off the runtime's threads.
+async fn stop_trace(trace: Arc<Tracer>) {
+    if tokio::task::spawn_blocking(move || trace.shutdown()).await.is_err() {
+        tracing::error!("the trace writer did not stop cleanly");
     }
 }
 

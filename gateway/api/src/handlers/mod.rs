@@ -14,4 +14,5 @@ pub(crate) mod publish;
 pub(crate) mod retainer;
 pub(crate) mod subscribe;
 pub(crate) mod topics;
+pub(crate) mod trace;
 pub(crate) mod users;

@@ -26,6 +26,7 @@ mod listeners;
 mod schema;
 mod source;
 mod sysmon;
+mod trace;
 mod types;
 mod value;
 mod webhook;
@@ -53,6 +54,7 @@ pub use gateway::{
 };
 pub use source::{ConfigSource, MASK, is_secret_key};
 pub use sysmon::{AlarmConfig, SysmonConfig, SysmonOsConfig};
+pub use trace::TraceConfig;
 pub use types::{
     AutoSubscribe, AutoSubscribeConfig, Config, ConsoleLogConfig, DelayedConfig, DurableConfig, ListenersConfig,
     LogConfig, LogLevel, MqttConfig, NodeConfig, PeerCertAs, RetainerConfig, RewriteAction, RewriteRule,

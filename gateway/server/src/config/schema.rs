@@ -304,6 +304,7 @@ pub(crate) fn build(root: &Table, origins: &Origins, errors: &mut Vec<ConfigErro
     let webhook = super::webhook::webhook(top.section(&mut ctx, "webhook"), &mut ctx);
     let sysmon = super::sysmon::sysmon(top.section(&mut ctx, "sysmon"), &mut ctx);
     let alarm = super::sysmon::alarm(top.section(&mut ctx, "alarm"), &mut ctx);
+    let trace = super::trace::trace(top.section(&mut ctx, "trace"), &mut ctx);
     top.finish(&mut ctx);
     Config {
         node,
@@ -326,6 +327,7 @@ pub(crate) fn build(root: &Table, origins: &Origins, errors: &mut Vec<ConfigErro
         webhook,
         sysmon,
         alarm,
+        trace,
         source: Default::default(),
     }
 }

@@ -52,7 +52,7 @@ impl std::fmt::Debug for ConfigSource {
 
 /// The top-level sections, shown (empty) when the file and environment leave them unset;
 /// `true` for those that are lists.
-const SECTIONS: [(&str, bool); 20] = [
+const SECTIONS: [(&str, bool); 21] = [
     ("node", false),
     ("log", false),
     ("listeners", false),
@@ -73,6 +73,7 @@ const SECTIONS: [(&str, bool); 20] = [
     ("webhook", false),
     ("sysmon", false),
     ("alarm", false),
+    ("trace", false),
 ];
 
 impl ConfigSource {

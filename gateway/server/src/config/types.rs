@@ -44,6 +44,8 @@ pub struct Config {
     pub sysmon: super::sysmon::SysmonConfig,
     /// `alarm`: alarm history and Portico's connection and store watermarks.
     pub alarm: super::sysmon::AlarmConfig,
+    /// `trace`: the log trace's file limit.
+    pub trace: super::trace::TraceConfig,
     /// Where this came from, and the effective tree (shown by the HTTP API, read again by its
     /// reload); ignored by `==`.
     pub source: super::source::ConfigSource,

@@ -7,6 +7,7 @@
 //! refused (its `code` and `message`); 2 bad usage (clap's message).
 
 mod client;
+mod trace;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -80,6 +81,9 @@ enum CtlCommand {
         #[arg(long)]
         retain: bool,
     },
+    /// Log traces of a client id, topic filter or IP address.
+    #[command(subcommand)]
+    Trace(trace::TraceCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -266,6 +270,7 @@ impl Ctl {
                 Ok(self.done(&format!("listener {id} {done}")))
             }
             CtlCommand::Gateway(command) => self.gateway(command).await,
+            CtlCommand::Trace(command) => self.trace(command).await,
             CtlCommand::Metrics => {
                 let metrics = self.get("/api/v5/metrics?aggregate=true").await?;
                 self.render(metrics, fields)
