@@ -13,8 +13,8 @@ use serde_json::{Map, Value, json};
 use crate::access;
 use crate::error::ApiError;
 use crate::handlers::{
-    alarms, authn, authz, banned, clients, configs, gateways, lwm2m, nodes, prometheus, publish, retainer, subscribe,
-    topics, users,
+    alarms, authn, authz, banned, clients, configs, data, gateways, lwm2m, nodes, prometheus, publish, retainer,
+    subscribe, topics, users,
 };
 use crate::keys;
 
@@ -136,6 +136,13 @@ const TABLE: &[(RouteDoc, Handler)] = &[
     (doc("GET", "/api/v5/authorization/sources/built_in_database/rules/all", "authorization", "The built-in rules for all clients", true), || get(authz::get_all)),
     (doc("POST", "/api/v5/authorization/sources/built_in_database/rules/all", "authorization", "Replace the built-in rules for all clients", true), || post(authz::set_all)),
     (doc("DELETE", "/api/v5/authorization/sources/built_in_database/rules/all", "authorization", "Delete the built-in rules for all clients", true), || delete(authz::delete_all)),
+    (doc("POST", "/api/v5/data/export", "data", "Export the node's data to a backup file (body: optional table_sets)", true), || post(data::export)),
+    (doc("GET", "/api/v5/data/files", "data", "Backup files, newest first, paged", true), || get(data::list)),
+    (doc("POST", "/api/v5/data/files", "data", "Upload a backup file (multipart/form-data, field filename)", true), || post(data::upload).layer(DefaultBodyLimit::max(data::MAX_UPLOAD_BODY))),
+    (doc("GET", "/api/v5/data/files/{filename}", "data", "Download a backup file", true), || get(data::download)),
+    (doc("DELETE", "/api/v5/data/files/{filename}", "data", "Delete a backup file", true), || delete(data::delete)),
+    (doc("POST", "/api/v5/data/import", "data", "Import a backup file of the node (an upsert)", true), || post(data::import)),
+    (doc("PUT", "/api/v5/users/{username}/password", "dashboard", "Set a dashboard user's password without the old one (Portico's)", true), || put(users::set_password)),
     (doc("GET", "/api/v5/prometheus/stats", "metrics", "Prometheus text exposition", false), || get(prometheus::stats)),
     (doc("GET", "/metrics", "metrics", "Prometheus text exposition (alias)", false), || get(prometheus::stats)),
     (doc("GET", "/api-docs", "docs", "This OpenAPI document", false), || get(api_docs)),

@@ -48,6 +48,17 @@ impl Broker {
         (!shared.retained_expired(&message, now_millis())).then_some(message)
     }
 
+    /// Stores `message` as the retained message of its topic without delivering it to anyone
+    /// (restoring a backup), journalled and within the `retainer` limits as a retained publish
+    /// is. True when it is the topic's retained message afterwards (false: over a limit, the
+    /// retainer off, or already expired).
+    pub fn put_retained(&self, message: Message) -> bool {
+        let message = Arc::new(message);
+        self.shared.retain(&message);
+        self.retained_message(message.topic.as_str())
+            .is_some_and(|stored| Arc::ptr_eq(&stored, &message))
+    }
+
     /// Deletes the retained message of `topic` the way a retained publish with an empty
     /// payload does, so that the durable store records it. True if there was one.
     pub fn delete_retained(&self, topic: &str) -> bool {
