@@ -296,6 +296,16 @@ mod tests {
         assert!(bomb.len() < 64 * 1024, "{} bytes compressed", bomb.len());
         let limit = 1024 * 1024;
         assert!(matches!(read_limited(&bomb, KNOWN, limit), Err(ArchiveError::TooLarge)));
+        // Entries each under the limit but over it together stop at the limit too (the
+        // decompressed stream is counted, not the headers' sizes).
+        let meta_json = serde_json::to_vec(&meta()).expect("json");
+        let part = vec![b' '; 600 * 1024];
+        let two = raw(&[
+            (META, tar::EntryType::Regular, &meta_json),
+            ("banned.json", tar::EntryType::Regular, &part),
+            ("psk.json", tar::EntryType::Regular, &part),
+        ]);
+        assert!(matches!(read_limited(&two, KNOWN, limit), Err(ArchiveError::TooLarge)));
         // The same limit lets a normal backup through.
         let small = write(&meta(), &[("banned".to_owned(), b"[]".to_vec())]).expect("write");
         assert!(read_limited(&small, KNOWN, limit).is_ok());

@@ -548,3 +548,79 @@ fn import_dashboard_user(state: &crate::AppState, u: DashboardUser) -> Result<Ou
 
 /// What a whole import did, by table.
 pub(crate) type ImportReport = BTreeMap<String, Result<TableReport, String>>;
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn each_entry_is_taken_alone_and_failures_name_entry_and_key() {
+        let entries = vec![
+            json!({"identity": "a", "key": "AAEC"}),
+            json!({"identity": "b"}),
+            json!({"identity": "c", "key": "!!"}),
+            json!({"identity": "d", "key": "AAEC", "extra": 1}),
+            json!({"identity": "e", "key": "AAEC"}),
+        ];
+        let mut seen = Vec::new();
+        let report = each(entries, |p: PskEntry| {
+            let key = p.identity.clone();
+            let outcome = unb64("key", &p.key).map(|k| {
+                seen.push((p.identity, k));
+                Outcome::Imported
+            });
+            (key, outcome)
+        });
+        assert_eq!(report.imported, 2);
+        assert_eq!(report.failed, 3);
+        assert_eq!(report.failures.len(), 3);
+        assert!(
+            report.failures[0].starts_with("entry 2: missing field `key`"),
+            "{:?}",
+            report.failures
+        );
+        assert!(
+            report.failures[1].starts_with("entry 3 (c): key: not base64"),
+            "{:?}",
+            report.failures
+        );
+        assert!(
+            report.failures[2].starts_with("entry 4: unknown field `extra`"),
+            "{:?}",
+            report.failures
+        );
+        assert_eq!(seen, [("a".to_owned(), vec![0, 1, 2]), ("e".to_owned(), vec![0, 1, 2])]);
+    }
+
+    #[test]
+    fn failures_reported_are_bounded() {
+        let entries = vec![json!(1); MAX_REPORTED + 10];
+        let report = each(entries, |_: PskEntry| (String::new(), Ok(Outcome::Imported)));
+        assert_eq!(report.failed, MAX_REPORTED + 10);
+        assert_eq!(report.failures.len(), MAX_REPORTED);
+    }
+
+    #[test]
+    fn retained_entries_round_trip_through_json() {
+        let mut message = Message::new(
+            0,
+            TopicName::new("a/b").expect("topic"),
+            Bytes::from_static(b"\x00\xffpayload"),
+            QoS::ExactlyOnce,
+            true,
+            Origin::default(),
+        );
+        message.properties.content_type = Some(ByteString::from("text/plain"));
+        message.properties.correlation_data = Some(Bytes::from_static(b"\x01\x02"));
+        message.properties.user_properties = vec![(ByteString::from("k"), ByteString::from("v"))];
+        let json = serde_json::to_value(retained_entry(&message)).expect("json");
+        assert_eq!(json["payload"], b64(b"\x00\xffpayload"));
+        assert_eq!(json["qos"], 2);
+        assert_eq!(json["properties"]["user_properties"], json!([["k", "v"]]));
+        let back: RetainedBackup = serde_json::from_value(json).expect("parses back");
+        assert_eq!(back.publish_at_ms, message.timestamp_ms);
+        assert_eq!(back.properties.content_type.as_deref(), Some("text/plain"));
+    }
+}

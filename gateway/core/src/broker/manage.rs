@@ -224,6 +224,38 @@ mod tests {
     }
 
     #[test]
+    fn put_retained_stores_without_delivering() {
+        let broker = Broker::new(BrokerConfig::default());
+        let (_ctx, session) = connect(&broker, "watcher");
+        let options = SubOptions {
+            qos: QoS::AtLeastOnce,
+            ..SubOptions::default()
+        };
+        assert_eq!(
+            broker.subscribe_client("watcher", "kept/#", options, RetainedOnSubscribe::Send),
+            Ok(false)
+        );
+        let mut old = retained("kept/a", b"v1");
+        old.timestamp_ms = 1_000;
+        assert!(broker.put_retained(old));
+        let stored = broker.retained_message("kept/a").expect("stored");
+        assert_eq!(stored.timestamp_ms, 1_000, "the original publish time is kept");
+        assert_eq!(session.queue_len(), 0, "nobody is sent a restored message");
+        assert!(
+            broker.put_retained(retained("kept/a", b"v2")),
+            "an existing one is replaced"
+        );
+        assert_eq!(
+            broker.retained_message("kept/a").map(|m| m.payload.clone()),
+            Some(Bytes::from_static(b"v2"))
+        );
+        assert!(
+            !broker.put_retained(retained("kept/b", b"")),
+            "an empty payload stores nothing"
+        );
+    }
+
+    #[test]
     fn expired_retained_messages_are_not_shown() {
         let broker = Broker::new(BrokerConfig {
             retainer: RetainerLimits {
