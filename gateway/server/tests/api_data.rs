@@ -216,6 +216,19 @@ async fn export_download_upload_import_between_nodes() {
     let garbage = upload(api_b, &token_b, "filename", "garbage.tar.gz", b"not a backup").await;
     assert_eq!(garbage.status, 400, "{}", garbage.text());
     assert!(garbage.text().contains("garbage.tar.gz"), "{}", garbage.text());
+    // Over the 1 MiB every other route takes: still read (and refused as no backup), not 413.
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let noise: Vec<u8> = (0..2 * 1024 * 1024)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect();
+    let large = upload(api_b, &token_b, "filename", "large.tar.gz", &noise).await;
+    assert_eq!(large.status, 400, "{}", large.text());
+    assert!(large.text().contains("not a readable .tar.gz"), "{}", large.text());
     let not_multipart = call(
         api_b,
         "POST",
