@@ -427,3 +427,19 @@ async fn an_admin_sets_a_password_without_the_old_one() {
     assert_eq!(login("new-password-2").await.status, 200);
     server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_mode_has_no_backups() {
+    let mut env = api_env();
+    env.push(("PORTICO_DURABLE_SESSIONS__MODE".to_owned(), "memory".to_owned()));
+    let config = Config::load(None, env).expect("valid test config");
+    let server = Server::start(&config).await.expect("server starts");
+    let api = addr(&server, "dashboard:http");
+    let token = admin_token(api).await;
+    for (method, path) in [("POST", "/api/v5/data/export"), ("GET", "/api/v5/data/files")] {
+        let answer = call(api, method, path, Auth::Bearer(&token), None).await;
+        assert_eq!(answer.status, 400, "{method} {path}: {}", answer.text());
+        assert!(answer.text().contains("memory mode"), "{}", answer.text());
+    }
+    server.shutdown().await;
+}
