@@ -199,6 +199,18 @@ pub(crate) fn users_only(principal: &Principal) -> Result<&str, ApiError> {
     }
 }
 
+/// Dashboard users and the local control socket (`portico ctl admins`, `ctl data`); API keys
+/// are refused (403). The user's name, `None` on the control socket.
+pub(crate) fn admins_only(principal: &Principal) -> Result<Option<&str>, ApiError> {
+    match principal {
+        Principal::User(user) => Ok(Some(user)),
+        Principal::Local => Ok(None),
+        Principal::ApiKey(_) => Err(ApiError::forbidden(
+            "API keys cannot manage dashboard users or data backups",
+        )),
+    }
+}
+
 #[derive(Deserialize)]
 pub(crate) struct LoginBody {
     username: String,

@@ -165,6 +165,12 @@ pub trait Control: Send + Sync + 'static {
     /// Removes a PSK identity; false when it was not there.
     fn psk_remove(&self, identity: &str) -> Result<bool, ControlError>;
 
+    /// Every identity of the built-in PSK database with its key, sorted by identity, for a
+    /// backup; `None` when `psk_authentication` is off (the default for servers without one).
+    fn psk_entries(&self) -> Option<Vec<(String, Vec<u8>)>> {
+        None
+    }
+
     /// Sends an LwM2M command (the JSON of an MQTT downlink command) to the device whose client
     /// id is `client_id`, through its channel.
     fn lwm2m_command(

@@ -100,6 +100,89 @@ impl ApiKeys {
     }
 }
 
+/// One API key in a backup: the name and the record as stored (the secret only hashed).
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct KeyBackup {
+    name: String,
+    api_key: String,
+    secret_hash: String,
+    salt: String,
+    #[serde(default)]
+    desc: String,
+    enable: bool,
+    created_at_ms: u64,
+}
+
+/// Longest key id, stored hash and salt taken from a backup.
+const MAX_BACKUP_FIELD_LEN: usize = 256;
+
+impl ApiKeys {
+    /// Every key as stored (hashed secret and salt), by name: what a backup keeps.
+    pub(crate) fn export(&self) -> Vec<KeyBackup> {
+        self.keys
+            .read()
+            .iter()
+            .map(|(name, record)| KeyBackup {
+                name: name.clone(),
+                api_key: record.api_key.clone(),
+                secret_hash: record.secret_hash.clone(),
+                salt: record.salt.clone(),
+                desc: record.desc.clone(),
+                enable: record.enable,
+                created_at_ms: record.created_at_ms,
+            })
+            .collect()
+    }
+
+    /// Adds `key` from a backup, or replaces the key of the same name; returns its name.
+    /// Refused: a bad name or field, a key id another name holds, more than [`MAX_KEYS`].
+    pub(crate) fn restore(&self, key: KeyBackup) -> Result<String, String> {
+        if key.name.is_empty()
+            || key.name.len() > MAX_NAME_LEN
+            || !key.name.chars().all(|c| c.is_ascii_alphanumeric() || "-_".contains(c))
+        {
+            return Err(format!(
+                "name {:?}: 1..={MAX_NAME_LEN} letters, digits, '-' and '_'",
+                key.name
+            ));
+        }
+        for (field, value) in [("api_key", &key.api_key), ("secret_hash", &key.secret_hash)] {
+            if value.is_empty() || value.len() > MAX_BACKUP_FIELD_LEN {
+                return Err(format!("{field}: must be 1..={MAX_BACKUP_FIELD_LEN} bytes"));
+            }
+        }
+        if key.salt.len() > MAX_BACKUP_FIELD_LEN {
+            return Err(format!("salt: longer than {MAX_BACKUP_FIELD_LEN} bytes"));
+        }
+        if key.desc.len() > MAX_DESC_LEN {
+            return Err(format!("desc: longer than {MAX_DESC_LEN} bytes"));
+        }
+        let mut keys = self.keys.write();
+        if let Some((other, _)) = keys
+            .iter()
+            .find(|(name, record)| **name != key.name && record.api_key == key.api_key)
+        {
+            return Err(format!("api_key {} is already the key {other:?}", key.api_key));
+        }
+        if !keys.contains_key(&key.name) && keys.len() >= MAX_KEYS {
+            return Err(format!("at most {MAX_KEYS} API keys"));
+        }
+        let record = KeyRecord {
+            v: 1,
+            api_key: key.api_key,
+            secret_hash: key.secret_hash,
+            salt: key.salt,
+            desc: key.desc,
+            enable: key.enable,
+            created_at_ms: key.created_at_ms,
+        };
+        self.persist(&key.name, &record);
+        keys.insert(key.name.clone(), record);
+        Ok(key.name)
+    }
+}
+
 fn render(name: &str, record: &KeyRecord) -> Value {
     json!({
         "name": name,

@@ -12,6 +12,7 @@
 //! touches the publish path except to publish what an operator asks for.
 
 mod access;
+mod backup;
 pub mod control;
 mod error;
 mod handlers;
@@ -63,6 +64,9 @@ pub struct ApiSettings {
     pub token_ttl: Duration,
     /// `dashboard.unsuccessful_login_*`: the login lockout.
     pub lockout: LockoutSettings,
+    /// Where data exports are kept (`{node.data_dir}/backup`); `None` in memory mode, where
+    /// nothing is written under `node.data_dir` (the `/data` routes then answer 400).
+    pub backup_dir: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for ApiSettings {
@@ -77,6 +81,7 @@ impl std::fmt::Debug for ApiSettings {
             )
             .field("token_ttl", &self.token_ttl)
             .field("lockout", &self.lockout)
+            .field("backup_dir", &self.backup_dir)
             .finish()
     }
 }
@@ -119,6 +124,8 @@ pub(crate) struct AppState {
     pub(crate) descriptions: handlers::users::Descriptions,
     /// The log trace (`/trace`), once the server hands it over ([`Api::set_trace`]).
     pub(crate) trace: OnceLock<Arc<portico_trace::Tracer>>,
+    /// Where data exports are kept (`/data`); `None` in memory mode.
+    pub(crate) backup_dir: Option<PathBuf>,
 }
 
 pub(crate) type State = Arc<AppState>;
@@ -165,6 +172,7 @@ impl Api {
             control,
             descriptions,
             trace: OnceLock::new(),
+            backup_dir: settings.backup_dir.clone(),
         });
         Ok(Api {
             state,

@@ -28,6 +28,8 @@ struct Details {
     body: Option<Value>,
     /// The body when it is not JSON: `(media type, schema)`.
     raw_body: Option<(&'static str, Value)>,
+    /// The body may be left out.
+    body_optional: bool,
     /// Success codes other than 200.
     success: Option<&'static [u16]>,
 }
@@ -529,9 +531,54 @@ fn details(method: &str, path: &str) -> Details {
                 ),
             ];
         }
+        ("POST", "/api/v5/data/export") => {
+            let tables = json!({"type": "string", "enum": crate::backup::tables::ALL});
+            d.body = Some(closed(
+                &[],
+                json!({"table_sets": nullable(json!({"type": "array", "items": tables}))}),
+            ));
+            d.body_optional = true;
+        }
+        ("GET", "/api/v5/data/files") => d.query = paging(),
+        ("POST", "/api/v5/data/files") => {
+            d.raw_body = Some((
+                "multipart/form-data",
+                object(
+                    &["filename"],
+                    json!({"filename": {"type": "string", "format": "binary"}}),
+                ),
+            ));
+            d.success = Some(NO_CONTENT);
+        }
+        ("GET" | "DELETE", "/api/v5/data/files/{filename}") => {
+            d.path = vec![("filename", backup_name())];
+            if method == "DELETE" {
+                d.success = Some(NO_CONTENT);
+            }
+        }
+        ("POST", "/api/v5/data/import") => {
+            d.body = Some(closed(&["filename"], json!({"filename": backup_name()})));
+            d.success = Some(NO_CONTENT);
+        }
+        ("PUT", "/api/v5/users/{username}/password") => {
+            d.body = Some(closed(
+                &["password"],
+                json!({"password": {"type": "string", "minLength": 8}}),
+            ));
+            d.success = Some(NO_CONTENT);
+        }
         _ => {}
     }
     d
+}
+
+/// A backup file's name: `[A-Za-z0-9_-]` words joined by single dots, ending in `.tar.gz`.
+fn backup_name() -> Value {
+    json!({
+        "type": "string",
+        "maxLength": 255,
+        "pattern": "^[A-Za-z0-9_-]+(\\.[A-Za-z0-9_-]+)*\\.tar\\.gz$",
+    })
 }
 
 /// The OpenAPI operation of one route.
@@ -577,7 +624,10 @@ fn operation(doc: &RouteDoc) -> Value {
         "parameters": parameters,
     });
     if let Some(schema) = details.body {
-        operation["requestBody"] = json!({"required": true, "content": {"application/json": {"schema": schema}}});
+        operation["requestBody"] = json!({
+            "required": !details.body_optional,
+            "content": {"application/json": {"schema": schema}},
+        });
         responses.insert("413".into(), json!({"description": "body too large"}));
         responses.insert("415".into(), json!({"description": "the body is not application/json"}));
     }

@@ -12,8 +12,8 @@ use axum::routing::{MethodRouter, delete, get, post, put};
 use crate::access;
 use crate::error::ApiError;
 use crate::handlers::{
-    alarms, authn, authz, banned, clients, configs, gateways, lwm2m, nodes, prometheus, publish, retainer, subscribe,
-    topics, trace, users,
+    alarms, authn, authz, banned, clients, configs, data, gateways, lwm2m, nodes, prometheus, publish, retainer,
+    subscribe, topics, trace, users,
 };
 use crate::keys;
 
@@ -142,6 +142,13 @@ const TABLE: &[(RouteDoc, Handler)] = &[
     (doc("PUT", "/api/v5/trace/{name}/stop", "trace", "Stop a log trace (its file stays)", true), || put(trace::stop)),
     (doc("GET", "/api/v5/trace/{name}/download", "trace", "A log trace's file, as a plain-text attachment", true), || get(trace::download)),
     (doc("GET", "/api/v5/trace/{name}/log", "trace", "Part of a log trace's file: bytes (at most 1 MiB) from position", true), || get(trace::log)),
+    (doc("POST", "/api/v5/data/export", "data", "Export the node's data to a backup file (body: optional table_sets)", true), || post(data::export)),
+    (doc("GET", "/api/v5/data/files", "data", "Backup files, newest first, paged", true), || get(data::list)),
+    (doc("POST", "/api/v5/data/files", "data", "Upload a backup file (multipart/form-data, field filename)", true), || post(data::upload).layer(DefaultBodyLimit::max(data::MAX_UPLOAD_BODY))),
+    (doc("GET", "/api/v5/data/files/{filename}", "data", "Download a backup file", true), || get(data::download)),
+    (doc("DELETE", "/api/v5/data/files/{filename}", "data", "Delete a backup file", true), || delete(data::delete)),
+    (doc("POST", "/api/v5/data/import", "data", "Import a backup file of the node (an upsert)", true), || post(data::import)),
+    (doc("PUT", "/api/v5/users/{username}/password", "dashboard", "Set a dashboard user's password without the old one (Portico's)", true), || put(users::set_password)),
     (doc("GET", "/api/v5/prometheus/stats", "metrics", "Prometheus text exposition", false), || get(prometheus::stats)),
     (doc("GET", "/metrics", "metrics", "Prometheus text exposition (alias)", false), || get(prometheus::stats)),
     (doc("GET", "/api-docs", "docs", "This OpenAPI document", false), || get(api_docs)),

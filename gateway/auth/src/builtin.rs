@@ -152,6 +152,9 @@ pub enum UserError {
     /// The password could not be hashed.
     #[error(transparent)]
     Hash(#[from] HashError),
+    /// A stored hash or salt given as is (a backup) is out of bounds.
+    #[error("{0}")]
+    BadStoredHash(String),
 }
 
 /// Why the database could not be opened.
@@ -305,6 +308,29 @@ impl BuiltinDb {
     /// Removes a user.
     pub fn delete_user(&self, user_id: &str) -> Result<(), UserError> {
         self.users.delete(user_id)
+    }
+
+    /// Every user with its stored hash and salt, in user id order: what a backup keeps.
+    pub fn records(&self) -> Vec<UserRecord> {
+        self.users.read().values().cloned().collect()
+    }
+
+    /// Adds `record` as it was stored elsewhere (a backup; the hash and salt are kept as they
+    /// are, so they only verify under the same algorithm), replacing a user of the same id.
+    pub fn put_record(&self, record: UserRecord) -> Result<(), UserError> {
+        check_user_id(&record.user_id)?;
+        if record.password_hash.is_empty() || record.password_hash.len() > MAX_STORED_HASH_LEN {
+            return Err(UserError::BadStoredHash(format!(
+                "the password_hash must be 1..={MAX_STORED_HASH_LEN} bytes"
+            )));
+        }
+        if record.salt.len() > MAX_SALT_LEN {
+            return Err(UserError::BadStoredHash(format!(
+                "the salt is longer than {MAX_SALT_LEN} bytes"
+            )));
+        }
+        self.users.upsert(record);
+        Ok(())
     }
 
     /// A user, without hash and salt.

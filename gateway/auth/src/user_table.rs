@@ -69,6 +69,13 @@ impl<R: UserRow> UserTable<R> {
         Ok(())
     }
 
+    /// Adds `row`, replacing the row of the same id if there is one (restoring a backup).
+    pub(crate) fn upsert(&self, row: R) {
+        let mut rows = self.rows.write();
+        self.persist(&row);
+        rows.insert(row.user_id().to_owned(), row);
+    }
+
     /// Replaces the row of `user_id` by what `change` makes of it (`None`: nothing to change).
     pub(crate) fn update(&self, user_id: &str, change: impl FnOnce(&R) -> Option<R>) -> Result<UserInfo, UserError> {
         let mut rows = self.rows.write();

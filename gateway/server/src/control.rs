@@ -18,7 +18,7 @@ use portico_api::{
 use portico_core::Broker;
 use portico_core::message::now_millis;
 use portico_lwm2m::channel::{AdminError, Registrations};
-use portico_transport::dtls::PskTable;
+use portico_transport::dtls::{PskStore as _, PskTable};
 use serde_json::{Map, Value as Json};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -377,6 +377,19 @@ impl Control for ServerControl {
 
     fn psk_identities(&self) -> Option<Vec<String>> {
         self.psk.as_ref().map(|table| table.identities())
+    }
+
+    fn psk_entries(&self) -> Option<Vec<(String, Vec<u8>)>> {
+        let table = self.psk.as_ref()?;
+        let entries = table
+            .identities()
+            .into_iter()
+            .filter_map(|identity| {
+                let key = table.key(identity.as_bytes())?;
+                Some((identity, key))
+            })
+            .collect();
+        Some(entries)
     }
 
     fn psk_put(&self, identity: &str, key: &[u8]) -> Result<(), ControlError> {

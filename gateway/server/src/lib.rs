@@ -326,6 +326,8 @@ fn api_settings(config: &Config) -> Result<portico_api::ApiSettings, StartError>
             interval: dashboard.unsuccessful_login_interval,
             lock_duration: dashboard.unsuccessful_login_lock_duration,
         },
+        backup_dir: (config.durable_sessions.mode != DurabilityMode::Memory)
+            .then(|| config.node.data_dir.join("backup")),
     })
 }
 

@@ -263,11 +263,13 @@ async fn the_socket_comes_from_the_configuration_and_tcp_still_needs_credentials
     .await;
     assert!(ok(&status).starts_with("Node portico@127.0.0.1 running"));
 
-    // No credentials on the socket; users and keys are not for it (as for an API key).
+    // No credentials on the socket; API keys are not for it (as for an API key), dashboard
+    // users are (`portico ctl admins`).
     assert!(raw_get(&socket, "/api/v5/clients").await.starts_with("HTTP/1.1 200 "));
-    let users = raw_get(&socket, "/api/v5/users").await;
-    assert!(users.starts_with("HTTP/1.1 403 "), "{users}");
-    assert!(users.contains("FORBIDDEN"), "{users}");
+    let keys = raw_get(&socket, "/api/v5/api_key").await;
+    assert!(keys.starts_with("HTTP/1.1 403 "), "{keys}");
+    assert!(keys.contains("FORBIDDEN"), "{keys}");
+    assert!(raw_get(&socket, "/api/v5/users").await.starts_with("HTTP/1.1 200 "));
 
     let api = addr(&server, "dashboard:http");
     let refused = request(api, "GET", "/api/v5/clients", Auth::None, None).await;

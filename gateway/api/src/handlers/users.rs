@@ -18,17 +18,17 @@ use portico_core::store::StoreOp;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::access::{MIN_PASSWORD_LEN, Principal, users_only};
+use crate::access::{MIN_PASSWORD_LEN, Principal, admins_only};
 use crate::error::{ApiError, Strict, json_rejection};
 
 /// The durable store's key space of dashboard user descriptions.
 pub(crate) const DESCRIPTIONS_SPACE: &str = "dashboard.user_descriptions";
 
 /// Longest description.
-const MAX_DESCRIPTION_LEN: usize = 1024;
+pub(crate) const MAX_DESCRIPTION_LEN: usize = 1024;
 
 /// Most dashboard users: bounds memory, the store and the time a listing takes.
-const MAX_USERS: usize = 1024;
+pub(crate) const MAX_USERS: usize = 1024;
 
 /// Descriptions by user name, and the lock that makes "describe" and "delete" (with their
 /// "exists" and "last user" checks) one step each, so that two users deleting each other at
@@ -59,11 +59,11 @@ impl Descriptions {
         })
     }
 
-    fn get(&self, user: &str) -> String {
+    pub(crate) fn get(&self, user: &str) -> String {
         self.by_user.read().get(user).cloned().unwrap_or_default()
     }
 
-    fn set(&self, user: &str, description: &str) {
+    pub(crate) fn set(&self, user: &str, description: &str) {
         let mut by_user = self.by_user.write();
         if let Some(journal) = &self.journal {
             journal.submit(StoreOp::KvPut {
@@ -121,7 +121,7 @@ pub(crate) async fn list(
     State(state): State<crate::State>,
     Extension(principal): Extension<Principal>,
 ) -> Result<Json<Value>, ApiError> {
-    users_only(&principal)?;
+    admins_only(&principal)?;
     let users = all_users(&state);
     Ok(Json(Value::Array(users.iter().map(|u| render(&state, u)).collect())))
 }
@@ -144,7 +144,7 @@ pub(crate) async fn create(
     Extension(principal): Extension<Principal>,
     body: Result<Json<Strict<NewUser>>, JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    users_only(&principal)?;
+    admins_only(&principal)?;
     let Json(Strict(body)) = body.map_err(json_rejection)?;
     if body.username.is_empty() {
         return Err(ApiError::bad_request("username: must not be empty"));
@@ -203,7 +203,7 @@ pub(crate) async fn update(
     Path(username): Path<String>,
     body: Result<Json<Strict<UserUpdate>>, JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    users_only(&principal)?;
+    admins_only(&principal)?;
     let Json(Strict(body)) = body.map_err(json_rejection)?;
     check_description(&body.description)?;
     if body.role.as_deref().is_some_and(|r| r != "administrator") {
@@ -226,8 +226,8 @@ pub(crate) async fn delete(
     Extension(principal): Extension<Principal>,
     Path(username): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let me = users_only(&principal)?;
-    if me == username {
+    let me = admins_only(&principal)?;
+    if me == Some(username.as_str()) {
         return Err(ApiError::bad_request("a user cannot delete themselves"));
     }
     {
@@ -245,6 +245,44 @@ pub(crate) async fn delete(
         state.descriptions.remove(&username);
     }
     state.tokens.revoke_user(&username);
-    tracing::info!(user = %username, by = %me, "dashboard user deleted");
+    tracing::info!(user = %username, by = me.unwrap_or("portico ctl"), "dashboard user deleted");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `PUT /api/v5/users/{username}/password` body (Portico's).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SetPassword {
+    password: String,
+}
+
+/// `PUT /api/v5/users/{username}/password` (Portico's; EMQX has only `change_pwd`, which
+/// needs the old password): an admin, or `portico ctl admins passwd`, sets a user's password.
+/// 204; every token of the user ends.
+pub(crate) async fn set_password(
+    State(state): State<crate::State>,
+    Extension(principal): Extension<Principal>,
+    Path(username): Path<String>,
+    body: Result<Json<Strict<SetPassword>>, JsonRejection>,
+) -> Result<StatusCode, ApiError> {
+    let by = admins_only(&principal)?.map(str::to_owned);
+    let Json(Strict(body)) = body.map_err(json_rejection)?;
+    if body.password.chars().count() < MIN_PASSWORD_LEN {
+        return Err(ApiError::bad_request(format!(
+            "password: must have at least {MIN_PASSWORD_LEN} characters"
+        )));
+    }
+    let users = state.users.clone();
+    let name = username.clone();
+    // argon2 takes tens of milliseconds: off the async workers.
+    tokio::task::spawn_blocking(move || users.update_user(&name, Some(body.password.as_bytes()), None))
+        .await
+        .map_err(|e| ApiError::internal(format!("setting the password failed: {e}")))?
+        .map_err(|error| match error {
+            UserError::NotFound(_) => user_not_found(&username),
+            other => ApiError::bad_request(other.to_string()),
+        })?;
+    state.tokens.revoke_user(&username);
+    tracing::info!(user = %username, by = by.as_deref().unwrap_or("portico ctl"), "dashboard user password set");
     Ok(StatusCode::NO_CONTENT)
 }

@@ -48,6 +48,17 @@ impl Broker {
         (!shared.retained_expired(&message, now_millis())).then_some(message)
     }
 
+    /// Stores `message` as the retained message of its topic without delivering it to anyone
+    /// (restoring a backup), journalled and within the `retainer` limits as a retained publish
+    /// is. True when it is the topic's retained message afterwards (false: over a limit, the
+    /// retainer off, or already expired).
+    pub fn put_retained(&self, message: Message) -> bool {
+        let message = Arc::new(message);
+        self.shared.retain(&message);
+        self.retained_message(message.topic.as_str())
+            .is_some_and(|stored| Arc::ptr_eq(&stored, &message))
+    }
+
     /// Deletes the retained message of `topic` the way a retained publish with an empty
     /// payload does, so that the durable store records it. True if there was one.
     pub fn delete_retained(&self, topic: &str) -> bool {
@@ -210,6 +221,38 @@ mod tests {
         assert_eq!(broker.clear_retained(), 2);
         let left: Vec<String> = broker.retained_messages().iter().map(|m| m.topic.to_string()).collect();
         assert_eq!(left, ["$SYS/brokers"], "the broker's own messages stay");
+    }
+
+    #[test]
+    fn put_retained_stores_without_delivering() {
+        let broker = Broker::new(BrokerConfig::default());
+        let (_ctx, session) = connect(&broker, "watcher");
+        let options = SubOptions {
+            qos: QoS::AtLeastOnce,
+            ..SubOptions::default()
+        };
+        assert_eq!(
+            broker.subscribe_client("watcher", "kept/#", options, RetainedOnSubscribe::Send),
+            Ok(false)
+        );
+        let mut old = retained("kept/a", b"v1");
+        old.timestamp_ms = 1_000;
+        assert!(broker.put_retained(old));
+        let stored = broker.retained_message("kept/a").expect("stored");
+        assert_eq!(stored.timestamp_ms, 1_000, "the original publish time is kept");
+        assert_eq!(session.queue_len(), 0, "nobody is sent a restored message");
+        assert!(
+            broker.put_retained(retained("kept/a", b"v2")),
+            "an existing one is replaced"
+        );
+        assert_eq!(
+            broker.retained_message("kept/a").map(|m| m.payload.clone()),
+            Some(Bytes::from_static(b"v2"))
+        );
+        assert!(
+            !broker.put_retained(retained("kept/b", b"")),
+            "an empty payload stores nothing"
+        );
     }
 
     #[test]

@@ -97,12 +97,30 @@ impl Ctl {
     /// One request over the control socket; a 2xx answer's JSON (`null` when empty), or the
     /// API's error.
     pub(crate) async fn call(&self, method: Method, uri: &str, body: Option<Value>) -> Result<Value, CtlError> {
-        let http = |why: String| CtlError::Http {
-            method: method.clone(),
-            uri: uri.to_owned(),
-            path: self.socket.clone(),
-            why,
+        let body = body.map(|body| ("application/json", Bytes::from(body.to_string())));
+        let (status, bytes) = self.send(method.clone(), uri, body).await?;
+        let value = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)
+                .map_err(|e| self.http_error(&method, uri, format!("{status}, not JSON ({e})")))?
         };
+        if status.is_success() {
+            Ok(value)
+        } else {
+            Err(api_error(status, &value))
+        }
+    }
+
+    /// One request over the control socket with a body of any type (`content type`, bytes);
+    /// the answer's status and body as they are.
+    pub(crate) async fn send(
+        &self,
+        method: Method,
+        uri: &str,
+        body: Option<(&str, Bytes)>,
+    ) -> Result<(StatusCode, Bytes), CtlError> {
+        let http = |why: String| self.http_error(&method, uri, why);
         let stream = tokio::net::UnixStream::connect(&self.socket)
             .await
             .map_err(|source| CtlError::Unreachable {
@@ -118,9 +136,9 @@ impl Ctl {
             .uri(uri)
             .header(header::HOST, "localhost");
         let body = match body {
-            Some(body) => {
-                request = request.header(header::CONTENT_TYPE, "application/json");
-                Bytes::from(body.to_string())
+            Some((content_type, body)) => {
+                request = request.header(header::CONTENT_TYPE, content_type);
+                body
             }
             None => Bytes::new(),
         };
@@ -139,15 +157,15 @@ impl Ctl {
             .map_err(|e| http(format!("cannot read the answer: {e}")))?
             .to_bytes();
         driver.abort();
-        let value = if bytes.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_slice(&bytes).map_err(|e| http(format!("{status}, not JSON ({e})")))?
-        };
-        if status.is_success() {
-            Ok(value)
-        } else {
-            Err(api_error(status, &value))
+        Ok((status, bytes))
+    }
+
+    fn http_error(&self, method: &Method, uri: &str, why: String) -> CtlError {
+        CtlError::Http {
+            method: method.clone(),
+            uri: uri.to_owned(),
+            path: self.socket.clone(),
+            why,
         }
     }
 }

@@ -6,7 +6,9 @@
 //! Exit codes: 0 done; 1 the node cannot be reached (the message names the socket) or the API
 //! refused (its `code` and `message`); 2 bad usage (clap's message).
 
+mod admins;
 mod client;
+mod data;
 mod trace;
 
 use std::path::PathBuf;
@@ -18,7 +20,9 @@ use hyper::Method;
 use portico::config::{CONFIG_PATH_ENV, Config, process_env};
 use serde_json::{Value, json};
 
+use self::admins::{AdminsCommand, UsersCommand};
 use self::client::{Ctl, CtlError, duration, encode, fields, lines, text};
+use self::data::DataCommand;
 
 /// `portico ctl`.
 #[derive(Debug, Args)]
@@ -84,6 +88,15 @@ enum CtlCommand {
     /// Log traces of a client id, topic filter or IP address.
     #[command(subcommand)]
     Trace(trace::TraceCommand),
+    /// Data export and import (backups of users, rules, bans, retained messages, keys).
+    #[command(subcommand)]
+    Data(DataCommand),
+    /// Dashboard users.
+    #[command(subcommand)]
+    Admins(AdminsCommand),
+    /// Users of the built-in database authenticator (MQTT clients).
+    #[command(subcommand)]
+    Users(UsersCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -271,6 +284,9 @@ impl Ctl {
             }
             CtlCommand::Gateway(command) => self.gateway(command).await,
             CtlCommand::Trace(command) => self.trace(command).await,
+            CtlCommand::Data(command) => self.data(command).await,
+            CtlCommand::Admins(command) => self.admins(command).await,
+            CtlCommand::Users(command) => self.users(command).await,
             CtlCommand::Metrics => {
                 let metrics = self.get("/api/v5/metrics?aggregate=true").await?;
                 self.render(metrics, fields)

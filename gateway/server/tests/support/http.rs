@@ -44,6 +44,17 @@ pub enum Auth<'a> {
 }
 
 pub async fn request(addr: SocketAddr, method: &str, path: &str, auth: Auth<'_>, body: Option<&[u8]>) -> Response {
+    request_typed(addr, method, path, auth, body.map(|b| ("application/json", b))).await
+}
+
+/// One request with a body of any content type (`content type`, bytes).
+pub async fn request_typed(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    auth: Auth<'_>,
+    body: Option<(&str, &[u8])>,
+) -> Response {
     let mut stream = TcpStream::connect(addr).await.expect("connect to the API");
     let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
     match auth {
@@ -55,15 +66,15 @@ pub async fn request(addr: SocketAddr, method: &str, path: &str, auth: Auth<'_>,
             head.push_str(&format!("Authorization: Basic {credentials}\r\n"));
         }
     }
-    if let Some(body) = body {
+    if let Some((content_type, body)) = body {
         head.push_str(&format!(
-            "Content-Type: application/json\r\nContent-Length: {}\r\n",
+            "Content-Type: {content_type}\r\nContent-Length: {}\r\n",
             body.len()
         ));
     }
     head.push_str("\r\n");
     stream.write_all(head.as_bytes()).await.expect("write request");
-    if let Some(body) = body {
+    if let Some((_, body)) = body {
         // A refused oversized body may be cut short by the server: not an error here.
         let _ = stream.write_all(body).await;
     }
