@@ -193,4 +193,42 @@ pub trait Control: Send + Sync + 'static {
 
     /// Reads the configuration file and environment again and applies them, as SIGHUP does.
     fn reload(&self) -> BoxFuture<'_, Result<ReloadInfo, ReloadError>>;
+
+    /// Changes the configuration of gateway `name` (see [`GatewayChange`]): validated, saved in
+    /// the API-override layer, then applied by restarting the gateway (its clients are
+    /// disconnected, persistent sessions stay).
+    fn change_gateway<'a>(
+        &'a self,
+        name: &'a str,
+        change: GatewayChange,
+    ) -> BoxFuture<'a, Result<(), ConfigChangeError>>;
+}
+
+/// A change to a gateway's configuration through the API. Bodies use EMQX's field names; the
+/// server maps them onto its configuration, validates the result as it validates the file,
+/// keeps it in the API-override layer and restarts the gateway with it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum GatewayChange {
+    /// `PUT /gateways/{name}`: load or update with the keys given (listeners as EMQX's list).
+    Update(Map<String, Value>),
+    /// `DELETE /gateways/{name}`: stop it and keep it off (`enable = false`).
+    Unload,
+    /// `POST /gateways/{name}/listeners`: a listener that is not configured yet.
+    AddListener(Map<String, Value>),
+    /// `PUT /gateways/{name}/listeners/{id}`: change a configured listener.
+    UpdateListener(String, Map<String, Value>),
+    /// `DELETE /gateways/{name}/listeners/{id}`: remove (or switch off) a listener.
+    RemoveListener(String),
+}
+
+/// Why a configuration change through the API did not happen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigChangeError {
+    /// No such gateway or listener (404).
+    NotFound(String),
+    /// The body, or the configuration it makes, is invalid, or a `PORTICO_*` variable sets a
+    /// key it changes (400): nothing changed.
+    Invalid(Vec<ConfigProblem>),
+    /// It could not be applied or saved (500 with the reason).
+    Failed(String),
 }

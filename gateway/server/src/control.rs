@@ -15,6 +15,7 @@ use portico_api::{
     AuthenticatorInfo, AuthzSourceInfo, BoxFuture, ConfigProblem, Control, ControlError, GatewayInfo, GatewayStatus,
     ListenerInfo, ReloadError, ReloadInfo,
 };
+use portico_api::{ConfigChangeError, GatewayChange};
 use portico_core::Broker;
 use portico_core::message::now_millis;
 use portico_lwm2m::channel::{AdminError, Registrations};
@@ -28,6 +29,8 @@ use crate::auth::Installed;
 use crate::config::{Config, ConfigError, ConfigErrors};
 use crate::gateways;
 use crate::listeners::{Listeners, ReloadReport};
+
+mod gwconf;
 
 /// A gateway that runs: its stop token and listeners.
 struct RunningGateway {
@@ -202,40 +205,48 @@ impl ServerControl {
         };
         let mut state = self.state.lock().await;
         match (enable, state.gateways.contains_key(name)) {
-            (true, false) => {
-                let stop = self.shutdown.child_token();
-                let started =
-                    gateways::start_one(name, &state.config, &self.broker, self.psk.as_ref(), &stop, &self.tasks).await;
-                match started {
-                    Ok(started) => {
-                        state
-                            .gateways
-                            .insert(name, RunningGateway::new(stop, started, &self.lwm2m));
-                        state.stopped_at_ms.remove(name);
-                        tracing::info!(gateway = name, "gateway started");
-                    }
-                    Err(error) => {
-                        stop.cancel();
-                        return Err(ControlError::Failed(format!("gateway {name}: {error}")));
-                    }
-                }
-            }
-            (false, true) => {
-                if let Some(running) = state.gateways.remove(name) {
-                    running.stop.cancel();
-                }
-                if name == "lwm2m" {
-                    *self.lwm2m.lock() = None;
-                }
-                let closed = self.broker.disconnect_protocol(name);
-                state.stopped_at_ms.insert(name, now_millis());
-                tracing::info!(gateway = name, disconnected = closed, "gateway stopped");
-            }
+            (true, false) => self.start_gateway(&mut state, name).await?,
+            (false, true) => self.stop_gateway(&mut state, name),
             // Already as asked.
             _ => {}
         }
         self.refresh(&state);
         Ok(())
+    }
+
+    /// Starts gateway `name` with `state.config` (it must not be running).
+    async fn start_gateway(&self, state: &mut State, name: &'static str) -> Result<(), ControlError> {
+        let stop = self.shutdown.child_token();
+        let started =
+            gateways::start_one(name, &state.config, &self.broker, self.psk.as_ref(), &stop, &self.tasks).await;
+        match started {
+            Ok(started) => {
+                state
+                    .gateways
+                    .insert(name, RunningGateway::new(stop, started, &self.lwm2m));
+                state.stopped_at_ms.remove(name);
+                tracing::info!(gateway = name, "gateway started");
+                Ok(())
+            }
+            Err(error) => {
+                stop.cancel();
+                Err(ControlError::Failed(format!("gateway {name}: {error}")))
+            }
+        }
+    }
+
+    /// Stops gateway `name` if it runs: its listeners close and its clients are disconnected
+    /// (persistent sessions stay).
+    fn stop_gateway(&self, state: &mut State, name: &'static str) {
+        if let Some(running) = state.gateways.remove(name) {
+            running.stop.cancel();
+        }
+        if name == "lwm2m" {
+            *self.lwm2m.lock() = None;
+        }
+        let closed = self.broker.disconnect_protocol(name);
+        state.stopped_at_ms.insert(name, now_millis());
+        tracing::info!(gateway = name, disconnected = closed, "gateway stopped");
     }
 
     async fn switch_listener(&self, id: &str, running: bool) -> Result<(), ControlError> {
@@ -421,5 +432,13 @@ impl Control for ServerControl {
 
     fn reload(&self) -> BoxFuture<'_, Result<ReloadInfo, ReloadError>> {
         Box::pin(self.reload_from_source())
+    }
+
+    fn change_gateway<'a>(
+        &'a self,
+        name: &'a str,
+        change: GatewayChange,
+    ) -> BoxFuture<'a, Result<(), ConfigChangeError>> {
+        Box::pin(self.change_gateway_config(name, change))
     }
 }

@@ -6,6 +6,7 @@ pub(crate) mod authz;
 pub(crate) mod banned;
 pub(crate) mod clients;
 pub(crate) mod configs;
+pub(crate) mod gateway_config;
 pub(crate) mod gateways;
 pub(crate) mod lwm2m;
 pub(crate) mod nodes;
