@@ -202,6 +202,14 @@ pub trait Control: Send + Sync + 'static {
         name: &'a str,
         change: GatewayChange,
     ) -> BoxFuture<'a, Result<(), ConfigChangeError>>;
+
+    /// Sends `request` to the CoAP client `client_id` (connected in connection mode) from the
+    /// gateway and waits up to its timeout for the response.
+    fn coap_request<'a>(
+        &'a self,
+        client_id: &'a str,
+        request: CoapRequest,
+    ) -> BoxFuture<'a, Result<CoapReply, CoapRequestError>>;
 }
 
 /// A change to a gateway's configuration through the API. Bodies use EMQX's field names; the
@@ -231,4 +239,50 @@ pub enum ConfigChangeError {
     Invalid(Vec<ConfigProblem>),
     /// It could not be applied or saved (500 with the reason).
     Failed(String),
+}
+
+/// A request the server sends to a connected CoAP client (`POST
+/// /gateways/coap/clients/{clientid}/request`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CoapRequest {
+    /// `get`, `put`, `post` or `delete`.
+    pub method: String,
+    /// Uri-Path segments.
+    pub uri_path: Vec<String>,
+    /// Content-Format of the payload (0 text/plain, 50 application/json, 42 octet-stream).
+    pub content_format: u16,
+    /// The body.
+    pub payload: Vec<u8>,
+    /// The token (at most 8 bytes; empty: the server picks one).
+    pub token: Vec<u8>,
+    /// How long to wait for the device's response.
+    pub timeout: std::time::Duration,
+}
+
+/// A CoAP client's response to a [`CoapRequest`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CoapReply {
+    /// Its message id.
+    pub id: u16,
+    /// The request's token.
+    pub token: Vec<u8>,
+    /// The response code, dotted (`2.05`).
+    pub code: String,
+    /// Its Content-Format, if any.
+    pub content_format: Option<u16>,
+    /// Its body.
+    pub payload: Vec<u8>,
+}
+
+/// Why a [`CoapRequest`] got no response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CoapRequestError {
+    /// No such client connected in connection mode, or the gateway is not running (404).
+    NotFound(String),
+    /// The request cannot be sent as asked (400).
+    Invalid(String),
+    /// The client did not answer in time, or went away first (504).
+    Timeout,
+    /// Too many requests already wait for that client (503).
+    Busy(String),
 }

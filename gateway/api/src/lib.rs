@@ -37,7 +37,7 @@ pub use control::{
     AuthenticatorInfo, AuthzSourceInfo, BoxFuture, ConfigProblem, Control, ControlError, GatewayInfo, GatewayStatus,
     ListenerInfo, ReloadError, ReloadInfo,
 };
-pub use control::{ConfigChangeError, GatewayChange};
+pub use control::{CoapReply, CoapRequest, CoapRequestError, ConfigChangeError, GatewayChange};
 pub use lockout::LockoutSettings;
 pub use routes::{RouteDoc, openapi, routes};
 pub use tls::HttpsSettings;

@@ -13,8 +13,8 @@ use serde_json::{Map, Value, json};
 use crate::access;
 use crate::error::ApiError;
 use crate::handlers::{
-    alarms, authn, authz, banned, clients, configs, gateway_config, gateways, lwm2m, nodes, prometheus, publish,
-    retainer, subscribe, topics, users,
+    alarms, authn, authz, banned, clients, coap_request, configs, gateway_config, gateways, lwm2m, nodes, prometheus,
+    publish, retainer, subscribe, topics, users,
 };
 use crate::keys;
 
@@ -115,6 +115,7 @@ const TABLE: &[(RouteDoc, Handler)] = &[
     (doc("POST", "/api/v5/gateways/{name}/listeners", "gateways", "Add a listener to a gateway", true), || post(gateway_config::add_listener)),
     (doc("PUT", "/api/v5/gateways/{name}/listeners/{id}", "gateways", "Change a gateway's listener", true), || put(gateway_config::update_listener)),
     (doc("DELETE", "/api/v5/gateways/{name}/listeners/{id}", "gateways", "Remove a gateway's listener", true), || delete(gateway_config::remove_listener)),
+    (doc("POST", "/api/v5/gateways/{name}/clients/{clientid}/request", "gateways", "CoAP: send a request to a connected client and answer with its response", true), || post(coap_request::request)),
     (doc("GET", "/api/v5/psk", "psk", "The built-in PSK database's identities", true), || get(gateways::psk_list)),
     (doc("POST", "/api/v5/psk", "psk", "Add or replace a PSK identity", true), || post(gateways::psk_put)),
     (doc("DELETE", "/api/v5/psk/{identity}", "psk", "Remove a PSK identity", true), || delete(gateways::psk_delete)),

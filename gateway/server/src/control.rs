@@ -15,7 +15,8 @@ use portico_api::{
     AuthenticatorInfo, AuthzSourceInfo, BoxFuture, ConfigProblem, Control, ControlError, GatewayInfo, GatewayStatus,
     ListenerInfo, ReloadError, ReloadInfo,
 };
-use portico_api::{ConfigChangeError, GatewayChange};
+use portico_api::{CoapReply, CoapRequest, CoapRequestError, ConfigChangeError, GatewayChange};
+use portico_coap::channel::DeviceRequests;
 use portico_core::Broker;
 use portico_core::message::now_millis;
 use portico_lwm2m::channel::{AdminError, Registrations};
@@ -30,6 +31,7 @@ use crate::config::{Config, ConfigError, ConfigErrors};
 use crate::gateways;
 use crate::listeners::{Listeners, ReloadReport};
 
+mod coap_request;
 mod gwconf;
 
 /// A gateway that runs: its stop token and listeners.
@@ -40,9 +42,12 @@ struct RunningGateway {
 }
 
 impl RunningGateway {
-    fn new(stop: CancellationToken, started: gateways::Started, lwm2m: &Mutex<Option<Arc<Registrations>>>) -> Self {
+    fn new(stop: CancellationToken, started: gateways::Started, control: &Handles) -> Self {
         if started.lwm2m.is_some() {
-            *lwm2m.lock() = started.lwm2m;
+            *control.lwm2m.lock() = started.lwm2m;
+        }
+        if started.coap.is_some() {
+            *control.coap.lock() = started.coap;
         }
         RunningGateway {
             stop,
@@ -50,6 +55,15 @@ impl RunningGateway {
             started_at_ms: now_millis(),
         }
     }
+}
+
+/// The running gateways' tables the API reaches devices through.
+#[derive(Default)]
+struct Handles {
+    /// The running LwM2M gateway's registrations (device commands from the API).
+    lwm2m: Mutex<Option<Arc<Registrations>>>,
+    /// The running CoAP gateway's connected clients (requests from the API).
+    coap: Mutex<Option<Arc<DeviceRequests>>>,
 }
 
 /// What changes, behind the async lock.
@@ -83,8 +97,8 @@ pub(crate) struct ServerControl {
     auth: Installed,
     state: tokio::sync::Mutex<State>,
     view: Mutex<View>,
-    /// The running LwM2M gateway's registrations (device commands from the API).
-    lwm2m: Mutex<Option<Arc<Registrations>>>,
+    /// The running gateways' device tables.
+    handles: Handles,
 }
 
 impl std::fmt::Debug for ServerControl {
@@ -107,13 +121,13 @@ impl ServerControl {
     ) -> Result<Arc<ServerControl>, StartError> {
         let listeners = Listeners::start(config, broker, shutdown, tasks)?;
         let psk = gateways::load_psk(config, broker)?;
-        let lwm2m = Mutex::new(None);
+        let handles = Handles::default();
         let mut running = BTreeMap::new();
         for name in gateways::NAMES {
             if gateways::enabled(config, name) {
                 let stop = shutdown.child_token();
                 let started = gateways::start_one(name, config, broker, psk.as_ref(), &stop, tasks).await?;
-                running.insert(name, RunningGateway::new(stop, started, &lwm2m));
+                running.insert(name, RunningGateway::new(stop, started, &handles));
             }
         }
         let state = State {
@@ -131,7 +145,7 @@ impl ServerControl {
             auth,
             view: Mutex::new(View::default()),
             state: tokio::sync::Mutex::new(state),
-            lwm2m,
+            handles,
         };
         control.refresh(&*control.state.lock().await);
         Ok(Arc::new(control))
@@ -223,7 +237,7 @@ impl ServerControl {
             Ok(started) => {
                 state
                     .gateways
-                    .insert(name, RunningGateway::new(stop, started, &self.lwm2m));
+                    .insert(name, RunningGateway::new(stop, started, &self.handles));
                 state.stopped_at_ms.remove(name);
                 tracing::info!(gateway = name, "gateway started");
                 Ok(())
@@ -241,8 +255,10 @@ impl ServerControl {
         if let Some(running) = state.gateways.remove(name) {
             running.stop.cancel();
         }
-        if name == "lwm2m" {
-            *self.lwm2m.lock() = None;
+        match name {
+            "lwm2m" => *self.handles.lwm2m.lock() = None,
+            "coap" => *self.handles.coap.lock() = None,
+            _ => {}
         }
         let closed = self.broker.disconnect_protocol(name);
         state.stopped_at_ms.insert(name, now_millis());
@@ -332,7 +348,8 @@ impl ServerControl {
 
 impl ServerControl {
     fn lwm2m_table(&self) -> Result<Arc<Registrations>, ControlError> {
-        self.lwm2m
+        self.handles
+            .lwm2m
             .lock()
             .clone()
             .ok_or_else(|| ControlError::NotFound("the lwm2m gateway is not running".to_owned()))
@@ -440,5 +457,13 @@ impl Control for ServerControl {
         change: GatewayChange,
     ) -> BoxFuture<'a, Result<(), ConfigChangeError>> {
         Box::pin(self.change_gateway_config(name, change))
+    }
+
+    fn coap_request<'a>(
+        &'a self,
+        client_id: &'a str,
+        request: CoapRequest,
+    ) -> BoxFuture<'a, Result<CoapReply, CoapRequestError>> {
+        Box::pin(self.send_coap_request(client_id, request))
     }
 }

@@ -1,21 +1,24 @@
 //! A gateway's configuration changed through the HTTP API against a real server: a STOMP
 //! listener moved to a new port (and still there after a reload and a restart on the same data
 //! directory), listeners added and removed, a gateway unloaded, and bad bodies refused with the
-//! key named. The gateway settings come from a config file, as in production: a key set by a
-//! `PORTICO_*` variable cannot be changed through the API.
+//! key named; and the CoAP request helper asking a connected device (a raw CoAP socket here)
+//! and answering with its response. The gateway settings come from a config file, as in
+//! production: a key set by a `PORTICO_*` variable cannot be changed through the API.
 
 mod support;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use bytes::{Bytes, BytesMut};
 use portico::Server;
 use portico::config::{Config, api_overrides_path};
+use portico_coap::{Code, Message, Token, Type};
 use serde_json::{Value, json};
 use support::http::{Auth, admin_token, api_env, call};
 use support::{WAIT, addr};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::net::{TcpStream, UdpSocket};
 
 /// A config file enabling STOMP on a loopback port chosen by the system, plus a fresh data dir.
 fn setup(name: &str) -> (PathBuf, (String, String)) {
@@ -321,5 +324,138 @@ async fn bad_bodies_are_refused_with_the_key_named() {
     }
     // The accepted one restarted the gateway (on a new port: the file binds port 0).
     assert!(stomp_connects(addr(&server, "stomp:tcp:default")).await);
+    server.shutdown().await;
+}
+
+async fn coap_send(socket: &UdpSocket, message: &Message) {
+    let mut buf = BytesMut::new();
+    portico_coap::encode(message, &mut buf).expect("encodes");
+    socket.send(&buf).await.expect("send");
+}
+
+async fn coap_recv(socket: &UdpSocket) -> Message {
+    let mut buf = vec![0u8; 65_536];
+    let n = tokio::time::timeout(WAIT, socket.recv(&mut buf))
+        .await
+        .expect("a message in time")
+        .expect("recv");
+    buf.truncate(n);
+    portico_coap::decode(Bytes::from(buf)).expect("a valid CoAP message")
+}
+
+#[tokio::test]
+async fn the_coap_request_helper_asks_a_connected_device() {
+    let data = support::data_dir_env();
+    let dir = PathBuf::from(&data.1);
+    std::fs::create_dir_all(&dir).expect("data dir");
+    let file = dir.with_extension("coap.toml");
+    std::fs::write(
+        &file,
+        "[gateway.coap]\nenable = true\nconnection_required = true\n\
+         [gateway.coap.listeners.udp.default]\nbind = \"127.0.0.1:0\"\n",
+    )
+    .expect("config file");
+    let (server, api, token) = start(&file, &data, &[]).await;
+    let auth = Auth::Bearer(&token);
+
+    // The device logs in (connection mode).
+    let device = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+    device
+        .connect(addr(&server, "coap:udp:default"))
+        .await
+        .expect("connect");
+    let mut login = Message::new(Type::Con, Code::POST, 7);
+    login.token = Token::from_u64(7);
+    login.options.push_uri_path("mqtt");
+    login.options.push_uri_path("connection");
+    login.options.push_uri_query("clientid=sensor-1");
+    coap_send(&device, &login).await;
+    assert_eq!(coap_recv(&device).await.code, Code::CREATED);
+
+    // The API asks; the device gets a CON GET and answers with a piggybacked 2.05.
+    let path = "/api/v5/gateways/coap/clients/sensor-1/request";
+    let body = json!({
+        "method": "get",
+        "uri_path": "sensors/temp",
+        "token": "t1",
+        "timeout": "3s",
+        "content_type": "text/plain",
+    });
+    let refused = call(api, "POST", path, Auth::None, Some(body.clone())).await;
+    assert_eq!(refused.status, 401, "the helper needs a token");
+    let token_owned = token.clone();
+    let asking = tokio::spawn(async move { call(api, "POST", path, Auth::Bearer(&token_owned), Some(body)).await });
+    let request = coap_recv(&device).await;
+    assert_eq!((request.mtype, request.code), (Type::Con, Code::GET));
+    assert_eq!(request.token.as_bytes(), b"t1");
+    assert_eq!(request.uri_path_joined().expect("utf-8"), "sensors/temp");
+    let mut content = Message::response_to(&request, Code::CONTENT, 0);
+    content.options.set_content_format(0);
+    coap_send(&device, &content.with_payload(&b"21.5"[..])).await;
+    let answer = asking.await.expect("task");
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    let json = answer.json();
+    assert_eq!(json["method"], "2.05", "{json}");
+    assert_eq!(json["payload"], "21.5", "{json}");
+    assert_eq!(json["token"], "t1", "{json}");
+    assert_eq!(json["content_format"], 0, "{json}");
+
+    // A separate response (empty ACK first, then a CON response) works too; binary payloads
+    // travel as base64.
+    let body = json!({"method": "put", "uri_path": "/actuators/led", "content_type": "application/octet-stream",
+        "payload": "AQI=", "timeout": "3s"});
+    let token_owned = token.clone();
+    let asking = tokio::spawn(async move { call(api, "POST", path, Auth::Bearer(&token_owned), Some(body)).await });
+    let request = coap_recv(&device).await;
+    assert_eq!(request.code, Code::PUT);
+    assert_eq!(&request.payload[..], &[1, 2]);
+    assert_eq!(request.options.content_format(), Some(42));
+    coap_send(&device, &Message::ack_for(&request)).await;
+    let mut separate = Message::new(Type::Con, Code::CHANGED, 900);
+    separate.token = request.token;
+    coap_send(&device, &separate.with_payload(&[0xff_u8][..])).await;
+    let ack = coap_recv(&device).await;
+    assert_eq!(
+        (ack.mtype, ack.message_id),
+        (Type::Ack, 900),
+        "the separate response is acknowledged"
+    );
+    let answer = asking.await.expect("task");
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    assert_eq!(answer.json()["method"], "2.04");
+    assert_eq!(answer.json()["payload"], "/w==");
+    assert_eq!(
+        answer.json()["token"].as_str().map(str::len),
+        Some(8),
+        "the server picked a token"
+    );
+
+    // Refused before anything is sent.
+    for (path, body, status) in [
+        (
+            "/api/v5/gateways/coap/clients/nobody/request",
+            json!({"method": "get"}),
+            404,
+        ),
+        (
+            "/api/v5/gateways/stomp/clients/sensor-1/request",
+            json!({"method": "get"}),
+            404,
+        ),
+        (path, json!({"method": "fetch"}), 400),
+        (path, json!({"token": "much-too-long"}), 400),
+        (path, json!({"timeout": "2h"}), 400),
+        (path, json!({"content_type": "image/png"}), 400),
+        (path, json!({"bogus": 1}), 400),
+    ] {
+        let answer = call(api, "POST", path, auth, Some(body.clone())).await;
+        assert_eq!(answer.status, status, "{path} {body}: {}", answer.text());
+    }
+
+    // A device that does not answer: 504 after the timeout.
+    let body = json!({"method": "get", "uri_path": "slow", "timeout": "300ms"});
+    let answer = call(api, "POST", path, auth, Some(body)).await;
+    assert_eq!(answer.status, 504, "{}", answer.text());
+    assert_eq!(answer.json()["code"], "CLIENT_NOT_RESPONSE");
     server.shutdown().await;
 }

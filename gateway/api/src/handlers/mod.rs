@@ -5,6 +5,7 @@ pub(crate) mod authn;
 pub(crate) mod authz;
 pub(crate) mod banned;
 pub(crate) mod clients;
+pub(crate) mod coap_request;
 pub(crate) mod configs;
 pub(crate) mod gateway_config;
 pub(crate) mod gateways;
