@@ -57,6 +57,9 @@ impl RunningGateway {
     }
 }
 
+/// How long a gateway's start waits for a port its previous run still holds.
+const REBIND_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// The running gateways' tables the API reaches devices through.
 #[derive(Default)]
 struct Handles {
@@ -229,10 +232,25 @@ impl ServerControl {
     }
 
     /// Starts gateway `name` with `state.config` (it must not be running).
+    ///
+    /// A port still in use is tried again for up to [`REBIND_WAIT`]: a gateway just stopped
+    /// (a restart with new settings, or a quick disable and enable) releases its UDP sockets
+    /// only once its peers' tasks have seen the stop.
     async fn start_gateway(&self, state: &mut State, name: &'static str) -> Result<(), ControlError> {
-        let stop = self.shutdown.child_token();
-        let started =
-            gateways::start_one(name, &state.config, &self.broker, self.psk.as_ref(), &stop, &self.tasks).await;
+        let deadline = tokio::time::Instant::now() + REBIND_WAIT;
+        let (stop, started) = loop {
+            let stop = self.shutdown.child_token();
+            let started =
+                gateways::start_one(name, &state.config, &self.broker, self.psk.as_ref(), &stop, &self.tasks).await;
+            let busy = matches!(&started, Err(StartError::Bind(e)) if e.source.kind() == std::io::ErrorKind::AddrInUse);
+            if busy && tokio::time::Instant::now() < deadline {
+                // The listeners that did bind stop with the token.
+                stop.cancel();
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+            break (stop, started);
+        };
         match started {
             Ok(started) => {
                 state

@@ -457,5 +457,25 @@ async fn the_coap_request_helper_asks_a_connected_device() {
     let answer = call(api, "POST", path, auth, Some(body)).await;
     assert_eq!(answer.status, 504, "{}", answer.text());
     assert_eq!(answer.json()["code"], "CLIENT_NOT_RESPONSE");
+
+    // Restarted twice on one fixed UDP port: the second start waits for the first run's
+    // socket to be released instead of failing.
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .expect("a free UDP port")
+        .port();
+    let fixed = json!({"listeners": [{"type": "udp", "name": "default", "bind": format!("127.0.0.1:{port}")}]});
+    let moved = call(api, "PUT", "/api/v5/gateways/coap", auth, Some(fixed)).await;
+    assert_eq!(moved.status, 204, "{}", moved.text());
+    let again = call(
+        api,
+        "PUT",
+        "/api/v5/gateways/coap",
+        auth,
+        Some(json!({"heartbeat": "60s"})),
+    )
+    .await;
+    assert_eq!(again.status, 204, "{}", again.text());
+    assert_eq!(addr(&server, "coap:udp:default").port(), port);
     server.shutdown().await;
 }
