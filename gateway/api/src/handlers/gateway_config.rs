@@ -72,7 +72,7 @@ async fn change(state: &crate::AppState, name: &str, change: GatewayChange, ok: 
     }
 }
 
-/// Log lines stay short whatever the body.
+/// Log lines stay short whatever listener id the path carries.
 fn truncate(text: &str) -> String {
     const MAX: usize = 200;
     match text.char_indices().nth(MAX) {
