@@ -25,6 +25,16 @@ pytestmark = pytest.mark.portico_only
 HERE = Path(__file__).resolve().parent
 PASSWORD = "schemathesis-admin-pw"
 SEED = "20261123"
+EXCLUDED = "|".join(
+    [
+        r"^POST /api/v5/logout$",
+        r"^POST /api/v5/users/\{username\}/change_pwd$",
+        r"^(PUT|DELETE) /api/v5/gateways/\{name\}$",
+        r"^(POST|PUT|DELETE) /api/v5/gateways/\{name\}/listeners",
+        r"^PUT /api/v5/gateways/\{name\}/enable/",
+        r"^POST /api/v5/listeners/",
+    ]
+)
 
 
 def login(port: int) -> str:
@@ -80,9 +90,12 @@ def test_the_api_keeps_to_its_openapi_document(broker_factory, tmp_path):
             f"http://127.0.0.1:{api_port}/api-docs",
             "--header",
             f"Authorization: Bearer {token}",
-            # Ending or changing the run's own credentials would turn the rest into 401s.
-            "--exclude-path-regex",
-            "logout|change_pwd",
+            # Ending or changing the run's own credentials would turn the rest into 401s, and
+            # operations that start, stop or reconfigure listeners and gateways would open
+            # ports the run does not own (they have their own tests: api_gateway_config.rs,
+            # api_gateways.rs).
+            "--exclude-name-regex",
+            EXCLUDED,
             "--phases",
             "examples,coverage,fuzzing,stateful",
             "--max-examples",

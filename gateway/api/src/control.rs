@@ -199,4 +199,96 @@ pub trait Control: Send + Sync + 'static {
 
     /// Reads the configuration file and environment again and applies them, as SIGHUP does.
     fn reload(&self) -> BoxFuture<'_, Result<ReloadInfo, ReloadError>>;
+
+    /// Changes the configuration of gateway `name` (see [`GatewayChange`]): validated, saved in
+    /// the API-override layer, then applied by restarting the gateway (its clients are
+    /// disconnected, persistent sessions stay).
+    fn change_gateway<'a>(
+        &'a self,
+        name: &'a str,
+        change: GatewayChange,
+    ) -> BoxFuture<'a, Result<(), ConfigChangeError>>;
+
+    /// Sends `request` to the CoAP client `client_id` (connected in connection mode) from the
+    /// gateway and waits up to its timeout for the response.
+    fn coap_request<'a>(
+        &'a self,
+        client_id: &'a str,
+        request: CoapRequest,
+    ) -> BoxFuture<'a, Result<CoapReply, CoapRequestError>>;
+}
+
+/// A change to a gateway's configuration through the API. Bodies use EMQX's field names; the
+/// server maps them onto its configuration, validates the result as it validates the file,
+/// keeps it in the API-override layer and restarts the gateway with it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum GatewayChange {
+    /// `PUT /gateways/{name}`: load or update with the keys given (listeners as EMQX's list).
+    Update(Map<String, Value>),
+    /// `DELETE /gateways/{name}`: stop it and keep it off (`enable = false`).
+    Unload,
+    /// `POST /gateways/{name}/listeners`: a listener that is not configured yet.
+    AddListener(Map<String, Value>),
+    /// `PUT /gateways/{name}/listeners/{id}`: change a configured listener.
+    UpdateListener(String, Map<String, Value>),
+    /// `DELETE /gateways/{name}/listeners/{id}`: remove (or switch off) a listener.
+    RemoveListener(String),
+}
+
+/// Why a configuration change through the API did not happen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigChangeError {
+    /// No such gateway or listener (404).
+    NotFound(String),
+    /// The body, or the configuration it makes, is invalid, or a `PORTICO_*` variable sets a
+    /// key it changes (400): nothing changed.
+    Invalid(Vec<ConfigProblem>),
+    /// It could not be applied or saved (500 with the reason).
+    Failed(String),
+}
+
+/// A request the server sends to a connected CoAP client (`POST
+/// /gateways/coap/clients/{clientid}/request`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CoapRequest {
+    /// `get`, `put`, `post` or `delete`.
+    pub method: String,
+    /// Uri-Path segments.
+    pub uri_path: Vec<String>,
+    /// Content-Format of the payload (0 text/plain, 50 application/json, 42 octet-stream).
+    pub content_format: u16,
+    /// The body.
+    pub payload: Vec<u8>,
+    /// The token (at most 8 bytes; empty: the server picks one).
+    pub token: Vec<u8>,
+    /// How long to wait for the device's response.
+    pub timeout: std::time::Duration,
+}
+
+/// A CoAP client's response to a [`CoapRequest`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CoapReply {
+    /// Its message id.
+    pub id: u16,
+    /// The request's token.
+    pub token: Vec<u8>,
+    /// The response code, dotted (`2.05`).
+    pub code: String,
+    /// Its Content-Format, if any.
+    pub content_format: Option<u16>,
+    /// Its body.
+    pub payload: Vec<u8>,
+}
+
+/// Why a [`CoapRequest`] got no response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CoapRequestError {
+    /// No such client connected in connection mode, or the gateway is not running (404).
+    NotFound(String),
+    /// The request cannot be sent as asked (400).
+    Invalid(String),
+    /// The client did not answer in time, or went away first (504).
+    Timeout,
+    /// Too many requests already wait for that client (503).
+    Busy(String),
 }

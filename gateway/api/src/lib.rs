@@ -39,6 +39,7 @@ pub use control::{
     AuthenticatorInfo, AuthzSourceInfo, BoxFuture, ConfigProblem, Control, ControlError, GatewayInfo, GatewayStatus,
     ListenerInfo, ReloadError, ReloadInfo,
 };
+pub use control::{CoapReply, CoapRequest, CoapRequestError, ConfigChangeError, GatewayChange};
 pub use lockout::LockoutSettings;
 pub use openapi::openapi;
 pub use routes::{RouteDoc, routes};

@@ -567,6 +567,40 @@ fn details(method: &str, path: &str) -> Details {
             ));
             d.success = Some(NO_CONTENT);
         }
+        ("PUT", "/api/v5/gateways/{name}") => {
+            // The gateway's configuration section: whether it is valid is the configuration
+            // loader's to say (400 with the keys named), not a schema's.
+            d.body = Some(json!({"type": "object"}));
+            d.success = Some(NO_CONTENT);
+        }
+        ("DELETE", "/api/v5/gateways/{name}" | "/api/v5/gateways/{name}/listeners/{id}") => {
+            d.success = Some(NO_CONTENT);
+        }
+        ("POST", "/api/v5/gateways/{name}/listeners") => {
+            d.body = Some(object(
+                &["type", "name"],
+                json!({"type": {"type": "string"}, "name": {"type": "string"}}),
+            ));
+            d.success = Some(CREATED);
+        }
+        ("PUT", "/api/v5/gateways/{name}/listeners/{id}") => d.body = Some(json!({"type": "object"})),
+        ("POST", "/api/v5/gateways/{name}/clients/{clientid}/request") => {
+            // A subset of what is accepted (EMQX's shape; see docs/api.md for the rest).
+            d.body = Some(closed(
+                &[],
+                json!({
+                    "token": nullable(json!({"type": "string", "pattern": "^[ -~]{0,8}$"})),
+                    "method": nullable(json!({"type": "string", "enum": ["get", "put", "post", "delete"]})),
+                    "uri_path": nullable(json!({"type": "string", "pattern": "^[A-Za-z0-9._~-]{1,32}(/[A-Za-z0-9._~-]{1,32}){0,7}$"})),
+                    "timeout": nullable(json!({"oneOf": [
+                        {"type": "integer", "minimum": 1, "maximum": 60000},
+                        {"type": "string", "pattern": "^([1-9][0-9]{0,3}ms|[1-9]s)$"},
+                    ]})),
+                    "content_type": nullable(json!({"type": "string", "enum": ["text/plain", "application/json"]})),
+                    "payload": nullable(json!({"type": "string"})),
+                }),
+            ));
+        }
         _ => {}
     }
     d

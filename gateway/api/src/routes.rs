@@ -12,8 +12,8 @@ use axum::routing::{MethodRouter, delete, get, post, put};
 use crate::access;
 use crate::error::ApiError;
 use crate::handlers::{
-    alarms, authn, authz, banned, clients, configs, data, gateways, lwm2m, nodes, prometheus, publish, retainer,
-    subscribe, topics, trace, users,
+    alarms, authn, authz, banned, clients, coap_request, configs, data, gateway_config, gateways, lwm2m, nodes,
+    prometheus, publish, retainer, subscribe, topics, trace, users,
 };
 use crate::keys;
 
@@ -109,6 +109,12 @@ const TABLE: &[(RouteDoc, Handler)] = &[
     (doc("POST", "/api/v5/configs/reload", "configs", "Read the configuration file and environment again (as SIGHUP)", true), || post(configs::reload)),
     (doc("GET", "/api/v5/listeners", "listeners", "Every listener, MQTT's and the gateways'", true), || get(gateways::all_listeners)),
     (doc("POST", "/api/v5/listeners/{id}/{action}", "listeners", "Start, stop or restart an MQTT listener", true), || post(gateways::listener_action)),
+    (doc("PUT", "/api/v5/gateways/{name}", "gateways", "Load or update a gateway's configuration (saved, gateway restarted)", true), || put(gateway_config::update)),
+    (doc("DELETE", "/api/v5/gateways/{name}", "gateways", "Unload a gateway: stop it and keep it off", true), || delete(gateway_config::unload)),
+    (doc("POST", "/api/v5/gateways/{name}/listeners", "gateways", "Add a listener to a gateway", true), || post(gateway_config::add_listener)),
+    (doc("PUT", "/api/v5/gateways/{name}/listeners/{id}", "gateways", "Change a gateway's listener", true), || put(gateway_config::update_listener)),
+    (doc("DELETE", "/api/v5/gateways/{name}/listeners/{id}", "gateways", "Remove a gateway's listener", true), || delete(gateway_config::remove_listener)),
+    (doc("POST", "/api/v5/gateways/{name}/clients/{clientid}/request", "gateways", "CoAP: send a request to a connected client and answer with its response", true), || post(coap_request::request)),
     (doc("GET", "/api/v5/psk", "psk", "The built-in PSK database's identities", true), || get(gateways::psk_list)),
     (doc("POST", "/api/v5/psk", "psk", "Add or replace a PSK identity", true), || post(gateways::psk_put)),
     (doc("DELETE", "/api/v5/psk/{identity}", "psk", "Remove a PSK identity", true), || delete(gateways::psk_delete)),

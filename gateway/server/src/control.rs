@@ -15,6 +15,8 @@ use portico_api::{
     AuthenticatorInfo, AuthzSourceInfo, BoxFuture, ConfigProblem, Control, ControlError, GatewayInfo, GatewayStatus,
     ListenerInfo, ReloadError, ReloadInfo,
 };
+use portico_api::{CoapReply, CoapRequest, CoapRequestError, ConfigChangeError, GatewayChange};
+use portico_coap::channel::DeviceRequests;
 use portico_core::Broker;
 use portico_core::message::now_millis;
 use portico_lwm2m::channel::{AdminError, Registrations};
@@ -29,6 +31,9 @@ use crate::config::{Config, ConfigError, ConfigErrors};
 use crate::gateways;
 use crate::listeners::{Listeners, ReloadReport};
 
+mod coap_request;
+mod gwconf;
+
 /// A gateway that runs: its stop token and listeners.
 struct RunningGateway {
     stop: CancellationToken,
@@ -37,9 +42,12 @@ struct RunningGateway {
 }
 
 impl RunningGateway {
-    fn new(stop: CancellationToken, started: gateways::Started, lwm2m: &Mutex<Option<Arc<Registrations>>>) -> Self {
+    fn new(stop: CancellationToken, started: gateways::Started, control: &Handles) -> Self {
         if started.lwm2m.is_some() {
-            *lwm2m.lock() = started.lwm2m;
+            *control.lwm2m.lock() = started.lwm2m;
+        }
+        if started.coap.is_some() {
+            *control.coap.lock() = started.coap;
         }
         RunningGateway {
             stop,
@@ -47,6 +55,18 @@ impl RunningGateway {
             started_at_ms: now_millis(),
         }
     }
+}
+
+/// How long a gateway's start waits for a port its previous run still holds.
+const REBIND_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// The running gateways' tables the API reaches devices through.
+#[derive(Default)]
+struct Handles {
+    /// The running LwM2M gateway's registrations (device commands from the API).
+    lwm2m: Mutex<Option<Arc<Registrations>>>,
+    /// The running CoAP gateway's connected clients (requests from the API).
+    coap: Mutex<Option<Arc<DeviceRequests>>>,
 }
 
 /// What changes, behind the async lock.
@@ -80,8 +100,8 @@ pub(crate) struct ServerControl {
     auth: Installed,
     state: tokio::sync::Mutex<State>,
     view: Mutex<View>,
-    /// The running LwM2M gateway's registrations (device commands from the API).
-    lwm2m: Mutex<Option<Arc<Registrations>>>,
+    /// The running gateways' device tables.
+    handles: Handles,
 }
 
 impl std::fmt::Debug for ServerControl {
@@ -104,13 +124,13 @@ impl ServerControl {
     ) -> Result<Arc<ServerControl>, StartError> {
         let listeners = Listeners::start(config, broker, shutdown, tasks)?;
         let psk = gateways::load_psk(config, broker)?;
-        let lwm2m = Mutex::new(None);
+        let handles = Handles::default();
         let mut running = BTreeMap::new();
         for name in gateways::NAMES {
             if gateways::enabled(config, name) {
                 let stop = shutdown.child_token();
                 let started = gateways::start_one(name, config, broker, psk.as_ref(), &stop, tasks).await?;
-                running.insert(name, RunningGateway::new(stop, started, &lwm2m));
+                running.insert(name, RunningGateway::new(stop, started, &handles));
             }
         }
         let state = State {
@@ -128,7 +148,7 @@ impl ServerControl {
             auth,
             view: Mutex::new(View::default()),
             state: tokio::sync::Mutex::new(state),
-            lwm2m,
+            handles,
         };
         control.refresh(&*control.state.lock().await);
         Ok(Arc::new(control))
@@ -202,40 +222,65 @@ impl ServerControl {
         };
         let mut state = self.state.lock().await;
         match (enable, state.gateways.contains_key(name)) {
-            (true, false) => {
-                let stop = self.shutdown.child_token();
-                let started =
-                    gateways::start_one(name, &state.config, &self.broker, self.psk.as_ref(), &stop, &self.tasks).await;
-                match started {
-                    Ok(started) => {
-                        state
-                            .gateways
-                            .insert(name, RunningGateway::new(stop, started, &self.lwm2m));
-                        state.stopped_at_ms.remove(name);
-                        tracing::info!(gateway = name, "gateway started");
-                    }
-                    Err(error) => {
-                        stop.cancel();
-                        return Err(ControlError::Failed(format!("gateway {name}: {error}")));
-                    }
-                }
-            }
-            (false, true) => {
-                if let Some(running) = state.gateways.remove(name) {
-                    running.stop.cancel();
-                }
-                if name == "lwm2m" {
-                    *self.lwm2m.lock() = None;
-                }
-                let closed = self.broker.disconnect_protocol(name);
-                state.stopped_at_ms.insert(name, now_millis());
-                tracing::info!(gateway = name, disconnected = closed, "gateway stopped");
-            }
+            (true, false) => self.start_gateway(&mut state, name).await?,
+            (false, true) => self.stop_gateway(&mut state, name),
             // Already as asked.
             _ => {}
         }
         self.refresh(&state);
         Ok(())
+    }
+
+    /// Starts gateway `name` with `state.config` (it must not be running).
+    ///
+    /// A port still in use is tried again for up to [`REBIND_WAIT`]: a gateway just stopped
+    /// (a restart with new settings, or a quick disable and enable) releases its UDP sockets
+    /// only once its peers' tasks have seen the stop.
+    async fn start_gateway(&self, state: &mut State, name: &'static str) -> Result<(), ControlError> {
+        let deadline = tokio::time::Instant::now() + REBIND_WAIT;
+        let (stop, started) = loop {
+            let stop = self.shutdown.child_token();
+            let started =
+                gateways::start_one(name, &state.config, &self.broker, self.psk.as_ref(), &stop, &self.tasks).await;
+            let busy = matches!(&started, Err(StartError::Bind(e)) if e.source.kind() == std::io::ErrorKind::AddrInUse);
+            if busy && tokio::time::Instant::now() < deadline {
+                // The listeners that did bind stop with the token.
+                stop.cancel();
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+            break (stop, started);
+        };
+        match started {
+            Ok(started) => {
+                state
+                    .gateways
+                    .insert(name, RunningGateway::new(stop, started, &self.handles));
+                state.stopped_at_ms.remove(name);
+                tracing::info!(gateway = name, "gateway started");
+                Ok(())
+            }
+            Err(error) => {
+                stop.cancel();
+                Err(ControlError::Failed(format!("gateway {name}: {error}")))
+            }
+        }
+    }
+
+    /// Stops gateway `name` if it runs: its listeners close and its clients are disconnected
+    /// (persistent sessions stay).
+    fn stop_gateway(&self, state: &mut State, name: &'static str) {
+        if let Some(running) = state.gateways.remove(name) {
+            running.stop.cancel();
+        }
+        match name {
+            "lwm2m" => *self.handles.lwm2m.lock() = None,
+            "coap" => *self.handles.coap.lock() = None,
+            _ => {}
+        }
+        let closed = self.broker.disconnect_protocol(name);
+        state.stopped_at_ms.insert(name, now_millis());
+        tracing::info!(gateway = name, disconnected = closed, "gateway stopped");
     }
 
     async fn switch_listener(&self, id: &str, running: bool) -> Result<(), ControlError> {
@@ -321,7 +366,8 @@ impl ServerControl {
 
 impl ServerControl {
     fn lwm2m_table(&self) -> Result<Arc<Registrations>, ControlError> {
-        self.lwm2m
+        self.handles
+            .lwm2m
             .lock()
             .clone()
             .ok_or_else(|| ControlError::NotFound("the lwm2m gateway is not running".to_owned()))
@@ -434,5 +480,21 @@ impl Control for ServerControl {
 
     fn reload(&self) -> BoxFuture<'_, Result<ReloadInfo, ReloadError>> {
         Box::pin(self.reload_from_source())
+    }
+
+    fn change_gateway<'a>(
+        &'a self,
+        name: &'a str,
+        change: GatewayChange,
+    ) -> BoxFuture<'a, Result<(), ConfigChangeError>> {
+        Box::pin(self.change_gateway_config(name, change))
+    }
+
+    fn coap_request<'a>(
+        &'a self,
+        client_id: &'a str,
+        request: CoapRequest,
+    ) -> BoxFuture<'a, Result<CoapReply, CoapRequestError>> {
+        Box::pin(self.send_coap_request(client_id, request))
     }
 }

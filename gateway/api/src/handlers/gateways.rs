@@ -24,7 +24,7 @@ impl From<ControlError> for ApiError {
     }
 }
 
-fn render_listener(listener: &ListenerInfo) -> Value {
+pub(super) fn render_listener(listener: &ListenerInfo) -> Value {
     json!({
         "id": listener.id,
         "type": listener.kind,

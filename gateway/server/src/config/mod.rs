@@ -1,10 +1,11 @@
 //! Configuration: `etc/portico.toml` plus `PORTICO_*` environment overrides, using EMQX 5 key names
 //! so that EMQX users can carry their settings over.
 //!
-//! Loading happens in three steps:
+//! Loading happens in four steps:
 //! 1. read the TOML file (or start from an empty table: all defaults);
-//! 2. apply `PORTICO_*` environment variables on top (`PORTICO_A__B=v` sets `a.b`; see `env.rs`);
-//! 3. validate the merged tree into [`Config`], collecting *every* problem into [`ConfigErrors`].
+//! 2. merge the API overrides, `{node.data_dir}/configs/api.toml`, over it (see `overrides.rs`);
+//! 3. apply `PORTICO_*` environment variables on top (`PORTICO_A__B=v` sets `a.b`; see `env.rs`);
+//! 4. validate the merged tree into [`Config`], collecting *every* problem into [`ConfigErrors`].
 //!
 //! Value formats: durations are EMQX strings such as `"30s"`, `"5m"`, `"1h30m"` (units `ms`, `s`,
 //! `m`, `h`, `d`, `w`) and a bare integer is always seconds; sizes are integers (bytes) or strings
@@ -23,6 +24,7 @@ mod env;
 mod error;
 mod gateway;
 mod listeners;
+mod overrides;
 mod schema;
 mod source;
 mod sysmon;
@@ -52,6 +54,8 @@ pub use gateway::{
     CoapConfig, DtlsListenerConfig, DtlsOptions, GatewayConfig, Lwm2mConfig, MqttSnConfig, NotifyType, PskConfig,
     QosPolicy, StompConfig, UdpListenerConfig,
 };
+pub use overrides::api_overrides_path;
+pub(crate) use overrides::{env_conflicts, merge as merge_tables, write as write_api_overrides};
 pub use source::{ConfigSource, MASK, is_secret_key};
 pub use sysmon::{AlarmConfig, SysmonConfig, SysmonOsConfig};
 pub use trace::TraceConfig;
@@ -78,24 +82,45 @@ impl Config {
     /// with the file's content unknown, further messages would mostly be noise. Otherwise every
     /// problem in the file and the environment is reported together.
     pub fn load(path: Option<&Path>, env: impl IntoIterator<Item = (String, String)>) -> Result<Config, ConfigErrors> {
+        Config::load_layers(path, None, env)
+    }
+
+    /// [`Config::load`] with the API-override layer given (`Some`) instead of read from
+    /// `{node.data_dir}/configs/api.toml`: how the API checks a change before writing it.
+    pub(crate) fn load_layers(
+        path: Option<&Path>,
+        api: Option<Table>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigErrors> {
         let file_table = match path {
             Some(path) => read_file(path).map_err(|e| ConfigErrors(vec![e]))?,
             None => Table::new(),
         };
-        let mut origins = schema::Origins {
-            file: path.map(Path::to_path_buf),
-            ..Default::default()
-        };
-        let mut file_keys = HashSet::new();
-        let mut root = Value::Table(file_table);
-        schema::collect_paths(&root, "", &mut file_keys);
-        origins.file_keys = file_keys;
-
-        let mut errors = Vec::new();
         let env: Vec<(String, String)> = env
             .into_iter()
             .filter(|(var, _)| env::key_parts(var).is_some())
             .collect();
+        let api_path = overrides::api_overrides_path(&overrides::data_dir_before_overrides(&file_table, &env));
+        let api = match api {
+            Some(api) => api,
+            None => overrides::read(&api_path).map_err(|e| ConfigErrors(vec![e]))?,
+        };
+        let mut origins = schema::Origins {
+            file: path.map(Path::to_path_buf),
+            api_file: Some(api_path.clone()),
+            ..Default::default()
+        };
+        let mut file_keys = HashSet::new();
+        schema::collect_paths(&Value::Table(file_table.clone()), "", &mut file_keys);
+        origins.file_keys = file_keys;
+        let mut api_keys = HashSet::new();
+        schema::collect_paths(&Value::Table(api.clone()), "", &mut api_keys);
+        origins.api_keys = api_keys;
+        let mut merged = file_table;
+        overrides::merge(&mut merged, &api);
+        let mut root = Value::Table(merged);
+
+        let mut errors = Vec::new();
         env::apply(&mut root, env.iter().cloned(), &mut origins.env, &mut errors);
         let empty = Table::new();
         // The root is always a table: env overrides cannot replace it (their paths are non-empty).
@@ -106,6 +131,8 @@ impl Config {
                 path: path.map(Path::to_path_buf),
                 env,
                 tree: root_table.clone(),
+                api_path,
+                api,
                 ..ConfigSource::default()
             };
             Ok(config)

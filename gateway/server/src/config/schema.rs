@@ -30,6 +30,10 @@ pub(crate) struct Origins {
     pub(crate) file: Option<PathBuf>,
     /// Display paths of every key and table present in the file.
     pub(crate) file_keys: HashSet<String>,
+    /// The API-override file (`{node.data_dir}/configs/api.toml`).
+    pub(crate) api_file: Option<PathBuf>,
+    /// Display paths of every key and table the API overrides set.
+    pub(crate) api_keys: HashSet<String>,
     pub(crate) env: HashMap<String, EnvOrigin>,
 }
 
@@ -39,13 +43,19 @@ fn parent(key: &str) -> Option<&str> {
 }
 
 impl Origins {
-    /// The source of `key`: the deepest of the key and its ancestors that the environment or the
-    /// file set. Environment wins at equal depth because it is applied on top of the file.
+    /// The source of `key`: the deepest of the key and its ancestors that the environment, the
+    /// API overrides or the file set. At equal depth the environment wins, then the overrides,
+    /// as they are applied in that order on top of the file.
     pub(crate) fn source_of(&self, key: &str) -> Source {
         let mut current = Some(key);
         while let Some(k) = current {
             if let Some(origin) = self.env.get(k) {
                 return Source::Env(origin.var.clone());
+            }
+            if self.api_keys.contains(k)
+                && let Some(api) = &self.api_file
+            {
+                return Source::File(api.clone());
             }
             if self.file_keys.contains(k)
                 && let Some(file) = &self.file

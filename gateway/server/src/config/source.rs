@@ -31,8 +31,12 @@ pub struct ConfigSource {
     pub process_env: bool,
     /// The command line's `--memory`, applied again on reload.
     pub memory: bool,
-    /// The file's tree with the environment overrides applied.
+    /// The file's tree with the API overrides and the environment applied.
     pub tree: Table,
+    /// Where the API overrides are kept: `{node.data_dir}/configs/api.toml`.
+    pub api_path: PathBuf,
+    /// The API overrides as loaded (see `overrides.rs`).
+    pub api: Table,
 }
 
 impl PartialEq for ConfigSource {
@@ -81,12 +85,29 @@ impl ConfigSource {
     /// again when `process_env`), then `--memory`. The binary's start and SIGHUP and the API's
     /// reload all go through here.
     pub fn load(&self) -> Result<Config, ConfigErrors> {
-        let env = if self.process_env {
+        self.load_layers(None)
+    }
+
+    /// [`ConfigSource::load`] with `api` as the API-override layer instead of the file's: a
+    /// change through the API, checked before it is written.
+    pub fn load_with_api(&self, api: Table) -> Result<Config, ConfigErrors> {
+        self.load_layers(Some(api))
+    }
+
+    /// The `PORTICO_*` variables this source applies (the process's now, for the binary).
+    pub fn env_vars(&self) -> Vec<(String, String)> {
+        if self.process_env {
             super::process_env()
+                .into_iter()
+                .filter(|(var, _)| super::env::key_parts(var).is_some())
+                .collect()
         } else {
             self.env.clone()
-        };
-        let mut config = Config::load(self.path.as_deref(), env)?;
+        }
+    }
+
+    fn load_layers(&self, api: Option<Table>) -> Result<Config, ConfigErrors> {
+        let mut config = Config::load_layers(self.path.as_deref(), api, self.env_vars())?;
         config.source.process_env = self.process_env;
         config.source.memory = self.memory;
         if self.memory {

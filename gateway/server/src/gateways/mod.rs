@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use bytestring::ByteString;
-use portico_coap::channel::CoapFrontend;
+use portico_coap::channel::{CoapFrontend, DeviceRequests};
 use portico_coap::settings::{Blockwise, CoapSettings};
 use portico_core::Broker;
 use portico_core::auth::ListenerAuthn;
@@ -45,6 +45,8 @@ struct Start<'a> {
     addrs: Vec<(String, SocketAddr)>,
     /// The LwM2M gateway's registrations, once started.
     lwm2m: Option<Arc<Registrations>>,
+    /// The CoAP gateway's connected clients, for the API's requests to them.
+    coap: Option<Arc<DeviceRequests>>,
 }
 
 /// What a gateway's start gives the server.
@@ -53,6 +55,8 @@ pub(crate) struct Started {
     pub(crate) addrs: Vec<(String, SocketAddr)>,
     /// The LwM2M registrations table, for the API's device commands.
     pub(crate) lwm2m: Option<Arc<Registrations>>,
+    /// The CoAP gateway's connected clients (every listener's), for the API's requests.
+    pub(crate) coap: Option<Arc<DeviceRequests>>,
 }
 
 /// The gateways Portico has, by name (also their clients' protocol name), in start order.
@@ -133,6 +137,7 @@ pub(crate) async fn start_one(
         tasks,
         addrs: Vec::new(),
         lwm2m: None,
+        coap: None,
     };
     match name {
         "mqttsn" => start_mqttsn(config, &mut start).await?,
@@ -144,6 +149,7 @@ pub(crate) async fn start_one(
     Ok(Started {
         addrs: start.addrs,
         lwm2m: start.lwm2m,
+        coap: start.coap,
     })
 }
 
@@ -212,22 +218,24 @@ async fn start_mqttsn(config: &Config, start: &mut Start<'_>) -> Result<(), Star
 
 async fn start_coap(config: &Config, start: &mut Start<'_>) -> Result<(), StartError> {
     let coap = &config.gateway.coap;
+    let requests = Arc::new(DeviceRequests::default());
+    start.coap = Some(requests.clone());
     for (name, listener) in coap.udp.iter().filter(|(_, l)| l.enable) {
         let full_name = format!("coap:udp:{name}");
         let socket = bind(&full_name, listener, false).await?;
-        let frontend = Arc::new(CoapFrontend::new(
-            start.broker,
-            coap_settings(config, listener.enable_authn),
-        ));
+        let frontend = Arc::new(
+            CoapFrontend::new(start.broker, coap_settings(config, listener.enable_authn))
+                .with_device_requests(requests.clone()),
+        );
         serve(start, full_name, socket, listener, frontend)?;
     }
     for (name, dtls) in coap.dtls.iter().filter(|(_, l)| l.listener.enable) {
         let full_name = format!("coap:dtls:{name}");
         let socket = bind(&full_name, &dtls.listener, false).await?;
-        let inner = Arc::new(CoapFrontend::new(
-            start.broker,
-            coap_settings(config, dtls.listener.enable_authn),
-        ));
+        let inner = Arc::new(
+            CoapFrontend::new(start.broker, coap_settings(config, dtls.listener.enable_authn))
+                .with_device_requests(requests.clone()),
+        );
         let frontend = dtls_frontend(start, &format!("gateway.coap.listeners.dtls.{name}"), dtls, inner)?;
         serve(start, full_name, socket, &dtls.listener, frontend)?;
     }

@@ -112,6 +112,7 @@ impl CoapChannel {
         let token = rand::random_range(1..=u32::MAX).to_string();
         if let Some(client) = &self.client {
             self.tokens.insert(&client.client_id, &token);
+            self.device_requests.register(&client.client_id, &self.conn);
         }
         self.token = Some(token.clone());
         self.respond(&request, Code::CREATED, Bytes::from(token), out);

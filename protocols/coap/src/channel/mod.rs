@@ -13,6 +13,11 @@
 mod blockwise;
 mod connection;
 mod pubsub;
+mod requests;
+
+pub use requests::{
+    DeviceRequest, DeviceRequestError, DeviceRequests, DeviceResponse, MAX_DEVICE_REQUESTS, Reply as DeviceReply,
+};
 /// Encodes `frame` for a datagram driver (the CoAP and LwM2M channels send CoAP messages).
 pub fn encode_frame(frame: &Message, dst: &mut BytesMut) -> Result<(), EncodeError> {
     codec::encode(frame, dst).map_err(|_| EncodeError {
@@ -61,9 +66,17 @@ pub struct CoapFrontend {
     ctx: Ctx,
     settings: Arc<CoapSettings>,
     tokens: Arc<connection::Tokens>,
+    device_requests: Arc<DeviceRequests>,
 }
 
 impl CoapFrontend {
+    /// Shares `requests` (one table for every listener of the gateway) as the table through
+    /// which the server's requests reach this frontend's connected clients.
+    pub fn with_device_requests(mut self, requests: Arc<DeviceRequests>) -> CoapFrontend {
+        self.device_requests = requests;
+        self
+    }
+
     /// A frontend on `broker` with `settings`.
     pub fn new(broker: &Broker, settings: CoapSettings) -> CoapFrontend {
         let ctx = broker.ctx(FrontendInfo {
@@ -75,6 +88,7 @@ impl CoapFrontend {
             ctx,
             settings: Arc::new(settings),
             tokens: Arc::default(),
+            device_requests: Arc::default(),
         }
     }
 }
@@ -116,6 +130,7 @@ impl DatagramFrontend for CoapFrontend {
     fn new_peer(&self, conn: Arc<ConnHandle>, info: ConnInfo, now: Instant) -> CoapChannel {
         let mut channel = CoapChannel::new(self.ctx.clone(), self.settings.clone(), conn, info, now);
         channel.tokens = self.tokens.clone();
+        channel.device_requests = self.device_requests.clone();
         channel
     }
 }
@@ -205,6 +220,10 @@ pub struct CoapChannel {
     token: Option<String>,
     /// The frontend's tokens of connected clients (this one's while it is connected).
     tokens: Arc<connection::Tokens>,
+    /// The gateway's table of server requests for connected clients (see `requests`).
+    device_requests: Arc<DeviceRequests>,
+    /// Our requests to this client waiting for its response.
+    awaiting: requests::Awaiting,
     observations: pubsub::Observations,
     transfers: blockwise::Transfers,
     held: Option<Box<Held>>,
@@ -235,6 +254,8 @@ impl CoapChannel {
             session: None,
             token: None,
             tokens: Arc::default(),
+            device_requests: Arc::default(),
+            awaiting: requests::Awaiting::default(),
             observations: pubsub::Observations::default(),
             transfers: blockwise::Transfers::default(),
             held: None,
@@ -309,6 +330,12 @@ impl CoapChannel {
     // ------------------------------------------------------------------ requests
 
     fn handle_message(&mut self, message: Message, now: Instant, out: &mut Out) {
+        // A response to a request of ours (the API's): piggybacked on an ACK, which also
+        // settles the CON, or separate (CON or NON).
+        let answered = self.answer_device_request(&message, out);
+        if answered && message.mtype != Type::Ack {
+            return;
+        }
         match message.mtype {
             Type::Ack | Type::Rst => self.settle(&message, now, out),
             // A CoAP ping (an Empty CON) is answered with RST (RFC 7252 §4.3).
@@ -546,6 +573,7 @@ impl CoapChannel {
     fn release_session(&mut self, now: Instant) {
         if let (Some(token), Some(client)) = (&self.token, &self.client) {
             self.tokens.remove(&client.client_id, token);
+            self.device_requests.unregister(&client.client_id, &self.conn);
         }
         let Some(session) = self.session.take() else { return };
         if let Some(client) = &self.client {
@@ -613,6 +641,7 @@ impl DatagramChannel for CoapChannel {
             self.resume_held(now, out);
         }
         self.deliver_queued(now, out);
+        self.send_device_requests(now, out);
         self.release_if_closing(now);
     }
 

@@ -649,3 +649,71 @@ fn a_request_waits_for_a_late_authentication_answer() {
     assert_eq!((r.code, r.token), (Code::CHANGED, post.token));
     assert!(c.channel.accepts_input());
 }
+
+#[test]
+fn the_server_asks_a_connected_client_and_gets_its_response() {
+    let h = Harness::with(CoapSettings {
+        connection_required: true,
+        ..CoapSettings::default()
+    });
+    let requests = h.frontend.device_requests.clone();
+    let got: Arc<Mutex<Vec<DeviceResponse>>> = Arc::default();
+    let reply = |got: &Arc<Mutex<Vec<DeviceResponse>>>| -> DeviceReply {
+        let got = got.clone();
+        Box::new(move |r| got.lock().push(r))
+    };
+    let ask = |path: &str| DeviceRequest {
+        method: Code::GET,
+        uri_path: path.split('/').map(str::to_owned).collect(),
+        content_format: Some(0),
+        payload: Bytes::new(),
+        token: Token::new(b"api1").expect("short"),
+    };
+    assert_eq!(
+        requests.send("dev1", ask("a"), reply(&got)),
+        Err(DeviceRequestError::ClientNotFound)
+    );
+    let mut c = h.peer(1);
+    let login = c.request(Type::Con, Code::POST, "mqtt/connection", &["clientid=dev1"]);
+    let token = String::from_utf8(c.ask(&login, h.t0).payload.to_vec()).expect("text");
+
+    requests
+        .send("dev1", ask("sensors/temp"), reply(&got))
+        .expect("handed over");
+    let sent = c.deliver(h.t0);
+    let [Sent::M(request)] = &sent[..] else {
+        panic!("expected the request, got {sent:?}")
+    };
+    assert_eq!((request.mtype, request.code), (Type::Con, Code::GET));
+    assert_eq!(request.uri_path_joined().expect("utf-8"), "sensors/temp");
+    let mut content = Message::response_to(request, Code::CONTENT, 0).with_payload(&b"21.5"[..]);
+    content.options.set_content_format(0);
+    assert!(
+        c.send(&content, h.t0).is_empty(),
+        "a piggybacked response needs no answer"
+    );
+    let answered = got.lock().pop().expect("the caller is told");
+    assert_eq!((answered.code, &answered.payload[..]), (Code::CONTENT, &b"21.5"[..]));
+    assert_eq!(answered.token.as_bytes(), b"api1");
+
+    // Bounded: the 17th waiting request is refused.
+    for _ in 0..MAX_DEVICE_REQUESTS {
+        requests.send("dev1", ask("x"), reply(&got)).expect("room");
+    }
+    assert_eq!(
+        requests.send("dev1", ask("x"), reply(&got)),
+        Err(DeviceRequestError::QueueFull)
+    );
+    // Gone with the connection.
+    let bye = c.request(
+        Type::Con,
+        Code::DELETE,
+        "mqtt/connection",
+        &["c=dev1", &format!("token={token}")],
+    );
+    c.send(&bye, h.t0);
+    assert_eq!(
+        requests.send("dev1", ask("x"), reply(&got)),
+        Err(DeviceRequestError::ClientNotFound)
+    );
+}

@@ -518,6 +518,7 @@ mod auth_http;
 mod dashboard;
 mod features;
 mod listeners;
+mod overrides;
 #[path = "../../../../transport/src/tests/pki.rs"]
 mod pki;
 mod sysmon;
