@@ -37,7 +37,7 @@ use portico_core::conn::{ConnHandle, KickReason};
 use portico_core::ctx::FrontendInfo;
 use portico_core::datagram::{DatagramChannel, DatagramFrontend};
 use portico_core::message::now_millis;
-use portico_core::metrics::Metrics;
+use portico_core::metrics::{DeliveryDrop, Metrics};
 use portico_core::session::Session;
 use portico_core::store::Ticket;
 use portico_core::sys::{ConnectedEvent, DisconnectedEvent};
@@ -630,7 +630,7 @@ impl DatagramChannel for CoapChannel {
         if self.layer.on_timeout(now, out).is_some() {
             // A CON notification never acknowledged: the message is lost to this client, the
             // observation stays (EMQX); the heartbeat ends a client that is gone.
-            Metrics::inc(&self.ctx.metrics().messages_dropped);
+            self.ctx.count_dropped(DeliveryDrop::Other, 1);
         }
         self.transfers.expire(now);
     }

@@ -7,7 +7,7 @@ use bytestring::ByteString;
 use portico_core::QoS;
 use portico_core::auth::{Action, Pending, Verdict};
 use portico_core::channel::CloseReason;
-use portico_core::metrics::Metrics;
+use portico_core::metrics::{DeliveryDrop, tally_qos};
 use portico_core::session::{Delivery, InflightEntry, InflightState, SessionState};
 
 use super::{MqttSnChannel, Out, Phase, sn_qos};
@@ -115,7 +115,7 @@ impl MqttSnChannel {
         while state.queue.front().is_some_and(matches) {
             if let Some(delivery) = state.dequeue() {
                 state.forget(&delivery);
-                Metrics::inc(&self.ctx.metrics().messages_dropped);
+                self.ctx.count_dropped(DeliveryDrop::Other, 1);
             }
         }
         if let Some(index) = state
@@ -124,7 +124,7 @@ impl MqttSnChannel {
             .position(|e| matches!(&e.state, InflightState::AwaitingAck(d) if matches(d)))
         {
             state.complete_inflight(index);
-            Metrics::inc(&self.ctx.metrics().messages_dropped);
+            self.ctx.count_dropped(DeliveryDrop::Other, 1);
         }
     }
 
@@ -341,6 +341,7 @@ impl MqttSnChannel {
         }
         state.complete_inflight(index);
         drop(state);
+        self.ctx.count_acked();
         self.retry_deadline = None;
         self.deliver_queued(now, out);
     }
@@ -361,6 +362,7 @@ impl MqttSnChannel {
         match state.inflight_position(msg_id) {
             Some(index) if matches!(state.inflight[index].state, InflightState::AwaitingComp { .. }) => {
                 state.complete_inflight(index);
+                self.ctx.count_acked();
             }
             _ => return,
         }
@@ -458,7 +460,7 @@ impl MqttSnChannel {
         if state.conn.as_ref().map(|c| c.id()) != Some(self.conn.id()) {
             return;
         }
-        let mut sent = 0u64;
+        let mut sent = [0u64; 3];
         while self.register.is_none() {
             let Some(front) = state.queue.front() else { break };
             let qos = front.qos;
@@ -479,7 +481,7 @@ impl MqttSnChannel {
                 Err(()) => {
                     if let Some(delivery) = state.dequeue() {
                         state.forget(&delivery);
-                        Metrics::inc(&self.ctx.metrics().messages_dropped);
+                        self.ctx.count_dropped(DeliveryDrop::Other, 1);
                     }
                     continue;
                 }
@@ -496,15 +498,12 @@ impl MqttSnChannel {
                         self.retry_deadline = Some(now + self.settings.retry_interval);
                     }
                     out.send(packet);
-                    sent += 1;
+                    tally_qos(&mut sent, qos);
                 }
             }
         }
         drop(state);
-        self.ctx
-            .metrics()
-            .messages_sent
-            .fetch_add(sent, std::sync::atomic::Ordering::Relaxed);
+        self.ctx.count_sent(sent);
     }
 
     /// Sends the message in flight again (after a resume, a lost acknowledgement or a new
@@ -527,7 +526,7 @@ impl MqttSnChannel {
                     Ok(None) => {} // registering first; resent on REGACK
                     Err(()) => {
                         state.complete_inflight(0);
-                        Metrics::inc(&self.ctx.metrics().messages_dropped);
+                        self.ctx.count_dropped(DeliveryDrop::Other, 1);
                     }
                 }
             }

@@ -1,6 +1,5 @@
 //! SUBSCRIBE, UNSUBSCRIBE, MESSAGE delivery, ACK and NACK.
 
-use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use bytestring::ByteString;
@@ -8,6 +7,7 @@ use portico_core::QoS;
 use portico_core::auth::Action;
 use portico_core::broker::RetainedOnSubscribe;
 use portico_core::message::now_millis;
+use portico_core::metrics::{DeliveryDrop, tally_qos};
 use portico_core::session::{Delivery, InflightEntry, InflightState, SessionState, SubOptions};
 use portico_core::sys::{SubscribedEvent, UnsubscribedEvent};
 use portico_core::topic::SubscriptionTopic;
@@ -291,10 +291,7 @@ impl StompChannel {
                 false
             });
             drop(state);
-            self.ctx
-                .metrics()
-                .messages_dropped
-                .fetch_add(dropped, Ordering::Relaxed);
+            self.ctx.count_dropped(DeliveryDrop::Other, dropped);
         }
         if let Some(client) = &self.client {
             self.ctx.sys_unsubscribed(&UnsubscribedEvent {
@@ -312,6 +309,7 @@ impl StompChannel {
     pub(super) fn deliver_queued(&mut self, now: Instant, out: &mut Out) {
         let Some(session) = self.session.clone() else { return };
         let mut frames = Vec::new();
+        let mut sent = [0u64; 3];
         let mut dropped = 0u64;
         {
             let mut state = session.lock();
@@ -369,15 +367,15 @@ impl StompChannel {
                         });
                     }
                     frames.push(self.message_frame(&delivery, subscription, message_id, false));
+                    tally_qos(&mut sent, delivery.qos);
                 }
                 if acked == 0 {
                     state.forget(&delivery);
                 }
             }
         }
-        let metrics = self.ctx.metrics();
-        metrics.messages_sent.fetch_add(frames.len() as u64, Ordering::Relaxed);
-        metrics.messages_dropped.fetch_add(dropped, Ordering::Relaxed);
+        self.ctx.count_sent(sent);
+        self.ctx.count_dropped(DeliveryDrop::Other, dropped);
         for frame in frames {
             self.send(frame, now, out);
         }
@@ -484,6 +482,7 @@ impl StompChannel {
         }
         let Some(session) = self.session.clone() else { return };
         let mut frames = Vec::new();
+        let mut sent = [0u64; 3];
         let mut dropped = 0u64;
         {
             let mut state = session.lock();
@@ -495,6 +494,9 @@ impl StompChannel {
                 if !nack || give_up {
                     complete_unacked(&mut state, i);
                     dropped += u64::from(nack);
+                    if !nack {
+                        self.ctx.count_acked();
+                    }
                     continue;
                 }
                 // NACK: the same subscription gets it again, marked redelivered. [STOMP 1.2 §NACK]
@@ -510,12 +512,12 @@ impl StompChannel {
                 self.next_message_id += 1;
                 entry.redeliveries += 1;
                 frames.push(self.message_frame(&delivery, subscription, entry.message_id, true));
+                tally_qos(&mut sent, delivery.qos);
                 self.unacked.push_back(entry);
             }
         }
-        let metrics = self.ctx.metrics();
-        metrics.messages_sent.fetch_add(frames.len() as u64, Ordering::Relaxed);
-        metrics.messages_dropped.fetch_add(dropped, Ordering::Relaxed);
+        self.ctx.count_sent(sent);
+        self.ctx.count_dropped(DeliveryDrop::Other, dropped);
         for frame in frames {
             self.send(frame, now, out);
         }
