@@ -16,7 +16,7 @@ use portico_core::channel::Codec;
 use portico_mqtt::{Packet, PacketId, ProtocolVersion, PubResponse, Publish, QoS, ReasonCode};
 use portico_stomp::{Command, Frame, Limits, StompCodec, Version};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpStream, UdpSocket};
+use tokio::net::{TcpSocket, TcpStream, UdpSocket};
 use tokio::time::timeout;
 
 mod support;
@@ -24,7 +24,7 @@ mod support;
 use support::http::{Auth, admin_token, api_env, request};
 use support::{Client, WAIT, addr};
 
-async fn start() -> (Server, SocketAddr) {
+async fn start(extra: &[(&str, &str)]) -> (Server, SocketAddr) {
     let mut env = api_env();
     env.extend(
         [
@@ -38,6 +38,7 @@ async fn start() -> (Server, SocketAddr) {
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string())),
     );
+    env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     env.push(support::data_dir_env());
     let config = Config::load(None, env).expect("valid test config");
     let server = Server::start(&config).await.expect("server starts");
@@ -182,7 +183,7 @@ fn sample(samples: &HashMap<String, f64>, series: &str) -> f64 {
 
 #[tokio::test]
 async fn counters_follow_traffic_through_mqtt_stomp_and_coap() {
-    let (server, api) = start().await;
+    let (server, api) = start(&[]).await;
     let mut backend = mqtt(&server, "backend").await;
     backend.subscribe_with("t/#", QoS::AtLeastOnce).await;
     let mut publisher = mqtt(&server, "publisher").await;
@@ -341,5 +342,52 @@ async fn counters_follow_traffic_through_mqtt_stomp_and_coap() {
         assert!(metrics[name].is_u64(), "{name} missing from {metrics}");
     }
     assert_eq!(metrics["messages.acked"], 3);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn refusals_are_counted_per_listener_and_reason() {
+    let (server, api) = start(&[
+        (
+            "PORTICO_LISTENERS__TCP__DEFAULT__ACCESS_RULES",
+            r#"["deny 127.0.0.2", "allow all"]"#,
+        ),
+        ("PORTICO_LISTENERS__TCP__DEFAULT__MAX_CONNECTIONS", "1"),
+    ])
+    .await;
+    let mqtt_addr = addr(&server, "tcp:default");
+    let socket = TcpSocket::new_v4().expect("socket");
+    socket
+        .bind("127.0.0.2:0".parse().expect("addr"))
+        .expect("bind 127.0.0.2");
+    let mut denied = socket.connect(mqtt_addr).await.expect("connect");
+    let mut buf = [0u8; 1];
+    let read = timeout(WAIT, denied.read(&mut buf)).await.expect("closed in time");
+    assert!(matches!(read, Ok(0) | Err(_)), "a denied address is closed");
+
+    let _only = mqtt(&server, "only").await;
+    let mut over = TcpStream::connect(mqtt_addr).await.expect("connect");
+    let read = timeout(WAIT, over.read(&mut buf)).await.expect("closed in time");
+    assert!(
+        matches!(read, Ok(0) | Err(_)),
+        "a connection over max_connections is closed"
+    );
+
+    let refused =
+        |reason: &str| format!("portico_listener_refused_total{{listener=\"tcp:default\",reason=\"{reason}\"}}");
+    let samples = scrape_until(api, |s| s.get(&refused("max_connections")) == Some(&1.0)).await;
+    assert_eq!(sample(&samples, &refused("access_rules")), 1.0);
+    assert_eq!(sample(&samples, &refused("max_connections")), 1.0);
+    assert_eq!(sample(&samples, &refused("handshake")), 0.0);
+    assert_eq!(sample(&samples, "emqx_listener_refused_access_rules"), 1.0);
+    assert_eq!(
+        sample(&samples, "portico_listener_connections_total{listener=\"tcp:default\"}"),
+        1.0,
+        "refused connections are not accepted ones"
+    );
+    assert_eq!(
+        sample(&samples, "portico_listener_connections{listener=\"tcp:default\"}"),
+        1.0
+    );
     server.shutdown().await;
 }
