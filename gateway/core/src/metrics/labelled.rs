@@ -56,9 +56,11 @@ pub struct ListenerMetrics {
     pub refused_access_rules: AtomicU64,
     /// Refused at their PROXY header, TLS handshake or WebSocket upgrade.
     pub refused_handshake: AtomicU64,
-    /// Bytes read from sockets (TLS and WebSocket framing included; datagram payloads).
+    /// Bytes of the protocol's frames read (stream: after TLS decryption and WebSocket
+    /// unframing, as the connection's driver reads them; datagram: whole datagrams, DTLS
+    /// records as they are on the wire).
     pub bytes_received: AtomicU64,
-    /// Bytes written to sockets.
+    /// Bytes written, measured as for [`bytes_received`](Self::bytes_received).
     pub bytes_sent: AtomicU64,
     /// Frames decoded (stream) or datagrams received.
     pub packets_received: AtomicU64,

@@ -326,6 +326,8 @@ impl CoapChannel {
 
     fn settle(&mut self, message: &Message, now: Instant, out: &mut Out) {
         match self.layer.settle(message, now, out) {
+            // A confirmable notification the client acknowledged (`messages.acked`).
+            Settled::Acked(token) if self.observation_path(token).is_some() => self.ctx.count_acked(),
             Settled::Acked(_) | Settled::Unknown => {}
             // RFC 7641 §3.6: a RST to a notification ends that observation (EMQX keeps it).
             Settled::Reset(token) => self.end_observation_by_token(token, now, out),
