@@ -13,7 +13,7 @@ use crate::broker::{PublishError, Published, RetainedOnSubscribe, Shared, Will};
 use crate::conn::{ConnHandle, ConnId};
 use crate::hooks::{ClientRef, ConnectInfo, Event, EventKind, Hooks};
 use crate::message::{Message, QoS};
-use crate::metrics::Metrics;
+use crate::metrics::{DeliveryDrop, FrontendMetrics, Metrics};
 use crate::session::{Session, SubOptions};
 use crate::store::Ticket;
 use crate::sys::{ConnectedEvent, DisconnectedEvent, SubscribedEvent, UnsubscribedEvent};
@@ -49,6 +49,9 @@ pub struct Ctx {
     shared: Arc<Shared>,
     /// Shared by the frontend's channels: each connection holds one pointer, not a copy.
     frontend: Arc<FrontendInfo>,
+    /// The frontend's own message counters, looked up once here so that counting a message
+    /// is one relaxed add.
+    counters: Arc<FrontendMetrics>,
 }
 
 impl std::fmt::Debug for Ctx {
@@ -61,9 +64,53 @@ impl std::fmt::Debug for Ctx {
 
 impl Ctx {
     pub(crate) fn new(shared: Arc<Shared>, frontend: FrontendInfo) -> Ctx {
+        let counters = shared.labelled.frontend(frontend.name);
         Ctx {
             shared,
             frontend: Arc::new(frontend),
+            counters,
+        }
+    }
+
+    /// Counts messages sent to this channel's client, `by_qos[n]` at QoS n (tallied over a
+    /// delivery batch with [`crate::metrics::tally_qos`]): broker-wide and for the frontend.
+    pub fn count_sent(&self, by_qos: [u64; 3]) {
+        let total: u64 = by_qos.iter().sum();
+        if total > 0 {
+            self.shared.metrics.count_sent(by_qos);
+            self.counters
+                .messages_sent
+                .fetch_add(total, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    /// Counts `n` messages dropped on their way to this channel's client: broker-wide by
+    /// reason (`delivery.dropped.*`) and for the frontend.
+    pub fn count_dropped(&self, reason: DeliveryDrop, n: u64) {
+        if n > 0 {
+            self.shared.metrics.count_delivery_drop(reason, n);
+            self.counters
+                .messages_dropped
+                .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    /// Counts a QoS 1/2 message the client acknowledged (`messages.acked`).
+    pub fn count_acked(&self) {
+        Metrics::inc(&self.shared.metrics.messages_acked);
+    }
+
+    /// Counts `n` incoming QoS 2 messages dropped because their PUBREL never came
+    /// (`messages.dropped.await_pubrel_timeout`, also in `messages.dropped`).
+    pub fn count_await_pubrel_timeout(&self, n: u64) {
+        if n > 0 {
+            let metrics = &self.shared.metrics;
+            metrics
+                .messages_dropped_await_pubrel_timeout
+                .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+            metrics
+                .messages_dropped
+                .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
         }
     }
 
@@ -332,6 +379,7 @@ impl Ctx {
     /// Publishes a message: routed now to the sessions it matches, or held back when it is a
     /// delayed publish (`$delayed/{seconds}/{topic}`).
     pub fn publish(&self, message: Message, now: Instant) -> Result<Published, PublishError> {
+        Metrics::inc(&self.counters.messages_received);
         self.shared.publish(message, now)
     }
 

@@ -45,6 +45,8 @@ pub struct JournalStats {
     pub failures: AtomicU64,
     /// Ops appended but not yet committed.
     pub pending: AtomicU64,
+    /// How long each commit attempt (one batch, failed ones included) took.
+    pub commit_seconds: crate::metrics::Histogram,
 }
 
 #[derive(Default)]
@@ -259,7 +261,10 @@ impl Journal {
                 ops = std::mem::take(&mut retry);
             }
             last_commit = Instant::now();
-            match self.store.commit(&ops) {
+            let committed = self.store.commit(&ops);
+            // Once per batch, on the writer thread: the publish path never waits for this.
+            self.stats.commit_seconds.observe(last_commit.elapsed());
+            match committed {
                 Ok(()) => {
                     if let Some(since) = failing_since.take() {
                         tracing::warn!(after = ?since.elapsed(), "durable store writes work again");

@@ -415,17 +415,20 @@ impl SessionState {
         known
     }
 
-    /// Drops incoming QoS 2 packet ids whose PUBREL did not come within `timeout`.
-    pub fn expire_awaiting_rel(&mut self, timeout: std::time::Duration, now: Instant) {
+    /// Drops incoming QoS 2 packet ids whose PUBREL did not come within `timeout`; returns
+    /// how many.
+    pub fn expire_awaiting_rel(&mut self, timeout: std::time::Duration, now: Instant) -> usize {
         let expired: Vec<u16> = self
             .awaiting_rel
             .iter()
             .filter(|(_, received)| **received + timeout <= now)
             .map(|(id, _)| *id)
             .collect();
+        let count = expired.len();
         for packet_id in expired {
             self.remove_awaiting_rel(packet_id);
         }
+        count
     }
 
     /// True while changes are journalled.

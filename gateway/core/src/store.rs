@@ -268,4 +268,9 @@ pub trait Store: Send + Sync + 'static {
     /// a new store can open them at once (a restart in the same process) even while other
     /// parts still hold this one. Later calls fail. Does nothing by default.
     fn close(&self) {}
+    /// Bytes the store takes on disk, when it can tell (read by the metrics endpoint at each
+    /// scrape, never on the publish path). `None` by default.
+    fn size_bytes(&self) -> Option<u64> {
+        None
+    }
 }

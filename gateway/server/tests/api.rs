@@ -310,59 +310,9 @@ async fn publish_reaches_an_mqtt_subscriber() {
     server.shutdown().await;
 }
 
-/// Checks the Prometheus text exposition format: `# TYPE name kind` before the family's
-/// samples, `name value` samples with valid names and numeric values, no family twice.
+/// Checks the Prometheus text exposition format (see `support::prometheus`).
 fn parse_prometheus(text: &str) -> std::collections::HashMap<String, f64> {
-    let valid_name = |n: &str| {
-        let mut chars = n.chars();
-        chars
-            .next()
-            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == ':')
-            && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
-    };
-    let mut typed = std::collections::HashSet::new();
-    let mut samples = std::collections::HashMap::new();
-    for line in text.lines() {
-        if let Some(rest) = line.strip_prefix("# TYPE ") {
-            let mut parts = rest.split(' ');
-            let name = parts.next().expect("family name");
-            let kind = parts.next().expect("family type");
-            assert!(valid_name(name), "bad name {name}");
-            assert!(["counter", "gauge"].contains(&kind), "bad type {kind}");
-            assert!(typed.insert(name.to_owned()), "family {name} twice");
-            continue;
-        }
-        if line.starts_with('#') || line.is_empty() {
-            continue;
-        }
-        let (series, value) = line.rsplit_once(' ').expect("name value");
-        // `name` or `name{label="value",...}`.
-        let name = match series.split_once('{') {
-            None => series,
-            Some((name, labels)) => {
-                let labels = labels
-                    .strip_suffix('}')
-                    .unwrap_or_else(|| panic!("unclosed labels in {line}"));
-                for label in labels.split(',') {
-                    let (key, quoted) = label.split_once('=').unwrap_or_else(|| panic!("bad label in {line}"));
-                    assert!(valid_name(key), "bad label name in {line}");
-                    assert!(
-                        quoted.len() >= 2 && quoted.starts_with('"') && quoted.ends_with('"'),
-                        "unquoted label value in {line}"
-                    );
-                }
-                name
-            }
-        };
-        assert!(valid_name(name), "bad sample name {name}");
-        assert!(typed.contains(name), "sample {name} before its TYPE line");
-        let value: f64 = value.parse().unwrap_or_else(|_| panic!("bad value in {line}"));
-        assert!(
-            samples.insert(series.to_owned(), value).is_none(),
-            "sample {series} twice"
-        );
-    }
-    samples
+    support::prometheus::parse(text)
 }
 
 #[tokio::test]

@@ -246,6 +246,10 @@ impl Store for RedbStore {
         load::load(self)
     }
 
+    fn size_bytes(&self) -> Option<u64> {
+        Some(self.file_size())
+    }
+
     fn close(&self) {
         self.closed.store(true, Ordering::Release);
         // Dropping the database releases redb's lock on the file.

@@ -30,7 +30,7 @@ use portico_core::Broker;
 use portico_core::channel::{ConnInfo, Outbox, Output};
 use portico_core::conn::{ConnHandle, KickReason};
 use portico_core::datagram::{DatagramChannel, DatagramFrontend};
-use portico_core::metrics::Metrics;
+use portico_core::metrics::{ListenerMetrics, Metrics};
 use portico_core::wake;
 use tokio::net::UdpSocket;
 use tokio::sync::Notify;
@@ -129,6 +129,8 @@ struct Driver<F: DatagramFrontend> {
     ready: Arc<Ready>,
     out: Outbox<<F::Channel as DatagramChannel>::Frame>,
     scratch: BytesMut,
+    /// The listener's counters (one socket task: the adds are uncontended).
+    counters: Arc<ListenerMetrics>,
 }
 
 /// Serves `socket` with `frontend` until `shutdown` is cancelled; then every peer's channel is
@@ -145,7 +147,9 @@ pub async fn serve_datagrams<F: DatagramFrontend>(
 ) -> io::Result<()> {
     let local = socket.local_addr()?;
     tracing::info!(listener = %settings.name, addr = %local, protocol = frontend.name(), transport = "udp", "listening");
+    let counters = broker.listener_metrics(&settings.name);
     let mut driver = Driver {
+        counters,
         frontend,
         broker,
         settings,
@@ -193,6 +197,8 @@ pub async fn serve_datagrams<F: DatagramFrontend>(
 impl<F: DatagramFrontend> Driver<F> {
     fn on_datagram(&mut self, socket: &UdpSocket, from: SocketAddr, datagram: Bytes) {
         let now = Instant::now();
+        ListenerMetrics::add(&self.counters.bytes_received, datagram.len() as u64);
+        Metrics::inc(&self.counters.packets_received);
         let broker = self.broker.clone();
         let metrics = broker.metrics();
         let known = self.by_addr.get(&from).copied();
@@ -205,6 +211,7 @@ impl<F: DatagramFrontend> Driver<F> {
                 }
                 if self.by_addr.len() >= self.settings.max_peers {
                     Metrics::inc(&metrics.listener_refused_max_connections);
+                    Metrics::inc(&self.counters.refused_max_connections);
                     Metrics::inc(&metrics.listener_dropped_datagrams);
                     return;
                 }
@@ -263,6 +270,8 @@ impl<F: DatagramFrontend> Driver<F> {
             kick_seen: false,
         });
         self.by_addr.insert(addr, slot);
+        Metrics::inc(&self.counters.accepted);
+        Metrics::inc(&self.counters.current);
         slot
     }
 
@@ -331,11 +340,17 @@ impl<F: DatagramFrontend> Driver<F> {
                         closing = true;
                         break;
                     }
-                    if let Err(error) = socket.try_send_to(&self.scratch, peer.addr) {
-                        if error.kind() == io::ErrorKind::WouldBlock {
-                            Metrics::inc(&self.broker.metrics().listener_dropped_datagrams);
-                        } else {
-                            tracing::debug!(peer = %peer.addr, %error, "send failed");
+                    match socket.try_send_to(&self.scratch, peer.addr) {
+                        Ok(n) => {
+                            ListenerMetrics::add(&self.counters.bytes_sent, n as u64);
+                            Metrics::inc(&self.counters.packets_sent);
+                        }
+                        Err(error) => {
+                            if error.kind() == io::ErrorKind::WouldBlock {
+                                Metrics::inc(&self.broker.metrics().listener_dropped_datagrams);
+                            } else {
+                                tracing::debug!(peer = %peer.addr, %error, "send failed");
+                            }
                         }
                     }
                 }
@@ -389,6 +404,7 @@ impl<F: DatagramFrontend> Driver<F> {
         let channel = &mut peer.channel;
         survives(peer.addr, || channel.handle_closed(now));
         self.broker.unregister_connection(peer.conn.id());
+        self.counters.closed();
         self.by_addr.remove(&peer.addr);
         if let Some(key) = &peer.key
             && self.by_key.get(key) == Some(&slot)

@@ -26,6 +26,7 @@ use bytes::{Buf, BytesMut};
 use portico_core::Broker;
 use portico_core::channel::{Channel, CloseReason, Codec, Outbox, Output};
 use portico_core::conn::ConnHandle;
+use portico_core::metrics::ListenerMetrics;
 use portico_core::session::Session;
 use portico_core::wake;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -101,6 +102,8 @@ where
             kick_seen: false,
             eof: false,
             shutdown_sent: false,
+            listener: None,
+            frames: [0; 2],
         },
         done: false,
     }
@@ -117,6 +120,17 @@ impl<S, Ch: Channel> Drive<S, Ch> {
     pub fn with_input_limits(mut self, limits: InputLimits, now: Instant) -> Self {
         self.driver.throttle = Throttle::new(limits, now);
         self
+    }
+
+    /// Counts the connection's bytes and frames into its listener's counters.
+    pub fn with_listener_metrics(mut self, counters: Arc<ListenerMetrics>) -> Self {
+        self.driver.listener = Some(counters);
+        self
+    }
+
+    /// The listener counters given with [`with_listener_metrics`](Self::with_listener_metrics).
+    pub fn listener_metrics(&self) -> Option<&Arc<ListenerMetrics>> {
+        self.driver.listener.as_ref()
     }
 
     /// The connection's handle.
@@ -140,7 +154,9 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Ended> {
         let this = self.get_mut();
         assert!(!this.done, "connection future polled after it ended");
-        let ended = std::task::ready!(this.driver.poll_run(cx));
+        let polled = this.driver.poll_run(cx);
+        this.driver.flush_frame_counts();
+        let ended = std::task::ready!(polled);
         this.done = true;
         this.driver.channel.handle_closed(Instant::now());
         wake::flush();
@@ -173,6 +189,11 @@ struct Driver<S, Ch: Channel> {
     kick_seen: bool,
     eof: bool,
     shutdown_sent: bool,
+    /// The listener's counters; bytes are added per read and write call.
+    listener: Option<Arc<ListenerMetrics>>,
+    /// Frames decoded and encoded since the last poll, added to the listener's counters once
+    /// per poll rather than once per frame.
+    frames: [u32; 2],
 }
 
 impl<S, Ch> Driver<S, Ch>
@@ -180,6 +201,19 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
     Ch: Channel,
 {
+    /// Adds the frames tallied during this poll to the listener's counters.
+    fn flush_frame_counts(&mut self) {
+        let [received, sent] = std::mem::take(&mut self.frames);
+        if let Some(counters) = &self.listener {
+            if received > 0 {
+                ListenerMetrics::add(&counters.packets_received, u64::from(received));
+            }
+            if sent > 0 {
+                ListenerMetrics::add(&counters.packets_sent, u64::from(sent));
+            }
+        }
+    }
+
     fn poll_run(&mut self, cx: &mut Context<'_>) -> Poll<Ended> {
         self.conn.register(cx.waker());
         for _ in 0..ROUNDS_PER_POLL {
@@ -310,6 +344,9 @@ where
                     break;
                 }
                 Poll::Ready(Ok(n)) => {
+                    if let Some(counters) = &self.listener {
+                        ListenerMetrics::add(&counters.bytes_received, n as u64);
+                    }
                     // Keep reading until Pending: after a short read tokio has cleared the
                     // readiness, so the next poll_read costs no syscall and registers the waker.
                     read_any = true;
@@ -449,6 +486,7 @@ where
     fn handle_decoded(&mut self, frame: DecodeResult<Ch>, now: Instant) -> bool {
         match frame {
             Ok(Some(frame)) => {
+                self.frames[0] = self.frames[0].saturating_add(1);
                 if let Some(throttle) = self.throttle.as_mut()
                     && <Ch::Codec as Codec>::is_message(&frame)
                 {
@@ -490,6 +528,7 @@ where
                 Output::Send(frame) => {
                     if self.closing.is_none() && result.is_ok() {
                         result = self.codec.encode(frame, &mut self.write_buf);
+                        self.frames[1] = self.frames[1].saturating_add(1);
                     }
                 }
                 Output::Close(reason) => {
@@ -515,6 +554,9 @@ where
                 Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
                 Poll::Ready(Ok(n)) => {
                     self.write_buf.advance(n);
+                    if let Some(counters) = &self.listener {
+                        ListenerMetrics::add(&counters.bytes_sent, n as u64);
+                    }
                     wrote_any = true;
                 }
                 Poll::Ready(Err(error)) => return Poll::Ready(Err(error)),

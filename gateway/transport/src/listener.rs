@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use portico_core::Broker;
 use portico_core::channel::{Channel, ConnInfo, StreamFrontend};
-use portico_core::metrics::Metrics;
+use portico_core::metrics::{ListenerMetrics, Metrics};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio_rustls::server::TlsStream;
@@ -124,6 +124,7 @@ pub async fn serve<F: StreamFrontend>(
 ) {
     let active = Arc::new(AtomicUsize::new(0));
     let metrics = broker.metrics();
+    let counters = broker.listener_metrics(&settings.name);
     let mut conn_rate = settings
         .max_conn_rate
         .map(|rate| TokenBucket::new(rate, rate.amount(), Instant::now()));
@@ -156,12 +157,14 @@ pub async fn serve<F: StreamFrontend>(
         if active.load(Ordering::Relaxed) >= settings.max_connections {
             tracing::warn!(listener = %settings.name, %peer, max = settings.max_connections, "connection refused: listener at max_connections");
             Metrics::inc(&metrics.listener_refused_max_connections);
+            Metrics::inc(&counters.refused_max_connections);
             drop(stream);
             continue;
         }
         if !settings.access_rules.allows(peer.ip()) {
             tracing::debug!(listener = %settings.name, %peer, "connection refused by access_rules");
             Metrics::inc(&metrics.listener_refused_access_rules);
+            Metrics::inc(&counters.refused_access_rules);
             drop(stream);
             continue;
         }
@@ -171,6 +174,7 @@ pub async fn serve<F: StreamFrontend>(
             tracing::debug!(%peer, %error, "cannot set TCP_NODELAY");
         }
         active.fetch_add(1, Ordering::Relaxed);
+        Metrics::inc(&counters.accepted);
         let guard = ActiveGuard(active.clone());
         let local = stream.local_addr().unwrap_or(peer);
         let conn = Accepted {
@@ -178,6 +182,7 @@ pub async fn serve<F: StreamFrontend>(
             frontend: frontend.clone(),
             broker: broker.clone(),
             limits: settings.input_limits,
+            counters: counters.clone(),
             _guard: guard,
         };
         let timeout = settings.handshake_timeout;
@@ -217,10 +222,18 @@ struct Accepted<F> {
     frontend: Arc<F>,
     broker: Broker,
     limits: InputLimits,
+    /// The listener's counters, handed on to the driver.
+    counters: Arc<ListenerMetrics>,
     _guard: ActiveGuard,
 }
 
 impl<F: StreamFrontend> Accepted<F> {
+    /// Counts a connection refused at its PROXY header, TLS handshake or WebSocket upgrade.
+    fn refused_handshake(&self) {
+        Metrics::inc(&self.broker.metrics().listener_refused_handshake);
+        Metrics::inc(&self.counters.refused_handshake);
+    }
+
     /// Runs `handshake` under the listener's handshake timeout. The caller boxes the future
     /// (before it becomes part of this one), so that its memory is freed once it is done rather
     /// than reserved in the connection's task for the connection's whole life.
@@ -234,12 +247,12 @@ impl<F: StreamFrontend> Accepted<F> {
             Ok(Ok(upgraded)) => Some(upgraded),
             Ok(Err(error)) => {
                 tracing::debug!(%peer, %error, "connection refused at its handshake");
-                Metrics::inc(&self.broker.metrics().listener_refused_handshake);
+                self.refused_handshake();
                 None
             }
             Err(_) => {
                 tracing::debug!(%peer, ?timeout, "handshake not done in time");
-                Metrics::inc(&self.broker.metrics().listener_refused_handshake);
+                self.refused_handshake();
                 None
             }
         }
@@ -260,7 +273,7 @@ async fn run_proxied<F: StreamFrontend>(
         Ok(header) => header,
         Err(error) => {
             tracing::debug!(peer = %conn.info.peer, %error, "connection refused: bad or missing PROXY header");
-            Metrics::inc(&conn.broker.metrics().listener_refused_handshake);
+            conn.refused_handshake();
             return;
         }
     };
@@ -346,18 +359,30 @@ where
     let handle = conn.broker.register_connection();
     let now = Instant::now();
     let (channel, codec) = conn.frontend.new_connection(handle.clone(), conn.info, now);
+    Metrics::inc(&conn.counters.current);
     Connection {
-        drive: driver::drive(stream, channel, codec, handle, conn.broker).with_input_limits(conn.limits, now),
+        drive: driver::drive(stream, channel, codec, handle, conn.broker)
+            .with_input_limits(conn.limits, now)
+            .with_listener_metrics(conn.counters),
         _guard: conn._guard,
     }
 }
 
-/// A connection's driver, then the bookkeeping when it ends. A struct rather than an `async`
+/// A connection's driver, then the bookkeeping when it ends (the listener's `current` count
+/// goes down when the future is dropped, whether it ended or its task was cancelled). A struct rather than an `async`
 /// block, which would store the driver twice (once as a captured value, once as the awaited
 /// future). It adds nothing the driver already holds.
 struct Connection<S, Ch: Channel> {
     drive: Drive<S, Ch>,
     _guard: ActiveGuard,
+}
+
+impl<S, Ch: Channel> Drop for Connection<S, Ch> {
+    fn drop(&mut self) {
+        if let Some(counters) = self.drive.listener_metrics() {
+            counters.closed();
+        }
+    }
 }
 
 impl<S, Ch> Future for Connection<S, Ch>

@@ -3,7 +3,8 @@
 //! `_` (`messages.received` → `emqx_messages_received`, `connections.count` →
 //! `emqx_connections_count`). Counters are `counter`s, stats `gauge`s. Unauthenticated, as
 //! EMQX's is by default (`prometheus.enable_basic_auth = false`), so that a scraper needs no
-//! credentials; it shows counts, never client data.
+//! credentials; it shows counts, never client data. Portico's own labelled families (per
+//! gateway, per listener, store latency) are in [`labelled`].
 
 use std::fmt::Write as _;
 
@@ -12,6 +13,8 @@ use axum::http::header;
 use axum::response::IntoResponse;
 
 use crate::control::GatewayStatus;
+
+mod labelled;
 
 /// The exposition format's content type.
 const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -94,6 +97,32 @@ pub(crate) async fn stats(State(state): State<crate::State>) -> impl IntoRespons
         .map(|l| (l.id, l.running))
         .collect();
     render_labelled(&per_gateway, &listeners, &mut text);
+    let frontends = state.broker.frontend_metrics_snapshot();
+    // Listeners that ran, then configured ones that never did (zeros), so that every
+    // listener has its samples.
+    let mut counted = state.broker.listener_metrics_snapshot();
+    for (id, _) in &listeners {
+        if !counted.iter().any(|(known, _)| known == id) {
+            counted.push((id.clone(), Default::default()));
+        }
+    }
+    let inputs = labelled::Inputs {
+        gateways: gateways
+            .iter()
+            .map(|g| {
+                let counters = frontends
+                    .iter()
+                    .find(|(name, _)| *name == g.name)
+                    .map(|(_, snapshot)| *snapshot)
+                    .unwrap_or_default();
+                (g.name, counters)
+            })
+            .collect(),
+        listeners: counted,
+        store_commits: state.broker.store_commit_latency(),
+        store_size: state.broker.store_size_bytes(),
+    };
+    labelled::render(&inputs, &mut text);
     ([(header::CONTENT_TYPE, CONTENT_TYPE)], text)
 }
 

@@ -129,6 +129,7 @@ impl Shared {
     /// See [`Broker::metrics_snapshot`](super::Broker::metrics_snapshot).
     pub(super) fn metrics_snapshot(&self) -> Vec<(&'static str, u64)> {
         let mut metrics = self.metrics.snapshot();
+        metrics.extend(self.labelled.io_totals());
         if let Some(journal) = &self.journal {
             let stats = journal.stats();
             metrics.extend([

@@ -31,6 +31,7 @@ use crate::wake;
 
 mod admin;
 mod features;
+mod labelled;
 mod manage;
 mod restore;
 mod retained;
@@ -256,6 +257,8 @@ pub(crate) struct Shared {
     /// store, which opens with the broker.
     pub(crate) enhanced_auth: RwLock<Vec<Arc<dyn EnhancedAuth>>>,
     pub(crate) metrics: Metrics,
+    /// Per-frontend and per-listener counters (see [`crate::metrics::Registry`]).
+    pub(crate) labelled: crate::metrics::Registry,
     /// Event listeners (webhook, rule engine): see [`crate::hooks`].
     pub(crate) hooks: Hooks,
     /// Active alarms and their history (see [`crate::alarms`]).
@@ -347,6 +350,7 @@ impl Broker {
             authz_epoch: std::sync::atomic::AtomicU64::new(0),
             enhanced_auth: RwLock::new(enhanced_auth),
             metrics: Metrics::default(),
+            labelled: Default::default(),
             hooks: Hooks::default(),
             alarms,
             metrics_sources: RwLock::default(),

@@ -46,6 +46,10 @@ impl Shared {
     /// message was queued for. Wake-ups are deferred to the caller's [`wake::flush`].
     pub(crate) fn dispatch(&self, message: Message) -> usize {
         Metrics::inc(&self.metrics.messages_received);
+        self.metrics.count_received_qos(message.qos);
+        if message.from.protocol != SYS_PROTOCOL {
+            Metrics::inc(&self.metrics.messages_publish);
+        }
         let message = Arc::new(message);
         if self.hooks.wants(EventKind::MessagePublish) && message.from.protocol != SYS_PROTOCOL {
             self.hooks.emit(&Event::MessagePublish {
@@ -164,6 +168,7 @@ impl Shared {
         let mut matches: SmallVec<[(Arc<Session>, SubOptions); 8]> = SmallVec::new();
         let mut shared: SmallVec<[SharedPick; 2]> = SmallVec::new();
         let publisher = &message.from.client_id;
+        let mut no_local = 0u64;
         let filters = self.router.visit_matches(
             &message.topic,
             publisher,
@@ -171,7 +176,7 @@ impl Shared {
                 match group {
                     Some(key) => shared.push((entry.session.clone(), entry.options, key.clone())),
                     // [MQTT-3.8.3-3] No Local: never back to the publishing client.
-                    None if entry.options.no_local && entry.session.client_id() == publisher => {}
+                    None if entry.options.no_local && entry.session.client_id() == publisher => no_local += 1,
                     None => matches.push((entry.session.clone(), entry.options)),
                 }
             },
@@ -212,6 +217,21 @@ impl Shared {
             self.deliver_to(&session, message, &options, ids, Some(key));
             delivered += 1;
         }
+        // One add per publish, not per subscriber.
+        if delivered > 0 {
+            self.metrics
+                .messages_delivered
+                .fetch_add(delivered as u64, std::sync::atomic::Ordering::Relaxed);
+        }
+        if no_local > 0 {
+            let metrics = &self.metrics;
+            metrics
+                .delivery_dropped
+                .fetch_add(no_local, std::sync::atomic::Ordering::Relaxed);
+            metrics
+                .delivery_dropped_no_local
+                .fetch_add(no_local, std::sync::atomic::Ordering::Relaxed);
+        }
         delivered
     }
 
@@ -239,7 +259,7 @@ impl Shared {
             seq: 0,
         });
         if let Some((dropped, reason)) = outcome.dropped {
-            Metrics::inc(&self.metrics.messages_dropped);
+            self.metrics.count_delivery_drop(reason.into(), 1);
             self.hook_dropped(&dropped, reason);
         }
         if outcome.congested {
@@ -267,7 +287,7 @@ impl Shared {
                 }
                 None => {
                     tracing::debug!(group = %key.group, filter = %key.filter, "no other group member; message dropped");
-                    Metrics::inc(&self.metrics.messages_dropped);
+                    self.metrics.count_delivery_drop(DropReason::NoGroupMember.into(), 1);
                     self.hook_dropped(message, DropReason::NoGroupMember);
                 }
             }
@@ -337,7 +357,7 @@ impl Shared {
                     seq: 0,
                 };
                 if let Some((dropped, reason)) = session.deliver(delivery).dropped {
-                    Metrics::inc(&self.metrics.messages_dropped);
+                    self.metrics.count_delivery_drop(reason.into(), 1);
                     self.hook_dropped(&dropped, reason);
                 }
             }

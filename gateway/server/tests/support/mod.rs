@@ -21,6 +21,7 @@ pub const WAIT: Duration = Duration::from_secs(5);
 
 pub mod http;
 pub mod process;
+pub mod prometheus;
 
 /// A fresh, empty data directory for one server (the durable store's file lives there), as
 /// the `PORTICO_NODE__DATA_DIR` override. Under the target directory; a rerun starts empty.

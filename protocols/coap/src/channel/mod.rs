@@ -42,7 +42,7 @@ use portico_core::conn::{ConnHandle, KickReason};
 use portico_core::ctx::FrontendInfo;
 use portico_core::datagram::{DatagramChannel, DatagramFrontend};
 use portico_core::message::now_millis;
-use portico_core::metrics::Metrics;
+use portico_core::metrics::{DeliveryDrop, Metrics};
 use portico_core::session::Session;
 use portico_core::store::Ticket;
 use portico_core::sys::{ConnectedEvent, DisconnectedEvent};
@@ -353,6 +353,8 @@ impl CoapChannel {
 
     fn settle(&mut self, message: &Message, now: Instant, out: &mut Out) {
         match self.layer.settle(message, now, out) {
+            // A confirmable notification the client acknowledged (`messages.acked`).
+            Settled::Acked(token) if self.observation_path(token).is_some() => self.ctx.count_acked(),
             Settled::Acked(_) | Settled::Unknown => {}
             // RFC 7641 §3.6: a RST to a notification ends that observation (EMQX keeps it).
             Settled::Reset(token) => self.end_observation_by_token(token, now, out),
@@ -659,7 +661,7 @@ impl DatagramChannel for CoapChannel {
         if self.layer.on_timeout(now, out).is_some() {
             // A CON notification never acknowledged: the message is lost to this client, the
             // observation stays (EMQX); the heartbeat ends a client that is gone.
-            Metrics::inc(&self.ctx.metrics().messages_dropped);
+            self.ctx.count_dropped(DeliveryDrop::Other, 1);
         }
         self.transfers.expire(now);
     }

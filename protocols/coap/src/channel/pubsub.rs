@@ -22,6 +22,7 @@ use portico_core::QoS;
 use portico_core::auth::Action;
 use portico_core::broker::RetainedOnSubscribe;
 use portico_core::message::{Message as MqttMessage, Origin};
+use portico_core::metrics::{DeliveryDrop, tally_qos};
 use portico_core::session::SubOptions;
 use portico_core::topic::{SubscriptionTopic, TopicName};
 
@@ -311,7 +312,7 @@ impl CoapChannel {
         if state.conn.as_ref().map(|c| c.id()) != Some(self.conn.id()) {
             return;
         }
-        let mut sent = 0u64;
+        let mut sent = [0u64; 3];
         let mut dropped = 0u64;
         while let Some(delivery) = state.dequeue() {
             // Nothing waits for an acknowledgement in the session: the message layer resends
@@ -337,18 +338,12 @@ impl CoapChannel {
                 }
                 notification.options.set_observe(self.observations.next_sequence());
                 dropped += self.layer.send(notification, now, out) as u64;
-                sent += 1;
+                tally_qos(&mut sent, delivery.qos);
             }
         }
         drop(state);
-        let metrics = self.ctx.metrics();
-        metrics
-            .messages_sent
-            .fetch_add(sent, std::sync::atomic::Ordering::Relaxed);
-        if dropped > 0 {
-            metrics
-                .messages_dropped
-                .fetch_add(dropped, std::sync::atomic::Ordering::Relaxed);
-        }
+        self.ctx.count_sent(sent);
+        // Waiting notifications the message layer let go to make room: a full queue.
+        self.ctx.count_dropped(DeliveryDrop::QueueFull, dropped);
     }
 }

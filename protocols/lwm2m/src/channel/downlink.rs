@@ -8,6 +8,7 @@ use bytes::BytesMut;
 use portico_coap::block::Block;
 use portico_coap::message::{Code, Message, Token, Type};
 use portico_coap::observe;
+use portico_core::metrics::{DeliveryDrop, tally_qos};
 use serde_json::{Map, Value as Json};
 
 use super::command::{self, Command, Kind};
@@ -108,6 +109,10 @@ impl Lwm2mChannel {
                 commands.push(delivery);
             }
         }
+        // A command taken from the session counts as sent once it becomes a request to the
+        // device (queued or sent now), as dropped if it is not a command at all.
+        let mut sent = [0u64; 3];
+        let mut dropped = 0u64;
         for delivery in commands {
             let message = &delivery.message;
             let parsed = command::parse(&message.payload, &reg.alternate_path);
@@ -115,6 +120,7 @@ impl Lwm2mChannel {
                 Ok(Some(command)) => command,
                 Ok(None) => {
                     tracing::info!(topic = %message.topic.as_str(), "LwM2M command is not a JSON object; dropped");
+                    dropped += 1;
                     continue;
                 }
                 Err(refused) => {
@@ -124,6 +130,7 @@ impl Lwm2mChannel {
                     continue;
                 }
             };
+            tally_qos(&mut sent, delivery.qos);
             if fire_and_forget(&command.original) {
                 self.send_unawaited(command, now, out);
                 continue;
@@ -134,6 +141,8 @@ impl Lwm2mChannel {
             });
             self.enqueue(command, expires, now);
         }
+        self.ctx.count_sent(sent);
+        self.ctx.count_dropped(DeliveryDrop::Other, dropped);
         self.pump(now, out);
     }
 

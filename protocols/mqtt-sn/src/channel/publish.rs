@@ -8,7 +8,7 @@ use portico_core::QoS;
 use portico_core::auth::{Action, Pending, Verdict};
 use portico_core::channel::CloseReason;
 use portico_core::hooks::EventKind;
-use portico_core::metrics::Metrics;
+use portico_core::metrics::{DeliveryDrop, tally_qos};
 use portico_core::session::{Delivery, InflightEntry, InflightState, SessionState};
 
 use super::{MqttSnChannel, Out, Phase, sn_qos};
@@ -116,7 +116,7 @@ impl MqttSnChannel {
         while state.queue.front().is_some_and(matches) {
             if let Some(delivery) = state.dequeue() {
                 state.forget(&delivery);
-                Metrics::inc(&self.ctx.metrics().messages_dropped);
+                self.ctx.count_dropped(DeliveryDrop::Other, 1);
             }
         }
         if let Some(index) = state
@@ -125,7 +125,7 @@ impl MqttSnChannel {
             .position(|e| matches!(&e.state, InflightState::AwaitingAck(d) if matches(d)))
         {
             state.complete_inflight(index);
-            Metrics::inc(&self.ctx.metrics().messages_dropped);
+            self.ctx.count_dropped(DeliveryDrop::Other, 1);
         }
     }
 
@@ -350,6 +350,7 @@ impl MqttSnChannel {
             self.ctx
                 .hook_message(EventKind::MessageAcked, || self.client_ref(), message);
         }
+        self.ctx.count_acked();
         self.retry_deadline = None;
         self.deliver_queued(now, out);
     }
@@ -379,6 +380,7 @@ impl MqttSnChannel {
         match state.inflight_position(msg_id) {
             Some(index) if matches!(state.inflight[index].state, InflightState::AwaitingComp { .. }) => {
                 state.complete_inflight(index);
+                self.ctx.count_acked();
             }
             _ => return,
         }
@@ -476,7 +478,7 @@ impl MqttSnChannel {
         if state.conn.as_ref().map(|c| c.id()) != Some(self.conn.id()) {
             return;
         }
-        let mut sent = 0u64;
+        let mut sent = [0u64; 3];
         // `message.delivered`, fired once the session lock is released; empty unless wanted.
         let hook_delivered = self.ctx.hooks().wants(EventKind::MessageDelivered);
         let mut delivered = Vec::new();
@@ -500,7 +502,7 @@ impl MqttSnChannel {
                 Err(()) => {
                     if let Some(delivery) = state.dequeue() {
                         state.forget(&delivery);
-                        Metrics::inc(&self.ctx.metrics().messages_dropped);
+                        self.ctx.count_dropped(DeliveryDrop::Other, 1);
                     }
                     continue;
                 }
@@ -520,15 +522,12 @@ impl MqttSnChannel {
                         self.retry_deadline = Some(now + self.settings.retry_interval);
                     }
                     out.send(packet);
-                    sent += 1;
+                    tally_qos(&mut sent, qos);
                 }
             }
         }
         drop(state);
-        self.ctx
-            .metrics()
-            .messages_sent
-            .fetch_add(sent, std::sync::atomic::Ordering::Relaxed);
+        self.ctx.count_sent(sent);
         for message in &delivered {
             self.ctx
                 .hook_message(EventKind::MessageDelivered, || self.client_ref(), message);
@@ -555,7 +554,7 @@ impl MqttSnChannel {
                     Ok(None) => {} // registering first; resent on REGACK
                     Err(()) => {
                         state.complete_inflight(0);
-                        Metrics::inc(&self.ctx.metrics().messages_dropped);
+                        self.ctx.count_dropped(DeliveryDrop::Other, 1);
                     }
                 }
             }

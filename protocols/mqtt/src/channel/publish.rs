@@ -9,7 +9,7 @@ use portico_core::broker::{PublishError, Published};
 use portico_core::delayed::DELAYED_PREFIX;
 use portico_core::hooks::{Event, EventKind};
 use portico_core::message::{Message, Origin, now_millis};
-use portico_core::metrics::Metrics;
+use portico_core::metrics::{DeliveryDrop, tally_qos};
 use portico_core::session::{Delivery, InflightEntry, InflightState, SessionState};
 use portico_core::topic::TopicName;
 
@@ -240,6 +240,7 @@ impl MqttChannel {
                 {
                     self.hook_message(EventKind::MessageAcked, delivery.message);
                 }
+                self.ctx.count_acked();
             }
             _ => {
                 tracing::debug!(pid, "PUBACK for no QoS 1 message in flight; ignored");
@@ -311,6 +312,7 @@ impl MqttChannel {
         match state.inflight_position(comp.packet_id.get()) {
             Some(index) if matches!(state.inflight[index].state, InflightState::AwaitingComp { .. }) => {
                 state.complete_inflight(index);
+                self.ctx.count_acked();
             }
             _ => {
                 tracing::debug!(pid = comp.packet_id.get(), "PUBCOMP for no PUBREL in flight; ignored");
@@ -360,8 +362,9 @@ impl MqttChannel {
         if state.conn.as_ref().map(|c| c.id()) != Some(self.conn.id()) {
             return;
         }
-        let mut sent = 0u64;
-        let mut dropped = 0u64;
+        let mut sent = [0u64; 3];
+        // Reasons of the messages dropped; empty (no allocation) unless one is.
+        let mut dropped: Vec<DeliveryDrop> = Vec::new();
         // `message.delivered`, fired once the session lock is released; empty (no allocation)
         // unless a listener wants them.
         let hook_delivered = self.ctx.hooks().wants(EventKind::MessageDelivered);
@@ -381,10 +384,13 @@ impl MqttChannel {
                 }
             };
             let Some(delivery) = state.dequeue() else { break };
-            let Some(packet) = self.outgoing_publish(&delivery, packet_id, false) else {
-                state.forget(&delivery);
-                dropped += 1;
-                continue;
+            let packet = match self.outgoing_publish(&delivery, packet_id, false) {
+                Ok(packet) => packet,
+                Err(reason) => {
+                    state.forget(&delivery);
+                    dropped.push(reason);
+                    continue;
+                }
             };
             state.record_sent(&delivery, packet_id.map(PacketId::get));
             if hook_delivered {
@@ -402,20 +408,17 @@ impl MqttChannel {
             } else {
                 self.send_ordered(packet, out);
             }
-            sent += 1;
+            tally_qos(&mut sent, qos);
         }
-        state.dropped += dropped;
+        state.dropped += dropped.len() as u64;
         drop(state);
         for message in delivered {
             self.hook_message(EventKind::MessageDelivered, message);
         }
-        let metrics = self.ctx.metrics();
-        metrics
-            .messages_sent
-            .fetch_add(sent, std::sync::atomic::Ordering::Relaxed);
-        metrics
-            .messages_dropped
-            .fetch_add(dropped, std::sync::atomic::Ordering::Relaxed);
+        self.ctx.count_sent(sent);
+        for reason in dropped {
+            self.ctx.count_dropped(reason, 1);
+        }
         if self.retry_deadline.is_none() {
             self.update_retry_deadline();
         }
@@ -423,7 +426,14 @@ impl MqttChannel {
 
     /// The PUBLISH packet for a delivery, or `None` when it must be dropped: expired, or larger
     /// than the client's Maximum Packet Size ([MQTT-3.1.2-25]: discarded as if sent).
-    fn outgoing_publish(&mut self, delivery: &Delivery, packet_id: Option<PacketId>, dup: bool) -> Option<Packet> {
+    /// The PUBLISH for `delivery`, or why it cannot be sent (expired, or larger than the
+    /// client's Maximum Packet Size).
+    fn outgoing_publish(
+        &mut self,
+        delivery: &Delivery,
+        packet_id: Option<PacketId>,
+        dup: bool,
+    ) -> Result<Packet, DeliveryDrop> {
         let message = &delivery.message;
         let mut properties = PublishProperties::default();
         if self.version.is_v5() {
@@ -432,7 +442,7 @@ impl MqttChannel {
                 let waited = now_millis().saturating_sub(message.timestamp_ms) / 1000;
                 let waited = u32::try_from(waited).unwrap_or(u32::MAX);
                 if waited >= expiry {
-                    return None;
+                    return Err(DeliveryDrop::Expired);
                 }
                 properties.message_expiry_interval = Some(expiry - waited);
             }
@@ -449,7 +459,7 @@ impl MqttChannel {
             .is_some_and(|expiry| now_millis().saturating_sub(message.timestamp_ms) / 1000 >= u64::from(expiry))
         {
             // A 3.x subscriber cannot see the interval, but an expired message is still dead.
-            return None;
+            return Err(DeliveryDrop::Expired);
         }
         // A view into the message's own topic string: no copy per delivery.
         let full = message.topic.as_bytestring();
@@ -490,10 +500,10 @@ impl MqttChannel {
                     // The client never saw this alias: take it back.
                     aliases.unassign(&p.topic);
                 }
-                return None;
+                return Err(DeliveryDrop::TooLarge);
             }
         }
-        Some(packet)
+        Ok(packet)
     }
 
     /// Resends every unacknowledged exchange of a resumed session with its original packet
@@ -533,11 +543,11 @@ impl MqttChannel {
             };
             match &entry.state {
                 InflightState::AwaitingAck(delivery) => match self.outgoing_publish(delivery, Some(pid), true) {
-                    Some(packet) => self.send_ordered(packet, out),
-                    None => {
+                    Ok(packet) => self.send_ordered(packet, out),
+                    Err(reason) => {
                         // Expired while unacknowledged: forget it.
                         state.forget(delivery);
-                        Metrics::inc(&self.ctx.metrics().messages_dropped);
+                        self.ctx.count_dropped(reason, 1);
                         continue;
                     }
                 },
@@ -566,6 +576,7 @@ impl MqttChannel {
     pub(super) fn expire_awaiting_rel(&mut self, now: Instant) {
         let Some(session) = &self.session else { return };
         let timeout = self.settings.await_rel_timeout;
-        session.lock().expire_awaiting_rel(timeout, now);
+        let expired = session.lock().expire_awaiting_rel(timeout, now);
+        self.ctx.count_await_pubrel_timeout(expired as u64);
     }
 }

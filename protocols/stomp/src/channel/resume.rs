@@ -3,10 +3,10 @@
 //! again, marked redelivered. [STOMP 1.2 §MESSAGE: the `redelivered` header is ours; the spec
 //! leaves redelivery to the server]
 
-use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use bytestring::ByteString;
+use portico_core::metrics::{DeliveryDrop, tally_qos};
 use portico_core::session::InflightState;
 
 use super::subscribe::{AckMode, Subscription, Unacked, complete_unacked};
@@ -67,6 +67,7 @@ impl StompChannel {
     fn redeliver_unacked(&mut self, now: Instant, out: &mut Out) {
         let Some(session) = self.session.clone() else { return };
         let mut frames = Vec::new();
+        let mut sent = [0u64; 3];
         let mut dropped = 0u64;
         {
             let mut state = session.lock();
@@ -89,6 +90,7 @@ impl StompChannel {
                 let message_id = self.next_message_id;
                 self.next_message_id += 1;
                 frames.push(self.message_frame(delivery, subscription, message_id, true));
+                tally_qos(&mut sent, delivery.qos);
                 self.unacked.push_back(Unacked {
                     message_id,
                     key: subscription.key,
@@ -99,9 +101,8 @@ impl StompChannel {
                 index += 1;
             }
         }
-        let metrics = self.ctx.metrics();
-        metrics.messages_sent.fetch_add(frames.len() as u64, Ordering::Relaxed);
-        metrics.messages_dropped.fetch_add(dropped, Ordering::Relaxed);
+        self.ctx.count_sent(sent);
+        self.ctx.count_dropped(DeliveryDrop::Other, dropped);
         for frame in frames {
             self.send(frame, now, out);
         }

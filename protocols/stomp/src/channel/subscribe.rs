@@ -1,6 +1,5 @@
 //! SUBSCRIBE, UNSUBSCRIBE, MESSAGE delivery, ACK and NACK.
 
-use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use bytestring::ByteString;
@@ -9,6 +8,7 @@ use portico_core::auth::Action;
 use portico_core::broker::RetainedOnSubscribe;
 use portico_core::hooks::EventKind;
 use portico_core::message::now_millis;
+use portico_core::metrics::{DeliveryDrop, tally_qos};
 use portico_core::session::{Delivery, InflightEntry, InflightState, SessionState, SubOptions};
 use portico_core::sys::{SubscribedEvent, UnsubscribedEvent};
 use portico_core::topic::SubscriptionTopic;
@@ -303,10 +303,7 @@ impl StompChannel {
                 false
             });
             drop(state);
-            self.ctx
-                .metrics()
-                .messages_dropped
-                .fetch_add(dropped, Ordering::Relaxed);
+            self.ctx.count_dropped(DeliveryDrop::Other, dropped);
         }
         if let Some(client) = &self.client {
             self.ctx.sys_unsubscribed(&UnsubscribedEvent {
@@ -324,6 +321,7 @@ impl StompChannel {
     pub(super) fn deliver_queued(&mut self, now: Instant, out: &mut Out) {
         let Some(session) = self.session.clone() else { return };
         let mut frames = Vec::new();
+        let mut sent = [0u64; 3];
         let mut dropped = 0u64;
         // `message.delivered`, fired once the session lock is released; empty unless wanted.
         let hook_delivered = self.ctx.hooks().wants(EventKind::MessageDelivered);
@@ -387,15 +385,15 @@ impl StompChannel {
                     if hook_delivered {
                         delivered.push(delivery.message.clone());
                     }
+                    tally_qos(&mut sent, delivery.qos);
                 }
                 if acked == 0 {
                     state.forget(&delivery);
                 }
             }
         }
-        let metrics = self.ctx.metrics();
-        metrics.messages_sent.fetch_add(frames.len() as u64, Ordering::Relaxed);
-        metrics.messages_dropped.fetch_add(dropped, Ordering::Relaxed);
+        self.ctx.count_sent(sent);
+        self.ctx.count_dropped(DeliveryDrop::Other, dropped);
         for message in &delivered {
             self.ctx
                 .hook_message(EventKind::MessageDelivered, || self.client_ref(), message);
@@ -506,6 +504,7 @@ impl StompChannel {
         }
         let Some(session) = self.session.clone() else { return };
         let mut frames = Vec::new();
+        let mut sent = [0u64; 3];
         let mut dropped = 0u64;
         let hook_acked = !nack && self.ctx.hooks().wants(EventKind::MessageAcked);
         let mut acked = Vec::new();
@@ -522,6 +521,9 @@ impl StompChannel {
                 if !nack || give_up {
                     complete_unacked(&mut state, i);
                     dropped += u64::from(nack);
+                    if !nack {
+                        self.ctx.count_acked();
+                    }
                     continue;
                 }
                 // NACK: the same subscription gets it again, marked redelivered. [STOMP 1.2 §NACK]
@@ -537,12 +539,12 @@ impl StompChannel {
                 self.next_message_id += 1;
                 entry.redeliveries += 1;
                 frames.push(self.message_frame(&delivery, subscription, entry.message_id, true));
+                tally_qos(&mut sent, delivery.qos);
                 self.unacked.push_back(entry);
             }
         }
-        let metrics = self.ctx.metrics();
-        metrics.messages_sent.fetch_add(frames.len() as u64, Ordering::Relaxed);
-        metrics.messages_dropped.fetch_add(dropped, Ordering::Relaxed);
+        self.ctx.count_sent(sent);
+        self.ctx.count_dropped(DeliveryDrop::Other, dropped);
         for message in &acked {
             self.ctx
                 .hook_message(EventKind::MessageAcked, || self.client_ref(), message);

@@ -2,6 +2,7 @@
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -268,6 +269,21 @@ fn qos1_publish_reaches_subscriber_and_is_acked() {
     assert_eq!(sub.channel.session().map(|s| s.lock().inflight.len()), Some(1));
     sub.input(Packet::PubAck(PubResponse::new(id)), h.t0);
     assert_eq!(sub.channel.session().map(|s| s.lock().inflight.len()), Some(0));
+    assert_eq!(h.broker.metrics().messages_acked.load(Relaxed), 1);
+}
+
+#[test]
+fn a_qos2_message_whose_pubrel_never_comes_is_counted_dropped() {
+    let h = Harness::with(MqttSettings {
+        await_rel_timeout: Duration::from_secs(1),
+        ..MqttSettings::default()
+    });
+    let mut publisher = h.connect(ProtocolVersion::V3_1_1, "pub", true, |_| {});
+    publisher.publish("t", b"held", QoS::ExactlyOnce, 7, h.t0);
+    publisher.timeout(h.t0 + Duration::from_secs(2));
+    let metrics = h.broker.metrics();
+    assert_eq!(metrics.messages_dropped_await_pubrel_timeout.load(Relaxed), 1);
+    assert_eq!(metrics.messages_qos2_received.load(Relaxed), 1);
 }
 
 #[test]
@@ -662,6 +678,9 @@ fn expired_messages_are_dropped_and_remaining_interval_is_sent() {
     let delivered = published(&out);
     assert_eq!(delivered.len(), 1, "the expired message is dropped");
     assert_eq!(&delivered[0].payload[..], b"long");
+    let metrics = h.broker.metrics();
+    assert_eq!(metrics.delivery_dropped_expired.load(Relaxed), 1);
+    assert_eq!(metrics.messages_qos1_sent.load(Relaxed), 1);
     assert!(
         delivered[0]
             .properties
@@ -690,6 +709,10 @@ fn client_maximum_packet_size_drops_larger_messages() {
     let delivered = published(&out);
     assert_eq!(delivered.len(), 1, "[MQTT-3.1.2-25] the large one is discarded");
     assert_eq!(&delivered[0].payload[..], b"ok");
+    let metrics = h.broker.metrics();
+    assert_eq!(metrics.delivery_dropped_too_large.load(Relaxed), 1);
+    assert_eq!(metrics.delivery_dropped.load(Relaxed), 1);
+    assert_eq!(metrics.messages_qos0_sent.load(Relaxed), 1);
 }
 
 #[test]
