@@ -502,7 +502,7 @@ fn details(method: &str, path: &str) -> Details {
                 object(
                     &["name", "type", kind],
                     json!({
-                        "name": {"type": "string", "minLength": 1, "maxLength": 256, "pattern": "^[A-Za-z0-9_-]+$"},
+                        "name": trace_name(),
                         "type": {"type": "string", "enum": [kind]},
                         kind: value,
                         "payload_encode": nullable(json!({"type": "string", "enum": ["text", "hex", "hidden"]})),
@@ -516,8 +516,16 @@ fn details(method: &str, path: &str) -> Details {
                 shape("ip_address", json!({"type": "string", "format": "ipv4"})),
             ]}));
         }
-        ("DELETE", "/api/v5/trace" | "/api/v5/trace/{name}") => d.success = Some(NO_CONTENT),
+        ("DELETE", "/api/v5/trace") => d.success = Some(NO_CONTENT),
+        ("DELETE", "/api/v5/trace/{name}") => {
+            d.path = vec![("name", trace_name())];
+            d.success = Some(NO_CONTENT);
+        }
+        ("PUT", "/api/v5/trace/{name}/stop") | ("GET", "/api/v5/trace/{name}/download") => {
+            d.path = vec![("name", trace_name())];
+        }
         ("GET", "/api/v5/trace/{name}/log") => {
+            d.path = vec![("name", trace_name())];
             d.query = vec![
                 (
                     "bytes",
@@ -604,6 +612,11 @@ fn details(method: &str, path: &str) -> Details {
         _ => {}
     }
     d
+}
+
+/// A log trace's name.
+fn trace_name() -> Value {
+    json!({"type": "string", "minLength": 1, "maxLength": 200, "pattern": "^[A-Za-z0-9_-]+$"})
 }
 
 /// A backup file's name: `[A-Za-z0-9_-]` words joined by single dots, ending in `.tar.gz`.

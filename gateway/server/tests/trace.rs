@@ -222,7 +222,7 @@ async fn bad_input_is_refused() {
     let bad = [
         json!({"name": "bad name", "type": "clientid", "clientid": "c"}),
         json!({"name": "", "type": "clientid", "clientid": "c"}),
-        json!({"name": "x".repeat(257), "type": "clientid", "clientid": "c"}),
+        json!({"name": "x".repeat(201), "type": "clientid", "clientid": "c"}),
         json!({"name": "t", "type": "ruleid", "ruleid": "r"}),
         json!({"name": "t", "type": "clientid"}),
         json!({"name": "t", "type": "clientid", "clientid": ""}),

@@ -43,7 +43,8 @@ use crate::writer::{Active, Shared};
 /// Most traces at once, whatever their status (EMQX's limit).
 pub const MAX_TRACES: usize = 30;
 /// Longest trace name.
-pub const MAX_NAME_LEN: usize = 256;
+/// (EMQX allows 256; the file `{name}.log` must fit a file name's 255 bytes.)
+pub const MAX_NAME_LEN: usize = 200;
 /// How long a trace runs when no `end_at` is given: 10 minutes from its start.
 pub const DEFAULT_DURATION_MS: u64 = 10 * 60 * 1000;
 /// `trace.max_file_size` default: 50 MiB per trace file.
@@ -98,7 +99,7 @@ impl Status {
 /// A trace to create.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewTrace {
-    /// 1..=256 characters of `[A-Za-z0-9-_]`.
+    /// 1..=200 characters of `[A-Za-z0-9-_]`.
     pub name: String,
     /// What to follow.
     pub filter: Filter,
@@ -165,7 +166,7 @@ pub enum TraceError {
     Io(String),
 }
 
-/// Checks a trace name: 1..=256 characters of `[A-Za-z0-9-_]` (so it is also a safe file name).
+/// Checks a trace name: 1..=200 characters of `[A-Za-z0-9-_]` (so it is also a safe file name).
 pub fn check_name(name: &str) -> Result<(), TraceError> {
     if name.is_empty() || name.len() > MAX_NAME_LEN {
         return Err(TraceError::Invalid(format!(
