@@ -12,12 +12,10 @@ use bytes::Bytes;
 use bytestring::ByteString;
 use portico::Server;
 use portico::config::Config;
-use portico_mqtt::{
-    Connect, Packet, PacketId, ProtocolVersion, Publish, QoS, ReasonCode, Subscribe, SubscriptionOptions,
-};
+use portico_mqtt::{Packet, PacketId, Publish, QoS, ReasonCode, Subscribe, SubscriptionOptions};
 use serde_json::{Value, json};
 use support::http::{Auth, Response, admin_token, api_env, call};
-use support::{Client, addr};
+use support::{Client, addr, mqtt_login};
 use tokio::net::TcpStream;
 
 const AUTHN: &str = "/api/v5/authentication/password_based%3Abuilt_in_database";
@@ -74,32 +72,8 @@ impl Api {
     }
 }
 
-/// MQTT 5 CONNECT with a user name and password; the CONNACK reason and the client.
-async fn connect(server: &Server, id: &str, user: &str, password: &str) -> (Client, Option<ReasonCode>) {
-    let stream = TcpStream::connect(addr(server, "tcp:default")).await.expect("connect");
-    let mut client = Client::new(Box::new(stream), ProtocolVersion::V5);
-    client
-        .send(&Packet::Connect(Box::new(Connect {
-            protocol: ProtocolVersion::V5,
-            clean_start: true,
-            keep_alive: 60,
-            client_id: ByteString::from(id.to_owned()),
-            will: None,
-            username: Some(ByteString::from(user.to_owned())),
-            password: Some(Bytes::copy_from_slice(password.as_bytes())),
-            properties: Default::default(),
-        })))
-        .await;
-    let code = match client.recv().await {
-        Some(Packet::ConnAck(ack)) => Some(ack.reason_code),
-        None => None,
-        Some(other) => panic!("expected CONNACK, got {other:?}"),
-    };
-    (client, code)
-}
-
 async fn connect_code(server: &Server, user: &str, password: &str) -> Option<ReasonCode> {
-    connect(server, &format!("{user}-probe"), user, password).await.1
+    mqtt_login(server, &format!("{user}-probe"), user, password).await.1
 }
 
 async fn subscribe(client: &mut Client, filter: &str, packet_id: u16) -> ReasonCode {
@@ -303,15 +277,15 @@ async fn users_through_the_api_decide_who_connects_and_survive_a_restart() {
     let (server, addr, token) = start(&dir).await;
     let api = Api { addr, token };
     assert_eq!(
-        connect(&server, "bob-after", "bob", "secret-bob").await.1,
+        mqtt_login(&server, "bob-after", "bob", "secret-bob").await.1,
         Some(ReasonCode::Success)
     );
     assert_eq!(
-        connect(&server, "carol-after", "carol", "secret-carol").await.1,
+        mqtt_login(&server, "carol-after", "carol", "secret-carol").await.1,
         Some(ReasonCode::Success)
     );
     assert_eq!(
-        connect(&server, "alice-after", "alice", "secret-c").await.1,
+        mqtt_login(&server, "alice-after", "alice", "secret-c").await.1,
         Some(ReasonCode::NotAuthorized)
     );
     assert_eq!(api.get(&format!("{AUTHN}/users")).await.json()["meta"]["count"], 2);
@@ -321,7 +295,7 @@ async fn users_through_the_api_decide_who_connects_and_survive_a_restart() {
         rules.json()["rules"],
         json!([{"topic": "secret/#", "permission": "deny", "action": "subscribe", "qos": [0, 1, 2], "retain": "all"}])
     );
-    let (mut bob, code) = connect(&server, "bob-1", "bob", "secret-bob").await;
+    let (mut bob, code) = mqtt_login(&server, "bob-1", "bob", "secret-bob").await;
     assert_eq!(code, Some(ReasonCode::Success));
     assert_eq!(subscribe(&mut bob, "secret/x", 1).await, ReasonCode::NotAuthorized);
     server.shutdown().await;
@@ -345,7 +319,7 @@ async fn rules_through_the_api_deny_and_allow_again() {
         .await,
         201,
     );
-    let (mut dave, code) = connect(&server, "dave-1", "dave", "secret-d").await;
+    let (mut dave, code) = mqtt_login(&server, "dave-1", "dave", "secret-d").await;
     assert_eq!(code, Some(ReasonCode::Success));
     assert_eq!(subscribe(&mut dave, "t/1", 1).await, ReasonCode::Success);
     assert_eq!(publish(&mut dave, "t/2", 2).await, ReasonCode::NoMatchingSubscribers);

@@ -10,15 +10,12 @@ mod support;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use bytes::Bytes;
-use bytestring::ByteString;
 use portico::Server;
 use portico::config::Config;
-use portico_mqtt::{Connect, Packet, ProtocolVersion, QoS, ReasonCode};
+use portico_mqtt::{QoS, ReasonCode};
 use serde_json::{Value, json};
 use support::http::{Auth, Response, admin_token, api_env, call, request, request_typed};
-use support::{Client, addr};
-use tokio::net::TcpStream;
+use support::{addr, mqtt_login};
 
 const AUTHN: &str = "/api/v5/authentication/password_based%3Abuilt_in_database/users";
 const RULES: &str = "/api/v5/authorization/sources/built_in_database/rules/users";
@@ -66,30 +63,6 @@ async fn ok(api: SocketAddr, method: &str, path: &str, token: &str, body: Option
         answer.text()
     );
     answer
-}
-
-/// An MQTT 5 client connected with user name and password; the CONNACK reason.
-async fn connect(server: &Server, id: &str, user: &str, password: &str) -> (Client, Option<ReasonCode>) {
-    let stream = TcpStream::connect(addr(server, "tcp:default")).await.expect("connect");
-    let mut client = Client::new(Box::new(stream), ProtocolVersion::V5);
-    client
-        .send(&Packet::Connect(Box::new(Connect {
-            protocol: ProtocolVersion::V5,
-            clean_start: true,
-            keep_alive: 60,
-            client_id: ByteString::from(id.to_owned()),
-            will: None,
-            username: Some(ByteString::from(user.to_owned())),
-            password: Some(Bytes::copy_from_slice(password.as_bytes())),
-            properties: Default::default(),
-        })))
-        .await;
-    let code = match client.recv().await {
-        Some(Packet::ConnAck(ack)) => Some(ack.reason_code),
-        None => None,
-        Some(other) => panic!("expected CONNACK, got {other:?}"),
-    };
-    (client, code)
 }
 
 /// A multipart/form-data body with one file field.
@@ -294,14 +267,14 @@ async fn export_download_upload_import_between_nodes() {
 
     // Upsert: alice's password is the exported one, bob is still there.
     assert_eq!(
-        connect(&server_b, "a-old", "alice", "old-password").await.1,
+        mqtt_login(&server_b, "a-old", "alice", "old-password").await.1,
         Some(ReasonCode::BadUserNameOrPassword)
     );
     assert_eq!(
-        connect(&server_b, "b-1", "bob", "bob-pass").await.1,
+        mqtt_login(&server_b, "b-1", "bob", "bob-pass").await.1,
         Some(ReasonCode::Success)
     );
-    let (mut alice, code) = connect(&server_b, "alice-1", "alice", "alice-pass").await;
+    let (mut alice, code) = mqtt_login(&server_b, "alice-1", "alice", "alice-pass").await;
     assert_eq!(code, Some(ReasonCode::Success));
     alice.subscribe_with("config/#", QoS::AtLeastOnce).await;
     let message = alice.expect_publish().await;
@@ -363,7 +336,7 @@ async fn an_export_of_chosen_tables_imports_cleanly() {
     ok(api, "DELETE", &format!("{AUTHN}/alice"), &token, None).await;
     // An unknown user is not authorized (no anonymous clients).
     assert_eq!(
-        connect(&server, "a-1", "alice", "alice-pass").await.1,
+        mqtt_login(&server, "a-1", "alice", "alice-pass").await.1,
         Some(ReasonCode::NotAuthorized)
     );
     let import = call(
@@ -376,7 +349,7 @@ async fn an_export_of_chosen_tables_imports_cleanly() {
     .await;
     assert_eq!(import.status, 204, "{}", import.text());
     assert_eq!(
-        connect(&server, "a-2", "alice", "alice-pass").await.1,
+        mqtt_login(&server, "a-2", "alice", "alice-pass").await.1,
         Some(ReasonCode::Success)
     );
     server.shutdown().await;

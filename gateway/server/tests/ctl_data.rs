@@ -8,15 +8,12 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use bytes::Bytes;
-use bytestring::ByteString;
 use portico::Server;
 use portico::config::Config;
-use portico_mqtt::{Connect, Packet, ProtocolVersion, ReasonCode};
+use portico_mqtt::ReasonCode;
 use serde_json::json;
 use support::http::{Auth, api_env, call};
-use support::{Client, addr};
-use tokio::net::TcpStream;
+use support::{addr, mqtt_login};
 
 /// A server with built-in users (a fast hash) and no anonymous clients; with its control
 /// socket's path and data directory.
@@ -80,28 +77,6 @@ fn failed(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
-async fn mqtt_code(server: &Server, id: &str, user: &str, password: &str) -> Option<ReasonCode> {
-    let stream = TcpStream::connect(addr(server, "tcp:default")).await.expect("connect");
-    let mut client = Client::new(Box::new(stream), ProtocolVersion::V5);
-    client
-        .send(&Packet::Connect(Box::new(Connect {
-            protocol: ProtocolVersion::V5,
-            clean_start: true,
-            keep_alive: 60,
-            client_id: ByteString::from(id.to_owned()),
-            will: None,
-            username: Some(ByteString::from(user.to_owned())),
-            password: Some(Bytes::copy_from_slice(password.as_bytes())),
-            properties: Default::default(),
-        })))
-        .await;
-    match client.recv().await {
-        Some(Packet::ConnAck(ack)) => Some(ack.reason_code),
-        None => None,
-        Some(other) => panic!("expected CONNACK, got {other:?}"),
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn users_data_and_admins() {
     let (server, socket, data_dir) = start().await;
@@ -114,16 +89,16 @@ async fn users_data_and_admins() {
     let list = ok(&ctl(&socket, &["users", "list"]).await);
     assert_eq!(list, "dev-1 superuser:true\n");
     assert_eq!(
-        mqtt_code(&server, "c1", "dev-1", "dev-pass").await,
+        mqtt_login(&server, "c1", "dev-1", "dev-pass").await.1,
         Some(ReasonCode::Success)
     );
     ok(&ctl(&socket, &["users", "passwd", "dev-1", "new-pass"]).await);
     assert_eq!(
-        mqtt_code(&server, "c2", "dev-1", "dev-pass").await,
+        mqtt_login(&server, "c2", "dev-1", "dev-pass").await.1,
         Some(ReasonCode::BadUserNameOrPassword)
     );
     assert_eq!(
-        mqtt_code(&server, "c3", "dev-1", "new-pass").await,
+        mqtt_login(&server, "c3", "dev-1", "new-pass").await.1,
         Some(ReasonCode::Success)
     );
 
@@ -142,7 +117,7 @@ async fn users_data_and_admins() {
     let imported = ok(&ctl(&socket, &["data", "import", &path.display().to_string()]).await);
     assert_eq!(imported, format!("data imported from {name}\n"));
     assert_eq!(
-        mqtt_code(&server, "c4", "dev-1", "new-pass").await,
+        mqtt_login(&server, "c4", "dev-1", "new-pass").await.1,
         Some(ReasonCode::Success)
     );
 

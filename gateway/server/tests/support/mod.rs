@@ -46,6 +46,17 @@ pub fn no_dashboard() -> (String, String) {
 pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
+/// An MQTT 5 client on `tcp:default` that sent CONNECT with a user name and password, and the
+/// CONNACK reason (None if the connection closed instead).
+pub async fn mqtt_login(server: &Server, id: &str, user: &str, password: &str) -> (Client, Option<ReasonCode>) {
+    let stream = tokio::net::TcpStream::connect(addr(server, "tcp:default"))
+        .await
+        .expect("connect");
+    let mut client = Client::new(Box::new(stream), ProtocolVersion::V5);
+    let code = client.connect_with(id, Some(user), Some(password)).await;
+    (client, code)
+}
+
 /// The bound address of the listener `name` (`tcp:default`, ...).
 pub fn addr(server: &Server, name: &str) -> SocketAddr {
     server
@@ -96,6 +107,16 @@ impl Client {
 
     /// CONNECT; returns the CONNACK reason (None if the connection closed instead).
     pub async fn connect(&mut self, id: &str, username: Option<&str>) -> Option<ReasonCode> {
+        self.connect_with(id, username, None).await
+    }
+
+    /// CONNECT with credentials; returns the CONNACK reason (None if the connection closed).
+    pub async fn connect_with(
+        &mut self,
+        id: &str,
+        username: Option<&str>,
+        password: Option<&str>,
+    ) -> Option<ReasonCode> {
         self.send(&Packet::Connect(Box::new(Connect {
             protocol: self.version,
             clean_start: true,
@@ -103,7 +124,7 @@ impl Client {
             client_id: ByteString::from(id.to_owned()),
             will: None,
             username: username.map(|u| ByteString::from(u.to_owned())),
-            password: None,
+            password: password.map(|p| Bytes::copy_from_slice(p.as_bytes())),
             properties: Default::default(),
         })))
         .await;
