@@ -14,6 +14,7 @@ use portico::config::Config;
 use portico_mqtt::{Packet, ProtocolVersion, ReasonCode};
 use serde_json::Value;
 use support::http::{Auth, api_env, request};
+use support::process::{ctl, portico};
 use support::{Client, addr};
 use tokio::net::TcpStream;
 
@@ -25,30 +26,6 @@ async fn start() -> (Server, PathBuf) {
     let config = Config::load(None, env).expect("valid test config");
     let server = Server::start(&config).await.expect("server starts");
     (server, Path::new(&data_dir).join("ctl.sock"))
-}
-
-/// Runs `portico ctl --socket <socket> <args>` (off the runtime's threads: the server is
-/// served by the same runtime).
-async fn ctl(socket: &Path, args: &[&str]) -> Output {
-    let mut all = vec!["ctl".to_owned(), "--socket".to_owned(), socket.display().to_string()];
-    all.extend(args.iter().map(|a| (*a).to_owned()));
-    run(all, Vec::new()).await
-}
-
-async fn run(args: Vec<String>, env: Vec<(String, String)>) -> Output {
-    tokio::task::spawn_blocking(move || {
-        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_portico"));
-        // Only what the test passes: the test runner's own `PORTICO_*` variables (the test
-        // services' `PORTICO_TEST_*` addresses, say) are not configuration keys.
-        for (key, _) in std::env::vars_os() {
-            if key.to_string_lossy().starts_with("PORTICO_") {
-                command.env_remove(key);
-            }
-        }
-        command.args(&args).envs(env).output().expect("the portico binary runs")
-    })
-    .await
-    .expect("command task")
 }
 
 /// A bare HTTP/1.1 GET over the socket, without credentials; the whole answer as text.
@@ -256,7 +233,7 @@ async fn the_socket_comes_from_the_configuration_and_tcp_still_needs_credentials
     let (server, socket) = start().await;
     let data_dir = socket.parent().expect("data dir").display().to_string();
     // No --socket: node.data_dir + node.ctl_socket, from the environment as for `start`.
-    let status = run(
+    let status = portico(
         vec!["ctl".to_owned(), "status".to_owned()],
         vec![("PORTICO_NODE__DATA_DIR".to_owned(), data_dir)],
     )

@@ -13,6 +13,7 @@ use portico::config::Config;
 use portico_mqtt::ReasonCode;
 use serde_json::json;
 use support::http::{Auth, api_env, call};
+use support::process::ctl;
 use support::{addr, mqtt_login};
 
 /// A server with built-in users (a fast hash) and no anonymous clients; with its control
@@ -34,24 +35,6 @@ async fn start() -> (Server, PathBuf, PathBuf) {
     let config = Config::load(Some(&dir.join("portico.toml")), env).expect("valid test config");
     let server = Server::start(&config).await.expect("server starts");
     (server, data_dir.join("ctl.sock"), data_dir)
-}
-
-/// Runs `portico ctl --socket <socket> <args>` without the test runner's `PORTICO_*`
-/// variables (off the runtime's threads: the server is served by the same runtime).
-async fn ctl(socket: &Path, args: &[&str]) -> Output {
-    let mut all = vec!["ctl".to_owned(), "--socket".to_owned(), socket.display().to_string()];
-    all.extend(args.iter().map(|a| (*a).to_owned()));
-    tokio::task::spawn_blocking(move || {
-        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_portico"));
-        for (key, _) in std::env::vars_os() {
-            if key.to_string_lossy().starts_with("PORTICO_") {
-                command.env_remove(key);
-            }
-        }
-        command.args(&all).output().expect("the portico binary runs")
-    })
-    .await
-    .expect("command task")
 }
 
 /// Asserts success and returns stdout.

@@ -14,6 +14,7 @@ use portico::config::Config;
 use portico_mqtt::{ProtocolVersion, ReasonCode};
 use serde_json::{Value, json};
 use support::http::{Auth, Response, admin_token, api_env, call};
+use support::process::ctl;
 use support::{Client, addr};
 use tokio::net::TcpStream;
 
@@ -311,24 +312,6 @@ async fn traces_survive_a_restart() {
     assert_eq!(list[0]["end_at"], "2099-01-02T00:00:00Z");
     assert_eq!(list[1]["status"], "stopped");
     node.server.shutdown().await;
-}
-
-/// Runs `portico ctl --socket <socket> <args>` off the runtime's threads (the server runs on
-/// the same runtime), without the test runner's `PORTICO_*` variables.
-async fn ctl(socket: &Path, args: &[&str]) -> std::process::Output {
-    let mut all = vec!["ctl".to_owned(), "--socket".to_owned(), socket.display().to_string()];
-    all.extend(args.iter().map(|a| (*a).to_owned()));
-    tokio::task::spawn_blocking(move || {
-        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_portico"));
-        for (key, _) in std::env::vars_os() {
-            if key.to_string_lossy().starts_with("PORTICO_") {
-                command.env_remove(key);
-            }
-        }
-        command.args(&all).output().expect("the portico binary runs")
-    })
-    .await
-    .expect("command task")
 }
 
 /// Asserts success; stdout.

@@ -189,3 +189,27 @@ pub async fn subscribe_offline(addr: SocketAddr, client_id: &str, filter: &'stat
         .await
         .expect("DISCONNECT");
 }
+
+/// Runs `portico ctl --socket <socket> <args>` (off the runtime's threads: the server is
+/// served by the same runtime).
+pub async fn ctl(socket: &Path, args: &[&str]) -> std::process::Output {
+    let mut all = vec!["ctl".to_owned(), "--socket".to_owned(), socket.display().to_string()];
+    all.extend(args.iter().map(|a| (*a).to_owned()));
+    portico(all, Vec::new()).await
+}
+
+/// Runs the `portico` binary with `args` and `env` only: the test runner's own `PORTICO_*`
+/// variables (the test services' `PORTICO_TEST_*` addresses, say) are not configuration keys.
+pub async fn portico(args: Vec<String>, env: Vec<(String, String)>) -> std::process::Output {
+    tokio::task::spawn_blocking(move || {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_portico"));
+        for (key, _) in std::env::vars_os() {
+            if key.to_string_lossy().starts_with("PORTICO_") {
+                command.env_remove(key);
+            }
+        }
+        command.args(&args).envs(env).output().expect("the portico binary runs")
+    })
+    .await
+    .expect("command task")
+}
