@@ -15,7 +15,7 @@ use portico::config::Config;
 use portico_mqtt::{Packet, PacketId, Publish, QoS, ReasonCode, Subscribe, SubscriptionOptions};
 use serde_json::{Value, json};
 use support::http::{Auth, Response, admin_token, api_env, call};
-use support::{Client, addr, mqtt_login};
+use support::{BUILTIN_USERS_AND_RULES_CONFIG, Client, addr, config_dir, mqtt_login};
 use tokio::net::TcpStream;
 
 const AUTHN: &str = "/api/v5/authentication/password_based%3Abuilt_in_database";
@@ -24,18 +24,7 @@ const RULES: &str = "/api/v5/authorization/sources/built_in_database/rules";
 /// A fresh directory with the configuration: built-in users (a fast hash: the tests run
 /// unoptimised), no anonymous clients, built-in rules then acl.conf's defaults.
 fn setup(name: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("api-auth-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("test dir");
-    std::fs::write(
-        dir.join("portico.toml"),
-        "[[authentication]]\nmechanism = \"password_based\"\nbackend = \"built_in_database\"\n\
-         password_hash_algorithm = { name = \"sha256\", salt_position = \"suffix\" }\n\n\
-         [authorization]\nno_match = \"allow\"\n\
-         [[authorization.sources]]\ntype = \"built_in_database\"\n",
-    )
-    .expect("config");
-    dir
+    config_dir(&format!("api-auth-{name}"), BUILTIN_USERS_AND_RULES_CONFIG)
 }
 
 async fn start(dir: &Path) -> (Server, SocketAddr, String) {

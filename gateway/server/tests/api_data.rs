@@ -15,7 +15,7 @@ use portico::config::Config;
 use portico_mqtt::{QoS, ReasonCode};
 use serde_json::{Value, json};
 use support::http::{Auth, Response, admin_token, api_env, call, request, request_typed};
-use support::{addr, mqtt_login};
+use support::{BUILTIN_USERS_AND_RULES_CONFIG, addr, config_dir, mqtt_login};
 
 const AUTHN: &str = "/api/v5/authentication/password_based%3Abuilt_in_database/users";
 const RULES: &str = "/api/v5/authorization/sources/built_in_database/rules/users";
@@ -23,18 +23,7 @@ const RULES: &str = "/api/v5/authorization/sources/built_in_database/rules/users
 /// A fresh directory with the configuration: built-in users (a fast hash), no anonymous
 /// clients, built-in rules.
 fn setup(name: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("api-data-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("test dir");
-    std::fs::write(
-        dir.join("portico.toml"),
-        "[[authentication]]\nmechanism = \"password_based\"\nbackend = \"built_in_database\"\n\
-         password_hash_algorithm = { name = \"sha256\", salt_position = \"suffix\" }\n\n\
-         [authorization]\nno_match = \"allow\"\n\
-         [[authorization.sources]]\ntype = \"built_in_database\"\n",
-    )
-    .expect("config");
-    dir
+    config_dir(&format!("api-data-{name}"), BUILTIN_USERS_AND_RULES_CONFIG)
 }
 
 async fn start(dir: &Path, psk: bool) -> (Server, SocketAddr, String) {

@@ -5,7 +5,7 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Output;
 
 use portico::Server;
@@ -14,20 +14,12 @@ use portico_mqtt::ReasonCode;
 use serde_json::json;
 use support::http::{Auth, api_env, call};
 use support::process::ctl;
-use support::{addr, mqtt_login};
+use support::{BUILTIN_USERS_CONFIG, addr, config_dir, mqtt_login};
 
 /// A server with built-in users (a fast hash) and no anonymous clients; with its control
 /// socket's path and data directory.
 async fn start() -> (Server, PathBuf, PathBuf) {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("ctl-data-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("test dir");
-    std::fs::write(
-        dir.join("portico.toml"),
-        "[[authentication]]\nmechanism = \"password_based\"\nbackend = \"built_in_database\"\n\
-         password_hash_algorithm = { name = \"sha256\", salt_position = \"suffix\" }\n",
-    )
-    .expect("config");
+    let dir = config_dir("ctl-data", BUILTIN_USERS_CONFIG);
     let data_dir = dir.join("data");
     let mut env = api_env();
     env.push(("PORTICO_MQTT__ALLOW_ANONYMOUS".to_owned(), "false".to_owned()));

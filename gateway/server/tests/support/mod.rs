@@ -46,6 +46,26 @@ pub fn no_dashboard() -> (String, String) {
 pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
+/// A configuration with the built-in user database (sha256: a fast hash, the tests run
+/// unoptimised) as the only authenticator.
+pub const BUILTIN_USERS_CONFIG: &str = "[[authentication]]\nmechanism = \"password_based\"\nbackend = \"built_in_database\"\n\
+    password_hash_algorithm = { name = \"sha256\", salt_position = \"suffix\" }\n";
+
+/// That, with the built-in authorization rules as the first source.
+pub const BUILTIN_USERS_AND_RULES_CONFIG: &str = "[[authentication]]\nmechanism = \"password_based\"\nbackend = \"built_in_database\"\n\
+    password_hash_algorithm = { name = \"sha256\", salt_position = \"suffix\" }\n\n\
+    [authorization]\nno_match = \"allow\"\n\
+    [[authorization.sources]]\ntype = \"built_in_database\"\n";
+
+/// A fresh directory `{CARGO_TARGET_TMPDIR}/{tag}-{pid}` holding `portico.toml` = `config`.
+pub fn config_dir(tag: &str, config: &str) -> std::path::PathBuf {
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("test dir");
+    std::fs::write(dir.join("portico.toml"), config).expect("config");
+    dir
+}
+
 /// An MQTT 5 client on `tcp:default` that sent CONNECT with a user name and password, and the
 /// CONNACK reason (None if the connection closed instead).
 pub async fn mqtt_login(server: &Server, id: &str, user: &str, password: &str) -> (Client, Option<ReasonCode>) {
